@@ -1,0 +1,384 @@
+//! The `kedai` command line: `serve`, model management, tenant / shop /
+//! token administration and benchmarks. Every command a script may call
+//! takes `--json` and then prints exactly one JSON document on stdout.
+//!
+//! This is the one place that turns command-line arguments into settings and
+//! domain values; it holds no logic of its own beyond wiring.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::{Platform, ShopKey, TenantName};
+use crate::http::ModelReadiness;
+use crate::startup::{Application, BuildOptions};
+use crate::store::{NewShop, SqliteStore, Store, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(name = "kedai", version, about = "Self-hosted AI customer service for marketplace sellers")]
+pub struct Cli {
+    /// Configuration file (TOML) layered over the built-in defaults.
+    #[arg(long, global = true, env = "KEDAI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory holding the database (overrides store.data_dir).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (fetches the model bundle on first start).
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Fetch, list and verify model files.
+    #[command(subcommand)]
+    Models(crate::models::ModelsCommand),
+    /// Manage tenants (seller organisations).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage a tenant's shops.
+    #[command(subcommand)]
+    Shop(ShopCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Measure this machine: load generators and model benchmarks.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first API token.
+    Create { name: String },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShopCommand {
+    /// Register a shop for a tenant.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_parser = parse_platform)]
+        platform: Platform,
+        /// The shop's handle: the platform's shop id or a name of your choice.
+        #[arg(long)]
+        id: String,
+        /// Display name (defaults to the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// JSON file with the platform credentials (kept secret).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+    },
+    /// List a tenant's shops.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a new API token for a tenant.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "api")]
+        label: String,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: String },
+    /// List a tenant's tokens (never the tokens themselves).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+fn parse_platform(raw: &str) -> Result<Platform, String> {
+    raw.parse().map_err(|e: crate::domain::ValidationError| e.to_string())
+}
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+impl Output {
+    fn print(self, value: serde_json::Value, human: impl FnOnce() -> String) {
+        match self {
+            Output::Json => println!("{value}"),
+            Output::Human => println!("{}", human()),
+        }
+    }
+}
+
+/// Parses the process arguments and runs the command.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.data_dir {
+        settings.store.data_dir = dir.clone();
+    }
+    crate::telemetry::init(&settings.log);
+    let output = if cli.json { Output::Json } else { Output::Human };
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                settings.server.listen = listen;
+            }
+            serve(settings)
+        }
+        Command::Models(cmd) => crate::models::run(cmd, &settings, models_output(output)),
+        Command::Bench(cmd) => crate::bench::run(cmd, &settings, bench_output(output)),
+        Command::Tenant(cmd) => admin(&settings, |store| tenant(store, cmd, output)),
+        Command::Shop(cmd) => admin(&settings, |store| shop(store, cmd, output)),
+        Command::Token(cmd) => admin(&settings, |store| token(store, cmd, output)),
+    }
+}
+
+fn models_output(output: Output) -> crate::models::Output {
+    match output {
+        Output::Human => crate::models::Output::Human,
+        Output::Json => crate::models::Output::Json,
+    }
+}
+
+fn bench_output(output: Output) -> crate::bench::Output {
+    match output {
+        Output::Human => crate::bench::Output::Human,
+        Output::Json => crate::bench::Output::Json,
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    let models = prepare_models(&settings);
+    runtime()?.block_on(async move {
+        let app = Application::build(
+            settings,
+            BuildOptions {
+                models,
+                handler: None,
+            },
+        )
+        .await?;
+        if let Some(demo) = &app.demo {
+            println!(
+                "Created the demo tenant {:?} with shops demo-shopee, demo-lazada, demo-tiktok \
+                 and demo-web.\nIts API token (shown only this once):\n\n    {}\n",
+                demo.tenant, demo.token
+            );
+        }
+        println!("kedai is listening on http://{}", app.address());
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            crate::startup::shutdown_signal().await;
+            trigger.cancel();
+        });
+        app.run_until_stopped(shutdown).await
+    })
+}
+
+/// Makes sure the configured models are on disk before the server starts,
+/// fetching them when allowed. A failure does not stop the server: the
+/// inbox keeps working and /readyz says what is missing.
+fn prepare_models(settings: &Settings) -> ModelReadiness {
+    let mode =
+        crate::models::PrepareMode::from_settings(&settings.models, crate::models::Progress::Bar);
+    match crate::models::prepare(&settings.models, mode) {
+        Ok(prepared) => ModelReadiness::Ready(prepared.summary()),
+        Err(err) if !settings.models.required => {
+            ModelReadiness::NotRequired(format!("models not loaded: {err}"))
+        }
+        Err(err) => {
+            eprintln!("\nkedai could not prepare its models:\n  {err}\n");
+            eprintln!(
+                "The server starts anyway: messages are accepted and queued, and /readyz \
+                 reports not ready until the models are in place. Fix the cause, then run \
+                 `kedai models pull` and restart."
+            );
+            ModelReadiness::Unavailable(err.to_string())
+        }
+    }
+}
+
+fn admin<F, Fut>(settings: &Settings, command: F) -> anyhow::Result<()>
+where
+    F: FnOnce(SqliteStore) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    runtime()?.block_on(async {
+        let store = SqliteStore::open(&settings.store)
+            .await
+            .with_context(|| format!("opening the store in {}", settings.store.data_dir.display()))?;
+        let result = command(store.clone()).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn tenant_named(store: &SqliteStore, name: &str) -> anyhow::Result<crate::store::Tenant> {
+    store
+        .tenant_by_name(name)
+        .await?
+        .with_context(|| format!("no tenant named {name:?} (see `kedai tenant list`)"))
+}
+
+async fn tenant(store: SqliteStore, cmd: TenantCommand, output: Output) -> anyhow::Result<()> {
+    match cmd {
+        TenantCommand::Create { name } => {
+            let name = TenantName::parse(&name)?;
+            let tenant = match store.create_tenant(&name).await {
+                Err(StoreError::AlreadyExists { .. }) => {
+                    bail!("a tenant named {:?} already exists", name.as_str())
+                }
+                other => other?,
+            };
+            let (_, token) = crate::auth::issue_token(&store, tenant.id, "initial").await?;
+            output.print(
+                json!({ "tenant_id": tenant.id, "name": tenant.name, "token": token }),
+                || {
+                    format!(
+                        "Created tenant {:?} ({}).\nAPI token (shown only this once): {token}",
+                        tenant.name, tenant.id
+                    )
+                },
+            );
+        }
+        TenantCommand::List => {
+            let tenants = store.list_tenants().await?;
+            output.print(json!({ "tenants": tenants }), || {
+                let mut out = format!("{:<38} {}", "ID", "NAME");
+                for t in &tenants {
+                    out.push_str(&format!("\n{:<38} {}", t.id, t.name));
+                }
+                out
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::Result<()> {
+    match cmd {
+        ShopCommand::Add {
+            tenant,
+            platform,
+            id,
+            name,
+            credentials,
+        } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let key = ShopKey::parse(&id)?;
+            let credentials = match credentials {
+                Some(path) => {
+                    let raw = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let value: serde_json::Value = serde_json::from_str(&raw)
+                        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+                    if !value.is_object() {
+                        bail!("{} must hold a JSON object", path.display());
+                    }
+                    SecretString::from(value.to_string())
+                }
+                None => SecretString::from("{}"),
+            };
+            let shop = match store
+                .add_shop(NewShop {
+                    tenant_id: tenant.id,
+                    platform,
+                    name: name.unwrap_or_else(|| key.to_string()),
+                    key,
+                    credentials,
+                })
+                .await
+            {
+                Err(StoreError::AlreadyExists { what }) => {
+                    bail!("{what} already exists for tenant {:?}", tenant.name)
+                }
+                other => other?,
+            };
+            output.print(
+                json!({
+                    "shop_id": shop.id, "tenant_id": shop.tenant_id, "shop": shop.key,
+                    "platform": shop.platform, "name": shop.name,
+                }),
+                || format!("Added {} shop {:?} to tenant {:?}.", shop.platform, shop.key.as_str(), tenant.name),
+            );
+        }
+        ShopCommand::List { tenant } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let shops = store.list_shops(tenant.id).await?;
+            output.print(json!({ "shops": shops }), || {
+                let mut out = format!("{:<24} {:<8} {}", "SHOP", "PLATFORM", "NAME");
+                for s in &shops {
+                    out.push_str(&format!("\n{:<24} {:<8} {}", s.key.as_str(), s.platform, s.name));
+                }
+                out
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create { tenant, label } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let (info, token) = crate::auth::issue_token(&store, tenant.id, &label).await?;
+            output.print(
+                json!({ "token_id": info.id, "tenant_id": tenant.id, "label": info.label, "token": token }),
+                || format!("Token {} for tenant {:?} (shown only this once): {token}", info.id, tenant.name),
+            );
+        }
+        TokenCommand::Revoke { id } => {
+            let parsed = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{id:?} is not a token id (see `kedai token list`)"))?;
+            if !store.revoke_token(parsed).await? {
+                bail!("no active token with id {id}");
+            }
+            output.print(json!({ "token_id": id, "revoked": true }), || {
+                format!("Revoked token {id}.")
+            });
+        }
+        TokenCommand::List { tenant } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let tokens = store.list_tokens(tenant.id).await?;
+            output.print(json!({ "tokens": tokens }), || {
+                let mut out = format!("{:<38} {:<12} {:<10} {}", "ID", "PREFIX", "STATE", "LABEL");
+                for t in &tokens {
+                    let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                    out.push_str(&format!("\n{:<38} {:<12} {:<10} {}", t.id, t.prefix, state, t.label));
+                }
+                out
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! `ApiError`: the one place errors meet HTTP. Every failure a handler can
+//! report is a variant here, turned into a status, headers and a JSON body
+//! `{"error": {"code", "message"}}` by one exhaustive match. Server-side
+//! failures answer with a generic message; the real cause is logged.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::domain::ValidationError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    MalformedRequest(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error("invalid or revoked token")]
+    InvalidToken,
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("server busy, retry in {retry_after_secs} s")]
+    Unavailable { retry_after_secs: u64 },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_request`.
+    pub code: &'static str,
+    /// What was wrong, naming the bad field or value.
+    pub message: String,
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(err: ValidationError) -> Self {
+        ApiError::Invalid(err.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { what } => ApiError::NotFound { what },
+            StoreError::AlreadyExists { what } => ApiError::Conflict(format!("{what} already exists")),
+            StoreError::Busy(_) => ApiError::Unavailable {
+                retry_after_secs: 1,
+            },
+            StoreError::Database(sqlx::Error::PoolTimedOut) => ApiError::Unavailable {
+                retry_after_secs: 1,
+            },
+            other @ (StoreError::Corrupt(_)
+            | StoreError::Database(_)
+            | StoreError::Migration(_)
+            | StoreError::DataDir { .. }) => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::MalformedRequest(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "request failed");
+                "internal server error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail { code, message },
+            }),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::MissingToken | ApiError::InvalidToken => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Unavailable { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::MalformedRequest(_)
+            | ApiError::Invalid(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::NotFound { .. }
+            | ApiError::Conflict(_)
+            | ApiError::Internal(_) => {}
+        }
+        response
+    }
+}

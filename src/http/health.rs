@@ -1,0 +1,154 @@
+//! Liveness, readiness and Prometheus metrics.
+
+use std::sync::RwLock;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::metrics as m;
+
+/// Whether the models the server was configured with are usable. Startup
+/// sets it; handlers only read it.
+#[derive(Debug, Clone)]
+pub enum ModelReadiness {
+    /// Present and verified; the value describes them.
+    Ready(serde_json::Value),
+    /// Not (yet) usable, and why.
+    Unavailable(String),
+    /// The configuration says the server may run without them.
+    NotRequired(String),
+}
+
+#[derive(Debug)]
+pub struct Readiness {
+    models: RwLock<ModelReadiness>,
+}
+
+impl Readiness {
+    pub fn new(models: ModelReadiness) -> Readiness {
+        Readiness {
+            models: RwLock::new(models),
+        }
+    }
+
+    pub fn set_models(&self, models: ModelReadiness) {
+        *self.models.write().unwrap_or_else(|e| e.into_inner()) = models;
+    }
+
+    pub fn models(&self) -> ModelReadiness {
+        self.models.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadinessReport {
+    pub ready: bool,
+    pub store: CheckReport,
+    pub models: CheckReport,
+    pub queue: Option<QueueReport>,
+}
+
+/// Jobs in the durable queue by state.
+#[derive(Serialize, ToSchema)]
+pub struct QueueReport {
+    pub queued: i64,
+    pub leased: i64,
+    pub done: i64,
+    pub dead: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckReport {
+    pub ok: bool,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// Readiness: the store answers and the configured models are present.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = ReadinessReport),
+        (status = 503, description = "Not ready; the report says why", body = ReadinessReport),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let (store_ok, store_detail, queue) = match state.store.job_counts().await {
+        Ok(counts) => {
+            m::queue_jobs(&counts);
+            (
+                true,
+                serde_json::json!("ok"),
+                Some(QueueReport {
+                    queued: counts.queued,
+                    leased: counts.leased,
+                    done: counts.done,
+                    dead: counts.dead,
+                }),
+            )
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: store check failed");
+            (false, serde_json::json!("store unavailable"), None)
+        }
+    };
+    let (models_ok, models_detail) = match state.readiness.models() {
+        ModelReadiness::Ready(summary) => (true, summary),
+        ModelReadiness::NotRequired(why) => (true, serde_json::json!({ "not_required": why })),
+        ModelReadiness::Unavailable(why) => (false, serde_json::json!({ "unavailable": why })),
+    };
+    let ready = store_ok && models_ok;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(ReadinessReport {
+            ready,
+            store: CheckReport {
+                ok: store_ok,
+                detail: store_detail,
+            },
+            models: CheckReport {
+                ok: models_ok,
+                detail: models_detail,
+            },
+            queue,
+        }),
+    )
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok(counts) = state.store.job_counts().await {
+        m::queue_jobs(&counts);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,150 @@
+//! The HTTP server's surface: the v1 API, health and metrics endpoints, and
+//! the OpenAPI document describing them, all on one axum router.
+//!
+//! Handlers parse wire DTOs into domain types and call the store; they hold
+//! no business rules. Errors meet HTTP only in [`error::ApiError`].
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod v1;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::domain::TextLimits;
+use crate::metrics as m;
+use crate::queue::Queue;
+use crate::store::Store;
+use error::ApiError;
+pub use health::{ModelReadiness, Readiness};
+
+/// Limits applied to request contents.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
+    pub text: TextLimits,
+    pub body_bytes: usize,
+    pub timeout: Duration,
+    /// Attempts given to each inbound message's processing job.
+    pub max_attempts: u32,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub queue: Queue,
+    pub limits: ApiLimits,
+    pub readiness: Arc<Readiness>,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kedai",
+        description = "Self-hosted AI customer service for marketplace sellers. \
+                       Authenticate with `Authorization: Bearer <token>`; tokens come from \
+                       `kedai tenant create` or `kedai token create`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "messages", description = "Inbound buyer messages"),
+        (name = "conversations", description = "Conversations, their messages, and replies"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(v1::ingest_message))
+        .routes(routes!(v1::list_conversations))
+        .routes(routes!(v1::get_conversation))
+        .routes(routes!(v1::post_reply))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+}
+
+/// The OpenAPI document, generated from the handlers' annotations, so it
+/// cannot drift from the routes that exist.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = api_router().split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    api
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (routes, mut api) = api_router().split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let api = Arc::new(api);
+    routes
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let api = api.clone();
+                async move { Json(api.as_ref().clone()) }
+            }),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn(record_request))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.limits.timeout,
+        ))
+        .layer(DefaultBodyLimit::max(state.limits.body_bytes))
+        .layer(
+            // Server errors are logged where they happen (ApiError::Internal);
+            // a 503 from /readyz is routine and must not read as an error.
+            TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound {
+        what: "route".into(),
+    }
+}
+
+async fn record_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    m::http_request(&route, &method, response.status().as_u16(), started.elapsed());
+    response
+}

@@ -1,0 +1,17 @@
+//! kedai: a self-hosted AI customer-service server for marketplace sellers.
+//!
+//! The library holds everything; `main.rs` only parses the command line and
+//! calls [`cli::run`]. See `ARCHITECTURE.md` for the map of modules.
+
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod models;
+pub mod queue;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

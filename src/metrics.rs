@@ -1,0 +1,112 @@
+//! Every metric kedai exports, declared in one place with the `kedai_`
+//! prefix: durations are `_seconds` histograms, failures are counters
+//! labelled by cause. Other modules call the functions here and never name a
+//! metric themselves.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const HTTP_REQUESTS: &str = "kedai_http_requests_total";
+const HTTP_DURATION: &str = "kedai_http_request_duration_seconds";
+const INGEST_MESSAGES: &str = "kedai_ingest_messages_total";
+const INGEST_REJECTED: &str = "kedai_ingest_rejected_total";
+const INGEST_DURATION: &str = "kedai_ingest_commit_duration_seconds";
+const JOBS_FINISHED: &str = "kedai_jobs_finished_total";
+const JOB_DURATION: &str = "kedai_job_duration_seconds";
+const JOB_LEASE_FAILURES: &str = "kedai_job_lease_failures_total";
+const QUEUE_JOBS: &str = "kedai_queue_jobs";
+
+/// Installs the process-wide Prometheus recorder once and returns its handle;
+/// later calls (several servers in one test process) share it.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ];
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route and status.");
+    describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "Time to answer an HTTP request, by route."
+    );
+    describe_counter!(
+        INGEST_MESSAGES,
+        "Inbound messages acknowledged, by result (stored, duplicate)."
+    );
+    describe_counter!(
+        INGEST_REJECTED,
+        "Inbound messages refused, by cause; nothing was stored."
+    );
+    describe_histogram!(
+        INGEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time to commit an inbound message durably."
+    );
+    describe_counter!(
+        JOBS_FINISHED,
+        "Job attempts finished, by kind and outcome (done, retry, dead)."
+    );
+    describe_histogram!(
+        JOB_DURATION,
+        metrics::Unit::Seconds,
+        "Time a job handler ran, by kind."
+    );
+    describe_counter!(JOB_LEASE_FAILURES, "Failed attempts to lease jobs.");
+    describe_gauge!(QUEUE_JOBS, "Jobs in the durable queue, by state.");
+}
+
+pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => method.to_owned(), "status" => status.to_string()).increment(1);
+    histogram!(HTTP_DURATION, "route" => route.to_owned()).record(elapsed.as_secs_f64());
+}
+
+pub fn ingest_stored(duplicate: bool, elapsed: Duration) {
+    let result = if duplicate { "duplicate" } else { "stored" };
+    counter!(INGEST_MESSAGES, "result" => result).increment(1);
+    histogram!(INGEST_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub fn ingest_rejected(cause: &'static str) {
+    counter!(INGEST_REJECTED, "cause" => cause).increment(1);
+}
+
+pub fn job_finished(kind: &str, outcome: &'static str) {
+    counter!(JOBS_FINISHED, "kind" => kind.to_owned(), "outcome" => outcome).increment(1);
+}
+
+pub fn job_duration(kind: &str, elapsed: Duration) {
+    histogram!(JOB_DURATION, "kind" => kind.to_owned()).record(elapsed.as_secs_f64());
+}
+
+pub fn job_lease_failed() {
+    counter!(JOB_LEASE_FAILURES).increment(1);
+}
+
+pub fn queue_jobs(counts: &crate::store::JobCounts) {
+    for (state, n) in [
+        ("queued", counts.queued),
+        ("leased", counts.leased),
+        ("done", counts.done),
+        ("dead", counts.dead),
+    ] {
+        gauge!(QUEUE_JOBS, "state" => state).set(n as f64);
+    }
+}

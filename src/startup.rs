@@ -1,0 +1,211 @@
+//! Assembles a running kedai from `Settings`: opens the store, seeds the demo
+//! tenant on first start, starts the queue workers and the HTTP server, and
+//! shuts them down in order on a signal.
+//!
+//! Model files are prepared by the caller before [`Application::build`]; the
+//! server never downloads anything while it serves requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
+use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
+use crate::queue::{JobHandler, MarkProcessed, Queue};
+use crate::store::{NewShop, SqliteStore, Store, StoreError};
+
+pub const DEMO_TENANT: &str = "demo";
+
+/// The demo tenant's shops, one per platform.
+pub const DEMO_SHOPS: [(&str, Platform, &str); 4] = [
+    ("demo-shopee", Platform::Shopee, "Demo shop on Shopee"),
+    ("demo-lazada", Platform::Lazada, "Demo shop on Lazada"),
+    ("demo-tiktok", Platform::Tiktok, "Demo shop on TikTok Shop"),
+    ("demo-web", Platform::Web, "Demo web shop"),
+];
+
+/// Credentials minted for the demo tenant on the first start, shown once.
+#[derive(Debug, Clone)]
+pub struct DemoCredentials {
+    pub tenant: String,
+    pub token: String,
+}
+
+/// Creates the demo tenant and its shops unless a tenant called "demo"
+/// already exists; returns the new token when it made one.
+pub async fn seed_demo(store: &dyn Store) -> Result<Option<DemoCredentials>, StoreError> {
+    if store.tenant_by_name(DEMO_TENANT).await?.is_some() {
+        return Ok(None);
+    }
+    let name = TenantName::parse(DEMO_TENANT).expect("demo tenant name is valid");
+    let tenant = match store.create_tenant(&name).await {
+        Ok(tenant) => tenant,
+        // Another process seeded it between our check and our insert.
+        Err(StoreError::AlreadyExists { .. }) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    for (key, platform, label) in DEMO_SHOPS {
+        store
+            .add_shop(NewShop {
+                tenant_id: tenant.id,
+                platform,
+                key: ShopKey::parse(key).expect("demo shop keys are valid"),
+                name: label.to_owned(),
+                credentials: SecretString::from("{}"),
+            })
+            .await?;
+    }
+    let (_, token) = crate::auth::issue_token(store, tenant.id, "demo").await?;
+    Ok(Some(DemoCredentials {
+        tenant: tenant.name,
+        token,
+    }))
+}
+
+/// What `build` needs besides the settings.
+pub struct BuildOptions {
+    pub models: ModelReadiness,
+    /// What processes inbound-message jobs; `None` for the default.
+    pub handler: Option<Arc<dyn JobHandler>>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    settings: Settings,
+    pub demo: Option<DemoCredentials>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Application> {
+        let metrics = crate::metrics::install();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&settings.store)
+                .await
+                .with_context(|| {
+                    format!("opening the store in {}", settings.store.data_dir.display())
+                })?,
+        );
+        let demo = seed_demo(store.as_ref()).await.context("seeding the demo tenant")?;
+        let handler = options.handler.unwrap_or_else(|| {
+            Arc::new(MarkProcessed {
+                store: store.clone(),
+            })
+        });
+        let queue = Queue::new(store.clone(), handler, settings.queue.clone());
+        let state = AppState {
+            store,
+            queue,
+            limits: ApiLimits {
+                text: TextLimits {
+                    max_chars: settings.server.max_text_chars,
+                },
+                body_bytes: settings.server.body_limit_bytes,
+                timeout: Duration::from_secs(settings.server.request_timeout_secs),
+                max_attempts: settings.queue.max_attempts,
+            },
+            readiness: Arc::new(Readiness::new(options.models)),
+            metrics,
+        };
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let address = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            address,
+            state,
+            settings,
+            demo,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.state.readiness.clone()
+    }
+
+    /// Serves until `shutdown` fires; then stops accepting, lets in-flight
+    /// requests finish (up to `server.shutdown_grace_secs`), stops the
+    /// workers and hands their leased jobs back to the queue.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut workers = self.state.queue.spawn(shutdown.child_token());
+        let app = http::router(self.state.clone());
+        let grace = Duration::from_secs(self.settings.server.shutdown_grace_secs);
+        let signal = shutdown.clone();
+        let server = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { signal.cancelled().await });
+        tracing::info!(address = %self.address, "kedai is listening");
+        let mut server = tokio::spawn(async move { server.await });
+        let early_exit = tokio::select! {
+            joined = &mut server => Some(joined),
+            _ = shutdown.cancelled() => None,
+        };
+        let result = match early_exit {
+            Some(joined) => {
+                shutdown.cancel();
+                joined.context("server task").and_then(|r| r.context("server"))
+            }
+            None => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(joined) => joined.context("server task").and_then(|r| r.context("server")),
+                    Err(_) => {
+                        tracing::warn!(
+                            grace_secs = grace.as_secs(),
+                            "in-flight requests did not finish within the grace period"
+                        );
+                        server.abort();
+                        Ok(())
+                    }
+                }
+            }
+        };
+        while workers.join_next().await.is_some() {}
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

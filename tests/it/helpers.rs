@@ -1,0 +1,168 @@
+//! Starting kedai for a test and talking to it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kedai::config::Settings;
+use kedai::http::ModelReadiness;
+use kedai::queue::JobHandler;
+use kedai::startup::{Application, BuildOptions};
+use kedai::store::Store;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// The demo tenant's token (demo-shopee, demo-lazada, demo-tiktok, demo-web).
+    pub token: String,
+    pub store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for a test server: port 0, the given data dir, no models.
+pub fn test_settings(data_dir: &Path) -> Settings {
+    let mut settings = Settings::defaults();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.store.data_dir = data_dir.to_path_buf();
+    settings.models.fetch_on_start = false;
+    settings.models.required = false;
+    settings.queue.poll_interval_ms = 50;
+    settings.queue.backoff_base_ms = 20;
+    settings.queue.backoff_max_ms = 100;
+    settings
+}
+
+pub struct Spawn {
+    pub settings: Settings,
+    pub handler: Option<Arc<dyn JobHandler>>,
+    pub models: ModelReadiness,
+}
+
+impl Spawn {
+    pub fn new(data_dir: &Path) -> Spawn {
+        Spawn {
+            settings: test_settings(data_dir),
+            handler: None,
+            models: ModelReadiness::NotRequired("tests run without models".into()),
+        }
+    }
+
+    pub async fn start(self) -> TestApp {
+        let app = Application::build(
+            self.settings,
+            BuildOptions {
+                models: self.models,
+                handler: self.handler,
+            },
+        )
+        .await
+        .expect("application builds");
+        let base = format!("http://{}", app.address());
+        let store = app.store();
+        let token = match &app.demo {
+            Some(demo) => demo.token.clone(),
+            None => {
+                let tenant = store.tenant_by_name("demo").await.unwrap().unwrap();
+                kedai::auth::issue_token(store.as_ref(), tenant.id, "test")
+                    .await
+                    .unwrap()
+                    .1
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            token,
+            store,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+}
+
+/// A fresh server in a fresh temporary directory.
+pub async fn spawn_app() -> (TestApp, TempDir) {
+    let dir = TempDir::new().unwrap();
+    let app = Spawn::new(dir.path()).start().await;
+    (app, dir)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn ingest(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/messages"))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// Stops the server as SIGTERM would, and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .expect("server stops within 30 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A valid inbound message for `shop`.
+pub fn message(shop: &str, external_id: &str, buyer: &str, text: &str) -> Value {
+    json!({
+        "shop": shop,
+        "external_id": external_id,
+        "buyer": {"id": buyer, "name": format!("Buyer {buyer}")},
+        "text": text,
+        "sent_at": "2026-11-21T10:15:00Z",
+    })
+}
+
+/// Waits until `check` holds, polling; panics after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,10 @@
+//! kedai's integration tests: one binary, real application on port 0 with a
+//! temporary data directory, spoken to over HTTP.
+
+mod api;
+mod cli;
+mod durability;
+mod helpers;
+mod models;
+mod openapi;
+mod queue;
