@@ -1,0 +1,45 @@
+//! Load generators an operator runs against kedai: `kedai bench ...`.
+//!
+//! A benchmark here is a measurement, not a test: it reports figures and
+//! exits non-zero only when requests failed, never because something was
+//! slow. Each benchmark talks to kedai the way a client does, over HTTP
+//! (starting a throwaway server as a child process when none is given), so
+//! this module knows nothing of the store, the queue or the handlers; it only
+//! knows the public API and the command line.
+
+pub mod ingest;
+mod messages;
+mod report;
+mod server;
+
+use anyhow::Context;
+
+use crate::config::Settings;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A small table for a terminal; progress goes to stderr.
+    Human,
+    /// One JSON document on stdout, for scripts and release gates.
+    Json,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Ingest acknowledgement latency and throughput
+    Ingest(ingest::IngestArgs),
+}
+
+/// Runs one benchmark to completion on a runtime of its own, so the caller
+/// needs none.
+pub fn run(cmd: BenchCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kedai-bench")
+        .build()
+        .context("cannot start the benchmark runtime")?;
+    match cmd {
+        BenchCommand::Ingest(args) => runtime.block_on(ingest::run(args, settings, output)),
+    }
+}
