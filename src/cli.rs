@@ -20,7 +20,11 @@ use crate::startup::{Application, BuildOptions};
 use crate::store::{NewShop, SqliteStore, Store, StoreError};
 
 #[derive(Debug, Parser)]
-#[command(name = "kedai", version, about = "Self-hosted AI customer service for marketplace sellers")]
+#[command(
+    name = "kedai",
+    version,
+    about = "Self-hosted AI customer service for marketplace sellers"
+)]
 pub struct Cli {
     /// Configuration file (TOML) layered over the built-in defaults.
     #[arg(long, global = true, env = "KEDAI_CONFIG")]
@@ -112,7 +116,8 @@ pub enum TokenCommand {
 }
 
 fn parse_platform(raw: &str) -> Result<Platform, String> {
-    raw.parse().map_err(|e: crate::domain::ValidationError| e.to_string())
+    raw.parse()
+        .map_err(|e: crate::domain::ValidationError| e.to_string())
 }
 
 /// How a command prints its result.
@@ -139,7 +144,11 @@ pub fn run() -> anyhow::Result<()> {
         settings.store.data_dir = dir.clone();
     }
     crate::telemetry::init(&settings.log);
-    let output = if cli.json { Output::Json } else { Output::Human };
+    let output = if cli.json {
+        Output::Json
+    } else {
+        Output::Human
+    };
     match cli.command {
         Command::Serve { listen } => {
             if let Some(listen) = listen {
@@ -233,9 +242,9 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     runtime()?.block_on(async {
-        let store = SqliteStore::open(&settings.store)
-            .await
-            .with_context(|| format!("opening the store in {}", settings.store.data_dir.display()))?;
+        let store = SqliteStore::open(&settings.store).await.with_context(|| {
+            format!("opening the store in {}", settings.store.data_dir.display())
+        })?;
         let result = command(store.clone()).await;
         store.close().await;
         result
@@ -328,7 +337,14 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
                     "shop_id": shop.id, "tenant_id": shop.tenant_id, "shop": shop.key,
                     "platform": shop.platform, "name": shop.name,
                 }),
-                || format!("Added {} shop {:?} to tenant {:?}.", shop.platform, shop.key.as_str(), tenant.name),
+                || {
+                    format!(
+                        "Added {} shop {:?} to tenant {:?}.",
+                        shop.platform,
+                        shop.key.as_str(),
+                        tenant.name
+                    )
+                },
             );
         }
         ShopCommand::List { tenant } => {
@@ -337,7 +353,12 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
             output.print(json!({ "shops": shops }), || {
                 let mut out = format!("{:<24} {:<8} {}", "SHOP", "PLATFORM", "NAME");
                 for s in &shops {
-                    out.push_str(&format!("\n{:<24} {:<8} {}", s.key.as_str(), s.platform, s.name));
+                    out.push_str(&format!(
+                        "\n{:<24} {:<8} {}",
+                        s.key.as_str(),
+                        s.platform,
+                        s.name
+                    ));
                 }
                 out
             });
@@ -357,9 +378,9 @@ async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow:
             );
         }
         TokenCommand::Revoke { id } => {
-            let parsed = id
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{id:?} is not a token id (see `kedai token list`)"))?;
+            let parsed = id.parse().map_err(|_| {
+                anyhow::anyhow!("{id:?} is not a token id (see `kedai token list`)")
+            })?;
             if !store.revoke_token(parsed).await? {
                 bail!("no active token with id {id}");
             }
@@ -373,8 +394,15 @@ async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow:
             output.print(json!({ "tokens": tokens }), || {
                 let mut out = format!("{:<38} {:<12} {:<10} {}", "ID", "PREFIX", "STATE", "LABEL");
                 for t in &tokens {
-                    let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
-                    out.push_str(&format!("\n{:<38} {:<12} {:<10} {}", t.id, t.prefix, state, t.label));
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    out.push_str(&format!(
+                        "\n{:<38} {:<12} {:<10} {}",
+                        t.id, t.prefix, state, t.label
+                    ));
                 }
                 out
             });

@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn file_overrides_defaults_and_env_overrides_file() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("k.toml", "[store]\ndurability = \"normal\"\n[queue]\nworkers = 3\n")?;
+            jail.create_file(
+                "k.toml",
+                "[store]\ndurability = \"normal\"\n[queue]\nworkers = 3\n",
+            )?;
             jail.set_env("KEDAI__QUEUE__WORKERS", "5");
             let settings = Settings::load(Some(Path::new("k.toml"))).expect("valid");
             assert_eq!(settings.store.durability, Durability::Normal);

@@ -121,9 +121,7 @@ impl FromStr for Platform {
             .ok_or_else(|| {
                 ValidationError::new(
                     "platform",
-                    format!(
-                        "must be one of shopee, lazada, tiktok, web, generic; got {s:?}"
-                    ),
+                    format!("must be one of shopee, lazada, tiktok, web, generic; got {s:?}"),
                 )
             })
     }

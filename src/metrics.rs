@@ -41,7 +41,10 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route and status.");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route and status."
+    );
     describe_histogram!(
         HTTP_DURATION,
         metrics::Unit::Seconds,

@@ -175,7 +175,9 @@ impl Queue {
         match self.store.release_jobs(&owner).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(worker = %owner, released = n, "released leased jobs"),
-            Err(err) => tracing::warn!(error = %err, worker = %owner, "could not release jobs; they return when their lease runs out"),
+            Err(err) => {
+                tracing::warn!(error = %err, worker = %owner, "could not release jobs; they return when their lease runs out")
+            }
         }
     }
 
@@ -212,7 +214,9 @@ impl Queue {
         };
         match outcome {
             Ok(label) => m::job_finished(&job.kind, label),
-            Err(err) => tracing::error!(error = %err, "could not record job outcome; it will be retried after its lease"),
+            Err(err) => {
+                tracing::error!(error = %err, "could not record job outcome; it will be retried after its lease")
+            }
         }
     }
 }

@@ -86,14 +86,13 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Application> {
         let metrics = crate::metrics::install();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&settings.store)
-                .await
-                .with_context(|| {
-                    format!("opening the store in {}", settings.store.data_dir.display())
-                })?,
-        );
-        let demo = seed_demo(store.as_ref()).await.context("seeding the demo tenant")?;
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&settings.store).await.with_context(|| {
+                format!("opening the store in {}", settings.store.data_dir.display())
+            })?);
+        let demo = seed_demo(store.as_ref())
+            .await
+            .context("seeding the demo tenant")?;
         let handler = options.handler.unwrap_or_else(|| {
             Arc::new(MarkProcessed {
                 store: store.clone(),
@@ -159,12 +158,16 @@ impl Application {
         let result = match early_exit {
             Some(joined) => {
                 shutdown.cancel();
-                joined.context("server task").and_then(|r| r.context("server"))
+                joined
+                    .context("server task")
+                    .and_then(|r| r.context("server"))
             }
             None => {
                 tracing::info!("shutting down: finishing in-flight requests");
                 match tokio::time::timeout(grace, &mut server).await {
-                    Ok(joined) => joined.context("server task").and_then(|r| r.context("server")),
+                    Ok(joined) => joined
+                        .context("server task")
+                        .and_then(|r| r.context("server")),
                     Err(_) => {
                         tracing::warn!(
                             grace_secs = grace.as_secs(),

@@ -58,7 +58,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound { what } => ApiError::NotFound { what },
-            StoreError::AlreadyExists { what } => ApiError::Conflict(format!("{what} already exists")),
+            StoreError::AlreadyExists { what } => {
+                ApiError::Conflict(format!("{what} already exists"))
+            }
             StoreError::Busy(_) => ApiError::Unavailable {
                 retry_after_secs: 1,
             },

@@ -41,7 +41,10 @@ impl Readiness {
     }
 
     pub fn models(&self) -> ModelReadiness {
-        self.models.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.models
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

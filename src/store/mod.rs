@@ -14,8 +14,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::domain::{
-    Author, BuyerId, ConversationId, ConversationStatus, Direction, InboundMessage, JobId, Layer, MessageId, MessageText, NewReply, OrderId, Platform,
-    PlatformBuyerId, ShopId, ShopKey, TenantId, TenantName, TokenId,
+    Author, BuyerId, ConversationId, ConversationStatus, Direction, InboundMessage, JobId, Layer,
+    MessageId, MessageText, NewReply, OrderId, Platform, PlatformBuyerId, ShopId, ShopKey,
+    TenantId, TenantName, TokenId,
 };
 
 pub use sqlite::SqliteStore;
@@ -295,13 +296,18 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, id: TokenId) -> Result<bool, StoreError>;
     async fn list_tokens(&self, tenant: TenantId) -> Result<Vec<TokenInfo>, StoreError>;
     /// The tenant and token a live (unrevoked) token hash belongs to.
-    async fn authenticate(&self, token_hash: &str)
-        -> Result<Option<(TenantId, TokenId)>, StoreError>;
+    async fn authenticate(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(TenantId, TokenId)>, StoreError>;
 
     async fn add_shop(&self, shop: NewShop) -> Result<Shop, StoreError>;
     async fn list_shops(&self, tenant: TenantId) -> Result<Vec<Shop>, StoreError>;
-    async fn shop_by_key(&self, tenant: TenantId, key: &ShopKey)
-        -> Result<Option<Shop>, StoreError>;
+    async fn shop_by_key(
+        &self,
+        tenant: TenantId,
+        key: &ShopKey,
+    ) -> Result<Option<Shop>, StoreError>;
 
     /// Stores an inbound message once, with its buyer, conversation and the
     /// job that will process it, in one transaction that is durable before

@@ -138,8 +138,7 @@ impl TryFrom<ShopRow> for Shop {
                 .platform
                 .parse()
                 .map_err(|_| StoreError::Corrupt(format!("bad platform {:?}", row.platform)))?,
-            key: ShopKey::parse(&row.shop_key)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            key: ShopKey::parse(&row.shop_key).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             name: row.name,
             created_at: parse_ts(&row.created_at)?,
         })
@@ -752,16 +751,22 @@ impl Store for SqliteStore {
         ));
         query.push_bind(tenant.to_string());
         if let Some(shop) = &filter.shop {
-            query.push(" AND s.shop_key = ").push_bind(shop.as_str().to_owned());
+            query
+                .push(" AND s.shop_key = ")
+                .push_bind(shop.as_str().to_owned());
         }
         if let Some(status) = filter.status {
             query.push(" AND c.status = ").push_bind(enum_str(status));
         }
         if let Some(layer) = filter.layer {
-            query.push(" AND c.layer = ").push_bind(i64::from(layer.get()));
+            query
+                .push(" AND c.layer = ")
+                .push_bind(i64::from(layer.get()));
         }
         if let Some(since) = filter.since {
-            query.push(" AND c.last_message_at >= ").push_bind(ts(since));
+            query
+                .push(" AND c.last_message_at >= ")
+                .push_bind(ts(since));
         }
         if let Some(after) = &filter.after {
             let at = ts(after.last_message_at);
@@ -1119,7 +1124,10 @@ impl Store for SqliteStore {
             .map(|(id, tenant, kind, payload, attempts, max_attempts)| {
                 Ok(Job {
                     id: parse_id(&id, "job")?,
-                    tenant_id: tenant.as_deref().map(|t| parse_id(t, "tenant")).transpose()?,
+                    tenant_id: tenant
+                        .as_deref()
+                        .map(|t| parse_id(t, "tenant"))
+                        .transpose()?,
                     kind,
                     payload: serde_json::from_str(&payload)
                         .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?,

@@ -11,14 +11,24 @@ async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     let body: Value = response.json().await.expect("error bodies are JSON");
     (
         status,
-        body["error"]["code"].as_str().unwrap_or_default().to_owned(),
-        body["error"]["message"].as_str().unwrap_or_default().to_owned(),
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     )
 }
 
 async fn nothing_stored(app: &TestApp) {
     let list = app.get_json("/api/v1/conversations").await;
-    assert_eq!(list["conversations"], json!([]), "a rejected request stored something");
+    assert_eq!(
+        list["conversations"],
+        json!([]),
+        "a rejected request stored something"
+    );
     let counts = app.store.job_counts().await.unwrap();
     assert_eq!(counts.queued + counts.leased + counts.done + counts.dead, 0);
 }
@@ -27,7 +37,12 @@ async fn nothing_stored(app: &TestApp) {
 async fn ingest_acknowledges_and_the_conversation_shows_the_message() {
     let (app, _dir) = spawn_app().await;
     let response = app
-        .ingest(&message("demo-shopee", "m-1", "b-1", "Apakah ukuran XL masih ada?"))
+        .ingest(&message(
+            "demo-shopee",
+            "m-1",
+            "b-1",
+            "Apakah ukuran XL masih ada?",
+        ))
         .await;
     assert_eq!(response.status(), 202);
     let ack: Value = response.json().await.unwrap();
@@ -101,14 +116,22 @@ async fn ten_concurrent_deliveries_of_one_message_store_it_once() {
         acks.push(response.json::<Value>().await.unwrap());
     }
     let fresh = acks.iter().filter(|a| a["duplicate"] == false).count();
-    assert_eq!(fresh, 1, "exactly one delivery stores the message: {acks:?}");
-    assert!(acks.iter().all(|a| a["message_id"] == acks[0]["message_id"]));
+    assert_eq!(
+        fresh, 1,
+        "exactly one delivery stores the message: {acks:?}"
+    );
+    assert!(acks
+        .iter()
+        .all(|a| a["message_id"] == acks[0]["message_id"]));
     let list = app.get_json("/api/v1/conversations").await;
     assert_eq!(list["conversations"].as_array().unwrap().len(), 1);
     assert_eq!(list["conversations"][0]["message_count"], 1);
-    assert_eq!(app.store.job_counts().await.unwrap().queued
-        + app.store.job_counts().await.unwrap().leased
-        + app.store.job_counts().await.unwrap().done, 1);
+    assert_eq!(
+        app.store.job_counts().await.unwrap().queued
+            + app.store.job_counts().await.unwrap().leased
+            + app.store.job_counts().await.unwrap().done,
+        1
+    );
 }
 
 #[tokio::test]
@@ -149,14 +172,34 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             .send()
     };
 
-    let (status, code, _) = error_of(post_raw(b"{\"shop\": ".to_vec(), "application/json").await.unwrap()).await;
+    let (status, code, _) = error_of(
+        post_raw(b"{\"shop\": ".to_vec(), "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, code.as_str()), (400, "malformed_request"));
 
-    let (status, _, _) =
-        error_of(post_raw(b"{\"shop\": \"demo-web\", \"text\": \"\xff\xfe\"}".to_vec(), "application/json").await.unwrap()).await;
+    let (status, _, _) = error_of(
+        post_raw(
+            b"{\"shop\": \"demo-web\", \"text\": \"\xff\xfe\"}".to_vec(),
+            "application/json",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
     assert_eq!(status, 400, "invalid UTF-8");
 
-    let (status, code, _) = error_of(post_raw(b"shop=demo-web".to_vec(), "application/x-www-form-urlencoded").await.unwrap()).await;
+    let (status, code, _) = error_of(
+        post_raw(
+            b"shop=demo-web".to_vec(),
+            "application/x-www-form-urlencoded",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
 
     let mut wrong_type = message("demo-web", "x", "b", "hi");
@@ -165,7 +208,8 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(status, 422);
     assert!(text.contains("external_id"), "{text}");
 
-    let (status, _, text) = error_of(app.ingest(&json!({"shop": "demo-web", "text": "hi"})).await).await;
+    let (status, _, text) =
+        error_of(app.ingest(&json!({"shop": "demo-web", "text": "hi"})).await).await;
     assert_eq!(status, 422);
     assert!(text.contains("missing field"), "{text}");
 
@@ -178,22 +222,37 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     let (status, _, text) = error_of(app.ingest(&message("demo-web", "x", "b", "   ")).await).await;
     assert_eq!((status, text.as_str()), (422, "text: must not be empty"));
 
-    let (status, _, text) = error_of(app.ingest(&message("demo-web", "x", "b", &"a".repeat(5001))).await).await;
-    assert_eq!((status, text.as_str()), (422, "text: must be at most 5000 characters, got 5001"));
+    let (status, _, text) = error_of(
+        app.ingest(&message("demo-web", "x", "b", &"a".repeat(5001)))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, text.as_str()),
+        (422, "text: must be at most 5000 characters, got 5001")
+    );
 
-    let (status, code, _) = error_of(app.ingest(&message("demo-web", "x", "b", &"a".repeat(100_000))).await).await;
+    let (status, code, _) = error_of(
+        app.ingest(&message("demo-web", "x", "b", &"a".repeat(100_000)))
+            .await,
+    )
+    .await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
 
     let mut bad_time = message("demo-web", "x", "b", "hi");
     bad_time["sent_at"] = json!("yesterday");
     let (status, _, text) = error_of(app.ingest(&bad_time).await).await;
     assert_eq!(status, 422);
-    assert!(text.starts_with("sent_at: must be an RFC 3339 timestamp"), "{text}");
+    assert!(
+        text.starts_with("sent_at: must be an RFC 3339 timestamp"),
+        "{text}"
+    );
 
     let (status, _, text) = error_of(app.ingest(&message("", "x", "b", "hi")).await).await;
     assert_eq!((status, text.as_str()), (422, "shop: must not be empty"));
 
-    let (status, code, text) = error_of(app.ingest(&message("no-such-shop", "x", "b", "hi")).await).await;
+    let (status, code, text) =
+        error_of(app.ingest(&message("no-such-shop", "x", "b", "hi")).await).await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
     assert!(text.contains("no-such-shop"), "{text}");
 
@@ -244,7 +303,12 @@ async fn revoked_tokens_stop_working() {
 async fn one_tenants_ids_are_invisible_to_another() {
     let (app, _dir) = spawn_app().await;
     let ack: Value = app
-        .ingest(&message("demo-shopee", "secret-1", "b-1", "my address is ..."))
+        .ingest(&message(
+            "demo-shopee",
+            "secret-1",
+            "b-1",
+            "my address is ...",
+        ))
         .await
         .json()
         .await
@@ -299,7 +363,11 @@ async fn one_tenants_ids_are_invisible_to_another() {
         .send()
         .await
         .unwrap();
-    assert_eq!(ingest.status(), 404, "another tenant's shop is an unknown shop");
+    assert_eq!(
+        ingest.status(),
+        404,
+        "another tenant's shop is an unknown shop"
+    );
 
     let detail = app
         .get_json(&format!("/api/v1/conversations/{conversation}"))
@@ -326,19 +394,24 @@ async fn replies_and_notes_are_stored_in_order_and_idempotent() {
             .send()
     };
 
-    let reply = post(json!({"text": "Yes, 7-12 days.", "author_name": "Ana", "external_id": "r-1"}))
-        .await
-        .unwrap();
+    let reply =
+        post(json!({"text": "Yes, 7-12 days.", "author_name": "Ana", "external_id": "r-1"}))
+            .await
+            .unwrap();
     assert_eq!(reply.status(), 201);
     let reply: Value = reply.json().await.unwrap();
     assert_eq!(reply["direction"], "outbound");
     assert_eq!(reply["author"], "agent");
 
-    let again = post(json!({"text": "Yes, 7-12 days.", "external_id": "r-1"})).await.unwrap();
+    let again = post(json!({"text": "Yes, 7-12 days.", "external_id": "r-1"}))
+        .await
+        .unwrap();
     assert_eq!(again.status(), 200);
     assert_eq!(again.json::<Value>().await.unwrap()["id"], reply["id"]);
 
-    let note = post(json!({"text": "VIP, be nice", "internal": true})).await.unwrap();
+    let note = post(json!({"text": "VIP, be nice", "internal": true}))
+        .await
+        .unwrap();
     assert_eq!(note.status(), 201);
 
     let empty = post(json!({"text": ""})).await.unwrap();
@@ -377,18 +450,30 @@ async fn replies_and_notes_are_stored_in_order_and_idempotent() {
     );
     let audit = app
         .store
-        .audit_log(app.store.tenant_by_name("demo").await.unwrap().unwrap().id, 50)
+        .audit_log(
+            app.store.tenant_by_name("demo").await.unwrap().unwrap().id,
+            50,
+        )
         .await
         .unwrap();
     let actions: Vec<&str> = audit.iter().map(|a| a.event.action.as_str()).collect();
-    assert!(actions.contains(&"reply.added") && actions.contains(&"note.added") && actions.contains(&"message.received"), "{actions:?}");
+    assert!(
+        actions.contains(&"reply.added")
+            && actions.contains(&"note.added")
+            && actions.contains(&"message.received"),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test]
 async fn conversation_list_filters_and_pages() {
     let (app, _dir) = spawn_app().await;
     for i in 0..7 {
-        let shop = if i % 2 == 0 { "demo-shopee" } else { "demo-lazada" };
+        let shop = if i % 2 == 0 {
+            "demo-shopee"
+        } else {
+            "demo-lazada"
+        };
         let response = app
             .ingest(&message(shop, &format!("m-{i}"), &format!("b-{i}"), "hi"))
             .await;
@@ -459,7 +544,10 @@ async fn health_readiness_and_metrics_answer() {
     app.ingest(&message("demo-web", "m", "b", "hi")).await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("kedai_ingest_messages_total"), "{metrics}");
-    assert!(metrics.contains("kedai_http_request_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains("kedai_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
     assert!(metrics.contains("kedai_queue_jobs"), "{metrics}");
 
     let unknown = app.get("/api/v1/nope").await;
@@ -470,15 +558,23 @@ async fn health_readiness_and_metrics_answer() {
 async fn readiness_fails_while_required_models_are_missing() {
     let dir = tempfile::TempDir::new().unwrap();
     let mut spawn = crate::helpers::Spawn::new(dir.path());
-    spawn.models = kedai::http::ModelReadiness::Unavailable("multilingual-e5-small is missing".into());
+    spawn.models =
+        kedai::http::ModelReadiness::Unavailable("multilingual-e5-small is missing".into());
     let app = spawn.start().await;
     let response = app.get("/readyz").await;
     assert_eq!(response.status(), 503);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["ready"], false);
     assert_eq!(report["store"]["ok"], true);
-    assert_eq!(report["models"]["detail"]["unavailable"], "multilingual-e5-small is missing");
-    assert_eq!(app.get("/healthz").await.status(), 200, "alive even when not ready");
+    assert_eq!(
+        report["models"]["detail"]["unavailable"],
+        "multilingual-e5-small is missing"
+    );
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "alive even when not ready"
+    );
     let accepted = app.ingest(&message("demo-web", "m", "b", "hi")).await;
     assert_eq!(accepted.status(), 202, "the inbox works without models");
 }

@@ -43,38 +43,76 @@ fn tenants_shops_and_tokens_are_managed_from_the_command_line() {
 
     let shop = json_of(&kedai(
         dir.path(),
-        &["--json", "shop", "add", "--tenant", "acme", "--platform", "shopee", "--id", "acme-th"],
+        &[
+            "--json",
+            "shop",
+            "add",
+            "--tenant",
+            "acme",
+            "--platform",
+            "shopee",
+            "--id",
+            "acme-th",
+        ],
     ));
     assert_eq!(shop["shop"], "acme-th");
     assert_eq!(shop["platform"], "shopee");
 
     let bad_platform = kedai(
         dir.path(),
-        &["shop", "add", "--tenant", "acme", "--platform", "ebay", "--id", "x"],
+        &[
+            "shop",
+            "add",
+            "--tenant",
+            "acme",
+            "--platform",
+            "ebay",
+            "--id",
+            "x",
+        ],
     );
     assert!(!bad_platform.status.success());
     assert!(String::from_utf8_lossy(&bad_platform.stderr).contains("shopee, lazada"));
 
     let unknown_tenant = kedai(
         dir.path(),
-        &["shop", "add", "--tenant", "nobody", "--platform", "web", "--id", "x"],
+        &[
+            "shop",
+            "add",
+            "--tenant",
+            "nobody",
+            "--platform",
+            "web",
+            "--id",
+            "x",
+        ],
     );
     assert!(!unknown_tenant.status.success());
     assert!(String::from_utf8_lossy(&unknown_tenant.stderr).contains("no tenant named \"nobody\""));
 
-    let shops = json_of(&kedai(dir.path(), &["--json", "shop", "list", "--tenant", "acme"]));
+    let shops = json_of(&kedai(
+        dir.path(),
+        &["--json", "shop", "list", "--tenant", "acme"],
+    ));
     assert_eq!(shops["shops"].as_array().unwrap().len(), 1);
 
     let token = json_of(&kedai(
         dir.path(),
-        &["--json", "token", "create", "--tenant", "acme", "--label", "zapier"],
+        &[
+            "--json", "token", "create", "--tenant", "acme", "--label", "zapier",
+        ],
     ));
     let token_id = token["token_id"].as_str().unwrap();
-    let tokens = json_of(&kedai(dir.path(), &["--json", "token", "list", "--tenant", "acme"]));
+    let tokens = json_of(&kedai(
+        dir.path(),
+        &["--json", "token", "list", "--tenant", "acme"],
+    ));
     let listed = tokens["tokens"].as_array().unwrap();
     assert_eq!(listed.len(), 2);
     assert!(
-        !tokens.to_string().contains(token["token"].as_str().unwrap()),
+        !tokens
+            .to_string()
+            .contains(token["token"].as_str().unwrap()),
         "token lists never show tokens"
     );
 

@@ -23,7 +23,12 @@ async fn a_restart_keeps_every_acknowledged_message_and_pending_job() {
     let mut acks = Vec::new();
     for i in 0..20 {
         let response = app
-            .ingest(&message("demo-shopee", &format!("m-{i}"), &format!("b-{}", i % 4), "hi"))
+            .ingest(&message(
+                "demo-shopee",
+                &format!("m-{i}"),
+                &format!("b-{}", i % 4),
+                "hi",
+            ))
             .await;
         assert_eq!(response.status(), 202);
         acks.push(response.json::<Value>().await.unwrap());
@@ -119,7 +124,12 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_message() {
                     &format!("buyer-{}", i % 13),
                     "burst",
                 );
-                let Ok(response) = client.post(&url).bearer_auth(&token).json(&body).send().await
+                let Ok(response) = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
                 else {
                     break;
                 };
@@ -147,9 +157,15 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_message() {
         sender.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 100, "the burst acknowledged only {}", acked.len());
+    assert!(
+        acked.len() >= 100,
+        "the burst acknowledged only {}",
+        acked.len()
+    );
 
-    let store = SqliteStore::open(&test_settings(dir.path()).store).await.unwrap();
+    let store = SqliteStore::open(&test_settings(dir.path()).store)
+        .await
+        .unwrap();
     let tenant = store.tenant_by_name("demo").await.unwrap().unwrap();
     let mut by_conversation: HashMap<String, HashSet<String>> = HashMap::new();
     for (conversation, message) in &acked {

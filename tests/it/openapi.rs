@@ -12,12 +12,15 @@ async fn served_document_matches_the_committed_one() {
     let generated = serde_json::to_value(kedai::http::openapi()).unwrap();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
     if std::env::var_os("KEDAI_UPDATE_OPENAPI").is_some() {
-        std::fs::write(&path, serde_json::to_string_pretty(&generated).unwrap() + "\n").unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&generated).unwrap() + "\n",
+        )
+        .unwrap();
     }
-    let committed: Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).expect("docs/openapi.json exists"),
-    )
-    .unwrap();
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("docs/openapi.json exists"))
+            .unwrap();
     assert!(
         committed == generated,
         "docs/openapi.json is out of date; regenerate it with \
@@ -40,7 +43,10 @@ async fn every_documented_operation_is_routed() {
         for method in operations.as_object().unwrap().keys() {
             let request = match method.as_str() {
                 "get" => app.client.get(app.url(&concrete)),
-                "post" => app.client.post(app.url(&concrete)).json(&serde_json::json!({})),
+                "post" => app
+                    .client
+                    .post(app.url(&concrete))
+                    .json(&serde_json::json!({})),
                 other => panic!("unexpected method {other} on {path}"),
             };
             let response = request.bearer_auth(&app.token).send().await.unwrap();
@@ -48,7 +54,10 @@ async fn every_documented_operation_is_routed() {
             assert_ne!(status, 405, "{method} {path} is documented but not routed");
             if status == 404 {
                 let body: Value = response.json().await.unwrap();
-                assert_ne!(body["error"]["message"], "route not found", "{method} {path} is documented but not routed");
+                assert_ne!(
+                    body["error"]["message"], "route not found",
+                    "{method} {path} is documented but not routed"
+                );
             }
         }
     }

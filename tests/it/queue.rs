@@ -16,7 +16,8 @@ use crate::helpers::{eventually, message, spawn_app, Spawn};
 async fn every_ingested_message_is_processed_once_by_the_default_handler() {
     let (app, _dir) = spawn_app().await;
     for i in 0..5 {
-        app.ingest(&message("demo-web", &format!("m-{i}"), "b", "hi")).await;
+        app.ingest(&message("demo-web", &format!("m-{i}"), "b", "hi"))
+            .await;
     }
     let store = app.store.clone();
     eventually(Duration::from_secs(10), "five jobs done", || {
