@@ -1230,3 +1230,215 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::domain::{BuyerRef, TextLimits};
+
+    async fn open() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut settings = Settings::defaults().store;
+        settings.data_dir = dir.path().to_path_buf();
+        (SqliteStore::open(&settings).await.unwrap(), dir)
+    }
+
+    async fn tenant_with_shop(store: &SqliteStore, name: &str) -> Shop {
+        let tenant = store
+            .create_tenant(&TenantName::parse(name).unwrap())
+            .await
+            .unwrap();
+        store
+            .add_shop(NewShop {
+                tenant_id: tenant.id,
+                platform: Platform::Shopee,
+                key: ShopKey::parse("shop-1").unwrap(),
+                name: "Shop".into(),
+                credentials: secrecy::SecretString::from(r#"{"partner_key":"s3cret"}"#),
+            })
+            .await
+            .unwrap()
+    }
+
+    fn inbound(external_id: &str, buyer: &str) -> InboundMessage {
+        InboundMessage {
+            shop: ShopKey::parse("shop-1").unwrap(),
+            external_id: crate::domain::ExternalMessageId::parse(external_id).unwrap(),
+            buyer: BuyerRef {
+                id: PlatformBuyerId::parse(buyer).unwrap(),
+                name: None,
+            },
+            text: MessageText::parse("where is my order?", TextLimits { max_chars: 100 }).unwrap(),
+            sent_at: Utc::now(),
+        }
+    }
+
+    fn order(number: &str, status: &str) -> OrderRecord {
+        OrderRecord {
+            order_number: number.into(),
+            buyer: Some(PlatformBuyerId::parse("buyer-1").unwrap()),
+            status: status.into(),
+            currency: "THB".into(),
+            total_cents: 45_900,
+            items: vec![OrderItem {
+                sku: "DRS-RED-XL".into(),
+                name: "Red dress, XL".into(),
+                quantity: 1,
+                unit_price_cents: 45_900,
+            }],
+            carrier: Some("Flash Express".into()),
+            tracking_number: Some("TH0123456789".into()),
+            tracking_events: vec![TrackingEvent {
+                at: Utc::now(),
+                status: "picked up".into(),
+                location: Some("Bangkok".into()),
+            }],
+            placed_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn orders_upsert_by_number_and_attach_to_the_buyer() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let ack = store
+            .ingest(&shop, &inbound("m-1", "buyer-1"), 3)
+            .await
+            .unwrap();
+        let first = store
+            .upsert_order(&shop, &order("ORD-1", "shipped"))
+            .await
+            .unwrap();
+        let second = store
+            .upsert_order(&shop, &order("ORD-1", "delivered"))
+            .await
+            .unwrap();
+        assert_eq!(first.id, second.id, "same order number, same order");
+
+        let detail = store
+            .conversation(shop.tenant_id, ack.conversation_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let orders = store
+            .orders_for_buyer(shop.tenant_id, detail.buyer.id)
+            .await
+            .unwrap();
+        assert_eq!(orders.len(), 1);
+        assert_eq!(orders[0].record.status, "delivered");
+        assert_eq!(orders[0].record.items, order("ORD-1", "x").items);
+        assert_eq!(
+            orders[0].record.tracking_number.as_deref(),
+            Some("TH0123456789")
+        );
+
+        let other = tenant_with_shop(&store, "other").await;
+        assert!(store
+            .orders_for_buyer(other.tenant_id, detail.buyer.id)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_audit_log_refuses_updates_and_deletes() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let before = store.audit_log(shop.tenant_id, 100).await.unwrap().len();
+        assert!(before >= 2, "tenant and shop creation are audited");
+        let update = sqlx::query("UPDATE audit_log SET action = 'x'")
+            .execute(&store.writer)
+            .await;
+        assert!(update.unwrap_err().to_string().contains("append-only"));
+        let delete = sqlx::query("DELETE FROM audit_log")
+            .execute(&store.writer)
+            .await;
+        assert!(delete.unwrap_err().to_string().contains("append-only"));
+        assert_eq!(
+            store.audit_log(shop.tenant_id, 100).await.unwrap().len(),
+            before
+        );
+    }
+
+    #[tokio::test]
+    async fn shop_credentials_are_stored_but_never_in_audit_details() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let audit = store.audit_log(shop.tenant_id, 100).await.unwrap();
+        let text = serde_json::to_string(&audit).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        let stored: String = sqlx::query_scalar("SELECT credentials FROM shops WHERE id = ?")
+            .bind(shop.id.to_string())
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert!(stored.contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_runs_out_passes_the_job_to_another_worker() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        store.ingest(&shop, &inbound("m-1", "b"), 2).await.unwrap();
+        let short = LeaseRequest {
+            owner: "crashed-worker",
+            limit: 10,
+            lease: chrono::Duration::milliseconds(-1),
+        };
+        let first = store.lease_jobs(short).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].attempts, 1);
+        let takeover = store
+            .lease_jobs(LeaseRequest {
+                owner: "second-worker",
+                limit: 10,
+                lease: chrono::Duration::seconds(60),
+            })
+            .await
+            .unwrap();
+        assert_eq!(takeover.len(), 1, "an expired lease is up for grabs");
+        assert_eq!(takeover[0].attempts, 2);
+        assert!(
+            !store
+                .complete_job(first[0].id, "crashed-worker")
+                .await
+                .unwrap(),
+            "the first owner lost its lease"
+        );
+        assert!(store
+            .complete_job(first[0].id, "second-worker")
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_last_lease_runs_out_is_dead_lettered() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        store.ingest(&shop, &inbound("m-1", "b"), 1).await.unwrap();
+        let expired = LeaseRequest {
+            owner: "w",
+            limit: 10,
+            lease: chrono::Duration::milliseconds(-1),
+        };
+        assert_eq!(store.lease_jobs(expired).await.unwrap().len(), 1);
+        assert!(store.lease_jobs(expired).await.unwrap().is_empty());
+        let counts = store.job_counts().await.unwrap();
+        assert_eq!((counts.dead, counts.leased, counts.queued), (1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_resolved_conversation_is_not_reopened_by_a_new_message() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let first = store.ingest(&shop, &inbound("m-1", "b"), 3).await.unwrap();
+        sqlx::query("UPDATE conversations SET status = 'resolved' WHERE id = ?")
+            .bind(first.conversation_id.to_string())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let second = store.ingest(&shop, &inbound("m-2", "b"), 3).await.unwrap();
+        assert_ne!(first.conversation_id, second.conversation_id);
+    }
+}
