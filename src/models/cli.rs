@@ -16,7 +16,7 @@ use super::cache::{self, FileCheck, FileReport, FileState};
 use super::fetch::{pull_artifacts, Progress};
 use super::manifest::{Artifact, Catalog};
 use super::reference::ModelRef;
-use super::{FetchPolicy, ModelError, Output, PrepareMode, ResolvedModel, Store};
+use super::{FetchPolicy, ModelCache, ModelError, Output, PrepareMode, ResolvedModel};
 use crate::config::Settings;
 
 #[derive(Debug, clap::Subcommand)]
@@ -45,7 +45,7 @@ pub fn run(cmd: ModelsCommand, settings: &Settings, output: Output) -> anyhow::R
     let catalog = Catalog::builtin();
     let cache_dir = settings.models.cache_dir();
     let context = CliContext {
-        store: Store {
+        store: ModelCache {
             catalog: &catalog,
             cache: &cache_dir,
             pip: &settings.models.pip,
@@ -61,7 +61,7 @@ pub fn run(cmd: ModelsCommand, settings: &Settings, output: Output) -> anyhow::R
 
 /// Everything a command needs besides its arguments.
 struct CliContext<'a> {
-    store: Store<'a>,
+    store: ModelCache<'a>,
     /// `models.embedding` and `models.chat`, the default targets.
     configured: Vec<String>,
 }

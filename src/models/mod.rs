@@ -152,7 +152,7 @@ pub fn prepare(settings: &ModelsSettings, mode: PrepareMode) -> Result<PreparedM
     let refs = [settings.embedding.parse()?, settings.chat.parse()?];
     let catalog = Catalog::builtin();
     let cache_dir = settings.cache_dir();
-    let store = Store {
+    let store = ModelCache {
         catalog: &catalog,
         cache: &cache_dir,
         pip: &settings.pip,
@@ -182,13 +182,13 @@ pub fn verify_artifacts(
 
 /// A catalogue, the cache directory it lives in and how to fill it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Store<'a> {
+pub(crate) struct ModelCache<'a> {
     pub catalog: &'a Catalog,
     pub cache: &'a Path,
     pub pip: &'a str,
 }
 
-impl Store<'_> {
+impl ModelCache<'_> {
     fn pull_params(&self, progress: Progress) -> PullParams<'_> {
         PullParams {
             cache: self.cache,

@@ -11,7 +11,7 @@ use zip::write::SimpleFileOptions;
 
 use super::fetch::{Progress, PullParams};
 use super::manifest::{Artifact, ArtifactFile, Bundle, Catalog, Part, Wheel};
-use super::Store;
+use super::ModelCache;
 
 pub(crate) const MODEL_BIN: &[u8] = b"E5S1 pretend weights";
 pub(crate) const TOKENIZER: &[u8] = br#"{"model": {"type": "Unigram"}}"#;
@@ -161,8 +161,8 @@ impl Fixture {
         format!("sh {}", self.root.path().join("failing-pip.sh").display())
     }
 
-    pub(crate) fn store<'a>(&'a self, catalog: &'a Catalog) -> Store<'a> {
-        Store {
+    pub(crate) fn store<'a>(&'a self, catalog: &'a Catalog) -> ModelCache<'a> {
+        ModelCache {
             catalog,
             cache: &self.cache,
             pip: &self.pip,
