@@ -2,9 +2,12 @@
 //! temporary data directory, spoken to over HTTP.
 
 mod api;
+mod chat;
 mod cli;
 mod durability;
+mod embeddings;
 mod helpers;
 mod models;
 mod openapi;
 mod queue;
+mod tokenizer;

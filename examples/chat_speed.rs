@@ -1,0 +1,129 @@
+//! Prefill and decode speed of a bundled chat model on this machine.
+//!
+//! ```text
+//! cargo run --release --example chat_speed -- smollm2-135m-instruct 64,256 128
+//! CANDLE_DEQUANTIZE_ALL_F16=1 cargo run --release --example chat_speed -- qwen2.5-coder-0.5b-instruct 64,256 128
+//! ```
+//!
+//! Arguments: a bundle artifact (pulled into the model cache if missing),
+//! comma-separated prompt sizes in tokens, and the most tokens to decode.
+//! candle reads `CANDLE_DEQUANTIZE_ALL_F16` once, when the weights are
+//! loaded, so compare the two matmul modes in separate processes.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use kedai::config::Settings;
+use kedai::inference::chat::{ChatMessage, ChatModel, ChatRole, GenerationParams};
+use kedai::models::{self, FetchPolicy, PrepareMode, Progress};
+
+const FILLER: &str = "The shop sells batik shirts, sarongs and handmade bags, ships from \
+    Yogyakarta every weekday, and answers buyers in Indonesian and English. ";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [artifact, sizes, decode_tokens] = args.as_slice() else {
+        bail!("usage: chat_speed ARTIFACT PROMPT_TOKENS[,PROMPT_TOKENS..] DECODE_TOKENS");
+    };
+    let sizes: Vec<usize> = sizes
+        .split(',')
+        .map(|s| s.parse().with_context(|| format!("prompt size `{s}`")))
+        .collect::<anyhow::Result<_>>()?;
+    let decode_tokens: usize = decode_tokens.parse().context("decode tokens")?;
+
+    let mut settings = Settings::defaults().models;
+    settings.embedding = format!("bundle:{artifact}");
+    settings.chat = settings.embedding.clone();
+    let mode = PrepareMode {
+        fetch: FetchPolicy::FetchMissing,
+        progress: Progress::Lines,
+    };
+    let resolved = models::prepare(&settings, mode)?.chat;
+
+    let started = Instant::now();
+    let mut model = ChatModel::load(&resolved, &Device::Cpu)?;
+    let load_s = started.elapsed().as_secs_f64();
+    let f16 = std::env::var("CANDLE_DEQUANTIZE_ALL_F16").is_ok_and(|v| !v.is_empty());
+    println!(
+        "model={artifact} matmul={} load_s={load_s:.2} rss_after_load_mb={} loadavg={}",
+        if f16 { "dequantize-f16" } else { "quantized" },
+        rss_mb("VmRSS"),
+        load_average(),
+    );
+
+    let warm_up = [ChatMessage::new(ChatRole::User, "Hi")];
+    let params = GenerationParams {
+        max_tokens: 4,
+        ..GenerationParams::default()
+    };
+    model.generate(&warm_up, &params, &mut |_| ControlFlow::Continue(()))?;
+
+    for size in sizes {
+        let messages = prompt_of(&model, size)?;
+        model.clear_cache();
+        let params = GenerationParams {
+            max_tokens: decode_tokens,
+            ..GenerationParams::default()
+        };
+        let out = model.generate(&messages, &params, &mut |_| ControlFlow::Continue(()))?;
+        let prefill_s = out.prefill.as_secs_f64();
+        let decode_s = out.decode.as_secs_f64();
+        println!(
+            "prompt_tokens={} prefill_s={prefill_s:.3} prefill_tok_s={:.1} \
+             completion_tokens={} decode_s={decode_s:.3} decode_tok_s={:.1} finish={:?} \
+             rss_mb={} peak_rss_mb={}",
+            out.prompt_tokens,
+            out.prompt_tokens as f64 / prefill_s,
+            out.completion_tokens,
+            out.completion_tokens as f64 / decode_s,
+            out.finish_reason,
+            rss_mb("VmRSS"),
+            rss_mb("VmHWM"),
+        );
+    }
+    println!("loadavg={}", load_average());
+    Ok(())
+}
+
+/// A request for a long answer, padded with shop facts to about `tokens`
+/// prompt tokens.
+fn prompt_of(model: &ChatModel, tokens: usize) -> anyhow::Result<Vec<ChatMessage>> {
+    let question = "Write a long, detailed story about this shop and its buyers.";
+    let mut facts = String::new();
+    loop {
+        let messages = vec![
+            ChatMessage::new(ChatRole::System, facts.trim_end()),
+            ChatMessage::new(ChatRole::User, question),
+        ];
+        let len = model.render_prompt(&messages)?.len();
+        if len >= tokens {
+            return Ok(messages);
+        }
+        let words: Vec<&str> = FILLER.split_inclusive(' ').collect();
+        let missing = (tokens - len).min(words.len());
+        facts.extend(words.iter().take(missing.max(1)).copied());
+    }
+}
+
+/// A line of `/proc/self/status` in megabytes; 0 where there is none.
+fn rss_mb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(field))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// Other work on the machine skews every figure; print it beside them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}

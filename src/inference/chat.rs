@@ -1,0 +1,666 @@
+//! Chat generation with a quantized GGUF model: loading the weights and the
+//! tokenizer from one file, rendering messages with the ChatML template,
+//! prefill, sampling, stop conditions, and streaming the answer token by
+//! token to a callback that may cancel it.
+//!
+//! This module owns the model's KV cache and the decision to reuse it: a
+//! prompt that extends the previous call's tokens (the next turn of the same
+//! conversation) only runs its new tokens through the model. It knows nothing
+//! of what the messages mean, where they came from or who waits for the
+//! answer; calls block, so callers run them on a dedicated thread.
+
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::{quantized_llama, quantized_qwen2};
+
+use super::tokenizer::{GgufTokenizer, SpecialTokens, TokenDecoder};
+use super::InferenceError;
+use crate::models::ResolvedModel;
+
+/// The most tokens one call may generate.
+pub const MAX_TOKENS_LIMIT: usize = 4096;
+/// How many stop strings one call may set.
+pub const MAX_STOP_STRINGS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+}
+
+impl ChatRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatRole::System => "system",
+            ChatRole::User => "user",
+            ChatRole::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: ChatRole,
+    /// Plain text: control tokens written in it stay text, so a message can
+    /// never close its own turn or open another.
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: ChatRole, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// How to pick tokens and when to stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationParams {
+    /// 1..=4096; generation also stops where the context is full.
+    pub max_tokens: usize,
+    /// 0 picks the most likely token every time (greedy); up to 2.
+    pub temperature: f64,
+    /// Nucleus sampling, in (0, 1]; 1 samples from every token.
+    pub top_p: f64,
+    /// Divides the logit of every token seen in the last `repeat_last_n`
+    /// tokens (prompt included); 1 turns it off. In (0, 10].
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+    /// Seeds the sampler; irrelevant when greedy.
+    pub seed: u64,
+    /// The answer ends before the first of these; none may be empty.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        GenerationParams {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 299_792_458,
+            stop: Vec::new(),
+        }
+    }
+}
+
+impl GenerationParams {
+    pub fn validate(&self) -> Result<(), InferenceError> {
+        let invalid = |message: String| Err(InferenceError::InvalidParams(message));
+        if !(1..=MAX_TOKENS_LIMIT).contains(&self.max_tokens) {
+            return invalid(format!(
+                "`max_tokens` must be in 1..={MAX_TOKENS_LIMIT}, got {}",
+                self.max_tokens
+            ));
+        }
+        if !(0.0..=2.0).contains(&self.temperature) {
+            return invalid(format!(
+                "`temperature` must be in 0..=2, got {}",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return invalid(format!("`top_p` must be in (0, 1], got {}", self.top_p));
+        }
+        if !(self.repeat_penalty > 0.0 && self.repeat_penalty <= 10.0) {
+            return invalid(format!(
+                "`repeat_penalty` must be in (0, 10], got {}",
+                self.repeat_penalty
+            ));
+        }
+        if self.stop.len() > MAX_STOP_STRINGS {
+            return invalid(format!(
+                "`stop` may hold at most {MAX_STOP_STRINGS} strings, got {}",
+                self.stop.len()
+            ));
+        }
+        if let Some(index) = self.stop.iter().position(String::is_empty) {
+            return invalid(format!("`stop[{index}]` is empty"));
+        }
+        Ok(())
+    }
+
+    fn sampling(&self) -> Sampling {
+        // As candle's own `LogitsProcessor::new`: a temperature this small
+        // is greedy, and dividing by it would overflow the softmax.
+        if self.temperature < 1e-7 {
+            Sampling::ArgMax
+        } else if self.top_p < 1.0 {
+            Sampling::TopP {
+                p: self.top_p,
+                temperature: self.temperature,
+            }
+        } else {
+            Sampling::All {
+                temperature: self.temperature,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens`, or the context is full.
+    Length,
+    /// The callback asked to stop.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The answer, cut before a stop string and without the end token.
+    pub text: String,
+    pub prompt_tokens: usize,
+    /// Of `prompt_tokens`, how many were already in the KV cache.
+    pub reused_prompt_tokens: usize,
+    /// Tokens sampled, the end-of-generation token not counted.
+    pub completion_tokens: usize,
+    pub finish_reason: FinishReason,
+    /// Running the prompt's new tokens through the model.
+    pub prefill: Duration,
+    /// Everything after prefill.
+    pub decode: Duration,
+}
+
+/// Why the decode loop ended; finer than [`FinishReason`] because only some
+/// endings flush the bytes the decoder still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    EndToken,
+    StopString,
+    Length,
+    Cancelled,
+}
+
+enum Weights {
+    Qwen2(quantized_qwen2::ModelWeights),
+    Llama(quantized_llama::ModelWeights),
+}
+
+impl Weights {
+    fn forward(&mut self, input: &Tensor, index_pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weights::Qwen2(model) => model.forward(input, index_pos),
+            Weights::Llama(model) => model.forward(input, index_pos),
+        }
+    }
+
+    fn clear_kv_cache(&mut self) {
+        match self {
+            Weights::Qwen2(model) => model.clear_kv_cache(),
+            Weights::Llama(model) => model.clear_kv_cache(),
+        }
+    }
+}
+
+/// A chat model and its tokenizer, both read from one GGUF file.
+pub struct ChatModel {
+    weights: Weights,
+    tokenizer: GgufTokenizer,
+    device: Device,
+    architecture: String,
+    context_length: usize,
+    im_start: u32,
+    im_end: u32,
+    /// The tokens whose keys and values the model holds, in order.
+    cached: Vec<u32>,
+}
+
+impl std::fmt::Debug for ChatModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatModel")
+            .field("architecture", &self.architecture)
+            .field("context_length", &self.context_length)
+            .field("tokenizer", &self.tokenizer)
+            .field("cached_tokens", &self.cached.len())
+            .finish()
+    }
+}
+
+impl ChatModel {
+    /// Loads the model's `.gguf` file; the architecture (`qwen2` or `llama`)
+    /// and every hyper-parameter come from its metadata.
+    pub fn load(model: &ResolvedModel, device: &Device) -> Result<Self, InferenceError> {
+        let path =
+            model
+                .file_with_extension("gguf")
+                .ok_or_else(|| InferenceError::MissingGguf {
+                    model: model.reference.clone(),
+                })?;
+        Self::load_file(path, device)
+    }
+
+    fn load_file(path: &Path, device: &Device) -> Result<Self, InferenceError> {
+        let gguf_error = |e: candle_core::Error| InferenceError::Gguf {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let mut file = File::open(path).map_err(|source| InferenceError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let content = Content::read(&mut file).map_err(gguf_error)?;
+        let tokenizer = GgufTokenizer::from_metadata(&content.metadata, path)?;
+        let metadata_error = |key: &'static str| InferenceError::GgufMetadata {
+            path: path.to_owned(),
+            key,
+            reason: "missing or not a string".to_owned(),
+        };
+        let architecture = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .ok_or_else(|| metadata_error("general.architecture"))?;
+        let (context_key, limit): (&'static str, usize) = match architecture.as_str() {
+            "qwen2" => ("qwen2.context_length", usize::MAX),
+            // candle's quantized llama precomputes rotary tables for this
+            // many positions only.
+            "llama" => ("llama.context_length", quantized_llama::MAX_SEQ_LEN),
+            _ => return Err(InferenceError::UnsupportedArchitecture { architecture }),
+        };
+        let context_length = content
+            .metadata
+            .get(context_key)
+            .and_then(|v| v.to_u32().ok())
+            .ok_or_else(|| InferenceError::GgufMetadata {
+                path: path.to_owned(),
+                key: context_key,
+                reason: "missing or not an integer".to_owned(),
+            })? as usize;
+        let context_length = context_length.min(limit);
+
+        let chatml = |token: &str| {
+            tokenizer
+                .control_token(token)
+                .ok_or_else(|| InferenceError::GgufMetadata {
+                    path: path.to_owned(),
+                    key: "tokenizer.ggml.tokens",
+                    reason: format!("without the ChatML control token `{token}`"),
+                })
+        };
+        let im_start = chatml("<|im_start|>")?;
+        let im_end = chatml("<|im_end|>")?;
+
+        let weights = if architecture == "qwen2" {
+            Weights::Qwen2(
+                quantized_qwen2::ModelWeights::from_gguf(content, &mut file, device)
+                    .map_err(gguf_error)?,
+            )
+        } else {
+            Weights::Llama(
+                quantized_llama::ModelWeights::from_gguf(content, &mut file, device)
+                    .map_err(gguf_error)?,
+            )
+        };
+        Ok(ChatModel {
+            weights,
+            tokenizer,
+            device: device.clone(),
+            architecture,
+            context_length,
+            im_start,
+            im_end,
+            cached: Vec::new(),
+        })
+    }
+
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    /// `general.architecture`: `qwen2` or `llama`.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// Prompt and answer together never exceed this many tokens.
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// The ChatML prompt for `messages`, ending with the assistant's opening
+    /// (`<|im_start|>assistant\n`). Message text is tokenized as text; only
+    /// the template's own markers become control tokens. No default system
+    /// message is added.
+    pub fn render_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, InferenceError> {
+        let text = |s: &str| self.tokenizer.encode(s, SpecialTokens::AsText);
+        let mut ids = Vec::new();
+        for message in messages {
+            ids.push(self.im_start);
+            ids.extend(text(&format!(
+                "{}\n{}",
+                message.role.as_str(),
+                message.content
+            ))?);
+            ids.push(self.im_end);
+            ids.extend(text("\n")?);
+        }
+        ids.push(self.im_start);
+        ids.extend(text("assistant\n")?);
+        Ok(ids)
+    }
+
+    /// Forgets the KV cache, e.g. before an unrelated conversation, to free
+    /// its memory early.
+    pub fn clear_cache(&mut self) {
+        self.weights.clear_kv_cache();
+        self.cached.clear();
+    }
+
+    /// Answers `messages`. `on_token` is called once per generated token with
+    /// the text that token made final (possibly empty: a character can span
+    /// tokens, and text that may begin a stop string is held back until it
+    /// cannot); returning `ControlFlow::Break` cancels the generation.
+    pub fn generate(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        on_token: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, InferenceError> {
+        params.validate()?;
+        let prompt = self.render_prompt(messages)?;
+        if prompt.len() >= self.context_length {
+            return Err(InferenceError::PromptTooLong {
+                prompt_tokens: prompt.len(),
+                context_length: self.context_length,
+            });
+        }
+        // Whatever fails below leaves the cache in an unknown state: it is
+        // only trusted again once this call has succeeded.
+        let cached = std::mem::take(&mut self.cached);
+        let reused = if prompt.len() > cached.len() && prompt.starts_with(&cached) {
+            cached.len()
+        } else {
+            self.weights.clear_kv_cache();
+            0
+        };
+
+        let started = Instant::now();
+        let mut logits = forward(&mut self.weights, &self.device, &prompt[reused..], reused)?;
+        let prefill = started.elapsed();
+
+        let budget = params.max_tokens.min(self.context_length - prompt.len());
+        let mut sampler = LogitsProcessor::from_sampling(params.seed, params.sampling());
+        let mut tokens = prompt.clone();
+        // How many of `tokens` the model has seen: a sampled token is only
+        // fed back when another one is wanted after it.
+        let mut fed = tokens.len();
+        let mut stream = StopStream::new(&params.stop);
+        let mut decoder = TokenDecoder::new(&self.tokenizer);
+        let ended = loop {
+            let next = sample(&mut sampler, &logits, &tokens, params)?;
+            if self.tokenizer.end_of_generation_ids().contains(&next) {
+                break Ended::EndToken;
+            }
+            tokens.push(next);
+            if stream.push(&decoder.push(next)) {
+                break Ended::StopString;
+            }
+            if on_token(stream.release()).is_break() {
+                break Ended::Cancelled;
+            }
+            if tokens.len() - prompt.len() == budget {
+                break Ended::Length;
+            }
+            logits = forward(&mut self.weights, &self.device, &[next], fed)?;
+            fed = tokens.len();
+        };
+        if matches!(ended, Ended::EndToken | Ended::Length) {
+            stream.push(&decoder.finish());
+        }
+        if ended != Ended::Cancelled {
+            let rest = stream.release_all();
+            if !rest.is_empty() {
+                let _ = on_token(rest);
+            }
+        }
+        let finish_reason = match ended {
+            Ended::EndToken | Ended::StopString => FinishReason::Stop,
+            Ended::Length => FinishReason::Length,
+            Ended::Cancelled => FinishReason::Cancelled,
+        };
+        let decode = started.elapsed().saturating_sub(prefill);
+        let completion_tokens = tokens.len() - prompt.len();
+        tokens.truncate(fed);
+        self.cached = tokens;
+        Ok(Generation {
+            text: stream.into_text(),
+            prompt_tokens: prompt.len(),
+            reused_prompt_tokens: reused,
+            completion_tokens,
+            finish_reason,
+            prefill,
+            decode,
+        })
+    }
+}
+
+fn forward(
+    weights: &mut Weights,
+    device: &Device,
+    tokens: &[u32],
+    index_pos: usize,
+) -> Result<Tensor, InferenceError> {
+    let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
+    let logits = weights.forward(&input, index_pos)?;
+    Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
+}
+
+fn sample(
+    sampler: &mut LogitsProcessor,
+    logits: &Tensor,
+    context: &[u32],
+    params: &GenerationParams,
+) -> Result<u32, InferenceError> {
+    if params.repeat_penalty == 1.0 {
+        return Ok(sampler.sample(logits)?);
+    }
+    let recent = &context[context.len().saturating_sub(params.repeat_last_n)..];
+    let penalised =
+        candle_transformers::utils::apply_repeat_penalty(logits, params.repeat_penalty, recent)?;
+    Ok(sampler.sample(&penalised)?)
+}
+
+/// Accumulates the answer, cuts it at the first stop string, and releases
+/// only text that cannot turn out to be the start of one.
+struct StopStream<'a> {
+    stops: &'a [String],
+    text: String,
+    released: usize,
+}
+
+impl<'a> StopStream<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        StopStream {
+            stops,
+            text: String::new(),
+            released: 0,
+        }
+    }
+
+    /// Appends `piece`; true when the text now holds a stop string, in which
+    /// case it has been cut before it.
+    fn push(&mut self, piece: &str) -> bool {
+        self.text.push_str(piece);
+        // A stop string cannot start in released text: that text was
+        // released because no suffix of it begins a stop string.
+        let unreleased = &self.text[self.released..];
+        let found = self
+            .stops
+            .iter()
+            .filter_map(|stop| unreleased.find(stop.as_str()))
+            .min();
+        match found {
+            Some(at) => {
+                self.text.truncate(self.released + at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The text that is now final.
+    fn release(&mut self) -> &str {
+        let held = self
+            .stops
+            .iter()
+            .map(|stop| longest_partial_match(&self.text[self.released..], stop))
+            .max()
+            .unwrap_or(0);
+        let start = self.released;
+        self.released = self.text.len() - held;
+        &self.text[start..self.released]
+    }
+
+    /// Everything not yet released, for the end of the generation.
+    fn release_all(&mut self) -> &str {
+        let start = self.released;
+        self.released = self.text.len();
+        &self.text[start..]
+    }
+
+    fn into_text(self) -> String {
+        self.text
+    }
+}
+
+/// The length of the longest end of `text` that is a proper beginning of
+/// `stop`.
+fn longest_partial_match(text: &str, stop: &str) -> usize {
+    (1..stop.len())
+        .rev()
+        .find(|&len| stop.is_char_boundary(len) && text.ends_with(&stop[..len]))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_all(pieces: &[&str], stops: &[&str]) -> (String, String, bool) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut stream = StopStream::new(&stops);
+        let mut released = String::new();
+        for piece in pieces {
+            if stream.push(piece) {
+                released.push_str(stream.release_all());
+                return (released, stream.into_text(), true);
+            }
+            released.push_str(stream.release());
+        }
+        released.push_str(stream.release_all());
+        (released, stream.into_text(), false)
+    }
+
+    #[test]
+    fn a_stop_string_split_across_tokens_is_never_released() {
+        let (released, text, stopped) =
+            stream_all(&["Hello", " wor", "ld", "\nUs", "er:", " hi"], &["\nUser:"]);
+        assert!(stopped);
+        assert_eq!(text, "Hello world");
+        assert_eq!(released, "Hello world");
+    }
+
+    #[test]
+    fn a_false_start_of_a_stop_string_is_released_later() {
+        let (released, text, stopped) = stream_all(&["a\nU", "nicorn"], &["\nUser:"]);
+        assert!(!stopped);
+        assert_eq!(text, "a\nUnicorn");
+        assert_eq!(released, text);
+    }
+
+    #[test]
+    fn the_earliest_of_several_stop_strings_wins() {
+        let (_, text, stopped) = stream_all(&["one. two! three"], &["!", "."]);
+        assert!(stopped);
+        assert_eq!(text, "one");
+    }
+
+    #[test]
+    fn partial_matches_respect_character_boundaries() {
+        assert_eq!(longest_partial_match("abc é", "éx"), 2);
+        assert_eq!(longest_partial_match("abc", "xyz"), 0);
+        assert_eq!(longest_partial_match("ab", "b"), 0);
+    }
+
+    #[test]
+    fn bad_params_name_the_value() {
+        let cases = [
+            (
+                GenerationParams {
+                    max_tokens: 0,
+                    ..Default::default()
+                },
+                "`max_tokens`",
+            ),
+            (
+                GenerationParams {
+                    max_tokens: 5000,
+                    ..Default::default()
+                },
+                "5000",
+            ),
+            (
+                GenerationParams {
+                    temperature: -0.1,
+                    ..Default::default()
+                },
+                "`temperature`",
+            ),
+            (
+                GenerationParams {
+                    temperature: f64::NAN,
+                    ..Default::default()
+                },
+                "NaN",
+            ),
+            (
+                GenerationParams {
+                    top_p: 0.0,
+                    ..Default::default()
+                },
+                "`top_p`",
+            ),
+            (
+                GenerationParams {
+                    top_p: 1.5,
+                    ..Default::default()
+                },
+                "1.5",
+            ),
+            (
+                GenerationParams {
+                    repeat_penalty: 0.0,
+                    ..Default::default()
+                },
+                "`repeat_penalty`",
+            ),
+            (
+                GenerationParams {
+                    stop: vec!["x".into(), String::new()],
+                    ..Default::default()
+                },
+                "`stop[1]`",
+            ),
+        ];
+        for (params, needle) in cases {
+            let err = params.validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        GenerationParams::default().validate().unwrap();
+    }
+}

