@@ -24,6 +24,8 @@ WORKDIR /build
 # Dependencies first, against placeholder sources, so this layer is rebuilt
 # only when Cargo.toml or Cargo.lock change, not on every source edit.
 COPY Cargo.toml Cargo.lock ./
+# Declared [[bench]] targets must exist for cargo to read the manifest.
+COPY benches benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
