@@ -26,16 +26,16 @@ const MESSAGES: [&str; 8] = [
 ];
 
 fn resolve(artifact: &str) -> ResolvedModel {
-    let mut settings = Settings::defaults().models;
-    settings.embedding = format!("bundle:{artifact}");
-    settings.chat = settings.embedding.clone();
     let mode = PrepareMode {
         fetch: FetchPolicy::FetchMissing,
         progress: Progress::Lines,
     };
-    models::prepare(&settings, mode)
-        .expect("model prepared")
-        .embedding
+    models::resolve(
+        &Settings::defaults().models,
+        &format!("bundle:{artifact}"),
+        mode,
+    )
+    .expect("model prepared")
 }
 
 /// `VmRSS` and `VmHWM` from /proc/self/status, in MiB.

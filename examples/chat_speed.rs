@@ -33,14 +33,15 @@ fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let decode_tokens: usize = decode_tokens.parse().context("decode tokens")?;
 
-    let mut settings = Settings::defaults().models;
-    settings.embedding = format!("bundle:{artifact}");
-    settings.chat = settings.embedding.clone();
     let mode = PrepareMode {
         fetch: FetchPolicy::FetchMissing,
         progress: Progress::Lines,
     };
-    let resolved = models::prepare(&settings, mode)?.chat;
+    let resolved = models::resolve(
+        &Settings::defaults().models,
+        &format!("bundle:{artifact}"),
+        mode,
+    )?;
 
     let started = Instant::now();
     let mut model = ChatModel::load(&resolved, &Device::Cpu)?;

@@ -150,15 +150,35 @@ impl PreparedModels {
 /// (by its stamp, or by re-hashing when the file changed since).
 pub fn prepare(settings: &ModelsSettings, mode: PrepareMode) -> Result<PreparedModels, ModelError> {
     let refs = [settings.embedding.parse()?, settings.chat.parse()?];
+    let [embedding, chat] = resolve_in_cache(settings, &refs, mode)?;
+    Ok(PreparedModels { embedding, chat })
+}
+
+/// Resolves one model reference (`bundle:NAME`, `hf:...` or a path) the way
+/// [`prepare`] resolves the configured pair: for tools, benchmarks and tests
+/// that need a single model.
+pub fn resolve(
+    settings: &ModelsSettings,
+    reference: &str,
+    mode: PrepareMode,
+) -> Result<ResolvedModel, ModelError> {
+    let [model] = resolve_in_cache(settings, &[reference.parse()?], mode)?;
+    Ok(model)
+}
+
+fn resolve_in_cache<const N: usize>(
+    settings: &ModelsSettings,
+    refs: &[ModelRef; N],
+    mode: PrepareMode,
+) -> Result<[ResolvedModel; N], ModelError> {
     let catalog = Catalog::builtin();
     let cache_dir = settings.cache_dir();
-    let store = ModelCache {
+    let cache = ModelCache {
         catalog: &catalog,
         cache: &cache_dir,
         pip: &settings.pip,
     };
-    let [embedding, chat] = store.resolve(&refs, mode)?;
-    Ok(PreparedModels { embedding, chat })
+    cache.resolve(refs, mode)
 }
 
 /// The cheap view of the built-in catalogue in the configured cache: sizes

@@ -18,17 +18,17 @@ const SMOLLM2: &str = "smollm2-135m-instruct";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
 
 fn load(artifact: &str) -> ChatModel {
-    let mut settings = Settings::defaults().models;
-    // Both references name the one artifact, so only it is pulled.
-    settings.embedding = format!("bundle:{artifact}");
-    settings.chat = settings.embedding.clone();
     let mode = PrepareMode {
         fetch: FetchPolicy::FetchMissing,
         progress: Progress::Lines,
     };
-    let resolved =
-        models::prepare(&settings, mode).unwrap_or_else(|e| panic!("{artifact} prepared: {e}"));
-    ChatModel::load(&resolved.chat, &Device::Cpu).unwrap_or_else(|e| panic!("{artifact}: {e}"))
+    let resolved = models::resolve(
+        &Settings::defaults().models,
+        &format!("bundle:{artifact}"),
+        mode,
+    )
+    .unwrap_or_else(|e| panic!("{artifact} prepared: {e}"));
+    ChatModel::load(&resolved, &Device::Cpu).unwrap_or_else(|e| panic!("{artifact}: {e}"))
 }
 
 /// One model per test binary; tests take turns with it.

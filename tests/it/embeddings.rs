@@ -31,17 +31,16 @@ const SENTENCES: [&str; 11] = [
 ];
 
 fn resolve(artifact: &str) -> ResolvedModel {
-    let mut settings = Settings::defaults().models;
-    // Both references name the one artifact, so only it is pulled.
-    settings.embedding = format!("bundle:{artifact}");
-    settings.chat = settings.embedding.clone();
     let mode = PrepareMode {
         fetch: FetchPolicy::FetchMissing,
         progress: Progress::Lines,
     };
-    models::prepare(&settings, mode)
-        .unwrap_or_else(|e| panic!("{artifact} prepared: {e}"))
-        .embedding
+    models::resolve(
+        &Settings::defaults().models,
+        &format!("bundle:{artifact}"),
+        mode,
+    )
+    .unwrap_or_else(|e| panic!("{artifact} prepared: {e}"))
 }
 
 fn e5() -> &'static (ResolvedModel, TextEmbedder) {

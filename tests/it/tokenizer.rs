@@ -30,21 +30,19 @@ fn reference() -> Reference {
 }
 
 fn gguf_path(artifact: &str) -> PathBuf {
-    let mut settings = Settings::defaults().models;
-    // Both references name the one artifact, so only it is pulled.
-    settings.embedding = format!("bundle:{artifact}");
-    settings.chat = settings.embedding.clone();
     let mode = PrepareMode {
         fetch: FetchPolicy::FetchMissing,
         progress: Progress::Lines,
     };
-    let prepared =
-        models::prepare(&settings, mode).unwrap_or_else(|e| panic!("{artifact} prepared: {e}"));
-    prepared
-        .chat
-        .file_with_extension("gguf")
-        .unwrap_or_else(|| panic!("{artifact} has a gguf file"))
-        .to_owned()
+    models::resolve(
+        &Settings::defaults().models,
+        &format!("bundle:{artifact}"),
+        mode,
+    )
+    .unwrap_or_else(|e| panic!("{artifact} prepared: {e}"))
+    .file_with_extension("gguf")
+    .unwrap_or_else(|| panic!("{artifact} has a gguf file"))
+    .to_owned()
 }
 
 fn load(artifact: &str) -> GgufTokenizer {
