@@ -38,6 +38,7 @@ pub struct Settings {
     pub models: ModelsSettings,
     pub queue: QueueSettings,
     pub log: LogSettings,
+    pub policy: crate::pipeline::policy::PolicySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +183,9 @@ impl Settings {
         if self.models.embedding.trim().is_empty() || self.models.chat.trim().is_empty() {
             return invalid("models.embedding and models.chat must not be empty".into());
         }
+        self.policy
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -247,6 +251,34 @@ mod tests {
             jail.set_env("KEDAI__QUEUE__MAX_ATTEMPTS", "0");
             let err = Settings::load(None).unwrap_err();
             assert!(err.to_string().contains("queue.max_attempts"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn shop_policies_override_the_defaults_and_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("k.toml", "[policy.shops.demo-tiktok]\nmode = \"suggest\"\n")?;
+            let settings = Settings::load(Some(Path::new("k.toml"))).expect("valid");
+            let tiktok = settings.policy.for_shop("demo-tiktok");
+            assert_eq!(tiktok.mode, crate::pipeline::policy::Mode::Suggest);
+            assert_eq!(
+                settings.policy.for_shop("demo-shopee").mode,
+                crate::pipeline::policy::Mode::Auto
+            );
+            jail.set_env("KEDAI__POLICY__DEFAULTS__AI_ENABLED", "false");
+            let settings = Settings::load(None).expect("valid");
+            assert!(!settings.policy.for_shop("demo-web").ai_enabled);
+            jail.create_file(
+                "bad.toml",
+                "[policy.shops.demo-web]\nhuman_anger_level = 7\n",
+            )?;
+            let err = Settings::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("policy.shops.demo-web: human_anger_level"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod inference;
 pub mod metrics;
 pub mod models;
+pub mod pipeline;
 pub mod queue;
 pub mod startup;
 pub mod store;
