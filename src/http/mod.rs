@@ -7,6 +7,7 @@
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod orders;
 pub mod v1;
 
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub struct AppState {
     tags(
         (name = "messages", description = "Inbound buyer messages"),
         (name = "conversations", description = "Conversations, their messages, and replies"),
+        (name = "orders", description = "Orders and buyer profiles reported by marketplaces"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -89,6 +91,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(v1::list_conversations))
         .routes(routes!(v1::get_conversation))
         .routes(routes!(v1::post_reply))
+        .routes(routes!(orders::upsert_order, orders::list_orders))
+        .routes(routes!(orders::get_order))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

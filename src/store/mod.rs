@@ -200,6 +200,9 @@ pub struct TrackingEvent {
     pub at: DateTime<Utc>,
     pub status: String,
     pub location: Option<String>,
+    /// The carrier's own words for the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// An order as a marketplace reports it; upserted by (shop, order number).
@@ -215,6 +218,30 @@ pub struct OrderRecord {
     pub tracking_number: Option<String>,
     pub tracking_events: Vec<TrackingEvent>,
     pub placed_at: DateTime<Utc>,
+    /// ISO 3166-1 alpha-2 country the parcel goes to.
+    pub destination: Option<String>,
+    /// When the carrier or marketplace expects delivery.
+    pub expected_delivery: Option<DateTime<Utc>>,
+}
+
+/// What a marketplace or the seller says about a buyer; upserted by (shop,
+/// platform buyer id). Absent optional fields keep what is stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BuyerProfile {
+    pub platform_buyer_id: PlatformBuyerId,
+    pub display_name: Option<String>,
+    pub language: Option<String>,
+    pub member_level: Option<String>,
+    pub is_vip: bool,
+    pub lifetime_value_cents: i64,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub shop: Option<ShopKey>,
+    pub buyer: Option<PlatformBuyerId>,
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -340,7 +367,21 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
     ) -> Result<(Message, bool), StoreError>;
 
-    async fn upsert_order(&self, shop: &Shop, order: &OrderRecord) -> Result<Order, StoreError>;
+    /// Stores an order, and with `buyer` the buyer's profile, in one
+    /// transaction; (shop, order number) identifies the order.
+    async fn upsert_order(
+        &self,
+        shop: &Shop,
+        order: &OrderRecord,
+        buyer: Option<&BuyerProfile>,
+    ) -> Result<Order, StoreError>;
+    async fn order(&self, tenant: TenantId, id: OrderId) -> Result<Option<Order>, StoreError>;
+    /// Orders, newest first.
+    async fn list_orders(
+        &self,
+        tenant: TenantId,
+        filter: &OrderFilter,
+    ) -> Result<Vec<Order>, StoreError>;
     async fn orders_for_buyer(
         &self,
         tenant: TenantId,

@@ -303,6 +303,8 @@ struct OrderRow {
     tracking_events: String,
     placed_at: String,
     updated_at: String,
+    destination: Option<String>,
+    expected_delivery: Option<String>,
 }
 
 impl TryFrom<OrderRow> for Order {
@@ -328,6 +330,8 @@ impl TryFrom<OrderRow> for Order {
                 tracking_number: row.tracking_number,
                 tracking_events: serde_json::from_str(&row.tracking_events).map_err(corrupt)?,
                 placed_at: parse_ts(&row.placed_at)?,
+                destination: row.destination,
+                expected_delivery: row.expected_delivery.as_deref().map(parse_ts).transpose()?,
             },
             updated_at: parse_ts(&row.updated_at)?,
         })
@@ -376,6 +380,50 @@ async fn upsert_buyer(
     .bind(shop.id.to_string())
     .bind(buyer.id.as_str())
     .bind(buyer.name.as_deref())
+    .bind(&at)
+    .bind(&at)
+    .fetch_one(&mut **tx)
+    .await?;
+    parse_id(&id, "buyer")
+}
+
+/// The columns of an `OrderRow`, with the shop and buyer keys joined in.
+const ORDER_SELECT: &str = "SELECT o.id, s.shop_key, b.platform_buyer_id, o.order_number, \
+     o.status, o.currency, o.total_cents, o.items, o.carrier, o.tracking_number, \
+     o.tracking_events, o.placed_at, o.updated_at, o.destination, o.expected_delivery \
+     FROM orders o JOIN shops s ON s.id = o.shop_id LEFT JOIN buyers b ON b.id = o.buyer_id";
+
+async fn upsert_buyer_profile(
+    tx: &mut Transaction<'static, Sqlite>,
+    shop: &Shop,
+    profile: &BuyerProfile,
+    at: DateTime<Utc>,
+) -> Result<BuyerId, StoreError> {
+    let at = ts(at);
+    let id: String = sqlx::query_scalar(
+        "INSERT INTO buyers (id, tenant_id, shop_id, platform_buyer_id, display_name, language, \
+         member_level, is_vip, lifetime_value_cents, currency, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (shop_id, platform_buyer_id) DO UPDATE SET \
+           display_name = COALESCE(excluded.display_name, buyers.display_name), \
+           language = COALESCE(excluded.language, buyers.language), \
+           member_level = COALESCE(excluded.member_level, buyers.member_level), \
+           is_vip = excluded.is_vip, \
+           lifetime_value_cents = excluded.lifetime_value_cents, \
+           currency = COALESCE(excluded.currency, buyers.currency), \
+           updated_at = excluded.updated_at \
+         RETURNING id",
+    )
+    .bind(BuyerId::new().to_string())
+    .bind(shop.tenant_id.to_string())
+    .bind(shop.id.to_string())
+    .bind(profile.platform_buyer_id.as_str())
+    .bind(profile.display_name.as_deref())
+    .bind(profile.language.as_deref())
+    .bind(profile.member_level.as_deref())
+    .bind(profile.is_vip)
+    .bind(profile.lifetime_value_cents)
+    .bind(profile.currency.as_deref())
     .bind(&at)
     .bind(&at)
     .fetch_one(&mut **tx)
@@ -945,8 +993,17 @@ impl Store for SqliteStore {
         Ok((message, false))
     }
 
-    async fn upsert_order(&self, shop: &Shop, order: &OrderRecord) -> Result<Order, StoreError> {
+    async fn upsert_order(
+        &self,
+        shop: &Shop,
+        order: &OrderRecord,
+        buyer: Option<&BuyerProfile>,
+    ) -> Result<Order, StoreError> {
         let mut tx = self.begin_write().await?;
+        let at = now();
+        if let Some(profile) = buyer {
+            upsert_buyer_profile(&mut tx, shop, profile, at).await?;
+        }
         let buyer_id: Option<String> = match &order.buyer {
             Some(buyer) => {
                 sqlx::query_scalar(
@@ -959,7 +1016,6 @@ impl Store for SqliteStore {
             }
             None => None,
         };
-        let at = now();
         let encode = |e: serde_json::Result<String>| {
             e.map_err(|e| StoreError::Corrupt(format!("order json: {e}")))
         };
@@ -967,15 +1023,17 @@ impl Store for SqliteStore {
         let events = encode(serde_json::to_string(&order.tracking_events))?;
         let id: String = sqlx::query_scalar(
             "INSERT INTO orders (id, tenant_id, shop_id, buyer_id, order_number, status, currency, \
-             total_cents, items, carrier, tracking_number, tracking_events, placed_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             total_cents, items, carrier, tracking_number, tracking_events, placed_at, updated_at, \
+             destination, expected_delivery) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (shop_id, order_number) DO UPDATE SET \
                buyer_id = COALESCE(excluded.buyer_id, orders.buyer_id), status = excluded.status, \
                currency = excluded.currency, total_cents = excluded.total_cents, \
                items = excluded.items, carrier = excluded.carrier, \
                tracking_number = excluded.tracking_number, \
                tracking_events = excluded.tracking_events, placed_at = excluded.placed_at, \
-               updated_at = excluded.updated_at \
+               updated_at = excluded.updated_at, destination = excluded.destination, \
+               expected_delivery = excluded.expected_delivery \
              RETURNING id",
         )
         .bind(OrderId::new().to_string())
@@ -992,6 +1050,8 @@ impl Store for SqliteStore {
         .bind(events)
         .bind(ts(order.placed_at))
         .bind(ts(at))
+        .bind(order.destination.as_deref())
+        .bind(order.expected_delivery.map(ts))
         .fetch_one(&mut *tx)
         .await?;
         insert_audit(
@@ -1006,6 +1066,7 @@ impl Store for SqliteStore {
                     "shop": shop.key,
                     "order_number": order.order_number,
                     "status": order.status,
+                    "buyer": order.buyer.as_ref().map(|b| b.as_str()),
                 }),
             },
         )
@@ -1019,18 +1080,50 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn order(&self, tenant: TenantId, id: OrderId) -> Result<Option<Order>, StoreError> {
+        sqlx::query_as::<_, OrderRow>(&format!(
+            "{ORDER_SELECT} WHERE o.tenant_id = ? AND o.id = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await?
+        .map(Order::try_from)
+        .transpose()
+    }
+
+    async fn list_orders(
+        &self,
+        tenant: TenantId,
+        filter: &OrderFilter,
+    ) -> Result<Vec<Order>, StoreError> {
+        sqlx::query_as::<_, OrderRow>(&format!(
+            "{ORDER_SELECT} WHERE o.tenant_id = ? \
+             AND (? IS NULL OR s.shop_key = ?) \
+             AND (? IS NULL OR b.platform_buyer_id = ?) \
+             ORDER BY o.placed_at DESC, o.id DESC LIMIT ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(filter.shop.as_ref().map(|s| s.as_str()))
+        .bind(filter.shop.as_ref().map(|s| s.as_str()))
+        .bind(filter.buyer.as_ref().map(|b| b.as_str()))
+        .bind(filter.buyer.as_ref().map(|b| b.as_str()))
+        .bind(i64::from(filter.limit.max(1)))
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(Order::try_from)
+        .collect()
+    }
+
     async fn orders_for_buyer(
         &self,
         tenant: TenantId,
         buyer: BuyerId,
     ) -> Result<Vec<Order>, StoreError> {
-        sqlx::query_as::<_, OrderRow>(
-            "SELECT o.id, s.shop_key, b.platform_buyer_id, o.order_number, o.status, o.currency, \
-             o.total_cents, o.items, o.carrier, o.tracking_number, o.tracking_events, o.placed_at, \
-             o.updated_at FROM orders o JOIN shops s ON s.id = o.shop_id \
-             LEFT JOIN buyers b ON b.id = o.buyer_id \
-             WHERE o.tenant_id = ? AND o.buyer_id = ? ORDER BY o.placed_at DESC",
-        )
+        sqlx::query_as::<_, OrderRow>(&format!(
+            "{ORDER_SELECT} WHERE o.tenant_id = ? AND o.buyer_id = ? ORDER BY o.placed_at DESC"
+        ))
         .bind(tenant.to_string())
         .bind(buyer.to_string())
         .fetch_all(&self.reader)
@@ -1293,8 +1386,11 @@ mod tests {
                 at: Utc::now(),
                 status: "picked up".into(),
                 location: Some("Bangkok".into()),
+                description: None,
             }],
             placed_at: Utc::now(),
+            destination: Some("TH".into()),
+            expected_delivery: None,
         }
     }
 
@@ -1307,11 +1403,11 @@ mod tests {
             .await
             .unwrap();
         let first = store
-            .upsert_order(&shop, &order("ORD-1", "shipped"))
+            .upsert_order(&shop, &order("ORD-1", "shipped"), None)
             .await
             .unwrap();
         let second = store
-            .upsert_order(&shop, &order("ORD-1", "delivered"))
+            .upsert_order(&shop, &order("ORD-1", "delivered"), None)
             .await
             .unwrap();
         assert_eq!(first.id, second.id, "same order number, same order");
@@ -1336,6 +1432,85 @@ mod tests {
         let other = tenant_with_shop(&store, "other").await;
         assert!(store
             .orders_for_buyer(other.tenant_id, detail.buyer.id)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_order_with_a_buyer_profile_creates_the_buyer_and_lists_by_filter() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let profile = BuyerProfile {
+            platform_buyer_id: PlatformBuyerId::parse("buyer-9").unwrap(),
+            display_name: Some("Nadia".into()),
+            language: Some("id".into()),
+            member_level: Some("gold".into()),
+            is_vip: true,
+            lifetime_value_cents: 18_240,
+            currency: Some("USD".into()),
+        };
+        let mut record = order("ORD-9", "shipped");
+        record.buyer = Some(profile.platform_buyer_id.clone());
+        record.expected_delivery = Some(Utc::now());
+        let stored = store
+            .upsert_order(&shop, &record, Some(&profile))
+            .await
+            .unwrap();
+        store
+            .upsert_order(&shop, &order("ORD-10", "paid"), None)
+            .await
+            .unwrap();
+
+        let read = store
+            .order(shop.tenant_id, stored.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.record.destination.as_deref(), Some("TH"));
+        assert_eq!(
+            read.record.expected_delivery.map(|t| t.timestamp()),
+            record.expected_delivery.map(|t| t.timestamp())
+        );
+        let by_buyer = store
+            .list_orders(
+                shop.tenant_id,
+                &OrderFilter {
+                    buyer: Some(profile.platform_buyer_id.clone()),
+                    limit: 10,
+                    ..OrderFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(by_buyer.len(), 1);
+        assert_eq!(by_buyer[0].record.order_number, "ORD-9");
+        let all = store
+            .list_orders(
+                shop.tenant_id,
+                &OrderFilter {
+                    limit: 10,
+                    ..OrderFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2);
+
+        let other = tenant_with_shop(&store, "other").await;
+        assert!(store
+            .order(other.tenant_id, stored.id)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .list_orders(
+                other.tenant_id,
+                &OrderFilter {
+                    limit: 10,
+                    ..OrderFilter::default()
+                }
+            )
             .await
             .unwrap()
             .is_empty());

@@ -9,5 +9,6 @@ mod embeddings;
 mod helpers;
 mod models;
 mod openapi;
+mod orders;
 mod queue;
 mod tokenizer;
