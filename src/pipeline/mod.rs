@@ -9,3 +9,5 @@
 
 pub mod guard;
 pub mod policy;
+pub mod prompt;
+pub mod templates;
