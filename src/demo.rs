@@ -227,4 +227,14 @@ mod tests {
         let err = parse_file(&path, now).unwrap_err().to_string();
         assert!(err.contains("UTF-8"), "{err}");
     }
+
+    #[test]
+    fn the_shipped_demo_orders_are_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb/orders/demo.jsonl");
+        let parsed = parse_file(&path, Utc::now()).unwrap();
+        assert!(parsed.len() >= 40, "{} orders", parsed.len());
+        assert!(parsed
+            .iter()
+            .any(|(_, _, _, buyer)| buyer.as_ref().is_some_and(|b| b.is_vip)));
+    }
 }
