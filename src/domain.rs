@@ -57,6 +57,10 @@ uuid_id!(MessageId);
 uuid_id!(OrderId);
 uuid_id!(TokenId);
 uuid_id!(JobId);
+uuid_id!(
+    /// One routing decision of the reply pipeline.
+    DecisionId
+);
 
 /// Why a value from outside could not become a domain value. The message
 /// names the field and the bad value's problem.

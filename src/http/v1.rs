@@ -365,6 +365,44 @@ pub struct ConversationDetailDto {
     pub buyer_profile: BuyerDetailDto,
     /// Every message, oldest first.
     pub messages: Vec<MessageDto>,
+    /// What the reply pipeline decided for each buyer message, oldest first.
+    pub decisions: Vec<DecisionDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionDto {
+    pub id: String,
+    /// The buyer message decided on.
+    pub message_id: String,
+    /// 1 (AI answered), 2 (AI drafted for a human), 3 (human now).
+    pub layer: u8,
+    /// `send`, `draft`, `handoff` or `observe` (shadow mode).
+    pub action: String,
+    /// The reply waiting for a human, if any.
+    pub draft: Option<String>,
+    /// The message sent to the buyer, if one was.
+    pub reply_message_id: Option<String>,
+    /// Everything the pipeline saw and did: language, intent and confidence,
+    /// sentiment, entities, retrieved sources, route and reasons, guard
+    /// findings, model ids and per-stage timings.
+    #[schema(value_type = Object)]
+    pub trace: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<store::Decision> for DecisionDto {
+    fn from(d: store::Decision) -> Self {
+        DecisionDto {
+            id: d.id.to_string(),
+            message_id: d.message_id.to_string(),
+            layer: d.layer.get(),
+            action: d.action,
+            draft: d.draft,
+            reply_message_id: d.reply_message_id.map(|id| id.to_string()),
+            trace: d.trace,
+            created_at: d.created_at,
+        }
+    }
 }
 
 fn parse_conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
@@ -399,6 +437,7 @@ pub async fn get_conversation(
         .ok_or_else(|| ApiError::NotFound {
             what: format!("conversation {id}"),
         })?;
+    let decisions = state.store.decisions(tenant.id, id).await?;
     let buyer = detail.buyer;
     Ok(Json(ConversationDetailDto {
         conversation: detail.summary.into(),
@@ -413,6 +452,7 @@ pub async fn get_conversation(
             currency: buyer.currency,
         },
         messages: detail.messages.into_iter().map(MessageDto::from).collect(),
+        decisions: decisions.into_iter().map(DecisionDto::from).collect(),
     }))
 }
 

@@ -14,9 +14,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::domain::{
-    Author, BuyerId, ConversationId, ConversationStatus, Direction, InboundMessage, JobId, Layer,
-    MessageId, MessageText, NewReply, OrderId, Platform, PlatformBuyerId, ShopId, ShopKey,
-    TenantId, TenantName, TokenId,
+    Author, BuyerId, ConversationId, ConversationStatus, DecisionId, Direction, InboundMessage,
+    JobId, Layer, MessageId, MessageText, NewReply, OrderId, Platform, PlatformBuyerId, ShopId,
+    ShopKey, TenantId, TenantName, TokenId,
 };
 
 pub use sqlite::SqliteStore;
@@ -237,6 +237,42 @@ pub struct BuyerProfile {
     pub currency: Option<String>,
 }
 
+/// What the reply pipeline decided for one inbound message, written in one
+/// transaction with everything it changes.
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    pub conversation: ConversationId,
+    /// The inbound message decided on; it is marked processed.
+    pub message: MessageId,
+    pub layer: Layer,
+    /// `send`, `draft`, `handoff` or `observe`.
+    pub action: String,
+    /// The inbound message's detected language and its translation for
+    /// agents.
+    pub language: Option<String>,
+    pub translation: Option<String>,
+    /// A reply sent to the buyer now (layer 1, auto mode; or a holding
+    /// reply).
+    pub reply: Option<NewReply>,
+    /// A draft for a human to send.
+    pub draft: Option<String>,
+    pub status: ConversationStatus,
+    pub trace: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub id: DecisionId,
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub layer: Layer,
+    pub action: String,
+    pub draft: Option<String>,
+    pub reply_message_id: Option<MessageId>,
+    pub trace: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
     pub shop: Option<ShopKey>,
@@ -369,6 +405,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an order, and with `buyer` the buyer's profile, in one
     /// transaction; (shop, order number) identifies the order.
+    /// Stores a pipeline decision with its reply, the message's language and
+    /// translation, the conversation's new layer and status, and an audit
+    /// event. A second decision for the same message changes nothing and
+    /// returns the first with `true`.
+    async fn record_decision(
+        &self,
+        tenant: TenantId,
+        decision: &NewDecision,
+    ) -> Result<(Decision, bool), StoreError>;
+    /// A conversation's decisions, oldest first.
+    async fn decisions(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Decision>, StoreError>;
+
     async fn upsert_order(
         &self,
         shop: &Shop,

@@ -431,6 +431,104 @@ async fn upsert_buyer_profile(
     parse_id(&id, "buyer")
 }
 
+/// Adds an outbound message or note to a conversation; outbound messages
+/// also move the conversation's last-message time and count.
+async fn insert_message(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: TenantId,
+    conversation: ConversationId,
+    shop_id: &str,
+    reply: &NewReply,
+    at: DateTime<Utc>,
+) -> Result<Message, StoreError> {
+    let message = Message {
+        id: MessageId::new(),
+        conversation_id: conversation,
+        external_id: reply.external_id.as_ref().map(|e| e.as_str().to_owned()),
+        direction: reply.direction,
+        author: reply.author,
+        author_name: reply.author_name.clone(),
+        text: reply.text.clone(),
+        language: None,
+        translation: None,
+        sent_at: at,
+        received_at: at,
+    };
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, shop_id, external_id, direction, \
+         author, author_name, text, sent_at, received_at, seq) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+         (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?))",
+    )
+    .bind(message.id.to_string())
+    .bind(tenant.to_string())
+    .bind(conversation.to_string())
+    .bind(shop_id)
+    .bind(message.external_id.as_deref())
+    .bind(enum_str(message.direction))
+    .bind(enum_str(message.author))
+    .bind(message.author_name.as_deref())
+    .bind(message.text.as_str())
+    .bind(ts(at))
+    .bind(ts(at))
+    .bind(conversation.to_string())
+    .execute(&mut **tx)
+    .await?;
+    if reply.direction == Direction::Outbound {
+        sqlx::query(
+            "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1 \
+             WHERE id = ?",
+        )
+        .bind(ts(at))
+        .bind(conversation.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(message)
+}
+
+#[derive(sqlx::FromRow)]
+struct DecisionRow {
+    id: String,
+    conversation_id: String,
+    message_id: String,
+    layer: i64,
+    action: String,
+    draft: Option<String>,
+    reply_message_id: Option<String>,
+    trace: String,
+    created_at: String,
+}
+
+const DECISION_COLUMNS: &str = "id, conversation_id, message_id, layer, action, draft, \
+     reply_message_id, trace, created_at";
+
+impl TryFrom<DecisionRow> for Decision {
+    type Error = StoreError;
+    fn try_from(row: DecisionRow) -> Result<Self, StoreError> {
+        let layer = u8::try_from(row.layer)
+            .ok()
+            .and_then(|l| Layer::try_from(l).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("decision layer {}", row.layer)))?;
+        Ok(Decision {
+            id: parse_id(&row.id, "decision")?,
+            conversation_id: parse_id(&row.conversation_id, "conversation")?,
+            message_id: parse_id(&row.message_id, "message")?,
+            layer,
+            action: row.action,
+            draft: row.draft,
+            reply_message_id: row
+                .reply_message_id
+                .as_deref()
+                .map(|id| parse_id(id, "message"))
+                .transpose()?,
+            trace: serde_json::from_str(&row.trace)
+                .map_err(|e| StoreError::Corrupt(format!("decision trace: {e}")))?,
+            created_at: parse_ts(&row.created_at)?,
+        })
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -926,50 +1024,7 @@ impl Store for SqliteStore {
                 return Ok((existing, true));
             }
         }
-        let at = now();
-        let message = Message {
-            id: MessageId::new(),
-            conversation_id: conversation,
-            external_id: reply.external_id.as_ref().map(|e| e.as_str().to_owned()),
-            direction: reply.direction,
-            author: reply.author,
-            author_name: reply.author_name.clone(),
-            text: reply.text.clone(),
-            language: None,
-            translation: None,
-            sent_at: at,
-            received_at: at,
-        };
-        sqlx::query(
-            "INSERT INTO messages (id, tenant_id, conversation_id, shop_id, external_id, direction, \
-             author, author_name, text, sent_at, received_at, seq) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?))",
-        )
-        .bind(message.id.to_string())
-        .bind(tenant.to_string())
-        .bind(conversation.to_string())
-        .bind(&shop_id)
-        .bind(message.external_id.as_deref())
-        .bind(enum_str(message.direction))
-        .bind(enum_str(message.author))
-        .bind(message.author_name.as_deref())
-        .bind(message.text.as_str())
-        .bind(ts(at))
-        .bind(ts(at))
-        .bind(conversation.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if reply.direction == Direction::Outbound {
-            sqlx::query(
-                "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1 \
-                 WHERE id = ?",
-            )
-            .bind(ts(at))
-            .bind(conversation.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
+        let message = insert_message(&mut tx, tenant, conversation, &shop_id, reply, now()).await?;
         insert_audit(
             &mut tx,
             Some(tenant),
@@ -991,6 +1046,131 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok((message, false))
+    }
+
+    async fn record_decision(
+        &self,
+        tenant: TenantId,
+        decision: &NewDecision,
+    ) -> Result<(Decision, bool), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let existing: Option<DecisionRow> = sqlx::query_as(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions WHERE tenant_id = ? AND message_id = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(decision.message.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = existing {
+            return Ok((Decision::try_from(existing)?, true));
+        }
+        let shop_id: Option<String> = sqlx::query_scalar(
+            "SELECT c.shop_id FROM conversations c JOIN messages m ON m.conversation_id = c.id \
+             WHERE c.tenant_id = ? AND c.id = ? AND m.id = ? AND m.direction = 'inbound'",
+        )
+        .bind(tenant.to_string())
+        .bind(decision.conversation.to_string())
+        .bind(decision.message.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(shop_id) = shop_id else {
+            return Err(StoreError::NotFound {
+                what: format!(
+                    "inbound message {} in conversation {}",
+                    decision.message, decision.conversation
+                ),
+            });
+        };
+        let at = now();
+        let reply = match &decision.reply {
+            Some(reply) => Some(
+                insert_message(&mut tx, tenant, decision.conversation, &shop_id, reply, at).await?,
+            ),
+            None => None,
+        };
+        let trace = serde_json::to_string(&decision.trace)
+            .map_err(|e| StoreError::Corrupt(format!("decision trace: {e}")))?;
+        let stored = Decision {
+            id: DecisionId::new(),
+            conversation_id: decision.conversation,
+            message_id: decision.message,
+            layer: decision.layer,
+            action: decision.action.clone(),
+            draft: decision.draft.clone(),
+            reply_message_id: reply.as_ref().map(|m| m.id),
+            trace: decision.trace.clone(),
+            created_at: at,
+        };
+        sqlx::query(&format!(
+            "INSERT INTO decisions ({DECISION_COLUMNS}, tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(stored.id.to_string())
+        .bind(stored.conversation_id.to_string())
+        .bind(stored.message_id.to_string())
+        .bind(i64::from(stored.layer.get()))
+        .bind(&stored.action)
+        .bind(stored.draft.as_deref())
+        .bind(stored.reply_message_id.map(|id| id.to_string()))
+        .bind(trace)
+        .bind(ts(at))
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE messages SET processed_at = COALESCE(processed_at, ?), \
+             language = COALESCE(?, language), translation = COALESCE(?, translation) WHERE id = ?",
+        )
+        .bind(ts(at))
+        .bind(decision.language.as_deref())
+        .bind(decision.translation.as_deref())
+        .bind(decision.message.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET layer = ?, status = ? WHERE id = ?")
+            .bind(i64::from(decision.layer.get()))
+            .bind(enum_str(decision.status))
+            .bind(decision.conversation.to_string())
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(
+            &mut tx,
+            Some(tenant),
+            &AuditEvent {
+                actor: "ai".into(),
+                action: "pipeline.decided".into(),
+                subject_type: "message".into(),
+                subject_id: decision.message.to_string(),
+                details: serde_json::json!({
+                    "conversation_id": decision.conversation,
+                    "decision_id": stored.id,
+                    "layer": decision.layer,
+                    "action": decision.action,
+                    "reasons": decision.trace.get("reasons"),
+                    "reply_message_id": stored.reply_message_id,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((stored, false))
+    }
+
+    async fn decisions(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Decision>, StoreError> {
+        sqlx::query_as::<_, DecisionRow>(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions WHERE tenant_id = ? AND conversation_id = ? \
+             ORDER BY created_at, id"
+        ))
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(Decision::try_from)
+        .collect()
     }
 
     async fn upsert_order(
@@ -1514,6 +1694,85 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_decision_is_stored_once_with_its_reply_and_moves_the_conversation() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let ack = store
+            .ingest(&shop, &inbound("m-1", "buyer-1"), 3)
+            .await
+            .unwrap();
+        let decision = NewDecision {
+            conversation: ack.conversation_id,
+            message: ack.message_id,
+            layer: Layer::try_from(1).unwrap(),
+            action: "send".into(),
+            language: Some("id".into()),
+            translation: Some("Where is my parcel?".into()),
+            reply: Some(NewReply {
+                text: MessageText::from_stored("Pesanan SPE-1 dalam perjalanan.".into()),
+                direction: Direction::Outbound,
+                author: Author::Ai,
+                author_name: None,
+                external_id: None,
+            }),
+            draft: None,
+            status: ConversationStatus::Open,
+            trace: serde_json::json!({"intent": "order_status", "reasons": []}),
+        };
+        let (first, repeated) = store
+            .record_decision(shop.tenant_id, &decision)
+            .await
+            .unwrap();
+        assert!(!repeated);
+        let (second, repeated) = store
+            .record_decision(shop.tenant_id, &decision)
+            .await
+            .unwrap();
+        assert!(repeated, "a job that runs twice decides once");
+        assert_eq!(first.id, second.id);
+        assert_eq!(second.trace["intent"], "order_status");
+
+        let detail = store
+            .conversation(shop.tenant_id, ack.conversation_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail.summary.layer.map(Layer::get), Some(1));
+        assert_eq!(
+            detail.messages.len(),
+            2,
+            "the buyer's message and one reply"
+        );
+        assert_eq!(detail.messages[0].language.as_deref(), Some("id"));
+        assert_eq!(detail.messages[1].author, Author::Ai);
+        assert_eq!(Some(detail.messages[1].id), first.reply_message_id);
+        let listed = store
+            .decisions(shop.tenant_id, ack.conversation_id)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+
+        let other = tenant_with_shop(&store, "other").await;
+        assert!(store
+            .decisions(other.tenant_id, ack.conversation_id)
+            .await
+            .unwrap()
+            .is_empty());
+        let foreign = store.record_decision(other.tenant_id, &decision).await;
+        assert!(
+            matches!(foreign, Err(StoreError::NotFound { .. })),
+            "another tenant cannot decide on this message"
+        );
+        let log = store.audit_log(shop.tenant_id, 100).await.unwrap();
+        assert_eq!(
+            log.iter()
+                .filter(|r| r.event.action == "pipeline.decided")
+                .count(),
+            1
+        );
     }
 
     #[tokio::test]
