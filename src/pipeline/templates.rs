@@ -352,6 +352,44 @@ pub fn is_late(order: &OrderRecord, now: DateTime<Utc>) -> bool {
     ) && order.expected_delivery.is_some_and(|t| t < now)
 }
 
+/// The English name of a supported language, for instructions to the
+/// chat model ("reply in Indonesian").
+pub fn language_name(lang: &str) -> &'static str {
+    match supported(lang) {
+        "id" => "Indonesian",
+        "ms" => "Malay",
+        "th" => "Thai",
+        "vi" => "Vietnamese",
+        "tl" => "Tagalog",
+        "pt" => "Portuguese",
+        "es" => "Spanish",
+        "zh" => "Chinese",
+        _ => "English",
+    }
+}
+
+/// A short holding reply: the message reached the shop and a colleague
+/// will answer. Sent only when the policy asks for one.
+pub fn holding_reply(lang: &str) -> TemplatedAnswer {
+    let lang = supported(lang);
+    let text = match lang {
+        "id" => "Terima kasih, pesan Anda sudah kami terima. Tim kami akan membalas secepatnya pada jam kerja.",
+        "ms" => "Terima kasih, mesej anda telah diterima. Pasukan kami akan membalas secepat mungkin pada waktu bekerja.",
+        "th" => "ขอบคุณค่ะ ร้านได้รับข้อความแล้ว ทีมงานจะตอบกลับโดยเร็วที่สุดในเวลาทำการค่ะ",
+        "vi" => "Cảm ơn bạn, shop đã nhận được tin nhắn. Nhân viên sẽ trả lời sớm nhất trong giờ làm việc.",
+        "tl" => "Salamat, natanggap namin ang mensahe mo. Sasagot ang aming team sa lalong madaling panahon sa oras ng trabaho.",
+        "pt" => "Obrigado, recebemos sua mensagem. Nossa equipe vai responder assim que possível no horário de atendimento.",
+        "es" => "Gracias, hemos recibido tu mensaje. Nuestro equipo te responderá lo antes posible en horario de atención.",
+        "zh" => "谢谢，我们已收到您的消息。客服同事会在工作时间尽快回复您。",
+        _ => "Thank you, we have received your message. A colleague will reply as soon as possible during opening hours.",
+    };
+    TemplatedAnswer {
+        text: text.to_string(),
+        language: lang,
+        facts: Vec::new(),
+    }
+}
+
 fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {

@@ -414,6 +414,12 @@ pub trait Store: Send + Sync + 'static {
         tenant: TenantId,
         decision: &NewDecision,
     ) -> Result<(Decision, bool), StoreError>;
+    /// The conversation an inbound or outbound message belongs to.
+    async fn message_conversation(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<Option<ConversationId>, StoreError>;
     /// A conversation's decisions, oldest first.
     async fn decisions(
         &self,

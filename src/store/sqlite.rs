@@ -1155,6 +1155,23 @@ impl Store for SqliteStore {
         Ok((stored, false))
     }
 
+    async fn message_conversation(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<Option<ConversationId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT conversation_id FROM messages WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(message.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        id.as_deref()
+            .map(|id| parse_id(id, "conversation"))
+            .transpose()
+    }
+
     async fn decisions(
         &self,
         tenant: TenantId,

@@ -1,0 +1,90 @@
+//! What the pipeline needs from the rest of kedai, as small traits: the
+//! understand stage, knowledge-base search and the chat model. The server
+//! plugs in the real implementations (e5 classifiers, the knowledge base,
+//! the model runtime); plumbing tests plug in fakes.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::domain::TenantId;
+use crate::inference::chat::ChatMessage;
+
+/// A stage that could not run. `retryable` failures (a model busy, an index
+/// rebuilding) make the job retry later; others fail it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{stage}: {message}")]
+pub struct StageError {
+    pub stage: &'static str,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// What the understand stage found in one buyer message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Understood {
+    /// ISO 639-1 code, when identified.
+    pub language: Option<String>,
+    pub intent: String,
+    /// Calibrated probability of `intent`.
+    pub confidence: f32,
+    pub out_of_scope: bool,
+    /// `positive`, `neutral` or `negative`.
+    pub sentiment: String,
+    /// 0 none, 1 annoyed, 2 angry.
+    pub anger: u8,
+    pub urgent: bool,
+    pub human_requested: bool,
+    /// The buyer already asked this in the conversation.
+    pub repeated: bool,
+    /// (kind, value): order numbers, tracking numbers, SKUs, emails, phones.
+    pub entities: Vec<(String, String)>,
+    /// Model ids used, for the trace.
+    pub models: Vec<String>,
+}
+
+#[async_trait]
+pub trait Understand: Send + Sync {
+    /// `history`: the buyer's earlier messages in this conversation, oldest
+    /// first.
+    async fn understand(&self, text: &str, history: &[String]) -> Result<Understood, StageError>;
+}
+
+/// One knowledge-base hit.
+#[derive(Debug, Clone, Serialize)]
+pub struct KnowledgeHit {
+    /// e.g. `faq:returns-window`, `product:TEE-OVS-01`.
+    pub id: String,
+    /// `faq`, `policy`, `product` or `shipping`.
+    pub kind: String,
+    pub title: String,
+    /// The passage as indexed.
+    pub text: String,
+    /// For FAQ entries: the seller's answer, usable as it is.
+    pub answer: Option<String>,
+    pub language: Option<String>,
+    /// Fused rank score and the dense cosine similarity when the dense
+    /// index took part.
+    pub score: f32,
+    pub similarity: Option<f32>,
+}
+
+#[async_trait]
+pub trait Knowledge: Send + Sync {
+    async fn search(
+        &self,
+        tenant: TenantId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<KnowledgeHit>, StageError>;
+}
+
+/// The chat model, for drafts and translations.
+#[async_trait]
+pub trait Writer: Send + Sync {
+    fn model_id(&self) -> String;
+    async fn write(
+        &self,
+        messages: Vec<ChatMessage>,
+        max_tokens: usize,
+    ) -> Result<String, StageError>;
+}
