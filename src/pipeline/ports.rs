@@ -66,6 +66,11 @@ pub struct KnowledgeHit {
     /// index took part.
     pub score: f32,
     pub similarity: Option<f32>,
+    /// The structured entry (a product's variants with stock and price, a
+    /// shipping rule's days and cost); `null` when there is none.
+    pub fields: serde_json::Value,
+    /// For products: variant SKUs whose options the query names, best first.
+    pub matched_variants: Vec<String>,
 }
 
 #[async_trait]

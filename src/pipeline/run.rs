@@ -80,7 +80,8 @@ pub struct Trace {
     pub entities: Vec<(String, String)>,
     pub injection: Option<String>,
     pub sources: Vec<SourceRef>,
-    /// `order_status`, `faq`, `faq_translated`, `draft`, `holding` or `none`.
+    /// `order_status`, `catalogue`, `faq`, `faq_translated`, `draft`,
+    /// `holding` or `none`.
     pub answer_kind: String,
     pub order: Option<String>,
     pub layer: u8,
@@ -272,6 +273,25 @@ impl Pipeline {
             } else {
                 notes.push("no order on record for this buyer".into());
             }
+        }
+        if fast.is_none()
+            && matches!(
+                understood.intent.as_str(),
+                "stock_availability" | "colour_options"
+            )
+        {
+            fast = hits
+                .iter()
+                .take(2)
+                .filter(|h| h.kind == "product")
+                .find_map(|h| {
+                    templates::stock_answer(&h.fields, &h.matched_variants, &lang).map(|a| Answer {
+                        kind: "catalogue",
+                        text: a.text,
+                        generated: false,
+                        sources: vec![h.id.clone()],
+                    })
+                });
         }
         if fast.is_none() {
             fast = self.faq_answer(&hits, &lang, &mut notes, &mut models).await;
@@ -875,6 +895,8 @@ mod tests {
                 language: Some("en".into()),
                 score: 0.03,
                 similarity: Some(if query.contains("ship") { 0.93 } else { 0.84 }),
+                fields: serde_json::Value::Null,
+                matched_variants: Vec::new(),
             };
             Ok(vec![faq])
         }

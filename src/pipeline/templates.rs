@@ -352,6 +352,129 @@ pub fn is_late(order: &OrderRecord, now: DateTime<Utc>) -> bool {
     ) && order.expected_delivery.is_some_and(|t| t < now)
 }
 
+#[derive(serde::Deserialize)]
+struct ProductFields {
+    name: String,
+    #[serde(default)]
+    price: f64,
+    #[serde(default)]
+    currency: String,
+    #[serde(default)]
+    variants: Vec<VariantFields>,
+}
+
+#[derive(serde::Deserialize)]
+struct VariantFields {
+    sku: String,
+    #[serde(default)]
+    options: std::collections::BTreeMap<String, String>,
+    price: Option<f64>,
+    stock: u32,
+}
+
+fn options_label(options: &std::collections::BTreeMap<String, String>) -> String {
+    options.values().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// Stock and price of a product's variant, from the catalogue's fields:
+/// the variant the buyer named when there is one, else what is in stock.
+/// `None` when the fields are not a product's.
+pub fn stock_answer(
+    fields: &serde_json::Value,
+    matched_variants: &[String],
+    lang: &str,
+) -> Option<TemplatedAnswer> {
+    let product: ProductFields = serde_json::from_value(fields.clone()).ok()?;
+    if product.variants.is_empty() {
+        return None;
+    }
+    let lang = supported(lang);
+    let available: Vec<String> = product
+        .variants
+        .iter()
+        .filter(|v| v.stock > 0)
+        .map(|v| options_label(&v.options))
+        .filter(|label| !label.is_empty())
+        .collect();
+    let list = available.join("; ");
+    let named = matched_variants
+        .first()
+        .and_then(|sku| product.variants.iter().find(|v| &v.sku == sku));
+    let name = &product.name;
+    let mut facts = Vec::new();
+    let text = match named {
+        Some(v) if v.stock > 0 => {
+            let opts = options_label(&v.options);
+            let n = v.stock;
+            let price = format!("{:.2}", v.price.unwrap_or(product.price));
+            let cur = &product.currency;
+            facts.extend([v.sku.clone(), n.to_string(), price.clone()]);
+            match lang {
+                "id" => format!("{name} ({opts}) ready stok: {n} pcs, harga {price} {cur}."),
+                "ms" => format!("{name} ({opts}) ada stok: {n} unit, harga {price} {cur}."),
+                "th" => format!("{name} ({opts}) มีสินค้าพร้อมส่ง {n} ชิ้น ราคา {price} {cur}"),
+                "vi" => format!("{name} ({opts}) còn hàng: {n} sản phẩm, giá {price} {cur}."),
+                "tl" => format!("May stock ang {name} ({opts}): {n} piraso, {price} {cur}."),
+                "pt" => format!("{name} ({opts}) está disponível: {n} em estoque, {price} {cur}."),
+                "es" => format!("{name} ({opts}) está disponible: {n} en stock, {price} {cur}."),
+                "zh" => format!("{name}（{opts}）有现货：{n} 件，价格 {price} {cur}。"),
+                _ => format!("{name} ({opts}) is in stock: {n} available at {price} {cur}."),
+            }
+        }
+        Some(v) => {
+            let opts = options_label(&v.options);
+            facts.push(v.sku.clone());
+            let sold_out = match lang {
+                "id" => format!("{name} ({opts}) sedang habis."),
+                "ms" => format!("{name} ({opts}) sedang habis stok."),
+                "th" => format!("{name} ({opts}) สินค้าหมดชั่วคราว"),
+                "vi" => format!("{name} ({opts}) hiện đã hết hàng."),
+                "tl" => format!("Ubos na ang {name} ({opts}) sa ngayon."),
+                "pt" => format!("{name} ({opts}) está esgotado no momento."),
+                "es" => format!("{name} ({opts}) está agotado por ahora."),
+                "zh" => format!("{name}（{opts}）暂时缺货。"),
+                _ => format!("{name} ({opts}) is sold out right now."),
+            };
+            if list.is_empty() {
+                sold_out
+            } else {
+                format!("{sold_out} {}", available_line(lang, &list))
+            }
+        }
+        None if !list.is_empty() => format!("{name}: {}", available_line(lang, &list)),
+        None => match lang {
+            "id" => format!("{name} sedang habis."),
+            "ms" => format!("{name} sedang habis stok."),
+            "th" => format!("{name} สินค้าหมดชั่วคราว"),
+            "vi" => format!("{name} hiện đã hết hàng."),
+            "tl" => format!("Ubos na ang {name} sa ngayon."),
+            "pt" => format!("{name} está esgotado no momento."),
+            "es" => format!("{name} está agotado por ahora."),
+            "zh" => format!("{name}暂时缺货。"),
+            _ => format!("{name} is sold out right now."),
+        },
+    };
+    Some(TemplatedAnswer {
+        text,
+        language: lang,
+        facts,
+    })
+}
+
+fn available_line(lang: &str, list: &str) -> String {
+    match lang {
+        "id" => format!("Yang tersedia: {list}."),
+        "ms" => format!("Yang ada: {list}."),
+        "th" => format!("ที่มีตอนนี้: {list}"),
+        "vi" => format!("Còn hàng: {list}."),
+        "tl" => format!("Available: {list}."),
+        "pt" => format!("Disponíveis: {list}."),
+        "es" => format!("Disponibles: {list}."),
+        "zh" => format!("有货的款式：{list}。"),
+        _ => format!("In stock: {list}."),
+    }
+}
+
 /// The English name of a supported language, for instructions to the
 /// chat model ("reply in Indonesian").
 pub fn language_name(lang: &str) -> &'static str {
@@ -511,5 +634,41 @@ mod tests {
         assert_eq!(answer.text, "Your order SPE-2611-00123 is lost in space.");
         let regional = order_status(&order("paid"), "pt-BR", at("2026-11-21T10:00:00Z"));
         assert_eq!(regional.language, "pt");
+    }
+
+    fn tee() -> serde_json::Value {
+        serde_json::json!({
+            "sku": "TEE-OVS-01", "name": "Oversized Cotton Tee", "price": 12.9, "currency": "USD",
+            "variants": [
+                {"sku": "TEE-OVS-01-RED-XL", "options": {"colour": "red", "size": "XL"}, "stock": 14},
+                {"sku": "TEE-OVS-01-RED-M", "options": {"colour": "red", "size": "M"}, "stock": 0},
+                {"sku": "TEE-OVS-01-BLK-L", "options": {"colour": "black", "size": "L"}, "price": 13.5, "stock": 3}
+            ]
+        })
+    }
+
+    #[test]
+    fn stock_answers_come_from_the_catalogue_fields() {
+        let named = stock_answer(&tee(), &["TEE-OVS-01-RED-XL".into()], "en").unwrap();
+        assert_eq!(
+            named.text,
+            "Oversized Cotton Tee (red, XL) is in stock: 14 available at 12.90 USD."
+        );
+        let sold_out = stock_answer(&tee(), &["TEE-OVS-01-RED-M".into()], "id").unwrap();
+        assert_eq!(
+            sold_out.text,
+            "Oversized Cotton Tee (red, M) sedang habis. Yang tersedia: red, XL; black, L."
+        );
+        let general = stock_answer(&tee(), &[], "pt").unwrap();
+        assert_eq!(
+            general.text,
+            "Oversized Cotton Tee: Disponíveis: red, XL; black, L."
+        );
+        for lang in LANGUAGES {
+            let answer = stock_answer(&tee(), &["TEE-OVS-01-BLK-L".into()], lang).unwrap();
+            assert!(answer.text.contains("13.50"), "{lang}: {}", answer.text);
+            assert!(answer.text.contains('3'), "{lang}: {}", answer.text);
+        }
+        assert!(stock_answer(&serde_json::json!({"answer": "x"}), &[], "en").is_none());
     }
 }
