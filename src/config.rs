@@ -39,6 +39,21 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub log: LogSettings,
     pub policy: crate::pipeline::policy::PolicySettings,
+    pub pipeline: PipelineSettings,
+}
+
+/// The answer stage's tuning (`[pipeline]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// How the shop is named in prompts to the chat model.
+    pub shop_name: String,
+    /// The language agents read (ISO 639-1).
+    pub agent_language: String,
+    pub retrieval_limit: usize,
+    pub faq_min_similarity: f32,
+    pub draft_min_similarity: f32,
+    pub draft_max_tokens: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +197,34 @@ impl Settings {
         }
         if self.models.embedding.trim().is_empty() || self.models.chat.trim().is_empty() {
             return invalid("models.embedding and models.chat must not be empty".into());
+        }
+        let p = &self.pipeline;
+        if !(1..=50).contains(&p.retrieval_limit) {
+            return invalid(format!(
+                "pipeline.retrieval_limit must be 1 to 50, got {}",
+                p.retrieval_limit
+            ));
+        }
+        for (key, value) in [
+            ("faq_min_similarity", p.faq_min_similarity),
+            ("draft_min_similarity", p.draft_min_similarity),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return invalid(format!("pipeline.{key} must be within 0..=1, got {value}"));
+            }
+        }
+        if !(1..=512).contains(&p.draft_max_tokens) {
+            return invalid(format!(
+                "pipeline.draft_max_tokens must be 1 to 512, got {}",
+                p.draft_max_tokens
+            ));
+        }
+        if p.agent_language.len() != 2 || !p.agent_language.bytes().all(|b| b.is_ascii_lowercase())
+        {
+            return invalid(format!(
+                "pipeline.agent_language must be an ISO 639-1 code such as \"en\", got {:?}",
+                p.agent_language
+            ));
         }
         self.policy
             .validate()

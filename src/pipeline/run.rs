@@ -51,6 +51,19 @@ pub struct PipelineConfig {
     pub draft_max_tokens: usize,
 }
 
+impl From<&crate::config::PipelineSettings> for PipelineConfig {
+    fn from(s: &crate::config::PipelineSettings) -> Self {
+        PipelineConfig {
+            shop_name: s.shop_name.clone(),
+            agent_language: s.agent_language.clone(),
+            retrieval_limit: s.retrieval_limit,
+            faq_min_similarity: s.faq_min_similarity,
+            draft_min_similarity: s.draft_min_similarity,
+            draft_max_tokens: s.draft_max_tokens,
+        }
+    }
+}
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
