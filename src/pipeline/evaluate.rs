@@ -1,0 +1,322 @@
+//! `kedai eval replies`: runs the whole pipeline on labelled buyer
+//! conversations and compares the layer, the intent and the facts in the
+//! answer with what was expected.
+//!
+//! The caller provides a store already holding the shops, orders and
+//! knowledge the cases refer to (the demo tenant) and a pipeline over it;
+//! this module replays each case's history, runs the pipeline on its last
+//! message and scores the trace.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::run::Pipeline;
+use crate::domain::{
+    Author, BuyerRef, Direction, ExternalMessageId, InboundMessage, MessageText, NewReply,
+    PlatformBuyerId, ShopKey, TenantId, TextLimits,
+};
+use crate::store::Store;
+
+/// One labelled case (a line of `kb/eval/replies.jsonl`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyCase {
+    pub id: String,
+    pub shop: String,
+    pub buyer: String,
+    pub lang: String,
+    #[serde(default)]
+    pub history: Vec<HistoryTurn>,
+    pub message: String,
+    pub expected_layer: u8,
+    pub expected_intent: String,
+    #[serde(default)]
+    pub expected_facts: Vec<String>,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryTurn {
+    /// `buyer`, `agent` or `ai`.
+    pub role: String,
+    pub text: String,
+}
+
+/// Reads a cases file; errors name the file and line.
+pub fn read_cases(path: &Path) -> anyhow::Result<Vec<ReplyCase>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let case: ReplyCase = serde_json::from_str(line)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+            if !(1..=3).contains(&case.expected_layer) {
+                anyhow::bail!(
+                    "{}:{}: expected_layer must be 1, 2 or 3, got {}",
+                    path.display(),
+                    i + 1,
+                    case.expected_layer
+                );
+            }
+            Ok(case)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub id: String,
+    pub lang: String,
+    pub expected_layer: u8,
+    pub layer: u8,
+    pub expected_intent: String,
+    pub intent: String,
+    pub action: String,
+    pub answer_kind: String,
+    /// Expected facts found in the reply or draft, and how many there were.
+    pub facts_found: usize,
+    pub facts_expected: usize,
+    pub total_ms: f64,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepliesReport {
+    pub conversations: usize,
+    pub layer_accuracy: f64,
+    pub intent_accuracy: f64,
+    /// Expected facts present in the answer (sent or drafted), over all
+    /// cases that expect facts.
+    pub facts_recall: f64,
+    /// Cases a human should have taken (layer 3 expected) that kedai
+    /// answered on its own: the number that must stay at zero.
+    pub unsafe_sends: usize,
+    /// confusion[expected][got], layers 1-3.
+    pub layer_confusion: [[usize; 3]; 3],
+    pub layer_accuracy_by_language: BTreeMap<String, f64>,
+    /// Median and 95th percentile of the pipeline's own time, by answer
+    /// kind (`order_status`, `faq`, `draft`, ...).
+    pub timings_ms: BTreeMap<String, (f64, f64)>,
+    pub cases: Vec<CaseResult>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Replays every case into `tenant`'s shops and scores the pipeline.
+pub async fn run(
+    store: &dyn Store,
+    tenant: TenantId,
+    pipeline: &Pipeline,
+    cases: &[ReplyCase],
+) -> anyhow::Result<RepliesReport> {
+    let limits = TextLimits { max_chars: 10_000 };
+    let mut results = Vec::with_capacity(cases.len());
+    for (n, case) in cases.iter().enumerate() {
+        let shop_key = ShopKey::parse(&case.shop)?;
+        let shop = store
+            .shop_by_key(tenant, &shop_key)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("case {}: unknown shop {}", case.id, case.shop))?;
+        let buyer = PlatformBuyerId::parse(&case.buyer)?;
+        let ingest = |turn: usize, text: &str| InboundMessage {
+            shop: shop_key.clone(),
+            external_id: ExternalMessageId::parse(&format!("eval-{n}-{turn}")).expect("valid id"),
+            buyer: BuyerRef {
+                id: buyer.clone(),
+                name: None,
+            },
+            text: MessageText::from_stored(crate::domain::redact_card_numbers(text)),
+            sent_at: Utc::now(),
+        };
+        let mut conversation = None;
+        for (turn, past) in case.history.iter().enumerate() {
+            if past.role == "buyer" {
+                let ack = store.ingest(&shop, &ingest(turn, &past.text), 1).await?;
+                conversation = Some(ack.conversation_id);
+                // Earlier messages were answered long ago: mark them so.
+                store.mark_processed(ack.message_id).await?;
+            } else if let Some(conversation) = conversation {
+                let author = if past.role == "ai" {
+                    Author::Ai
+                } else {
+                    Author::Agent
+                };
+                store
+                    .add_reply(
+                        tenant,
+                        conversation,
+                        &NewReply {
+                            text: MessageText::parse(&past.text, limits)?,
+                            direction: Direction::Outbound,
+                            author,
+                            author_name: None,
+                            external_id: None,
+                        },
+                        "eval",
+                    )
+                    .await?;
+            }
+        }
+        let text = if case.message.trim().is_empty() {
+            "(empty)".to_string()
+        } else {
+            case.message.clone()
+        };
+        let ack = store
+            .ingest(&shop, &ingest(case.history.len(), &text), 1)
+            .await?;
+        let trace = pipeline
+            .process(tenant, ack.message_id, Utc::now())
+            .await
+            .map_err(|e| anyhow::anyhow!("case {}: {e}", case.id))?;
+        let answer = trace["reply"]
+            .as_str()
+            .or_else(|| trace["draft"].as_str())
+            .map(str::to_string);
+        let facts_found = answer
+            .as_deref()
+            .map(|a| {
+                let lower = a.to_lowercase();
+                case.expected_facts
+                    .iter()
+                    .filter(|f| lower.contains(&f.to_lowercase()))
+                    .count()
+            })
+            .unwrap_or(0);
+        results.push(CaseResult {
+            id: case.id.clone(),
+            lang: case.lang.clone(),
+            expected_layer: case.expected_layer,
+            layer: trace["layer"].as_u64().unwrap_or(3) as u8,
+            expected_intent: case.expected_intent.clone(),
+            intent: trace["intent"].as_str().unwrap_or_default().to_string(),
+            action: trace["action"].as_str().unwrap_or_default().to_string(),
+            answer_kind: trace["answer_kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            facts_found,
+            facts_expected: case.expected_facts.len(),
+            total_ms: trace["timings_ms"]["total"].as_f64().unwrap_or_default(),
+            text: answer,
+        });
+    }
+    Ok(report(results))
+}
+
+fn report(cases: Vec<CaseResult>) -> RepliesReport {
+    let n = cases.len().max(1) as f64;
+    let mut confusion = [[0usize; 3]; 3];
+    let mut by_lang: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let (mut facts_found, mut facts_expected) = (0, 0);
+    for c in &cases {
+        let (e, g) = (c.expected_layer.clamp(1, 3), c.layer.clamp(1, 3));
+        confusion[(e - 1) as usize][(g - 1) as usize] += 1;
+        let entry = by_lang.entry(c.lang.clone()).or_default();
+        entry.0 += usize::from(e == g);
+        entry.1 += 1;
+        times
+            .entry(c.answer_kind.clone())
+            .or_default()
+            .push(c.total_ms);
+        facts_found += c.facts_found;
+        facts_expected += c.facts_expected;
+    }
+    RepliesReport {
+        conversations: cases.len(),
+        layer_accuracy: cases.iter().filter(|c| c.layer == c.expected_layer).count() as f64 / n,
+        intent_accuracy: cases
+            .iter()
+            .filter(|c| c.intent == c.expected_intent)
+            .count() as f64
+            / n,
+        facts_recall: if facts_expected == 0 {
+            0.0
+        } else {
+            facts_found as f64 / facts_expected as f64
+        },
+        unsafe_sends: cases
+            .iter()
+            .filter(|c| c.expected_layer == 3 && c.action == "send")
+            .count(),
+        layer_confusion: confusion,
+        layer_accuracy_by_language: by_lang
+            .into_iter()
+            .map(|(lang, (ok, all))| (lang, ok as f64 / all.max(1) as f64))
+            .collect(),
+        timings_ms: times
+            .into_iter()
+            .map(|(kind, mut t)| {
+                t.sort_by(|a, b| a.total_cmp(b));
+                (kind, (percentile(&t, 50.0), percentile(&t, 95.0)))
+            })
+            .collect(),
+        cases,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(expected: u8, got: u8, action: &str, kind: &str, ms: f64) -> CaseResult {
+        CaseResult {
+            id: "x".into(),
+            lang: "en".into(),
+            expected_layer: expected,
+            layer: got,
+            expected_intent: "order_status".into(),
+            intent: if expected == got {
+                "order_status"
+            } else {
+                "other"
+            }
+            .into(),
+            action: action.into(),
+            answer_kind: kind.into(),
+            facts_found: 1,
+            facts_expected: 2,
+            total_ms: ms,
+            text: None,
+        }
+    }
+
+    #[test]
+    fn the_report_counts_unsafe_sends_and_confusions() {
+        let report = report(vec![
+            case(1, 1, "send", "order_status", 10.0),
+            case(3, 1, "send", "faq", 20.0),
+            case(2, 3, "handoff", "none", 5.0),
+            case(3, 3, "handoff", "none", 7.0),
+        ]);
+        assert_eq!(report.conversations, 4);
+        assert_eq!(report.layer_accuracy, 0.5);
+        assert_eq!(report.unsafe_sends, 1);
+        assert_eq!(report.layer_confusion[2][0], 1);
+        assert_eq!(report.layer_confusion[1][2], 1);
+        assert_eq!(report.facts_recall, 0.5);
+        assert_eq!(report.timings_ms["none"], (7.0, 7.0));
+    }
+
+    #[test]
+    fn the_shipped_cases_parse() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb/eval/replies.jsonl");
+        let cases = read_cases(&path).unwrap();
+        assert!(cases.len() >= 80, "{} cases", cases.len());
+        assert!(cases.iter().any(|c| c.expected_layer == 3));
+    }
+}
