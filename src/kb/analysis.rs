@@ -10,7 +10,7 @@
 
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    TextAnalyzer, Token, TokenStream, Tokenizer, TokenizerManager,
+    StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer, TokenizerManager,
 };
 
 pub const TEXT: &str = "kedai_text";
@@ -23,6 +23,178 @@ pub const STEMMED: [(&str, Language, &str); 3] = [
     ("text_es", Language::Spanish, "es"),
 ];
 
+/// Function words of the shop's languages, accents folded, dropped from the
+/// all-language `text` field. Buyers' questions are mostly such words
+/// ("how do I ...", "apakah bisa ..."): left in, they make BM25 rank entries
+/// that share nothing but grammar with the question, which drowns the dense
+/// component's cross-lingual hits in the fusion. Content words that a
+/// folded form could also mean in some language are left out of the list.
+const FUNCTION_WORDS: &[&str] = &[
+    // English
+    "a",
+    "an",
+    "and",
+    "are",
+    "as",
+    "at",
+    "be",
+    "been",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "for",
+    "from",
+    "had",
+    "has",
+    "have",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "me",
+    "my",
+    "of",
+    "on",
+    "or",
+    "our",
+    "please",
+    "should",
+    "so",
+    "that",
+    "the",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "to",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "who",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    // Indonesian, Malay
+    "ada",
+    "akan",
+    "apa",
+    "apakah",
+    "atau",
+    "bagaimana",
+    "berapa",
+    "bisa",
+    "boleh",
+    "dan",
+    "dari",
+    "dengan",
+    "di",
+    "ini",
+    "itu",
+    "juga",
+    "ke",
+    "kak",
+    "kalau",
+    "mau",
+    "nya",
+    "pada",
+    "saya",
+    "sudah",
+    "untuk",
+    "yang",
+    "ya",
+    "gan",
+    // Portuguese, Spanish
+    "as",
+    "com",
+    "como",
+    "da",
+    "das",
+    "de",
+    "del",
+    "do",
+    "dos",
+    "e",
+    "el",
+    "em",
+    "en",
+    "es",
+    "eu",
+    "la",
+    "las",
+    "lo",
+    "los",
+    "meu",
+    "minha",
+    "mi",
+    "na",
+    "no",
+    "nos",
+    "o",
+    "os",
+    "para",
+    "por",
+    "que",
+    "se",
+    "um",
+    "uma",
+    "un",
+    "una",
+    "y",
+    "yo",
+    // Tagalog
+    "ang",
+    "ako",
+    "ba",
+    "ko",
+    "mga",
+    "na",
+    "ng",
+    "po",
+    "sa",
+    // Vietnamese (folded)
+    "cua",
+    "toi",
+    "va",
+    "co",
+    "khong",
+    "duoc",
+    "cac",
+    "nhung",
+    "nay",
+    "thi",
+    "voi",
+    "cho",
+    "dang",
+    "da",
+    "se",
+    "bi",
+    "nao",
+    "gi",
+    "khi",
+];
+
+fn function_words() -> StopWordFilter {
+    StopWordFilter::remove(FUNCTION_WORDS.iter().map(|w| (*w).to_owned()))
+}
+
 /// Registers kedai's analysers with an index's tokenizer manager.
 pub fn register(manager: &TokenizerManager) {
     manager.register(
@@ -31,15 +203,20 @@ pub fn register(manager: &TokenizerManager) {
             .filter(RemoveLongFilter::limit(40))
             .filter(LowerCaser)
             .filter(AsciiFoldingFilter)
+            .filter(function_words())
             .build(),
     );
     manager.register(CJK, TextAnalyzer::from(ScriptBigrams::default()));
     for (name, language, _) in STEMMED {
+        let stop_words =
+            StopWordFilter::new(language).unwrap_or_else(|| StopWordFilter::remove(Vec::new()));
         manager.register(
             name,
             TextAnalyzer::builder(SimpleTokenizer::default())
                 .filter(RemoveLongFilter::limit(40))
                 .filter(LowerCaser)
+                .filter(stop_words)
+                .filter(function_words())
                 .filter(Stemmer::new(language))
                 .build(),
         );
@@ -163,7 +340,13 @@ mod tests {
     #[test]
     fn words_are_folded_and_stemmed_per_language() {
         assert_eq!(analyze(TEXT, "Giao hàng NHANH!"), ["giao", "hang", "nhanh"]);
+        assert_eq!(
+            analyze(TEXT, "How do I use the shop coupon?"),
+            ["use", "shop", "coupon"]
+        );
+        assert_eq!(analyze(TEXT, "Apakah bisa retur?"), ["retur"]);
         assert_eq!(analyze("text_en", "returns returned"), ["return"]);
+        assert_eq!(analyze("text_en", "How can I return it?"), ["return"]);
         assert_eq!(analyze("text_pt", "devoluções devolução"), ["devolu"]);
     }
 }

@@ -21,6 +21,10 @@ pub struct Chunk {
     pub text: String,
     /// The structured content to answer from.
     pub fields: serde_json::Value,
+    /// Question variants, embedded one by one besides `text` (a buyer's
+    /// question is closest to another question, in any language).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub questions: Vec<String>,
 }
 
 pub fn chunks(entry: &KbEntry) -> Vec<Chunk> {
@@ -32,13 +36,16 @@ pub fn chunks(entry: &KbEntry) -> Vec<Chunk> {
         lang: entry.lang().as_str().to_owned(),
         text,
         fields: entry.to_json(),
+        questions: Vec::new(),
     };
     match entry {
         KbEntry::Faq(faq) => {
             let mut text = faq.questions.join("\n");
             text.push('\n');
             text.push_str(&faq.answer);
-            vec![whole(faq.questions[0].clone(), text)]
+            let mut chunk = whole(faq.questions[0].clone(), text);
+            chunk.questions = faq.questions.clone();
+            vec![chunk]
         }
         KbEntry::Product(product) => vec![whole(product.name.clone(), product_text(product))],
         KbEntry::Shipping(rule) => vec![whole(shipping_title(rule), shipping_text(rule))],
@@ -155,6 +162,7 @@ fn policy_chunks(policy: &Policy) -> Vec<Chunk> {
                     "section": heading,
                     "body": body,
                 }),
+                questions: Vec::new(),
             })
         })
         .collect()

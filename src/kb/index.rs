@@ -297,44 +297,78 @@ impl LexicalIndex {
     }
 }
 
-/// Unit vectors, one per document, scanned exhaustively.
+/// Unit vectors scanned exhaustively. A document may own several vectors
+/// (an FAQ entry: its answer and each question variant); its similarity is
+/// that of its best vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DenseIndex {
     dim: usize,
     vectors: Vec<f32>,
+    /// The document each vector belongs to.
+    owners: Vec<u32>,
+    docs: usize,
 }
 
-const DENSE_MAGIC: &[u8; 4] = b"KDV1";
+const DENSE_MAGIC: &[u8; 4] = b"KDV2";
 
 impl DenseIndex {
+    /// One vector per document, in document order.
     pub fn new(dim: usize, vectors: Vec<f32>) -> Result<DenseIndex, KbError> {
-        if dim == 0 || vectors.len() % dim != 0 {
+        let count = if dim == 0 { 0 } else { vectors.len() / dim };
+        DenseIndex::with_owners(dim, vectors, (0..count as u32).collect(), count)
+    }
+
+    /// Vectors owned by `docs` documents: vector `i` belongs to `owners[i]`.
+    pub fn with_owners(
+        dim: usize,
+        vectors: Vec<f32>,
+        owners: Vec<u32>,
+        docs: usize,
+    ) -> Result<DenseIndex, KbError> {
+        if dim == 0 || vectors.len() % dim != 0 || vectors.len() / dim != owners.len() {
             return Err(KbError::Index(format!(
-                "{} values do not make vectors of {dim}",
-                vectors.len()
+                "{} values and {} owners do not make vectors of {dim}",
+                vectors.len(),
+                owners.len()
             )));
         }
-        Ok(DenseIndex { dim, vectors })
+        if let Some(bad) = owners.iter().find(|&&o| o as usize >= docs) {
+            return Err(KbError::Index(format!(
+                "vector owner {bad} is past the {docs} documents"
+            )));
+        }
+        Ok(DenseIndex {
+            dim,
+            vectors,
+            owners,
+            docs,
+        })
     }
 
     pub fn dim(&self) -> usize {
         self.dim
     }
 
-    pub fn len(&self) -> usize {
-        self.vectors.len() / self.dim
+    /// Documents covered (not vectors).
+    pub fn docs(&self) -> usize {
+        self.docs
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.vectors.is_empty()
+    pub fn vector_count(&self) -> usize {
+        self.owners.len()
     }
 
-    pub fn vector(&self, ord: usize) -> &[f32] {
-        &self.vectors[ord * self.dim..(ord + 1) * self.dim]
+    /// Vector `i` and the document owning it.
+    pub fn vector(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
+    }
+
+    pub fn owner(&self, i: usize) -> u32 {
+        self.owners[i]
     }
 
     /// The `depth` most similar documents that `allow` accepts: (ord,
-    /// cosine), best first.
+    /// cosine of the document's best vector), best first.
     pub fn search(
         &self,
         query: &[f32],
@@ -361,20 +395,25 @@ impl DenseIndex {
         if query.len() != self.dim || depth == 0 {
             return Vec::new();
         }
+        let mut best = vec![f32::NEG_INFINITY; self.docs];
+        for (vector, &owner) in self.vectors.chunks_exact(self.dim).zip(&self.owners) {
+            let score = dot(query, vector);
+            let slot = &mut best[owner as usize];
+            if score > *slot {
+                *slot = score;
+            }
+        }
         let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(depth + 1);
-        for (ord, vector) in self.vectors.chunks_exact(self.dim).enumerate() {
-            if !allow(ord) {
+        for (ord, &score) in best.iter().enumerate() {
+            if score == f32::NEG_INFINITY || !allow(ord) {
                 continue;
             }
-            let score = dot(query, vector);
+            let candidate = Scored(score, ord as u32);
             if heap.len() < depth {
-                heap.push(Reverse(Scored(score, ord as u32)));
-            } else if heap
-                .peek()
-                .is_some_and(|Reverse(worst)| Scored(score, ord as u32) > *worst)
-            {
+                heap.push(Reverse(candidate));
+            } else if heap.peek().is_some_and(|Reverse(worst)| candidate > *worst) {
                 heap.pop();
-                heap.push(Reverse(Scored(score, ord as u32)));
+                heap.push(Reverse(candidate));
             }
         }
         let mut hits: Vec<Scored> = heap.into_iter().map(|Reverse(s)| s).collect();
@@ -391,8 +430,13 @@ impl DenseIndex {
         out.write_all(DENSE_MAGIC).map_err(io)?;
         out.write_all(&(self.dim as u32).to_le_bytes())
             .map_err(io)?;
-        out.write_all(&(self.len() as u64).to_le_bytes())
+        out.write_all(&(self.owners.len() as u64).to_le_bytes())
             .map_err(io)?;
+        out.write_all(&(self.docs as u64).to_le_bytes())
+            .map_err(io)?;
+        for owner in &self.owners {
+            out.write_all(&owner.to_le_bytes()).map_err(io)?;
+        }
         for value in &self.vectors {
             out.write_all(&value.to_le_bytes()).map_err(io)?;
         }
@@ -413,20 +457,27 @@ impl DenseIndex {
             .read_to_end(&mut bytes)
             .map_err(io)?;
         let corrupt = || KbError::Index(format!("{} is not a dense index file", path.display()));
-        if bytes.len() < 16 || &bytes[..4] != DENSE_MAGIC {
+        if bytes.len() < 24 || &bytes[..4] != DENSE_MAGIC {
             return Err(corrupt());
         }
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let dim = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
-        let count = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let body = &bytes[16..];
-        if dim == 0 || body.len() != count * dim * 4 {
+        let count = u64_at(8) as usize;
+        let docs = u64_at(16) as usize;
+        let body = &bytes[24..];
+        if dim == 0 || body.len() != count * 4 + count * dim * 4 {
             return Err(corrupt());
         }
-        let vectors = body
+        let (owners, vectors) = body.split_at(count * 4);
+        let owners = owners
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let vectors = vectors
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect();
-        DenseIndex::new(dim, vectors)
+        DenseIndex::with_owners(dim, vectors, owners, docs)
     }
 }
 
@@ -490,11 +541,11 @@ impl SearchIndex {
         kinds: Vec<Box<str>>,
     ) -> Result<SearchIndex, KbError> {
         let docs = lexical.num_docs() as usize;
-        if docs != kinds.len() || dense.as_ref().is_some_and(|d| d.len() != docs) {
+        if docs != kinds.len() || dense.as_ref().is_some_and(|d| d.docs() != docs) {
             return Err(KbError::Index(format!(
-                "index parts disagree: {docs} BM25 documents, {} kinds, {} vectors",
+                "index parts disagree: {docs} BM25 documents, {} kinds, {} dense documents",
                 kinds.len(),
-                dense.as_ref().map_or(0, DenseIndex::len)
+                dense.as_ref().map_or(0, DenseIndex::docs)
             )));
         }
         Ok(SearchIndex {
@@ -616,13 +667,27 @@ mod tests {
     }
 
     #[test]
+    fn a_document_scores_as_its_best_vector() {
+        let dense =
+            DenseIndex::with_owners(2, vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8], vec![0, 0, 1], 2)
+                .unwrap();
+        let hits = dense.search(&[0.0, 1.0], &|_| true, 5);
+        assert_eq!(hits, [(0, 1.0), (1, 0.8)]);
+        assert!(DenseIndex::with_owners(2, vec![1.0, 0.0], vec![3], 2).is_err());
+    }
+
+    #[test]
     fn dense_files_round_trip_and_reject_garbage() {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("dense.bin");
-        let dense = DenseIndex::new(3, (0..12).map(|i| i as f32).collect()).unwrap();
+        let dense =
+            DenseIndex::with_owners(3, (0..12).map(|i| i as f32).collect(), vec![0, 0, 1, 2], 3)
+                .unwrap();
         dense.write(&path).unwrap();
         assert_eq!(DenseIndex::read(&path).unwrap(), dense);
-        std::fs::write(&path, b"KDV1\x03\0\0\0\x09\0\0\0\0\0\0\0").unwrap();
+        let mut torn = std::fs::read(&path).unwrap();
+        torn.truncate(torn.len() - 4);
+        std::fs::write(&path, torn).unwrap();
         assert!(DenseIndex::read(&path).is_err());
     }
 

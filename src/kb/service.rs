@@ -228,6 +228,28 @@ struct BuildInput {
     previous: Option<Arc<TenantIndex>>,
 }
 
+/// What gets embedded for each chunk, in index order: the chunk's text as
+/// a passage, then each question variant as a query (e5's prefix for text
+/// compared with text of the same kind).
+fn vector_texts(chunks: &[Chunk]) -> Vec<(u32, EmbedRole, &str)> {
+    let mut out = Vec::new();
+    for (ord, chunk) in chunks.iter().enumerate() {
+        out.push((ord as u32, EmbedRole::Passage, chunk.text.as_str()));
+        for question in &chunk.questions {
+            out.push((ord as u32, EmbedRole::Query, question.as_str()));
+        }
+    }
+    out
+}
+
+fn vector_key(role: EmbedRole, text: &str) -> [u8; 32] {
+    let role = match role {
+        EmbedRole::Query => "q",
+        EmbedRole::Passage => "p",
+    };
+    text_hash(&format!("{role}:{text}"))
+}
+
 /// Vectors for `chunks`, reusing `previous` ones for unchanged texts.
 fn embed_chunks(
     embedder: &dyn Embedder,
@@ -238,40 +260,51 @@ fn embed_chunks(
     let mut known: HashMap<[u8; 32], &[f32]> = HashMap::new();
     if let Some(prev) = previous.filter(|p| p.embedder.as_deref() == Some(embedder.model_id())) {
         if let Some(dense) = prev.index.dense().filter(|d| d.dim() == dim) {
-            for (ord, chunk) in prev.chunks.iter().enumerate() {
-                known.insert(text_hash(&chunk.text), dense.vector(ord));
+            let texts = vector_texts(&prev.chunks);
+            if texts.len() == dense.vector_count() {
+                for (i, (_, role, text)) in texts.into_iter().enumerate() {
+                    known.insert(vector_key(role, text), dense.vector(i));
+                }
             }
         }
     }
-    let mut vectors = vec![0f32; chunks.len() * dim];
-    let missing: Vec<usize> = (0..chunks.len())
-        .filter(|&i| match known.get(&text_hash(&chunks[i].text)) {
-            Some(v) => {
-                vectors[i * dim..(i + 1) * dim].copy_from_slice(v);
-                false
+    let texts = vector_texts(chunks);
+    let mut vectors = vec![0f32; texts.len() * dim];
+    let mut missing: Vec<usize> = Vec::new();
+    for (i, (_, role, text)) in texts.iter().enumerate() {
+        match known.get(&vector_key(*role, text)) {
+            Some(v) => vectors[i * dim..(i + 1) * dim].copy_from_slice(v),
+            None => missing.push(i),
+        }
+    }
+    for role in [EmbedRole::Passage, EmbedRole::Query] {
+        let of_role: Vec<usize> = missing
+            .iter()
+            .copied()
+            .filter(|&i| texts[i].1 == role)
+            .collect();
+        for batch in of_role.chunks(EMBED_BATCH) {
+            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].2).collect();
+            let embedded = embedder.embed(&inputs, role)?;
+            for (&i, vector) in batch.iter().zip(embedded) {
+                if vector.len() != dim {
+                    return Err(KbError::Embedding(format!(
+                        "model returned {} values, expected {dim}",
+                        vector.len()
+                    )));
+                }
+                vectors[i * dim..(i + 1) * dim].copy_from_slice(&vector);
             }
-            None => true,
-        })
-        .collect();
-    for batch in missing.chunks(EMBED_BATCH) {
-        let texts: Vec<&str> = batch.iter().map(|&i| chunks[i].text.as_str()).collect();
-        let embedded = embedder.embed(&texts, EmbedRole::Passage)?;
-        for (&i, vector) in batch.iter().zip(embedded) {
-            if vector.len() != dim {
-                return Err(KbError::Embedding(format!(
-                    "model returned {} values, expected {dim}",
-                    vector.len()
-                )));
-            }
-            vectors[i * dim..(i + 1) * dim].copy_from_slice(&vector);
         }
     }
     tracing::debug!(
         chunks = chunks.len(),
+        vectors = texts.len(),
         embedded = missing.len(),
         "kb vectors ready"
     );
-    DenseIndex::new(dim, vectors)
+    let owners = texts.iter().map(|(owner, _, _)| *owner).collect();
+    DenseIndex::with_owners(dim, vectors, owners, chunks.len())
 }
 
 /// Builds (or finds on disk) the generation for `input.revision`.
