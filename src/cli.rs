@@ -62,6 +62,44 @@ pub enum Command {
     /// Measure this machine: load generators and model benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Import, list and search a tenant's knowledge base.
+    #[command(subcommand)]
+    Kb(KbCommand),
+    /// Measure kedai's components on labelled data.
+    #[command(subcommand)]
+    Eval(crate::eval::EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Import a kb folder (docs/kb-format.md): all of it, or nothing.
+    Import {
+        dir: PathBuf,
+        #[arg(long, default_value = crate::startup::DEMO_TENANT)]
+        tenant: String,
+    },
+    /// List entries.
+    List {
+        #[arg(long, default_value = crate::startup::DEMO_TENANT)]
+        tenant: String,
+        /// faq, policy, product or shipping.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Search, printing the hits with each component's rank and score.
+    Search {
+        query: String,
+        #[arg(long, default_value = crate::startup::DEMO_TENANT)]
+        tenant: String,
+        #[arg(long, default_value_t = crate::kb::service::DEFAULT_TOP_K)]
+        top_k: usize,
+        /// hybrid, bm25 or dense.
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// Only this kind (repeatable): faq, policy, product, shipping.
+        #[arg(long)]
+        kind: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +199,18 @@ pub fn run() -> anyhow::Result<()> {
         Command::Tenant(cmd) => admin(&settings, |store| tenant(store, cmd, output)),
         Command::Shop(cmd) => admin(&settings, |store| shop(store, cmd, output)),
         Command::Token(cmd) => admin(&settings, |store| token(store, cmd, output)),
+        Command::Kb(cmd) => {
+            let kb_settings = settings.clone();
+            admin(&settings, |store| kb(store, cmd, &kb_settings, output))
+        }
+        Command::Eval(cmd) => crate::eval::run(
+            cmd,
+            &settings,
+            match output {
+                Output::Human => crate::eval::Output::Human,
+                Output::Json => crate::eval::Output::Json,
+            },
+        ),
     }
 }
 
@@ -192,6 +242,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             BuildOptions {
                 models,
                 handler: None,
+                kb_embedder: None,
             },
         )
         .await?;
@@ -403,6 +454,145 @@ async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow:
                         "\n{:<38} {:<12} {:<10} {}",
                         t.id, t.prefix, state, t.label
                     ));
+                }
+                out
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn kb(
+    store: SqliteStore,
+    cmd: KbCommand,
+    settings: &Settings,
+    output: Output,
+) -> anyhow::Result<()> {
+    use crate::kb::{KbQuery, KbService, SearchMode};
+    use crate::store::KbKind;
+
+    let service = |embedder| {
+        KbService::new(
+            std::sync::Arc::new(store.clone()),
+            embedder,
+            settings.store.data_dir.join("kb"),
+        )
+    };
+    match cmd {
+        KbCommand::Import { dir, tenant } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let entries = crate::kb::import::read_dir(&dir)?;
+            let applied = service(None).import(tenant.id, &entries, "cli").await?;
+            output.print(
+                json!({ "tenant": tenant.name, "entries": entries.len(), "applied": applied }),
+                || {
+                    format!(
+                    "Imported {} entries from {} into {:?}: {} created, {} updated, {} unchanged \
+                     (knowledge-base revision {}).",
+                    entries.len(),
+                    dir.display(),
+                    tenant.name,
+                    applied.created,
+                    applied.updated,
+                    applied.unchanged,
+                    applied.revision
+                )
+                },
+            );
+        }
+        KbCommand::List { tenant, kind } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let kind = kind
+                .as_deref()
+                .map(str::parse::<KbKind>)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let records = service(None).list(tenant.id, kind).await?;
+            output.print(json!({ "entries": records }), || {
+                let mut out = format!("{:<9} {:<40} {:<4} {}", "KIND", "ID", "LANG", "VERSION");
+                for r in &records {
+                    out.push_str(&format!(
+                        "\n{:<9} {:<40} {:<4} {}",
+                        r.document.kind, r.document.id, r.document.lang, r.version
+                    ));
+                }
+                out
+            });
+        }
+        KbCommand::Search {
+            query,
+            tenant,
+            top_k,
+            mode,
+            kind,
+        } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let mode: SearchMode = mode.parse().map_err(anyhow::Error::msg)?;
+            let kinds = if kind.is_empty() {
+                None
+            } else {
+                Some(
+                    kind.iter()
+                        .map(|k| k.parse::<KbKind>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(anyhow::Error::msg)?,
+                )
+            };
+            let query = KbQuery::parse(&query, Some(top_k), Some(mode), kinds)?;
+            let embedder = match mode {
+                SearchMode::Bm25 => None,
+                SearchMode::Hybrid | SearchMode::Dense => {
+                    let settings = settings.clone();
+                    match tokio::task::spawn_blocking(move || crate::eval::load_embedder(&settings))
+                        .await?
+                    {
+                        Ok(embedder) => Some(embedder),
+                        Err(err) if mode == SearchMode::Hybrid => {
+                            eprintln!("embedding model unavailable ({err:#}); BM25 only");
+                            None
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+            };
+            let results = service(embedder).search(tenant.id, &query).await?;
+            output.print(serde_json::to_value(&results)?, || {
+                let component = |c: Option<crate::kb::ComponentHit>| match c {
+                    Some(c) => format!("#{:<2} {:>7.3}", c.rank, c.score),
+                    None => format!("{:>11}", "-"),
+                };
+                let mut out = format!(
+                    "mode {}{}\n{:>3} {:<8} {:<32} {:>11} {:>11} {:>7}  TITLE",
+                    results.mode.as_str(),
+                    results
+                        .degraded
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default(),
+                    "#",
+                    "KIND",
+                    "ID",
+                    "BM25",
+                    "DENSE",
+                    "RRF"
+                );
+                for (i, hit) in results.hits.iter().enumerate() {
+                    out.push_str(&format!(
+                        "\n{:>3} {:<8} {:<32} {} {} {:>7.4}  {}",
+                        i + 1,
+                        hit.kind,
+                        hit.id,
+                        component(hit.bm25),
+                        component(hit.dense),
+                        hit.score,
+                        hit.title
+                    ));
+                    if !hit.matched_variants.is_empty() {
+                        out.push_str(&format!(
+                            "\n    matching variants: {}",
+                            hit.matched_variants.join(", ")
+                        ));
+                    }
                 }
                 out
             });

@@ -38,6 +38,7 @@ pub struct Settings {
     pub models: ModelsSettings,
     pub queue: QueueSettings,
     pub log: LogSettings,
+    pub kb: KbSettings,
     pub policy: crate::pipeline::policy::PolicySettings,
     pub pipeline: PipelineSettings,
 }
@@ -123,6 +124,14 @@ pub struct QueueSettings {
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KbSettings {
+    /// Knowledge-base folder imported into the demo tenant on first start;
+    /// empty for none.
+    pub demo_dir: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
 use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
+use crate::kb::{Embedder, KbService};
 use crate::queue::{JobHandler, MarkProcessed, Queue};
-use crate::store::{NewShop, SqliteStore, Store, StoreError};
+use crate::store::{KbStore, NewShop, SqliteStore, Store, StoreError};
 
 pub const DEMO_TENANT: &str = "demo";
 
@@ -73,6 +74,10 @@ pub struct BuildOptions {
     pub models: ModelReadiness,
     /// What processes inbound-message jobs; `None` for the default.
     pub handler: Option<Arc<dyn JobHandler>>,
+    /// What embeds knowledge-base passages and queries; `None` loads the
+    /// configured embedding model when the models are ready, and otherwise
+    /// leaves the knowledge base on BM25 alone.
+    pub kb_embedder: Option<Arc<dyn Embedder>>,
 }
 
 pub struct Application {
@@ -86,13 +91,24 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Application> {
         let metrics = crate::metrics::install();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&settings.store).await.with_context(|| {
-                format!("opening the store in {}", settings.store.data_dir.display())
-            })?);
+        let sqlite = Arc::new(SqliteStore::open(&settings.store).await.with_context(|| {
+            format!("opening the store in {}", settings.store.data_dir.display())
+        })?);
+        let store: Arc<dyn Store> = sqlite.clone();
+        let kb_store: Arc<dyn KbStore> = sqlite;
         let demo = seed_demo(store.as_ref())
             .await
             .context("seeding the demo tenant")?;
+        let kb_embedder = match options.kb_embedder {
+            Some(embedder) => Some(embedder),
+            None => load_kb_embedder(&settings, &options.models).await,
+        };
+        let kb = Arc::new(KbService::new(
+            kb_store,
+            kb_embedder,
+            settings.store.data_dir.join("kb"),
+        ));
+        seed_demo_kb(store.as_ref(), &kb, &settings.kb.demo_dir).await;
         let handler = options.handler.unwrap_or_else(|| {
             Arc::new(MarkProcessed {
                 store: store.clone(),
@@ -112,6 +128,7 @@ impl Application {
             },
             readiness: Arc::new(Readiness::new(options.models)),
             metrics,
+            kb,
         };
         let listener = TcpListener::bind(settings.server.listen)
             .await
@@ -144,6 +161,10 @@ impl Application {
     /// workers and hands their leased jobs back to the queue.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut workers = self.state.queue.spawn(shutdown.child_token());
+        tokio::spawn(warm_kb_indexes(
+            self.state.store.clone(),
+            self.state.kb.clone(),
+        ));
         let app = http::router(self.state.clone());
         let grace = Duration::from_secs(self.settings.server.shutdown_grace_secs);
         let signal = shutdown.clone();
@@ -182,6 +203,106 @@ impl Application {
         while workers.join_next().await.is_some() {}
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Loads the configured embedding model for the knowledge base when the
+/// models are in place; on any failure the knowledge base runs on BM25
+/// alone and says so in its search results.
+async fn load_kb_embedder(
+    settings: &Settings,
+    models: &ModelReadiness,
+) -> Option<Arc<dyn Embedder>> {
+    if !matches!(models, ModelReadiness::Ready(_)) {
+        return None;
+    }
+    let models = settings.models.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mode = crate::models::PrepareMode {
+            fetch: crate::models::FetchPolicy::Offline,
+            progress: crate::models::Progress::Silent,
+        };
+        let model = crate::models::resolve(&models, &models.embedding, mode)?;
+        let device = crate::inference::select_device("auto")?;
+        Ok(crate::inference::TextEmbedder::load(&model, &device)?)
+    })
+    .await;
+    match loaded {
+        Ok(Ok(embedder)) => Some(Arc::new(embedder)),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "knowledge base runs without its embedding model");
+            None
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "loading the embedding model panicked");
+            None
+        }
+    }
+}
+
+/// Imports `demo_dir` into the demo tenant while its knowledge base has
+/// never been changed (the first start). A broken folder is logged and
+/// skipped: the server starts regardless.
+async fn seed_demo_kb(store: &dyn Store, kb: &KbService, demo_dir: &str) {
+    let dir = std::path::Path::new(demo_dir.trim());
+    if demo_dir.trim().is_empty() {
+        return;
+    }
+    let tenant = match store.tenant_by_name(DEMO_TENANT).await {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot look up the demo tenant");
+            return;
+        }
+    };
+    match kb.revision(tenant.id).await {
+        Ok(0) => {}
+        Ok(_) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the demo knowledge base");
+            return;
+        }
+    }
+    if !dir.is_dir() {
+        tracing::info!(dir = %dir.display(), "no demo knowledge base folder; skipping");
+        return;
+    }
+    let entries = match crate::kb::import::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            tracing::warn!(error = %err, "demo knowledge base not imported");
+            return;
+        }
+    };
+    match kb.import(tenant.id, &entries, "system").await {
+        Ok(applied) => tracing::info!(
+            dir = %dir.display(),
+            created = applied.created,
+            "demo knowledge base imported"
+        ),
+        Err(err) => tracing::warn!(error = %err, "demo knowledge base not imported"),
+    }
+}
+
+/// Brings every tenant's knowledge-base index up to date in the background
+/// after a start, so a missing, stale or half-built index (a crash) is
+/// rebuilt before the first search needs it.
+async fn warm_kb_indexes(store: Arc<dyn Store>, kb: Arc<KbService>) {
+    let tenants = match store.list_tenants().await {
+        Ok(tenants) => tenants,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list tenants to warm kb indexes");
+            return;
+        }
+    };
+    for tenant in tenants {
+        if matches!(kb.revision(tenant.id).await, Ok(0)) {
+            continue;
+        }
+        if let Err(err) = kb.current(tenant.id).await {
+            tracing::warn!(tenant = %tenant.id, error = %err, "kb index not built");
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("server busy, retry in {retry_after_secs} s")]
     Unavailable { retry_after_secs: u64 },
+    /// A capability this server was started without (a model that is not
+    /// loaded); retrying will not help until the operator acts.
+    #[error("{0}")]
+    NotReady(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -89,6 +93,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match &self {
@@ -119,6 +124,7 @@ impl IntoResponse for ApiError {
             | ApiError::UnsupportedMediaType(_)
             | ApiError::NotFound { .. }
             | ApiError::Conflict(_)
+            | ApiError::NotReady(_)
             | ApiError::Internal(_) => {}
         }
         response

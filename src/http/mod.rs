@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod orders;
+pub mod kb;
 pub mod v1;
 
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub struct AppState {
     pub limits: ApiLimits,
     pub readiness: Arc<Readiness>,
     pub metrics: PrometheusHandle,
+    pub kb: Arc<crate::kb::KbService>,
 }
 
 #[derive(OpenApi)]
@@ -69,6 +71,7 @@ pub struct AppState {
         (name = "conversations", description = "Conversations, their messages, and replies"),
         (name = "orders", description = "Orders and buyer profiles reported by marketplaces"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "knowledge base", description = "FAQ, policies, products and shipping rules, and hybrid search over them"),
     )
 )]
 struct ApiDoc;
@@ -96,6 +99,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
+        .routes(routes!(kb::search))
+        .routes(routes!(kb::list_entries))
+        .routes(routes!(kb::get_entry, kb::put_entry, kb::delete_entry))
+        .routes(routes!(kb::entry_history))
 }
 
 /// The OpenAPI document, generated from the handlers' annotations, so it

@@ -6,6 +6,7 @@
 //! touching callers. Every method that takes a [`TenantId`] only ever sees that
 //! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
 
+pub mod kb;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use crate::domain::{
     ShopKey, TenantId, TenantName, TokenId,
 };
 
+pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,8 @@ use sqlx::{Sqlite, Transaction};
 use super::*;
 use crate::config::{Durability, StoreSettings};
 
+mod kb;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, Clone)]

@@ -34,6 +34,7 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     settings.queue.poll_interval_ms = 50;
     settings.queue.backoff_base_ms = 20;
     settings.queue.backoff_max_ms = 100;
+    settings.kb.demo_dir = String::new();
     settings
 }
 
@@ -41,6 +42,7 @@ pub struct Spawn {
     pub settings: Settings,
     pub handler: Option<Arc<dyn JobHandler>>,
     pub models: ModelReadiness,
+    pub kb_embedder: Option<Arc<dyn kedai::kb::Embedder>>,
 }
 
 impl Spawn {
@@ -49,6 +51,7 @@ impl Spawn {
             settings: test_settings(data_dir),
             handler: None,
             models: ModelReadiness::NotRequired("tests run without models".into()),
+            kb_embedder: None,
         }
     }
 
@@ -58,6 +61,7 @@ impl Spawn {
             BuildOptions {
                 models: self.models,
                 handler: self.handler,
+                kb_embedder: self.kb_embedder,
             },
         )
         .await

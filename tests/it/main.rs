@@ -7,6 +7,7 @@ mod cli;
 mod durability;
 mod embeddings;
 mod helpers;
+mod kb;
 mod models;
 mod openapi;
 mod orders;
