@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod http;
 pub mod inference;
 pub mod metrics;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kedai::config::Settings;
+use kedai::engine::Engine;
 use kedai::http::ModelReadiness;
 use kedai::queue::JobHandler;
 use kedai::startup::{Application, BuildOptions};
@@ -41,6 +42,7 @@ pub struct Spawn {
     pub settings: Settings,
     pub handler: Option<Arc<dyn JobHandler>>,
     pub models: ModelReadiness,
+    pub engine: Option<Engine>,
 }
 
 impl Spawn {
@@ -49,6 +51,7 @@ impl Spawn {
             settings: test_settings(data_dir),
             handler: None,
             models: ModelReadiness::NotRequired("tests run without models".into()),
+            engine: None,
         }
     }
 
@@ -58,6 +61,7 @@ impl Spawn {
             BuildOptions {
                 models: self.models,
                 handler: self.handler,
+                engine: self.engine,
             },
         )
         .await
