@@ -8,6 +8,7 @@ mod durability;
 mod embeddings;
 mod helpers;
 mod models;
+mod openai;
 mod openapi;
 mod queue;
 mod tokenizer;
