@@ -35,6 +35,22 @@ fn panic_reason(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
+/// Runs one request's work, turning a panic into `WorkerPanicked` (logged
+/// and counted) so the worker thread lives on.
+fn guarded<T>(
+    model: &str,
+    work: impl FnOnce() -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let reason = panic_reason(payload.as_ref());
+        tracing::error!(model, %reason, "model worker panicked; the request failed");
+        m::model_panicked(model);
+        Err(EngineError::WorkerPanicked {
+            model: model.to_owned(),
+        })
+    })
+}
+
 /// Loads a model on the current thread, turning errors and panics into the
 /// slot's `Failed` state.
 fn load<J, T>(slot: &Slot<J>, load: impl FnOnce() -> Result<T, InferenceError>) -> Option<T> {
@@ -239,20 +255,10 @@ fn embed_group(
         .collect();
     let role = group[0].job.role;
     let started = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| embedder.embed(&texts, role)));
+    let embeddings = guarded(&slot.id, || {
+        embedder.embed(&texts, role).map_err(inference_error)
+    })?;
     let elapsed = started.elapsed();
-    let embeddings = match result {
-        Ok(Ok(embeddings)) => embeddings,
-        Ok(Err(err)) => return Err(inference_error(err)),
-        Err(payload) => {
-            let reason = panic_reason(payload.as_ref());
-            tracing::error!(model = %slot.id, %reason, "embedding worker panicked; request failed");
-            m::model_panicked(&slot.id);
-            return Err(EngineError::WorkerPanicked {
-                model: slot.id.to_string(),
-            });
-        }
-    };
     let tokens: usize = embeddings.inputs().iter().map(|i| i.tokens).sum();
     m::model_batch(&slot.id, texts.len(), tokens, "embed", elapsed);
     let mut outputs = Vec::with_capacity(group.len());
@@ -312,22 +318,13 @@ fn serve_chat(
         let _entered = admitted.span.clone().entered();
         m::model_queue_wait(&slot.id, admitted.enqueued.elapsed());
         let started = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| {
+        let result = guarded(&slot.id, || {
             run_chat(model, &admitted.job, limits.chat_max_prompt_tokens)
-        }));
-        let result = match result {
-            Ok(result) => result,
-            Err(payload) => {
-                let reason = panic_reason(payload.as_ref());
-                tracing::error!(model = %slot.id, %reason, "chat worker panicked; request failed");
-                m::model_panicked(&slot.id);
-                // The KV cache may hold half a step; start the next request clean.
-                model.clear_cache();
-                Err(EngineError::WorkerPanicked {
-                    model: slot.id.to_string(),
-                })
-            }
-        };
+        });
+        if let Err(EngineError::WorkerPanicked { .. }) = result {
+            // The KV cache may hold half a step; start the next request clean.
+            model.clear_cache();
+        }
         slot.record_service(started.elapsed());
         match &result {
             Ok(generation) => {
@@ -387,6 +384,18 @@ fn run_chat(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_request_becomes_an_error_and_the_thread_lives_on() {
+        let err = guarded::<()>("m", || panic!("index out of bounds")).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::WorkerPanicked { model } if model == "m"),
+            "{err}"
+        );
+        assert_eq!(guarded("m", || Ok(7)).unwrap(), 7);
+        let err = guarded::<()>("m", || Err(EngineError::Invalid("bad".into()))).unwrap_err();
+        assert!(matches!(err, EngineError::Invalid(_)), "{err}");
+    }
 
     #[test]
     fn token_estimates_are_capped_by_the_model_limit() {
