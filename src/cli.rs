@@ -235,6 +235,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::engine::init_threads(settings.models.threads);
     let models = prepare_models(&settings);
     runtime()?.block_on(async move {
         let app = Application::build(
@@ -243,6 +244,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 models,
                 handler: None,
                 kb_embedder: None,
+                engine: None,
             },
         )
         .await?;
@@ -271,7 +273,7 @@ fn prepare_models(settings: &Settings) -> ModelReadiness {
     let mode =
         crate::models::PrepareMode::from_settings(&settings.models, crate::models::Progress::Bar);
     match crate::models::prepare(&settings.models, mode) {
-        Ok(prepared) => ModelReadiness::Ready(prepared.summary()),
+        Ok(prepared) => ModelReadiness::Ready(prepared),
         Err(err) if !settings.models.required => {
             ModelReadiness::NotRequired(format!("models not loaded: {err}"))
         }

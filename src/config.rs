@@ -16,6 +16,10 @@ use serde::Deserialize;
 /// The defaults every deployment starts from.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
+/// The most tokens one generation may produce; a ceiling above it could
+/// never be honoured.
+const CHAT_MAX_TOKENS_LIMIT: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {path} does not exist")]
@@ -96,6 +100,24 @@ pub struct ModelsSettings {
     /// The pip command used to fetch bundle artifacts (split on whitespace,
     /// so `python3 -m pip` works).
     pub pip: String,
+    /// Where forward passes run: `auto`, `cpu`, `cuda`, `cuda:N` or `metal`.
+    pub device: String,
+    /// Threads for the CPU kernels; 0 means every core.
+    pub threads: usize,
+    /// Embedding requests admitted at once (queued plus running).
+    pub embedding_queue_capacity: usize,
+    /// Estimated tokens the embedding worker gathers into one batch.
+    pub embedding_batch_tokens: usize,
+    /// Inputs per embedding batch, and per request.
+    pub embedding_max_batch: usize,
+    /// Chat requests admitted at once (queued plus running).
+    pub chat_queue_capacity: usize,
+    /// The largest `max_tokens` a chat request may ask for.
+    pub chat_max_tokens: usize,
+    /// The longest prompt, in tokens, a chat request may send.
+    pub chat_max_prompt_tokens: usize,
+    /// Largest request body the OpenAI-compatible `/v1` endpoints accept.
+    pub request_body_limit_bytes: usize,
 }
 
 impl ModelsSettings {
@@ -238,6 +260,61 @@ impl Settings {
         self.policy
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.validate_runtime()?;
+        Ok(())
+    }
+
+    fn validate_runtime(&self) -> Result<(), ConfigError> {
+        let models = &self.models;
+        let device = models.device.trim().to_ascii_lowercase();
+        let device_ok = matches!(device.as_str(), "auto" | "cpu" | "cuda" | "metal")
+            || device
+                .strip_prefix("cuda:")
+                .is_some_and(|n| n.parse::<usize>().is_ok());
+        if !device_ok {
+            return Err(ConfigError::Invalid(format!(
+                "models.device must be auto, cpu, cuda, cuda:N or metal, got {:?}",
+                models.device
+            )));
+        }
+        let positive = [
+            (
+                "models.embedding_queue_capacity",
+                models.embedding_queue_capacity,
+            ),
+            (
+                "models.embedding_batch_tokens",
+                models.embedding_batch_tokens,
+            ),
+            ("models.embedding_max_batch", models.embedding_max_batch),
+            ("models.chat_queue_capacity", models.chat_queue_capacity),
+            ("models.chat_max_tokens", models.chat_max_tokens),
+            (
+                "models.chat_max_prompt_tokens",
+                models.chat_max_prompt_tokens,
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid(format!("{key} must be > 0, got 0")));
+        }
+        if models.threads > 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "models.threads must be <= 1024, got {}",
+                models.threads
+            )));
+        }
+        if models.chat_max_tokens > CHAT_MAX_TOKENS_LIMIT {
+            return Err(ConfigError::Invalid(format!(
+                "models.chat_max_tokens must be <= {CHAT_MAX_TOKENS_LIMIT}, got {}",
+                models.chat_max_tokens
+            )));
+        }
+        if models.request_body_limit_bytes < 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "models.request_body_limit_bytes must be >= 1024, got {}",
+                models.request_body_limit_bytes
+            )));
+        }
         Ok(())
     }
 
@@ -331,6 +408,27 @@ mod tests {
                     .contains("policy.shops.demo-web: human_anger_level"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn runtime_keys_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEDAI__MODELS__DEVICE", "gpu");
+            let err = Settings::load(None).unwrap_err();
+            assert!(err.to_string().contains("models.device"), "{err}");
+            jail.set_env("KEDAI__MODELS__DEVICE", "cuda:1");
+            jail.set_env("KEDAI__MODELS__CHAT_QUEUE_CAPACITY", "0");
+            let err = Settings::load(None).unwrap_err();
+            assert!(
+                err.to_string().contains("models.chat_queue_capacity"),
+                "{err}"
+            );
+            jail.set_env("KEDAI__MODELS__CHAT_QUEUE_CAPACITY", "2");
+            jail.set_env("KEDAI__MODELS__CHAT_MAX_TOKENS", "100000");
+            let err = Settings::load(None).unwrap_err();
+            assert!(err.to_string().contains("models.chat_max_tokens"), "{err}");
             Ok(())
         });
     }

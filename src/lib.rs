@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod eval;
+pub mod engine;
 pub mod http;
 pub mod inference;
 pub mod kb;

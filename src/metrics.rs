@@ -18,6 +18,15 @@ const JOBS_FINISHED: &str = "kedai_jobs_finished_total";
 const JOB_DURATION: &str = "kedai_job_duration_seconds";
 const JOB_LEASE_FAILURES: &str = "kedai_job_lease_failures_total";
 const QUEUE_JOBS: &str = "kedai_queue_jobs";
+const MODEL_IN_FLIGHT: &str = "kedai_model_in_flight";
+const MODEL_REJECTED: &str = "kedai_model_rejected_total";
+const MODEL_LOAD: &str = "kedai_model_load_seconds";
+const MODEL_PANICS: &str = "kedai_model_worker_panics_total";
+const MODEL_BATCH: &str = "kedai_model_batch_inputs";
+const MODEL_TOKENS: &str = "kedai_model_tokens_total";
+const MODEL_FORWARD: &str = "kedai_model_forward_duration_seconds";
+const MODEL_REQUEST: &str = "kedai_model_request_duration_seconds";
+const MODEL_QUEUE_WAIT: &str = "kedai_model_queue_wait_seconds";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle;
 /// later calls (several servers in one test process) share it.
@@ -31,6 +40,11 @@ pub fn install() -> PrometheusHandle {
             ];
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(MODEL_BATCH.into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                )
                 .expect("bucket list is not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
@@ -74,6 +88,45 @@ fn describe() {
     );
     describe_counter!(JOB_LEASE_FAILURES, "Failed attempts to lease jobs.");
     describe_gauge!(QUEUE_JOBS, "Jobs in the durable queue, by state.");
+    describe_gauge!(
+        MODEL_IN_FLIGHT,
+        "Requests admitted to a model and not yet answered (queued plus running)."
+    );
+    describe_counter!(
+        MODEL_REJECTED,
+        "Model requests not run, by model and reason (overloaded, unavailable, invalid, \
+         unknown_model, cancelled)."
+    );
+    describe_gauge!(
+        MODEL_LOAD,
+        metrics::Unit::Seconds,
+        "Time the model took to load."
+    );
+    describe_counter!(
+        MODEL_PANICS,
+        "Requests that panicked inside a model worker; the worker kept serving."
+    );
+    describe_histogram!(MODEL_BATCH, "Inputs per embedding forward batch, by model.");
+    describe_counter!(
+        MODEL_TOKENS,
+        "Tokens processed, by model and kind (input, prompt, completion); divide its rate \
+         by kedai_model_forward_duration_seconds_sum's for tokens per second."
+    );
+    describe_histogram!(
+        MODEL_FORWARD,
+        metrics::Unit::Seconds,
+        "Time spent in forward passes, by model and phase (embed, prefill, decode)."
+    );
+    describe_histogram!(
+        MODEL_REQUEST,
+        metrics::Unit::Seconds,
+        "Time from admission to answer, by model and outcome (ok, error, cancelled)."
+    );
+    describe_histogram!(
+        MODEL_QUEUE_WAIT,
+        metrics::Unit::Seconds,
+        "Time a model request waited in its queue before its worker took it."
+    );
 }
 
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
@@ -112,4 +165,55 @@ pub fn queue_jobs(counts: &crate::store::JobCounts) {
     ] {
         gauge!(QUEUE_JOBS, "state" => state).set(n as f64);
     }
+}
+
+pub fn model_in_flight(model: &str, delta: f64) {
+    gauge!(MODEL_IN_FLIGHT, "model" => model.to_owned()).increment(delta);
+}
+
+pub fn model_rejected(model: &str, reason: &'static str) {
+    counter!(MODEL_REJECTED, "model" => model.to_owned(), "reason" => reason).increment(1);
+}
+
+pub fn model_loaded(model: &str, elapsed: Duration) {
+    gauge!(MODEL_LOAD, "model" => model.to_owned()).set(elapsed.as_secs_f64());
+}
+
+pub fn model_panicked(model: &str) {
+    counter!(MODEL_PANICS, "model" => model.to_owned()).increment(1);
+}
+
+/// One forward batch: `inputs` texts (1 for a chat prefill) holding `tokens`
+/// tokens, run in `elapsed`. `phase` is `embed` or `prefill`.
+pub fn model_batch(
+    model: &str,
+    inputs: usize,
+    tokens: usize,
+    phase: &'static str,
+    elapsed: Duration,
+) {
+    let kind = if phase == "embed" { "input" } else { "prompt" };
+    if phase == "embed" {
+        histogram!(MODEL_BATCH, "model" => model.to_owned()).record(inputs as f64);
+    }
+    model_tokens(model, kind, tokens);
+    model_busy(model, phase, elapsed);
+}
+
+pub fn model_tokens(model: &str, kind: &'static str, tokens: usize) {
+    counter!(MODEL_TOKENS, "model" => model.to_owned(), "kind" => kind).increment(tokens as u64);
+}
+
+pub fn model_busy(model: &str, phase: &'static str, elapsed: Duration) {
+    histogram!(MODEL_FORWARD, "model" => model.to_owned(), "phase" => phase)
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn model_request(model: &str, outcome: &'static str, elapsed: Duration) {
+    histogram!(MODEL_REQUEST, "model" => model.to_owned(), "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn model_queue_wait(model: &str, waited: Duration) {
+    histogram!(MODEL_QUEUE_WAIT, "model" => model.to_owned()).record(waited.as_secs_f64());
 }

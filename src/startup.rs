@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
+use crate::engine::Engine;
 use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
 use crate::kb::{Embedder, KbService};
 use crate::queue::{JobHandler, MarkProcessed, Queue};
@@ -71,6 +72,7 @@ pub async fn seed_demo(store: &dyn Store) -> Result<Option<DemoCredentials>, Sto
 
 /// What `build` needs besides the settings.
 pub struct BuildOptions {
+    /// `Ready` models are loaded into the runtime (unless `engine` is given).
     pub models: ModelReadiness,
     /// What processes inbound-message jobs; `None` for the default.
     pub handler: Option<Arc<dyn JobHandler>>,
@@ -78,6 +80,9 @@ pub struct BuildOptions {
     /// configured embedding model when the models are ready, and otherwise
     /// leaves the knowledge base on BM25 alone.
     pub kb_embedder: Option<Arc<dyn Embedder>>,
+    /// A model runtime to serve instead of starting one, e.g. one shared by
+    /// several servers in a test process.
+    pub engine: Option<Engine>,
 }
 
 pub struct Application {
@@ -115,6 +120,19 @@ impl Application {
             })
         });
         let queue = Queue::new(store.clone(), handler, settings.queue.clone());
+        let engine = match options.engine {
+            Some(engine) => engine,
+            None => {
+                crate::engine::init_threads(settings.models.threads);
+                let engine = Engine::new(&settings.models);
+                // Loading runs on each model's own thread; build returns at
+                // once and /readyz reports progress.
+                if let ModelReadiness::Ready(prepared) = &options.models {
+                    engine.load(prepared);
+                }
+                engine
+            }
+        };
         let state = AppState {
             store,
             queue,
@@ -123,12 +141,14 @@ impl Application {
                     max_chars: settings.server.max_text_chars,
                 },
                 body_bytes: settings.server.body_limit_bytes,
+                model_body_bytes: settings.models.request_body_limit_bytes,
                 timeout: Duration::from_secs(settings.server.request_timeout_secs),
                 max_attempts: settings.queue.max_attempts,
             },
             readiness: Arc::new(Readiness::new(options.models)),
             metrics,
             kb,
+            engine,
         };
         let listener = TcpListener::bind(settings.server.listen)
             .await

@@ -5,10 +5,12 @@
 //! slow. Each benchmark talks to kedai the way a client does, over HTTP
 //! (starting a throwaway server as a child process when none is given), so
 //! this module knows nothing of the store, the queue or the handlers; it only
-//! knows the public API and the command line.
+//! knows the public API and the command line. The exception is `models`,
+//! which runs the model files in-process, as llama.cpp's `llama-bench` does.
 
 pub mod ingest;
 mod messages;
+pub mod models;
 mod report;
 mod server;
 
@@ -29,17 +31,22 @@ pub enum Output {
 pub enum BenchCommand {
     /// Ingest acknowledgement latency and throughput
     Ingest(ingest::IngestArgs),
+    /// Load time, embedding, prefill and decode speed, peak RSS of the models
+    Models(models::ModelsArgs),
 }
 
 /// Runs one benchmark to completion on a runtime of its own, so the caller
 /// needs none.
 pub fn run(cmd: BenchCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("kedai-bench")
-        .build()
-        .context("cannot start the benchmark runtime")?;
     match cmd {
-        BenchCommand::Ingest(args) => runtime.block_on(ingest::run(args, settings, output)),
+        BenchCommand::Ingest(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("kedai-bench")
+                .build()
+                .context("cannot start the benchmark runtime")?;
+            runtime.block_on(ingest::run(args, settings, output))
+        }
+        BenchCommand::Models(args) => models::run(args, settings, output),
     }
 }

@@ -1,6 +1,7 @@
 //! `ApiError`: the one place errors meet HTTP. Every failure a handler can
 //! report is a variant here, turned into a status, headers and a JSON body
-//! `{"error": {"code", "message"}}` by one exhaustive match. Server-side
+//! `{"error": {"code", "type", "message"}}` (the shape OpenAI's clients
+//! parse) by one exhaustive match. Server-side
 //! failures answer with a generic message; the real cause is logged.
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -9,6 +10,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::domain::ValidationError;
+use crate::engine::EngineError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,16 @@ pub enum ApiError {
     Conflict(String),
     #[error("server busy, retry in {retry_after_secs} s")]
     Unavailable { retry_after_secs: u64 },
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error("{message}")]
+    ModelUnavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A capability this server was started without (a model that is not
     /// loaded); retrying will not help until the operator acts.
     #[error("{0}")]
@@ -48,6 +60,10 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_request`.
     pub code: &'static str,
+    /// The error's class, as OpenAI's clients expect, e.g.
+    /// `invalid_request_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
     /// What was wrong, naming the bad field or value.
     pub message: String,
 }
@@ -79,22 +95,80 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        let retry_secs = |after: std::time::Duration| after.as_secs().max(1);
+        match err {
+            EngineError::UnknownModel { model, available } => ApiError::NotFound {
+                what: format!("model `{model}` (available: {available})"),
+            },
+            EngineError::WrongKind { .. } | EngineError::Invalid(_) => {
+                ApiError::Invalid(err.to_string())
+            }
+            EngineError::Overloaded { retry_after, .. } => ApiError::Overloaded {
+                retry_after_secs: retry_secs(retry_after),
+                message: err.to_string(),
+            },
+            EngineError::Unavailable { retry_after, .. } => ApiError::ModelUnavailable {
+                retry_after_secs: retry_secs(retry_after),
+                message: err.to_string(),
+            },
+            EngineError::Inference(_) | EngineError::WorkerPanicked { .. } => {
+                ApiError::Internal(err.to_string())
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            ApiError::MalformedRequest(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
-            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        const INVALID: &str = "invalid_request_error";
+        let (status, code, kind) = match &self {
+            ApiError::MalformedRequest(_) => {
+                (StatusCode::BAD_REQUEST, "malformed_request", INVALID)
             }
-            ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
-            ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
-            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", INVALID),
+            ApiError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", INVALID)
+            }
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                INVALID,
+            ),
+            ApiError::MissingToken => (
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "authentication_error",
+            ),
+            ApiError::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "authentication_error",
+            ),
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", "not_found_error"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", INVALID),
+            ApiError::Unavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "server_error",
+            ),
+            ApiError::Overloaded { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                "rate_limit_error",
+            ),
+            ApiError::ModelUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_unavailable",
+                "server_error",
+            ),
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "server_error"),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "server_error",
+            ),
         };
         let message = match &self {
             ApiError::Internal(cause) => {
@@ -106,7 +180,11 @@ impl IntoResponse for ApiError {
         let mut response = (
             status,
             Json(ErrorBody {
-                error: ErrorDetail { code, message },
+                error: ErrorDetail {
+                    code,
+                    kind,
+                    message,
+                },
             }),
         )
             .into_response();
@@ -115,7 +193,13 @@ impl IntoResponse for ApiError {
             ApiError::MissingToken | ApiError::InvalidToken => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable { retry_after_secs } => {
+            ApiError::Unavailable { retry_after_secs }
+            | ApiError::Overloaded {
+                retry_after_secs, ..
+            }
+            | ApiError::ModelUnavailable {
+                retry_after_secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::MalformedRequest(_)

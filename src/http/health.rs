@@ -10,14 +10,16 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::engine::readiness_detail;
 use crate::metrics as m;
+use crate::models::PreparedModels;
 
 /// Whether the models the server was configured with are usable. Startup
 /// sets it; handlers only read it.
 #[derive(Debug, Clone)]
 pub enum ModelReadiness {
-    /// Present and verified; the value describes them.
-    Ready(serde_json::Value),
+    /// Present and verified; startup loads them into the runtime.
+    Ready(PreparedModels),
     /// Not (yet) usable, and why.
     Unavailable(String),
     /// The configuration says the server may run without them.
@@ -89,7 +91,8 @@ pub struct CheckReport {
     pub detail: serde_json::Value,
 }
 
-/// Readiness: the store answers and the configured models are present.
+/// Readiness: the store answers, and the configured models are present and
+/// loaded (`models.detail.runtime` gives each model's state).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = ReadinessReport),
@@ -116,7 +119,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let (models_ok, models_detail) = match state.readiness.models() {
-        ModelReadiness::Ready(summary) => (true, summary),
+        ModelReadiness::Ready(prepared) => {
+            let mut detail = prepared.summary();
+            detail["runtime"] = readiness_detail(&state.engine);
+            (state.engine.all_ready(), detail)
+        }
         ModelReadiness::NotRequired(why) => (true, serde_json::json!({ "not_required": why })),
         ModelReadiness::Unavailable(why) => (false, serde_json::json!({ "unavailable": why })),
     };

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod orders;
 pub mod kb;
+pub mod openai;
 pub mod v1;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::TextLimits;
+use crate::engine::Engine;
 use crate::metrics as m;
 use crate::queue::Queue;
 use crate::store::Store;
@@ -41,6 +43,8 @@ pub use health::{ModelReadiness, Readiness};
 pub struct ApiLimits {
     pub text: TextLimits,
     pub body_bytes: usize,
+    /// Body limit of the OpenAI-compatible `/v1` endpoints.
+    pub model_body_bytes: usize,
     pub timeout: Duration,
     /// Attempts given to each inbound message's processing job.
     pub max_attempts: u32,
@@ -54,6 +58,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     pub metrics: PrometheusHandle,
     pub kb: Arc<crate::kb::KbService>,
+    /// The model runtime behind `/v1`.
+    pub engine: Engine,
 }
 
 #[derive(OpenApi)]
@@ -72,6 +78,7 @@ pub struct AppState {
         (name = "orders", description = "Orders and buyer profiles reported by marketplaces"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "knowledge base", description = "FAQ, policies, products and shipping rules, and hybrid search over them"),
+        (name = "openai", description = "OpenAI-compatible endpoints over the local models"),
     )
 )]
 struct ApiDoc;
@@ -103,6 +110,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(kb::list_entries))
         .routes(routes!(kb::get_entry, kb::put_entry, kb::delete_entry))
         .routes(routes!(kb::entry_history))
+        .routes(routes!(openai::list_models))
+        .routes(routes!(openai::embeddings))
+        .routes(routes!(openai::chat_completions))
 }
 
 /// The OpenAPI document, generated from the handlers' annotations, so it
@@ -128,6 +138,10 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .layer(middleware::from_fn(record_request))
+        .layer(middleware::from_fn_with_state(
+            state.limits.model_body_bytes,
+            model_body_limit,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             state.limits.timeout,
@@ -142,6 +156,19 @@ pub fn router(state: AppState) -> Router {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
         .with_state(state)
+}
+
+/// The `/v1` endpoints take batches of documents: they get a body limit of
+/// their own, set here before the router-wide default applies.
+async fn model_body_limit(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path().starts_with("/v1/") {
+        DefaultBodyLimit::max(limit).apply(&mut request);
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {

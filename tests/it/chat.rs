@@ -14,7 +14,7 @@ use kedai::inference::chat::{
 use kedai::inference::InferenceError;
 use kedai::models::{self, FetchPolicy, PrepareMode, Progress};
 
-const SMOLLM2: &str = "smollm2-135m-instruct";
+pub(crate) const SMOLLM2: &str = "smollm2-135m-instruct";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
 
 fn load(artifact: &str) -> ChatModel {
@@ -32,7 +32,7 @@ fn load(artifact: &str) -> ChatModel {
 }
 
 /// One model per test binary; tests take turns with it.
-fn model(artifact: &'static str) -> MutexGuard<'static, ChatModel> {
+pub(crate) fn model(artifact: &'static str) -> MutexGuard<'static, ChatModel> {
     static SMOL: OnceLock<Mutex<ChatModel>> = OnceLock::new();
     static QWEN2: OnceLock<Mutex<ChatModel>> = OnceLock::new();
     let cell = if artifact == SMOLLM2 { &SMOL } else { &QWEN2 };

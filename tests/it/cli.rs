@@ -140,3 +140,49 @@ fn unknown_configuration_keys_stop_the_program_with_the_key_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("listen_addr"), "{stderr}");
 }
+
+#[test]
+fn bench_models_reports_every_test_with_medians_and_peak_rss() {
+    let dir = TempDir::new().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kedai"))
+        .args(["--json", "bench", "models", "-r", "2", "--batch", "1,4"])
+        .args(["-p", "16,32", "-n", "4"])
+        .args(["--model", "bundle:all-minilm-l6-v2"])
+        .args(["--model", "bundle:smollm2-135m-instruct"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("KEDAI__LOG__FILTER", "warn")
+        .env("KEDAI__MODELS__DEVICE", "cpu")
+        .output()
+        .expect("kedai runs");
+    let report = json_of(&output);
+    assert_eq!(report["repetitions"], 2);
+    assert!(report["threads"].as_u64().unwrap() >= 1);
+    let models = report["models"].as_array().unwrap();
+    let tests_of = |i: usize| -> Vec<String> {
+        models[i]["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["test"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(models[0]["kind"], "embedding");
+    assert_eq!(tests_of(0), ["load", "embed b1", "embed b4"]);
+    assert_eq!(models[1]["kind"], "chat");
+    assert_eq!(tests_of(1), ["load", "pp16", "pp32", "tg4"]);
+    for model in models {
+        for test in model["tests"].as_array().unwrap() {
+            let runs = test["runs"].as_array().unwrap();
+            assert_eq!(runs.len(), 2, "{test}");
+            assert!(test["median"].as_f64().unwrap() > 0.0, "{test}");
+        }
+        assert!(model["peak_rss_mb"].as_f64().unwrap() >= model["rss_mb"].as_f64().unwrap());
+    }
+    // Prompts are built to the requested length, never over it.
+    let pp32 = &models[1]["tests"][2];
+    let tokens = pp32["tokens"].as_u64().unwrap();
+    assert!((28..=32).contains(&tokens), "{pp32}");
+    // Both models stay loaded, so the chat row's RSS includes MiniLM's.
+    assert!(models[1]["rss_mb"].as_f64().unwrap() > models[0]["rss_mb"].as_f64().unwrap());
+}

@@ -30,7 +30,7 @@ const SENTENCES: [&str; 11] = [
     "Harga Rp150.000 sudah termasuk ongkir ke Jakarta?",
 ];
 
-fn resolve(artifact: &str) -> ResolvedModel {
+pub(crate) fn resolve(artifact: &str) -> ResolvedModel {
     let mode = PrepareMode {
         fetch: FetchPolicy::FetchMissing,
         progress: Progress::Lines,
@@ -43,7 +43,7 @@ fn resolve(artifact: &str) -> ResolvedModel {
     .unwrap_or_else(|e| panic!("{artifact} prepared: {e}"))
 }
 
-fn e5() -> &'static (ResolvedModel, TextEmbedder) {
+pub(crate) fn e5() -> &'static (ResolvedModel, TextEmbedder) {
     static E5: OnceLock<(ResolvedModel, TextEmbedder)> = OnceLock::new();
     E5.get_or_init(|| {
         let model = resolve("multilingual-e5-small");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kedai::config::Settings;
+use kedai::engine::Engine;
 use kedai::http::ModelReadiness;
 use kedai::queue::JobHandler;
 use kedai::startup::{Application, BuildOptions};
@@ -43,6 +44,7 @@ pub struct Spawn {
     pub handler: Option<Arc<dyn JobHandler>>,
     pub models: ModelReadiness,
     pub kb_embedder: Option<Arc<dyn kedai::kb::Embedder>>,
+    pub engine: Option<Engine>,
 }
 
 impl Spawn {
@@ -52,6 +54,7 @@ impl Spawn {
             handler: None,
             models: ModelReadiness::NotRequired("tests run without models".into()),
             kb_embedder: None,
+            engine: None,
         }
     }
 
@@ -62,6 +65,7 @@ impl Spawn {
                 models: self.models,
                 handler: self.handler,
                 kb_embedder: self.kb_embedder,
+                engine: self.engine,
             },
         )
         .await

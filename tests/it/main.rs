@@ -9,6 +9,7 @@ mod embeddings;
 mod helpers;
 mod kb;
 mod models;
+mod openai;
 mod openapi;
 mod orders;
 mod queue;

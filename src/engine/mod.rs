@@ -1,0 +1,711 @@
+//! The model runtime: every loaded model runs on a dedicated OS thread behind
+//! a bounded admission queue, and async callers talk to it with one-shot
+//! replies (and a token channel when they stream).
+//!
+//! It owns admission control (a full queue answers [`EngineError::Overloaded`]
+//! at once, a model that is not loaded [`EngineError::Unavailable`]), the
+//! dynamic batching of embedding requests by a token budget, dropping work
+//! whose caller has gone, and isolating panics so that one bad request never
+//! takes a worker, let alone the server, down. The forward passes themselves
+//! are `inference`'s; this module knows nothing of HTTP, tenants or the store,
+//! and nothing here blocks an async thread: admission is a semaphore's
+//! `try_acquire` and a channel's `try_send`.
+
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use serde::Serialize;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::ModelsSettings;
+use crate::inference::chat::{ChatMessage, ChatModel, Generation, GenerationParams};
+use crate::inference::{EmbedRole, InferenceError, InputReport};
+use crate::metrics as m;
+use crate::models::{PreparedModels, ResolvedModel};
+
+/// How long a caller is told to wait while a model is still loading.
+const RETRY_WHILE_LOADING: Duration = Duration::from_secs(5);
+/// How long a caller is told to wait when a model failed or was never loaded:
+/// an operator has to act first.
+const RETRY_WHEN_DOWN: Duration = Duration::from_secs(30);
+/// Bounds of the Retry-After estimate for a full queue.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The one place a chat model is loaded, so the loading options have one
+/// call site to change.
+pub fn load_chat_model(
+    model: &ResolvedModel,
+    device: &Device,
+) -> Result<ChatModel, InferenceError> {
+    ChatModel::load(model, device)
+}
+
+/// Sizes rayon's global pool, which candle's CPU kernels use, once per
+/// process; 0 means every core. Returns the size in effect: a pool that was
+/// already built keeps its size.
+pub fn init_threads(threads: usize) -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        let wanted = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(wanted)
+            .thread_name(|i| format!("kedai-cpu-{i}"))
+            .build_global()
+        {
+            Ok(()) => wanted,
+            Err(err) => {
+                tracing::debug!(error = %err, "rayon's global pool was already built");
+                rayon::current_num_threads()
+            }
+        }
+    })
+}
+
+/// What a model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Embedding,
+    Chat,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Embedding => "embedding",
+            ModelKind::Chat => "chat",
+        }
+    }
+}
+
+/// Where a model is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ModelState {
+    /// Configured, but its files were not prepared, so nothing was loaded.
+    NotLoaded,
+    Loading,
+    Ready {
+        load_seconds: f64,
+    },
+    /// Loading failed, or the worker thread ended; the reason is logged too.
+    Failed {
+        reason: String,
+    },
+}
+
+/// A model as `GET /v1/models` and `/readyz` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// The name clients use, e.g. `multilingual-e5-small`.
+    pub id: String,
+    /// The configured reference, e.g. `bundle:multilingual-e5-small`.
+    pub reference: String,
+    pub kind: ModelKind,
+    #[serde(flatten)]
+    pub state: ModelState,
+    /// Requests admitted and not yet answered.
+    pub in_flight: usize,
+    pub capacity: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model `{model}` does not exist; available: {available}")]
+    UnknownModel { model: String, available: String },
+    #[error("model `{model}` is a {actual} model; this endpoint needs a {wanted} model")]
+    WrongKind {
+        model: String,
+        actual: &'static str,
+        wanted: &'static str,
+    },
+    #[error("model `{model}` is not available: {reason}")]
+    Unavailable {
+        model: String,
+        reason: String,
+        retry_after: Duration,
+    },
+    #[error("model `{model}` is busy: its {capacity} request slots are taken")]
+    Overloaded {
+        model: String,
+        capacity: usize,
+        retry_after: Duration,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    #[error("model `{model}` failed while running the request")]
+    WorkerPanicked { model: String },
+}
+
+/// Vectors for one embedding request, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedOutput {
+    pub vectors: Vec<Vec<f32>>,
+    pub inputs: Vec<InputReport>,
+}
+
+/// A chat request admitted to a worker. Tokens arrive on `tokens` (when the
+/// request streams) as the model makes them final; `done` carries the whole
+/// generation. Dropping both cancels the generation at the next token.
+pub struct ChatStream {
+    pub tokens: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    pub done: oneshot::Receiver<Result<Generation, EngineError>>,
+}
+
+/// Limits applied to requests before they are admitted and by the workers.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    embedding_batch_tokens: usize,
+    embedding_max_batch: usize,
+    chat_max_tokens: usize,
+    chat_max_prompt_tokens: usize,
+}
+
+/// A request on its way to a worker. Holding `ticket` is holding one of the
+/// model's admission slots.
+struct Admitted<J> {
+    job: J,
+    _ticket: Ticket,
+    enqueued: Instant,
+    span: tracing::Span,
+}
+
+struct EmbedJob {
+    texts: Vec<String>,
+    role: EmbedRole,
+    reply: oneshot::Sender<Result<EmbedOutput, EngineError>>,
+}
+
+struct ChatJob {
+    messages: Vec<ChatMessage>,
+    params: GenerationParams,
+    tokens: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    reply: oneshot::Sender<Result<Generation, EngineError>>,
+}
+
+impl Admitted<EmbedJob> {
+    fn abandoned(&self) -> bool {
+        self.job.reply.is_closed()
+    }
+}
+
+impl Admitted<ChatJob> {
+    fn abandoned(&self) -> bool {
+        self.job.reply.is_closed() || self.job.tokens.as_ref().is_some_and(|t| t.is_closed())
+    }
+}
+
+/// One admission slot; the model's queue-depth gauge follows it.
+struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    model: Arc<str>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        m::model_in_flight(&self.model, -1.0);
+    }
+}
+
+/// One model: its admission semaphore, its state and the sending half of
+/// its worker's queue.
+struct Slot<J> {
+    id: Arc<str>,
+    reference: String,
+    kind: ModelKind,
+    capacity: usize,
+    admission: Arc<Semaphore>,
+    state: RwLock<ModelState>,
+    sender: Mutex<Option<SyncSender<Admitted<J>>>>,
+    /// Exponentially weighted seconds per request, as f64 bits; feeds the
+    /// Retry-After estimate.
+    service_secs: AtomicU64,
+}
+
+impl<J> Slot<J> {
+    fn new(reference: &str, kind: ModelKind, capacity: usize) -> Slot<J> {
+        Slot {
+            id: public_id(reference).into(),
+            reference: reference.to_owned(),
+            kind,
+            capacity,
+            admission: Arc::new(Semaphore::new(capacity)),
+            state: RwLock::new(ModelState::NotLoaded),
+            sender: Mutex::new(None),
+            service_secs: AtomicU64::new(0.5f64.to_bits()),
+        }
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        *self.id == *name || self.reference == name
+    }
+
+    fn state(&self) -> ModelState {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_state(&self, state: ModelState) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            id: self.id.to_string(),
+            reference: self.reference.clone(),
+            kind: self.kind,
+            state: self.state(),
+            in_flight: self.capacity - self.admission.available_permits(),
+            capacity: self.capacity,
+        }
+    }
+
+    fn record_service(&self, per_request: Duration) {
+        let old = f64::from_bits(self.service_secs.load(Ordering::Relaxed));
+        let new = 0.8 * old + 0.2 * per_request.as_secs_f64();
+        self.service_secs.store(new.to_bits(), Ordering::Relaxed);
+    }
+
+    /// How long until a slot is likely free: the requests ahead times the
+    /// recent time per request.
+    fn retry_after(&self) -> Duration {
+        let per_request = f64::from_bits(self.service_secs.load(Ordering::Relaxed));
+        let ahead = (self.capacity - self.admission.available_permits()).max(1) as f64;
+        Duration::from_secs_f64((per_request * ahead).ceil()).clamp(RETRY_MIN, RETRY_MAX)
+    }
+
+    /// Takes a slot and queues `job`, or says at once why not.
+    fn admit(&self, job: J) -> Result<(), EngineError> {
+        let model = self.id.to_string();
+        let unavailable = |reason: String, retry_after| {
+            m::model_rejected(&self.id, "unavailable");
+            EngineError::Unavailable {
+                model: model.clone(),
+                reason,
+                retry_after,
+            }
+        };
+        match self.state() {
+            ModelState::Ready { .. } => {}
+            ModelState::Loading => {
+                return Err(unavailable("still loading".into(), RETRY_WHILE_LOADING))
+            }
+            ModelState::NotLoaded => {
+                return Err(unavailable(
+                    "its files were not prepared; see /readyz".into(),
+                    RETRY_WHEN_DOWN,
+                ))
+            }
+            ModelState::Failed { reason } => return Err(unavailable(reason, RETRY_WHEN_DOWN)),
+        }
+        let overloaded = || {
+            m::model_rejected(&self.id, "overloaded");
+            EngineError::Overloaded {
+                model: model.clone(),
+                capacity: self.capacity,
+                retry_after: self.retry_after(),
+            }
+        };
+        let Ok(permit) = self.admission.clone().try_acquire_owned() else {
+            return Err(overloaded());
+        };
+        m::model_in_flight(&self.id, 1.0);
+        let admitted = Admitted {
+            job,
+            _ticket: Ticket {
+                _permit: permit,
+                model: self.id.clone(),
+            },
+            enqueued: Instant::now(),
+            span: tracing::Span::current(),
+        };
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(sender) = sender else {
+            return Err(unavailable("not loaded".into(), RETRY_WHEN_DOWN));
+        };
+        match sender.try_send(admitted) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(overloaded()),
+            Err(TrySendError::Disconnected(_)) => Err(unavailable(
+                "its worker has stopped".into(),
+                RETRY_WHEN_DOWN,
+            )),
+        }
+    }
+}
+
+struct Inner {
+    embedding: Slot<EmbedJob>,
+    chat: Slot<ChatJob>,
+    device: String,
+    limits: Limits,
+}
+
+/// The handle async code holds: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("models", &self.models())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A runtime for the configured models, none of them loaded yet: every
+    /// request answers `Unavailable` until [`Engine::load`] has finished.
+    pub fn new(settings: &ModelsSettings) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                embedding: Slot::new(
+                    settings.embedding.trim(),
+                    ModelKind::Embedding,
+                    settings.embedding_queue_capacity,
+                ),
+                chat: Slot::new(
+                    settings.chat.trim(),
+                    ModelKind::Chat,
+                    settings.chat_queue_capacity,
+                ),
+                device: settings.device.clone(),
+                limits: Limits {
+                    embedding_batch_tokens: settings.embedding_batch_tokens,
+                    embedding_max_batch: settings.embedding_max_batch,
+                    chat_max_tokens: settings.chat_max_tokens,
+                    chat_max_prompt_tokens: settings.chat_max_prompt_tokens,
+                },
+            }),
+        }
+    }
+
+    /// Starts each model's worker thread, which loads the model and then
+    /// serves its queue. Returns at once; [`Engine::models`] shows progress.
+    /// Models already loading or loaded are left alone.
+    pub fn load(&self, prepared: &PreparedModels) {
+        if self.start_slot(&self.inner.embedding) {
+            worker::spawn_embedder(self.inner.clone(), prepared.embedding.clone());
+        }
+        if self.start_slot(&self.inner.chat) {
+            worker::spawn_chat(self.inner.clone(), prepared.chat.clone());
+        }
+    }
+
+    fn start_slot<J>(&self, slot: &Slot<J>) -> bool {
+        let mut state = slot.state.write().unwrap_or_else(|e| e.into_inner());
+        if matches!(*state, ModelState::Loading | ModelState::Ready { .. }) {
+            return false;
+        }
+        *state = ModelState::Loading;
+        true
+    }
+
+    /// Waits (blocking) until no model is loading any more; for tools and
+    /// tests that need the models before they go on.
+    pub fn wait_until_settled(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.models().iter().any(|m| m.state == ModelState::Loading) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Every configured model and its state.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        vec![self.inner.embedding.info(), self.inner.chat.info()]
+    }
+
+    /// Whether every configured model is loaded and serving.
+    pub fn all_ready(&self) -> bool {
+        self.models()
+            .iter()
+            .all(|m| matches!(m.state, ModelState::Ready { .. }))
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.inner.limits.embedding_max_batch
+    }
+
+    pub fn chat_max_tokens(&self) -> usize {
+        self.inner.limits.chat_max_tokens
+    }
+
+    fn find(&self, name: &str, wanted: ModelKind) -> Result<(), EngineError> {
+        let name = name.trim();
+        let kind = if self.inner.embedding.matches(name) {
+            ModelKind::Embedding
+        } else if self.inner.chat.matches(name) {
+            ModelKind::Chat
+        } else {
+            m::model_rejected("unknown", "unknown_model");
+            return Err(EngineError::UnknownModel {
+                model: name.to_owned(),
+                available: format!("{}, {}", self.inner.embedding.id, self.inner.chat.id),
+            });
+        };
+        if kind != wanted {
+            return Err(EngineError::WrongKind {
+                model: name.to_owned(),
+                actual: kind.as_str(),
+                wanted: wanted.as_str(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Embeds `texts` with the embedding model `model`, batched with
+    /// whatever else is queued. Dropping the future before it resolves
+    /// withdraws the request.
+    pub async fn embed(
+        &self,
+        model: &str,
+        texts: Vec<String>,
+        role: EmbedRole,
+    ) -> Result<EmbedOutput, EngineError> {
+        self.find(model, ModelKind::Embedding)?;
+        let slot = &self.inner.embedding;
+        let invalid = |message: String| {
+            m::model_rejected(&slot.id, "invalid");
+            Err(EngineError::Invalid(message))
+        };
+        let max_batch = self.inner.limits.embedding_max_batch;
+        if texts.is_empty() {
+            return invalid("`input` must hold at least one text".into());
+        }
+        if texts.len() > max_batch {
+            return invalid(format!(
+                "`input` may hold at most {max_batch} texts, got {}",
+                texts.len()
+            ));
+        }
+        if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
+            return invalid(format!("`input[{index}]` is empty or only whitespace"));
+        }
+        let (reply, done) = oneshot::channel();
+        slot.admit(EmbedJob { texts, role, reply })?;
+        done.await.unwrap_or_else(|_| {
+            Err(EngineError::WorkerPanicked {
+                model: slot.id.to_string(),
+            })
+        })
+    }
+
+    /// Admits a chat request to the chat model `model`; generation starts
+    /// when the worker reaches it. With `stream`, tokens arrive on
+    /// [`ChatStream::tokens`] as they are made.
+    pub fn chat(
+        &self,
+        model: &str,
+        messages: Vec<ChatMessage>,
+        params: GenerationParams,
+        stream: bool,
+    ) -> Result<ChatStream, EngineError> {
+        self.find(model, ModelKind::Chat)?;
+        let slot = &self.inner.chat;
+        let invalid = |message: String| {
+            m::model_rejected(&slot.id, "invalid");
+            Err(EngineError::Invalid(message))
+        };
+        if messages.is_empty() {
+            return invalid("`messages` must hold at least one message".into());
+        }
+        let ceiling = self.inner.limits.chat_max_tokens;
+        if !(1..=ceiling).contains(&params.max_tokens) {
+            return invalid(format!(
+                "`max_tokens` must be in 1..={ceiling}, got {}",
+                params.max_tokens
+            ));
+        }
+        if let Err(err) = params.validate() {
+            return invalid(match err {
+                InferenceError::InvalidParams(message) => message,
+                other => other.to_string(),
+            });
+        }
+        let (reply, done) = oneshot::channel();
+        let (tokens, receiver) = if stream {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        slot.admit(ChatJob {
+            messages,
+            params,
+            tokens,
+            reply,
+        })?;
+        Ok(ChatStream {
+            tokens: receiver,
+            done,
+        })
+    }
+}
+
+/// The name clients use for a configured reference: a bundle artifact's
+/// name, a Hugging Face repository, or a local directory's last component.
+fn public_id(reference: &str) -> String {
+    if let Some(name) = reference.strip_prefix("bundle:") {
+        return name.to_owned();
+    }
+    if let Some(repo) = reference.strip_prefix("hf:") {
+        return repo.to_owned();
+    }
+    std::path::Path::new(reference)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| reference.to_owned())
+}
+
+/// Per-model state for `/readyz`.
+pub fn readiness_detail(engine: &Engine) -> serde_json::Value {
+    let models: HashMap<String, ModelInfo> = engine
+        .models()
+        .into_iter()
+        .map(|m| (m.id.clone(), m))
+        .collect();
+    serde_json::to_value(models).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn public_ids_drop_the_scheme() {
+        assert_eq!(
+            public_id("bundle:multilingual-e5-small"),
+            "multilingual-e5-small"
+        );
+        assert_eq!(public_id("hf:intfloat/e5-small"), "intfloat/e5-small");
+        assert_eq!(public_id("/models/my-e5/"), "my-e5");
+    }
+
+    fn engine() -> Engine {
+        Engine::new(&Settings::defaults().models)
+    }
+
+    #[tokio::test]
+    async fn unknown_and_unloaded_models_are_refused_at_once() {
+        let engine = engine();
+        let err = engine
+            .embed("gpt-4", vec!["hi".into()], EmbedRole::Query)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::UnknownModel { .. }), "{err}");
+        assert!(err.to_string().contains("multilingual-e5-small"), "{err}");
+        let err = engine
+            .embed("multilingual-e5-small", vec!["hi".into()], EmbedRole::Query)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Unavailable { retry_after, .. } if retry_after >= RETRY_MIN),
+            "{err}"
+        );
+        let err = engine
+            .chat(
+                "multilingual-e5-small",
+                vec![ChatMessage::new(
+                    crate::inference::chat::ChatRole::User,
+                    "hi",
+                )],
+                GenerationParams::default(),
+                false,
+            )
+            .err()
+            .unwrap();
+        assert!(matches!(err, EngineError::WrongKind { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bad_embedding_batches_are_refused_before_admission() {
+        let engine = engine();
+        let model = "bundle:multilingual-e5-small";
+        let cases: [(Vec<String>, &str); 3] = [
+            (vec![], "at least one"),
+            (vec!["x".into(); 65], "at most 64"),
+            (vec!["ok".into(), " \n".into()], "`input[1]`"),
+        ];
+        for (texts, expected) in cases {
+            let err = engine
+                .embed(model, texts, EmbedRole::Query)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, EngineError::Invalid(_)), "{err}");
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn chat_limits_are_checked_before_admission() {
+        let engine = engine();
+        let user = vec![ChatMessage::new(
+            crate::inference::chat::ChatRole::User,
+            "hi",
+        )];
+        for (max_tokens, expected) in [(0, "got 0"), (1025, "got 1025")] {
+            let params = GenerationParams {
+                max_tokens,
+                ..GenerationParams::default()
+            };
+            let err = engine
+                .chat("qwen2.5-coder-0.5b-instruct", user.clone(), params, false)
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+        let err = engine
+            .chat(
+                "qwen2.5-coder-0.5b-instruct",
+                vec![],
+                GenerationParams::default(),
+                false,
+            )
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("at least one message"), "{err}");
+    }
+
+    #[test]
+    fn a_full_queue_is_refused_with_a_retry_estimate() {
+        let slot: Slot<u32> = Slot::new("bundle:m", ModelKind::Chat, 1);
+        slot.set_state(ModelState::Ready { load_seconds: 0.0 });
+        let (tx, rx) = mpsc::sync_channel(1);
+        *slot.sender.lock().unwrap() = Some(tx);
+        slot.admit(1).unwrap();
+        let err = slot.admit(2).unwrap_err();
+        assert!(
+            matches!(err, EngineError::Overloaded { capacity: 1, retry_after, .. } if retry_after >= RETRY_MIN && retry_after <= RETRY_MAX),
+            "{err}"
+        );
+        // Answering the first request frees its slot.
+        drop(rx.recv().unwrap());
+        slot.admit(3).unwrap();
+        assert_eq!(rx.recv().unwrap().job, 3);
+    }
+}

@@ -1,0 +1,406 @@
+//! The worker threads: each loads its model, then serves its queue until
+//! every sender is gone. Embedding requests are gathered into batches by a
+//! token budget; chat requests run one at a time, streaming tokens and
+//! stopping at the next token once their caller has gone. Every request runs
+//! inside `catch_unwind`, so a panic fails that request, is counted, and
+//! leaves the worker serving.
+
+use std::ops::ControlFlow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{
+    Admitted, ChatJob, EmbedJob, EmbedOutput, EngineError, Inner, Limits, ModelState, Slot,
+};
+use crate::inference::chat::{ChatModel, FinishReason, Generation};
+use crate::inference::{select_device, EmbedRole, InferenceError, TextEmbedder};
+use crate::metrics as m;
+use crate::models::ResolvedModel;
+
+/// A rough token count for the batching budget, before tokenization: about
+/// one token per three bytes of UTF-8 (one per CJK character, a little more
+/// than one per English word-piece), plus the special tokens, never more
+/// than the model reads.
+fn estimated_tokens(text: &str, max_tokens: usize) -> usize {
+    (2 + text.len().div_ceil(3)).min(max_tokens)
+}
+
+fn panic_reason(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Runs one request's work, turning a panic into `WorkerPanicked` (logged
+/// and counted) so the worker thread lives on.
+fn guarded<T>(
+    model: &str,
+    work: impl FnOnce() -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let reason = panic_reason(payload.as_ref());
+        tracing::error!(model, %reason, "model worker panicked; the request failed");
+        m::model_panicked(model);
+        Err(EngineError::WorkerPanicked {
+            model: model.to_owned(),
+        })
+    })
+}
+
+/// Loads a model on the current thread, turning errors and panics into the
+/// slot's `Failed` state.
+fn load<J, T>(slot: &Slot<J>, load: impl FnOnce() -> Result<T, InferenceError>) -> Option<T> {
+    let started = Instant::now();
+    match catch_unwind(AssertUnwindSafe(load)) {
+        Ok(Ok(model)) => {
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(model = %slot.id, load_seconds = seconds, "model loaded");
+            m::model_loaded(&slot.id, started.elapsed());
+            slot.set_state(ModelState::Ready {
+                load_seconds: seconds,
+            });
+            Some(model)
+        }
+        Ok(Err(err)) => {
+            tracing::error!(model = %slot.id, error = %err, "model failed to load");
+            slot.set_state(ModelState::Failed {
+                reason: err.to_string(),
+            });
+            None
+        }
+        Err(payload) => {
+            let reason = panic_reason(payload.as_ref());
+            tracing::error!(model = %slot.id, %reason, "model panicked while loading");
+            slot.set_state(ModelState::Failed {
+                reason: format!("panicked while loading: {reason}"),
+            });
+            None
+        }
+    }
+}
+
+/// Starts the embedding model's thread.
+pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
+    let (tx, rx) = mpsc::sync_channel(inner.embedding.capacity);
+    *inner
+        .embedding
+        .sender
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    let spawned = std::thread::Builder::new()
+        .name("kedai-embed".into())
+        .spawn({
+            let inner = inner.clone();
+            move || {
+                let slot = &inner.embedding;
+                let loaded = load(slot, || {
+                    let device = select_device(&inner.device)?;
+                    TextEmbedder::load(&model, &device)
+                });
+                if let Some(embedder) = loaded {
+                    serve_embeddings(slot, &embedder, inner.limits, rx);
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        inner.embedding.set_state(ModelState::Failed {
+            reason: format!("cannot start its thread: {err}"),
+        });
+    }
+}
+
+/// Starts the chat model's thread.
+pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
+    let (tx, rx) = mpsc::sync_channel(inner.chat.capacity);
+    *inner.chat.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    let spawned = std::thread::Builder::new()
+        .name("kedai-chat".into())
+        .spawn({
+            let inner = inner.clone();
+            move || {
+                let slot = &inner.chat;
+                let loaded = load(slot, || {
+                    let device = select_device(&inner.device)?;
+                    super::load_chat_model(&model, &device)
+                });
+                if let Some(mut chat) = loaded {
+                    serve_chat(slot, &mut chat, inner.limits, rx);
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        inner.chat.set_state(ModelState::Failed {
+            reason: format!("cannot start its thread: {err}"),
+        });
+    }
+}
+
+fn serve_embeddings(
+    slot: &Slot<EmbedJob>,
+    embedder: &TextEmbedder,
+    limits: Limits,
+    queue: Receiver<Admitted<EmbedJob>>,
+) {
+    let mut carried: Option<Admitted<EmbedJob>> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        if first.abandoned() {
+            m::model_rejected(&slot.id, "cancelled");
+            continue;
+        }
+        let mut tokens = budget(&first, embedder.max_tokens());
+        let mut inputs = first.job.texts.len();
+        let mut batch = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            if next.abandoned() {
+                m::model_rejected(&slot.id, "cancelled");
+                continue;
+            }
+            let next_tokens = budget(&next, embedder.max_tokens());
+            if inputs + next.job.texts.len() > limits.embedding_max_batch
+                || tokens + next_tokens > limits.embedding_batch_tokens
+            {
+                carried = Some(next);
+                break;
+            }
+            tokens += next_tokens;
+            inputs += next.job.texts.len();
+            batch.push(next);
+        }
+        run_embedding_batch(slot, embedder, batch);
+    }
+}
+
+fn budget(job: &Admitted<EmbedJob>, max_tokens: usize) -> usize {
+    job.job
+        .texts
+        .iter()
+        .map(|t| estimated_tokens(t, max_tokens))
+        .sum()
+}
+
+/// Embeds a batch, one forward call per role; when a call fails, its
+/// requests are retried one by one so that one bad input fails only its own
+/// request.
+fn run_embedding_batch(
+    slot: &Slot<EmbedJob>,
+    embedder: &TextEmbedder,
+    batch: Vec<Admitted<EmbedJob>>,
+) {
+    let started = Instant::now();
+    let jobs = batch.len();
+    for admitted in &batch {
+        m::model_queue_wait(&slot.id, started.duration_since(admitted.enqueued));
+    }
+    let (queries, passages): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|j| j.job.role == EmbedRole::Query);
+    for group in [queries, passages] {
+        if group.is_empty() {
+            continue;
+        }
+        let outcome = embed_group(slot, embedder, &group);
+        match outcome {
+            Ok(outputs) => {
+                for (admitted, output) in group.into_iter().zip(outputs) {
+                    reply_embedding(slot, admitted, Ok(output));
+                }
+            }
+            Err(_) if group.len() > 1 => {
+                for admitted in group {
+                    let result = embed_group(slot, embedder, std::slice::from_ref(&admitted))
+                        .map(|mut outputs| outputs.remove(0));
+                    reply_embedding(slot, admitted, result);
+                }
+            }
+            Err(err) => {
+                for admitted in group {
+                    reply_embedding(slot, admitted, Err(clone_error(&err)));
+                }
+            }
+        }
+    }
+    slot.record_service(started.elapsed() / jobs.max(1) as u32);
+}
+
+fn clone_error(err: &EngineError) -> EngineError {
+    match err {
+        EngineError::WorkerPanicked { model } => EngineError::WorkerPanicked {
+            model: model.clone(),
+        },
+        EngineError::Invalid(message) => EngineError::Invalid(message.clone()),
+        other => EngineError::Invalid(other.to_string()),
+    }
+}
+
+/// One forward call over every text of `group`, split back per request.
+fn embed_group(
+    slot: &Slot<EmbedJob>,
+    embedder: &TextEmbedder,
+    group: &[Admitted<EmbedJob>],
+) -> Result<Vec<EmbedOutput>, EngineError> {
+    let texts: Vec<&str> = group
+        .iter()
+        .flat_map(|j| j.job.texts.iter().map(String::as_str))
+        .collect();
+    let role = group[0].job.role;
+    let started = Instant::now();
+    let embeddings = guarded(&slot.id, || {
+        embedder.embed(&texts, role).map_err(inference_error)
+    })?;
+    let elapsed = started.elapsed();
+    let tokens: usize = embeddings.inputs().iter().map(|i| i.tokens).sum();
+    m::model_batch(&slot.id, texts.len(), tokens, "embed", elapsed);
+    let mut outputs = Vec::with_capacity(group.len());
+    let mut next = 0;
+    for admitted in group {
+        let n = admitted.job.texts.len();
+        outputs.push(EmbedOutput {
+            vectors: (next..next + n)
+                .filter_map(|i| embeddings.get(i).map(<[f32]>::to_vec))
+                .collect(),
+            inputs: embeddings.inputs()[next..next + n].to_vec(),
+        });
+        next += n;
+    }
+    Ok(outputs)
+}
+
+/// Errors the caller caused stay visible to it; the rest are the server's.
+fn inference_error(err: InferenceError) -> EngineError {
+    match err {
+        InferenceError::EmptyText { index } => {
+            EngineError::Invalid(format!("`input[{index}]` has no tokens"))
+        }
+        InferenceError::InvalidParams(message) => EngineError::Invalid(message),
+        InferenceError::PromptTooLong {
+            prompt_tokens,
+            context_length,
+        } => EngineError::Invalid(format!(
+            "the prompt has {prompt_tokens} tokens but the model's context holds \
+             {context_length}, leaving no room to answer"
+        )),
+        other => EngineError::Inference(other),
+    }
+}
+
+fn reply_embedding(
+    slot: &Slot<EmbedJob>,
+    admitted: Admitted<EmbedJob>,
+    result: Result<EmbedOutput, EngineError>,
+) {
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    m::model_request(&slot.id, outcome, admitted.enqueued.elapsed());
+    let _ = admitted.job.reply.send(result);
+}
+
+fn serve_chat(
+    slot: &Slot<ChatJob>,
+    model: &mut ChatModel,
+    limits: Limits,
+    queue: Receiver<Admitted<ChatJob>>,
+) {
+    while let Ok(admitted) = queue.recv() {
+        if admitted.abandoned() {
+            m::model_rejected(&slot.id, "cancelled");
+            continue;
+        }
+        let _entered = admitted.span.clone().entered();
+        m::model_queue_wait(&slot.id, admitted.enqueued.elapsed());
+        let started = Instant::now();
+        let result = guarded(&slot.id, || {
+            run_chat(model, &admitted.job, limits.chat_max_prompt_tokens)
+        });
+        if let Err(EngineError::WorkerPanicked { .. }) = result {
+            // The KV cache may hold half a step; start the next request clean.
+            model.clear_cache();
+        }
+        slot.record_service(started.elapsed());
+        match &result {
+            Ok(generation) => {
+                record_generation(slot, generation);
+                let outcome = match generation.finish_reason {
+                    FinishReason::Cancelled => "cancelled",
+                    FinishReason::Stop | FinishReason::Length => "ok",
+                };
+                m::model_request(&slot.id, outcome, admitted.enqueued.elapsed());
+            }
+            Err(_) => m::model_request(&slot.id, "error", admitted.enqueued.elapsed()),
+        }
+        let _ = admitted.job.reply.send(result);
+    }
+}
+
+fn record_generation(slot: &Slot<ChatJob>, generation: &Generation) {
+    let fresh = generation.prompt_tokens - generation.reused_prompt_tokens;
+    m::model_batch(&slot.id, 1, fresh, "prefill", generation.prefill);
+    m::model_tokens(&slot.id, "completion", generation.completion_tokens);
+    m::model_busy(&slot.id, "decode", generation.decode);
+    if generation.finish_reason == FinishReason::Cancelled {
+        m::model_rejected(&slot.id, "cancelled");
+    }
+}
+
+fn run_chat(
+    model: &mut ChatModel,
+    job: &ChatJob,
+    max_prompt_tokens: usize,
+) -> Result<Generation, EngineError> {
+    let prompt = model
+        .render_prompt(&job.messages)
+        .map_err(inference_error)?;
+    if prompt.len() > max_prompt_tokens {
+        return Err(EngineError::Invalid(format!(
+            "the prompt has {} tokens; at most {max_prompt_tokens} are accepted",
+            prompt.len()
+        )));
+    }
+    let gone = || job.reply.is_closed() || job.tokens.as_ref().is_some_and(|t| t.is_closed());
+    model
+        .generate(&job.messages, &job.params, &mut |piece| {
+            if gone() {
+                return ControlFlow::Break(());
+            }
+            if let (Some(tokens), false) = (&job.tokens, piece.is_empty()) {
+                if tokens.send(piece.to_owned()).is_err() {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(inference_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_request_becomes_an_error_and_the_thread_lives_on() {
+        let err = guarded::<()>("m", || panic!("index out of bounds")).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::WorkerPanicked { model } if model == "m"),
+            "{err}"
+        );
+        assert_eq!(guarded("m", || Ok(7)).unwrap(), 7);
+        let err = guarded::<()>("m", || Err(EngineError::Invalid("bad".into()))).unwrap_err();
+        assert!(matches!(err, EngineError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn token_estimates_are_capped_by_the_model_limit() {
+        assert_eq!(estimated_tokens("hi", 512), 3);
+        assert_eq!(estimated_tokens("这个", 512), 4);
+        assert_eq!(estimated_tokens(&"x".repeat(100_000), 512), 512);
+    }
+}
