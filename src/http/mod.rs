@@ -7,9 +7,9 @@
 pub mod error;
 pub mod extract;
 pub mod health;
-pub mod orders;
 pub mod kb;
 pub mod openai;
+pub mod orders;
 pub mod v1;
 
 use std::sync::Arc;

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod ports;
 pub mod prompt;
 pub mod run;
+pub mod stages;
 pub mod templates;
 
 pub use run::{Pipeline, PipelineConfig};
