@@ -62,6 +62,9 @@ pub enum Command {
     /// Measure this machine: load generators and model benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Measure quality on labelled data: intents, sentiment, language id.
+    #[command(subcommand)]
+    Eval(crate::eval::intents::EvalCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +161,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::Models(cmd) => crate::models::run(cmd, &settings, models_output(output)),
         Command::Bench(cmd) => crate::bench::run(cmd, &settings, bench_output(output)),
+        Command::Eval(cmd) => crate::eval::intents::run(cmd, &settings, eval_output(output)),
         Command::Tenant(cmd) => admin(&settings, |store| tenant(store, cmd, output)),
         Command::Shop(cmd) => admin(&settings, |store| shop(store, cmd, output)),
         Command::Token(cmd) => admin(&settings, |store| token(store, cmd, output)),
@@ -175,6 +179,13 @@ fn bench_output(output: Output) -> crate::bench::Output {
     match output {
         Output::Human => crate::bench::Output::Human,
         Output::Json => crate::bench::Output::Json,
+    }
+}
+
+fn eval_output(output: Output) -> crate::eval::intents::Output {
+    match output {
+        Output::Human => crate::eval::intents::Output::Human,
+        Output::Json => crate::eval::intents::Output::Json,
     }
 }
 

@@ -11,3 +11,4 @@ mod models;
 mod openapi;
 mod queue;
 mod tokenizer;
+mod understand;

@@ -1,0 +1,4 @@
+//! Measuring kedai's quality on labelled data: `kedai eval ...`.
+
+pub mod intents;
+pub mod langid;
