@@ -4,6 +4,8 @@
 //! Each evaluation owns its file format and metrics; this module only
 //! dispatches. It never writes to the store.
 
+pub mod intents;
+pub mod langid;
 pub mod retrieval;
 
 use std::sync::Arc;
@@ -17,6 +19,9 @@ use crate::kb::{Embedder, SearchMode};
 pub enum EvalCommand {
     /// Recall@1, recall@5 and MRR of knowledge-base retrieval on a JSONL file.
     Retrieval(retrieval::RetrievalArgs),
+    /// Intents, sentiment, data splits and language identification.
+    #[command(flatten)]
+    Understand(intents::EvalCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,14 @@ pub fn load_embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
 
 pub fn run(command: EvalCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
     match command {
+        EvalCommand::Understand(command) => intents::run(
+            command,
+            settings,
+            match output {
+                Output::Human => intents::Output::Human,
+                Output::Json => intents::Output::Json,
+            },
+        ),
         EvalCommand::Retrieval(args) => {
             let mut set = retrieval::EvalSet::read(&args.data)?;
             if let Some(n) = args.sample {

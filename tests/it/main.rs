@@ -14,3 +14,4 @@ mod openapi;
 mod orders;
 mod queue;
 mod tokenizer;
+mod understand;

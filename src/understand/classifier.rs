@@ -1,0 +1,815 @@
+//! Classifier heads over sentence embeddings: multinomial logistic
+//! regression with an L2 penalty, fitted by full-batch L-BFGS on
+//! standardised vectors, with temperature scaling and an out-of-scope
+//! threshold chosen on a held-out fold so that `confidence` is a
+//! calibrated probability.
+//!
+//! A head sees only vectors and label strings: it knows nothing of texts,
+//! languages, the embedding model or where exemplars come from. Fitting is
+//! deterministic: the same vectors and labels give the same head.
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Tensor, D};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::UnderstandError;
+
+/// How a head is fitted.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// L2 penalties tried; the one with the best held-out accuracy is kept
+    /// (ties go to the stronger penalty).
+    pub l2_grid: Vec<f32>,
+    /// L-BFGS iterations per fit.
+    pub max_iterations: usize,
+    /// Share of each label's examples held out to choose the penalty, the
+    /// temperature and the out-of-scope threshold. Labels with a single
+    /// example keep it for training.
+    pub holdout_fraction: f32,
+    /// The label of explicit out-of-scope exemplars. When the training set
+    /// has some, a probability threshold below which any prediction counts
+    /// as out of scope is chosen on the held-out fold too.
+    pub out_of_scope_label: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            l2_grid: vec![1e-4, 1e-3, 1e-2],
+            max_iterations: 300,
+            holdout_fraction: 0.2,
+            out_of_scope_label: OUT_OF_SCOPE.to_owned(),
+        }
+    }
+}
+
+/// The label kedai's own taxonomy and the evaluation commands give to
+/// messages no intent covers.
+pub const OUT_OF_SCOPE: &str = "out_of_scope";
+
+/// One classification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The winning label, or the out-of-scope label when `out_of_scope`.
+    pub label: String,
+    /// Calibrated probability of the most probable label.
+    pub confidence: f32,
+    /// The most probable label is the out-of-scope class, or its
+    /// probability is below the threshold chosen when fitting.
+    pub out_of_scope: bool,
+    /// The three most probable labels with their probabilities.
+    pub top: Vec<(String, f32)>,
+}
+
+/// What fitting chose and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FitReport {
+    pub examples: usize,
+    pub labels: usize,
+    pub holdout: usize,
+    pub l2: f32,
+    pub temperature: f32,
+    pub out_of_scope_threshold: Option<f32>,
+    /// Accuracy of the chosen penalty on the held-out fold (before the
+    /// final refit on everything).
+    pub holdout_accuracy: Option<f32>,
+    pub seconds: f64,
+}
+
+/// A fitted linear head.
+#[derive(Debug, Clone)]
+pub struct LinearHead {
+    labels: Vec<String>,
+    dim: usize,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    /// `dim x labels`, row-major.
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    temperature: f32,
+    out_of_scope: Option<usize>,
+    threshold: Option<f32>,
+    report: FitReport,
+}
+
+impl LinearHead {
+    /// Fits a head on `vectors` labelled `labels` (same length, at least two
+    /// distinct labels, every vector of the same non-zero length).
+    pub fn fit<S: AsRef<str>>(
+        vectors: &[Vec<f32>],
+        labels: &[S],
+        config: &TrainConfig,
+    ) -> Result<LinearHead, UnderstandError> {
+        let started = std::time::Instant::now();
+        let data = Dataset::new(vectors, labels)?;
+        if config.l2_grid.is_empty() || config.l2_grid.iter().any(|l| !(*l >= 0.0)) {
+            return Err(UnderstandError::Invalid(
+                "l2_grid must hold at least one non-negative penalty".into(),
+            ));
+        }
+        if !(0.0..1.0).contains(&config.holdout_fraction) {
+            return Err(UnderstandError::Invalid(format!(
+                "holdout_fraction must be in [0, 1), got {}",
+                config.holdout_fraction
+            )));
+        }
+        let oos = data
+            .labels
+            .iter()
+            .position(|l| *l == config.out_of_scope_label);
+        let (train, holdout) = data.split(config.holdout_fraction);
+
+        let mut l2 = config.l2_grid[config.l2_grid.len() / 2];
+        let mut temperature = 1.0;
+        let mut threshold = None;
+        let mut holdout_accuracy = None;
+        let mut warm: Option<Vec<f32>> = None;
+        if !holdout.is_empty() {
+            let train_x = data.matrix(&train)?;
+            let hold_x = data.matrix(&holdout)?;
+            let hold_y: Vec<usize> = holdout.iter().map(|&i| data.y[i]).collect();
+            let train_y: Vec<usize> = train.iter().map(|&i| data.y[i]).collect();
+            let mut best: Option<(f32, f32, Vec<f32>)> = None;
+            let mut grid = config.l2_grid.clone();
+            // Strongest penalty first: it converges fastest and warm-starts
+            // the weaker ones.
+            grid.sort_by(|a, b| b.total_cmp(a));
+            for &candidate in &grid {
+                let theta = optimise(
+                    &train_x,
+                    &train_y,
+                    data.k(),
+                    candidate,
+                    config.max_iterations,
+                    warm.as_deref(),
+                )?;
+                let logits = logits(&hold_x, &theta, data.dim, data.k())?;
+                let acc = accuracy(&logits, &hold_y, data.k());
+                if best.as_ref().is_none_or(|(_, b, _)| acc > *b) {
+                    best = Some((candidate, acc, theta.clone()));
+                }
+                warm = Some(theta);
+            }
+            let (chosen, acc, theta) = best.expect("grid is not empty");
+            l2 = chosen;
+            holdout_accuracy = Some(acc);
+            let logits = logits(&hold_x, &theta, data.dim, data.k())?;
+            temperature = fit_temperature(&logits, &hold_y, data.k());
+            if let Some(oos) = oos {
+                if hold_y.contains(&oos) {
+                    threshold = Some(choose_threshold(
+                        &logits,
+                        &hold_y,
+                        data.k(),
+                        temperature,
+                        oos,
+                    ));
+                }
+            }
+            warm = Some(theta);
+        }
+        let all: Vec<usize> = (0..data.y.len()).collect();
+        let theta = optimise(
+            &data.matrix(&all)?,
+            &data.y,
+            data.k(),
+            l2,
+            config.max_iterations,
+            warm.as_deref(),
+        )?;
+        let k = data.k();
+        let dim = data.dim;
+        let report = FitReport {
+            examples: data.y.len(),
+            labels: k,
+            holdout: holdout.len(),
+            l2,
+            temperature,
+            out_of_scope_threshold: threshold,
+            holdout_accuracy,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok(LinearHead {
+            labels: data.labels,
+            dim,
+            mean: data.mean,
+            inv_std: data.inv_std,
+            weights: theta[..dim * k].to_vec(),
+            bias: theta[dim * k..].to_vec(),
+            temperature,
+            out_of_scope: oos,
+            threshold,
+            report,
+        })
+    }
+
+    /// The labels this head can give, sorted.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn report(&self) -> &FitReport {
+        &self.report
+    }
+
+    /// Calibrated probabilities of every label, in [`LinearHead::labels`] order.
+    pub fn probabilities(&self, vector: &[f32]) -> Result<Vec<f32>, UnderstandError> {
+        if vector.len() != self.dim {
+            return Err(UnderstandError::Invalid(format!(
+                "vector has {} dimensions, the head expects {}",
+                vector.len(),
+                self.dim
+            )));
+        }
+        let k = self.labels.len();
+        let mut z = self.bias.clone();
+        for (d, &x) in vector.iter().enumerate() {
+            let x = (x - self.mean[d]) * self.inv_std[d];
+            let row = &self.weights[d * k..(d + 1) * k];
+            for (zj, w) in z.iter_mut().zip(row) {
+                *zj += x * w;
+            }
+        }
+        Ok(softmax(&z, self.temperature))
+    }
+
+    pub fn predict(&self, vector: &[f32]) -> Result<Prediction, UnderstandError> {
+        let p = self.probabilities(vector)?;
+        Ok(self.decide(&p))
+    }
+
+    /// Predictions for many vectors at once (one matrix product).
+    pub fn predict_batch(&self, vectors: &[Vec<f32>]) -> Result<Vec<Prediction>, UnderstandError> {
+        if vectors.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(v) = vectors.iter().find(|v| v.len() != self.dim) {
+            return Err(UnderstandError::Invalid(format!(
+                "vector has {} dimensions, the head expects {}",
+                v.len(),
+                self.dim
+            )));
+        }
+        let k = self.labels.len();
+        let mut x = Vec::with_capacity(vectors.len() * self.dim);
+        for v in vectors {
+            x.extend(
+                v.iter()
+                    .enumerate()
+                    .map(|(d, &value)| (value - self.mean[d]) * self.inv_std[d]),
+            );
+        }
+        let x = Tensor::from_vec(x, (vectors.len(), self.dim), &Device::Cpu)?;
+        let mut theta = self.weights.clone();
+        theta.extend_from_slice(&self.bias);
+        let z = logits(&x, &theta, self.dim, k)?;
+        Ok(z.chunks_exact(k)
+            .map(|row| self.decide(&softmax(row, self.temperature)))
+            .collect())
+    }
+
+    fn decide(&self, p: &[f32]) -> Prediction {
+        let mut order: Vec<usize> = (0..p.len()).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        let best = order[0];
+        let below = self.threshold.is_some_and(|t| p[best] < t);
+        let out_of_scope = Some(best) == self.out_of_scope || below;
+        let label = match (out_of_scope, self.out_of_scope) {
+            (true, Some(oos)) => self.labels[oos].clone(),
+            _ => self.labels[best].clone(),
+        };
+        Prediction {
+            label,
+            confidence: p[best],
+            out_of_scope,
+            top: order
+                .iter()
+                .take(3)
+                .map(|&i| (self.labels[i].clone(), p[i]))
+                .collect(),
+        }
+    }
+}
+
+/// Validated training data with standardisation statistics.
+struct Dataset<'a> {
+    vectors: &'a [Vec<f32>],
+    labels: Vec<String>,
+    y: Vec<usize>,
+    dim: usize,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+impl<'a> Dataset<'a> {
+    fn new<S: AsRef<str>>(
+        vectors: &'a [Vec<f32>],
+        labels: &[S],
+    ) -> Result<Dataset<'a>, UnderstandError> {
+        if vectors.len() != labels.len() {
+            return Err(UnderstandError::Invalid(format!(
+                "{} vectors but {} labels",
+                vectors.len(),
+                labels.len()
+            )));
+        }
+        let dim = vectors.first().map_or(0, Vec::len);
+        if dim == 0 {
+            return Err(UnderstandError::Invalid(
+                "cannot fit a head on no examples".into(),
+            ));
+        }
+        for (i, v) in vectors.iter().enumerate() {
+            if v.len() != dim {
+                return Err(UnderstandError::Invalid(format!(
+                    "example {i} has {} dimensions, the first has {dim}",
+                    v.len()
+                )));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(UnderstandError::Invalid(format!(
+                    "example {i} has a non-finite value"
+                )));
+            }
+        }
+        let names: BTreeMap<&str, usize> = labels.iter().map(|l| (l.as_ref(), 0)).collect();
+        if names.len() < 2 {
+            return Err(UnderstandError::Invalid(format!(
+                "need at least two distinct labels, got {}",
+                names.len()
+            )));
+        }
+        let sorted: Vec<String> = names.keys().map(|s| (*s).to_owned()).collect();
+        let index: BTreeMap<&str, usize> = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i))
+            .collect();
+        let y = labels.iter().map(|l| index[l.as_ref()]).collect();
+        let n = vectors.len() as f64;
+        let mut mean = vec![0f64; dim];
+        for v in vectors {
+            for (m, x) in mean.iter_mut().zip(v) {
+                *m += f64::from(*x);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; dim];
+        for v in vectors {
+            for ((s, x), m) in var.iter_mut().zip(v).zip(&mean) {
+                *s += (f64::from(*x) - m).powi(2);
+            }
+        }
+        let inv_std = var
+            .iter()
+            .map(|s| (1.0 / ((s / n).sqrt() + 1e-6)) as f32)
+            .collect();
+        Ok(Dataset {
+            vectors,
+            labels: sorted,
+            y,
+            dim,
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            inv_std,
+        })
+    }
+
+    fn k(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Deterministic per-label split: each label's examples are ordered by
+    /// a hash of their position and vector, and the first share is held out.
+    fn split(&self, fraction: f32) -> (Vec<usize>, Vec<usize>) {
+        let mut by_label: Vec<Vec<(u64, usize)>> = vec![Vec::new(); self.k()];
+        for (i, v) in self.vectors.iter().enumerate() {
+            let mut h = Sha256::new();
+            for x in v {
+                h.update(x.to_le_bytes());
+            }
+            let digest = h.finalize();
+            let key = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+            by_label[self.y[i]].push((key, i));
+        }
+        let (mut train, mut holdout) = (Vec::new(), Vec::new());
+        for mut members in by_label {
+            members.sort_unstable();
+            let held = if members.len() < 2 {
+                0
+            } else {
+                ((members.len() as f32 * fraction).round() as usize).min(members.len() - 1)
+            };
+            holdout.extend(members[..held].iter().map(|&(_, i)| i));
+            train.extend(members[held..].iter().map(|&(_, i)| i));
+        }
+        train.sort_unstable();
+        holdout.sort_unstable();
+        (train, holdout)
+    }
+
+    fn matrix(&self, rows: &[usize]) -> Result<Tensor, UnderstandError> {
+        let mut x = Vec::with_capacity(rows.len() * self.dim);
+        for &i in rows {
+            x.extend(
+                self.vectors[i]
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &v)| (v - self.mean[d]) * self.inv_std[d]),
+            );
+        }
+        Ok(Tensor::from_vec(x, (rows.len(), self.dim), &Device::Cpu)?)
+    }
+}
+
+/// Raw logits `x W + b` for the parameter vector `theta` (`W` then `b`).
+fn logits(x: &Tensor, theta: &[f32], dim: usize, k: usize) -> Result<Vec<f32>, UnderstandError> {
+    let w = Tensor::from_slice(&theta[..dim * k], (dim, k), &Device::Cpu)?;
+    let b = Tensor::from_slice(&theta[dim * k..], k, &Device::Cpu)?;
+    Ok(x.matmul(&w)?
+        .broadcast_add(&b)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}
+
+/// Mean cross-entropy plus `l2 / 2 * |W|^2`, and its gradient.
+struct Objective<'a> {
+    x: &'a Tensor,
+    xt: Tensor,
+    onehot: Tensor,
+    n: usize,
+    dim: usize,
+    k: usize,
+    l2: f32,
+}
+
+impl Objective<'_> {
+    fn eval(&self, theta: &[f32]) -> Result<(f64, Vec<f32>), UnderstandError> {
+        let (dim, k) = (self.dim, self.k);
+        let w = Tensor::from_slice(&theta[..dim * k], (dim, k), &Device::Cpu)?;
+        let b = Tensor::from_slice(&theta[dim * k..], k, &Device::Cpu)?;
+        let z = self.x.matmul(&w)?.broadcast_add(&b)?;
+        let log_p = candle_nn::ops::log_softmax(&z, D::Minus1)?;
+        let nll =
+            (log_p.mul(&self.onehot)?.sum_all()?.to_scalar::<f32>()? as f64) / -(self.n as f64);
+        let penalty: f64 = theta[..dim * k]
+            .iter()
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>()
+            * f64::from(self.l2)
+            / 2.0;
+        let residual = ((log_p.exp()? - &self.onehot)? / self.n as f64)?;
+        let grad_w = (self.xt.matmul(&residual)? + (w * f64::from(self.l2))?)?;
+        let grad_b = residual.sum(0)?;
+        let mut grad = grad_w.flatten_all()?.to_vec1::<f32>()?;
+        grad.extend(grad_b.to_vec1::<f32>()?);
+        Ok((nll + penalty, grad))
+    }
+}
+
+fn optimise(
+    x: &Tensor,
+    y: &[usize],
+    k: usize,
+    l2: f32,
+    max_iterations: usize,
+    start: Option<&[f32]>,
+) -> Result<Vec<f32>, UnderstandError> {
+    let (n, dim) = x.dims2()?;
+    let mut onehot = vec![0f32; n * k];
+    for (i, &label) in y.iter().enumerate() {
+        onehot[i * k + label] = 1.0;
+    }
+    let objective = Objective {
+        x,
+        xt: x.t()?.contiguous()?,
+        onehot: Tensor::from_vec(onehot, (n, k), &Device::Cpu)?.to_dtype(DType::F32)?,
+        n,
+        dim,
+        k,
+        l2,
+    };
+    let theta = start.map_or_else(|| vec![0f32; dim * k + k], <[f32]>::to_vec);
+    lbfgs(|t| objective.eval(t), theta, max_iterations)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
+}
+
+/// Limited-memory BFGS with a backtracking (Armijo) line search; stops when
+/// the gradient's largest component or the relative decrease gets tiny.
+fn lbfgs(
+    mut f: impl FnMut(&[f32]) -> Result<(f64, Vec<f32>), UnderstandError>,
+    mut x: Vec<f32>,
+    max_iterations: usize,
+) -> Result<Vec<f32>, UnderstandError> {
+    const MEMORY: usize = 10;
+    let (mut fx, mut g) = f(&x)?;
+    let mut history: std::collections::VecDeque<(Vec<f32>, Vec<f32>, f64)> =
+        std::collections::VecDeque::new();
+    for _ in 0..max_iterations {
+        if g.iter().fold(0f32, |m, v| m.max(v.abs())) < 1e-5 {
+            break;
+        }
+        // Two-loop recursion: d = -H g.
+        let mut q: Vec<f64> = g.iter().map(|v| f64::from(*v)).collect();
+        let mut alphas = Vec::with_capacity(history.len());
+        for (s, y, rho) in history.iter().rev() {
+            let a = rho
+                * s.iter()
+                    .zip(&q)
+                    .map(|(s, q)| f64::from(*s) * q)
+                    .sum::<f64>();
+            for (qi, yi) in q.iter_mut().zip(y) {
+                *qi -= a * f64::from(*yi);
+            }
+            alphas.push(a);
+        }
+        let gamma = match history.back() {
+            Some((s, y, _)) => dot(s, y) / dot(y, y),
+            None => 1.0 / dot(&g, &g).sqrt().max(1e-12),
+        };
+        q.iter_mut().for_each(|v| *v *= gamma);
+        for ((s, y, rho), a) in history.iter().zip(alphas.iter().rev()) {
+            let b = rho
+                * y.iter()
+                    .zip(&q)
+                    .map(|(y, q)| f64::from(*y) * q)
+                    .sum::<f64>();
+            for (qi, si) in q.iter_mut().zip(s) {
+                *qi += (a - b) * f64::from(*si);
+            }
+        }
+        let mut d: Vec<f32> = q.iter().map(|v| -(*v as f32)).collect();
+        let mut slope = dot(&g, &d);
+        if slope >= 0.0 {
+            history.clear();
+            let norm = dot(&g, &g).sqrt().max(1e-12);
+            d = g.iter().map(|v| -(f64::from(*v) / norm) as f32).collect();
+            slope = dot(&g, &d);
+        }
+        let mut step = 1.0f32;
+        let mut accepted = None;
+        for _ in 0..40 {
+            let candidate: Vec<f32> = x.iter().zip(&d).map(|(x, d)| x + step * d).collect();
+            let (fc, gc) = f(&candidate)?;
+            if fc <= fx + 1e-4 * f64::from(step) * slope {
+                accepted = Some((candidate, fc, gc));
+                break;
+            }
+            step *= 0.5;
+        }
+        let Some((x_new, f_new, g_new)) = accepted else {
+            break;
+        };
+        let s: Vec<f32> = x_new.iter().zip(&x).map(|(a, b)| a - b).collect();
+        let y: Vec<f32> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
+        let sy = dot(&s, &y);
+        if sy > 1e-12 {
+            if history.len() == MEMORY {
+                history.pop_front();
+            }
+            history.push_back((s, y, 1.0 / sy));
+        }
+        let decrease = fx - f_new;
+        x = x_new;
+        fx = f_new;
+        g = g_new;
+        if decrease.abs() <= 1e-10 * fx.abs().max(1.0) {
+            break;
+        }
+    }
+    Ok(x)
+}
+
+fn softmax(z: &[f32], temperature: f32) -> Vec<f32> {
+    let max = z.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let e: Vec<f32> = z.iter().map(|v| ((v - max) / temperature).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
+fn accuracy(logits: &[f32], y: &[usize], k: usize) -> f32 {
+    let correct = logits
+        .chunks_exact(k)
+        .zip(y)
+        .filter(|(row, &label)| argmax(row) == label)
+        .count();
+    correct as f32 / y.len().max(1) as f32
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
+}
+
+fn nll(logits: &[f32], y: &[usize], k: usize, temperature: f32) -> f64 {
+    logits
+        .chunks_exact(k)
+        .zip(y)
+        .map(|(row, &label)| -f64::from(softmax(row, temperature)[label].max(1e-12)).ln())
+        .sum::<f64>()
+        / y.len().max(1) as f64
+}
+
+/// The temperature minimising held-out log-loss, by golden-section search
+/// over its logarithm in [1/20, 20].
+fn fit_temperature(logits: &[f32], y: &[usize], k: usize) -> f32 {
+    let loss = |log_t: f64| nll(logits, y, k, log_t.exp() as f32);
+    let (mut lo, mut hi) = ((0.05f64).ln(), (20f64).ln());
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    let mut a = hi - ratio * (hi - lo);
+    let mut b = lo + ratio * (hi - lo);
+    let (mut fa, mut fb) = (loss(a), loss(b));
+    for _ in 0..40 {
+        if fa < fb {
+            hi = b;
+            b = a;
+            fb = fa;
+            a = hi - ratio * (hi - lo);
+            fa = loss(a);
+        } else {
+            lo = a;
+            a = b;
+            fa = fb;
+            b = lo + ratio * (hi - lo);
+            fb = loss(b);
+        }
+    }
+    ((lo + hi) / 2.0).exp() as f32
+}
+
+/// The probability threshold that maximises in-scope accuracy plus
+/// out-of-scope recall on the held-out fold.
+fn choose_threshold(logits: &[f32], y: &[usize], k: usize, temperature: f32, oos: usize) -> f32 {
+    let rows: Vec<(usize, f32)> = logits
+        .chunks_exact(k)
+        .map(|row| {
+            let p = softmax(row, temperature);
+            let best = argmax(&p);
+            (best, p[best])
+        })
+        .collect();
+    let in_scope = y.iter().filter(|&&l| l != oos).count().max(1) as f32;
+    let out = y.iter().filter(|&&l| l == oos).count().max(1) as f32;
+    let mut candidates: Vec<f32> = rows.iter().map(|&(_, p)| p).collect();
+    candidates.push(0.0);
+    candidates.sort_by(f32::total_cmp);
+    candidates.dedup();
+    let score = |t: f32| {
+        let (mut hit, mut caught) = (0f32, 0f32);
+        for (&(best, p), &label) in rows.iter().zip(y) {
+            let rejected = best == oos || p < t;
+            if label == oos && rejected {
+                caught += 1.0;
+            } else if label != oos && !rejected && best == label {
+                hit += 1.0;
+            }
+        }
+        hit / in_scope + caught / out
+    };
+    let mut best = (0.0, f32::NEG_INFINITY);
+    for t in candidates {
+        let s = score(t);
+        if s > best.1 + 1e-6 {
+            best = (t, s);
+        }
+    }
+    best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three well-separated clusters in 8 dimensions with a little noise.
+    fn clusters(per_label: usize) -> (Vec<Vec<f32>>, Vec<String>) {
+        let mut vectors = Vec::new();
+        let mut labels = Vec::new();
+        let mut seed = 7u64;
+        let mut noise = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        for (c, name) in ["a", "b", "c"].iter().enumerate() {
+            for _ in 0..per_label {
+                let mut v: Vec<f32> = (0..8).map(|_| 0.3 * noise()).collect();
+                v[c] += 1.0;
+                vectors.push(v);
+                labels.push((*name).to_owned());
+            }
+        }
+        (vectors, labels)
+    }
+
+    #[test]
+    fn separable_clusters_are_learned_and_confident() {
+        let (vectors, labels) = clusters(30);
+        let head = LinearHead::fit(&vectors, &labels, &TrainConfig::default()).unwrap();
+        assert_eq!(head.labels(), ["a", "b", "c"]);
+        let mut probe = vec![0.0; 8];
+        probe[1] = 1.0;
+        let p = head.predict(&probe).unwrap();
+        assert_eq!(p.label, "b");
+        assert!(p.confidence > 0.8, "{p:?}");
+        assert!(!p.out_of_scope);
+        let batch = head.predict_batch(&vectors).unwrap();
+        let correct = batch
+            .iter()
+            .zip(&labels)
+            .filter(|(p, l)| &p.label == *l)
+            .count();
+        assert!(correct >= 85, "{correct}/90 training examples right");
+    }
+
+    #[test]
+    fn probabilities_sum_to_one_and_batch_matches_single() {
+        let (vectors, labels) = clusters(10);
+        let head = LinearHead::fit(&vectors, &labels, &TrainConfig::default()).unwrap();
+        let p = head.probabilities(&vectors[4]).unwrap();
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let single = head.predict(&vectors[4]).unwrap();
+        let batch = head.predict_batch(&vectors[4..5]).unwrap();
+        assert_eq!(single.label, batch[0].label);
+        assert!((single.confidence - batch[0].confidence).abs() < 1e-4);
+    }
+
+    #[test]
+    fn fitting_is_deterministic() {
+        let (vectors, labels) = clusters(12);
+        let a = LinearHead::fit(&vectors, &labels, &TrainConfig::default()).unwrap();
+        let b = LinearHead::fit(&vectors, &labels, &TrainConfig::default()).unwrap();
+        assert_eq!(a.weights, b.weights);
+        assert_eq!(a.temperature, b.temperature);
+    }
+
+    #[test]
+    fn explicit_out_of_scope_examples_get_a_threshold_and_are_flagged() {
+        let (mut vectors, mut labels) = clusters(30);
+        for i in 0..30 {
+            let mut v = vec![0.0; 8];
+            v[3 + i % 5] = 1.0;
+            vectors.push(v);
+            labels.push(OUT_OF_SCOPE.to_owned());
+        }
+        let head = LinearHead::fit(&vectors, &labels, &TrainConfig::default()).unwrap();
+        assert!(head.report().out_of_scope_threshold.is_some());
+        let mut probe = vec![0.0; 8];
+        probe[6] = 1.0;
+        let p = head.predict(&probe).unwrap();
+        assert!(p.out_of_scope, "{p:?}");
+        assert_eq!(p.label, OUT_OF_SCOPE);
+    }
+
+    #[test]
+    fn temperature_search_recovers_a_known_scale() {
+        // Logits that are exactly 4x too confident for labels drawn from
+        // the softened distribution: the fitted temperature is near 4.
+        let mut logits = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..400 {
+            let row = [8.0f32, 0.0];
+            logits.extend_from_slice(&row);
+            let p_first = softmax(&row, 4.0)[0];
+            y.push(if (i as f32 + 0.5) / 400.0 < p_first {
+                0
+            } else {
+                1
+            });
+        }
+        let t = fit_temperature(&logits, &y, 2);
+        assert!((t - 4.0).abs() < 0.3, "temperature {t}");
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let cfg = TrainConfig::default();
+        assert!(LinearHead::fit::<&str>(&[], &[], &cfg).is_err());
+        assert!(LinearHead::fit(&[vec![1.0], vec![2.0]], &["a", "a"], &cfg).is_err());
+        assert!(LinearHead::fit(&[vec![1.0], vec![2.0, 1.0]], &["a", "b"], &cfg).is_err());
+        assert!(LinearHead::fit(&[vec![f32::NAN], vec![2.0]], &["a", "b"], &cfg).is_err());
+        assert!(LinearHead::fit(&[vec![1.0]], &["a", "b"], &cfg).is_err());
+        let (vectors, labels) = clusters(5);
+        let head = LinearHead::fit(&vectors, &labels, &cfg).unwrap();
+        assert!(head.predict(&[1.0, 2.0]).is_err());
+    }
+}

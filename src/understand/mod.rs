@@ -1,0 +1,50 @@
+//! Understanding one buyer message: its language, intent (with a calibrated
+//! confidence and out-of-scope detection), sentiment, anger and urgency,
+//! whether the buyer asks for a human, the order numbers, tracking numbers,
+//! SKUs, emails and phone numbers it mentions, and whether it repeats an
+//! earlier question.
+//!
+//! Classifiers are linear heads trained here, in Rust, on e5 `query:`
+//! embeddings of labelled exemplars; they retrain from exemplar files at run
+//! time. This module reaches the embedding model only through
+//! [`QueryEmbedder`], knows nothing of HTTP, the store, the queue or how a
+//! reply is chosen, and its calls block: run them off the async runtime.
+
+mod classifier;
+mod embed;
+pub mod entities;
+pub mod exemplars;
+pub mod human;
+pub mod lang;
+pub mod repeat;
+mod understander;
+
+pub use classifier::{FitReport, LinearHead, Prediction, TrainConfig, OUT_OF_SCOPE};
+pub use embed::{CachedEmbedder, QueryEmbedder};
+pub use exemplars::{Example, TextClassifier};
+pub use understander::{Heads, Sentiment, Understander, Understanding};
+
+use crate::inference::InferenceError;
+
+/// Everything that can go wrong understanding a message or training its
+/// classifiers.
+#[derive(Debug, thiserror::Error)]
+pub enum UnderstandError {
+    #[error("embedding failed: {0}")]
+    Embedding(#[from] InferenceError),
+    #[error("classifier arithmetic failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("embedding cache {path}: {source}")]
+    Cache {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read exemplars from {path}: {reason}")]
+    Exemplars {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}

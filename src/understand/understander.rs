@@ -1,0 +1,315 @@
+//! [`Understander`]: everything this module knows about one buyer message,
+//! computed with one batched embedding call (the message and, when needed,
+//! the buyer's recent messages), the trained heads, the language detector
+//! and the pattern matchers. Heads can be swapped at run time, so new
+//! exemplars take effect without a restart.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use super::classifier::{TrainConfig, OUT_OF_SCOPE};
+use super::entities::{self, Entity};
+use super::exemplars::{self, Example, SentimentExample, TextClassifier};
+use super::human;
+use super::lang::{LanguageDetector, LanguageGuess};
+use super::repeat::{find_repeat, RepeatConfig, RepeatMatch};
+use super::{QueryEmbedder, UnderstandError};
+
+/// The taxonomy's intent for an explicit request for a person.
+pub const ASK_FOR_HUMAN: &str = "ask_for_human";
+
+/// Intents that are small talk rather than questions, so never repeats.
+const SOCIAL_INTENTS: [&str; 2] = ["greeting", "thanks"];
+
+/// A label with its calibrated probability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sentiment {
+    /// `positive`, `neutral` or `negative`.
+    pub label: String,
+    pub confidence: f32,
+}
+
+/// How angry the buyer sounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Anger {
+    /// 0 none, 1 annoyed, 2 angry or threatening: the most probable level.
+    pub level: u8,
+    /// Probability that the buyer is at least annoyed.
+    pub probability: f32,
+}
+
+/// What kedai understood of one buyer message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Understanding {
+    /// `None` when the text has no letters (empty, digits, emoji only).
+    pub lang: Option<LanguageGuess>,
+    /// An intent id of the taxonomy, or `out_of_scope`.
+    pub intent: String,
+    /// Calibrated probability of the most probable intent.
+    pub confidence: f32,
+    pub out_of_scope: bool,
+    /// The three most probable intents.
+    pub intent_top: Vec<(String, f32)>,
+    pub sentiment: Option<Sentiment>,
+    pub anger: Option<Anger>,
+    /// Probability that the buyer needs action now.
+    pub urgent: Option<f32>,
+    /// The buyer asked for a person, in words the patterns know or as the
+    /// classifier's `ask_for_human` intent.
+    pub human_requested: bool,
+    pub entities: Vec<Entity>,
+    /// The earlier buyer message this one asks again.
+    pub repeated: Option<RepeatMatch>,
+}
+
+/// The trained classifier heads.
+#[derive(Debug, Clone)]
+pub struct Heads {
+    pub intents: TextClassifier,
+    pub sentiment: Option<TextClassifier>,
+    /// Labels `0`, `1`, `2` as in the sentiment exemplars.
+    pub anger: Option<TextClassifier>,
+    /// Labels `urgent`, `not_urgent`.
+    pub urgent: Option<TextClassifier>,
+}
+
+impl Heads {
+    /// Trains every head; with no sentiment exemplars only the intent head.
+    pub fn train(
+        embedder: &dyn QueryEmbedder,
+        intents: &[Example],
+        sentiment: &[SentimentExample],
+        config: &TrainConfig,
+    ) -> Result<Heads, UnderstandError> {
+        let intents = TextClassifier::train(embedder, intents, config)?;
+        if sentiment.is_empty() {
+            return Ok(Heads {
+                intents,
+                sentiment: None,
+                anger: None,
+                urgent: None,
+            });
+        }
+        let texts: Vec<&str> = sentiment.iter().map(|s| s.text.as_str()).collect();
+        if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(UnderstandError::Invalid(format!(
+                "sentiment exemplar {i} has an empty text"
+            )));
+        }
+        let vectors = embedder.embed_queries(&texts)?;
+        let model = embedder.model_id();
+        let fit = |labels: Vec<String>| {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            TextClassifier::from_vectors(model, &vectors, &labels, config)
+        };
+        Ok(Heads {
+            intents,
+            sentiment: Some(fit(sentiment
+                .iter()
+                .map(|s| s.sentiment.clone())
+                .collect())?),
+            anger: Some(fit(sentiment
+                .iter()
+                .map(|s| s.anger.to_string())
+                .collect())?),
+            urgent: Some(fit(sentiment
+                .iter()
+                .map(|s| if s.urgent { "urgent" } else { "not_urgent" }.to_owned())
+                .collect())?),
+        })
+    }
+
+    /// Trains from exemplar directories laid out like `kb/intents/exemplars`
+    /// and `kb/sentiment/exemplars`.
+    pub fn from_dirs(
+        embedder: &dyn QueryEmbedder,
+        intents_dir: &Path,
+        sentiment_dir: Option<&Path>,
+        config: &TrainConfig,
+    ) -> Result<Heads, UnderstandError> {
+        let intents = exemplars::read_intent_dir(intents_dir)?;
+        let sentiment = match sentiment_dir {
+            Some(dir) => exemplars::read_sentiment_dir(dir)?,
+            None => Vec::new(),
+        };
+        Heads::train(embedder, &intents, &sentiment, config)
+    }
+}
+
+/// Understands buyer messages. Share it behind an `Arc`; calls block for an
+/// embedding forward pass.
+pub struct Understander {
+    embedder: Arc<dyn QueryEmbedder>,
+    heads: RwLock<Arc<Heads>>,
+    language: LanguageDetector,
+    repeat: RepeatConfig,
+}
+
+impl Understander {
+    pub fn new(
+        embedder: Arc<dyn QueryEmbedder>,
+        heads: Heads,
+    ) -> Result<Understander, UnderstandError> {
+        check_model(embedder.as_ref(), &heads)?;
+        Ok(Understander {
+            embedder,
+            heads: RwLock::new(Arc::new(heads)),
+            language: LanguageDetector::default(),
+            repeat: RepeatConfig::default(),
+        })
+    }
+
+    pub fn with_repeat_config(mut self, repeat: RepeatConfig) -> Understander {
+        self.repeat = repeat;
+        self
+    }
+
+    /// Replaces the heads; messages understood from now on use the new
+    /// ones, calls in flight finish with the old.
+    pub fn replace_heads(&self, heads: Heads) -> Result<(), UnderstandError> {
+        check_model(self.embedder.as_ref(), &heads)?;
+        *self.heads.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(heads);
+        Ok(())
+    }
+
+    pub fn heads(&self) -> Arc<Heads> {
+        self.heads.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn embedder(&self) -> &dyn QueryEmbedder {
+        self.embedder.as_ref()
+    }
+
+    /// Understands `text`, given the buyer's previous messages in this
+    /// conversation, oldest first (used only to spot repeats).
+    pub fn understand(
+        &self,
+        text: &str,
+        history: &[&str],
+    ) -> Result<Understanding, UnderstandError> {
+        let entities = entities::extract(text);
+        let patterns_ask_for_human = human::requests_human(text);
+        let lang = self.language.detect(text);
+        if text.trim().is_empty() {
+            return Ok(Understanding {
+                lang,
+                intent: OUT_OF_SCOPE.to_owned(),
+                confidence: 0.0,
+                out_of_scope: true,
+                intent_top: Vec::new(),
+                sentiment: None,
+                anger: None,
+                urgent: None,
+                human_requested: patterns_ask_for_human,
+                entities,
+                repeated: None,
+            });
+        }
+        let heads = self.heads();
+        let start = history.len().saturating_sub(self.repeat.window);
+        let earlier: Vec<(usize, &str)> = history[start..]
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.trim().is_empty())
+            .map(|(i, t)| (start + i, *t))
+            .collect();
+        let mut batch = vec![text];
+        batch.extend(earlier.iter().map(|(_, t)| *t));
+        let vectors = self.embedder.embed_queries(&batch)?;
+        let (current, previous) = vectors
+            .split_first()
+            .ok_or_else(|| UnderstandError::Invalid("the embedder returned no vector".into()))?;
+
+        let intent = heads.intents.classify(current)?;
+        let sentiment = match &heads.sentiment {
+            Some(head) => {
+                let p = head.classify(current)?;
+                Some(Sentiment {
+                    label: p.label,
+                    confidence: p.confidence,
+                })
+            }
+            None => None,
+        };
+        let anger = match &heads.anger {
+            Some(head) => Some(anger_of(head, current)?),
+            None => None,
+        };
+        let urgent = match &heads.urgent {
+            Some(head) => Some(probability_of(head, current, "urgent")?),
+            None => None,
+        };
+        let social = SOCIAL_INTENTS.contains(&intent.label.as_str());
+        let repeated = if social {
+            None
+        } else {
+            find_repeat(current, previous, &self.repeat).map(|m| RepeatMatch {
+                index: earlier[m.index].0,
+                similarity: m.similarity,
+            })
+        };
+        let human_requested =
+            patterns_ask_for_human || (intent.label == ASK_FOR_HUMAN && !intent.out_of_scope);
+        Ok(Understanding {
+            lang,
+            intent: intent.label,
+            confidence: intent.confidence,
+            out_of_scope: intent.out_of_scope,
+            intent_top: intent.top,
+            sentiment,
+            anger,
+            urgent,
+            human_requested,
+            entities,
+            repeated,
+        })
+    }
+}
+
+fn check_model(embedder: &dyn QueryEmbedder, heads: &Heads) -> Result<(), UnderstandError> {
+    let all = [
+        Some(&heads.intents),
+        heads.sentiment.as_ref(),
+        heads.anger.as_ref(),
+        heads.urgent.as_ref(),
+    ];
+    for head in all.into_iter().flatten() {
+        if head.model_id() != embedder.model_id() {
+            return Err(UnderstandError::Invalid(format!(
+                "a head was trained on `{}` vectors but the embedder is `{}`",
+                head.model_id(),
+                embedder.model_id()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn probability_of(
+    head: &TextClassifier,
+    vector: &[f32],
+    label: &str,
+) -> Result<f32, UnderstandError> {
+    let p = head.head().probabilities(vector)?;
+    Ok(head
+        .head()
+        .labels()
+        .iter()
+        .position(|l| l == label)
+        .map_or(0.0, |i| p[i]))
+}
+
+fn anger_of(head: &TextClassifier, vector: &[f32]) -> Result<Anger, UnderstandError> {
+    let p = head.head().probabilities(vector)?;
+    let labels = head.head().labels();
+    let calm = labels.iter().position(|l| l == "0").map_or(0.0, |i| p[i]);
+    let best = (0..p.len())
+        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+        .unwrap_or(0);
+    Ok(Anger {
+        level: labels[best].parse().unwrap_or(0),
+        probability: 1.0 - calm,
+    })
+}
