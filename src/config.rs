@@ -59,6 +59,11 @@ pub struct PipelineSettings {
     pub faq_min_similarity: f32,
     pub draft_min_similarity: f32,
     pub draft_max_tokens: usize,
+    /// Intent exemplars, one JSONL file per language; the classifier is
+    /// trained from them at start-up.
+    pub intents_dir: String,
+    /// Sentiment, anger and urgency exemplars; empty for none.
+    pub sentiment_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +159,9 @@ pub struct KbSettings {
     /// Knowledge-base folder imported into the demo tenant on first start;
     /// empty for none.
     pub demo_dir: String,
+    /// Orders file (relative dates) imported into the demo tenant on first
+    /// start; empty for none.
+    pub demo_orders: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

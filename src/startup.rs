@@ -19,6 +19,8 @@ use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
 use crate::engine::Engine;
 use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
 use crate::kb::{Embedder, KbService};
+use crate::pipeline::stages::{EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage};
+use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::queue::{JobHandler, MarkProcessed, Queue};
 use crate::store::{KbStore, NewShop, SqliteStore, Store, StoreError};
 
@@ -110,16 +112,13 @@ impl Application {
         };
         let kb = Arc::new(KbService::new(
             kb_store,
-            kb_embedder,
+            kb_embedder.clone(),
             settings.store.data_dir.join("kb"),
         ));
         seed_demo_kb(store.as_ref(), &kb, &settings.kb.demo_dir).await;
-        let handler = options.handler.unwrap_or_else(|| {
-            Arc::new(MarkProcessed {
-                store: store.clone(),
-            })
-        });
-        let queue = Queue::new(store.clone(), handler, settings.queue.clone());
+        if demo.is_some() {
+            seed_demo_orders(store.as_ref(), &settings.kb.demo_orders).await;
+        }
         let engine = match options.engine {
             Some(engine) => engine,
             None => {
@@ -133,6 +132,22 @@ impl Application {
                 engine
             }
         };
+        let handler: Arc<dyn JobHandler> = match (options.handler, kb_embedder) {
+            (Some(handler), _) => handler,
+            (None, Some(embedder)) => Arc::new(reply_pipeline(
+                &settings,
+                store.clone(),
+                kb.clone(),
+                engine.clone(),
+                embedder,
+            )),
+            // Without the embedding model nothing can be understood: messages
+            // are stored and marked, and wait for a human.
+            (None, None) => Arc::new(MarkProcessed {
+                store: store.clone(),
+            }),
+        };
+        let queue = Queue::new(store.clone(), handler, settings.queue.clone());
         let state = AppState {
             store,
             queue,
@@ -257,6 +272,57 @@ async fn load_kb_embedder(
             tracing::warn!(error = %err, "loading the embedding model panicked");
             None
         }
+    }
+}
+
+/// The reply pipeline over the real stages: the understand stage (trained
+/// from the exemplar folders when the first message needs it), the
+/// knowledge base and the runtime's chat model.
+fn reply_pipeline(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    kb: Arc<KbService>,
+    engine: Engine,
+    embedder: Arc<dyn Embedder>,
+) -> Pipeline {
+    let optional =
+        |dir: &str| (!dir.trim().is_empty()).then(|| std::path::PathBuf::from(dir.trim()));
+    let understand = UnderstandStage::new(
+        embedder,
+        UnderstandSources {
+            intents_dir: std::path::PathBuf::from(settings.pipeline.intents_dir.trim()),
+            sentiment_dir: optional(&settings.pipeline.sentiment_dir),
+            cache_dir: settings.models.cache_dir().join("embeddings"),
+        },
+    );
+    Pipeline::new(
+        store,
+        Arc::new(understand),
+        Some(Arc::new(KbKnowledge { kb })),
+        Some(Arc::new(EngineWriter { engine })),
+        settings.policy.clone(),
+        PipelineConfig::from(&settings.pipeline),
+    )
+}
+
+/// Imports the demo orders into the demo tenant (first start only). A broken
+/// file is logged and skipped: the server starts regardless.
+async fn seed_demo_orders(store: &dyn Store, path: &str) {
+    if path.trim().is_empty() {
+        return;
+    }
+    let tenant = match store.tenant_by_name(DEMO_TENANT).await {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, "demo orders not imported");
+            return;
+        }
+    };
+    let path = std::path::Path::new(path.trim());
+    match crate::demo::import_orders(store, tenant.id, path, chrono::Utc::now()).await {
+        Ok(n) => tracing::info!(orders = n, file = %path.display(), "demo orders imported"),
+        Err(err) => tracing::warn!(error = %err, "demo orders not imported"),
     }
 }
 

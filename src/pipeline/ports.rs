@@ -32,6 +32,8 @@ pub struct Understood {
     pub sentiment: String,
     /// 0 none, 1 annoyed, 2 angry.
     pub anger: u8,
+    /// Probability that the buyer is at least annoyed.
+    pub anger_probability: f32,
     pub urgent: bool,
     pub human_requested: bool,
     /// The buyer already asked this in the conversation.

@@ -1,17 +1,23 @@
-//! The real stages behind the pipeline's ports: knowledge-base search
-//! through [`KbService`] and text generation through the model runtime
-//! ([`Engine`]). The understand stage's adapter lives with it in `nlu`.
+//! The real stages behind the pipeline's ports: the understand stage
+//! ([`Understander`], trained at start-up from the exemplar folders),
+//! knowledge-base search through [`KbService`] and text generation through
+//! the model runtime ([`Engine`]).
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::ports::{Knowledge, KnowledgeHit, StageError, Writer};
+use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer};
 use crate::domain::TenantId;
 use crate::engine::{Engine, EngineError, ModelKind};
 use crate::inference::chat::{ChatMessage, GenerationParams};
+use crate::inference::EmbedRole;
 use crate::kb::service::MAX_QUERY_CHARS;
-use crate::kb::{KbError, KbQuery, KbService};
+use crate::kb::{Embedder, KbError, KbQuery, KbService};
+use crate::understand::{CachedEmbedder, QueryEmbedder};
+use crate::understand::{Heads, UnderstandError, Understander};
 
 /// Knowledge-base search for the pipeline.
 pub struct KbKnowledge {
@@ -121,5 +127,222 @@ impl Writer for EngineWriter {
             })?
             .map_err(failed)?;
         Ok(generation.text)
+    }
+}
+
+/// The knowledge base's embedding model seen as the understand stage's
+/// query embedder, so both share one loaded model.
+pub struct SharedQueryEmbedder(pub Arc<dyn Embedder>);
+
+impl QueryEmbedder for SharedQueryEmbedder {
+    fn model_id(&self) -> &str {
+        self.0.model_id()
+    }
+
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, UnderstandError> {
+        self.0
+            .embed(texts, EmbedRole::Query)
+            .map_err(|e| UnderstandError::Invalid(format!("embedding failed: {e}")))
+    }
+}
+
+/// Where the understand stage learns from.
+#[derive(Debug, Clone)]
+pub struct UnderstandSources {
+    pub intents_dir: PathBuf,
+    /// Sentiment, anger and urgency exemplars; without them only intents
+    /// are classified.
+    pub sentiment_dir: Option<PathBuf>,
+    /// Exemplar vectors are cached here, so later starts train in seconds.
+    pub cache_dir: PathBuf,
+}
+
+/// The understand stage. Its classifiers are trained on a background
+/// thread the first time a message needs them (seconds when the exemplar
+/// vectors are cached, about half a minute on a fresh install); messages
+/// that arrive meanwhile wait for it.
+pub struct UnderstandStage {
+    ready: Arc<OnceLock<Arc<Understander>>>,
+    failure: Arc<Mutex<Option<String>>>,
+    start: Mutex<Option<(Arc<dyn Embedder>, UnderstandSources)>>,
+}
+
+/// Probability of "at least annoyed" below which a message whose most
+/// probable anger level is "annoyed" counts as calm.
+const ANNOYED_MIN_PROBABILITY: f32 = 0.6;
+
+/// Longest a message waits for the classifiers to be trained.
+const TRAINING_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// One training at a time in this process: they share the vector cache.
+static TRAINING: Mutex<()> = Mutex::new(());
+
+impl UnderstandStage {
+    /// A stage that trains on first use.
+    pub fn new(embedder: Arc<dyn Embedder>, sources: UnderstandSources) -> UnderstandStage {
+        UnderstandStage {
+            ready: Arc::new(OnceLock::new()),
+            failure: Arc::new(Mutex::new(None)),
+            start: Mutex::new(Some((embedder, sources))),
+        }
+    }
+
+    /// A stage over an understander that is already trained.
+    pub fn ready(understander: Arc<Understander>) -> UnderstandStage {
+        let ready = Arc::new(OnceLock::new());
+        let _ = ready.set(understander);
+        UnderstandStage {
+            ready,
+            failure: Arc::new(Mutex::new(None)),
+            start: Mutex::new(None),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.get().is_some()
+    }
+
+    /// Starts training unless it has started already.
+    pub fn start_training(&self) {
+        let Some((embedder, sources)) = self.start.lock().unwrap_or_else(|e| e.into_inner()).take()
+        else {
+            return;
+        };
+        let (cell, failed) = (self.ready.clone(), self.failure.clone());
+        let spawned = std::thread::Builder::new()
+            .name("kedai-understand-train".into())
+            .spawn(move || {
+                let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+                let started = Instant::now();
+                match train(embedder, &sources) {
+                    Ok(understander) => {
+                        tracing::info!(
+                            seconds = started.elapsed().as_secs_f64(),
+                            "understand stage trained"
+                        );
+                        let _ = cell.set(Arc::new(understander));
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "understand stage failed to train");
+                        *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("cannot start its thread: {err}"));
+        }
+    }
+
+    async fn understander(&self) -> Result<Arc<Understander>, StageError> {
+        self.start_training();
+        let waited = Instant::now();
+        loop {
+            if let Some(understander) = self.ready.get() {
+                return Ok(understander.clone());
+            }
+            if let Some(failure) = self
+                .failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return Err(StageError {
+                    stage: "understand",
+                    message: failure,
+                    retryable: false,
+                });
+            }
+            if waited.elapsed() > TRAINING_WAIT {
+                return Err(StageError {
+                    stage: "understand",
+                    message: "the classifiers are still training".into(),
+                    retryable: true,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn train(
+    embedder: Arc<dyn Embedder>,
+    sources: &UnderstandSources,
+) -> Result<Understander, UnderstandError> {
+    std::fs::create_dir_all(&sources.cache_dir).map_err(|source| UnderstandError::Cache {
+        path: sources.cache_dir.clone(),
+        source,
+    })?;
+    let cached = CachedEmbedder::open(SharedQueryEmbedder(embedder.clone()), &sources.cache_dir)?;
+    let heads = Heads::from_dirs(
+        &cached,
+        &sources.intents_dir,
+        sources.sentiment_dir.as_deref(),
+        &Default::default(),
+    )?;
+    Understander::new(Arc::new(SharedQueryEmbedder(embedder)), heads)
+}
+
+#[async_trait]
+impl Understand for UnderstandStage {
+    async fn understand(&self, text: &str, history: &[String]) -> Result<Understood, StageError> {
+        let understander = self.understander().await?;
+        let text = text.to_string();
+        let history = history.to_vec();
+        let understood = tokio::task::spawn_blocking(move || {
+            let history: Vec<&str> = history.iter().map(String::as_str).collect();
+            let heads = understander.heads();
+            let mut models = vec![heads.intents.model_id().to_string()];
+            models.dedup();
+            understander
+                .understand(&text, &history)
+                .map(|u| (u, models))
+        })
+        .await
+        .map_err(|e| StageError {
+            stage: "understand",
+            message: format!("the understand task failed: {e}"),
+            retryable: false,
+        })?;
+        let (u, models) = understood.map_err(|e| StageError {
+            stage: "understand",
+            message: e.to_string(),
+            retryable: matches!(e, UnderstandError::Embedding(_)),
+        })?;
+        Ok(Understood {
+            language: u.lang.map(|g| g.code.to_string()),
+            intent: u.intent,
+            confidence: u.confidence,
+            out_of_scope: u.out_of_scope,
+            sentiment: u
+                .sentiment
+                .map(|s| s.label)
+                .unwrap_or_else(|| "neutral".into()),
+            // The most probable level, but "annoyed" only when the model is
+            // fairly sure: a plain "where is my parcel?" is not a complaint.
+            anger: u
+                .anger
+                .map(|a| match a.level {
+                    1 if a.probability < ANNOYED_MIN_PROBABILITY => 0,
+                    level => level,
+                })
+                .unwrap_or(0),
+            anger_probability: u.anger.map(|a| a.probability).unwrap_or(0.0),
+            urgent: u.urgent.is_some_and(|p| p >= 0.5),
+            human_requested: u.human_requested,
+            repeated: u.repeated.is_some(),
+            entities: u
+                .entities
+                .into_iter()
+                .map(|e| {
+                    let kind = serde_json::to_value(e.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    (kind, e.value)
+                })
+                .collect(),
+            models,
+        })
     }
 }

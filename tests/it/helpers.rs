@@ -36,6 +36,7 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     settings.queue.backoff_base_ms = 20;
     settings.queue.backoff_max_ms = 100;
     settings.kb.demo_dir = String::new();
+    settings.kb.demo_orders = String::new();
     settings
 }
 

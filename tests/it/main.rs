@@ -12,6 +12,7 @@ mod models;
 mod openai;
 mod openapi;
 mod orders;
+mod pipeline;
 mod queue;
 mod tokenizer;
 mod understand;

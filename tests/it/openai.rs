@@ -45,7 +45,7 @@ fn start_engine(settings: &Settings, models: &PreparedModels) -> Engine {
 }
 
 /// e5 and SmolLM2, loaded once for every test here.
-fn shared() -> &'static (Settings, PreparedModels, Engine) {
+pub fn shared() -> &'static (Settings, PreparedModels, Engine) {
     static SHARED: OnceLock<(Settings, PreparedModels, Engine)> = OnceLock::new();
     SHARED.get_or_init(|| {
         let settings = settings_for(E5);
