@@ -159,10 +159,10 @@ pub fn run(args: ModelsArgs, settings: &Settings, output: Output) -> anyhow::Res
         let model = models::resolve(&settings.models, reference, mode)
             .with_context(|| format!("resolving {reference}"))?;
         let (kind, tests, loaded) = if model.file_with_extension("gguf").is_some() {
-            let (tests, chat) = bench_chat(&model, &device, &args, output)?;
+            let (tests, chat) = bench_chat(&model, &device, &args)?;
             ("chat", tests, Box::new(chat) as Box<dyn std::any::Any>)
         } else {
-            let (tests, embedder) = bench_embedder(&model, &device, &args, output)?;
+            let (tests, embedder) = bench_embedder(&model, &device, &args)?;
             (
                 "embedding",
                 tests,
@@ -186,10 +186,10 @@ pub fn run(args: ModelsArgs, settings: &Settings, output: Output) -> anyhow::Res
     Ok(())
 }
 
-fn progress(output: Output, message: &str) {
-    if output == Output::Human {
-        eprintln!("{message}");
-    }
+/// Progress goes to stderr in both modes: a run takes minutes, and stdout
+/// carries only the report.
+fn progress(message: &str) {
+    eprintln!("{message}");
 }
 
 /// Loads `repetitions` times, keeping the last model.
@@ -213,17 +213,16 @@ fn bench_embedder(
     model: &ResolvedModel,
     device: &Device,
     args: &ModelsArgs,
-    output: Output,
 ) -> anyhow::Result<(Vec<TestResult>, TextEmbedder)> {
-    progress(output, &format!("{}: loading", model.reference));
+    progress(&format!("{}: loading", model.reference));
     let (load, embedder) =
         timed_loads(args.repetitions, || Ok(TextEmbedder::load(model, device)?))?;
     let mut tests = vec![load];
     for &batch in &args.batch {
-        progress(
-            output,
-            &format!("{}: embedding batches of {batch}", model.reference),
-        );
+        progress(&format!(
+            "{}: embedding batches of {batch}",
+            model.reference
+        ));
         let texts: Vec<&str> = MESSAGES.iter().copied().cycle().take(batch).collect();
         embedder.embed(&texts, EmbedRole::Query)?;
         let mut runs = Vec::with_capacity(args.repetitions);
@@ -270,9 +269,8 @@ fn bench_chat(
     model: &ResolvedModel,
     device: &Device,
     args: &ModelsArgs,
-    output: Output,
 ) -> anyhow::Result<(Vec<TestResult>, ChatModel)> {
-    progress(output, &format!("{}: loading", model.reference));
+    progress(&format!("{}: loading", model.reference));
     let (load, mut chat) = timed_loads(args.repetitions, || {
         Ok(crate::engine::load_chat_model(model, device)?)
     })?;
@@ -286,10 +284,7 @@ fn bench_chat(
         std::ops::ControlFlow::Continue(())
     })?;
     for &target in &args.prompt {
-        progress(
-            output,
-            &format!("{}: prefill of {target} tokens", model.reference),
-        );
+        progress(&format!("{}: prefill of {target} tokens", model.reference));
         let (messages, tokens) = prompt_of(&chat, target)?;
         let mut runs = Vec::with_capacity(args.repetitions);
         for _ in 0..args.repetitions {
@@ -301,10 +296,10 @@ fn bench_chat(
         }
         tests.push(result(format!("pp{target}"), "tok/s", runs, Some(tokens)));
     }
-    progress(
-        output,
-        &format!("{}: decode of {} tokens", model.reference, args.generate),
-    );
+    progress(&format!(
+        "{}: decode of {} tokens",
+        model.reference, args.generate
+    ));
     let messages = vec![ChatMessage::new(
         ChatRole::User,
         "Count from 1 to 1000, one number per line, with no other text.",

@@ -154,31 +154,44 @@ fn serve_embeddings(
                 Err(_) => return,
             },
         };
-        if first.abandoned() {
-            m::model_rejected(&slot.id, "cancelled");
+        let (batch, next) = gather(&slot.id, first, &queue, limits, embedder.max_tokens());
+        carried = next;
+        if !batch.is_empty() {
+            run_embedding_batch(slot, embedder, batch);
+        }
+    }
+}
+
+/// Starting with `first`, takes what is already queued into one batch while
+/// it stays within the token budget and the input cap; returns the batch
+/// and the request that did not fit, if any. Requests whose caller has gone
+/// are dropped here, unrun.
+fn gather(
+    model: &str,
+    first: Admitted<EmbedJob>,
+    queue: &Receiver<Admitted<EmbedJob>>,
+    limits: Limits,
+    max_tokens: usize,
+) -> (Vec<Admitted<EmbedJob>>, Option<Admitted<EmbedJob>>) {
+    let mut batch: Vec<Admitted<EmbedJob>> = Vec::new();
+    let (mut tokens, mut inputs) = (0, 0);
+    let mut candidate = Some(first);
+    while let Some(next) = candidate.take().or_else(|| queue.try_recv().ok()) {
+        if next.abandoned() {
+            m::model_rejected(model, "cancelled");
             continue;
         }
-        let mut tokens = budget(&first, embedder.max_tokens());
-        let mut inputs = first.job.texts.len();
-        let mut batch = vec![first];
-        while let Ok(next) = queue.try_recv() {
-            if next.abandoned() {
-                m::model_rejected(&slot.id, "cancelled");
-                continue;
-            }
-            let next_tokens = budget(&next, embedder.max_tokens());
-            if inputs + next.job.texts.len() > limits.embedding_max_batch
-                || tokens + next_tokens > limits.embedding_batch_tokens
-            {
-                carried = Some(next);
-                break;
-            }
-            tokens += next_tokens;
-            inputs += next.job.texts.len();
-            batch.push(next);
+        let next_tokens = budget(&next, max_tokens);
+        let fits = inputs + next.job.texts.len() <= limits.embedding_max_batch
+            && tokens + next_tokens <= limits.embedding_batch_tokens;
+        if !fits && !batch.is_empty() {
+            return (batch, Some(next));
         }
-        run_embedding_batch(slot, embedder, batch);
+        tokens += next_tokens;
+        inputs += next.job.texts.len();
+        batch.push(next);
     }
+    (batch, None)
 }
 
 fn budget(job: &Admitted<EmbedJob>, max_tokens: usize) -> usize {
@@ -383,6 +396,8 @@ fn run_chat(
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::oneshot;
+
     use super::*;
 
     #[test]
@@ -395,6 +410,68 @@ mod tests {
         assert_eq!(guarded("m", || Ok(7)).unwrap(), 7);
         let err = guarded::<()>("m", || Err(EngineError::Invalid("bad".into()))).unwrap_err();
         assert!(matches!(err, EngineError::Invalid(_)), "{err}");
+    }
+
+    fn job(
+        texts: &[&str],
+        semaphore: &Arc<tokio::sync::Semaphore>,
+    ) -> (
+        Admitted<EmbedJob>,
+        oneshot::Receiver<Result<EmbedOutput, EngineError>>,
+    ) {
+        let (reply, done) = oneshot::channel();
+        let admitted = Admitted {
+            job: EmbedJob {
+                texts: texts.iter().map(|t| (*t).to_owned()).collect(),
+                role: EmbedRole::Query,
+                reply,
+            },
+            _ticket: super::super::Ticket {
+                _permit: semaphore.clone().try_acquire_owned().unwrap(),
+                model: "m".into(),
+            },
+            enqueued: Instant::now(),
+            span: tracing::Span::none(),
+        };
+        (admitted, done)
+    }
+
+    #[test]
+    fn batches_gather_queued_requests_within_the_token_budget() {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
+        let limits = Limits {
+            embedding_batch_tokens: 40,
+            embedding_max_batch: 4,
+            chat_max_tokens: 1,
+            chat_max_prompt_tokens: 1,
+        };
+        let (tx, rx) = mpsc::sync_channel(16);
+        let mut replies = Vec::new();
+        // 3 estimated tokens per "hi" (2 special tokens), 35 for 99 bytes.
+        let long = "x".repeat(99);
+        for texts in [&["hi", "hi"][..], &["hi"], &[long.as_str()], &["hi"]] {
+            let (admitted, done) = job(texts, &semaphore);
+            tx.send(admitted).unwrap();
+            replies.push(done);
+        }
+        // The caller of the second request has gone.
+        drop(replies.remove(1));
+        let first = rx.recv().unwrap();
+        let (batch, carried) = gather("m", first, &rx, limits, 512);
+        let sizes: Vec<usize> = batch.iter().map(|j| j.job.texts.len()).collect();
+        assert_eq!(sizes, [2], "the abandoned request is dropped, 6 + 35 > 40");
+        let carried = carried.expect("the long request waits for the next batch");
+        assert_eq!(carried.job.texts[0].len(), 99);
+        let (batch, carried) = gather("m", carried, &rx, limits, 512);
+        let sizes: Vec<usize> = batch.iter().map(|j| j.job.texts[0].len()).collect();
+        assert_eq!(sizes, [99, 2], "35 + 3 fits");
+        assert!(carried.is_none());
+
+        // A single request over the budget still runs, alone.
+        let (big, _done) = job(&[long.as_str(), long.as_str()], &semaphore);
+        let (batch, carried) = gather("m", big, &rx, limits, 512);
+        assert_eq!(batch.len(), 1);
+        assert!(carried.is_none());
     }
 
     #[test]

@@ -64,6 +64,9 @@ async fn app_with(
     let mut spawn = Spawn::new(dir.path());
     spawn.settings.models = settings.models.clone();
     spawn.settings.models.fetch_on_start = false;
+    // The suite runs real models in parallel on a 2-core box; a non-streamed
+    // answer must not meet the production request timeout there.
+    spawn.settings.server.request_timeout_secs = 600;
     spawn.models = ModelReadiness::Ready(models.clone());
     spawn.engine = Some(engine.clone());
     (spawn.start().await, dir)
@@ -84,7 +87,11 @@ async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
         .await
         .unwrap();
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!("{path}: {status} with a body that is not JSON ({e}): {text:?}")
+    });
+    (status, body)
 }
 
 /// Asserts OpenAI's error shape and returns the message.
