@@ -169,7 +169,7 @@ pub struct UnderstandStage {
 
 /// Probability of "at least annoyed" below which a message whose most
 /// probable anger level is "annoyed" counts as calm.
-const ANNOYED_MIN_PROBABILITY: f32 = 0.6;
+const ANNOYED_MIN_PROBABILITY: f32 = 0.8;
 
 /// Longest a message waits for the classifiers to be trained.
 const TRAINING_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
