@@ -54,6 +54,24 @@ pub fn run(command: EvalCommand, settings: &Settings, output: Output) -> anyhow:
                 Output::Json => intents::Output::Json,
             },
         ),
+        EvalCommand::Retrieval(args) if args.kb.is_some() => {
+            let dir = args.kb.clone().unwrap_or_default();
+            let embedder = match args.mode {
+                SearchMode::Bm25 => None,
+                SearchMode::Hybrid | SearchMode::Dense => Some(load_embedder(settings)?),
+            };
+            let report = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(retrieval::evaluate_kb(
+                    &dir, &args.data, args.mode, embedder,
+                ))?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string(&report)?),
+                Output::Human => println!("{}", report.table(&args.data)),
+            }
+            Ok(())
+        }
         EvalCommand::Retrieval(args) => {
             let mut set = retrieval::EvalSet::read(&args.data)?;
             if let Some(n) = args.sample {

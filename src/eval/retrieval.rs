@@ -253,10 +253,109 @@ pub struct RetrievalArgs {
     /// (deterministic); every passage of the file stays in the pool.
     #[arg(long)]
     pub sample: Option<usize>,
+    /// Search this kb folder (docs/kb-format.md) through the knowledge
+    /// base itself instead of pooling the file's passages; each line of
+    /// `--data` then has `text` and `expected`, the `kind:id`s that count.
+    #[arg(long)]
+    pub kb: Option<PathBuf>,
 }
 
 fn parse_mode(raw: &str) -> Result<SearchMode, String> {
     raw.parse()
+}
+
+#[derive(Debug, Deserialize)]
+struct KbLine {
+    text: String,
+    expected: Vec<String>,
+}
+
+/// Imports `dir` into a scratch store and searches it through `KbService`
+/// (chunking, per-question vectors, analysers, fusion: the real path) with
+/// the queries of `data`.
+pub async fn evaluate_kb(
+    dir: &Path,
+    data: &Path,
+    mode: SearchMode,
+    embedder: Option<std::sync::Arc<dyn Embedder>>,
+) -> anyhow::Result<RetrievalReport> {
+    use crate::kb::{KbQuery, KbService};
+    use crate::store::Store;
+
+    let entries = crate::kb::import::read_dir(dir)?;
+    let scratch = tempfile::TempDir::new()?;
+    let mut settings = crate::config::Settings::defaults().store;
+    settings.data_dir = scratch.path().to_path_buf();
+    settings.durability = crate::config::Durability::Normal;
+    let store = crate::store::SqliteStore::open(&settings).await?;
+    let tenant = store
+        .create_tenant(&crate::domain::TenantName::parse("eval")?)
+        .await?;
+    let service = KbService::new(
+        std::sync::Arc::new(store.clone()),
+        embedder,
+        scratch.path().join("kb"),
+    );
+    service.import(tenant.id, &entries, "eval").await?;
+    let started = Instant::now();
+    let index = service.current(tenant.id).await?;
+    let embed_seconds = started.elapsed().as_secs_f64();
+
+    let text =
+        std::fs::read_to_string(data).with_context(|| format!("reading {}", data.display()))?;
+    let (mut found_1, mut found_5, mut reciprocal, mut queries) = (0usize, 0usize, 0f64, 0usize);
+    let mut latencies = Vec::new();
+    for (index_in_file, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let line: KbLine = serde_json::from_str(raw).with_context(|| {
+            format!(
+                "{}:{}: expected {{\"text\", \"expected\"}}",
+                data.display(),
+                index_in_file + 1
+            )
+        })?;
+        let query = KbQuery::parse(
+            &line.text,
+            Some(crate::kb::service::MAX_TOP_K),
+            Some(mode),
+            None,
+        )?;
+        let searched = Instant::now();
+        let results = service.search(tenant.id, &query).await?;
+        latencies.push(searched.elapsed().as_secs_f64() * 1000.0);
+        let rank = results
+            .hits
+            .iter()
+            .position(|h| line.expected.contains(&format!("{}:{}", h.kind, h.id)))
+            .map(|i| i + 1);
+        queries += 1;
+        if let Some(rank) = rank {
+            found_1 += usize::from(rank == 1);
+            found_5 += usize::from(rank <= 5);
+            reciprocal += 1.0 / rank as f64;
+        } else {
+            eprintln!("not found: {:?} (expected {:?})", line.text, line.expected);
+        }
+    }
+    store.close().await;
+    if queries == 0 {
+        bail!("{} has no queries", data.display());
+    }
+    latencies.sort_by(f64::total_cmp);
+    let n = queries as f64;
+    Ok(RetrievalReport {
+        mode,
+        recall_at_1: found_1 as f64 / n,
+        recall_at_5: found_5 as f64 / n,
+        mrr: reciprocal / n,
+        queries,
+        passages: index.chunks().len(),
+        skipped: 0,
+        embed_seconds,
+        search_ms_p50: latencies[latencies.len() / 2],
+    })
 }
 
 impl RetrievalReport {
@@ -313,6 +412,23 @@ mod tests {
         let hybrid = evaluate(&set, SearchMode::Hybrid, Some(&embedder)).unwrap();
         assert_eq!(hybrid.recall_at_5, 1.0);
         assert!(evaluate(&set, SearchMode::Dense, None).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_kb_folder_is_searched_through_the_knowledge_base() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kb/shop");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "{\"text\": \"cash on delivery\", \"expected\": [\"faq:cod-available\"]}\n\
+             {\"text\": \"refund to the original payment method\", \"expected\": [\"policy:returns\"]}\n",
+        )
+        .unwrap();
+        let report = evaluate_kb(&dir, file.path(), SearchMode::Bm25, None)
+            .await
+            .unwrap();
+        assert_eq!((report.queries, report.recall_at_1), (2, 1.0), "{report:?}");
+        assert!(report.passages > 14, "policy sections are chunks");
     }
 
     #[test]

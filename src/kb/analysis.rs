@@ -206,7 +206,7 @@ pub fn register(manager: &TokenizerManager) {
             .filter(function_words())
             .build(),
     );
-    manager.register(CJK, TextAnalyzer::from(ScriptBigrams::default()));
+    manager.register(CJK, TextAnalyzer::from(ScriptBigrams));
     for (name, language, _) in STEMMED {
         let stop_words =
             StopWordFilter::new(language).unwrap_or_else(|| StopWordFilter::remove(Vec::new()));

@@ -314,7 +314,7 @@ const DENSE_MAGIC: &[u8; 4] = b"KDV2";
 impl DenseIndex {
     /// One vector per document, in document order.
     pub fn new(dim: usize, vectors: Vec<f32>) -> Result<DenseIndex, KbError> {
-        let count = if dim == 0 { 0 } else { vectors.len() / dim };
+        let count = vectors.len().checked_div(dim).unwrap_or(0);
         DenseIndex::with_owners(dim, vectors, (0..count as u32).collect(), count)
     }
 
@@ -325,7 +325,7 @@ impl DenseIndex {
         owners: Vec<u32>,
         docs: usize,
     ) -> Result<DenseIndex, KbError> {
-        if dim == 0 || vectors.len() % dim != 0 || vectors.len() / dim != owners.len() {
+        if dim == 0 || !vectors.len().is_multiple_of(dim) || vectors.len() / dim != owners.len() {
             return Err(KbError::Index(format!(
                 "{} values and {} owners do not make vectors of {dim}",
                 vectors.len(),

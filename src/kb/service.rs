@@ -736,6 +736,70 @@ mod tests {
         assert_eq!((q.text(), q.top_k, q.mode), ("hi", 5, SearchMode::Hybrid));
     }
 
+    /// Counts the texts it embeds.
+    struct Counting(crate::kb::HashingEmbedder, std::sync::atomic::AtomicUsize);
+
+    impl Embedder for Counting {
+        fn model_id(&self) -> &str {
+            self.0.model_id()
+        }
+        fn dim(&self) -> usize {
+            self.0.dim()
+        }
+        fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Vec<Vec<f32>>, KbError> {
+            self.1
+                .fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+            self.0.embed(texts, role)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_edit_embeds_only_what_changed() {
+        use crate::store::{SqliteStore, Store};
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut settings = crate::config::Settings::defaults().store;
+        settings.data_dir = dir.path().to_path_buf();
+        let store = SqliteStore::open(&settings).await.unwrap();
+        let tenant = store
+            .create_tenant(&crate::domain::TenantName::parse("t").unwrap())
+            .await
+            .unwrap()
+            .id;
+        let embedder = Arc::new(Counting(
+            crate::kb::HashingEmbedder::new(64),
+            Default::default(),
+        ));
+        let service = KbService::new(
+            Arc::new(store),
+            Some(embedder.clone()),
+            dir.path().join("kb"),
+        );
+        let faq = |id: &str, answer: &str| {
+            KbEntry::from_json(
+                KbKind::Faq,
+                json!({"id": id, "questions": ["q one?", "q two?"], "answer": answer, "lang": "en"}),
+            )
+            .unwrap()
+        };
+        service
+            .import(tenant, &[faq("a", "first"), faq("b", "second")], "t")
+            .await
+            .unwrap();
+        service.current(tenant).await.unwrap();
+        let count = || embedder.1.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(count(), 6, "two passages, four questions");
+        service
+            .put(tenant, &faq("b", "changed"), "t")
+            .await
+            .unwrap();
+        let index = service.current(tenant).await.unwrap();
+        assert_eq!(count(), 7, "only b's passage changed");
+        assert_eq!(index.revision, 2);
+        let q = KbQuery::parse("changed", None, Some(SearchMode::Dense), None).unwrap();
+        let hits = service.search(tenant, &q).await.unwrap().hits;
+        assert_eq!(hits[0].id, "b");
+    }
+
     #[test]
     fn variants_named_by_the_query_are_picked_out() {
         let entry = KbEntry::from_json(

@@ -346,3 +346,86 @@ impl Understand for UnderstandStage {
         })
     }
 }
+
+/// The runtime's embedding model behind the knowledge base's (and so the
+/// understand stage's) [`Embedder`] trait: one copy of the model in memory,
+/// every forward pass batched and admitted by the runtime. Calls block the
+/// calling thread (a blocking-pool or plain thread, never an async one)
+/// until the runtime answers, waiting while the model loads or is busy.
+pub struct EngineEmbedder {
+    engine: Engine,
+    model: String,
+    handle: tokio::runtime::Handle,
+    dim: OnceLock<usize>,
+}
+
+/// Longest an embedding call waits for the model to load or to have room.
+const EMBED_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl EngineEmbedder {
+    /// `None` when the runtime has no embedding model. Must be called from
+    /// within the tokio runtime whose handle the calls will use.
+    pub fn new(engine: Engine) -> Option<EngineEmbedder> {
+        let model = engine
+            .models()
+            .into_iter()
+            .find(|m| m.kind == ModelKind::Embedding)?
+            .id;
+        Some(EngineEmbedder {
+            engine,
+            model,
+            handle: tokio::runtime::Handle::current(),
+            dim: OnceLock::new(),
+        })
+    }
+
+    fn embed_chunk(&self, texts: &[&str], role: EmbedRole) -> Result<Vec<Vec<f32>>, KbError> {
+        let started = Instant::now();
+        loop {
+            let request = self.engine.embed(
+                &self.model,
+                texts.iter().map(|t| t.to_string()).collect(),
+                role,
+            );
+            match self.handle.block_on(request) {
+                Ok(output) => return Ok(output.vectors),
+                Err(EngineError::Overloaded { retry_after, .. })
+                    if started.elapsed() < EMBED_WAIT =>
+                {
+                    std::thread::sleep(retry_after.min(std::time::Duration::from_secs(1)));
+                }
+                Err(EngineError::Unavailable { .. }) if started.elapsed() < EMBED_WAIT => {
+                    // Still loading.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(err) => return Err(KbError::Embedding(err.to_string())),
+            }
+        }
+    }
+}
+
+impl Embedder for EngineEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model
+    }
+
+    fn dim(&self) -> usize {
+        *self.dim.get_or_init(|| {
+            self.embed_chunk(&["dimension probe"], EmbedRole::Query)
+                .ok()
+                .and_then(|v| v.first().map(Vec::len))
+                .unwrap_or(0)
+        })
+    }
+
+    fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Vec<Vec<f32>>, KbError> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.engine.max_batch().max(1)) {
+            vectors.extend(self.embed_chunk(chunk, role)?);
+        }
+        if let Some(first) = vectors.first() {
+            let _ = self.dim.set(first.len());
+        }
+        Ok(vectors)
+    }
+}

@@ -202,9 +202,7 @@ async fn entries_are_created_versioned_deleted_and_audited_through_the_api() {
         .unwrap();
     assert_eq!(deleted.status(), 204);
     assert_eq!(
-        app.get(&"/api/v1/kb/entries/faq/gift-wrap".to_string())
-            .await
-            .status(),
+        app.get("/api/v1/kb/entries/faq/gift-wrap").await.status(),
         404
     );
     let found = search_ok(&app, json!({"query": "gift wrapping"})).await;

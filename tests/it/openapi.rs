@@ -39,7 +39,9 @@ async fn every_documented_operation_is_routed() {
     let paths = api["paths"].as_object().unwrap();
     assert!(paths.len() >= 7, "{paths:?}");
     for (path, operations) in paths {
-        let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        let concrete = path
+            .replace("{id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{kind}", "faq");
         for method in operations.as_object().unwrap().keys() {
             let request = match method.as_str() {
                 "get" => app.client.get(app.url(&concrete)),
@@ -47,6 +49,11 @@ async fn every_documented_operation_is_routed() {
                     .client
                     .post(app.url(&concrete))
                     .json(&serde_json::json!({})),
+                "put" => app
+                    .client
+                    .put(app.url(&concrete))
+                    .json(&serde_json::json!({})),
+                "delete" => app.client.delete(app.url(&concrete)),
                 other => panic!("unexpected method {other} on {path}"),
             };
             let response = request.bearer_auth(&app.token).send().await.unwrap();
