@@ -19,7 +19,9 @@ use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
 use crate::engine::Engine;
 use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
 use crate::kb::{Embedder, KbService};
-use crate::pipeline::stages::{EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage};
+use crate::pipeline::stages::{
+    EngineEmbedder, EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage,
+};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::queue::{JobHandler, MarkProcessed, Queue};
 use crate::store::{KbStore, NewShop, SqliteStore, Store, StoreError};
@@ -106,19 +108,6 @@ impl Application {
         let demo = seed_demo(store.as_ref())
             .await
             .context("seeding the demo tenant")?;
-        let kb_embedder = match options.kb_embedder {
-            Some(embedder) => Some(embedder),
-            None => load_kb_embedder(&settings, &options.models).await,
-        };
-        let kb = Arc::new(KbService::new(
-            kb_store,
-            kb_embedder.clone(),
-            settings.store.data_dir.join("kb"),
-        ));
-        seed_demo_kb(store.as_ref(), &kb, &settings.kb.demo_dir).await;
-        if demo.is_some() {
-            seed_demo_orders(store.as_ref(), &settings.kb.demo_orders).await;
-        }
         let engine = match options.engine {
             Some(engine) => engine,
             None => {
@@ -132,6 +121,24 @@ impl Application {
                 engine
             }
         };
+        // The knowledge base and the understand stage embed through the
+        // runtime: one copy of the model, every pass batched and admitted.
+        let kb_embedder: Option<Arc<dyn Embedder>> = match options.kb_embedder {
+            Some(embedder) => Some(embedder),
+            None if matches!(options.models, ModelReadiness::Ready(_)) => {
+                EngineEmbedder::new(engine.clone()).map(|e| Arc::new(e) as Arc<dyn Embedder>)
+            }
+            None => None,
+        };
+        let kb = Arc::new(KbService::new(
+            kb_store,
+            kb_embedder.clone(),
+            settings.store.data_dir.join("kb"),
+        ));
+        seed_demo_kb(store.as_ref(), &kb, &settings.kb.demo_dir).await;
+        if demo.is_some() {
+            seed_demo_orders(store.as_ref(), &settings.kb.demo_orders).await;
+        }
         let handler: Arc<dyn JobHandler> = match (options.handler, kb_embedder) {
             (Some(handler), _) => handler,
             (None, Some(embedder)) => Arc::new(reply_pipeline(
@@ -238,40 +245,6 @@ impl Application {
         while workers.join_next().await.is_some() {}
         tracing::info!("stopped");
         result
-    }
-}
-
-/// Loads the configured embedding model for the knowledge base when the
-/// models are in place; on any failure the knowledge base runs on BM25
-/// alone and says so in its search results.
-async fn load_kb_embedder(
-    settings: &Settings,
-    models: &ModelReadiness,
-) -> Option<Arc<dyn Embedder>> {
-    if !matches!(models, ModelReadiness::Ready(_)) {
-        return None;
-    }
-    let models = settings.models.clone();
-    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let mode = crate::models::PrepareMode {
-            fetch: crate::models::FetchPolicy::Offline,
-            progress: crate::models::Progress::Silent,
-        };
-        let model = crate::models::resolve(&models, &models.embedding, mode)?;
-        let device = crate::inference::select_device("auto")?;
-        Ok(crate::inference::TextEmbedder::load(&model, &device)?)
-    })
-    .await;
-    match loaded {
-        Ok(Ok(embedder)) => Some(Arc::new(embedder)),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "knowledge base runs without its embedding model");
-            None
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "loading the embedding model panicked");
-            None
-        }
     }
 }
 
