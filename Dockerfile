@@ -60,12 +60,19 @@ RUN groupadd --system --gid 10001 kedai \
     && chown kedai:kedai /data /models
 
 COPY --from=builder /usr/local/bin/kedai /usr/local/bin/kedai
+# The demo shop (knowledge base and orders) and the exemplars the intent and
+# sentiment classifiers are trained on at start-up.
+COPY --from=builder /build/kb /usr/share/kedai/kb
 
 # KEDAI__STORE__DATA_DIR makes admin commands (`tenant create`, ...) find the
 # same database as `serve` without repeating --data-dir. pip's own cache would
 # keep a second copy of every model wheel inside the container layer.
 ENV KEDAI_MODELS=/models \
     KEDAI__STORE__DATA_DIR=/data \
+    KEDAI__KB__DEMO_DIR=/usr/share/kedai/kb/demo \
+    KEDAI__KB__DEMO_ORDERS=/usr/share/kedai/kb/orders/demo.jsonl \
+    KEDAI__PIPELINE__INTENTS_DIR=/usr/share/kedai/kb/intents/exemplars \
+    KEDAI__PIPELINE__SENTIMENT_DIR=/usr/share/kedai/kb/sentiment/exemplars \
     KEDAI__MODELS__PIP="python3 -m pip" \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
