@@ -41,6 +41,8 @@ impl QueryEmbedder for TextEmbedder {
 
 const MAGIC: &[u8; 4] = b"KEQ1";
 type Key = [u8; 32];
+/// The dimension (unknown for a new file) and the vectors of a cache file.
+type CacheContents = (Option<usize>, HashMap<Key, Vec<f32>>);
 
 /// Texts are embedded in chunks of this many, each appended to the cache
 /// file as soon as it is done, so an interrupted run keeps its work.
@@ -191,7 +193,7 @@ fn key(text: &str) -> Key {
     Sha256::digest(text.as_bytes()).into()
 }
 
-fn read_cache(path: &Path) -> Result<(Option<usize>, HashMap<Key, Vec<f32>>), UnderstandError> {
+fn read_cache(path: &Path) -> Result<CacheContents, UnderstandError> {
     let io = |source| UnderstandError::Cache {
         path: path.to_path_buf(),
         source,
