@@ -122,6 +122,13 @@ impl<E: QueryEmbedder> CachedEmbedder<E> {
         for chunk in missing.chunks(CHUNK) {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             let vectors = self.inner.embed_queries(&batch)?;
+            if vectors.len() != batch.len() {
+                return Err(UnderstandError::Invalid(format!(
+                    "the embedder returned {} vectors for {} texts",
+                    vectors.len(),
+                    batch.len()
+                )));
+            }
             let chunk_keys: Vec<Key> = chunk.iter().map(|&i| keys[i]).collect();
             self.append(&chunk_keys, &vectors)?;
             done += chunk.len();
