@@ -295,7 +295,13 @@ fn evaluate(args: &ClassifierArgs, task: Task, settings: &Settings) -> anyhow::R
     let (train_vectors, test_vectors) = vectors.split_at(train.len());
     let train_labels: Vec<&str> = train.iter().map(|(_, l)| l.as_str()).collect();
     let started = Instant::now();
-    let head = LinearHead::fit(train_vectors, &train_labels, &TrainConfig::default())?;
+    // Intents keep the data's label frequencies; sentiment, anger and
+    // emotion labels are weighed equally (their rare labels matter most).
+    let config = match task {
+        Task::Intents => TrainConfig::default(),
+        Task::Sentiment | Task::Anger | Task::Labels => TrainConfig::balanced(),
+    };
+    let head = LinearHead::fit(train_vectors, &train_labels, &config)?;
     let fit_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let predictions = head.predict_batch(test_vectors)?;

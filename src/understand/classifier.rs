@@ -32,15 +32,41 @@ pub struct TrainConfig {
     /// has some, a probability threshold below which any prediction counts
     /// as out of scope is chosen on the held-out fold too.
     pub out_of_scope_label: String,
+    /// How examples of frequent and rare labels are weighed in the loss.
+    pub weighting: ClassWeighting,
+}
+
+/// Weighing of labels in the training loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassWeighting {
+    /// Every example counts the same: frequent labels dominate, and the
+    /// probabilities keep the training set's label frequencies.
+    Uniform,
+    /// Every label counts the same in total, so a rare label (anger,
+    /// positive reviews among neutral chatter) is not drowned out; suited
+    /// to macro-F1 rather than raw accuracy.
+    Balanced,
+}
+
+impl TrainConfig {
+    /// The defaults with labels weighed equally: for sentiment, anger and
+    /// urgency, whose interesting labels are the rare ones.
+    pub fn balanced() -> TrainConfig {
+        TrainConfig {
+            weighting: ClassWeighting::Balanced,
+            ..TrainConfig::default()
+        }
+    }
 }
 
 impl Default for TrainConfig {
     fn default() -> TrainConfig {
         TrainConfig {
-            l2_grid: vec![1e-4, 1e-3, 1e-2],
+            l2_grid: vec![1e-4, 1e-3, 1e-2, 3e-2, 1e-1],
             max_iterations: 300,
             holdout_fraction: 0.2,
             out_of_scope_label: OUT_OF_SCOPE.to_owned(),
+            weighting: ClassWeighting::Uniform,
         }
     }
 }
@@ -104,7 +130,7 @@ impl LinearHead {
     ) -> Result<LinearHead, UnderstandError> {
         let started = std::time::Instant::now();
         let data = Dataset::new(vectors, labels)?;
-        if config.l2_grid.is_empty() || config.l2_grid.iter().any(|l| !(*l >= 0.0)) {
+        if config.l2_grid.is_empty() || config.l2_grid.iter().any(|l| l.is_nan() || *l < 0.0) {
             return Err(UnderstandError::Invalid(
                 "l2_grid must hold at least one non-negative penalty".into(),
             ));
@@ -140,9 +166,12 @@ impl LinearHead {
                 let theta = optimise(
                     &train_x,
                     &train_y,
-                    data.k(),
-                    candidate,
-                    config.max_iterations,
+                    Fit {
+                        k: data.k(),
+                        l2: candidate,
+                        max_iterations: config.max_iterations,
+                        weighting: config.weighting,
+                    },
                     warm.as_deref(),
                 )?;
                 let logits = logits(&hold_x, &theta, data.dim, data.k())?;
@@ -174,9 +203,12 @@ impl LinearHead {
         let theta = optimise(
             &data.matrix(&all)?,
             &data.y,
-            data.k(),
-            l2,
-            config.max_iterations,
+            Fit {
+                k: data.k(),
+                l2,
+                max_iterations: config.max_iterations,
+                weighting: config.weighting,
+            },
             warm.as_deref(),
         )?;
         let k = data.k();
@@ -437,11 +469,15 @@ fn logits(x: &Tensor, theta: &[f32], dim: usize, k: usize) -> Result<Vec<f32>, U
         .to_vec1::<f32>()?)
 }
 
-/// Mean cross-entropy plus `l2 / 2 * |W|^2`, and its gradient.
+/// Weighted mean cross-entropy plus `l2 / 2 * |W|^2`, and its gradient.
 struct Objective<'a> {
     x: &'a Tensor,
     xt: Tensor,
+    /// One-hot targets, each row scaled by its example's weight.
     onehot: Tensor,
+    /// Example weights as a column.
+    weights: Tensor,
+    /// Sum of the example weights.
     n: usize,
     dim: usize,
     k: usize,
@@ -463,7 +499,8 @@ impl Objective<'_> {
             .sum::<f64>()
             * f64::from(self.l2)
             / 2.0;
-        let residual = ((log_p.exp()? - &self.onehot)? / self.n as f64)?;
+        let residual =
+            ((log_p.exp()?.broadcast_mul(&self.weights)? - &self.onehot)? / self.n as f64)?;
         let grad_w = (self.xt.matmul(&residual)? + (w * f64::from(self.l2))?)?;
         let grad_b = residual.sum(0)?;
         let mut grad = grad_w.flatten_all()?.to_vec1::<f32>()?;
@@ -472,23 +509,47 @@ impl Objective<'_> {
     }
 }
 
-fn optimise(
-    x: &Tensor,
-    y: &[usize],
+/// What one optimisation run fits.
+#[derive(Debug, Clone, Copy)]
+struct Fit {
     k: usize,
     l2: f32,
     max_iterations: usize,
+    weighting: ClassWeighting,
+}
+
+fn optimise(
+    x: &Tensor,
+    y: &[usize],
+    fit: Fit,
     start: Option<&[f32]>,
 ) -> Result<Vec<f32>, UnderstandError> {
+    let Fit {
+        k,
+        l2,
+        max_iterations,
+        weighting,
+    } = fit;
     let (n, dim) = x.dims2()?;
+    let mut counts = vec![0usize; k];
+    for &label in y {
+        counts[label] += 1;
+    }
+    let present = counts.iter().filter(|&&c| c > 0).count().max(1);
+    let weight_of = |label: usize| match weighting {
+        ClassWeighting::Uniform => 1.0,
+        ClassWeighting::Balanced => n as f32 / (present * counts[label]) as f32,
+    };
+    let weights: Vec<f32> = y.iter().map(|&label| weight_of(label)).collect();
     let mut onehot = vec![0f32; n * k];
     for (i, &label) in y.iter().enumerate() {
-        onehot[i * k + label] = 1.0;
+        onehot[i * k + label] = weights[i];
     }
     let objective = Objective {
         x,
         xt: x.t()?.contiguous()?,
         onehot: Tensor::from_vec(onehot, (n, k), &Device::Cpu)?.to_dtype(DType::F32)?,
+        weights: Tensor::from_vec(weights, (n, 1), &Device::Cpu)?,
         n,
         dim,
         k,
@@ -656,8 +717,10 @@ fn fit_temperature(logits: &[f32], y: &[usize], k: usize) -> f32 {
     ((lo + hi) / 2.0).exp() as f32
 }
 
-/// The probability threshold that maximises in-scope accuracy plus
-/// out-of-scope recall on the held-out fold.
+/// The probability threshold that maximises the mean of in-scope accuracy
+/// and out-of-scope F1 on the held-out fold. F1 rather than recall, so that
+/// when out-of-scope messages are rare a threshold that turns away many
+/// answerable messages to catch a few more of them is not chosen.
 fn choose_threshold(logits: &[f32], y: &[usize], k: usize, temperature: f32, oos: usize) -> f32 {
     let rows: Vec<(usize, f32)> = logits
         .chunks_exact(k)
@@ -668,22 +731,27 @@ fn choose_threshold(logits: &[f32], y: &[usize], k: usize, temperature: f32, oos
         })
         .collect();
     let in_scope = y.iter().filter(|&&l| l != oos).count().max(1) as f32;
-    let out = y.iter().filter(|&&l| l == oos).count().max(1) as f32;
     let mut candidates: Vec<f32> = rows.iter().map(|&(_, p)| p).collect();
     candidates.push(0.0);
     candidates.sort_by(f32::total_cmp);
     candidates.dedup();
     let score = |t: f32| {
-        let (mut hit, mut caught) = (0f32, 0f32);
+        let (mut hit, mut caught, mut false_alarms, mut missed) = (0f32, 0f32, 0f32, 0f32);
         for (&(best, p), &label) in rows.iter().zip(y) {
             let rejected = best == oos || p < t;
-            if label == oos && rejected {
-                caught += 1.0;
-            } else if label != oos && !rejected && best == label {
-                hit += 1.0;
+            match (label == oos, rejected) {
+                (true, true) => caught += 1.0,
+                (true, false) => missed += 1.0,
+                (false, true) => false_alarms += 1.0,
+                (false, false) => hit += f32::from(u8::from(best == label)),
             }
         }
-        hit / in_scope + caught / out
+        let f1 = if caught > 0.0 {
+            2.0 * caught / (2.0 * caught + false_alarms + missed)
+        } else {
+            0.0
+        };
+        (hit / in_scope + f1) / 2.0
     };
     let mut best = (0.0, f32::NEG_INFINITY);
     for t in candidates {
@@ -798,6 +866,30 @@ mod tests {
         }
         let t = fit_temperature(&logits, &y, 2);
         assert!((t - 4.0).abs() < 0.3, "temperature {t}");
+    }
+
+    #[test]
+    fn balanced_weighting_lifts_a_rare_label() {
+        // Two overlapping clusters, one ten times rarer: uniform weights
+        // favour the frequent label near the middle, balanced ones do not.
+        let mut vectors = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..200 {
+            let x = (i as f32 / 200.0) - 0.3;
+            vectors.push(vec![x, 1.0]);
+            labels.push("common");
+        }
+        for i in 0..20 {
+            let x = (i as f32 / 20.0) + 0.1;
+            vectors.push(vec![x, 1.0]);
+            labels.push("rare");
+        }
+        let probe = [0.45f32, 1.0];
+        let uniform = LinearHead::fit(&vectors, &labels, &TrainConfig::default()).unwrap();
+        let balanced = LinearHead::fit(&vectors, &labels, &TrainConfig::balanced()).unwrap();
+        let p_uniform = uniform.probabilities(&probe).unwrap()[1];
+        let p_balanced = balanced.probabilities(&probe).unwrap()[1];
+        assert!(p_balanced > p_uniform, "{p_balanced} vs {p_uniform}");
     }
 
     #[test]

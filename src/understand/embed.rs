@@ -41,6 +41,8 @@ impl QueryEmbedder for TextEmbedder {
 
 const MAGIC: &[u8; 4] = b"KEQ1";
 type Key = [u8; 32];
+/// The dimension (unknown for a new file) and the vectors of a cache file.
+type CacheContents = (Option<usize>, HashMap<Key, Vec<f32>>);
 
 /// Texts are embedded in chunks of this many, each appended to the cache
 /// file as soon as it is done, so an interrupted run keeps its work.
@@ -120,6 +122,13 @@ impl<E: QueryEmbedder> CachedEmbedder<E> {
         for chunk in missing.chunks(CHUNK) {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             let vectors = self.inner.embed_queries(&batch)?;
+            if vectors.len() != batch.len() {
+                return Err(UnderstandError::Invalid(format!(
+                    "the embedder returned {} vectors for {} texts",
+                    vectors.len(),
+                    batch.len()
+                )));
+            }
             let chunk_keys: Vec<Key> = chunk.iter().map(|&i| keys[i]).collect();
             self.append(&chunk_keys, &vectors)?;
             done += chunk.len();
@@ -191,7 +200,7 @@ fn key(text: &str) -> Key {
     Sha256::digest(text.as_bytes()).into()
 }
 
-fn read_cache(path: &Path) -> Result<(Option<usize>, HashMap<Key, Vec<f32>>), UnderstandError> {
+fn read_cache(path: &Path) -> Result<CacheContents, UnderstandError> {
     let io = |source| UnderstandError::Cache {
         path: path.to_path_buf(),
         source,

@@ -19,7 +19,9 @@ pub mod lang;
 pub mod repeat;
 mod understander;
 
-pub use classifier::{FitReport, LinearHead, Prediction, TrainConfig, OUT_OF_SCOPE};
+pub use classifier::{
+    ClassWeighting, FitReport, LinearHead, Prediction, TrainConfig, OUT_OF_SCOPE,
+};
 pub use embed::{CachedEmbedder, QueryEmbedder};
 pub use exemplars::{Example, TextClassifier};
 pub use understander::{Heads, Sentiment, Understander, Understanding};

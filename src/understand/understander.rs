@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use super::classifier::{TrainConfig, OUT_OF_SCOPE};
+use super::classifier::{ClassWeighting, TrainConfig, OUT_OF_SCOPE};
 use super::entities::{self, Entity};
 use super::exemplars::{self, Example, SentimentExample, TextClassifier};
 use super::human;
@@ -100,9 +100,15 @@ impl Heads {
         }
         let vectors = embedder.embed_queries(&texts)?;
         let model = embedder.model_id();
+        // Anger, urgency and non-neutral sentiment are the rarer labels and
+        // the ones that matter, so labels are weighed equally.
+        let balanced = TrainConfig {
+            weighting: ClassWeighting::Balanced,
+            ..config.clone()
+        };
         let fit = |labels: Vec<String>| {
             let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            TextClassifier::from_vectors(model, &vectors, &labels, config)
+            TextClassifier::from_vectors(model, &vectors, &labels, &balanced)
         };
         Ok(Heads {
             intents,
