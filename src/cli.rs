@@ -68,6 +68,18 @@ pub enum Command {
     /// Measure kedai's components on labelled data.
     #[command(subcommand)]
     Eval(crate::eval::EvalCommand),
+    /// Run the whole reply pipeline once on a message and print its trace
+    /// (the message is stored as the buyer's, like one from a marketplace).
+    Ask {
+        text: String,
+        #[arg(long, default_value = "demo-shopee")]
+        shop: String,
+        /// The platform's buyer id.
+        #[arg(long, default_value = "cli:ask")]
+        buyer: String,
+        #[arg(long, default_value = crate::startup::DEMO_TENANT)]
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +215,21 @@ pub fn run() -> anyhow::Result<()> {
             let kb_settings = settings.clone();
             admin(&settings, |store| kb(store, cmd, &kb_settings, output))
         }
+        Command::Ask {
+            text,
+            shop,
+            buyer,
+            tenant,
+        } => ask(
+            settings,
+            AskArgs {
+                text,
+                shop,
+                buyer,
+                tenant,
+            },
+            output,
+        ),
         Command::Eval(cmd) => crate::eval::run(
             cmd,
             &settings,
@@ -232,6 +259,89 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+struct AskArgs {
+    text: String,
+    shop: String,
+    buyer: String,
+    tenant: String,
+}
+
+fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> {
+    use crate::domain::{
+        BuyerRef, ExternalMessageId, InboundMessage, MessageText, PlatformBuyerId, ShopKey,
+        TextLimits,
+    };
+    let limits = TextLimits {
+        max_chars: settings.server.max_text_chars,
+    };
+    let text = MessageText::parse(&args.text, limits)?;
+    let shop_key = ShopKey::parse(&args.shop)?;
+    let buyer = PlatformBuyerId::parse(&args.buyer)?;
+    runtime()?.block_on(async move {
+        let harness = crate::startup::PipelineHarness::start(settings).await?;
+        let store = harness.app.store();
+        let tenant = store
+            .tenant_by_name(&args.tenant)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no tenant named {:?}", args.tenant))?;
+        let shop = store
+            .shop_by_key(tenant.id, &shop_key)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no shop {:?} in {:?}", args.shop, args.tenant))?;
+        let ack = store
+            .ingest(
+                &shop,
+                &InboundMessage {
+                    shop: shop_key,
+                    external_id: ExternalMessageId::parse(&format!(
+                        "ask-{}",
+                        uuid::Uuid::now_v7()
+                    ))?,
+                    buyer: BuyerRef {
+                        id: buyer,
+                        name: None,
+                    },
+                    text,
+                    sent_at: chrono::Utc::now(),
+                },
+                1,
+            )
+            .await?;
+        let trace = harness
+            .pipeline
+            .process(tenant.id, ack.message_id, chrono::Utc::now())
+            .await?;
+        match output {
+            Output::Json => println!("{}", serde_json::to_string(&trace)?),
+            Output::Human => {
+                let text = |key: &str| trace[key].as_str().unwrap_or("-").to_string();
+                println!("language    {}", text("lang"));
+                println!(
+                    "intent      {} ({:.2})",
+                    text("intent"),
+                    trace["confidence"].as_f64().unwrap_or_default()
+                );
+                println!(
+                    "sentiment   {}, anger {}",
+                    text("sentiment"),
+                    trace["anger"].as_u64().unwrap_or_default()
+                );
+                println!("layer       {} -> {}", trace["layer"], text("action"));
+                println!("reasons     {}", trace["reasons"]);
+                if let Some(reply) = trace["reply"].as_str() {
+                    println!("reply       {reply}");
+                }
+                if let Some(draft) = trace["draft"].as_str() {
+                    println!("draft       {draft}");
+                }
+                println!("sources     {}", trace["sources"]);
+                println!("timings ms  {}", trace["timings_ms"]);
+            }
+        }
+        Ok(())
+    })
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -248,6 +248,59 @@ impl Application {
     }
 }
 
+/// A server's parts without a listener or queue workers, for one-shot tools
+/// (`kedai ask`, `kedai eval replies`): the store with the demo tenant
+/// seeded on first use, the runtime with both models loaded, and a reply
+/// pipeline over them that the caller drives message by message.
+pub struct PipelineHarness {
+    pub app: Application,
+    pub pipeline: Pipeline,
+}
+
+impl PipelineHarness {
+    pub async fn start(mut settings: Settings) -> anyhow::Result<PipelineHarness> {
+        settings.server.listen = "127.0.0.1:0".parse().expect("valid address");
+        crate::engine::init_threads(settings.models.threads);
+        let models = settings.models.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let mode =
+                crate::models::PrepareMode::from_settings(&models, crate::models::Progress::Lines);
+            crate::models::prepare(&models, mode)
+        })
+        .await?
+        .context("the pipeline needs the configured models (see `kedai models pull`)")?;
+        let app = Application::build(
+            settings.clone(),
+            BuildOptions {
+                models: ModelReadiness::Ready(prepared),
+                // No queue workers run here; the caller drives the pipeline.
+                handler: None,
+                kb_embedder: None,
+                engine: None,
+            },
+        )
+        .await?;
+        let engine = app.state.engine.clone();
+        let waiting = engine.clone();
+        tokio::task::spawn_blocking(move || waiting.wait_until_settled(Duration::from_secs(900)))
+            .await?;
+        if !engine.all_ready() {
+            anyhow::bail!("the models did not load: {:?}", engine.models());
+        }
+        let embedder: Arc<dyn Embedder> = Arc::new(
+            EngineEmbedder::new(engine.clone()).context("no embedding model is configured")?,
+        );
+        let pipeline = reply_pipeline(
+            &settings,
+            app.state.store.clone(),
+            app.state.kb.clone(),
+            engine,
+            embedder,
+        );
+        Ok(PipelineHarness { app, pipeline })
+    }
+}
+
 /// The reply pipeline over the real stages: the understand stage (trained
 /// from the exemplar folders when the first message needs it), the
 /// knowledge base and the runtime's chat model.

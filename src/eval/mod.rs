@@ -19,9 +19,23 @@ use crate::kb::{Embedder, SearchMode};
 pub enum EvalCommand {
     /// Recall@1, recall@5 and MRR of knowledge-base retrieval on a JSONL file.
     Retrieval(retrieval::RetrievalArgs),
+    /// Run the whole reply pipeline on labelled conversations with the demo
+    /// shop (a fresh temporary data directory) and score layer, intent and
+    /// facts.
+    Replies(RepliesArgs),
     /// Intents, sentiment, data splits and language identification.
     #[command(flatten)]
     Understand(intents::EvalCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RepliesArgs {
+    /// Conversations, one JSON object per line (see kb/eval/README.md).
+    #[arg(long, default_value = "kb/eval/replies.jsonl")]
+    pub data: std::path::PathBuf,
+    /// Only the first N conversations.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +60,7 @@ pub fn load_embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
 
 pub fn run(command: EvalCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
     match command {
+        EvalCommand::Replies(args) => replies(args, settings, output),
         EvalCommand::Understand(command) => intents::run(
             command,
             settings,
@@ -89,4 +104,48 @@ pub fn run(command: EvalCommand, settings: &Settings, output: Output) -> anyhow:
             Ok(())
         }
     }
+}
+
+fn replies(args: RepliesArgs, settings: &Settings, output: Output) -> anyhow::Result<()> {
+    use crate::pipeline::evaluate;
+    let mut cases = evaluate::read_cases(&args.data)?;
+    if let Some(limit) = args.limit {
+        cases.truncate(limit);
+    }
+    let data_dir = tempfile::TempDir::new()?;
+    let mut settings = settings.clone();
+    settings.store.data_dir = data_dir.path().to_path_buf();
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let harness = crate::startup::PipelineHarness::start(settings).await?;
+            let store = harness.app.store();
+            let tenant = store
+                .tenant_by_name(crate::startup::DEMO_TENANT)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the demo tenant was not created"))?;
+            evaluate::run(store.as_ref(), tenant.id, &harness.pipeline, &cases).await
+        })?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&report)?),
+        Output::Human => {
+            println!("conversations      {}", report.conversations);
+            println!("layer accuracy     {:.3}", report.layer_accuracy);
+            println!("intent accuracy    {:.3}", report.intent_accuracy);
+            println!("facts recall       {:.3}", report.facts_recall);
+            println!("unsafe sends       {}", report.unsafe_sends);
+            println!("layer confusion (rows expected 1-3, columns decided 1-3):");
+            for row in report.layer_confusion {
+                println!("    {:>4} {:>4} {:>4}", row[0], row[1], row[2]);
+            }
+            for (lang, accuracy) in &report.layer_accuracy_by_language {
+                println!("layer accuracy {lang:<3} {accuracy:.3}");
+            }
+            for (kind, (p50, p95)) in &report.timings_ms {
+                println!("pipeline ms {kind:<15} p50 {p50:>8.1}  p95 {p95:>8.1}");
+            }
+        }
+    }
+    Ok(())
 }
