@@ -12,6 +12,7 @@ mod bert;
 pub mod chat;
 mod e5;
 mod embedder;
+pub mod kernels;
 pub mod tokenizer;
 
 use std::path::PathBuf;
