@@ -352,4 +352,40 @@ unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(sum)
 }
 
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len() / 16 * 16;
+    let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for i in (0..n).step_by(16) {
+        s0 = _mm256_fmadd_ps(
+            _mm256_loadu_ps(a.as_ptr().add(i)),
+            _mm256_loadu_ps(b.as_ptr().add(i)),
+            s0,
+        );
+        s1 = _mm256_fmadd_ps(
+            _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+            _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+            s1,
+        );
+    }
+    let tail: f32 = a[n..].iter().zip(&b[n..]).map(|(a, b)| a * b).sum();
+    hsum(_mm256_add_ps(s0, s1)) + tail
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    let n = y.len() / 8 * 8;
+    let a = _mm256_set1_ps(alpha);
+    for i in (0..n).step_by(8) {
+        let p = y.as_mut_ptr().add(i);
+        _mm256_storeu_ps(
+            p,
+            _mm256_fmadd_ps(a, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(p)),
+        );
+    }
+    for (y, x) in y[n..].iter_mut().zip(&x[n..]) {
+        *y += alpha * x;
+    }
+}
+
 const _: () = assert!(BLOCK == 32);

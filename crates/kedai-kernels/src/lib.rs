@@ -11,13 +11,14 @@
 //! Work is split over output rows on the global rayon pool; for a prompt,
 //! each weight block is unpacked once and reused for several activation rows.
 //!
-//! This module knows block layouts and arithmetic only: nothing about models,
+//! This crate knows block layouts and arithmetic only: nothing about models,
 //! files or devices.
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 use std::fmt;
+use std::sync::Arc;
 
 use half::f16;
 use rayon::prelude::*;
@@ -124,7 +125,9 @@ pub struct QMatrix {
     ty: QuantType,
     rows: usize,
     cols: usize,
-    bytes: Vec<u8>,
+    /// Shared: a model with tied embeddings looks tokens up in the same
+    /// matrix it multiplies by at the end.
+    bytes: Arc<[u8]>,
 }
 
 impl fmt::Debug for QMatrix {
@@ -162,7 +165,27 @@ impl QMatrix {
             ty,
             rows,
             cols,
-            bytes,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// The rows of `parts` one after another, so that projections of the
+    /// same input (query, key and value) run as one multiplication; `None`
+    /// unless all share a format and a width.
+    pub fn concat_rows(parts: &[&QMatrix]) -> Option<QMatrix> {
+        let first = parts.first()?;
+        if parts
+            .iter()
+            .any(|p| p.ty != first.ty || p.cols != first.cols)
+        {
+            return None;
+        }
+        let bytes: Vec<u8> = parts.iter().flat_map(|p| p.bytes.iter().copied()).collect();
+        Some(QMatrix {
+            ty: first.ty,
+            rows: parts.iter().map(|p| p.rows).sum(),
+            cols: first.cols,
+            bytes: bytes.into(),
         })
     }
 
@@ -258,6 +281,30 @@ impl SendPtr {
 // SAFETY: the pointer is only used for disjoint writes, see `matmul_with`.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
+
+/// `sum(a[i] * b[i])` in f32, for attention scores.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: AVX2 and FMA were detected.
+        return unsafe { x86::dot_f32(a, b) };
+    }
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
+}
+
+/// `y += alpha * x` in f32, for weighting attention values.
+pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    assert_eq!(y.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: AVX2 and FMA were detected.
+        return unsafe { x86::axpy(y, alpha, x) };
+    }
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}
 
 /// Instruction sets the kernels come in, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -612,9 +659,43 @@ mod tests {
     }
 
     #[test]
+    fn f32_helpers_match_plain_loops() {
+        for len in [0, 5, 8, 64, 67] {
+            let a = random_acts(1, len.max(1), 3)[..len].to_vec();
+            let b = random_acts(1, len.max(1), 5)[..len].to_vec();
+            let plain: f32 = a.iter().zip(&b).map(|(a, b)| a * b).sum();
+            assert!((dot_f32(&a, &b) - plain).abs() < 1e-4, "len {len}");
+            let mut y = b.clone();
+            axpy(&mut y, 0.5, &a);
+            for ((y, a), b) in y.iter().zip(&a).zip(&b) {
+                assert!((y - (b + 0.5 * a)).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
     fn activation_quantization_keeps_zero_rows_finite() {
         let acts = Q8Acts::quantize(&[0.0; 64], 1, 64);
         assert!(acts.d.iter().chain(&acts.s).all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn concatenated_rows_multiply_like_their_parts() {
+        let (a, _) = random_matrix(QuantType::Q5_0, 5, 64, 1);
+        let (b, _) = random_matrix(QuantType::Q5_0, 3, 64, 2);
+        let (c, _) = random_matrix(QuantType::Q8_0, 3, 64, 3);
+        assert!(QMatrix::concat_rows(&[&a, &c]).is_none());
+        let ab = QMatrix::concat_rows(&[&a, &b]).unwrap();
+        let x = random_acts(2, 64, 4);
+        let mut joint = vec![0f32; 2 * 8];
+        ab.matmul(&x, 2, &mut joint);
+        let (mut left, mut right) = (vec![0f32; 2 * 5], vec![0f32; 2 * 3]);
+        a.matmul(&x, 2, &mut left);
+        b.matmul(&x, 2, &mut right);
+        for i in 0..2 {
+            assert_eq!(joint[i * 8..i * 8 + 5], left[i * 5..i * 5 + 5]);
+            assert_eq!(joint[i * 8 + 5..i * 8 + 8], right[i * 3..i * 3 + 3]);
+        }
     }
 
     #[test]
