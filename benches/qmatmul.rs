@@ -35,13 +35,24 @@ fn matrix(ty: QuantType, rows: usize, cols: usize) -> QMatrix {
     QMatrix::new(ty, rows, cols, q.data().expect("bytes").into_owned()).expect("matrix")
 }
 
+/// The layouts to time: rows as in the file, and packed eight at a time
+/// where the format and this CPU allow.
+fn layouts(ty: QuantType, rows: usize, cols: usize) -> Vec<(&'static str, QMatrix)> {
+    let rowwise = matrix(ty, rows, cols);
+    let packed = rowwise.clone().with_packed();
+    let mut layouts = vec![("rows", rowwise)];
+    if packed.is_packed() {
+        layouts.push(("packed", packed));
+    }
+    layouts
+}
+
 fn kernels(c: &mut Criterion) {
     let isas: Vec<Isa> = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
         .into_iter()
         .filter(|isa| *isa <= Isa::detect())
         .collect();
     for (name, ty, rows, cols) in SHAPES {
-        let w = matrix(ty, rows, cols);
         let mut group = c.benchmark_group(name);
         group.measurement_time(Duration::from_secs(3));
         group.warm_up_time(Duration::from_millis(500));
@@ -52,13 +63,16 @@ fn kernels(c: &mut Criterion) {
                 .collect();
             let mut out = vec![0f32; m * rows];
             group.throughput(Throughput::Elements((m * rows * cols) as u64));
-            for &isa in &isas {
-                if isa == Isa::Scalar && m > 1 {
-                    continue;
+            for (layout, w) in layouts(ty, rows, cols) {
+                for &isa in &isas {
+                    if isa == Isa::Scalar && m > 1 {
+                        continue;
+                    }
+                    let id = BenchmarkId::new(format!("{layout}/{isa:?}"), m);
+                    group.bench_with_input(id, &m, |b, &m| {
+                        b.iter(|| w.matmul_with(isa, black_box(&x), m, &mut out))
+                    });
                 }
-                group.bench_with_input(BenchmarkId::new(format!("{isa:?}"), m), &m, |b, &m| {
-                    b.iter(|| w.matmul_with(isa, black_box(&x), m, &mut out))
-                });
             }
         }
         group.finish();

@@ -265,6 +265,16 @@ impl Loader<'_> {
     fn linear(&mut self, name: &str) -> Result<Linear, InferenceError> {
         if self.format == WeightFormat::Quantized {
             if let Some(matrix) = self.blocks(name)? {
+                return Ok(Linear::Kernel(matrix.with_packed().packed_only()));
+            }
+        }
+        self.dense(name)
+    }
+
+    /// Unpacked blocks, to be stacked with others before packing.
+    fn unpacked(&mut self, name: &str) -> Result<Linear, InferenceError> {
+        if self.format == WeightFormat::Quantized {
+            if let Some(matrix) = self.blocks(name)? {
                 return Ok(Linear::Kernel(matrix));
             }
         }
@@ -275,7 +285,7 @@ impl Loader<'_> {
     fn projection(&mut self, names: &[String]) -> Result<Projection, InferenceError> {
         let mut parts: Vec<Linear> = Vec::new();
         for name in names {
-            let next = self.linear(name)?;
+            let next = self.unpacked(name)?;
             let merged = match (parts.last(), &next) {
                 (Some(Linear::Kernel(previous)), Linear::Kernel(matrix)) => {
                     QMatrix::concat_rows(&[previous, matrix])
@@ -287,6 +297,13 @@ impl Loader<'_> {
                 None => parts.push(next),
             }
         }
+        let parts: Vec<Linear> = parts
+            .into_iter()
+            .map(|part| match part {
+                Linear::Kernel(matrix) => Linear::Kernel(matrix.with_packed().packed_only()),
+                other => other,
+            })
+            .collect();
         let rows = parts.iter().map(Linear::rows).sum();
         Ok(Projection { parts, rows })
     }
@@ -370,7 +387,7 @@ impl CpuModel {
         } else {
             match (&embeddings, loader.format) {
                 (Embeddings::Quantized(matrix), WeightFormat::Quantized) => {
-                    Linear::Kernel(matrix.clone())
+                    Linear::Kernel(matrix.clone().with_packed())
                 }
                 _ => loader.linear("token_embd.weight")?,
             }

@@ -128,6 +128,9 @@ pub struct QMatrix {
     /// Shared: a model with tied embeddings looks tokens up in the same
     /// matrix it multiplies by at the end.
     bytes: Arc<[u8]>,
+    /// The same weights eight rows at a time, see [`pack`], where the CPU
+    /// has the kernels for that layout.
+    packed: Option<Arc<[u8]>>,
 }
 
 impl fmt::Debug for QMatrix {
@@ -166,6 +169,7 @@ impl QMatrix {
             rows,
             cols,
             bytes: bytes.into(),
+            packed: None,
         })
     }
 
@@ -186,7 +190,33 @@ impl QMatrix {
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
             bytes: bytes.into(),
+            packed: None,
         })
+    }
+
+    /// Adds the eight-row layout that the fastest kernels read, where this
+    /// CPU has them and the format allows; costs 40 bytes of memory per 32
+    /// weights. Rows stay available for [`QMatrix::dequantize_row`].
+    pub fn with_packed(mut self) -> Self {
+        if Isa::detect() >= Isa::Avx2 {
+            self.packed = pack(self.ty, self.rows, self.cols, &self.bytes).map(Into::into);
+        }
+        self
+    }
+
+    /// Whether [`QMatrix::with_packed`] took effect.
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// Forgets the original rows of a packed matrix to save memory; rows
+    /// can no longer be looked up.
+    pub fn packed_only(mut self) -> Self {
+        let always_packed = self.ty != QuantType::Q8_0 || Isa::detect() == Isa::Avx512Vnni;
+        if self.packed.is_some() && always_packed {
+            self.bytes = Arc::from(Vec::new());
+        }
+        self
     }
 
     pub fn ty(&self) -> QuantType {
@@ -235,12 +265,30 @@ impl QMatrix {
         let isa = isa.min(Isa::detect());
         let acts = Q8Acts::quantize(x, m, self.cols);
         let out_ptr = SendPtr(out.as_mut_ptr());
+        if let Some(packed) = &self.packed {
+            // AVX2 sums byte pairs in i16, which Q8_0's unsigned 0..=255
+            // times 127 would overflow; VNNI sums in i32.
+            let packed_isa = match (isa, self.ty) {
+                (Isa::Avx512Vnni, _) => Some(Isa::Avx512Vnni),
+                (Isa::Avx2, QuantType::Q8_0) => None,
+                (Isa::Avx2, _) => Some(Isa::Avx2),
+                (Isa::Scalar, _) => Some(Isa::Scalar),
+            };
+            if let Some(isa) = packed_isa {
+                self.matmul_packed(isa, packed, &acts, m, out_ptr);
+                return;
+            }
+            assert!(
+                !self.bytes.is_empty(),
+                "packed_only keeps the rows this needs"
+            );
+        }
         // Small chunks for one token, where rows are all the parallelism
         // there is; larger ones for a prompt, so that each task reuses its
         // weight rows, kept in cache, for every block of activation rows.
         let chunk = if m == 1 { 16 } else { 32 }.min(self.rows);
         let chunks = self.rows.div_ceil(chunk);
-        (0..chunks).into_par_iter().for_each(|c| {
+        let run = |c: usize| {
             let rows = c * chunk..((c + 1) * chunk).min(self.rows);
             // Activation rows are taken in groups small enough to stay in
             // the core's cache while every weight row of the chunk passes.
@@ -265,7 +313,122 @@ impl QMatrix {
                     }
                 }
             }
-        });
+        };
+        if is_small(m, self.rows, self.cols) {
+            (0..chunks).for_each(run);
+        } else {
+            (0..chunks).into_par_iter().for_each(run);
+        }
+    }
+}
+
+impl QMatrix {
+    fn matmul_packed(&self, isa: Isa, packed: &[u8], acts: &Q8Acts, m: usize, out: SendPtr) {
+        let blocks = self.cols / BLOCK;
+        let group_bytes = blocks * PACKED_BLOCK;
+        let groups = self.rows / 8;
+        let per_task = if m == 1 { 2 } else { 4 }.min(groups);
+        let tasks = groups.div_ceil(per_task);
+        let act_group = (256 * 1024 / self.cols).clamp(4, 64);
+        let run = |task: usize| {
+            let range = task * per_task..((task + 1) * per_task).min(groups);
+            for start in (0..m).step_by(act_group) {
+                let end = (start + act_group).min(m);
+                for g in range.clone() {
+                    let w = &packed[g * group_bytes..(g + 1) * group_bytes];
+                    let mut r = start;
+                    while r < end {
+                        let n = (end - r).min(4);
+                        let mut results = [[0f32; 8]; 4];
+                        match isa {
+                            #[cfg(target_arch = "x86_64")]
+                            Isa::Avx2 | Isa::Avx512Vnni => {
+                                x86::packed_rows(isa, w, acts, r, n, &mut results)
+                            }
+                            _ => packed_rows_scalar(w, acts, r, n, &mut results),
+                        }
+                        for (i, values) in results[..n].iter().enumerate() {
+                            // SAFETY: as in `matmul_with`: inside `out`, and
+                            // rows `8g..8g + 8` belong to this task alone.
+                            unsafe {
+                                let at = out.get().add((r + i) * self.rows + g * 8);
+                                std::ptr::copy_nonoverlapping(values.as_ptr(), at, 8);
+                            }
+                        }
+                        r += n;
+                    }
+                }
+            }
+        };
+        if is_small(m, self.rows, self.cols) {
+            (0..tasks).for_each(run);
+        } else {
+            (0..tasks).into_par_iter().for_each(run);
+        }
+    }
+}
+
+/// Whether a product is too small to be worth waking other threads for: a
+/// rayon round trip costs about as much as this many multiply-adds.
+fn is_small(m: usize, rows: usize, cols: usize) -> bool {
+    m * rows * cols < 1 << 18
+}
+
+/// Bytes per 32 columns of eight packed rows: eight f32 scales, eight f32
+/// offsets, then 256 unsigned values.
+const PACKED_BLOCK: usize = 32 + 32 + 256;
+
+/// Eight rows at a time, block by block: weight `i` of row `j` is
+/// `d[j] * v + offset[j]` with `v` an unsigned byte, and the values are
+/// interleaved in fours (bytes `4j..4j + 4` of register `t` are values
+/// `4t..4t + 4` of row `j`), so that one 4-byte dot product instruction
+/// advances all eight rows at once and no horizontal sum is needed. Scales
+/// and offsets are the f32 values the row kernels compute, so both layouts
+/// give the same sums. For whole groups of eight rows of every format but
+/// Q6_K, whose 16-value scales do not fit the scheme.
+fn pack(ty: QuantType, rows: usize, cols: usize, bytes: &[u8]) -> Option<Vec<u8>> {
+    if ty == QuantType::Q6K || rows % 8 != 0 {
+        return None;
+    }
+    let blocks = cols / BLOCK;
+    let row_len = cols / ty.block_values() * ty.block_bytes();
+    let mut packed = vec![0u8; rows / 8 * blocks * PACKED_BLOCK];
+    for (g, group) in packed.chunks_exact_mut(blocks * PACKED_BLOCK).enumerate() {
+        for (b, out) in group.chunks_exact_mut(PACKED_BLOCK).enumerate() {
+            for j in 0..8 {
+                let row = &bytes[(g * 8 + j) * row_len..(g * 8 + j + 1) * row_len];
+                let chunk = chunk(ty, row, b);
+                let (bias, offset) = match ty {
+                    QuantType::Q8_0 => (128, -128.0 * chunk.d),
+                    _ => (0, chunk.offset),
+                };
+                out[4 * j..4 * j + 4].copy_from_slice(&chunk.d.to_le_bytes());
+                out[32 + 4 * j..32 + 4 * j + 4].copy_from_slice(&offset.to_le_bytes());
+                for (i, &q) in chunk.q.iter().enumerate() {
+                    out[64 + (i / 4) * 32 + 4 * j + i % 4] = (q + bias) as u8;
+                }
+            }
+        }
+    }
+    Some(packed)
+}
+
+fn packed_rows_scalar(w: &[u8], acts: &Q8Acts, first: usize, n: usize, out: &mut [[f32; 8]; 4]) {
+    for (i, out) in out[..n].iter_mut().enumerate() {
+        let (qs, d, s) = acts.row_blocks(first + i);
+        *out = [0.0; 8];
+        for (b, block) in w.chunks_exact(PACKED_BLOCK).enumerate() {
+            let a = &qs[b * BLOCK..(b + 1) * BLOCK];
+            for (j, o) in out.iter_mut().enumerate() {
+                let dot: i32 = (0..BLOCK)
+                    .map(|v| block[64 + (v / 4) * 32 + 4 * j + v % 4] as i32 * a[v] as i32)
+                    .sum();
+                let f32_at = |at: usize| f32::from_le_bytes(block[at..at + 4].try_into().unwrap());
+                let dw = f32_at(4 * j);
+                let offset = f32_at(32 + 4 * j);
+                *o += dw * d[b] * dot as f32 + offset * s[b];
+            }
+        }
     }
 }
 
@@ -616,17 +779,31 @@ mod tests {
         // order differs: a relative 1e-5 of the sum of magnitudes.
         for ty in QuantType::ALL {
             for m in [1, 3, 4, 9] {
-                let (matrix, _) = random_matrix(ty, 37, 768, 11);
+                // 40 rows: five packed groups of eight.
+                let (matrix, _) = random_matrix(ty, 40, 768, 11);
                 let x = random_acts(m, 768, 13);
-                let mut reference = vec![0f32; m * 37];
+                let mut reference = vec![0f32; m * 40];
                 matrix.matmul_with(Isa::Scalar, &x, m, &mut reference);
-                for isa in [Isa::Avx2, Isa::Avx512Vnni] {
-                    let mut out = vec![0f32; m * 37];
+                let packed = matrix.clone().with_packed();
+                assert_eq!(
+                    packed.is_packed(),
+                    ty != QuantType::Q6K && Isa::detect() >= Isa::Avx2,
+                    "{ty:?}"
+                );
+                for (isa, matrix) in [
+                    (Isa::Avx2, &matrix),
+                    (Isa::Avx512Vnni, &matrix),
+                    (Isa::Scalar, &packed),
+                    (Isa::Avx2, &packed),
+                    (Isa::Avx512Vnni, &packed),
+                ] {
+                    let mut out = vec![0f32; m * 40];
                     matrix.matmul_with(isa, &x, m, &mut out);
                     for (i, (a, b)) in out.iter().zip(&reference).enumerate() {
                         assert!(
                             (a - b).abs() <= 1e-5 * (1.0 + b.abs()) * 30.0,
-                            "{ty:?} {isa:?} m={m} [{i}]: {a} vs {b}"
+                            "{ty:?} {isa:?} packed={} m={m} [{i}]: {a} vs {b}",
+                            matrix.is_packed()
                         );
                     }
                 }
@@ -643,12 +820,18 @@ mod tests {
         // weights in [-1, 1] and activations in [-2, 2], 768 columns, that
         // is about 0.07 at one standard deviation; 0.5 is seven of them.
         for ty in QuantType::ALL {
-            let (matrix, weights) = random_matrix(ty, 29, 768, 17);
+            // 32 rows: four groups of eight, packed where the format allows.
+            let (matrix, weights) = random_matrix(ty, 32, 768, 17);
             let m = 5;
             let x = random_acts(m, 768, 19);
-            let reference = f32_matmul(&weights, &x, m, 29, 768);
-            let mut out = vec![0f32; m * 29];
+            let reference = f32_matmul(&weights, &x, m, 32, 768);
+            let mut out = vec![0f32; m * 32];
             matrix.matmul(&x, m, &mut out);
+            let mut packed_out = vec![0f32; m * 32];
+            let packed = matrix.clone().with_packed().packed_only();
+            packed.matmul(&x, m, &mut packed_out);
+            out.extend(packed_out);
+            let reference: Vec<f32> = reference.iter().chain(&reference).copied().collect();
             let worst = out
                 .iter()
                 .zip(&reference)

@@ -28,12 +28,34 @@ pub(super) fn dot_rows(
     }
 }
 
+pub(super) fn packed_rows(
+    isa: Isa,
+    w: &[u8],
+    acts: &Q8Acts,
+    first: usize,
+    n: usize,
+    out: &mut [[f32; 8]; 4],
+) {
+    // SAFETY: as in `dot_rows`.
+    unsafe {
+        match isa {
+            Isa::Avx512Vnni => vnni::packed_rows(w, acts, first, n, out),
+            _ => avx2::packed_rows(w, acts, first, n, out),
+        }
+    }
+}
+
 macro_rules! kernels {
-    ($name:ident, $features:literal, |$w:ident, $a:ident| $dot:expr) => {
+    (
+        $name:ident,
+        $features:literal,
+        |$w:ident, $a:ident| $dot:expr,
+        |$acc:ident, $w4:ident, $a4:ident| $accumulate:expr
+    ) => {
         mod $name {
             use std::arch::x86_64::*;
 
-            use super::super::{Q8Acts, QuantType, BLOCK};
+            use super::super::{Q8Acts, QuantType, BLOCK, PACKED_BLOCK};
             use super::{bytes_from_bits, f16_to_f32, hsum, nibbles};
 
             /// Four-byte sums of `w[i] * a[i]`, `w` unsigned and `a` signed.
@@ -41,6 +63,65 @@ macro_rules! kernels {
             #[inline]
             unsafe fn dot_u8i8($w: __m256i, $a: __m256i) -> __m256i {
                 $dot
+            }
+
+            /// `acc + ` the four-byte sums of `w[i] * a[i]`.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn accumulate($acc: __m256i, $w4: __m256i, $a4: __m256i) -> __m256i {
+                $accumulate
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn packed_rows(
+                w: &[u8],
+                acts: &Q8Acts,
+                first: usize,
+                n: usize,
+                out: &mut [[f32; 8]; 4],
+            ) {
+                match n {
+                    1 => packed_n::<1>(w, acts, first, out),
+                    2 => packed_n::<2>(w, acts, first, out),
+                    3 => packed_n::<3>(w, acts, first, out),
+                    _ => packed_n::<4>(w, acts, first, out),
+                }
+            }
+
+            /// Eight packed weight rows by `R` activation rows.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn packed_n<const R: usize>(
+                w: &[u8],
+                acts: &Q8Acts,
+                first: usize,
+                out: &mut [[f32; 8]; 4],
+            ) {
+                let blocks = w.len() / PACKED_BLOCK;
+                let (q, d, s) = rows::<R>(acts, first);
+                let mut acc = [_mm256_setzero_ps(); R];
+                for b in 0..blocks {
+                    let p = w.as_ptr().add(b * PACKED_BLOCK);
+                    let dw = _mm256_loadu_ps(p as *const f32);
+                    let offset = _mm256_loadu_ps(p.add(32) as *const f32);
+                    let mut values = [_mm256_setzero_si256(); 8];
+                    for (t, v) in values.iter_mut().enumerate() {
+                        *v = _mm256_loadu_si256(p.add(64 + 32 * t) as *const __m256i);
+                    }
+                    for r in 0..R {
+                        let a = q[r].add(b * BLOCK) as *const i32;
+                        let mut sum = _mm256_setzero_si256();
+                        for (t, v) in values.iter().enumerate() {
+                            sum = accumulate(sum, *v, _mm256_set1_epi32(a.add(t).read_unaligned()));
+                        }
+                        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(*d[r].add(b)));
+                        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
+                        acc[r] = _mm256_fmadd_ps(offset, _mm256_set1_ps(*s[r].add(b)), acc[r]);
+                    }
+                }
+                for r in 0..R {
+                    _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+                }
             }
 
             #[target_feature(enable = $features)]
@@ -298,14 +379,21 @@ macro_rules! kernels {
     };
 }
 
-kernels!(avx2, "avx2,fma,f16c", |w, a| {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
-});
+kernels!(
+    avx2,
+    "avx2,fma,f16c",
+    |w, a| _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1)),
+    |acc, w, a| _mm256_add_epi32(
+        acc,
+        _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
+    )
+);
 
 kernels!(
     vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    |w, a| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a)
+    |w, a| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a),
+    |acc, w, a| _mm256_dpbusd_epi32(acc, w, a)
 );
 
 /// 16 bytes of packed nibbles as 32 bytes: the low nibbles, then the high.
