@@ -151,7 +151,7 @@ impl QMatrix {
         bytes: Vec<u8>,
     ) -> Result<Self, KernelError> {
         let block = ty.block_values();
-        if cols == 0 || cols % block != 0 {
+        if cols == 0 || !cols.is_multiple_of(block) {
             return Err(KernelError::RaggedColumns { ty, block, cols });
         }
         let expected = rows * cols / block * ty.block_bytes();
@@ -387,7 +387,7 @@ const PACKED_BLOCK: usize = 32 + 32 + 256;
 /// give the same sums. For whole groups of eight rows of every format but
 /// Q6_K, whose 16-value scales do not fit the scheme.
 fn pack(ty: QuantType, rows: usize, cols: usize, bytes: &[u8]) -> Option<Vec<u8>> {
-    if ty == QuantType::Q6K || rows % 8 != 0 {
+    if ty == QuantType::Q6K || !rows.is_multiple_of(8) {
         return None;
     }
     let blocks = cols / BLOCK;
@@ -506,6 +506,9 @@ impl Isa {
     }
 }
 
+/// Input rows, their quantized bytes, scales and sums, for one task.
+type RowsToQuantize<'a> = ((&'a [f32], &'a mut [i8]), (&'a mut [f32], &'a mut [f32]));
+
 /// Activation rows quantized to blocks of 32 signed bytes: value `i` of
 /// block `b` is about `d[b] * qs[i]`, and `s[b] = d[b] * sum(qs)`.
 pub struct Q8Acts {
@@ -517,7 +520,7 @@ pub struct Q8Acts {
 
 impl Q8Acts {
     pub fn quantize(x: &[f32], m: usize, cols: usize) -> Self {
-        assert!(cols % BLOCK == 0 && x.len() == m * cols);
+        assert!(cols.is_multiple_of(BLOCK) && x.len() == m * cols);
         let blocks = m * cols / BLOCK;
         let mut acts = Q8Acts {
             cols,
@@ -525,16 +528,15 @@ impl Q8Acts {
             d: vec![0.0; blocks],
             s: vec![0.0; blocks],
         };
-        let quantize_rows =
-            |((xs, qs), (d, s)): ((&[f32], &mut [i8]), (&mut [f32], &mut [f32]))| {
-                for (b, (x, q)) in xs
-                    .chunks_exact(BLOCK)
-                    .zip(qs.chunks_exact_mut(BLOCK))
-                    .enumerate()
-                {
-                    (d[b], s[b]) = quantize_block(x, q);
-                }
-            };
+        let quantize_rows = |((xs, qs), (d, s)): RowsToQuantize| {
+            for (b, (x, q)) in xs
+                .chunks_exact(BLOCK)
+                .zip(qs.chunks_exact_mut(BLOCK))
+                .enumerate()
+            {
+                (d[b], s[b]) = quantize_block(x, q);
+            }
+        };
         let per_row = cols / BLOCK;
         let rows_per_task = (8192 / cols).max(1);
         x.par_chunks(cols * rows_per_task)
@@ -662,7 +664,11 @@ fn chunk(ty: QuantType, row: &[u8], c: usize) -> Chunk {
             let (sc, m) = q4k_scale_min(sub, &b[4..16]);
             let qs = &b[16 + sub / 2 * 32..16 + sub / 2 * 32 + 32];
             for (q, &byte) in q.iter_mut().zip(qs) {
-                *q = if sub % 2 == 0 { byte & 0xF } else { byte >> 4 } as i32;
+                *q = if sub.is_multiple_of(2) {
+                    byte & 0xF
+                } else {
+                    byte >> 4
+                } as i32;
             }
             Chunk {
                 q,
