@@ -618,27 +618,17 @@ fn attention(h: &Hyper, qkv: &[f32], layer: &Layer, index_pos: usize, out: &mut 
     out.par_chunks_mut(d)
         .enumerate()
         .with_min_len(4)
-        .for_each(|(index, out)| {
+        .for_each_init(Vec::new, |scores, (index, out)| {
             let (i, head) = (index / h.heads, index % h.heads);
-            let kv_head = head / group;
-            let query = &qkv[i * qkv_dim + head * d..][..d];
-            let visible = index_pos + i + 1;
-            let mut scores: Vec<f32> = (0..visible)
-                .map(|t| {
-                    let key = &layer.keys[t * kv_dim + kv_head * d..][..d];
-                    kernels::dot_f32(query, key) * scale
-                })
-                .collect();
-            let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut total = 0f32;
-            for s in &mut scores {
-                *s = (*s - max).exp();
-                total += *s;
+            kernels::Attend {
+                query: &qkv[i * qkv_dim + head * d..][..d],
+                keys: &layer.keys,
+                values: &layer.values,
+                stride: kv_dim,
+                offset: (head / group) * d,
+                count: index_pos + i + 1,
+                scale,
             }
-            out.fill(0.0);
-            for (t, s) in scores.iter().enumerate() {
-                let value = &layer.values[t * kv_dim + kv_head * d..][..d];
-                kernels::axpy(out, s / total, value);
-            }
+            .run(scores, out);
         });
 }

@@ -446,6 +446,7 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// `sum(a[i] * b[i])` in f32, for attention scores.
+#[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
@@ -457,6 +458,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y += alpha * x` in f32, for weighting attention values.
+#[inline]
 pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     assert_eq!(y.len(), x.len());
     #[cfg(target_arch = "x86_64")]
@@ -466,6 +468,52 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     }
     for (y, x) in y.iter_mut().zip(x) {
         *y += alpha * x;
+    }
+}
+
+/// One query's attention over `count` cached positions: keys and values of
+/// position `t` start at `t * stride + offset` in `keys` / `values`, each
+/// `query.len()` long. Writes the softmax-weighted sum of the values to
+/// `out`; `scores` is scratch space of at least `count` values.
+pub struct Attend<'a> {
+    pub query: &'a [f32],
+    pub keys: &'a [f32],
+    pub values: &'a [f32],
+    pub stride: usize,
+    pub offset: usize,
+    pub count: usize,
+    pub scale: f32,
+}
+
+impl Attend<'_> {
+    pub fn run(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
+        let d = self.query.len();
+        assert_eq!(out.len(), d);
+        assert!(
+            self.count == 0 || (self.count - 1) * self.stride + self.offset + d <= self.keys.len()
+        );
+        assert!(self.keys.len() == self.values.len());
+        #[cfg(target_arch = "x86_64")]
+        if Isa::detect() >= Isa::Avx2 {
+            // SAFETY: AVX2 and FMA were detected; bounds were checked above.
+            return unsafe { x86::attend(self, scores, out) };
+        }
+        scores.clear();
+        scores.extend((0..self.count).map(|t| {
+            let key = &self.keys[t * self.stride + self.offset..][..d];
+            dot_f32(self.query, key) * self.scale
+        }));
+        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut total = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            total += *s;
+        }
+        out.fill(0.0);
+        for (t, s) in scores.iter().enumerate() {
+            let value = &self.values[t * self.stride + self.offset..][..d];
+            axpy(out, s / total, value);
+        }
     }
 }
 

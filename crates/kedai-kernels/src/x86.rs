@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Isa, Q8Acts, QuantType, BLOCK};
+use super::{Attend, Isa, Q8Acts, QuantType, BLOCK};
 
 pub(super) fn dot_rows(
     isa: Isa,
@@ -441,6 +441,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len() / 16 * 16;
     let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
@@ -461,6 +462,7 @@ pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 pub(super) unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     let n = y.len() / 8 * 8;
     let a = _mm256_set1_ps(alpha);
@@ -473,6 +475,28 @@ pub(super) unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     }
     for (y, x) in y[n..].iter_mut().zip(&x[n..]) {
         *y += alpha * x;
+    }
+}
+
+/// [`Attend::run`] with every per-position dot product and sum inlined.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn attend(attend: &Attend<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let d = attend.query.len();
+    scores.clear();
+    for t in 0..attend.count {
+        let key = &attend.keys[t * attend.stride + attend.offset..][..d];
+        scores.push(dot_f32(attend.query, key) * attend.scale);
+    }
+    let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut total = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        total += *s;
+    }
+    out.fill(0.0);
+    for (t, s) in scores.iter().enumerate() {
+        let value = &attend.values[t * attend.stride + attend.offset..][..d];
+        axpy(out, s / total, value);
     }
 }
 
