@@ -24,8 +24,10 @@ WORKDIR /build
 # Dependencies first, against placeholder sources, so this layer is rebuilt
 # only when Cargo.toml or Cargo.lock change, not on every source edit.
 COPY Cargo.toml Cargo.lock ./
-# Declared [[bench]] targets must exist for cargo to read the manifest.
+# Declared [[bench]] targets must exist for cargo to read the manifest, and
+# the workspace's kernel crate is a dependency like any other.
 COPY benches benches
+COPY crates crates
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

@@ -1,14 +1,16 @@
 //! Prefill and decode speed of a bundled chat model on this machine.
 //!
 //! ```text
-//! cargo run --release --example chat_speed -- smollm2-135m-instruct 64,256 128
-//! CANDLE_DEQUANTIZE_ALL_F16=1 cargo run --release --example chat_speed -- qwen2.5-coder-0.5b-instruct 64,256 128
+//! cargo run --release --example chat_speed -- smollm2-135m-instruct 64,256,512 128
+//! cargo run --release --example chat_speed -- qwen2.5-coder-0.5b-instruct 64,256,512 128 f16 3
 //! ```
 //!
 //! Arguments: a bundle artifact (pulled into the model cache if missing),
-//! comma-separated prompt sizes in tokens, and the most tokens to decode.
-//! candle reads `CANDLE_DEQUANTIZE_ALL_F16` once, when the weights are
-//! loaded, so compare the two matmul modes in separate processes.
+//! comma-separated prompt sizes in tokens, the most tokens to decode, then
+//! optionally the weight format (`auto`, `quantized`, `f16`, `f32`; default
+//! `auto`) and how many runs to take the median of (default 3). Every run
+//! prints its figures; the last line per prompt size holds the medians.
+//! Threads: `RAYON_NUM_THREADS` (default: one per core).
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -16,7 +18,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use candle_core::Device;
 use kedai::config::Settings;
-use kedai::inference::chat::{ChatMessage, ChatModel, ChatRole, GenerationParams};
+use kedai::inference::chat::{
+    ChatLoadOptions, ChatMessage, ChatModel, ChatRole, GenerationParams, WeightFormat,
+};
 use kedai::models::{self, FetchPolicy, PrepareMode, Progress};
 
 const FILLER: &str = "The shop sells batik shirts, sarongs and handmade bags, ships from \
@@ -24,9 +28,26 @@ const FILLER: &str = "The shop sells batik shirts, sarongs and handmade bags, sh
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [artifact, sizes, decode_tokens] = args.as_slice() else {
-        bail!("usage: chat_speed ARTIFACT PROMPT_TOKENS[,PROMPT_TOKENS..] DECODE_TOKENS");
+    let (artifact, sizes, decode_tokens, format, runs) = match args.as_slice() {
+        [a, s, d] => (a, s, d, "auto", "3"),
+        [a, s, d, f] => (a, s, d, f.as_str(), "3"),
+        [a, s, d, f, r] => (a, s, d, f.as_str(), r.as_str()),
+        _ => bail!(
+            "usage: chat_speed ARTIFACT PROMPT_TOKENS[,PROMPT_TOKENS..] DECODE_TOKENS \
+             [auto|quantized|f16|f32] [RUNS]"
+        ),
     };
+    let weights = match format {
+        "auto" => WeightFormat::Auto,
+        "quantized" => WeightFormat::Quantized,
+        "f16" => WeightFormat::F16,
+        "f32" => WeightFormat::F32,
+        other => bail!("weight format `{other}` is not one of auto, quantized, f16, f32"),
+    };
+    let runs: usize = runs.parse().context("runs")?;
+    if runs == 0 {
+        bail!("runs must be at least 1");
+    }
     let sizes: Vec<usize> = sizes
         .split(',')
         .map(|s| s.parse().with_context(|| format!("prompt size `{s}`")))
@@ -44,12 +65,12 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     let started = Instant::now();
-    let mut model = ChatModel::load(&resolved, &Device::Cpu)?;
+    let mut model = ChatModel::load_with(&resolved, &Device::Cpu, &ChatLoadOptions { weights })?;
     let load_s = started.elapsed().as_secs_f64();
-    let f16 = std::env::var("CANDLE_DEQUANTIZE_ALL_F16").is_ok_and(|v| !v.is_empty());
     println!(
-        "model={artifact} matmul={} load_s={load_s:.2} rss_after_load_mb={} loadavg={}",
-        if f16 { "dequantize-f16" } else { "quantized" },
+        "model={artifact} weights={format} threads={} load_s={load_s:.2} rss_after_load_mb={} \
+         loadavg={}",
+        rayon::current_num_threads(),
         rss_mb("VmRSS"),
         load_average(),
     );
@@ -63,29 +84,45 @@ fn main() -> anyhow::Result<()> {
 
     for size in sizes {
         let messages = prompt_of(&model, size)?;
-        model.clear_cache();
         let params = GenerationParams {
             max_tokens: decode_tokens,
             ..GenerationParams::default()
         };
-        let out = model.generate(&messages, &params, &mut |_| ControlFlow::Continue(()))?;
-        let prefill_s = out.prefill.as_secs_f64();
-        let decode_s = out.decode.as_secs_f64();
+        let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+        for run in 1..=runs {
+            model.clear_cache();
+            let out = model.generate(&messages, &params, &mut |_| ControlFlow::Continue(()))?;
+            let prefill_s = out.prefill.as_secs_f64();
+            let decode_s = out.decode.as_secs_f64();
+            prefill.push(out.prompt_tokens as f64 / prefill_s);
+            decode.push(out.completion_tokens as f64 / decode_s);
+            println!(
+                "run={run} prompt_tokens={} prefill_s={prefill_s:.3} prefill_tok_s={:.1} \
+                 completion_tokens={} decode_s={decode_s:.3} decode_tok_s={:.1} finish={:?} \
+                 rss_mb={} peak_rss_mb={}",
+                out.prompt_tokens,
+                prefill[run - 1],
+                out.completion_tokens,
+                decode[run - 1],
+                out.finish_reason,
+                rss_mb("VmRSS"),
+                rss_mb("VmHWM"),
+            );
+        }
         println!(
-            "prompt_tokens={} prefill_s={prefill_s:.3} prefill_tok_s={:.1} \
-             completion_tokens={} decode_s={decode_s:.3} decode_tok_s={:.1} finish={:?} \
-             rss_mb={} peak_rss_mb={}",
-            out.prompt_tokens,
-            out.prompt_tokens as f64 / prefill_s,
-            out.completion_tokens,
-            out.completion_tokens as f64 / decode_s,
-            out.finish_reason,
-            rss_mb("VmRSS"),
-            rss_mb("VmHWM"),
+            "median prompt_tokens={size} prefill_tok_s={:.1} decode_tok_s={:.1} loadavg={}",
+            median(&mut prefill),
+            median(&mut decode),
+            load_average(),
         );
     }
     println!("loadavg={}", load_average());
     Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// A request for a long answer, padded with shop facts to about `tokens`

@@ -109,6 +109,9 @@ pub struct ModelsSettings {
     pub device: String,
     /// Threads for the CPU kernels; 0 means every core.
     pub threads: usize,
+    /// How the chat model's weights are held: `auto` (the fastest measured:
+    /// quantized), `quantized`, `f16` or `f32`.
+    pub chat_weights: String,
     /// Embedding requests admitted at once (queued plus running).
     pub embedding_queue_capacity: usize,
     /// Estimated tokens the embedding worker gathers into one batch.
@@ -283,6 +286,15 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "models.device must be auto, cpu, cuda, cuda:N or metal, got {:?}",
                 models.device
+            )));
+        }
+        if !matches!(
+            models.chat_weights.trim(),
+            "auto" | "quantized" | "f16" | "f32"
+        ) {
+            return Err(ConfigError::Invalid(format!(
+                "models.chat_weights must be auto, quantized, f16 or f32, got {:?}",
+                models.chat_weights
             )));
         }
         let positive = [

@@ -57,6 +57,10 @@ pub struct ModelsArgs {
     /// Tokens generated for the decode measurement.
     #[arg(long, short = 'n', default_value_t = 128)]
     pub generate: usize,
+    /// How the chat model's weights are held: auto, quantized, f16 or f32
+    /// (as `models.chat_weights`).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "quantized", "f16", "f32"])]
+    pub weights: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -272,7 +276,11 @@ fn bench_chat(
 ) -> anyhow::Result<(Vec<TestResult>, ChatModel)> {
     progress(&format!("{}: loading", model.reference));
     let (load, mut chat) = timed_loads(args.repetitions, || {
-        Ok(crate::engine::load_chat_model(model, device)?)
+        Ok(crate::engine::load_chat_model(
+            model,
+            device,
+            &args.weights,
+        )?)
     })?;
     let mut tests = vec![load];
     let one_token = GenerationParams {

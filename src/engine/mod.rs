@@ -38,13 +38,21 @@ const RETRY_WHEN_DOWN: Duration = Duration::from_secs(30);
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// The one place a chat model is loaded, so the loading options have one
-/// call site to change.
+/// The one place a chat model is loaded: `weights` is `models.chat_weights`
+/// (validated by the configuration).
 pub fn load_chat_model(
     model: &ResolvedModel,
     device: &Device,
+    weights: &str,
 ) -> Result<ChatModel, InferenceError> {
-    ChatModel::load(model, device)
+    use crate::inference::chat::{ChatLoadOptions, WeightFormat};
+    let weights = match weights.trim() {
+        "quantized" => WeightFormat::Quantized,
+        "f16" => WeightFormat::F16,
+        "f32" => WeightFormat::F32,
+        _ => WeightFormat::Auto,
+    };
+    ChatModel::load_with(model, device, &ChatLoadOptions { weights })
 }
 
 /// Sizes rayon's global pool, which candle's CPU kernels use, once per
@@ -354,6 +362,7 @@ struct Inner {
     embedding: Slot<EmbedJob>,
     chat: Slot<ChatJob>,
     device: String,
+    chat_weights: String,
     limits: Limits,
 }
 
@@ -388,6 +397,7 @@ impl Engine {
                     settings.chat_queue_capacity,
                 ),
                 device: settings.device.clone(),
+                chat_weights: settings.chat_weights.clone(),
                 limits: Limits {
                     embedding_batch_tokens: settings.embedding_batch_tokens,
                     embedding_max_batch: settings.embedding_max_batch,

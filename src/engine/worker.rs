@@ -125,7 +125,7 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
                 let slot = &inner.chat;
                 let loaded = load(slot, || {
                     let device = select_device(&inner.device)?;
-                    super::load_chat_model(&model, &device)
+                    super::load_chat_model(&model, &device, &inner.chat_weights)
                 });
                 if let Some(mut chat) = loaded {
                     serve_chat(slot, &mut chat, inner.limits, rx);

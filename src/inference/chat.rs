@@ -19,6 +19,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
+pub use super::llm::WeightFormat;
+use super::llm::{Architecture, CpuModel};
 use super::tokenizer::{GgufTokenizer, SpecialTokens, TokenDecoder};
 use super::InferenceError;
 use crate::models::ResolvedModel;
@@ -185,21 +187,47 @@ enum Ended {
     Cancelled,
 }
 
+/// How [`ChatModel::load_with`] prepares a model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatLoadOptions {
+    /// On the CPU, how weight matrices are held and multiplied; GPUs always
+    /// run candle's quantized matmul.
+    pub weights: WeightFormat,
+}
+
 enum Weights {
+    /// kedai's own forward pass and kernels.
+    Cpu(CpuModel),
+    /// candle-transformers' models, for GPUs.
     Qwen2(quantized_qwen2::ModelWeights),
     Llama(quantized_llama::ModelWeights),
 }
 
 impl Weights {
-    fn forward(&mut self, input: &Tensor, index_pos: usize) -> candle_core::Result<Tensor> {
-        match self {
-            Weights::Qwen2(model) => model.forward(input, index_pos),
-            Weights::Llama(model) => model.forward(input, index_pos),
-        }
+    /// Logits after the last of `tokens`, as f32 on the CPU.
+    fn forward(
+        &mut self,
+        device: &Device,
+        tokens: &[u32],
+        index_pos: usize,
+    ) -> Result<Tensor, InferenceError> {
+        let candle_input =
+            || -> Result<Tensor, InferenceError> { Ok(Tensor::new(tokens, device)?.unsqueeze(0)?) };
+        let logits = match self {
+            Weights::Cpu(model) => {
+                let logits = model.forward(tokens, index_pos)?;
+                let vocab = logits.len();
+                return Ok(Tensor::from_vec(logits, vocab, &Device::Cpu)?);
+            }
+            Weights::Qwen2(model) => model.forward(&candle_input()?, index_pos)?,
+            Weights::Llama(model) => model.forward(&candle_input()?, index_pos)?,
+        };
+        Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
     }
 
     fn clear_kv_cache(&mut self) {
         match self {
+            Weights::Cpu(model) => model.clear_kv_cache(),
             Weights::Qwen2(model) => model.clear_kv_cache(),
             Weights::Llama(model) => model.clear_kv_cache(),
         }
@@ -232,18 +260,32 @@ impl std::fmt::Debug for ChatModel {
 
 impl ChatModel {
     /// Loads the model's `.gguf` file; the architecture (`qwen2` or `llama`)
-    /// and every hyper-parameter come from its metadata.
+    /// and every hyper-parameter come from its metadata. Weights are held as
+    /// [`WeightFormat::Auto`] picks.
     pub fn load(model: &ResolvedModel, device: &Device) -> Result<Self, InferenceError> {
+        Self::load_with(model, device, &ChatLoadOptions::default())
+    }
+
+    /// As [`ChatModel::load`], with a choice of how weights are held.
+    pub fn load_with(
+        model: &ResolvedModel,
+        device: &Device,
+        options: &ChatLoadOptions,
+    ) -> Result<Self, InferenceError> {
         let path =
             model
                 .file_with_extension("gguf")
                 .ok_or_else(|| InferenceError::MissingGguf {
                     model: model.reference.clone(),
                 })?;
-        Self::load_file(path, device)
+        Self::load_file(path, device, options)
     }
 
-    fn load_file(path: &Path, device: &Device) -> Result<Self, InferenceError> {
+    fn load_file(
+        path: &Path,
+        device: &Device,
+        options: &ChatLoadOptions,
+    ) -> Result<Self, InferenceError> {
         let gguf_error = |e: candle_core::Error| InferenceError::Gguf {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -265,13 +307,19 @@ impl ChatModel {
             .and_then(|v| v.to_string().ok())
             .cloned()
             .ok_or_else(|| metadata_error("general.architecture"))?;
-        let (context_key, limit): (&'static str, usize) = match architecture.as_str() {
-            "qwen2" => ("qwen2.context_length", usize::MAX),
-            // candle's quantized llama precomputes rotary tables for this
-            // many positions only.
-            "llama" => ("llama.context_length", quantized_llama::MAX_SEQ_LEN),
-            _ => return Err(InferenceError::UnsupportedArchitecture { architecture }),
-        };
+        let (context_key, kind, limit): (&'static str, Architecture, usize) =
+            match architecture.as_str() {
+                "qwen2" => ("qwen2.context_length", Architecture::Qwen2, usize::MAX),
+                // candle's quantized llama precomputes rotary tables for this
+                // many positions only; kedai's own forward pass has no limit.
+                "llama" if !device.is_cpu() => (
+                    "llama.context_length",
+                    Architecture::Llama,
+                    quantized_llama::MAX_SEQ_LEN,
+                ),
+                "llama" => ("llama.context_length", Architecture::Llama, usize::MAX),
+                _ => return Err(InferenceError::UnsupportedArchitecture { architecture }),
+            };
         let context_length = content
             .metadata
             .get(context_key)
@@ -295,7 +343,15 @@ impl ChatModel {
         let im_start = chatml("<|im_start|>")?;
         let im_end = chatml("<|im_end|>")?;
 
-        let weights = if architecture == "qwen2" {
+        let weights = if device.is_cpu() {
+            Weights::Cpu(CpuModel::load(
+                path,
+                &content,
+                &mut file,
+                kind,
+                options.weights,
+            )?)
+        } else if kind == Architecture::Qwen2 {
             Weights::Qwen2(
                 quantized_qwen2::ModelWeights::from_gguf(content, &mut file, device)
                     .map_err(gguf_error)?,
@@ -354,6 +410,21 @@ impl ChatModel {
         Ok(ids)
     }
 
+    /// The logits after `tokens`, run from an empty cache; for checks
+    /// against other implementations. Forgets the conversation held before.
+    pub fn prompt_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferenceError> {
+        self.clear_cache();
+        if tokens.is_empty() || tokens.len() >= self.context_length {
+            return Err(InferenceError::PromptTooLong {
+                prompt_tokens: tokens.len(),
+                context_length: self.context_length,
+            });
+        }
+        let logits = self.weights.forward(&self.device, tokens, 0);
+        self.clear_cache();
+        Ok(logits?.to_vec1::<f32>()?)
+    }
+
     /// Forgets the KV cache, e.g. before an unrelated conversation, to free
     /// its memory early.
     pub fn clear_cache(&mut self) {
@@ -390,7 +461,9 @@ impl ChatModel {
         };
 
         let started = Instant::now();
-        let mut logits = forward(&mut self.weights, &self.device, &prompt[reused..], reused)?;
+        let mut logits = self
+            .weights
+            .forward(&self.device, &prompt[reused..], reused)?;
         let prefill = started.elapsed();
 
         let budget = params.max_tokens.min(self.context_length - prompt.len());
@@ -416,7 +489,7 @@ impl ChatModel {
             if tokens.len() - prompt.len() == budget {
                 break Ended::Length;
             }
-            logits = forward(&mut self.weights, &self.device, &[next], fed)?;
+            logits = self.weights.forward(&self.device, &[next], fed)?;
             fed = tokens.len();
         };
         if matches!(ended, Ended::EndToken | Ended::Length) {
@@ -447,17 +520,6 @@ impl ChatModel {
             decode,
         })
     }
-}
-
-fn forward(
-    weights: &mut Weights,
-    device: &Device,
-    tokens: &[u32],
-    index_pos: usize,
-) -> Result<Tensor, InferenceError> {
-    let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
-    let logits = weights.forward(&input, index_pos)?;
-    Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
 }
 
 fn sample(

@@ -12,11 +12,15 @@ mod bert;
 pub mod chat;
 mod e5;
 mod embedder;
+mod llm;
 pub mod tokenizer;
 
 use std::path::PathBuf;
 
 use candle_core::Device;
+/// The quantized matmul kernels, a crate of their own so that test builds
+/// optimise them.
+pub use kedai_kernels as kernels;
 
 pub use embedder::{EmbedRole, Embeddings, InputReport, TextEmbedder};
 

@@ -6,10 +6,14 @@
 use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use candle_core::quantized::gguf_file;
 use candle_core::Device;
+use candle_core::Tensor;
+use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use kedai::config::Settings;
 use kedai::inference::chat::{
-    ChatMessage, ChatModel, ChatRole, FinishReason, Generation, GenerationParams,
+    ChatLoadOptions, ChatMessage, ChatModel, ChatRole, FinishReason, Generation, GenerationParams,
+    WeightFormat,
 };
 use kedai::inference::InferenceError;
 use kedai::models::{self, FetchPolicy, PrepareMode, Progress};
@@ -17,18 +21,21 @@ use kedai::models::{self, FetchPolicy, PrepareMode, Progress};
 pub(crate) const SMOLLM2: &str = "smollm2-135m-instruct";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
 
-fn load(artifact: &str) -> ChatModel {
+fn resolve(artifact: &str) -> models::ResolvedModel {
     let mode = PrepareMode {
         fetch: FetchPolicy::FetchMissing,
         progress: Progress::Lines,
     };
-    let resolved = models::resolve(
+    models::resolve(
         &Settings::defaults().models,
         &format!("bundle:{artifact}"),
         mode,
     )
-    .unwrap_or_else(|e| panic!("{artifact} prepared: {e}"));
-    ChatModel::load(&resolved, &Device::Cpu).unwrap_or_else(|e| panic!("{artifact}: {e}"))
+    .unwrap_or_else(|e| panic!("{artifact} prepared: {e}"))
+}
+
+fn load(artifact: &str) -> ChatModel {
+    ChatModel::load(&resolve(artifact), &Device::Cpu).unwrap_or_else(|e| panic!("{artifact}: {e}"))
 }
 
 /// One model per test binary; tests take turns with it.
@@ -246,4 +253,96 @@ fn the_next_turn_reuses_the_cached_prefix_and_answers_as_a_fresh_model() {
     let (fresh, _) = run(&mut model, &messages, &greedy(8));
     assert_eq!(fresh.reused_prompt_tokens, 0);
     assert_eq!(next.text, fresh.text);
+}
+
+/// The logits candle-transformers' own model gives after `tokens`.
+fn candle_logits(artifact: &str, tokens: &[u32]) -> Vec<f32> {
+    let resolved = resolve(artifact);
+    let path = resolved.file_with_extension("gguf").expect("a gguf file");
+    let mut file = std::fs::File::open(path).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let input = Tensor::new(tokens, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let logits = if artifact == QWEN {
+        let mut model =
+            quantized_qwen2::ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+        model.forward(&input, 0).unwrap()
+    } else {
+        let mut model =
+            quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+        model.forward(&input, 0).unwrap()
+    };
+    logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Both sides quantize activations to 8 bits before each matmul (candle to
+/// Q8_0/Q8_K, kedai to its 32-value blocks), with differently placed
+/// scales, so logits drift apart by rounding that grows through the layers:
+/// allowed up to 5% of the logits' range. A wrong layout, rotation or norm
+/// moves them by tens of percent and changes the top tokens, which this also
+/// checks.
+fn logits_match_candle_transformers(artifact: &'static str, weights: WeightFormat) {
+    let mut model = ChatModel::load_with(
+        &resolve(artifact),
+        &Device::Cpu,
+        &ChatLoadOptions { weights },
+    )
+    .unwrap();
+    let tokens = model
+        .render_prompt(&ask(
+            "Do you ship batik shirts to Bali, and how long does it take?",
+        ))
+        .unwrap();
+    let ours = model.prompt_logits(&tokens).unwrap();
+    let reference = candle_logits(artifact, &tokens);
+    assert_eq!(ours.len(), reference.len());
+    let range = reference.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+        - reference.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let worst = ours
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 0.05 * range,
+        "{artifact} {weights:?}: largest difference {worst}, logit range {range}"
+    );
+    let top = |logits: &[f32]| {
+        let mut ids: Vec<usize> = (0..logits.len()).collect();
+        ids.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        ids.truncate(5);
+        ids
+    };
+    assert_eq!(
+        top(&ours)[0],
+        top(&reference)[0],
+        "{artifact} {weights:?}: argmax"
+    );
+    let shared = top(&ours)
+        .iter()
+        .filter(|i| top(&reference).contains(i))
+        .count();
+    assert!(
+        shared >= 4,
+        "{artifact} {weights:?}: top-5 {:?} vs {:?}",
+        top(&ours),
+        top(&reference)
+    );
+}
+
+#[test]
+fn smollm2_logits_match_candle_transformers() {
+    logits_match_candle_transformers(SMOLLM2, WeightFormat::Quantized);
+}
+
+#[test]
+fn smollm2_f16_weights_give_the_same_logits() {
+    logits_match_candle_transformers(SMOLLM2, WeightFormat::F16);
+}
+
+#[test]
+fn qwen_logits_match_candle_transformers() {
+    logits_match_candle_transformers(QWEN, WeightFormat::Quantized);
 }
