@@ -48,6 +48,8 @@ fn patterns() -> &'static Patterns {
                 r"\batendimento\s+humano\b",
                 r"\b(?:quiero|quero|necesito|preciso\s+de)\s+(?:un\s+|una\s+|um\s+|uma\s+)?(?:humano|agente|atendente|persona\s+real|pessoa\s+real)",
                 r"\b(?:persona|pessoa)\s+real\b",
+                // A hand-over keyword on its own ("type atendente for a person").
+                r"^\s*(?:atendente|humano|agente|human|agent|operator|representative|admin|cs|live\s+chat|แอดมิน|พนักงาน|nhân\s+viên|nhan\s+vien|人工|客服)\s*[!?.。！？]*\s*$",
                 // Chinese
                 r"人工(?:客服|服务|服務)?",
                 r"真人",
@@ -94,6 +96,8 @@ mod tests {
             "pwede po ba makausap ang totoong tao?",
             "gusto ko kausapin yung admin",
             "quero falar com um atendente",
+            "atendente",
+            "Admin??",
             "preciso de atendimento humano",
             "quiero hablar con un agente",
             "¿puedo hablar con una persona real?",
