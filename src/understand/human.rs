@@ -49,7 +49,7 @@ fn patterns() -> &'static Patterns {
                 r"\b(?:quiero|quero|necesito|preciso\s+de)\s+(?:un\s+|una\s+|um\s+|uma\s+)?(?:humano|agente|atendente|persona\s+real|pessoa\s+real)",
                 r"\b(?:persona|pessoa)\s+real\b",
                 // A hand-over keyword on its own ("type atendente for a person").
-                r"^\s*(?:atendente|humano|agente|human|agent|operator|representative|admin|cs|live\s+chat|แอดมิน|พนักงาน|nhân\s+viên|nhan\s+vien|人工|客服)\s*[!?.。！？]*\s*$",
+                r"^\s*(?:atendente|humano|agente|human|agent|operator|representative|admin|cs|live\s+chat|แอดมิน|พนักงาน|nhân\s+viên|nhan\s+vien|人工|客服)\s*(?:ค่ะ|คะ|ครับ|คับ|จ้า|หน่อย|po|kak|ka|dong|pls|plz|please|ạ|a)?\s*[!?.。！？]*\s*$",
                 // Chinese
                 r"人工(?:客服|服务|服務)?",
                 r"真人",
@@ -98,6 +98,8 @@ mod tests {
             "quero falar com um atendente",
             "atendente",
             "Admin??",
+            "แอดมินค่ะ",
+            "admin po",
             "preciso de atendimento humano",
             "quiero hablar con un agente",
             "¿puedo hablar con una persona real?",
