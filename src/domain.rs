@@ -133,7 +133,7 @@ impl FromStr for Platform {
 
 /// Checks an identifier that comes from outside (a shop handle, a buyer id
 /// on a platform, a message id on a platform): 1..=max printable characters.
-fn checked_key(field: &'static str, raw: &str, max: usize) -> Result<String, ValidationError> {
+pub fn checked_key(field: &'static str, raw: &str, max: usize) -> Result<String, ValidationError> {
     let value = raw.trim();
     if value.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));

@@ -134,25 +134,9 @@ pub struct OrderListDto {
     pub orders: Vec<OrderDto>,
 }
 
+/// Free-text fields of an order: 1..=max printable characters.
 fn text(field: &'static str, raw: &str, max: usize) -> Result<String, ValidationError> {
-    let value = raw.trim();
-    if value.is_empty() {
-        return Err(ValidationError::new(field, "must not be empty"));
-    }
-    let len = value.chars().count();
-    if len > max {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {max} characters, got {len}"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(value.to_string())
+    crate::domain::checked_key(field, raw, max)
 }
 
 fn optional_text(
@@ -200,17 +184,6 @@ fn language(raw: Option<&str>) -> Result<Option<String>, ValidationError> {
         ));
     }
     Ok(Some(lower))
-}
-
-fn time(field: &'static str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ValidationError> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|_| {
-            ValidationError::new(
-                field,
-                format!("must be an RFC 3339 timestamp such as 2026-11-21T10:15:00Z, got {raw:?}"),
-            )
-        })
 }
 
 impl OrderRequest {
@@ -268,7 +241,7 @@ impl OrderRequest {
             .iter()
             .map(|event| {
                 Ok(TrackingEvent {
-                    at: time("tracking_events.at", &event.at)?,
+                    at: super::v1::parse_time("tracking_events.at", &event.at)?,
                     status: text("tracking_events.status", &event.status, 64)?,
                     location: optional_text(
                         "tracking_events.location",
@@ -321,7 +294,7 @@ impl OrderRequest {
                 128,
             )?,
             tracking_events,
-            placed_at: time("placed_at", &self.placed_at)?,
+            placed_at: super::v1::parse_time("placed_at", &self.placed_at)?,
             destination: self
                 .destination
                 .as_deref()
@@ -330,7 +303,7 @@ impl OrderRequest {
             expected_delivery: self
                 .expected_delivery
                 .as_deref()
-                .map(|t| time("expected_delivery", t))
+                .map(|t| super::v1::parse_time("expected_delivery", t))
                 .transpose()?,
         };
         Ok((shop, record, buyer))

@@ -81,7 +81,7 @@ fn parse_name(raw: Option<&str>) -> Result<Option<String>, ValidationError> {
     Ok(Some(name.to_owned()))
 }
 
-fn parse_time(field: &'static str, raw: &str) -> Result<DateTime<Utc>, ValidationError> {
+pub(super) fn parse_time(field: &'static str, raw: &str) -> Result<DateTime<Utc>, ValidationError> {
     DateTime::parse_from_rfc3339(raw.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
