@@ -20,7 +20,7 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
 pub use super::llm::WeightFormat;
-use super::llm::{Architecture, CpuModel};
+use super::llm::{Architecture, CpuModel, KvSnapshot};
 use super::tokenizer::{GgufTokenizer, SpecialTokens, TokenDecoder};
 use super::InferenceError;
 use crate::models::ResolvedModel;
@@ -225,6 +225,25 @@ impl Weights {
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
     }
 
+    /// Whether the cache can be cut back to any cached prefix (our CPU
+    /// forward pass can; candle's models only grow theirs).
+    fn rewinds(&self) -> bool {
+        matches!(self, Weights::Cpu(_))
+    }
+
+    fn snapshot(&self, len: usize) -> Option<KvSnapshot> {
+        match self {
+            Weights::Cpu(model) => model.snapshot(len),
+            _ => None,
+        }
+    }
+
+    fn restore(&mut self, snapshot: &KvSnapshot) {
+        if let Weights::Cpu(model) = self {
+            model.restore(snapshot);
+        }
+    }
+
     fn clear_kv_cache(&mut self) {
         match self {
             Weights::Cpu(model) => model.clear_kv_cache(),
@@ -245,7 +264,16 @@ pub struct ChatModel {
     im_end: u32,
     /// The tokens whose keys and values the model holds, in order.
     cached: Vec<u32>,
+    /// System turns seen lately with their keys and values, least recently
+    /// used first: drafts and translations interleave, and each kind starts
+    /// with the same system turn every time.
+    prefixes: Vec<(Vec<u32>, KvSnapshot)>,
 }
+
+/// System turns kept by [`ChatModel`]; a few MB each for the default model.
+const KEPT_PREFIXES: usize = 4;
+/// Shorter system turns are not worth a copy.
+const MIN_KEPT_PREFIX: usize = 16;
 
 impl std::fmt::Debug for ChatModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -371,6 +399,7 @@ impl ChatModel {
             im_start,
             im_end,
             cached: Vec::new(),
+            prefixes: Vec::new(),
         })
     }
 
@@ -430,6 +459,77 @@ impl ChatModel {
     pub fn clear_cache(&mut self) {
         self.weights.clear_kv_cache();
         self.cached.clear();
+        self.prefixes.clear();
+    }
+
+    /// How many leading tokens of `prompt` need not be run again, after
+    /// putting the best kept prefix in the cache if that beats what the
+    /// cache holds. At least the last token is always run, for its logits.
+    fn reuse_prefix(&mut self, prompt: &[u32], cached: &[u32]) -> usize {
+        let limit = prompt.len().saturating_sub(1);
+        let held = if self.weights.rewinds() {
+            prompt
+                .iter()
+                .zip(cached)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(limit)
+        } else if prompt.len() > cached.len() && prompt.starts_with(cached) {
+            cached.len()
+        } else {
+            0
+        };
+        let kept = self
+            .prefixes
+            .iter()
+            .enumerate()
+            .filter(|(_, (tokens, _))| tokens.len() <= limit && prompt.starts_with(tokens))
+            .max_by_key(|(_, (tokens, _))| tokens.len())
+            .map(|(i, (tokens, _))| (i, tokens.len()));
+        match kept {
+            Some((index, len)) if len > held => {
+                let entry = self.prefixes.remove(index);
+                self.weights.restore(&entry.1);
+                self.prefixes.push(entry);
+                len
+            }
+            _ if held > 0 => held,
+            _ => {
+                self.weights.clear_kv_cache();
+                0
+            }
+        }
+    }
+
+    /// Keeps the keys and values of `prompt`'s system turn, now in the
+    /// cache, unless they are kept already.
+    fn keep_system_turn(&mut self, prompt: &[u32]) {
+        if prompt.first() != Some(&self.im_start) {
+            return;
+        }
+        // The system turn ends where the next turn starts.
+        let Some(end) = prompt
+            .iter()
+            .skip(1)
+            .position(|&t| t == self.im_start)
+            .map(|i| i + 1)
+        else {
+            return;
+        };
+        if end < MIN_KEPT_PREFIX || self.prefixes.iter().any(|(t, _)| t[..] == prompt[..end]) {
+            return;
+        }
+        if let Some(snapshot) = self.weights.snapshot(end) {
+            self.prefixes.push((prompt[..end].to_vec(), snapshot));
+            if self.prefixes.len() > KEPT_PREFIXES {
+                self.prefixes.remove(0);
+            }
+        }
+    }
+
+    /// Bytes held by kept system turns.
+    pub fn kept_prefix_bytes(&self) -> usize {
+        self.prefixes.iter().map(|(_, s)| s.bytes()).sum()
     }
 
     /// Answers `messages`. `on_token` is called once per generated token with
@@ -453,18 +553,14 @@ impl ChatModel {
         // Whatever fails below leaves the cache in an unknown state: it is
         // only trusted again once this call has succeeded.
         let cached = std::mem::take(&mut self.cached);
-        let reused = if prompt.len() > cached.len() && prompt.starts_with(&cached) {
-            cached.len()
-        } else {
-            self.weights.clear_kv_cache();
-            0
-        };
+        let reused = self.reuse_prefix(&prompt, &cached);
 
         let started = Instant::now();
         let mut logits = self
             .weights
             .forward(&self.device, &prompt[reused..], reused)?;
         let prefill = started.elapsed();
+        self.keep_system_turn(&prompt);
 
         let budget = params.max_tokens.min(self.context_length - prompt.len());
         let mut sampler = LogitsProcessor::from_sampling(params.seed, params.sampling());

@@ -176,6 +176,23 @@ struct Layer {
     values: Vec<f32>,
 }
 
+/// The keys and values of a prompt's first positions, kept aside so that
+/// prompts starting the same way skip them.
+pub(crate) struct KvSnapshot {
+    len: usize,
+    /// Keys and values per layer.
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl KvSnapshot {
+    pub(crate) fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) * std::mem::size_of::<f32>())
+            .sum()
+    }
+}
+
 /// A chat model's weights and KV cache, ready to run on the CPU.
 pub(crate) struct CpuModel {
     hyper: Hyper,
@@ -469,6 +486,40 @@ impl CpuModel {
             return Err("`output_norm.weight` has the wrong length".to_owned());
         }
         Ok(())
+    }
+
+    /// A copy of the keys and values of the first `len` cached positions,
+    /// to be put back later with [`CpuModel::restore`]; `None` when fewer
+    /// are cached.
+    pub(crate) fn snapshot(&self, len: usize) -> Option<KvSnapshot> {
+        if len > self.cached {
+            return None;
+        }
+        let kv_dim = self.hyper.kv_dim();
+        Some(KvSnapshot {
+            len,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    (
+                        l.keys[..len * kv_dim].to_vec(),
+                        l.values[..len * kv_dim].to_vec(),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// Makes the cache hold exactly what `snapshot` copied.
+    pub(crate) fn restore(&mut self, snapshot: &KvSnapshot) {
+        for (layer, (keys, values)) in self.layers.iter_mut().zip(&snapshot.layers) {
+            layer.keys.clear();
+            layer.keys.extend_from_slice(keys);
+            layer.values.clear();
+            layer.values.extend_from_slice(values);
+        }
+        self.cached = snapshot.len;
     }
 
     pub(crate) fn clear_kv_cache(&mut self) {

@@ -91,7 +91,9 @@ fn greedy_generation_is_reproducible(artifact: &'static str) {
     assert_eq!(first.text, second.text, "{artifact}");
     assert_eq!(first.completion_tokens, second.completion_tokens);
     assert_eq!(streamed, first.text, "{artifact}: the stream is the answer");
-    assert_eq!(second.reused_prompt_tokens, 0);
+    // The cache held the prompt and the answer: it is cut back to the
+    // prompt, less the last token, which runs again for its logits.
+    assert_eq!(second.reused_prompt_tokens, second.prompt_tokens - 1);
 }
 
 #[test]
@@ -345,4 +347,41 @@ fn smollm2_f16_weights_give_the_same_logits() {
 #[test]
 fn qwen_logits_match_candle_transformers() {
     logits_match_candle_transformers(QWEN, WeightFormat::Quantized);
+}
+
+#[test]
+fn a_system_turn_seen_before_is_reused_after_an_unrelated_prompt() {
+    let mut model = model(SMOLLM2);
+    model.clear_cache();
+    let system = "You are the customer-service assistant of a small batik shop in Yogyakarta. \
+                  Answer in one short sentence and never promise refunds.";
+    let draft = |question: &str| {
+        vec![
+            ChatMessage::new(ChatRole::System, system),
+            ChatMessage::new(ChatRole::User, question),
+        ]
+    };
+    let translation = vec![
+        ChatMessage::new(ChatRole::System, "Translate the text into English."),
+        ChatMessage::new(ChatRole::User, "Terima kasih banyak"),
+    ];
+    run(&mut model, &draft("Do you ship to Bali?"), &greedy(8));
+    run(&mut model, &translation, &greedy(8));
+    assert!(model.kept_prefix_bytes() > 0, "system turns are kept");
+    let question = draft("Is the blue shirt in stock?");
+    let (second, _) = run(&mut model, &question, &greedy(12));
+    // The system turn alone, less the assistant's opening.
+    let system_tokens = model.render_prompt(&question[..1]).expect("renders").len()
+        - model.render_prompt(&[]).expect("renders").len();
+    assert!(
+        second.reused_prompt_tokens >= system_tokens,
+        "{second:?}: the {system_tokens}-token system turn was run again"
+    );
+    model.clear_cache();
+    let (fresh, _) = run(&mut model, &question, &greedy(12));
+    assert_eq!(fresh.reused_prompt_tokens, 0);
+    assert_eq!(
+        second.text, fresh.text,
+        "a restored prefix answers as a fresh model"
+    );
 }
