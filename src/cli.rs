@@ -309,10 +309,21 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
                 1,
             )
             .await?;
-        let trace = harness
+        let mut trace = harness
             .pipeline
             .process(tenant.id, ack.message_id, chrono::Utc::now())
             .await?;
+        // The server runs the follow-up as a job of its own; here it runs
+        // right after, so the trace shows what an agent would get.
+        if trace["follow_up"].is_object() {
+            if let Some(added) = harness
+                .pipeline
+                .follow_up(tenant.id, ack.message_id)
+                .await?
+            {
+                trace["follow_up"] = added;
+            }
+        }
         match output {
             Output::Json => println!("{}", serde_json::to_string(&trace)?),
             Output::Human => {
@@ -336,8 +347,17 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
                 if let Some(draft) = trace["draft"].as_str() {
                     println!("draft       {draft}");
                 }
+                if let Some(summary) = trace["follow_up"]["summary"].as_str() {
+                    println!("summary     {summary}");
+                }
+                if let Some(translation) = trace["follow_up"]["translation"].as_str() {
+                    println!("translation {translation}");
+                }
                 println!("sources     {}", trace["sources"]);
                 println!("timings ms  {}", trace["timings_ms"]);
+                if trace["follow_up"]["timings_ms"].is_object() {
+                    println!("follow-up   {}", trace["follow_up"]["timings_ms"]);
+                }
             }
         }
         Ok(())

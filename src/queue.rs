@@ -22,7 +22,9 @@ use tracing::Instrument;
 use crate::config::QueueSettings;
 use crate::domain::MessageId;
 use crate::metrics as m;
-use crate::store::{Job, JobFailure, LeaseRequest, Store, StoreError, JOB_INBOUND_MESSAGE};
+use crate::store::{
+    Job, JobFailure, LeaseRequest, Store, StoreError, JOB_ENRICH_DECISION, JOB_INBOUND_MESSAGE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -60,6 +62,11 @@ pub struct MarkProcessed {
 #[async_trait]
 impl JobHandler for MarkProcessed {
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        if job.kind == JOB_ENRICH_DECISION {
+            // Follow-ups need the chat model; without the pipeline there is
+            // nothing to add.
+            return Ok(());
+        }
         if job.kind != JOB_INBOUND_MESSAGE {
             return Err(JobError::Permanent(format!(
                 "unknown job kind {:?}",

@@ -28,7 +28,8 @@ use crate::domain::{
 use crate::inference::chat::{ChatMessage, ChatRole};
 use crate::queue::{JobError, JobHandler};
 use crate::store::{
-    ConversationDetail, Job, NewDecision, Order, OrderFilter, Store, JOB_INBOUND_MESSAGE,
+    ConversationDetail, DecisionEnrichment, Job, NewDecision, Order, OrderFilter, Store,
+    JOB_ENRICH_DECISION, JOB_INBOUND_MESSAGE,
 };
 
 /// Tuning of the answer stage (`[pipeline]` in the configuration).
@@ -107,6 +108,11 @@ pub struct Trace {
     pub handoff: Option<Handoff>,
     pub models: Vec<String>,
     pub notes: Vec<String>,
+    /// `{"state": "queued"}` when a follow-up job will add the agent's
+    /// translation and an AI summary; the job replaces it with
+    /// `{"state": "done", "translation", "summary", "model", "timings_ms"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<serde_json::Value>,
     pub timings_ms: BTreeMap<&'static str, f64>,
 }
 
@@ -145,6 +151,9 @@ struct Answer {
     generated: bool,
     sources: Vec<String>,
 }
+
+/// Longest AI summary of a conversation, in tokens.
+const SUMMARY_MAX_TOKENS: usize = 70;
 
 fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0
@@ -359,8 +368,7 @@ impl Pipeline {
                 .chain(std::iter::once(text.clone()))
                 .collect();
             let sources: Vec<String> = hits.iter().map(|h| h.text.clone()).collect();
-            let instructions =
-                prompt::instructions(&self.config.shop_name, templates::language_name(&lang), 60);
+            let instructions = prompt::instructions(&self.config.shop_name);
             violations = guard::check(
                 &answer.text,
                 &shop_policy.guard_config(),
@@ -396,16 +404,12 @@ impl Pipeline {
             notes.push("no answer to send".into());
         }
 
-        let translation = if matches!(decision.action, Action::Draft | Action::Handoff)
-            && !same_language(&lang, &self.config.agent_language)
-        {
-            let t = Instant::now();
-            let translated = self.translate(&text, &self.config.agent_language).await;
-            timings.insert("translate", ms(t));
-            translated
-        } else {
-            None
-        };
+        // What a human reads besides the draft (the message in their own
+        // language, an AI summary) takes the chat model seconds: it is a
+        // follow-up job queued with the decision, so the route, the draft
+        // and the handoff are stored and visible at once.
+        let follow_up =
+            self.writer.is_some() && matches!(decision.action, Action::Draft | Action::Handoff);
 
         let handoff = (decision.action == Action::Handoff).then(|| Handoff {
             summary: summary(&understood, &decision.reasons, order),
@@ -504,6 +508,7 @@ impl Pipeline {
             handoff,
             models,
             notes,
+            follow_up: follow_up.then(|| serde_json::json!({ "state": "queued" })),
             timings_ms: timings,
         };
         let trace_json = serde_json::to_value(&trace).map_err(|e| StageError {
@@ -534,11 +539,12 @@ impl Pipeline {
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_else(|| "draft".into()),
                     language: understood.language.clone(),
-                    translation,
+                    translation: None,
                     reply,
                     draft,
                     status,
                     trace: trace_json.clone(),
+                    follow_up,
                 },
             )
             .await
@@ -578,10 +584,130 @@ impl Pipeline {
                     draft: None,
                     status: ConversationStatus::Pending,
                     trace,
+                    follow_up: false,
                 },
             )
             .await?;
         Ok(())
+    }
+
+    /// The follow-up of the decision on `message`: the message translated
+    /// into the agents' language (when it is in another) and a short AI
+    /// summary of the conversation, added to the stored decision (the
+    /// summary also to its handoff packet). Returns what was added; running
+    /// it again changes nothing.
+    pub async fn follow_up(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<Option<serde_json::Value>, StageError> {
+        let store_error = |e: crate::store::StoreError| StageError {
+            stage: "store",
+            message: e.to_string(),
+            retryable: true,
+        };
+        let Some(writer) = &self.writer else {
+            return Ok(None);
+        };
+        let Some(conversation) = self
+            .store
+            .message_conversation(tenant, message)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let Some(detail) = self
+            .store
+            .conversation(tenant, conversation)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let Some(decision) = self
+            .store
+            .decisions(tenant, conversation)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .find(|d| d.message_id == message)
+        else {
+            return Ok(None);
+        };
+        if decision.trace["follow_up"]["state"] == "done" {
+            return Ok(Some(decision.trace["follow_up"].clone()));
+        }
+        let Some(position) = detail.messages.iter().position(|m| m.id == message) else {
+            return Ok(None);
+        };
+        let inbound = &detail.messages[position];
+        let lang = decision.trace["lang"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| detail.buyer.language.clone())
+            .unwrap_or_else(|| "en".into());
+        let agent_language = self.config.agent_language.clone();
+
+        let mut timings = BTreeMap::new();
+        let translation = if inbound.translation.is_none() && !same_language(&lang, &agent_language)
+        {
+            let t = Instant::now();
+            let translated = self.translate(inbound.text.as_str(), &agent_language).await;
+            timings.insert("translate", ms(t));
+            translated
+        } else {
+            None
+        };
+        let t = Instant::now();
+        let turns: Vec<Turn> = detail.messages[..=position]
+            .iter()
+            .filter(|m| m.direction != Direction::Note)
+            .map(|m| Turn {
+                from_buyer: m.author == Author::Buyer,
+                text: m.text.as_str().to_string(),
+            })
+            .collect();
+        let summary = writer
+            .write(
+                prompt::summary_messages(&turns, templates::language_name(&agent_language)),
+                SUMMARY_MAX_TOKENS,
+            )
+            .await
+            .ok()
+            .map(|s| crate::domain::redact_card_numbers(s.trim()))
+            .filter(|s| !s.is_empty());
+        timings.insert("summary", ms(t));
+
+        let added = serde_json::json!({
+            "state": "done",
+            "translation": translation.as_deref().or(inbound.translation.as_deref()),
+            "summary": summary,
+            "model": writer.model_id(),
+            "timings_ms": timings,
+        });
+        let mut patch = serde_json::Map::new();
+        patch.insert("follow_up".into(), added.clone());
+        if let (Some(summary), Some(handoff)) = (
+            &summary,
+            decision.trace.get("handoff").filter(|h| h.is_object()),
+        ) {
+            let mut handoff = handoff.clone();
+            handoff["ai_summary"] = serde_json::Value::String(summary.clone());
+            patch.insert("handoff".into(), handoff);
+        }
+        self.store
+            .enrich_decision(
+                tenant,
+                message,
+                &DecisionEnrichment {
+                    translation,
+                    trace: patch,
+                },
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(Some(added))
     }
 
     /// The best FAQ entry's answer, when the question matches it closely,
@@ -691,17 +817,20 @@ impl Pipeline {
     async fn translate(&self, text: &str, to: &str) -> Option<String> {
         let writer = self.writer.as_ref()?;
         let target = templates::language_name(to);
+        // The system turn is the same for every translation, so the chat
+        // model keeps its keys and values; the target goes last.
         let messages = vec![
             ChatMessage::new(
                 ChatRole::System,
-                format!(
-                    "Translate the text between <text> and </text> into {target}. \
-                     Output only the translation, nothing else."
-                ),
+                "You translate shop messages. Translate the text between <text> and </text> \
+                 into the language asked for. Output only the translation, nothing else.",
             ),
             ChatMessage::new(
                 ChatRole::User,
-                format!("<text>\n{}\n</text>", prompt::defuse(text, 1500)),
+                format!(
+                    "<text>\n{}\n</text>\nTranslate into {target}.",
+                    prompt::defuse(text, 1500)
+                ),
             ),
         ];
         let out = writer.write(messages, 160).await.ok()?;
@@ -795,7 +924,7 @@ fn summary(understood: &Understood, reasons: &[Reason], order: Option<&Order>) -
 #[async_trait]
 impl JobHandler for Pipeline {
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
-        if job.kind != JOB_INBOUND_MESSAGE {
+        if job.kind != JOB_INBOUND_MESSAGE && job.kind != JOB_ENRICH_DECISION {
             return Err(JobError::Permanent(format!(
                 "unknown job kind {:?}",
                 job.kind
@@ -810,6 +939,19 @@ impl JobHandler for Pipeline {
             .and_then(|v| v.as_str())
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| JobError::Permanent("payload has no valid message_id".into()))?;
+        if job.kind == JOB_ENRICH_DECISION {
+            return match self.follow_up(tenant, message).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.retryable && job.attempts < job.max_attempts => {
+                    Err(JobError::Retryable(e.to_string()))
+                }
+                Err(e) => {
+                    // The decision stands without its follow-up.
+                    tracing::warn!(%message, error = %e, "decision follow-up abandoned");
+                    Ok(())
+                }
+            };
+        }
         match self.process(tenant, message, Utc::now()).await {
             Ok(trace) => {
                 tracing::info!(
@@ -1111,7 +1253,7 @@ mod tests {
         let f = fixture().await;
         let message = f.say("m-1", "nadia", "WHERE IS MY PARCEL!!!").await;
         let trace = f
-            .pipeline(Some("should never be asked"))
+            .pipeline(Some("only asked for the follow-up"))
             .process(f.shop.tenant_id, message, Utc::now())
             .await
             .unwrap();
@@ -1130,6 +1272,72 @@ mod tests {
                 .contains("JT0123456789ID"),
             "the order-status answer is offered to the human"
         );
+    }
+
+    #[tokio::test]
+    async fn a_handoff_gets_its_summary_and_translation_in_a_follow_up() {
+        let f = fixture().await;
+        let message = f.say("m-1", "nadia", "MANA PAKET SAYA!!!").await;
+        let pipeline = f.pipeline(Some("Nadia is angry that parcel SPE-1 is late."));
+        let trace = pipeline
+            .process(f.shop.tenant_id, message, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(trace["action"], "handoff");
+        assert_eq!(trace["follow_up"]["state"], "queued");
+        assert!(
+            trace["timings_ms"].get("translate").is_none(),
+            "nothing slow before the handoff is stored"
+        );
+
+        let added = pipeline
+            .follow_up(f.shop.tenant_id, message)
+            .await
+            .unwrap()
+            .expect("a decision to follow up");
+        assert_eq!(added["state"], "done");
+        assert_eq!(
+            added["summary"],
+            "Nadia is angry that parcel SPE-1 is late."
+        );
+        assert_eq!(
+            added["translation"], "Nadia is angry that parcel SPE-1 is late.",
+            "the fake writer's words stand for the translation"
+        );
+        let conversation = f
+            .store
+            .message_conversation(f.shop.tenant_id, message)
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = &f
+            .store
+            .decisions(f.shop.tenant_id, conversation)
+            .await
+            .unwrap()[0];
+        assert_eq!(stored.trace["follow_up"]["state"], "done");
+        assert_eq!(
+            stored.trace["handoff"]["ai_summary"],
+            "Nadia is angry that parcel SPE-1 is late."
+        );
+        assert_eq!(
+            stored.trace["handoff"]["orders"][0]["order_number"],
+            "SPE-1"
+        );
+        let detail = f
+            .store
+            .conversation(f.shop.tenant_id, conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(detail.messages[0].translation.is_some());
+
+        let again = pipeline
+            .follow_up(f.shop.tenant_id, message)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, added, "a second run changes nothing");
     }
 
     #[tokio::test]

@@ -3,11 +3,13 @@
 //! knowledge-base search through [`KbService`] and text generation through
 //! the model runtime ([`Engine`]).
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 
 use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer};
 use crate::domain::TenantId;
@@ -357,6 +359,41 @@ pub struct EngineEmbedder {
     model: String,
     handle: tokio::runtime::Handle,
     dim: OnceLock<usize>,
+    recent: Mutex<RecentQueries>,
+}
+
+/// Query vectors embedded lately. A message is embedded by the understand
+/// stage and searched by the knowledge base right after, and it comes back
+/// as history with the buyer's next message: each time the same text gets
+/// the same vector, so it is computed once.
+struct RecentQueries {
+    vectors: HashMap<[u8; 32], Arc<[f32]>>,
+    order: VecDeque<[u8; 32]>,
+}
+
+/// Query vectors kept (1.5 MB of 384-dimensional vectors).
+const RECENT_QUERIES: usize = 1024;
+
+impl RecentQueries {
+    fn key(text: &str) -> [u8; 32] {
+        Sha256::digest(text.as_bytes()).into()
+    }
+
+    fn get(&self, text: &str) -> Option<Vec<f32>> {
+        self.vectors.get(&Self::key(text)).map(|v| v.to_vec())
+    }
+
+    fn insert(&mut self, text: &str, vector: &[f32]) {
+        let key = Self::key(text);
+        if self.vectors.insert(key, vector.into()).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > RECENT_QUERIES {
+            if let Some(old) = self.order.pop_front() {
+                self.vectors.remove(&old);
+            }
+        }
+    }
 }
 
 /// Longest an embedding call waits for the model to load or to have room.
@@ -376,6 +413,10 @@ impl EngineEmbedder {
             model,
             handle: tokio::runtime::Handle::current(),
             dim: OnceLock::new(),
+            recent: Mutex::new(RecentQueries {
+                vectors: HashMap::new(),
+                order: VecDeque::new(),
+            }),
         })
     }
 
@@ -419,10 +460,37 @@ impl Embedder for EngineEmbedder {
     }
 
     fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Vec<Vec<f32>>, KbError> {
-        let mut vectors = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(self.engine.max_batch().max(1)) {
-            vectors.extend(self.embed_chunk(chunk, role)?);
+        // Only queries are remembered: passages come in bulk from index
+        // builds and would push every query out.
+        let remembered = role == EmbedRole::Query;
+        let mut vectors: Vec<Option<Vec<f32>>> = match self.recent.lock() {
+            Ok(recent) if remembered => texts.iter().map(|t| recent.get(t)).collect(),
+            _ => vec![None; texts.len()],
+        };
+        let missing: Vec<usize> = (0..texts.len()).filter(|&i| vectors[i].is_none()).collect();
+        let missing_texts: Vec<&str> = missing.iter().map(|&i| texts[i]).collect();
+        let mut computed = Vec::with_capacity(missing.len());
+        for chunk in missing_texts.chunks(self.engine.max_batch().max(1)) {
+            computed.extend(self.embed_chunk(chunk, role)?);
         }
+        if computed.len() != missing.len() {
+            return Err(KbError::Embedding(format!(
+                "{} vectors for {} texts",
+                computed.len(),
+                missing.len()
+            )));
+        }
+        if let Ok(mut recent) = self.recent.lock() {
+            for (&i, vector) in missing.iter().zip(&computed) {
+                if remembered {
+                    recent.insert(texts[i], vector);
+                }
+            }
+        }
+        for (i, vector) in missing.into_iter().zip(computed) {
+            vectors[i] = Some(vector);
+        }
+        let vectors: Vec<Vec<f32>> = vectors.into_iter().flatten().collect();
         if let Some(first) = vectors.first() {
             let _ = self.dim.set(first.len());
         }

@@ -260,6 +260,17 @@ pub struct NewDecision {
     pub draft: Option<String>,
     pub status: ConversationStatus,
     pub trace: serde_json::Value,
+    /// Queue a [`JOB_ENRICH_DECISION`] job in the same transaction.
+    pub follow_up: bool,
+}
+
+/// What a follow-up adds to a stored decision.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionEnrichment {
+    /// The inbound message in the agents' language, when it had none.
+    pub translation: Option<String>,
+    /// Keys merged into the top level of the decision's trace.
+    pub trace: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -311,6 +322,10 @@ pub struct AuditRecord {
 }
 
 pub const JOB_INBOUND_MESSAGE: &str = "inbound_message";
+/// Work done for a decision after it is stored, so that nothing slow stands
+/// between a message and its route: the agent's translation and the AI
+/// summary. The payload names the decided message (`message_id`).
+pub const JOB_ENRICH_DECISION: &str = "enrich_decision";
 
 /// A job leased to one worker until `lease_until`.
 #[derive(Debug, Clone)]
@@ -416,6 +431,14 @@ pub trait Store: Send + Sync + 'static {
         tenant: TenantId,
         decision: &NewDecision,
     ) -> Result<(Decision, bool), StoreError>;
+    /// Adds a follow-up's results to the decision on `message`, with an
+    /// audit event; false when the message has no decision.
+    async fn enrich_decision(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+        enrichment: &DecisionEnrichment,
+    ) -> Result<bool, StoreError>;
     /// The conversation an inbound or outbound message belongs to.
     async fn message_conversation(
         &self,

@@ -502,6 +502,10 @@ struct DecisionRow {
     created_at: String,
 }
 
+/// Attempts for a decision's follow-up: it only adds a translation and a
+/// summary, so a model that keeps failing is not worth more.
+const ENRICH_MAX_ATTEMPTS: u32 = 3;
+
 const DECISION_COLUMNS: &str = "id, conversation_id, message_id, layer, action, draft, \
      reply_message_id, trace, created_at";
 
@@ -1153,8 +1157,84 @@ impl Store for SqliteStore {
             },
         )
         .await?;
+        if decision.follow_up {
+            sqlx::query(
+                "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+            )
+            .bind(JobId::new().to_string())
+            .bind(tenant.to_string())
+            .bind(JOB_ENRICH_DECISION)
+            .bind(serde_json::json!({ "message_id": decision.message }).to_string())
+            .bind(ENRICH_MAX_ATTEMPTS)
+            .bind(ts(at))
+            .bind(ts(at))
+            .bind(ts(at))
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok((stored, false))
+    }
+
+    async fn enrich_decision(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+        enrichment: &DecisionEnrichment,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, trace FROM decisions WHERE tenant_id = ? AND message_id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(message.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, trace)) = row else {
+            return Ok(false);
+        };
+        let mut trace: serde_json::Value = serde_json::from_str(&trace)
+            .map_err(|e| StoreError::Corrupt(format!("decision {id} trace: {e}")))?;
+        let Some(fields) = trace.as_object_mut() else {
+            return Err(StoreError::Corrupt(format!(
+                "decision {id} trace is not an object"
+            )));
+        };
+        for (key, value) in &enrichment.trace {
+            fields.insert(key.clone(), value.clone());
+        }
+        sqlx::query("UPDATE decisions SET trace = ? WHERE id = ?")
+            .bind(trace.to_string())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(translation) = &enrichment.translation {
+            sqlx::query("UPDATE messages SET translation = ? WHERE tenant_id = ? AND id = ?")
+                .bind(translation)
+                .bind(tenant.to_string())
+                .bind(message.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_audit(
+            &mut tx,
+            Some(tenant),
+            &AuditEvent {
+                actor: "ai".into(),
+                action: "pipeline.enriched".into(),
+                subject_type: "message".into(),
+                subject_id: message.to_string(),
+                details: serde_json::json!({
+                    "decision_id": id,
+                    "added": enrichment.trace.keys().collect::<Vec<_>>(),
+                    "translation": enrichment.translation.is_some(),
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn message_conversation(
@@ -1740,6 +1820,7 @@ mod tests {
             draft: None,
             status: ConversationStatus::Open,
             trace: serde_json::json!({"intent": "order_status", "reasons": []}),
+            follow_up: true,
         };
         let (first, repeated) = store
             .record_decision(shop.tenant_id, &decision)
@@ -1791,6 +1872,57 @@ mod tests {
                 .filter(|r| r.event.action == "pipeline.decided")
                 .count(),
             1
+        );
+
+        let jobs = store
+            .lease_jobs(LeaseRequest {
+                owner: "w",
+                limit: 10,
+                lease: chrono::Duration::seconds(30),
+            })
+            .await
+            .unwrap();
+        let follow_ups: Vec<_> = jobs
+            .iter()
+            .filter(|j| j.kind == JOB_ENRICH_DECISION)
+            .collect();
+        assert_eq!(follow_ups.len(), 1, "one follow-up, queued once: {jobs:?}");
+        assert_eq!(
+            follow_ups[0].payload["message_id"],
+            ack.message_id.to_string()
+        );
+
+        let mut added = serde_json::Map::new();
+        added.insert("summary".into(), serde_json::json!("Buyer asks for SPE-1."));
+        let enrichment = DecisionEnrichment {
+            translation: Some("Where is my parcel SPE-1?".into()),
+            trace: added,
+        };
+        assert!(store
+            .enrich_decision(shop.tenant_id, ack.message_id, &enrichment)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .enrich_decision(other.tenant_id, ack.message_id, &enrichment)
+                .await
+                .unwrap(),
+            "another tenant's decision is out of reach"
+        );
+        let enriched = &store
+            .decisions(shop.tenant_id, ack.conversation_id)
+            .await
+            .unwrap()[0];
+        assert_eq!(enriched.trace["summary"], "Buyer asks for SPE-1.");
+        assert_eq!(enriched.trace["intent"], "order_status", "the rest is kept");
+        let detail = store
+            .conversation(shop.tenant_id, ack.conversation_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            detail.messages[0].translation.as_deref(),
+            Some("Where is my parcel SPE-1?")
         );
     }
 
