@@ -321,6 +321,8 @@ fn reply_pipeline(
             cache_dir: settings.models.cache_dir().join("embeddings"),
         },
     );
+    // Train now, in the background, rather than when the first buyer writes.
+    understand.start_training();
     Pipeline::new(
         store,
         Arc::new(understand),

@@ -64,6 +64,21 @@ pub struct Understanding {
     pub repeated: Option<RepeatMatch>,
 }
 
+/// Intents whose exemplars are routine questions and pleasantries, used as
+/// calm, not urgent examples for the anger and urgency heads.
+const CALM_INTENTS: &[&str] = &[
+    "greeting",
+    "thanks",
+    "product_specs",
+    "size_fit",
+    "colour_options",
+    "stock_availability",
+    "price_coupon",
+    "shipping_time_cost",
+    "comparison",
+    "purchase_hesitation",
+];
+
 /// The trained classifier heads.
 #[derive(Debug, Clone)]
 pub struct Heads {
@@ -83,10 +98,10 @@ impl Heads {
         sentiment: &[SentimentExample],
         config: &TrainConfig,
     ) -> Result<Heads, UnderstandError> {
-        let intents = TextClassifier::train(embedder, intents, config)?;
+        let intent_head = TextClassifier::train(embedder, intents, config)?;
         if sentiment.is_empty() {
             return Ok(Heads {
-                intents,
+                intents: intent_head,
                 sentiment: None,
                 anger: None,
                 urgent: None,
@@ -106,24 +121,39 @@ impl Heads {
             weighting: ClassWeighting::Balanced,
             ..config.clone()
         };
-        let fit = |labels: Vec<String>| {
+        let fit = |vectors: &[Vec<f32>], labels: Vec<String>| {
             let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            TextClassifier::from_vectors(model, &vectors, &labels, &balanced)
+            TextClassifier::from_vectors(model, vectors, &labels, &balanced)
         };
+        // Anger and urgency also learn from the intent exemplars of routine
+        // questions, which are calm and can wait: the sentiment exemplars
+        // alone are too few to teach that a plain question about payment,
+        // plugs or coupons is not a complaint.
+        let calm: Vec<&str> = intents
+            .iter()
+            .filter(|e| CALM_INTENTS.contains(&e.label.as_str()))
+            .map(|e| e.text.as_str())
+            .collect();
+        let mut with_calm = vectors.clone();
+        with_calm.extend(embedder.embed_queries(&calm)?);
+        let anger_labels = sentiment
+            .iter()
+            .map(|s| s.anger.to_string())
+            .chain(calm.iter().map(|_| "0".to_owned()))
+            .collect();
+        let urgent_labels = sentiment
+            .iter()
+            .map(|s| if s.urgent { "urgent" } else { "not_urgent" }.to_owned())
+            .chain(calm.iter().map(|_| "not_urgent".to_owned()))
+            .collect();
         Ok(Heads {
-            intents,
-            sentiment: Some(fit(sentiment
-                .iter()
-                .map(|s| s.sentiment.clone())
-                .collect())?),
-            anger: Some(fit(sentiment
-                .iter()
-                .map(|s| s.anger.to_string())
-                .collect())?),
-            urgent: Some(fit(sentiment
-                .iter()
-                .map(|s| if s.urgent { "urgent" } else { "not_urgent" }.to_owned())
-                .collect())?),
+            intents: intent_head,
+            sentiment: Some(fit(
+                &vectors,
+                sentiment.iter().map(|s| s.sentiment.clone()).collect(),
+            )?),
+            anger: Some(fit(&with_calm, anger_labels)?),
+            urgent: Some(fit(&with_calm, urgent_labels)?),
         })
     }
 
