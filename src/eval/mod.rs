@@ -143,7 +143,10 @@ fn replies(args: RepliesArgs, settings: &Settings, output: Output) -> anyhow::Re
                 println!("layer accuracy {lang:<3} {accuracy:.3}");
             }
             for (kind, (p50, p95)) in &report.timings_ms {
-                println!("pipeline ms {kind:<15} p50 {p50:>8.1}  p95 {p95:>8.1}");
+                println!("ack->stored ms {kind:<15} p50 {p50:>8.1}  p95 {p95:>8.1}");
+            }
+            for (stage, (p50, p95)) in &report.stage_timings_ms {
+                println!("stage ms       {stage:<15} p50 {p50:>8.1}  p95 {p95:>8.1}");
             }
         }
     }

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::run::Pipeline;
 use crate::domain::{
-    Author, BuyerRef, Direction, ExternalMessageId, InboundMessage, MessageText, NewReply,
-    PlatformBuyerId, ShopKey, TenantId, TextLimits,
+    Author, BuyerRef, ConversationStatus, Direction, ExternalMessageId, InboundMessage,
+    MessageText, NewReply, PlatformBuyerId, ShopKey, TenantId, TextLimits,
 };
 use crate::store::Store;
 
@@ -80,10 +80,19 @@ pub struct CaseResult {
     pub intent: String,
     pub action: String,
     pub answer_kind: String,
+    /// Why the policy chose the layer (`anger`, `low_confidence`, ...).
+    pub reasons: Vec<String>,
+    pub confidence: f64,
+    pub anger: u64,
+    pub anger_probability: f64,
     /// Expected facts found in the reply or draft, and how many there were.
     pub facts_found: usize,
     pub facts_expected: usize,
+    /// From the acknowledgement of the message (its ingest committed) to
+    /// its decision and reply committed.
     pub total_ms: f64,
+    /// The pipeline's own per-stage timings.
+    pub stages_ms: BTreeMap<String, f64>,
     pub text: Option<String>,
 }
 
@@ -101,10 +110,24 @@ pub struct RepliesReport {
     /// confusion[expected][got], layers 1-3.
     pub layer_confusion: [[usize; 3]; 3],
     pub layer_accuracy_by_language: BTreeMap<String, f64>,
-    /// Median and 95th percentile of the pipeline's own time, by answer
-    /// kind (`order_status`, `faq`, `draft`, ...).
+    /// Median and 95th percentile from acknowledgement to the stored
+    /// decision, by answer kind (`order_status`, `faq`, `draft`, ...).
     pub timings_ms: BTreeMap<String, (f64, f64)>,
+    /// Median and 95th percentile of each pipeline stage, over the cases
+    /// that ran it.
+    pub stage_timings_ms: BTreeMap<String, (f64, f64)>,
     pub cases: Vec<CaseResult>,
+}
+
+/// Median and 95th percentile of each list.
+fn percentiles(lists: BTreeMap<String, Vec<f64>>) -> BTreeMap<String, (f64, f64)> {
+    lists
+        .into_iter()
+        .map(|(key, mut t)| {
+            t.sort_by(|a, b| a.total_cmp(b));
+            (key, (percentile(&t, 50.0), percentile(&t, 95.0)))
+        })
+        .collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -124,6 +147,25 @@ pub async fn run(
 ) -> anyhow::Result<RepliesReport> {
     let limits = TextLimits { max_chars: 10_000 };
     let mut results = Vec::with_capacity(cases.len());
+    if let Some(first) = cases.first() {
+        // Classifiers train and caches fill on the first message; a server
+        // has done that long before its buyers write, so it is not timed.
+        let shop_key = ShopKey::parse(&first.shop)?;
+        if let Some(shop) = store.shop_by_key(tenant, &shop_key).await? {
+            let warm_up = InboundMessage {
+                shop: shop_key,
+                external_id: ExternalMessageId::parse("eval-warm-up").expect("valid id"),
+                buyer: BuyerRef {
+                    id: PlatformBuyerId::parse("eval-warm-up")?,
+                    name: None,
+                },
+                text: MessageText::from_stored("Hello, is this shop open today?".into()),
+                sent_at: Utc::now(),
+            };
+            let ack = store.ingest(&shop, &warm_up, 1).await?;
+            pipeline.process(tenant, ack.message_id, Utc::now()).await?;
+        }
+    }
     for (n, case) in cases.iter().enumerate() {
         let shop_key = ShopKey::parse(&case.shop)?;
         let shop = store
@@ -178,10 +220,22 @@ pub async fn run(
         let ack = store
             .ingest(&shop, &ingest(case.history.len(), &text), 1)
             .await?;
+        let acknowledged = std::time::Instant::now();
         let trace = pipeline
             .process(tenant, ack.message_id, Utc::now())
             .await
             .map_err(|e| anyhow::anyhow!("case {}: {e}", case.id))?;
+        let total_ms = acknowledged.elapsed().as_secs_f64() * 1000.0;
+        // Cases that share a buyer are separate conversations, as if an
+        // agent had resolved the earlier one.
+        store
+            .set_conversation_status(
+                tenant,
+                ack.conversation_id,
+                ConversationStatus::Resolved,
+                "eval",
+            )
+            .await?;
         let answer = trace["reply"]
             .as_str()
             .or_else(|| trace["draft"].as_str())
@@ -208,9 +262,28 @@ pub async fn run(
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
+            reasons: trace["reasons"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|r| r["reason"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            confidence: trace["confidence"].as_f64().unwrap_or_default(),
+            anger: trace["anger"].as_u64().unwrap_or_default(),
+            anger_probability: trace["anger_probability"].as_f64().unwrap_or_default(),
             facts_found,
             facts_expected: case.expected_facts.len(),
-            total_ms: trace["timings_ms"]["total"].as_f64().unwrap_or_default(),
+            total_ms,
+            stages_ms: trace["timings_ms"]
+                .as_object()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
             text: answer,
         });
     }
@@ -222,6 +295,7 @@ fn report(cases: Vec<CaseResult>) -> RepliesReport {
     let mut confusion = [[0usize; 3]; 3];
     let mut by_lang: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let (mut facts_found, mut facts_expected) = (0, 0);
     for c in &cases {
         let (e, g) = (c.expected_layer.clamp(1, 3), c.layer.clamp(1, 3));
@@ -233,6 +307,9 @@ fn report(cases: Vec<CaseResult>) -> RepliesReport {
             .entry(c.answer_kind.clone())
             .or_default()
             .push(c.total_ms);
+        for (stage, ms) in &c.stages_ms {
+            stages.entry(stage.clone()).or_default().push(*ms);
+        }
         facts_found += c.facts_found;
         facts_expected += c.facts_expected;
     }
@@ -258,13 +335,8 @@ fn report(cases: Vec<CaseResult>) -> RepliesReport {
             .into_iter()
             .map(|(lang, (ok, all))| (lang, ok as f64 / all.max(1) as f64))
             .collect(),
-        timings_ms: times
-            .into_iter()
-            .map(|(kind, mut t)| {
-                t.sort_by(|a, b| a.total_cmp(b));
-                (kind, (percentile(&t, 50.0), percentile(&t, 95.0)))
-            })
-            .collect(),
+        timings_ms: percentiles(times),
+        stage_timings_ms: percentiles(stages),
         cases,
     }
 }
@@ -288,9 +360,14 @@ mod tests {
             .into(),
             action: action.into(),
             answer_kind: kind.into(),
+            reasons: Vec::new(),
+            confidence: 0.9,
+            anger: 0,
+            anger_probability: 0.1,
             facts_found: 1,
             facts_expected: 2,
             total_ms: ms,
+            stages_ms: BTreeMap::from([("total".to_string(), ms)]),
             text: None,
         }
     }
@@ -310,6 +387,7 @@ mod tests {
         assert_eq!(report.layer_confusion[1][2], 1);
         assert_eq!(report.facts_recall, 0.5);
         assert_eq!(report.timings_ms["none"], (7.0, 7.0));
+        assert_eq!(report.stage_timings_ms["total"], (10.0, 20.0));
     }
 
     #[test]

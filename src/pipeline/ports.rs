@@ -85,6 +85,30 @@ pub trait Knowledge: Send + Sync {
     ) -> Result<Vec<KnowledgeHit>, StageError>;
 }
 
+/// What the chat model wrote, and what it cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Written {
+    /// Not part of the cost record.
+    #[serde(skip)]
+    pub text: String,
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values were reused, not run again.
+    pub reused_prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+impl Written {
+    /// Text with no cost recorded (fakes, cached results).
+    pub fn text(text: impl Into<String>) -> Written {
+        Written {
+            text: text.into(),
+            ..Written::default()
+        }
+    }
+}
+
 /// The chat model, for drafts and translations.
 #[async_trait]
 pub trait Writer: Send + Sync {
@@ -93,5 +117,5 @@ pub trait Writer: Send + Sync {
         &self,
         messages: Vec<ChatMessage>,
         max_tokens: usize,
-    ) -> Result<String, StageError>;
+    ) -> Result<Written, StageError>;
 }

@@ -49,7 +49,7 @@ const HISTORY_TURNS: usize = 6;
 /// most of a draft's latency on a CPU, so only the best few sources go in,
 /// each cut to its beginning.
 pub const MAX_SOURCES: usize = 3;
-const SOURCE_CHARS: usize = 450;
+const SOURCE_CHARS: usize = 400;
 const MESSAGE_CHARS: usize = 2000;
 
 /// The system prompt: who the model is and the rules it must follow. It

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::guard::{self, GuardContext, Violation};
 use super::policy::{self, Action, Decision, PolicySettings, Reason, Signals};
-use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer};
+use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer, Written};
 use super::prompt::{self, DraftRequest, Source, Turn};
 use super::templates;
 use crate::domain::{
@@ -113,6 +113,9 @@ pub struct Trace {
     /// `{"state": "done", "translation", "summary", "model", "timings_ms"}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<serde_json::Value>,
+    /// Tokens and time of the text the chat model wrote for this answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<Written>,
     pub timings_ms: BTreeMap<&'static str, f64>,
 }
 
@@ -150,6 +153,8 @@ struct Answer {
     text: String,
     generated: bool,
     sources: Vec<String>,
+    /// What generating it cost, when the chat model wrote it just now.
+    cost: Option<Written>,
 }
 
 /// Longest AI summary of a conversation, in tokens.
@@ -289,6 +294,7 @@ impl Pipeline {
                     text: answer.text,
                     generated: false,
                     sources: vec![format!("order:{}", order.record.order_number)],
+                    cost: None,
                 });
                 if late {
                     notes.push("order is past its expected delivery".into());
@@ -313,6 +319,7 @@ impl Pipeline {
                         text: a.text,
                         generated: false,
                         sources: vec![h.id.clone()],
+                        cost: None,
                     })
                 });
         }
@@ -509,6 +516,7 @@ impl Pipeline {
             models,
             notes,
             follow_up: follow_up.then(|| serde_json::json!({ "state": "queued" })),
+            generation: answer.as_ref().and_then(|a| a.cost.clone()),
             timings_ms: timings,
         };
         let trace_json = serde_json::to_value(&trace).map_err(|e| StageError {
@@ -653,7 +661,10 @@ impl Pipeline {
         let translation = if inbound.translation.is_none() && !same_language(&lang, &agent_language)
         {
             let t = Instant::now();
-            let translated = self.translate(inbound.text.as_str(), &agent_language).await;
+            let translated = self
+                .translate(inbound.text.as_str(), &agent_language)
+                .await
+                .map(|w| w.text);
             timings.insert("translate", ms(t));
             translated
         } else {
@@ -675,7 +686,7 @@ impl Pipeline {
             )
             .await
             .ok()
-            .map(|s| crate::domain::redact_card_numbers(s.trim()))
+            .map(|s| crate::domain::redact_card_numbers(s.text.trim()))
             .filter(|s| !s.is_empty());
         timings.insert("summary", ms(t));
 
@@ -733,6 +744,7 @@ impl Pipeline {
                 text,
                 generated: false,
                 sources: vec![hit.id.clone()],
+                cost: None,
             });
         }
         let key = (hit.id.clone(), lang.to_string());
@@ -742,6 +754,7 @@ impl Pipeline {
                 text: cached,
                 generated: true,
                 sources: vec![hit.id.clone()],
+                cost: None,
             });
         }
         let translated = self.translate(&text, lang).await;
@@ -751,13 +764,14 @@ impl Pipeline {
                     models.push(writer.model_id());
                 }
                 if let Ok(mut cache) = self.translations.lock() {
-                    cache.insert(key, t.clone());
+                    cache.insert(key, t.text.clone());
                 }
                 Some(Answer {
                     kind: "faq_translated",
-                    text: t,
+                    text: t.text.clone(),
                     generated: true,
                     sources: vec![hit.id.clone()],
+                    cost: Some(t),
                 })
             }
             None => {
@@ -804,17 +818,22 @@ impl Pipeline {
             message: text,
             max_words: 60,
         });
-        let out = writer.write(messages, self.config.draft_max_tokens).await?;
-        let out = out.trim().to_string();
+        let written = writer.write(messages, self.config.draft_max_tokens).await?;
+        let out = written.text.trim().to_string();
         Ok((!out.is_empty()).then(|| Answer {
             kind: "draft",
             text: out,
             generated: true,
-            sources: hits.iter().map(|h| h.id.clone()).collect(),
+            sources: hits
+                .iter()
+                .take(prompt::MAX_SOURCES)
+                .map(|h| h.id.clone())
+                .collect(),
+            cost: Some(written),
         }))
     }
 
-    async fn translate(&self, text: &str, to: &str) -> Option<String> {
+    async fn translate(&self, text: &str, to: &str) -> Option<Written> {
         let writer = self.writer.as_ref()?;
         let target = templates::language_name(to);
         // The system turn is the same for every translation, so the chat
@@ -833,9 +852,9 @@ impl Pipeline {
                 ),
             ),
         ];
-        let out = writer.write(messages, 160).await.ok()?;
-        let out = out.trim().to_string();
-        (!out.is_empty()).then_some(out)
+        let mut written = writer.write(messages, 160).await.ok()?;
+        written.text = written.text.trim().to_string();
+        (!written.text.is_empty()).then_some(written)
     }
 }
 
@@ -1071,8 +1090,8 @@ mod tests {
             &self,
             _messages: Vec<ChatMessage>,
             _max_tokens: usize,
-        ) -> Result<String, StageError> {
-            Ok(self.0.to_string())
+        ) -> Result<Written, StageError> {
+            Ok(Written::text(self.0))
         }
     }
 

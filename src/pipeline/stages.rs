@@ -11,7 +11,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer};
+use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer, Written};
 use crate::domain::TenantId;
 use crate::engine::{Engine, EngineError, ModelKind};
 use crate::inference::chat::{ChatMessage, GenerationParams};
@@ -96,7 +96,7 @@ impl Writer for EngineWriter {
         &self,
         messages: Vec<ChatMessage>,
         max_tokens: usize,
-    ) -> Result<String, StageError> {
+    ) -> Result<Written, StageError> {
         let failed = |err: EngineError| StageError {
             stage: "draft",
             retryable: matches!(
@@ -128,7 +128,14 @@ impl Writer for EngineWriter {
                 retryable: true,
             })?
             .map_err(failed)?;
-        Ok(generation.text)
+        Ok(Written {
+            prompt_tokens: generation.prompt_tokens,
+            reused_prompt_tokens: generation.reused_prompt_tokens,
+            completion_tokens: generation.completion_tokens,
+            prefill_ms: generation.prefill.as_secs_f64() * 1000.0,
+            decode_ms: generation.decode.as_secs_f64() * 1000.0,
+            text: generation.text,
+        })
     }
 }
 

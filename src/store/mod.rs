@@ -431,6 +431,16 @@ pub trait Store: Send + Sync + 'static {
         tenant: TenantId,
         decision: &NewDecision,
     ) -> Result<(Decision, bool), StoreError>;
+    /// Sets a conversation's status, with an audit event; a buyer's next
+    /// message after `resolved` starts a new conversation. False when the
+    /// tenant has no such conversation.
+    async fn set_conversation_status(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        status: ConversationStatus,
+        actor: &str,
+    ) -> Result<bool, StoreError>;
     /// Adds a follow-up's results to the decision on `message`, with an
     /// audit event; false when the message has no decision.
     async fn enrich_decision(

@@ -1177,6 +1177,41 @@ impl Store for SqliteStore {
         Ok((stored, false))
     }
 
+    async fn set_conversation_status(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        status: ConversationStatus,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed =
+            sqlx::query("UPDATE conversations SET status = ? WHERE tenant_id = ? AND id = ?")
+                .bind(enum_str(status))
+                .bind(tenant.to_string())
+                .bind(conversation.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_audit(
+            &mut tx,
+            Some(tenant),
+            &AuditEvent {
+                actor: actor.into(),
+                action: "conversation.status".into(),
+                subject_type: "conversation".into(),
+                subject_id: conversation.to_string(),
+                details: serde_json::json!({ "status": status }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn enrich_decision(
         &self,
         tenant: TenantId,
@@ -2018,12 +2053,31 @@ mod tests {
         let (store, _dir) = open().await;
         let shop = tenant_with_shop(&store, "t").await;
         let first = store.ingest(&shop, &inbound("m-1", "b"), 3).await.unwrap();
-        sqlx::query("UPDATE conversations SET status = 'resolved' WHERE id = ?")
-            .bind(first.conversation_id.to_string())
-            .execute(&store.writer)
+        let other = tenant_with_shop(&store, "other").await;
+        assert!(
+            !store
+                .set_conversation_status(
+                    other.tenant_id,
+                    first.conversation_id,
+                    ConversationStatus::Resolved,
+                    "agent"
+                )
+                .await
+                .unwrap(),
+            "another tenant cannot resolve it"
+        );
+        assert!(store
+            .set_conversation_status(
+                shop.tenant_id,
+                first.conversation_id,
+                ConversationStatus::Resolved,
+                "agent"
+            )
             .await
-            .unwrap();
+            .unwrap());
         let second = store.ingest(&shop, &inbound("m-2", "b"), 3).await.unwrap();
         assert_ne!(first.conversation_id, second.conversation_id);
+        let log = store.audit_log(shop.tenant_id, 100).await.unwrap();
+        assert!(log.iter().any(|r| r.event.action == "conversation.status"));
     }
 }
