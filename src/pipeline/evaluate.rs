@@ -83,6 +83,8 @@ pub struct CaseResult {
     /// Why the policy chose the layer (`anger`, `low_confidence`, ...).
     pub reasons: Vec<String>,
     pub confidence: f64,
+    /// Dense similarity of the best knowledge-base hit.
+    pub top_similarity: Option<f64>,
     pub anger: u64,
     pub anger_probability: f64,
     /// Expected facts found in the reply or draft, and how many there were.
@@ -271,6 +273,9 @@ pub async fn run(
                 })
                 .unwrap_or_default(),
             confidence: trace["confidence"].as_f64().unwrap_or_default(),
+            top_similarity: trace["sources"]
+                .as_array()
+                .and_then(|s| s.iter().find_map(|s| s["similarity"].as_f64())),
             anger: trace["anger"].as_u64().unwrap_or_default(),
             anger_probability: trace["anger_probability"].as_f64().unwrap_or_default(),
             facts_found,
@@ -362,6 +367,7 @@ mod tests {
             answer_kind: kind.into(),
             reasons: Vec::new(),
             confidence: 0.9,
+            top_similarity: None,
             anger: 0,
             anger_probability: 0.1,
             facts_found: 1,

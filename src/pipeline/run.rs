@@ -95,8 +95,8 @@ pub struct Trace {
     pub entities: Vec<(String, String)>,
     pub injection: Option<String>,
     pub sources: Vec<SourceRef>,
-    /// `order_status`, `catalogue`, `faq`, `faq_translated`, `draft`,
-    /// `holding` or `none`.
+    /// `order_status`, `catalogue`, `pleasantry`, `faq`, `faq_translated`,
+    /// `draft`, `holding` or `none`.
     pub answer_kind: String,
     pub order: Option<String>,
     pub layer: u8,
@@ -322,6 +322,23 @@ impl Pipeline {
                         cost: None,
                     })
                 });
+        }
+        if fast.is_none() {
+            let pleasantry = match understood.intent.as_str() {
+                "greeting" => Some(templates::Pleasantry::Greeting),
+                "thanks" => Some(templates::Pleasantry::Thanks),
+                "review" if understood.sentiment == "positive" => {
+                    Some(templates::Pleasantry::GoodReview)
+                }
+                _ => None,
+            };
+            fast = pleasantry.map(|kind| Answer {
+                kind: "pleasantry",
+                text: templates::pleasantry_reply(kind, &lang).text,
+                generated: false,
+                sources: Vec::new(),
+                cost: None,
+            });
         }
         if fast.is_none() {
             fast = self.faq_answer(&hits, &lang, &mut notes, &mut models).await;
@@ -1024,6 +1041,8 @@ mod tests {
                 ("order_status", 0.95)
             } else if lower.contains("ship") {
                 ("shipping_time_cost", 0.9)
+            } else if lower.contains("thank") {
+                ("thanks", 0.97)
             } else if lower.contains("broken") {
                 ("model_failure", 0.0)
             } else {
@@ -1291,6 +1310,25 @@ mod tests {
                 .contains("JT0123456789ID"),
             "the order-status answer is offered to the human"
         );
+    }
+
+    #[tokio::test]
+    async fn thanks_get_a_courteous_template_without_generation() {
+        let f = fixture().await;
+        let message = f.say("m-1", "nadia", "thank you so much").await;
+        let trace = f
+            .pipeline(Some("a generated reply"))
+            .process(f.shop.tenant_id, message, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(trace["layer"], 1, "{trace}");
+        assert_eq!(trace["answer_kind"], "pleasantry");
+        assert_eq!(
+            trace["reply"],
+            templates::pleasantry_reply(templates::Pleasantry::Thanks, "en").text
+        );
+        assert!(trace["timings_ms"].get("draft").is_none());
+        assert!(trace.get("generation").is_none());
     }
 
     #[tokio::test]

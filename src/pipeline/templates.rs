@@ -513,6 +513,80 @@ pub fn holding_reply(lang: &str) -> TemplatedAnswer {
     }
 }
 
+/// Messages that need a courteous answer and nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pleasantry {
+    /// "Hi", "anyone there?"
+    Greeting,
+    /// "Thank you!"
+    Thanks,
+    /// "Got it, five stars!"
+    GoodReview,
+}
+
+/// The shop's answer to a pleasantry, in the buyer's language.
+pub fn pleasantry_reply(kind: Pleasantry, lang: &str) -> TemplatedAnswer {
+    let lang = supported(lang);
+    let text = match (kind, lang) {
+        (Pleasantry::Greeting, "id") => {
+            "Halo kak, terima kasih sudah menghubungi kami! Ada yang bisa kami bantu?"
+        }
+        (Pleasantry::Greeting, "ms") => {
+            "Hai, terima kasih kerana menghubungi kami! Ada apa-apa yang boleh kami bantu?"
+        }
+        (Pleasantry::Greeting, "th") => "สวัสดีค่ะ ขอบคุณที่ติดต่อร้านนะคะ มีอะไรให้ช่วยไหมคะ",
+        (Pleasantry::Greeting, "vi") => {
+            "Chào bạn, cảm ơn bạn đã nhắn tin cho shop! Shop có thể giúp gì cho bạn ạ?"
+        }
+        (Pleasantry::Greeting, "tl") => {
+            "Hello po, salamat sa pag-message! Paano po namin kayo matutulungan?"
+        }
+        (Pleasantry::Greeting, "pt") => "Olá, obrigado por falar com a gente! Como podemos ajudar?",
+        (Pleasantry::Greeting, "es") => "¡Hola, gracias por escribirnos! ¿En qué podemos ayudarte?",
+        (Pleasantry::Greeting, "zh") => "您好，感谢联系我们！请问有什么可以帮您？",
+        (Pleasantry::Greeting, _) => "Hello, thanks for messaging us! How can we help you today?",
+        (Pleasantry::Thanks, "id") => "Sama-sama kak! Kalau ada pertanyaan lain, kabari kami ya.",
+        (Pleasantry::Thanks, "ms") => "Sama-sama! Jika ada soalan lain, beritahu kami ya.",
+        (Pleasantry::Thanks, "th") => "ยินดีค่ะ หากมีคำถามเพิ่มเติม ทักมาได้เลยนะคะ",
+        (Pleasantry::Thanks, "vi") => "Không có gì ạ! Nếu bạn cần gì thêm cứ nhắn shop nhé.",
+        (Pleasantry::Thanks, "tl") => {
+            "Walang anuman po! Mag-message lang po kung may iba pa kayong tanong."
+        }
+        (Pleasantry::Thanks, "pt") => "Por nada! Se precisar de mais alguma coisa, é só chamar.",
+        (Pleasantry::Thanks, "es") => "¡De nada! Si necesitas algo más, escríbenos.",
+        (Pleasantry::Thanks, "zh") => "不客气！如果还有其他问题，随时联系我们。",
+        (Pleasantry::Thanks, _) => {
+            "You're welcome! Let us know if there's anything else we can help with."
+        }
+        (Pleasantry::GoodReview, "id") => {
+            "Terima kasih banyak atas ulasannya kak! Senang sekali barangnya sesuai harapan."
+        }
+        (Pleasantry::GoodReview, "ms") => {
+            "Terima kasih banyak atas ulasan anda! Gembira barang itu memenuhi harapan anda."
+        }
+        (Pleasantry::GoodReview, "th") => "ขอบคุณมากสำหรับรีวิวค่ะ ดีใจที่ถูกใจสินค้านะคะ",
+        (Pleasantry::GoodReview, "vi") => {
+            "Cảm ơn bạn rất nhiều vì đã đánh giá! Shop rất vui vì bạn hài lòng với sản phẩm."
+        }
+        (Pleasantry::GoodReview, "tl") => {
+            "Maraming salamat po sa review! Natutuwa kami na nagustuhan ninyo."
+        }
+        (Pleasantry::GoodReview, "pt") => {
+            "Muito obrigado pela avaliação! Ficamos felizes que você gostou."
+        }
+        (Pleasantry::GoodReview, "es") => {
+            "¡Muchas gracias por tu reseña! Nos alegra que te haya gustado."
+        }
+        (Pleasantry::GoodReview, "zh") => "非常感谢您的评价！很高兴您喜欢我们的商品。",
+        (Pleasantry::GoodReview, _) => "Thank you so much for your review! We're glad you like it.",
+    };
+    TemplatedAnswer {
+        text: text.to_string(),
+        language: lang,
+        facts: Vec::new(),
+    }
+}
+
 fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
@@ -526,6 +600,23 @@ mod tests {
     use super::*;
     use crate::domain::PlatformBuyerId;
     use crate::store::{OrderItem, TrackingEvent};
+
+    #[test]
+    fn pleasantries_are_answered_in_every_supported_language() {
+        for kind in [
+            Pleasantry::Greeting,
+            Pleasantry::Thanks,
+            Pleasantry::GoodReview,
+        ] {
+            let english = pleasantry_reply(kind, "en").text;
+            for lang in ["id", "ms", "th", "vi", "tl", "pt", "es", "zh"] {
+                let answer = pleasantry_reply(kind, lang);
+                assert_eq!(answer.language, lang);
+                assert_ne!(answer.text, english, "{kind:?} in {lang}");
+            }
+            assert_eq!(pleasantry_reply(kind, "de").text, english, "fallback");
+        }
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
