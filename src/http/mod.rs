@@ -101,6 +101,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(v1::list_conversations))
         .routes(routes!(v1::get_conversation))
         .routes(routes!(v1::post_reply))
+        .routes(routes!(v1::put_status))
         .routes(routes!(orders::upsert_order, orders::list_orders))
         .routes(routes!(orders::get_order))
         .routes(routes!(health::healthz))

@@ -504,6 +504,68 @@ impl ReplyRequest {
     }
 }
 
+/// A conversation's new status.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    /// `open`, `pending` or `resolved`. After `resolved`, the buyer's next
+    /// message starts a new conversation.
+    pub status: String,
+}
+
+/// Set a conversation's status, e.g. resolve it once the buyer is helped.
+#[utoipa::path(
+    put,
+    path = "/api/v1/conversations/{id}/status",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = StatusRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The conversation with its new status", body = ConversationDto),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such conversation for this tenant", body = ErrorBody),
+        (status = 422, description = "Not a status", body = ErrorBody),
+    )
+)]
+pub async fn put_status(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<StatusRequest>,
+) -> Result<Json<ConversationDto>, ApiError> {
+    let id = parse_conversation_id(&id)?;
+    let status = serde_json::from_value::<ConversationStatus>(serde_json::Value::String(
+        request.status.clone(),
+    ))
+    .map_err(|_| {
+        ValidationError::new(
+            "status",
+            format!(
+                "must be open, pending or resolved, got {:?}",
+                request.status
+            ),
+        )
+    })?;
+    let not_found = || ApiError::NotFound {
+        what: format!("conversation {id}"),
+    };
+    if !state
+        .store
+        .set_conversation_status(tenant.id, id, status, &tenant.actor())
+        .await?
+    {
+        return Err(not_found());
+    }
+    let detail = state
+        .store
+        .conversation(tenant.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(detail.summary.into()))
+}
+
 /// Reply to a conversation (or add an internal note) as an agent or integration.
 #[utoipa::path(
     post,

@@ -467,6 +467,61 @@ async fn replies_and_notes_are_stored_in_order_and_idempotent() {
 }
 
 #[tokio::test]
+async fn a_resolved_conversation_ends_and_the_next_message_starts_another() {
+    let (app, _dir) = spawn_app().await;
+    let first: Value = app
+        .ingest(&message("demo-web", "s-1", "b-7", "Do you ship to Brazil?"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = first["conversation_id"].as_str().unwrap();
+    let put = |url: String, body: Value| {
+        app.client
+            .put(app.url(&url))
+            .bearer_auth(&app.token)
+            .json(&body)
+            .send()
+    };
+    let status_url = format!("/api/v1/conversations/{id}/status");
+
+    let bad = put(status_url.clone(), json!({"status": "closed"}))
+        .await
+        .unwrap();
+    let (code, kind, detail) = error_of(bad).await;
+    assert_eq!((code, kind.as_str()), (422, "invalid_request"), "{detail}");
+    assert!(detail.contains("open, pending or resolved"), "{detail}");
+    let unknown = put(
+        "/api/v1/conversations/01936d6e-7d4b-7000-8000-000000000000/status".into(),
+        json!({"status": "resolved"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let detail = app.get_json(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(
+        detail["status"], "open",
+        "bad input changes nothing"
+    );
+
+    let resolved = put(status_url, json!({"status": "resolved"}))
+        .await
+        .unwrap();
+    assert_eq!(resolved.status(), 200);
+    let resolved: Value = resolved.json().await.unwrap();
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["id"], id);
+
+    let next: Value = app
+        .ingest(&message("demo-web", "s-2", "b-7", "One more question"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(next["conversation_id"], first["conversation_id"]);
+}
+
+#[tokio::test]
 async fn conversation_list_filters_and_pages() {
     let (app, _dir) = spawn_app().await;
     for i in 0..7 {
