@@ -154,6 +154,8 @@ pub struct QueueSettings {
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     pub poll_interval_ms: u64,
+    /// Hours done jobs are kept; 0 keeps them forever.
+    pub keep_done_hours: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

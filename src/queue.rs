@@ -84,6 +84,24 @@ impl JobHandler for MarkProcessed {
     }
 }
 
+/// How often finished jobs are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+async fn prune_done_jobs(store: Arc<dyn Store>, hours: u64, cancel: CancellationToken) {
+    loop {
+        let before = Utc::now() - chrono::Duration::hours(hours.min(1_000_000) as i64);
+        match store.prune_done_jobs(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, keep_done_hours = hours, "pruned done jobs"),
+            Err(err) => tracing::warn!(error = %err, "could not prune done jobs"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = cancel.cancelled() => break,
+        }
+    }
+}
+
 /// Delay before attempt `attempt + 1`: base * 2^(attempt-1), capped, with up
 /// to 25% random jitter taken off so retries of a burst spread out.
 pub fn backoff(settings: &QueueSettings, attempt: u32, jitter: f64) -> Duration {
@@ -125,9 +143,18 @@ impl Queue {
     }
 
     /// Starts the workers; they run until `cancel` fires, then release their
-    /// leases and end.
+    /// leases and end. With `keep_done_hours` set, a task also deletes done
+    /// jobs older than that, at start and every hour.
     pub fn spawn(&self, cancel: CancellationToken) -> JoinSet<()> {
         let mut set = JoinSet::new();
+        if self.settings.keep_done_hours > 0 {
+            let (store, hours, cancel) = (
+                self.store.clone(),
+                self.settings.keep_done_hours,
+                cancel.clone(),
+            );
+            set.spawn(async move { prune_done_jobs(store, hours, cancel).await });
+        }
         let process = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
         for index in 0..self.settings.workers {
             let worker = self.clone();

@@ -504,6 +504,9 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back every job `owner` holds, without counting the attempt.
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;
     async fn job_counts(&self) -> Result<JobCounts, StoreError>;
+    /// Deletes jobs that finished before `before` (not dead ones, which
+    /// wait for a person); returns how many.
+    async fn prune_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Marks an inbound message as processed by the pipeline.
     async fn mark_processed(&self, message: MessageId) -> Result<(), StoreError>;
 }

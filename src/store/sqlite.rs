@@ -1608,6 +1608,17 @@ impl Store for SqliteStore {
         Ok(released)
     }
 
+    async fn prune_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let pruned = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < ?")
+            .bind(ts(before))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
     async fn job_counts(&self) -> Result<JobCounts, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
@@ -1959,6 +1970,39 @@ mod tests {
             detail.messages[0].translation.as_deref(),
             Some("Where is my parcel SPE-1?")
         );
+    }
+
+    #[tokio::test]
+    async fn old_done_jobs_are_pruned_and_others_kept() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        for id in ["m-1", "m-2", "m-3"] {
+            store.ingest(&shop, &inbound(id, "b"), 1).await.unwrap();
+        }
+        let lease = |limit| LeaseRequest {
+            owner: "w",
+            limit,
+            lease: chrono::Duration::seconds(30),
+        };
+        let jobs = store.lease_jobs(lease(2)).await.unwrap();
+        assert!(store.complete_job(jobs[0].id, "w").await.unwrap());
+        store
+            .fail_job(jobs[1].id, "w", "broken", JobFailure::Dead)
+            .await
+            .unwrap();
+
+        let kept = store
+            .prune_done_jobs(Utc::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(kept, 0, "a job done just now is kept");
+        let pruned = store
+            .prune_done_jobs(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(pruned, 1, "only the done job goes");
+        let counts = store.job_counts().await.unwrap();
+        assert_eq!((counts.done, counts.dead, counts.queued), (0, 1, 1));
     }
 
     #[tokio::test]
