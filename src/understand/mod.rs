@@ -12,6 +12,7 @@
 
 mod classifier;
 mod embed;
+pub mod ngrams;
 pub mod entities;
 pub mod exemplars;
 pub mod human;
@@ -21,7 +22,7 @@ pub mod repeat;
 mod understander;
 
 pub use classifier::{
-    ClassWeighting, FitReport, LinearHead, Prediction, TrainConfig, OUT_OF_SCOPE,
+    ClassWeighting, FitReport, LinearHead, Prediction, Scaling, TrainConfig, OUT_OF_SCOPE,
 };
 pub use embed::{CachedEmbedder, QueryEmbedder};
 pub use exemplars::{Example, ExemplarSet, TextClassifier};
