@@ -12,11 +12,11 @@
 
 mod classifier;
 mod embed;
-pub mod ngrams;
 pub mod entities;
 pub mod exemplars;
 pub mod human;
 pub mod lang;
+pub mod ngrams;
 pub mod reload;
 pub mod repeat;
 mod understander;

@@ -75,10 +75,11 @@ fn counts(text: &str, buckets: usize) -> Vec<(usize, u32)> {
     for n in MIN_N..=MAX_N {
         for gram in chars.windows(n) {
             // FNV-1a over the characters and the n-gram's length.
-            let h = gram.iter().fold(
-                (2166136261u32 ^ n as u32).wrapping_mul(16777619),
-                |h, c| (h ^ *c as u32).wrapping_mul(16777619),
-            );
+            let h = gram
+                .iter()
+                .fold((2166136261u32 ^ n as u32).wrapping_mul(16777619), |h, c| {
+                    (h ^ *c as u32).wrapping_mul(16777619)
+                });
             hits.push(h as usize % buckets);
         }
     }
