@@ -920,6 +920,34 @@ mod tests {
     }
 
     #[test]
+    fn leading_scaling_standardises_only_the_embedding_block() {
+        let (vectors, labels) = clusters(10);
+        let config = TrainConfig {
+            scaling: Scaling::Leading {
+                dims: 3,
+                scale: 0.5,
+            },
+            ..TrainConfig::default()
+        };
+        let head = LinearHead::fit(&vectors, &labels, &config).unwrap();
+        let plain = LinearHead::fit(&vectors, &labels, &TrainConfig::default()).unwrap();
+        for d in 0..3 {
+            assert!((head.inv_std[d] - 0.5 * plain.inv_std[d]).abs() < 1e-6);
+            assert_eq!(head.mean[d], plain.mean[d]);
+        }
+        assert!(head.inv_std[3..].iter().all(|s| *s == 1.0));
+        assert!(head.mean[3..].iter().all(|m| *m == 0.0));
+        let too_many = TrainConfig {
+            scaling: Scaling::Leading {
+                dims: 9,
+                scale: 0.5,
+            },
+            ..TrainConfig::default()
+        };
+        assert!(LinearHead::fit(&vectors, &labels, &too_many).is_err());
+    }
+
+    #[test]
     fn bad_input_is_an_error_not_a_panic() {
         let cfg = TrainConfig::default();
         assert!(LinearHead::fit::<&str>(&[], &[], &cfg).is_err());
