@@ -64,6 +64,15 @@ pub struct PipelineSettings {
     pub intents_dir: String,
     /// Sentiment, anger and urgency exemplars; empty for none.
     pub sentiment_dir: String,
+    /// How often the exemplar folders are checked for changes (seconds);
+    /// a change retrains the classifiers in the background. 0 turns the
+    /// check off (`POST /api/v1/understand/reload` still retrains).
+    #[serde(default = "default_exemplars_poll_secs")]
+    pub exemplars_poll_secs: u64,
+}
+
+fn default_exemplars_poll_secs() -> u64 {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -27,6 +27,8 @@ const MODEL_TOKENS: &str = "kedai_model_tokens_total";
 const MODEL_FORWARD: &str = "kedai_model_forward_duration_seconds";
 const MODEL_REQUEST: &str = "kedai_model_request_duration_seconds";
 const MODEL_QUEUE_WAIT: &str = "kedai_model_queue_wait_seconds";
+const UNDERSTAND_RELOADS: &str = "kedai_understand_reloads_total";
+const UNDERSTAND_EXEMPLARS: &str = "kedai_understand_exemplars";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle;
 /// later calls (several servers in one test process) share it.
@@ -127,6 +129,15 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time a model request waited in its queue before its worker took it."
     );
+    describe_counter!(
+        UNDERSTAND_RELOADS,
+        "Trainings of the understand stage's classifiers from the exemplar folders, by trigger \
+         (start, api, watch) and outcome (ok, error)."
+    );
+    describe_gauge!(
+        UNDERSTAND_EXEMPLARS,
+        "Exemplars the classifiers in use were trained on, by kind (intent, sentiment)."
+    );
 }
 
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
@@ -216,4 +227,13 @@ pub fn model_request(model: &str, outcome: &'static str, elapsed: Duration) {
 
 pub fn model_queue_wait(model: &str, waited: Duration) {
     histogram!(MODEL_QUEUE_WAIT, "model" => model.to_owned()).record(waited.as_secs_f64());
+}
+
+pub fn understand_reload(trigger: &'static str, outcome: &'static str) {
+    counter!(UNDERSTAND_RELOADS, "trigger" => trigger, "outcome" => outcome).increment(1);
+}
+
+pub fn understand_exemplars(intents: usize, sentiment: usize) {
+    gauge!(UNDERSTAND_EXEMPLARS, "kind" => "intent").set(intents as f64);
+    gauge!(UNDERSTAND_EXEMPLARS, "kind" => "sentiment").set(sentiment as f64);
 }

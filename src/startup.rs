@@ -139,14 +139,20 @@ impl Application {
         if demo.is_some() {
             seed_demo_orders(store.as_ref(), &settings.kb.demo_orders).await;
         }
-        let handler: Arc<dyn JobHandler> = match (options.handler, kb_embedder) {
+        // The understand stage, shared by the pipeline and the reload
+        // endpoint; none without the embedding model.
+        let understand = match (&options.handler, &kb_embedder) {
+            (None, Some(embedder)) => Some(understand_stage(&settings, embedder.clone())),
+            _ => None,
+        };
+        let handler: Arc<dyn JobHandler> = match (options.handler, understand.clone()) {
             (Some(handler), _) => handler,
-            (None, Some(embedder)) => Arc::new(reply_pipeline(
+            (None, Some(understand)) => Arc::new(reply_pipeline(
                 &settings,
                 store.clone(),
                 kb.clone(),
                 engine.clone(),
-                embedder,
+                understand,
             )),
             // Without the embedding model nothing can be understood: messages
             // are stored and marked, and wait for a human.
@@ -171,6 +177,7 @@ impl Application {
             metrics,
             kb,
             engine,
+            understand,
         };
         let listener = TcpListener::bind(settings.server.listen)
             .await
@@ -203,6 +210,10 @@ impl Application {
     /// workers and hands their leased jobs back to the queue.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut workers = self.state.queue.spawn(shutdown.child_token());
+        let poll = self.settings.pipeline.exemplars_poll_secs;
+        if let (Some(understand), true) = (&self.state.understand, poll > 0) {
+            understand.watch(Duration::from_secs(poll), shutdown.child_token());
+        }
         tokio::spawn(warm_kb_indexes(
             self.state.store.clone(),
             self.state.kb.clone(),
@@ -295,42 +306,48 @@ impl PipelineHarness {
             app.state.store.clone(),
             app.state.kb.clone(),
             engine,
-            embedder,
+            understand_stage(&settings, embedder),
         );
         Ok(PipelineHarness { app, pipeline })
     }
 }
 
 /// The reply pipeline over the real stages: the understand stage (trained
-/// from the exemplar folders when the first message needs it), the
+/// from the exemplar folders), the
 /// knowledge base and the runtime's chat model.
 fn reply_pipeline(
     settings: &Settings,
     store: Arc<dyn Store>,
     kb: Arc<KbService>,
     engine: Engine,
-    embedder: Arc<dyn Embedder>,
+    understand: Arc<UnderstandStage>,
 ) -> Pipeline {
+    Pipeline::new(
+        store,
+        understand,
+        Some(Arc::new(KbKnowledge { kb })),
+        Some(Arc::new(EngineWriter { engine })),
+        settings.policy.clone(),
+        PipelineConfig::from(&settings.pipeline),
+    )
+}
+
+/// The understand stage over the configured exemplar folders; its training
+/// starts at once, in the background.
+fn understand_stage(settings: &Settings, embedder: Arc<dyn Embedder>) -> Arc<UnderstandStage> {
     let optional =
         |dir: &str| (!dir.trim().is_empty()).then(|| std::path::PathBuf::from(dir.trim()));
-    let understand = UnderstandStage::new(
+    let stage = Arc::new(UnderstandStage::new(
         embedder,
         UnderstandSources {
             intents_dir: std::path::PathBuf::from(settings.pipeline.intents_dir.trim()),
             sentiment_dir: optional(&settings.pipeline.sentiment_dir),
             cache_dir: settings.models.cache_dir().join("embeddings"),
         },
-    );
+    ));
     // Train now, in the background, rather than when the first buyer writes.
-    understand.start_training();
-    Pipeline::new(
-        store,
-        Arc::new(understand),
-        Some(Arc::new(KbKnowledge { kb })),
-        Some(Arc::new(EngineWriter { engine })),
-        settings.policy.clone(),
-        PipelineConfig::from(&settings.pipeline),
-    )
+    stage.start_training();
+    stage
 }
 
 /// Imports the demo orders into the demo tenant (first start only). A broken

@@ -10,6 +10,7 @@ pub mod health;
 pub mod kb;
 pub mod openai;
 pub mod orders;
+pub mod understand;
 pub mod v1;
 
 use std::sync::Arc;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub kb: Arc<crate::kb::KbService>,
     /// The model runtime behind `/v1`.
     pub engine: Engine,
+    /// The reply pipeline's understand stage, retrained by
+    /// `POST /api/v1/understand/reload`; `None` without an embedding model.
+    pub understand: Option<Arc<crate::pipeline::stages::UnderstandStage>>,
 }
 
 #[derive(OpenApi)]
@@ -79,6 +83,7 @@ pub struct AppState {
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "knowledge base", description = "FAQ, policies, products and shipping rules, and hybrid search over them"),
         (name = "openai", description = "OpenAI-compatible endpoints over the local models"),
+        (name = "understand", description = "The intent and sentiment classifiers and their exemplars"),
     )
 )]
 struct ApiDoc;
@@ -114,6 +119,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openai::list_models))
         .routes(routes!(openai::embeddings))
         .routes(routes!(openai::chat_completions))
+        .routes(routes!(understand::reload))
 }
 
 /// The OpenAPI document, generated from the handlers' annotations, so it

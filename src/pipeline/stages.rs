@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -18,8 +19,10 @@ use crate::inference::chat::{ChatMessage, GenerationParams};
 use crate::inference::EmbedRole;
 use crate::kb::service::MAX_QUERY_CHARS;
 use crate::kb::{Embedder, KbError, KbQuery, KbService};
-use crate::understand::{CachedEmbedder, QueryEmbedder};
-use crate::understand::{Heads, UnderstandError, Understander};
+use crate::understand::{
+    retrain, CachedEmbedder, ExemplarSources, Heads, QueryEmbedder, TrainConfig, TrainingReport,
+    UnderstandError, Understander,
+};
 
 /// Knowledge-base search for the pipeline.
 pub struct KbKnowledge {
@@ -166,14 +169,49 @@ pub struct UnderstandSources {
     pub cache_dir: PathBuf,
 }
 
+impl UnderstandSources {
+    fn exemplars(&self) -> ExemplarSources {
+        ExemplarSources {
+            intents_dir: self.intents_dir.clone(),
+            sentiment_dir: self.sentiment_dir.clone(),
+        }
+    }
+}
+
 /// The understand stage. Its classifiers are trained on a background
 /// thread the first time a message needs them (seconds when the exemplar
 /// vectors are cached, about half a minute on a fresh install); messages
-/// that arrive meanwhile wait for it.
+/// that arrive meanwhile wait for it. Afterwards they retrain from the
+/// exemplar folders on [`UnderstandStage::reload`] (the API's reload
+/// endpoint, and [`UnderstandStage::watch`] when the files change): the new
+/// heads replace the old in one swap, messages keep being understood with
+/// the old ones while training runs, and exemplars with a bad line are
+/// rejected whole so the old heads stay.
 pub struct UnderstandStage {
-    ready: Arc<OnceLock<Arc<Understander>>>,
-    failure: Arc<Mutex<Option<String>>>,
-    start: Mutex<Option<(Arc<dyn Embedder>, UnderstandSources)>>,
+    inner: Arc<StageInner>,
+}
+
+struct StageInner {
+    ready: OnceLock<Arc<Understander>>,
+    failure: Mutex<Option<String>>,
+    /// Where heads are trained from; `None` for a stage built trained.
+    source: Option<(Arc<dyn Embedder>, UnderstandSources)>,
+    started: AtomicBool,
+}
+
+/// Why the understand stage could not retrain.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The exemplar files are wrong (a bad line, a missing folder): the
+    /// message names the file and line.
+    #[error("{0}")]
+    Exemplars(String),
+    /// This stage has no exemplar folders (it was built already trained).
+    #[error("this understand stage was built already trained and has no exemplar folders")]
+    NoSources,
+    /// Embedding or fitting failed.
+    #[error("training failed: {0}")]
+    Training(String),
 }
 
 /// Probability of "at least annoyed" below which a message whose most
@@ -190,67 +228,116 @@ impl UnderstandStage {
     /// A stage that trains on first use.
     pub fn new(embedder: Arc<dyn Embedder>, sources: UnderstandSources) -> UnderstandStage {
         UnderstandStage {
-            ready: Arc::new(OnceLock::new()),
-            failure: Arc::new(Mutex::new(None)),
-            start: Mutex::new(Some((embedder, sources))),
+            inner: Arc::new(StageInner {
+                ready: OnceLock::new(),
+                failure: Mutex::new(None),
+                source: Some((embedder, sources)),
+                started: AtomicBool::new(false),
+            }),
         }
     }
 
     /// A stage over an understander that is already trained.
     pub fn ready(understander: Arc<Understander>) -> UnderstandStage {
-        let ready = Arc::new(OnceLock::new());
+        let ready = OnceLock::new();
         let _ = ready.set(understander);
         UnderstandStage {
-            ready,
-            failure: Arc::new(Mutex::new(None)),
-            start: Mutex::new(None),
+            inner: Arc::new(StageInner {
+                ready,
+                failure: Mutex::new(None),
+                source: None,
+                started: AtomicBool::new(true),
+            }),
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.get().is_some()
+        self.inner.ready.get().is_some()
     }
 
     /// Starts training unless it has started already.
     pub fn start_training(&self) {
-        let Some((embedder, sources)) = self.start.lock().unwrap_or_else(|e| e.into_inner()).take()
-        else {
+        if self.inner.source.is_none() || self.inner.started.swap(true, Ordering::SeqCst) {
             return;
-        };
-        let (cell, failed) = (self.ready.clone(), self.failure.clone());
+        }
+        let inner = self.inner.clone();
         let spawned = std::thread::Builder::new()
             .name("kedai-understand-train".into())
-            .spawn(move || {
-                let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-                let started = Instant::now();
-                match train(embedder, &sources) {
-                    Ok(understander) => {
-                        tracing::info!(
-                            seconds = started.elapsed().as_secs_f64(),
-                            "understand stage trained"
-                        );
-                        let _ = cell.set(Arc::new(understander));
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "understand stage failed to train");
-                        *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
-                    }
+            .spawn(move || match inner.retrain("start") {
+                Ok(report) => tracing::info!(
+                    seconds = report.seconds,
+                    exemplars = report.exemplars,
+                    "understand stage trained"
+                ),
+                Err(err) => {
+                    tracing::error!(error = %err, "understand stage failed to train");
                 }
             });
         if let Err(err) = spawned {
-            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+            *self.inner.failure.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(format!("cannot start its thread: {err}"));
         }
+    }
+
+    /// Retrains every head from the exemplar folders now and swaps them in;
+    /// on an error the heads in use stay. Waits for a training already
+    /// running to finish first.
+    pub async fn reload(&self) -> Result<TrainingReport, ReloadError> {
+        self.inner.started.store(true, Ordering::SeqCst);
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.retrain("api"))
+            .await
+            .map_err(|e| ReloadError::Training(format!("the training task failed: {e}")))?
+    }
+
+    /// Polls the exemplar folders every `every` (file names, sizes and
+    /// modification times) and retrains when they change, until `stop`
+    /// fires. Changes before the first training need nothing: it reads the
+    /// files as they are then.
+    pub fn watch(
+        &self,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let sources = self.inner.source.as_ref()?.1.exemplars();
+        let inner = self.inner.clone();
+        // Taken now, not when the task first runs, so a change made right
+        // after this call is not mistaken for the starting state.
+        let mut seen = sources.fingerprint();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let now = sources.fingerprint();
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                if !inner.started.load(Ordering::SeqCst) {
+                    continue;
+                }
+                tracing::info!(
+                    dir = %sources.intents_dir.display(),
+                    "exemplar files changed; retraining the classifiers"
+                );
+                let training = inner.clone();
+                // Errors are logged (with FILE:LINE) and counted by retrain.
+                let _ = tokio::task::spawn_blocking(move || training.retrain("watch")).await;
+            }
+        }))
     }
 
     async fn understander(&self) -> Result<Arc<Understander>, StageError> {
         self.start_training();
         let waited = Instant::now();
         loop {
-            if let Some(understander) = self.ready.get() {
+            if let Some(understander) = self.inner.ready.get() {
                 return Ok(understander.clone());
             }
             if let Some(failure) = self
+                .inner
                 .failure
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -274,22 +361,82 @@ impl UnderstandStage {
     }
 }
 
+impl StageInner {
+    /// One training from the folders, swapped in on success. Blocks.
+    fn retrain(&self, trigger: &'static str) -> Result<TrainingReport, ReloadError> {
+        let (embedder, sources) = self.source.as_ref().ok_or(ReloadError::NoSources)?;
+        let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = train(embedder.clone(), sources).and_then(|(heads, report)| {
+            match self.ready.get() {
+                Some(understander) => understander.replace_heads(heads)?,
+                None => {
+                    let understander =
+                        Understander::new(Arc::new(SharedQueryEmbedder(embedder.clone())), heads)?;
+                    if let Err(understander) = self.ready.set(Arc::new(understander)) {
+                        // Set meanwhile by another path: keep that one, newest heads.
+                        let heads = understander.heads().as_ref().clone();
+                        if let Some(current) = self.ready.get() {
+                            current.replace_heads(heads)?;
+                        }
+                    }
+                }
+            }
+            Ok(report)
+        });
+        match outcome {
+            Ok(report) => {
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                crate::metrics::understand_reload(trigger, "ok");
+                crate::metrics::understand_exemplars(
+                    report.intents.values().sum(),
+                    report.sentiment.values().sum(),
+                );
+                if trigger != "start" {
+                    tracing::info!(
+                        trigger,
+                        seconds = report.seconds,
+                        exemplars = report.exemplars,
+                        intents = report.intents.len(),
+                        "classifiers retrained and swapped in"
+                    );
+                }
+                Ok(report)
+            }
+            Err(err) => {
+                crate::metrics::understand_reload(trigger, "error");
+                let kept = self.ready.get().is_some();
+                let error = match err {
+                    UnderstandError::BadExemplar { .. } | UnderstandError::Exemplars { .. } => {
+                        ReloadError::Exemplars(err.to_string())
+                    }
+                    other => ReloadError::Training(other.to_string()),
+                };
+                if kept {
+                    tracing::error!(
+                        trigger,
+                        error = %error,
+                        "exemplars rejected; the classifiers keep their previous training"
+                    );
+                } else {
+                    *self.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(error.to_string());
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
 fn train(
     embedder: Arc<dyn Embedder>,
     sources: &UnderstandSources,
-) -> Result<Understander, UnderstandError> {
+) -> Result<(Heads, TrainingReport), UnderstandError> {
     std::fs::create_dir_all(&sources.cache_dir).map_err(|source| UnderstandError::Cache {
         path: sources.cache_dir.clone(),
         source,
     })?;
-    let cached = CachedEmbedder::open(SharedQueryEmbedder(embedder.clone()), &sources.cache_dir)?;
-    let heads = Heads::from_dirs(
-        &cached,
-        &sources.intents_dir,
-        sources.sentiment_dir.as_deref(),
-        &Default::default(),
-    )?;
-    Understander::new(Arc::new(SharedQueryEmbedder(embedder)), heads)
+    let cached = CachedEmbedder::open(SharedQueryEmbedder(embedder), &sources.cache_dir)?;
+    retrain(&cached, &sources.exemplars(), &TrainConfig::default())
 }
 
 #[async_trait]

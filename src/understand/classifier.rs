@@ -34,6 +34,21 @@ pub struct TrainConfig {
     pub out_of_scope_label: String,
     /// How examples of frequent and rare labels are weighed in the loss.
     pub weighting: ClassWeighting,
+    /// How input dimensions are scaled before fitting.
+    pub scaling: Scaling,
+}
+
+/// How a head scales its input dimensions before fitting (the same scaling
+/// is applied to every vector it classifies).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scaling {
+    /// Every dimension standardised to zero mean and unit variance.
+    Standardise,
+    /// The first `dims` dimensions (a sentence embedding) standardised and
+    /// then multiplied by `scale`; the rest (unit-length sparse features,
+    /// such as hashed n-grams) used as they are. A small `scale` penalises
+    /// the embedding's weights more, balancing the two blocks.
+    Leading { dims: usize, scale: f32 },
 }
 
 /// Weighing of labels in the training loss.
@@ -67,6 +82,7 @@ impl Default for TrainConfig {
             holdout_fraction: 0.2,
             out_of_scope_label: OUT_OF_SCOPE.to_owned(),
             weighting: ClassWeighting::Uniform,
+            scaling: Scaling::Standardise,
         }
     }
 }
@@ -129,7 +145,7 @@ impl LinearHead {
         config: &TrainConfig,
     ) -> Result<LinearHead, UnderstandError> {
         let started = std::time::Instant::now();
-        let data = Dataset::new(vectors, labels)?;
+        let data = Dataset::new(vectors, labels, config.scaling)?;
         if config.l2_grid.is_empty() || config.l2_grid.iter().any(|l| l.is_nan() || *l < 0.0) {
             return Err(UnderstandError::Invalid(
                 "l2_grid must hold at least one non-negative penalty".into(),
@@ -343,6 +359,7 @@ impl<'a> Dataset<'a> {
     fn new<S: AsRef<str>>(
         vectors: &'a [Vec<f32>],
         labels: &[S],
+        scaling: Scaling,
     ) -> Result<Dataset<'a>, UnderstandError> {
         if vectors.len() != labels.len() {
             return Err(UnderstandError::Invalid(format!(
@@ -398,10 +415,20 @@ impl<'a> Dataset<'a> {
                 *s += (f64::from(*x) - m).powi(2);
             }
         }
-        let inv_std = var
+        let mut inv_std: Vec<f32> = var
             .iter()
             .map(|s| (1.0 / ((s / n).sqrt() + 1e-6)) as f32)
             .collect();
+        if let Scaling::Leading { dims, scale } = scaling {
+            if dims > dim || !scale.is_finite() || scale <= 0.0 {
+                return Err(UnderstandError::Invalid(format!(
+                    "scaling of the first {dims} of {dim} dimensions by {scale} is not possible"
+                )));
+            }
+            inv_std[..dims].iter_mut().for_each(|s| *s *= scale);
+            inv_std[dims..].iter_mut().for_each(|s| *s = 1.0);
+            mean[dims..].iter_mut().for_each(|m| *m = 0.0);
+        }
         Ok(Dataset {
             vectors,
             labels: sorted,
@@ -890,6 +917,34 @@ mod tests {
         let p_uniform = uniform.probabilities(&probe).unwrap()[1];
         let p_balanced = balanced.probabilities(&probe).unwrap()[1];
         assert!(p_balanced > p_uniform, "{p_balanced} vs {p_uniform}");
+    }
+
+    #[test]
+    fn leading_scaling_standardises_only_the_embedding_block() {
+        let (vectors, labels) = clusters(10);
+        let config = TrainConfig {
+            scaling: Scaling::Leading {
+                dims: 3,
+                scale: 0.5,
+            },
+            ..TrainConfig::default()
+        };
+        let head = LinearHead::fit(&vectors, &labels, &config).unwrap();
+        let plain = LinearHead::fit(&vectors, &labels, &TrainConfig::default()).unwrap();
+        for d in 0..3 {
+            assert!((head.inv_std[d] - 0.5 * plain.inv_std[d]).abs() < 1e-6);
+            assert_eq!(head.mean[d], plain.mean[d]);
+        }
+        assert!(head.inv_std[3..].iter().all(|s| *s == 1.0));
+        assert!(head.mean[3..].iter().all(|m| *m == 0.0));
+        let too_many = TrainConfig {
+            scaling: Scaling::Leading {
+                dims: 9,
+                scale: 0.5,
+            },
+            ..TrainConfig::default()
+        };
+        assert!(LinearHead::fit(&vectors, &labels, &too_many).is_err());
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! `anger` and `urgent`), and [`TextClassifier`], a [`LinearHead`] bound to
 //! the embedding model it was trained on.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::classifier::{LinearHead, Prediction, TrainConfig};
 use super::{QueryEmbedder, UnderstandError};
@@ -65,7 +66,15 @@ pub fn jsonl_files(dir: &Path) -> Result<Vec<PathBuf>, UnderstandError> {
     Ok(files)
 }
 
-fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, UnderstandError> {
+/// The longest label an exemplar may carry.
+const MAX_LABEL_CHARS: usize = 64;
+
+/// The lines of `path` that are not blank, parsed, with their 1-based
+/// line numbers. A line that is not the expected JSON object is an error
+/// naming `FILE:LINE`.
+fn read_lines<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Result<Vec<(usize, T)>, UnderstandError> {
     let raw = std::fs::read_to_string(path).map_err(|e| UnderstandError::Exemplars {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -74,10 +83,81 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Under
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(n, line)| {
-            serde_json::from_str(line).map_err(|e| UnderstandError::Exemplars {
-                path: path.to_path_buf(),
-                reason: format!("line {}: {e}", n + 1),
-            })
+            serde_json::from_str(line)
+                .map(|value| (n + 1, value))
+                .map_err(|e| bad_line(path, n + 1, e.to_string()))
+        })
+        .collect()
+}
+
+fn bad_line(path: &Path, line: usize, reason: impl Into<String>) -> UnderstandError {
+    UnderstandError::BadExemplar {
+        path: path.to_path_buf(),
+        line,
+        reason: reason.into(),
+    }
+}
+
+fn check_text(path: &Path, line: usize, text: &str) -> Result<(), UnderstandError> {
+    if text.trim().is_empty() {
+        return Err(bad_line(path, line, "`text` is empty"));
+    }
+    Ok(())
+}
+
+fn check_label(path: &Path, line: usize, label: &str) -> Result<(), UnderstandError> {
+    let len = label.chars().count();
+    if label.trim().is_empty() {
+        return Err(bad_line(path, line, "`label` is empty"));
+    }
+    if len > MAX_LABEL_CHARS || label.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad_line(
+            path,
+            line,
+            format!(
+                "`label` must be at most {MAX_LABEL_CHARS} characters with no spaces, got {label:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The intent exemplars of one file, checked line by line.
+fn read_intent_file(file: &Path) -> Result<Vec<Example>, UnderstandError> {
+    read_lines::<IntentLine>(file)?
+        .into_iter()
+        .map(|(n, l)| {
+            check_text(file, n, &l.text)?;
+            check_label(file, n, &l.label)?;
+            Ok(Example::new(l.text, l.label))
+        })
+        .collect()
+}
+
+/// The sentiment exemplars of one file, checked line by line.
+fn read_sentiment_file(file: &Path) -> Result<Vec<SentimentExample>, UnderstandError> {
+    read_lines::<SentimentExample>(file)?
+        .into_iter()
+        .map(|(n, line)| {
+            check_text(file, n, &line.text)?;
+            if !matches!(line.sentiment.as_str(), "positive" | "neutral" | "negative") {
+                return Err(bad_line(
+                    file,
+                    n,
+                    format!(
+                        "sentiment must be positive, neutral or negative, got {:?}",
+                        line.sentiment
+                    ),
+                ));
+            }
+            if line.anger > 2 {
+                return Err(bad_line(
+                    file,
+                    n,
+                    format!("anger must be 0, 1 or 2, got {}", line.anger),
+                ));
+            }
+            Ok(line)
         })
         .collect()
 }
@@ -86,11 +166,7 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Under
 pub fn read_intent_dir(dir: &Path) -> Result<Vec<Example>, UnderstandError> {
     let mut out = Vec::new();
     for file in jsonl_files(dir)? {
-        out.extend(
-            read_lines::<IntentLine>(&file)?
-                .into_iter()
-                .map(|l| Example::new(l.text, l.label)),
-        );
+        out.extend(read_intent_file(&file)?);
     }
     Ok(out)
 }
@@ -99,32 +175,105 @@ pub fn read_intent_dir(dir: &Path) -> Result<Vec<Example>, UnderstandError> {
 pub fn read_sentiment_dir(dir: &Path) -> Result<Vec<SentimentExample>, UnderstandError> {
     let mut out = Vec::new();
     for file in jsonl_files(dir)? {
-        let lines: Vec<SentimentExample> = read_lines(&file)?;
-        for (n, line) in lines.iter().enumerate() {
-            if !matches!(line.sentiment.as_str(), "positive" | "neutral" | "negative") {
-                return Err(UnderstandError::Exemplars {
-                    path: file.clone(),
-                    reason: format!(
-                        "line {}: sentiment must be positive, neutral or negative, got {:?}",
-                        n + 1,
-                        line.sentiment
-                    ),
-                });
-            }
-            if line.anger > 2 {
-                return Err(UnderstandError::Exemplars {
-                    path: file.clone(),
-                    reason: format!(
-                        "line {}: anger must be 0, 1 or 2, got {}",
-                        n + 1,
-                        line.anger
-                    ),
-                });
-            }
-        }
-        out.extend(lines);
+        out.extend(read_sentiment_file(&file)?);
     }
     Ok(out)
+}
+
+/// How many exemplars one file gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileCount {
+    pub path: PathBuf,
+    /// The file's stem: by convention the language of its lines (`th` for
+    /// `th.jsonl`); a seller's own file counts under its own name.
+    pub language: String,
+    pub examples: usize,
+}
+
+/// Every exemplar of the intent folder and (optionally) the sentiment
+/// folder, read and checked in one go, with where each came from. Either
+/// every file is good or nothing is returned.
+#[derive(Debug, Clone, Default)]
+pub struct ExemplarSet {
+    pub intents: Vec<Example>,
+    pub sentiment: Vec<SentimentExample>,
+    pub intent_files: Vec<FileCount>,
+    pub sentiment_files: Vec<FileCount>,
+    /// The language (file stem) of each intent exemplar, in order.
+    intent_languages: Vec<String>,
+}
+
+impl ExemplarSet {
+    pub fn load(intents_dir: &Path, sentiment_dir: Option<&Path>) -> Result<Self, UnderstandError> {
+        let mut set = ExemplarSet::default();
+        for file in jsonl_files(intents_dir)? {
+            let examples = read_intent_file(&file)?;
+            let language = stem(&file);
+            set.intent_languages
+                .extend(std::iter::repeat_n(language.clone(), examples.len()));
+            set.intent_files.push(FileCount {
+                path: file,
+                language,
+                examples: examples.len(),
+            });
+            set.intents.extend(examples);
+        }
+        if set.intents.is_empty() {
+            return Err(UnderstandError::Exemplars {
+                path: intents_dir.to_path_buf(),
+                reason: "holds no intent exemplars".into(),
+            });
+        }
+        if let Some(dir) = sentiment_dir {
+            for file in jsonl_files(dir)? {
+                let examples = read_sentiment_file(&file)?;
+                set.sentiment_files.push(FileCount {
+                    language: stem(&file),
+                    path: file,
+                    examples: examples.len(),
+                });
+                set.sentiment.extend(examples);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Intent exemplars per label.
+    pub fn intent_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for e in &self.intents {
+            *counts.entry(e.label.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Intent exemplars per label and language (file stem).
+    pub fn intent_language_counts(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
+        let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for (e, lang) in self.intents.iter().zip(&self.intent_languages) {
+            *counts
+                .entry(e.label.clone())
+                .or_default()
+                .entry(lang.clone())
+                .or_default() += 1;
+        }
+        counts
+    }
+
+    /// Sentiment exemplars per sentiment label.
+    pub fn sentiment_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for e in &self.sentiment {
+            *counts.entry(e.sentiment.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// A linear head over one embedding model's query vectors.

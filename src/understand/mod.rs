@@ -16,14 +16,17 @@ pub mod entities;
 pub mod exemplars;
 pub mod human;
 pub mod lang;
+pub mod ngrams;
+pub mod reload;
 pub mod repeat;
 mod understander;
 
 pub use classifier::{
-    ClassWeighting, FitReport, LinearHead, Prediction, TrainConfig, OUT_OF_SCOPE,
+    ClassWeighting, FitReport, LinearHead, Prediction, Scaling, TrainConfig, OUT_OF_SCOPE,
 };
 pub use embed::{CachedEmbedder, QueryEmbedder};
-pub use exemplars::{Example, TextClassifier};
+pub use exemplars::{Example, ExemplarSet, TextClassifier};
+pub use reload::{retrain, ExemplarSources, Fingerprint, TrainingReport};
 pub use understander::{Heads, Sentiment, Understander, Understanding};
 
 use crate::inference::InferenceError;
@@ -45,6 +48,14 @@ pub enum UnderstandError {
     #[error("cannot read exemplars from {path}: {reason}")]
     Exemplars {
         path: std::path::PathBuf,
+        reason: String,
+    },
+    /// One line of an exemplar file is wrong: shown as `FILE:LINE: reason`
+    /// so a seller can go straight to it.
+    #[error("{}:{line}: {reason}", path.display())]
+    BadExemplar {
+        path: std::path::PathBuf,
+        line: usize,
         reason: String,
     },
     #[error("{0}")]

@@ -499,10 +499,7 @@ async fn a_resolved_conversation_ends_and_the_next_message_starts_another() {
     .unwrap();
     assert_eq!(unknown.status(), 404);
     let detail = app.get_json(&format!("/api/v1/conversations/{id}")).await;
-    assert_eq!(
-        detail["status"], "open",
-        "bad input changes nothing"
-    );
+    assert_eq!(detail["status"], "open", "bad input changes nothing");
 
     let resolved = put(status_url, json!({"status": "resolved"}))
         .await

@@ -16,3 +16,4 @@ mod pipeline;
 mod queue;
 mod tokenizer;
 mod understand;
+mod understand_reload;

@@ -187,7 +187,7 @@ fn heads_from_another_model_are_refused() {
     assert!(classifier.classify_text(&TrigramEmbedder, "a").is_err());
 }
 
-fn e5() -> Arc<TextEmbedder> {
+pub fn e5() -> Arc<TextEmbedder> {
     static E5: OnceLock<Arc<TextEmbedder>> = OnceLock::new();
     E5.get_or_init(|| {
         let mode = PrepareMode {
