@@ -25,7 +25,7 @@ use super::InferenceError;
 const MAGIC: &[u8; 4] = b"E5S1";
 const VERSION: u32 = 1;
 /// Weights per Q4_0 block, and the bytes of one block (f16 scale + nibbles).
-const Q4_BLOCK: usize = 32;
+pub(super) const Q4_BLOCK: usize = 32;
 const Q4_BLOCK_BYTES: usize = 18;
 
 /// A loaded E5S1 checkpoint: its own embedding layer in front of candle's
@@ -43,15 +43,7 @@ pub(crate) struct E5Model {
 impl E5Model {
     /// Reads and validates the whole file, then builds the model on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<E5Model, InferenceError> {
-        let bytes = std::fs::read(path).map_err(|source| InferenceError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let checkpoint =
-            Checkpoint::parse(&bytes).map_err(|reason| InferenceError::Checkpoint {
-                path: path.to_path_buf(),
-                reason,
-            })?;
+        let (bytes, checkpoint) = read_checkpoint(path)?;
         let invalid = |reason: String| InferenceError::Checkpoint {
             path: path.to_path_buf(),
             reason,
@@ -155,6 +147,19 @@ impl E5Model {
         self.encoder
             .forward(&embeddings, &super::bert::attention_bias(mask)?)
     }
+}
+
+/// The whole file and its parsed header and tensor directory.
+pub(super) fn read_checkpoint(path: &Path) -> Result<(Vec<u8>, Checkpoint), InferenceError> {
+    let bytes = std::fs::read(path).map_err(|source| InferenceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let checkpoint = Checkpoint::parse(&bytes).map_err(|reason| InferenceError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    Ok((bytes, checkpoint))
 }
 
 /// A Q4_0 matrix kept quantized; rows are dequantized on lookup.
@@ -285,16 +290,16 @@ impl TensorLoader<'_> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TensorDtype {
+pub(super) enum TensorDtype {
     F32,
     #[allow(non_camel_case_types)]
     Q4_0,
 }
 
 #[derive(Debug, Clone)]
-struct Entry {
+pub(super) struct Entry {
     name: String,
-    dtype: TensorDtype,
+    pub(super) dtype: TensorDtype,
     elements: usize,
     offset: usize,
     len: usize,
@@ -304,7 +309,7 @@ impl Entry {
     /// The entry's byte range, once its element count and size agree with
     /// what the model expects (the range itself was checked against the file
     /// length when the directory was parsed).
-    fn checked_range(&self, expected_elements: usize) -> Result<Range<usize>, String> {
+    pub(super) fn checked_range(&self, expected_elements: usize) -> Result<Range<usize>, String> {
         if self.elements != expected_elements {
             return Err(format!(
                 "tensor {} has {} elements, expected {expected_elements}",
@@ -327,7 +332,7 @@ impl Entry {
 
 /// The parsed header and tensor directory; tensors stay in the file bytes.
 #[derive(Debug)]
-struct Checkpoint {
+pub(super) struct Checkpoint {
     hidden: usize,
     layers: usize,
     heads: usize,
@@ -446,14 +451,14 @@ impl Checkpoint {
         })
     }
 
-    fn entry(&self, name: &str) -> Result<&Entry, String> {
+    pub(super) fn entry(&self, name: &str) -> Result<&Entry, String> {
         self.entries
             .iter()
             .find(|e| e.name == name)
             .ok_or_else(|| format!("tensor {name} is missing"))
     }
 
-    fn config(&self) -> Config {
+    pub(super) fn config(&self) -> Config {
         Config {
             vocab_size: self.vocab,
             hidden_size: self.hidden,
@@ -536,16 +541,16 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const HIDDEN: usize = 32;
+    pub(in crate::inference) const HIDDEN: usize = 32;
     const FFN: usize = 64;
-    const VOCAB: usize = 5;
-    const POSITIONS: usize = 8;
+    pub(in crate::inference) const VOCAB: usize = 5;
+    pub(in crate::inference) const POSITIONS: usize = 8;
 
     /// A one-layer E5S1 file with patterned weights.
-    fn tiny_checkpoint() -> Vec<u8> {
+    pub(in crate::inference) fn tiny_checkpoint() -> Vec<u8> {
         let q4 = |elements: usize| -> Vec<u8> {
             (0..elements / Q4_BLOCK)
                 .flat_map(|block| {
