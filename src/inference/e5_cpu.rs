@@ -30,6 +30,10 @@ use super::InferenceError;
 /// below this a task costs more to hand out than to run.
 const ROWS_PER_TASK: usize = 16;
 
+/// Values below which an element-wise pass or the attention of a batch runs
+/// on the calling thread: waking the pool costs more than it saves.
+const SERIAL_BELOW: usize = 1 << 16;
+
 /// LayerNorm's scale and shift.
 struct Norm {
     weight: Vec<f32>,
@@ -225,8 +229,12 @@ impl E5Cpu {
             layer.attn_out.matmul(&context, tokens, &mut projected);
             self.add_norm(&mut x, &projected, &layer.attn_out_bias, &layer.attn_norm);
             layer.up.matmul(&x, tokens, &mut mid);
-            mid.par_chunks_mut(ffn * ROWS_PER_TASK)
-                .for_each(|rows| kernels::bias_gelu(rows, &layer.up_bias));
+            if mid.len() < SERIAL_BELOW {
+                kernels::bias_gelu(&mut mid, &layer.up_bias);
+            } else {
+                mid.par_chunks_mut(ffn * ROWS_PER_TASK)
+                    .for_each(|rows| kernels::bias_gelu(rows, &layer.up_bias));
+            }
             layer.down.matmul(&mid, tokens, &mut projected);
             self.add_norm(&mut x, &projected, &layer.down_bias, &layer.out_norm);
         }
@@ -259,8 +267,9 @@ impl E5Cpu {
             for ((v, p), t) in row.iter_mut().zip(position).zip(&self.token_type) {
                 *v += p + t;
             }
-            layer_norm(row, &self.embedding_norm, self.eps);
         }
+        let norm = &self.embedding_norm;
+        kernels::layer_norm(&mut x, &norm.weight, &norm.bias, self.eps);
         x
     }
 
@@ -302,8 +311,8 @@ impl E5Cpu {
             }
             out
         };
-        let tokens = starts[sequences];
-        let outputs: Vec<Vec<f32>> = if tokens * tokens * hidden < 1 << 16 {
+        let work: usize = starts.windows(2).map(|s| (s[1] - s[0]).pow(2)).sum();
+        let outputs: Vec<Vec<f32>> = if work * hidden < SERIAL_BELOW {
             tasks.iter().map(run).collect()
         } else {
             tasks.par_iter().map(run).collect()
@@ -319,19 +328,24 @@ impl E5Cpu {
     /// `x = LayerNorm(x + projected + bias)`, row by row.
     fn add_norm(&self, x: &mut [f32], projected: &[f32], bias: &[f32], norm: &Norm) {
         let hidden = self.hidden;
-        x.par_chunks_mut(hidden * ROWS_PER_TASK)
-            .zip(projected.par_chunks(hidden * ROWS_PER_TASK))
-            .for_each(|(x, projected)| {
-                for (x, projected) in x
-                    .chunks_exact_mut(hidden)
-                    .zip(projected.chunks_exact(hidden))
-                {
-                    for ((x, p), b) in x.iter_mut().zip(projected).zip(bias) {
-                        *x += p + b;
-                    }
-                    layer_norm(x, norm, self.eps);
+        let run = |(x, projected): (&mut [f32], &[f32])| {
+            for (x, projected) in x
+                .chunks_exact_mut(hidden)
+                .zip(projected.chunks_exact(hidden))
+            {
+                for ((x, p), b) in x.iter_mut().zip(projected).zip(bias) {
+                    *x += p + b;
                 }
-            });
+            }
+            kernels::layer_norm(x, &norm.weight, &norm.bias, self.eps);
+        };
+        if x.len() < SERIAL_BELOW {
+            run((x, projected));
+        } else {
+            x.par_chunks_mut(hidden * ROWS_PER_TASK)
+                .zip(projected.par_chunks(hidden * ROWS_PER_TASK))
+                .for_each(run);
+        }
     }
 }
 
@@ -341,17 +355,6 @@ fn add_bias(rows: &mut [f32], bias: &[f32]) {
         for (v, b) in row.iter_mut().zip(bias) {
             *v += b;
         }
-    }
-}
-
-/// LayerNorm of one row in place, with the biased variance as BERT uses.
-fn layer_norm(row: &mut [f32], norm: &Norm, eps: f32) {
-    let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / (variance + eps).sqrt();
-    for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
-        *v = (*v - mean) * inv * w + b;
     }
 }
 
