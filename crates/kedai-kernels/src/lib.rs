@@ -676,8 +676,8 @@ impl Q8Acts {
         let quantize_rows = |((xs, qs), (d, s)): RowsToQuantize| {
             #[cfg(target_arch = "x86_64")]
             if Isa::detect() >= Isa::Avx2 {
-                // SAFETY: AVX2 and FMA were detected.
-                return unsafe { quantize_blocks_avx2(xs, qs, d, s) };
+                // SAFETY: AVX2 was detected.
+                return unsafe { x86::quantize_blocks(xs, qs, d, s) };
             }
             quantize_blocks(xs, qs, d, s)
         };
@@ -704,15 +704,6 @@ impl Q8Acts {
     }
 }
 
-/// The same blocks compiled for AVX2: the loops below then run eight values
-/// per instruction instead of calling `roundf` once per value.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_blocks_avx2(xs: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    quantize_blocks(xs, qs, d, s)
-}
-
-#[inline(always)]
 fn quantize_blocks(xs: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     for (b, (x, q)) in xs
         .chunks_exact(BLOCK)
@@ -723,16 +714,8 @@ fn quantize_blocks(xs: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     }
 }
 
-#[inline(always)]
 fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, f32) {
-    // Eight running maxima, so that the compiler keeps them in one register.
-    let mut lanes = [0f32; 8];
-    for chunk in x.chunks_exact(8) {
-        for (lane, v) in lanes.iter_mut().zip(chunk) {
-            *lane = lane.max(v.abs());
-        }
-    }
-    let amax = lanes.iter().fold(0f32, |a, &v| a.max(v));
+    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
     let mut sum = 0i32;
@@ -1096,6 +1079,26 @@ mod tests {
             assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
             assert!((a - c).abs() < 1e-6 * (1.0 + c.abs()), "{a} vs {c}");
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_activation_quantization_equals_the_portable_one() {
+        if Isa::detect() < Isa::Avx2 {
+            return;
+        }
+        let mut x = random_acts(3, 128, 37);
+        // Exact halves after scaling: amax 127 gives a scale of 1.
+        x[..8].copy_from_slice(&[127.0, 0.5, -0.5, 2.5, -2.5, 1.5, -126.5, 0.0]);
+        x[32..64].fill(0.0);
+        let blocks = x.len() / BLOCK;
+        let (mut q1, mut d1, mut s1) = (vec![0i8; x.len()], vec![0f32; blocks], vec![0f32; blocks]);
+        let (mut q2, mut d2, mut s2) = (q1.clone(), d1.clone(), s1.clone());
+        quantize_blocks(&x, &mut q1, &mut d1, &mut s1);
+        // SAFETY: AVX2 was detected.
+        unsafe { x86::quantize_blocks(&x, &mut q2, &mut d2, &mut s2) };
+        assert_eq!(q1[..8], [127, 1, -1, 3, -3, 2, -127, 0]);
+        assert_eq!((q1, d1, s1), (q2, d2, s2));
     }
 
     #[test]
