@@ -284,16 +284,38 @@ impl TextEmbedder {
         group: &[usize],
         encodings: &[Encoding],
     ) -> Result<Vec<f32>, InferenceError> {
-        if let Backbone::E5Cpu(model) = &self.backbone {
-            let sequences: Vec<&[u32]> = group.iter().map(|&i| encodings[i].get_ids()).collect();
-            let mut pooled = model.forward_pooled(&sequences)?;
-            for vector in pooled.chunks_exact_mut(self.dim()) {
-                let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-                vector.iter_mut().for_each(|v| *v /= norm);
+        let (hidden, mask) = match &self.backbone {
+            Backbone::E5Cpu(model) => {
+                let sequences: Vec<&[u32]> =
+                    group.iter().map(|&i| encodings[i].get_ids()).collect();
+                let mut pooled = model.forward_pooled(&sequences)?;
+                for vector in pooled.chunks_exact_mut(self.dim()) {
+                    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+                    vector.iter_mut().for_each(|v| *v /= norm);
+                }
+                return Ok(pooled);
             }
-            return Ok(pooled);
-        }
-        // Candle's paths: right-padded to the longest input of the group.
+            Backbone::E5(model) => {
+                let (ids, mask) = self.padded(group, encodings)?;
+                (model.forward(&ids, group.len(), &mask)?, mask)
+            }
+            Backbone::Bert(model) => {
+                let (ids, mask) = self.padded(group, encodings)?;
+                let ids = Tensor::from_vec(ids, mask.dims2()?, &self.device)?;
+                (model.forward(&ids, &mask)?, mask)
+            }
+        };
+        let pooled = mean_pool_normalized(&hidden, &mask)?;
+        Ok(pooled.flatten_all()?.to_vec1()?)
+    }
+
+    /// Candle's input: the ids of `group` right-padded to the longest, and
+    /// the `[rows, seq]` mask of real tokens.
+    fn padded(
+        &self,
+        group: &[usize],
+        encodings: &[Encoding],
+    ) -> Result<(Vec<u32>, Tensor), InferenceError> {
         let rows = group.len();
         let seq = group.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
         let pad = u32::try_from(self.backbone.config().pad_token_id).unwrap_or(0);
@@ -304,17 +326,7 @@ impl TextEmbedder {
             ids[row * seq..row * seq + tokens.len()].copy_from_slice(tokens);
             mask[row * seq..row * seq + tokens.len()].fill(1);
         }
-        let mask = Tensor::from_vec(mask, (rows, seq), &self.device)?;
-        let hidden = match &self.backbone {
-            Backbone::E5(model) => model.forward(&ids, rows, &mask)?,
-            Backbone::E5Cpu(_) => unreachable!("handled above"),
-            Backbone::Bert(model) => {
-                let ids = Tensor::from_vec(ids, (rows, seq), &self.device)?;
-                model.forward(&ids, &mask)?
-            }
-        };
-        let pooled = mean_pool_normalized(&hidden, &mask)?;
-        Ok(pooled.flatten_all()?.to_vec1()?)
+        Ok((ids, Tensor::from_vec(mask, (rows, seq), &self.device)?))
     }
 }
 
