@@ -24,7 +24,7 @@ use crate::models::ResolvedModel;
 /// grow with rows x seq^2, so this keeps a batch of 512-token inputs to a
 /// few rows (about 50 MB of scores) while short messages still go through
 /// in batches of a hundred; on the CPU pass it bounds the activations
-/// (about 20 MB) while every weight matrix still streams once per batch.
+/// (about 35 MB) while every weight matrix still streams once per batch.
 const TOKENS_PER_FORWARD: usize = 2048;
 
 /// What the text is, for models trained with asymmetric prefixes (e5).
