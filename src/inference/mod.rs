@@ -11,6 +11,7 @@
 mod bert;
 pub mod chat;
 mod e5;
+mod e5_cpu;
 mod embedder;
 mod llm;
 pub mod tokenizer;
@@ -80,6 +81,14 @@ pub enum InferenceError {
     UnsupportedArchitecture { architecture: String },
     #[error("model `{model}` has no .gguf file")]
     MissingGguf { model: String },
+    #[error("sequence {index} of the batch has {len} tokens; the model takes 1 to {max}")]
+    SequenceLength {
+        index: usize,
+        len: usize,
+        max: usize,
+    },
+    #[error("token id {id} is outside the model's {vocab}-row vocabulary")]
+    TokenId { id: u32, vocab: usize },
     #[error("invalid generation parameter: {0}")]
     InvalidParams(String),
     #[error(

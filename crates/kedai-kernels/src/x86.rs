@@ -501,3 +501,62 @@ pub(super) unsafe fn attend(attend: &Attend<'_>, scores: &mut Vec<f32>, out: &mu
 }
 
 const _: () = assert!(BLOCK == 32);
+
+/// Activation rows to Q8 blocks, as the portable `quantize_blocks` does and
+/// with the same results: rounding half away from zero is `trunc(v +
+/// copysign(0.5 - ulp, v))`, the sequence the compiler emits for `round`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn quantize_blocks(xs: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    let sign = _mm256_set1_ps(-0.0);
+    let below_half = _mm256_set1_ps(0.499_999_97);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (b, (x, q)) in xs
+        .chunks_exact(BLOCK)
+        .zip(qs.chunks_exact_mut(BLOCK))
+        .enumerate()
+    {
+        let p = x.as_ptr();
+        let v = [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ];
+        let abs = |v: __m256| _mm256_andnot_ps(sign, v);
+        let m = _mm256_max_ps(
+            _mm256_max_ps(abs(v[0]), abs(v[1])),
+            _mm256_max_ps(abs(v[2]), abs(v[3])),
+        );
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let scale = amax / 127.0;
+        let inv = _mm256_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+        let ints = v.map(|v| {
+            let scaled = _mm256_mul_ps(v, inv);
+            let nudge = _mm256_or_ps(_mm256_and_ps(scaled, sign), below_half);
+            _mm256_cvttps_epi32(_mm256_add_ps(scaled, nudge))
+        });
+        let total = _mm256_add_epi32(
+            _mm256_add_epi32(ints[0], ints[1]),
+            _mm256_add_epi32(ints[2], ints[3]),
+        );
+        let total = _mm_add_epi32(
+            _mm256_castsi256_si128(total),
+            _mm256_extracti128_si256(total, 1),
+        );
+        let total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0b01_00_11_10));
+        let total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0b10_11_00_01));
+        let sum = _mm_cvtsi128_si32(total);
+        // Packing works within 128-bit halves; the permutation puts the
+        // four-byte groups back in order.
+        let bytes = _mm256_packs_epi16(
+            _mm256_packs_epi32(ints[0], ints[1]),
+            _mm256_packs_epi32(ints[2], ints[3]),
+        );
+        let bytes = _mm256_permutevar8x32_epi32(bytes, order);
+        _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, bytes);
+        d[b] = scale;
+        s[b] = scale * sum as f32;
+    }
+}
