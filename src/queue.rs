@@ -160,12 +160,15 @@ impl Queue {
             let worker = self.clone();
             let owner = format!("{process}-w{index}");
             let cancel = cancel.clone();
-            set.spawn(async move { worker.run_worker(owner, cancel).await });
+            set.spawn(async move { worker.run_worker(owner, index == 0, cancel).await });
         }
         set
     }
 
-    async fn run_worker(self, owner: String, cancel: CancellationToken) {
+    /// A worker leases buyer messages; the `background` one also takes
+    /// follow-ups (after any waiting message), so at most one follow-up
+    /// runs at a time and the other workers stay free for buyers.
+    async fn run_worker(self, owner: String, background: bool, cancel: CancellationToken) {
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         let lease = chrono::Duration::seconds(self.settings.lease_secs as i64);
         while !cancel.is_cancelled() {
@@ -175,6 +178,7 @@ impl Queue {
                     owner: &owner,
                     limit: 1,
                     lease,
+                    kinds: (!background).then_some(&[JOB_INBOUND_MESSAGE][..]),
                 })
                 .await;
             let jobs = match leased {

@@ -102,7 +102,7 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
                     TextEmbedder::load(&model, &device)
                 });
                 if let Some(embedder) = loaded {
-                    serve_embeddings(slot, &embedder, inner.limits, rx);
+                    serve_embeddings(slot, &embedder, inner.limits, rx, own_pool());
                 }
             }
         });
@@ -139,11 +139,26 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
     }
 }
 
+/// A thread pool for the embedding model alone, as large as the global
+/// one. Sharing rayon's global pool with the chat model made every parallel
+/// step of an embedding wait for the chat model's step in progress (up to a
+/// prefill matmul), so a message embedded during a draft took seconds; with
+/// pools of their own the two are time-shared by the OS instead.
+fn own_pool() -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .thread_name(|i| format!("kedai-embed-cpu-{i}"))
+        .build()
+        .map_err(|err| tracing::warn!(error = %err, "embeddings share the global thread pool"))
+        .ok()
+}
+
 fn serve_embeddings(
     slot: &Slot<EmbedJob>,
     embedder: &TextEmbedder,
     limits: Limits,
     queue: Receiver<Admitted<EmbedJob>>,
+    pool: Option<rayon::ThreadPool>,
 ) {
     let mut carried: Option<Admitted<EmbedJob>> = None;
     loop {
@@ -157,7 +172,10 @@ fn serve_embeddings(
         let (batch, next) = gather(&slot.id, first, &queue, limits, embedder.max_tokens());
         carried = next;
         if !batch.is_empty() {
-            run_embedding_batch(slot, embedder, batch);
+            match &pool {
+                Some(pool) => pool.install(|| run_embedding_batch(slot, embedder, batch)),
+                None => run_embedding_batch(slot, embedder, batch),
+            }
         }
     }
 }

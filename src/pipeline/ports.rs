@@ -113,6 +113,11 @@ impl Written {
 #[async_trait]
 pub trait Writer: Send + Sync {
     fn model_id(&self) -> String;
+    /// Whether the model is writing or has requests waiting; background
+    /// work (follow-ups) waits for it to be idle, so drafts go first.
+    fn busy(&self) -> bool {
+        false
+    }
     async fn write(
         &self,
         messages: Vec<ChatMessage>,

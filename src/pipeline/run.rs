@@ -675,6 +675,9 @@ impl Pipeline {
         let agent_language = self.config.agent_language.clone();
 
         let mut timings = BTreeMap::new();
+        let t = Instant::now();
+        wait_until_idle(writer.as_ref()).await;
+        timings.insert("waited", ms(t));
         let translation = if inbound.translation.is_none() && !same_language(&lang, &agent_language)
         {
             let t = Instant::now();
@@ -687,6 +690,7 @@ impl Pipeline {
         } else {
             None
         };
+        wait_until_idle(writer.as_ref()).await;
         let t = Instant::now();
         let turns: Vec<Turn> = detail.messages[..=position]
             .iter()
@@ -872,6 +876,20 @@ impl Pipeline {
         let mut written = writer.write(messages, 160).await.ok()?;
         written.text = written.text.trim().to_string();
         (!written.text.is_empty()).then_some(written)
+    }
+}
+
+/// Longest a follow-up waits for the chat model to be idle before it asks
+/// anyway.
+const FOLLOW_UP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits (up to [`FOLLOW_UP_PATIENCE`]) until the chat model has nothing to
+/// do, so a follow-up never delays a buyer's draft by more than the one
+/// call already running.
+async fn wait_until_idle(writer: &dyn Writer) {
+    let started = Instant::now();
+    while writer.busy() && started.elapsed() < FOLLOW_UP_PATIENCE {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

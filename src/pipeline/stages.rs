@@ -95,6 +95,13 @@ impl Writer for EngineWriter {
         self.chat_model().unwrap_or_default()
     }
 
+    fn busy(&self) -> bool {
+        self.engine
+            .models()
+            .into_iter()
+            .any(|m| m.kind == ModelKind::Chat && m.in_flight > 0)
+    }
+
     async fn write(
         &self,
         messages: Vec<ChatMessage>,

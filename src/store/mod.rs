@@ -352,6 +352,9 @@ pub struct LeaseRequest<'a> {
     pub owner: &'a str,
     pub limit: u32,
     pub lease: chrono::Duration,
+    /// Only jobs of these kinds; all kinds when `None`. Whatever the kinds,
+    /// buyer messages are leased before follow-ups.
+    pub kinds: Option<&'a [&'a str]>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

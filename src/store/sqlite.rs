@@ -1511,11 +1511,19 @@ impl Store for SqliteStore {
         .bind(ts(at))
         .execute(&mut *tx)
         .await?;
+        // Kinds go in as a JSON array, so the statement stays one prepared
+        // query whatever their number.
+        let kinds = request
+            .kinds
+            .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
         let rows: Vec<(String, Option<String>, String, String, i64, i64)> = sqlx::query_as(
             "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_until = ?, \
              attempts = attempts + 1, updated_at = ? \
-             WHERE id IN (SELECT id FROM jobs WHERE (state = 'queued' AND run_at <= ?) \
-                          OR (state = 'leased' AND lease_until <= ?) ORDER BY run_at LIMIT ?) \
+             WHERE id IN (SELECT id FROM jobs \
+                          WHERE ((state = 'queued' AND run_at <= ?) \
+                                 OR (state = 'leased' AND lease_until <= ?)) \
+                            AND (? IS NULL OR kind IN (SELECT value FROM json_each(?))) \
+                          ORDER BY kind != ?, run_at LIMIT ?) \
              RETURNING id, tenant_id, kind, payload, attempts, max_attempts",
         )
         .bind(request.owner)
@@ -1523,6 +1531,9 @@ impl Store for SqliteStore {
         .bind(ts(at))
         .bind(ts(at))
         .bind(ts(at))
+        .bind(kinds.as_deref())
+        .bind(kinds.as_deref())
+        .bind(JOB_INBOUND_MESSAGE)
         .bind(i64::from(request.limit))
         .fetch_all(&mut *tx)
         .await?;
@@ -1920,19 +1931,41 @@ mod tests {
             1
         );
 
-        let jobs = store
-            .lease_jobs(LeaseRequest {
-                owner: "w",
-                limit: 10,
-                lease: chrono::Duration::seconds(30),
-            })
+        // A buyer message that arrives after the follow-up was queued is
+        // still leased first; a worker for buyer messages alone never
+        // gets the follow-up.
+        let later = store
+            .ingest(&shop, &inbound("m-later", "other-buyer"), 1)
             .await
             .unwrap();
-        let follow_ups: Vec<_> = jobs
+        let lease = |limit, kinds| LeaseRequest {
+            owner: "w",
+            limit,
+            lease: chrono::Duration::seconds(30),
+            kinds,
+        };
+        let buyers_only = [JOB_INBOUND_MESSAGE];
+        let first = store.lease_jobs(lease(1, None)).await.unwrap();
+        assert_eq!(first[0].kind, JOB_INBOUND_MESSAGE);
+        let second = store.lease_jobs(lease(1, None)).await.unwrap();
+        assert_eq!(second[0].kind, JOB_INBOUND_MESSAGE);
+        let leased_messages = [&first[0], &second[0]]
             .iter()
-            .filter(|j| j.kind == JOB_ENRICH_DECISION)
-            .collect();
-        assert_eq!(follow_ups.len(), 1, "one follow-up, queued once: {jobs:?}");
+            .map(|j| j.payload["message_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        assert!(leased_messages.contains(&later.message_id.to_string()));
+        assert!(store
+            .lease_jobs(lease(10, Some(&buyers_only)))
+            .await
+            .unwrap()
+            .is_empty());
+        let follow_ups = store.lease_jobs(lease(10, None)).await.unwrap();
+        assert_eq!(
+            follow_ups.len(),
+            1,
+            "one follow-up, queued once: {follow_ups:?}"
+        );
+        assert_eq!(follow_ups[0].kind, JOB_ENRICH_DECISION);
         assert_eq!(
             follow_ups[0].payload["message_id"],
             ack.message_id.to_string()
@@ -1983,6 +2016,7 @@ mod tests {
             owner: "w",
             limit,
             lease: chrono::Duration::seconds(30),
+            kinds: None,
         };
         let jobs = store.lease_jobs(lease(2)).await.unwrap();
         assert!(store.complete_job(jobs[0].id, "w").await.unwrap());
@@ -2049,6 +2083,7 @@ mod tests {
             owner: "crashed-worker",
             limit: 10,
             lease: chrono::Duration::milliseconds(-1),
+            kinds: None,
         };
         let first = store.lease_jobs(short).await.unwrap();
         assert_eq!(first.len(), 1);
@@ -2058,6 +2093,7 @@ mod tests {
                 owner: "second-worker",
                 limit: 10,
                 lease: chrono::Duration::seconds(60),
+                kinds: None,
             })
             .await
             .unwrap();
@@ -2085,6 +2121,7 @@ mod tests {
             owner: "w",
             limit: 10,
             lease: chrono::Duration::milliseconds(-1),
+            kinds: None,
         };
         assert_eq!(store.lease_jobs(expired).await.unwrap().len(), 1);
         assert!(store.lease_jobs(expired).await.unwrap().is_empty());
