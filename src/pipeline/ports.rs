@@ -95,6 +95,8 @@ pub struct Written {
     /// Prompt tokens whose keys and values were reused, not run again.
     pub reused_prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// The token budget ran out before the model finished.
+    pub cut_short: bool,
     pub prefill_ms: f64,
     pub decode_ms: f64,
 }

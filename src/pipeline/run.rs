@@ -157,6 +157,31 @@ struct Answer {
     cost: Option<Written>,
 }
 
+/// Words a draft is asked to stay within: a chat reply, and few enough that
+/// the token budget (`pipeline.draft_max_tokens`) is rarely what ends it.
+const DRAFT_WORDS: usize = 40;
+
+/// `text` without an unfinished last sentence, when there is a finished
+/// one: a reply cut off by the token budget should not end mid-word.
+fn whole_sentences(text: &str) -> String {
+    // A full stop ends a sentence only before a space or the end ("1.5 kg"
+    // does not); CJK marks always do.
+    let ends_sentence = |i: usize, c: char| match c {
+        '。' | '！' | '？' => true,
+        '.' | '!' | '?' => text[i + 1..].chars().next().is_none_or(char::is_whitespace),
+        _ => false,
+    };
+    let end = text
+        .char_indices()
+        .rev()
+        .find(|&(i, c)| ends_sentence(i, c))
+        .map(|(i, c)| i + c.len_utf8());
+    match end {
+        Some(end) if end >= text.len() / 4 => text[..end].trim_end().to_string(),
+        _ => text.to_string(),
+    }
+}
+
 /// Longest AI summary of a conversation, in tokens.
 const SUMMARY_MAX_TOKENS: usize = 70;
 
@@ -837,10 +862,14 @@ impl Pipeline {
             sources: &sources,
             history: &history,
             message: text,
-            max_words: 60,
+            max_words: DRAFT_WORDS,
         });
         let written = writer.write(messages, self.config.draft_max_tokens).await?;
-        let out = written.text.trim().to_string();
+        let out = if written.cut_short {
+            whole_sentences(written.text.trim())
+        } else {
+            written.text.trim().to_string()
+        };
         Ok((!out.is_empty()).then(|| Answer {
             kind: "draft",
             text: out,
@@ -1327,6 +1356,33 @@ mod tests {
                 .unwrap()
                 .contains("JT0123456789ID"),
             "the order-status answer is offered to the human"
+        );
+    }
+
+    #[test]
+    fn a_reply_cut_by_the_token_budget_ends_with_its_last_whole_sentence() {
+        assert_eq!(
+            whole_sentences("Yes, it fits. The blue one ships today and the"),
+            "Yes, it fits."
+        );
+        assert_eq!(
+            whole_sentences("It weighs 1.5 kg. The box is 30.5 cm and"),
+            "It weighs 1.5 kg."
+        );
+        assert_eq!(
+            whole_sentences("Ya kak, ready. Dikirim hari"),
+            "Ya kak, ready."
+        );
+        assert_eq!(whole_sentences("有货。今天发"), "有货。");
+        assert_eq!(
+            whole_sentences("no sentence ends here at all"),
+            "no sentence ends here at all",
+            "nothing to cut back to"
+        );
+        assert_eq!(
+            whole_sentences("Ok. and then a very long unfinished sentence that goes on"),
+            "Ok. and then a very long unfinished sentence that goes on",
+            "too little would be left"
         );
     }
 

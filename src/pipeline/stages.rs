@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer, Written};
 use crate::domain::TenantId;
 use crate::engine::{Engine, EngineError, ModelKind};
-use crate::inference::chat::{ChatMessage, GenerationParams};
+use crate::inference::chat::{ChatMessage, FinishReason, GenerationParams};
 use crate::inference::EmbedRole;
 use crate::kb::service::MAX_QUERY_CHARS;
 use crate::kb::{Embedder, KbError, KbQuery, KbService};
@@ -142,6 +142,7 @@ impl Writer for EngineWriter {
             prompt_tokens: generation.prompt_tokens,
             reused_prompt_tokens: generation.reused_prompt_tokens,
             completion_tokens: generation.completion_tokens,
+            cut_short: generation.finish_reason == FinishReason::Length,
             prefill_ms: generation.prefill.as_secs_f64() * 1000.0,
             decode_ms: generation.decode.as_secs_f64() * 1000.0,
             text: generation.text,
