@@ -115,10 +115,11 @@ impl Written {
 #[async_trait]
 pub trait Writer: Send + Sync {
     fn model_id(&self) -> String;
-    /// Whether the model is writing or has requests waiting; background
-    /// work (follow-ups) waits for it to be idle, so drafts go first.
-    fn busy(&self) -> bool {
-        false
+    /// Requests the model is writing or has waiting. Background work
+    /// (follow-ups) starts only when this is 0 and gives way when another
+    /// request arrives, so buyers' drafts go first.
+    fn in_flight(&self) -> usize {
+        0
     }
     async fn write(
         &self,

@@ -700,14 +700,11 @@ impl Pipeline {
         let agent_language = self.config.agent_language.clone();
 
         let mut timings = BTreeMap::new();
-        let t = Instant::now();
-        wait_until_idle(writer.as_ref()).await;
-        timings.insert("waited", ms(t));
         let translation = if inbound.translation.is_none() && !same_language(&lang, &agent_language)
         {
             let t = Instant::now();
             let translated = self
-                .translate(inbound.text.as_str(), &agent_language)
+                .translate(inbound.text.as_str(), &agent_language, true)
                 .await
                 .map(|w| w.text);
             timings.insert("translate", ms(t));
@@ -715,7 +712,6 @@ impl Pipeline {
         } else {
             None
         };
-        wait_until_idle(writer.as_ref()).await;
         let t = Instant::now();
         let turns: Vec<Turn> = detail.messages[..=position]
             .iter()
@@ -725,15 +721,14 @@ impl Pipeline {
                 text: m.text.as_str().to_string(),
             })
             .collect();
-        let summary = writer
-            .write(
-                prompt::summary_messages(&turns, templates::language_name(&agent_language)),
-                SUMMARY_MAX_TOKENS,
-            )
-            .await
-            .ok()
-            .map(|s| crate::domain::redact_card_numbers(s.text.trim()))
-            .filter(|s| !s.is_empty());
+        let summary = in_background(
+            writer.as_ref(),
+            prompt::summary_messages(&turns, templates::language_name(&agent_language)),
+            SUMMARY_MAX_TOKENS,
+        )
+        .await
+        .map(|s| crate::domain::redact_card_numbers(s.text.trim()))
+        .filter(|s| !s.is_empty());
         timings.insert("summary", ms(t));
 
         let added = serde_json::json!({
@@ -803,7 +798,7 @@ impl Pipeline {
                 cost: None,
             });
         }
-        let translated = self.translate(&text, lang).await;
+        let translated = self.translate(&text, lang, false).await;
         match translated {
             Some(t) => {
                 if let Some(writer) = &self.writer {
@@ -883,7 +878,8 @@ impl Pipeline {
         }))
     }
 
-    async fn translate(&self, text: &str, to: &str) -> Option<Written> {
+    /// `background`: for a follow-up, which gives way to buyers' requests.
+    async fn translate(&self, text: &str, to: &str, background: bool) -> Option<Written> {
         let writer = self.writer.as_ref()?;
         let target = templates::language_name(to);
         // The system turn is the same for every translation, so the chat
@@ -902,7 +898,11 @@ impl Pipeline {
                 ),
             ),
         ];
-        let mut written = writer.write(messages, 160).await.ok()?;
+        let mut written = if background {
+            in_background(writer.as_ref(), messages, 160).await?
+        } else {
+            writer.write(messages, 160).await.ok()?
+        };
         written.text = written.text.trim().to_string();
         (!written.text.is_empty()).then_some(written)
     }
@@ -912,14 +912,42 @@ impl Pipeline {
 /// anyway.
 const FOLLOW_UP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Waits (up to [`FOLLOW_UP_PATIENCE`]) until the chat model has nothing to
-/// do, so a follow-up never delays a buyer's draft by more than the one
-/// call already running.
-async fn wait_until_idle(writer: &dyn Writer) {
-    let started = Instant::now();
-    while writer.busy() && started.elapsed() < FOLLOW_UP_PATIENCE {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// Times a follow-up's call may start; it gives way to other requests on
+/// all but the last.
+const FOLLOW_UP_TRIES: usize = 5;
+
+/// Writes for a follow-up without holding up buyers: waits (up to
+/// [`FOLLOW_UP_PATIENCE`]) until the chat model is idle, and abandons the
+/// call when another request arrives meanwhile (dropping it stops the model
+/// at its next token), to start again once the model is idle.
+async fn in_background(
+    writer: &dyn Writer,
+    messages: Vec<ChatMessage>,
+    max_tokens: usize,
+) -> Option<Written> {
+    let poll = std::time::Duration::from_millis(50);
+    for attempt in 1..=FOLLOW_UP_TRIES {
+        let started = Instant::now();
+        while writer.in_flight() > 0 && started.elapsed() < FOLLOW_UP_PATIENCE {
+            tokio::time::sleep(poll).await;
+        }
+        let write = writer.write(messages.clone(), max_tokens);
+        if attempt == FOLLOW_UP_TRIES {
+            // Having given way this often, it finishes regardless.
+            return write.await.ok();
+        }
+        let someone_waits = async {
+            // Ours is one of those in flight once admitted.
+            while writer.in_flight() <= 1 {
+                tokio::time::sleep(poll).await;
+            }
+        };
+        tokio::select! {
+            written = write => return written.ok(),
+            _ = someone_waits => continue,
+        }
     }
+    None
 }
 
 fn same_language(a: &str, b: &str) -> bool {

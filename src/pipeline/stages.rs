@@ -95,11 +95,13 @@ impl Writer for EngineWriter {
         self.chat_model().unwrap_or_default()
     }
 
-    fn busy(&self) -> bool {
+    fn in_flight(&self) -> usize {
         self.engine
             .models()
             .into_iter()
-            .any(|m| m.kind == ModelKind::Chat && m.in_flight > 0)
+            .filter(|m| m.kind == ModelKind::Chat)
+            .map(|m| m.in_flight)
+            .sum()
     }
 
     async fn write(
