@@ -430,6 +430,10 @@ pub async fn get_conversation(
     Path(id): Path<String>,
 ) -> Result<Json<ConversationDetailDto>, ApiError> {
     let id = parse_conversation_id(&id)?;
+    // Decisions first: a decision and its reply are committed together, so
+    // every decision read here finds its reply among the messages read
+    // after it (the two reads are separate snapshots).
+    let decisions = state.store.decisions(tenant.id, id).await?;
     let detail = state
         .store
         .conversation(tenant.id, id)
@@ -437,7 +441,6 @@ pub async fn get_conversation(
         .ok_or_else(|| ApiError::NotFound {
             what: format!("conversation {id}"),
         })?;
-    let decisions = state.store.decisions(tenant.id, id).await?;
     let buyer = detail.buyer;
     Ok(Json(ConversationDetailDto {
         conversation: detail.summary.into(),
