@@ -182,6 +182,15 @@ fn whole_sentences(text: &str) -> String {
     }
 }
 
+/// A store failure inside a stage: worth retrying.
+fn store_error(e: crate::store::StoreError) -> StageError {
+    StageError {
+        stage: "store",
+        message: e.to_string(),
+        retryable: true,
+    }
+}
+
 /// Longest AI summary of a conversation, in tokens.
 const SUMMARY_MAX_TOKENS: usize = 70;
 
@@ -218,11 +227,6 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<serde_json::Value, StageError> {
         let started = Instant::now();
-        let store_error = |e: crate::store::StoreError| StageError {
-            stage: "store",
-            message: e.to_string(),
-            retryable: true,
-        };
         let conversation_id = self
             .store
             .message_conversation(tenant, message)
@@ -651,11 +655,6 @@ impl Pipeline {
         tenant: TenantId,
         message: MessageId,
     ) -> Result<Option<serde_json::Value>, StageError> {
-        let store_error = |e: crate::store::StoreError| StageError {
-            stage: "store",
-            message: e.to_string(),
-            retryable: true,
-        };
         let Some(writer) = &self.writer else {
             return Ok(None);
         };

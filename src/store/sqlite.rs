@@ -340,6 +340,32 @@ impl TryFrom<OrderRow> for Order {
     }
 }
 
+/// Queues a job about `message_id`, due at once.
+async fn insert_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: TenantId,
+    kind: &str,
+    message_id: MessageId,
+    max_attempts: u32,
+    at: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+    )
+    .bind(JobId::new().to_string())
+    .bind(tenant.to_string())
+    .bind(kind)
+    .bind(serde_json::json!({ "message_id": message_id }).to_string())
+    .bind(max_attempts)
+    .bind(at)
+    .bind(at)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 async fn insert_audit(
     tx: &mut Transaction<'static, Sqlite>,
     tenant: Option<TenantId>,
@@ -854,19 +880,14 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
 
-        sqlx::query(
-            "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+        insert_job(
+            &mut tx,
+            shop.tenant_id,
+            JOB_INBOUND_MESSAGE,
+            message_id,
+            max_attempts,
+            &received_ts,
         )
-        .bind(JobId::new().to_string())
-        .bind(shop.tenant_id.to_string())
-        .bind(JOB_INBOUND_MESSAGE)
-        .bind(serde_json::json!({ "message_id": message_id }).to_string())
-        .bind(max_attempts)
-        .bind(&received_ts)
-        .bind(&received_ts)
-        .bind(&received_ts)
-        .execute(&mut *tx)
         .await?;
 
         insert_audit(
@@ -1158,19 +1179,14 @@ impl Store for SqliteStore {
         )
         .await?;
         if decision.follow_up {
-            sqlx::query(
-                "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+            insert_job(
+                &mut tx,
+                tenant,
+                JOB_ENRICH_DECISION,
+                decision.message,
+                ENRICH_MAX_ATTEMPTS,
+                &ts(at),
             )
-            .bind(JobId::new().to_string())
-            .bind(tenant.to_string())
-            .bind(JOB_ENRICH_DECISION)
-            .bind(serde_json::json!({ "message_id": decision.message }).to_string())
-            .bind(ENRICH_MAX_ATTEMPTS)
-            .bind(ts(at))
-            .bind(ts(at))
-            .bind(ts(at))
-            .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
