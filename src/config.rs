@@ -121,6 +121,10 @@ pub struct ModelsSettings {
     /// How the chat model's weights are held: `auto` (the fastest measured:
     /// quantized), `quantized`, `f16` or `f32`.
     pub chat_weights: String,
+    /// Whether greedy generation on the CPU checks tokens guessed from the
+    /// prompt several at a time (same answers, faster when replies copy
+    /// from their knowledge).
+    pub chat_guessing: bool,
     /// Embedding requests admitted at once (queued plus running).
     pub embedding_queue_capacity: usize,
     /// Estimated tokens the embedding worker gathers into one batch.

@@ -111,8 +111,10 @@ fn describe() {
     describe_histogram!(MODEL_BATCH, "Inputs per embedding forward batch, by model.");
     describe_counter!(
         MODEL_TOKENS,
-        "Tokens processed, by model and kind (input, prompt, completion); divide its rate \
-         by kedai_model_forward_duration_seconds_sum's for tokens per second."
+        "Tokens processed, by model and kind (input, prompt, completion; guessed and \
+         guess_accepted count the completion tokens guessed from the prompt and those the \
+         model kept); divide its rate by kedai_model_forward_duration_seconds_sum's for \
+         tokens per second."
     );
     describe_histogram!(
         MODEL_FORWARD,

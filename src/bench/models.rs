@@ -312,6 +312,8 @@ fn bench_chat(
         ChatRole::User,
         "Count from 1 to 1000, one number per line, with no other text.",
     )];
+    // Plain decoding, one token per pass, as llama-bench measures it.
+    chat.set_guessing(false);
     let params = GenerationParams {
         max_tokens: args.generate,
         ..GenerationParams::default()
@@ -332,8 +334,98 @@ fn bench_chat(
         runs,
         Some(generated),
     ));
+    for (name, language, question) in DRAFTS {
+        progress(&format!("{}: {name}", model.reference));
+        tests.extend(bench_draft(&mut chat, args, name, language, question)?);
+    }
+    chat.set_guessing(true);
     chat.clear_cache();
     Ok((tests, chat))
+}
+
+/// Buyer questions answered from [`FILLER`] as a draft is: name, reply
+/// language, question.
+const DRAFTS: [(&str, &str, &str); 2] = [
+    (
+        "draft-en",
+        "English",
+        "Hi, if I order today before 2pm when will it reach Jakarta? And can I return it if the size is wrong?",
+    ),
+    (
+        "draft-id",
+        "Indonesian",
+        "Kak kalau pesan hari ini sebelum jam 2 kapan sampai Jakarta? Kalau ukurannya salah bisa retur?",
+    ),
+];
+
+/// Decode speed of a grounded reply with the pipeline's draft prompt,
+/// token by token and with guessed tokens checked in shared passes,
+/// alternating; the two answers must be the same.
+fn bench_draft(
+    chat: &mut ChatModel,
+    args: &ModelsArgs,
+    name: &str,
+    language: &str,
+    question: &str,
+) -> anyhow::Result<Vec<TestResult>> {
+    use crate::pipeline::prompt::{draft_messages, DraftRequest, Source};
+    let sources = vec![Source {
+        id: "policy:shipping-returns".to_owned(),
+        text: FILLER.to_owned(),
+    }];
+    let messages = draft_messages(&DraftRequest {
+        shop_name: "Batik Jogja",
+        reply_language: language,
+        sources: &sources,
+        history: &[],
+        message: question,
+        max_words: 40,
+    });
+    let params = GenerationParams {
+        max_tokens: 80,
+        repeat_penalty: 1.1,
+        ..GenerationParams::default()
+    };
+    let (mut plain, mut guessed, mut accepted) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tokens = 0;
+    for _ in 0..args.repetitions {
+        let mut texts = Vec::with_capacity(2);
+        for guessing in [false, true] {
+            chat.clear_cache();
+            chat.set_guessing(guessing);
+            let generation = chat.generate(&messages, &params, &mut |_| {
+                std::ops::ControlFlow::Continue(())
+            })?;
+            let speed = generation.completion_tokens as f64 / secs(generation.decode);
+            if guessing {
+                guessed.push(speed);
+                accepted.push(
+                    generation.accepted_guesses as f64 / generation.completion_tokens.max(1) as f64,
+                );
+            } else {
+                plain.push(speed);
+            }
+            tokens = generation.completion_tokens;
+            texts.push(generation.text);
+        }
+        if texts[0] != texts[1] {
+            bail!(
+                "{name}: the answer changed when guessing: {:?} vs {:?}",
+                texts[0],
+                texts[1]
+            );
+        }
+    }
+    Ok(vec![
+        result(format!("{name} plain"), "tok/s", plain, Some(tokens)),
+        result(format!("{name} guessed"), "tok/s", guessed, Some(tokens)),
+        result(
+            format!("{name} from guesses"),
+            "share",
+            accepted,
+            Some(tokens),
+        ),
+    ])
 }
 
 fn secs(duration: Duration) -> f64 {

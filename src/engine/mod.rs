@@ -363,6 +363,7 @@ struct Inner {
     chat: Slot<ChatJob>,
     device: String,
     chat_weights: String,
+    chat_guessing: bool,
     limits: Limits,
 }
 
@@ -398,6 +399,7 @@ impl Engine {
                 ),
                 device: settings.device.clone(),
                 chat_weights: settings.chat_weights.clone(),
+                chat_guessing: settings.chat_guessing,
                 limits: Limits {
                     embedding_batch_tokens: settings.embedding_batch_tokens,
                     embedding_max_batch: settings.embedding_max_batch,

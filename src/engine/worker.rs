@@ -128,6 +128,7 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
                     super::load_chat_model(&model, &device, &inner.chat_weights)
                 });
                 if let Some(mut chat) = loaded {
+                    chat.set_guessing(inner.chat_guessing);
                     serve_chat(slot, &mut chat, inner.limits, rx);
                 }
             }
@@ -376,6 +377,8 @@ fn record_generation(slot: &Slot<ChatJob>, generation: &Generation) {
     let fresh = generation.prompt_tokens - generation.reused_prompt_tokens;
     m::model_batch(&slot.id, 1, fresh, "prefill", generation.prefill);
     m::model_tokens(&slot.id, "completion", generation.completion_tokens);
+    m::model_tokens(&slot.id, "guessed", generation.guessed_tokens);
+    m::model_tokens(&slot.id, "guess_accepted", generation.accepted_guesses);
     m::model_busy(&slot.id, "decode", generation.decode);
     if generation.finish_reason == FinishReason::Cancelled {
         m::model_rejected(&slot.id, "cancelled");

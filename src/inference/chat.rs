@@ -133,6 +133,11 @@ impl GenerationParams {
         Ok(())
     }
 
+    /// Whether the most likely token is always picked.
+    fn sampling_is_greedy(&self) -> bool {
+        matches!(self.sampling(), Sampling::ArgMax)
+    }
+
     fn sampling(&self) -> Sampling {
         // As candle's own `LogitsProcessor::new`: a temperature this small
         // is greedy, and dividing by it would overflow the softmax.
@@ -175,6 +180,11 @@ pub struct Generation {
     pub prefill: Duration,
     /// Everything after prefill.
     pub decode: Duration,
+    /// Tokens guessed from earlier text and checked in passes over several
+    /// tokens, and how many of them the model picked itself (each of those
+    /// saved a pass of its own).
+    pub guessed_tokens: usize,
+    pub accepted_guesses: usize,
 }
 
 /// Why the decode loop ended; finer than [`FinishReason`] because only some
@@ -225,6 +235,32 @@ impl Weights {
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
     }
 
+    /// The logits after each of `tokens`, one row per token; our CPU
+    /// forward pass only.
+    fn forward_rows(&mut self, tokens: &[u32], index_pos: usize) -> Result<Tensor, InferenceError> {
+        match self {
+            Weights::Cpu(model) => {
+                let logits = model.forward_last(tokens, index_pos, tokens.len())?;
+                let vocab = logits.len() / tokens.len();
+                Ok(Tensor::from_vec(
+                    logits,
+                    (tokens.len(), vocab),
+                    &Device::Cpu,
+                )?)
+            }
+            _ => Err(InferenceError::Tensor(candle_core::Error::Msg(
+                "only kedai's CPU forward pass returns logits for every token".to_owned(),
+            ))),
+        }
+    }
+
+    /// Forgets cached positions from `len` on, where the cache can.
+    fn rewind(&mut self, len: usize) {
+        if let Weights::Cpu(model) = self {
+            model.rewind(len);
+        }
+    }
+
     /// Whether the cache can be cut back to any cached prefix (our CPU
     /// forward pass can; candle's models only grow theirs).
     fn rewinds(&self) -> bool {
@@ -268,6 +304,9 @@ pub struct ChatModel {
     /// used first: drafts and translations interleave, and each kind starts
     /// with the same system turn every time.
     prefixes: Vec<(Vec<u32>, KvSnapshot)>,
+    /// Whether greedy generation checks tokens guessed from the prompt
+    /// (see [`guess_continuation`]); on unless turned off.
+    guessing: bool,
 }
 
 /// System turns kept by [`ChatModel`]; a few MB each for the default model.
@@ -400,6 +439,7 @@ impl ChatModel {
             im_end,
             cached: Vec::new(),
             prefixes: Vec::new(),
+            guessing: true,
         })
     }
 
@@ -527,6 +567,12 @@ impl ChatModel {
         }
     }
 
+    /// Turns checking guessed tokens on or off. Either way greedy answers
+    /// are the same; only their speed differs.
+    pub fn set_guessing(&mut self, on: bool) {
+        self.guessing = on;
+    }
+
     /// Bytes held by kept system turns.
     pub fn kept_prefix_bytes(&self) -> usize {
         self.prefixes.iter().map(|(_, s)| s.bytes()).sum()
@@ -564,30 +610,76 @@ impl ChatModel {
 
         let budget = params.max_tokens.min(self.context_length - prompt.len());
         let mut sampler = LogitsProcessor::from_sampling(params.seed, params.sampling());
-        let mut tokens = prompt.clone();
-        // How many of `tokens` the model has seen: a sampled token is only
-        // fed back when another one is wanted after it.
-        let mut fed = tokens.len();
-        let mut stream = StopStream::new(&params.stop);
-        let mut decoder = TokenDecoder::new(&self.tokenizer);
-        let ended = loop {
-            let next = sample(&mut sampler, &logits, &tokens, params)?;
-            if self.tokenizer.end_of_generation_ids().contains(&next) {
-                break Ended::EndToken;
-            }
-            tokens.push(next);
-            if stream.push(&decoder.push(next)) {
-                break Ended::StopString;
-            }
-            if on_token(stream.release()).is_break() {
-                break Ended::Cancelled;
-            }
-            if tokens.len() - prompt.len() == budget {
-                break Ended::Length;
-            }
-            logits = self.weights.forward(&self.device, &[next], fed)?;
-            fed = tokens.len();
+        // Guesses are checked against the token the model picks itself, so
+        // they only apply when that pick is certain: greedy, on our forward
+        // pass, whose cache can drop the guesses that were wrong.
+        let guessing = self.guessing && params.sampling_is_greedy() && self.weights.rewinds();
+        let mut answer = Answer {
+            tokens: prompt.clone(),
+            prompt_len: prompt.len(),
+            budget,
+            stream: StopStream::new(&params.stop),
+            decoder: TokenDecoder::new(&self.tokenizer),
+            end_ids: self.tokenizer.end_of_generation_ids(),
         };
+        // How many of the answer's tokens the model has seen: a sampled
+        // token is only fed back when another one is wanted after it.
+        let mut fed = prompt.len();
+        let (mut guessed_tokens, mut accepted_tokens) = (0, 0);
+        let mut pacer = GuessPacer::new();
+        let ended = 'decode: loop {
+            let next = sample(&mut sampler, &logits, &answer.tokens, params)?;
+            if let Some(ended) = answer.take(next, on_token) {
+                break ended;
+            }
+            let guess = if guessing {
+                guess_continuation(&answer.tokens, pacer.want().min(answer.room()))
+            } else {
+                &[]
+            };
+            if guess.is_empty() {
+                logits = self.weights.forward(&self.device, &[next], fed)?;
+                fed = answer.tokens.len();
+                continue;
+            }
+            // `next` and the guessed tokens after it in one pass: row `i`
+            // holds the logits after the guess's first `i` tokens.
+            let guess = guess.to_vec();
+            let mut run = Vec::with_capacity(guess.len() + 1);
+            run.push(next);
+            run.extend_from_slice(&guess);
+            let rows = self.weights.forward_rows(&run, fed)?;
+            fed = answer.tokens.len();
+            guessed_tokens += guess.len();
+            let mut row = 0;
+            while row < guess.len() {
+                let picked = sample(&mut sampler, &rows.get(row)?, &answer.tokens, params)?;
+                if picked != guess[row] {
+                    break;
+                }
+                accepted_tokens += 1;
+                let ended = answer.take(picked, on_token);
+                if answer.tokens.len() > fed {
+                    fed = answer.tokens.len();
+                }
+                if let Some(ended) = ended {
+                    self.weights.rewind(fed);
+                    break 'decode ended;
+                }
+                row += 1;
+            }
+            pacer.record(guess.len(), row);
+            // The wrong guesses' keys and values are dropped; the model's
+            // own pick after the last right one is sampled from `row`.
+            self.weights.rewind(fed);
+            logits = rows.get(row)?;
+        };
+        let Answer {
+            mut tokens,
+            mut stream,
+            decoder,
+            ..
+        } = answer;
         if matches!(ended, Ended::EndToken | Ended::Length) {
             stream.push(&decoder.finish());
         }
@@ -614,8 +706,136 @@ impl ChatModel {
             finish_reason,
             prefill,
             decode,
+            guessed_tokens,
+            accepted_guesses: accepted_tokens,
         })
     }
+}
+
+/// The answer as it grows, and the checks each new token goes through.
+struct Answer<'a> {
+    /// The prompt, then the answer's tokens.
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// Most answer tokens wanted.
+    budget: usize,
+    stream: StopStream<'a>,
+    decoder: TokenDecoder<'a>,
+    end_ids: &'a [u32],
+}
+
+impl Answer<'_> {
+    /// Adds `token`, or says why the answer ends here.
+    fn take(
+        &mut self,
+        token: u32,
+        on_token: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Option<Ended> {
+        if self.end_ids.contains(&token) {
+            return Some(Ended::EndToken);
+        }
+        self.tokens.push(token);
+        if self.stream.push(&self.decoder.push(token)) {
+            return Some(Ended::StopString);
+        }
+        if on_token(self.stream.release()).is_break() {
+            return Some(Ended::Cancelled);
+        }
+        if self.tokens.len() - self.prompt_len == self.budget {
+            return Some(Ended::Length);
+        }
+        None
+    }
+
+    /// Answer tokens still allowed after the next one.
+    fn room(&self) -> usize {
+        self.budget
+            .saturating_sub(self.tokens.len() - self.prompt_len)
+            .saturating_sub(1)
+    }
+}
+
+/// Longest run of earlier tokens matched when guessing, and the shortest.
+const GUESS_MATCH: (usize, usize) = (4, 2);
+/// Most tokens guessed at once.
+const GUESS_TOKENS: usize = 8;
+
+/// How many tokens to guess next. On a CPU each guessed token adds about
+/// a third of a one-token pass, and saves a whole pass only when the model
+/// keeps it, so guesses grow while they are kept, shrink when they are
+/// not, and pause for longer and longer after passes that kept none.
+#[derive(Debug)]
+struct GuessPacer {
+    length: usize,
+    /// Tokens to decode one at a time before guessing again.
+    pause: usize,
+    misses: u32,
+}
+
+impl GuessPacer {
+    fn new() -> Self {
+        GuessPacer {
+            length: 2,
+            pause: 0,
+            misses: 0,
+        }
+    }
+
+    /// The most tokens worth guessing now (0: decode this one plainly).
+    fn want(&mut self) -> usize {
+        if self.pause > 0 {
+            self.pause -= 1;
+            return 0;
+        }
+        self.length
+    }
+
+    /// `accepted` of `guessed` tokens were kept.
+    fn record(&mut self, guessed: usize, accepted: usize) {
+        if guessed == 0 {
+            return;
+        }
+        if accepted == 0 {
+            self.misses += 1;
+            self.length = 1;
+            self.pause = 1 << self.misses.min(4);
+        } else {
+            self.misses = 0;
+            self.length = if accepted == guessed {
+                (2 * guessed).min(GUESS_TOKENS)
+            } else {
+                (accepted + 1).min(GUESS_TOKENS)
+            };
+        }
+    }
+}
+
+/// Prompt lookup: the tokens that followed the latest earlier place where
+/// the last few of `tokens` appear (longer matches first), at most `room`
+/// of them. A grounded reply copies names, numbers and phrases from its
+/// knowledge and the buyer's message, and the model checks several guessed
+/// tokens in one pass for little more than the price of one, since each
+/// pass reads every weight once whatever the number of tokens.
+fn guess_continuation(tokens: &[u32], room: usize) -> &[u32] {
+    let want = room.min(GUESS_TOKENS);
+    if want == 0 {
+        return &[];
+    }
+    let (longest, shortest) = GUESS_MATCH;
+    for n in (shortest..=longest).rev() {
+        let Some(tail_start) = tokens.len().checked_sub(n) else {
+            continue;
+        };
+        let tail = &tokens[tail_start..];
+        let found = (0..tail_start)
+            .rev()
+            .find(|&start| &tokens[start..start + n] == tail);
+        if let Some(start) = found {
+            let from = start + n;
+            return &tokens[from..(from + want).min(tokens.len())];
+        }
+    }
+    &[]
 }
 
 fn sample(
@@ -753,6 +973,48 @@ mod tests {
         assert_eq!(longest_partial_match("abc é", "éx"), 2);
         assert_eq!(longest_partial_match("abc", "xyz"), 0);
         assert_eq!(longest_partial_match("ab", "b"), 0);
+    }
+
+    #[test]
+    fn guesses_follow_the_latest_longest_match() {
+        // "5 6" appeared twice; the later occurrence is followed by 9.
+        let tokens = [1, 5, 6, 7, 8, 2, 5, 6, 9, 3, 5, 6];
+        assert_eq!(guess_continuation(&tokens, 8), &[9, 3, 5, 6]);
+        assert_eq!(guess_continuation(&tokens, 2), &[9, 3]);
+        assert_eq!(guess_continuation(&tokens, 0), &[] as &[u32]);
+        // A longer match wins over a later, shorter one.
+        let tokens = [4, 5, 6, 1, 9, 5, 6, 2, 4, 5, 6];
+        assert_eq!(guess_continuation(&tokens, 1), &[1]);
+        // No earlier occurrence of even the shortest tail: no guess.
+        assert!(guess_continuation(&[1, 2, 3, 4], 8).is_empty());
+        assert!(guess_continuation(&[7], 8).is_empty());
+        assert!(guess_continuation(&[], 8).is_empty());
+        // Never more than GUESS_TOKENS at once.
+        let long: Vec<u32> = (0..40).chain(0..2).collect();
+        assert_eq!(guess_continuation(&long, 100).len(), GUESS_TOKENS);
+    }
+
+    #[test]
+    fn guesses_grow_while_kept_and_pause_after_misses() {
+        let mut pacer = GuessPacer::new();
+        assert_eq!(pacer.want(), 2);
+        pacer.record(2, 2);
+        assert_eq!(pacer.want(), 4);
+        pacer.record(4, 4);
+        pacer.record(8, 8);
+        assert_eq!(pacer.want(), GUESS_TOKENS);
+        pacer.record(8, 3);
+        assert_eq!(pacer.want(), 4, "one more than were kept");
+        // A pass that kept nothing: two plain tokens, then one guess.
+        pacer.record(4, 0);
+        assert_eq!((pacer.want(), pacer.want(), pacer.want()), (0, 0, 1));
+        // Another miss right after pauses twice as long.
+        pacer.record(1, 0);
+        assert_eq!((0..4).map(|_| pacer.want()).sum::<usize>(), 0);
+        assert_eq!(pacer.want(), 1);
+        // No guess made: nothing learned.
+        pacer.record(0, 0);
+        assert_eq!(pacer.want(), 1);
     }
 
     #[test]

@@ -530,6 +530,16 @@ impl CpuModel {
         self.cached = 0;
     }
 
+    /// Forgets every cached position from `len` on.
+    pub(crate) fn rewind(&mut self, len: usize) {
+        let kv_dim = self.hyper.kv_dim();
+        for layer in &mut self.layers {
+            layer.keys.truncate(len * kv_dim);
+            layer.values.truncate(len * kv_dim);
+        }
+        self.cached = self.cached.min(len);
+    }
+
     /// Runs `tokens` at positions `index_pos..`, keeping the first
     /// `index_pos` cached positions, and returns the logits after the last.
     pub(crate) fn forward(
@@ -537,9 +547,27 @@ impl CpuModel {
         tokens: &[u32],
         index_pos: usize,
     ) -> Result<Vec<f32>, InferenceError> {
+        self.forward_last(tokens, index_pos, 1)
+    }
+
+    /// As [`CpuModel::forward`], but returns the logits after each of the
+    /// last `last` tokens, one row of the vocabulary's width each: what
+    /// checking several guessed tokens in one pass needs.
+    pub(crate) fn forward_last(
+        &mut self,
+        tokens: &[u32],
+        index_pos: usize,
+        last: usize,
+    ) -> Result<Vec<f32>, InferenceError> {
         let invalid = |message: String| InferenceError::Tensor(candle_core::Error::Msg(message));
         if tokens.is_empty() {
             return Err(invalid("no tokens to run".to_owned()));
+        }
+        if last == 0 || last > tokens.len() {
+            return Err(invalid(format!(
+                "cannot return logits after the last {last} of {} tokens",
+                tokens.len()
+            )));
         }
         if index_pos > self.cached {
             return Err(invalid(format!(
@@ -609,10 +637,10 @@ impl CpuModel {
         }
         self.cached = index_pos + seq;
 
-        let mut last = vec![0f32; e];
-        rms_norm(&x[(seq - 1) * e..], &self.norm, h.eps, &mut last);
-        let mut logits = vec![0f32; self.head.rows()];
-        self.head.forward(&last, 1, &mut logits)?;
+        let mut normed_last = vec![0f32; last * e];
+        rms_norm(&x[(seq - last) * e..], &self.norm, h.eps, &mut normed_last);
+        let mut logits = vec![0f32; last * self.head.rows()];
+        self.head.forward(&normed_last, last, &mut logits)?;
         Ok(logits)
     }
 }

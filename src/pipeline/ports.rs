@@ -99,6 +99,10 @@ pub struct Written {
     pub cut_short: bool,
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    /// Tokens guessed from the prompt and checked several at a time, and
+    /// how many of them the model kept.
+    pub guessed_tokens: usize,
+    pub accepted_guesses: usize,
 }
 
 impl Written {

@@ -147,6 +147,8 @@ impl Writer for EngineWriter {
             cut_short: generation.finish_reason == FinishReason::Length,
             prefill_ms: generation.prefill.as_secs_f64() * 1000.0,
             decode_ms: generation.decode.as_secs_f64() * 1000.0,
+            guessed_tokens: generation.guessed_tokens,
+            accepted_guesses: generation.accepted_guesses,
             text: generation.text,
         })
     }

@@ -385,3 +385,64 @@ fn a_system_turn_seen_before_is_reused_after_an_unrelated_prompt() {
         "a restored prefix answers as a fresh model"
     );
 }
+
+/// Guessed tokens are checked against the model's own greedy pick, so an
+/// answer is the same with and without guessing, to the token, whatever
+/// ends it: the end token, the budget (hit inside a guess) or a stop string.
+fn guessing_changes_nothing_but_speed(artifact: &'static str) {
+    let mut model = model(artifact);
+    let messages = ask(
+        "Copy this address exactly, then say thank you: Jalan Malioboro 52, \
+         Yogyakarta 55271, Indonesia, order SHP-2611-48213.",
+    );
+    let copy_params = |max_tokens: usize, stop: &[&str]| GenerationParams {
+        max_tokens,
+        repeat_penalty: 1.1,
+        stop: stop.iter().map(|s| s.to_string()).collect(),
+        ..GenerationParams::default()
+    };
+    let mut accepted = 0;
+    for params in [
+        copy_params(60, &[]),
+        copy_params(9, &[]),
+        copy_params(60, &["55271"]),
+    ] {
+        model.clear_cache();
+        model.set_guessing(false);
+        let (plain, plain_stream) = run(&mut model, &messages, &params);
+        model.clear_cache();
+        model.set_guessing(true);
+        let (guessed, guessed_stream) = run(&mut model, &messages, &params);
+        assert_eq!(plain.guessed_tokens, 0, "{artifact}: {plain:?}");
+        assert_eq!(plain.text, guessed.text, "{artifact}: {params:?}");
+        assert_eq!(plain_stream, guessed_stream, "{artifact}");
+        assert_eq!(plain.completion_tokens, guessed.completion_tokens);
+        assert_eq!(plain.finish_reason, guessed.finish_reason, "{artifact}");
+        assert!(guessed.accepted_guesses <= guessed.guessed_tokens);
+        accepted += guessed.accepted_guesses;
+
+        // The cache after a guessed answer serves the next turn as well as
+        // a fresh one does.
+        let mut next = messages.clone();
+        next.push(ChatMessage::new(ChatRole::Assistant, guessed.text.clone()));
+        next.push(ChatMessage::new(ChatRole::User, "And the postcode again?"));
+        let (continued, _) = run(&mut model, &next, &greedy(8));
+        model.clear_cache();
+        let (fresh, _) = run(&mut model, &next, &greedy(8));
+        assert_eq!(continued.text, fresh.text, "{artifact}");
+    }
+    assert!(
+        accepted > 0,
+        "{artifact}: copying an address keeps some guessed tokens"
+    );
+}
+
+#[test]
+fn smollm2_guessing_changes_nothing_but_speed() {
+    guessing_changes_nothing_but_speed(SMOLLM2);
+}
+
+#[test]
+fn qwen_guessing_changes_nothing_but_speed() {
+    guessing_changes_nothing_but_speed(QWEN);
+}
