@@ -95,6 +95,10 @@ pub struct CaseResult {
     pub total_ms: f64,
     /// The pipeline's own per-stage timings.
     pub stages_ms: BTreeMap<String, f64>,
+    /// The chat model's cost record when it wrote the answer: prompt,
+    /// reused and completion tokens, prefill and decode milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<serde_json::Value>,
     pub text: Option<String>,
 }
 
@@ -289,6 +293,7 @@ pub async fn run(
                         .collect()
                 })
                 .unwrap_or_default(),
+            generation: trace.get("generation").filter(|g| !g.is_null()).cloned(),
             text: answer,
         });
     }
@@ -374,6 +379,7 @@ mod tests {
             facts_expected: 2,
             total_ms: ms,
             stages_ms: BTreeMap::from([("total".to_string(), ms)]),
+            generation: None,
             text: None,
         }
     }
