@@ -6,7 +6,8 @@
 //! marks an out-of-scope line (its label becomes `out_of_scope`), and an
 //! `anger` boolean feeds the anger task of `eval sentiment`. Embeddings are
 //! cached on disk under the model cache (`<models dir>/embeddings/`), keyed
-//! by model id and text, so a second run embeds nothing.
+//! by model id (with the pooled layers, `--e5-layers`) and text, so a
+//! second run embeds nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -678,6 +679,34 @@ mod tests {
         assert_eq!(s.in_scope_accuracy, None);
         assert_eq!(s.oos_recall, None);
         assert!((s.accuracy - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn e5_layer_options_become_a_pooling() {
+        let args = |layers: Vec<usize>, mix, max| ClassifierArgs {
+            train: "train.jsonl".into(),
+            test: "test.jsonl".into(),
+            cache_dir: None,
+            confusions: 15,
+            char_ngrams: 0,
+            embedding_scale: 0.05,
+            l2: Vec::new(),
+            e5_layers: layers,
+            e5_layer_mix: mix,
+            e5_max_pool: max,
+        };
+        let plain = args(Vec::new(), LayerMixArg::Concat, false);
+        assert!(plain.pooling(12).unwrap().is_final_mean(12));
+        let mixed = args(vec![4, 8, 12], LayerMixArg::Average, true);
+        assert_eq!(mixed.pooling(12).unwrap().to_string(), "4,8,12:average+max");
+        let err = args(vec![8, 8], LayerMixArg::Concat, false)
+            .pooling(12)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--e5-layers: layer 8 is listed twice"),
+            "{err}"
+        );
     }
 
     #[test]

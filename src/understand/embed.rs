@@ -1,8 +1,10 @@
 //! The one seam between understanding and the embedding model: the
 //! [`QueryEmbedder`] trait, its implementation for the real
-//! [`TextEmbedder`], and [`CachedEmbedder`], which keeps vectors on disk keyed
-//! by model id and text so that re-running an evaluation or retraining on
-//! the same exemplars does not run the model again.
+//! [`TextEmbedder`], [`PooledQueries`] (the same model pooling other layers,
+//! under a model id that says which), and [`CachedEmbedder`], which keeps
+//! vectors on disk keyed by model id and text so that re-running an
+//! evaluation or retraining on the same exemplars does not run the model
+//! again.
 //!
 //! Nothing here knows what the vectors are used for.
 
