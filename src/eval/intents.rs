@@ -6,7 +6,8 @@
 //! marks an out-of-scope line (its label becomes `out_of_scope`), and an
 //! `anger` boolean feeds the anger task of `eval sentiment`. Embeddings are
 //! cached on disk under the model cache (`<models dir>/embeddings/`), keyed
-//! by model id and text, so a second run embeds nothing.
+//! by model id (with the pooled layers, `--e5-layers`) and text, so a
+//! second run embeds nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -20,11 +21,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
-use crate::inference::{select_device, TextEmbedder};
+use crate::inference::{select_device, LayerMix, Pooling, TextEmbedder};
 use crate::models::{PrepareMode, Progress};
 use crate::understand::ngrams::CharNgrams;
 use crate::understand::{
-    CachedEmbedder, FitReport, LinearHead, Scaling, TrainConfig, OUT_OF_SCOPE,
+    CachedEmbedder, FitReport, LinearHead, PooledQueries, Scaling, TrainConfig, OUT_OF_SCOPE,
 };
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +74,42 @@ pub struct ClassifierArgs {
     /// (comma-separated; default: the classifier's own grid).
     #[arg(long, value_delimiter = ',')]
     pub l2: Vec<f32>,
+    /// Pool these e5 layers (comma-separated, 1 to 12; 12 is the final
+    /// one), each layer's token mean unit-length, instead of the sentence
+    /// embedding (the final layer's mean).
+    #[arg(long, value_delimiter = ',')]
+    pub e5_layers: Vec<usize>,
+    /// How --e5-layers are put together.
+    #[arg(long, value_enum, default_value_t = LayerMixArg::Concat)]
+    pub e5_layer_mix: LayerMixArg,
+    /// Add the final layer's token-wise maximum as one more unit-length block.
+    #[arg(long)]
+    pub e5_max_pool: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayerMixArg {
+    /// One block per layer, side by side.
+    Concat,
+    /// One block, the average of the layers' unit-length means.
+    Average,
+}
+
+impl ClassifierArgs {
+    /// The pooling these options ask for on a model of `layers` layers.
+    fn pooling(&self, layers: usize) -> anyhow::Result<Pooling> {
+        let chosen = if self.e5_layers.is_empty() {
+            vec![layers]
+        } else {
+            self.e5_layers.clone()
+        };
+        let mix = match self.e5_layer_mix {
+            LayerMixArg::Concat => LayerMix::Concat,
+            LayerMixArg::Average => LayerMix::Average,
+        };
+        Pooling::new(&chosen, mix, self.e5_max_pool)
+            .map_err(|e| anyhow::anyhow!("--e5-layers: {e}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -246,6 +283,8 @@ pub fn sentiment_label(raw: &str) -> anyhow::Result<&'static str> {
 pub struct Report {
     pub task: Task,
     pub embedding_model: String,
+    /// The e5 layers pooled (`12` is the sentence embedding).
+    pub pooling: String,
     pub train_examples: usize,
     pub examples: usize,
     pub labels: usize,
@@ -295,6 +334,8 @@ fn evaluate(args: &ClassifierArgs, task: Task, settings: &Settings) -> anyhow::R
     )?;
     let device = select_device("auto")?;
     let embedder = TextEmbedder::load(&model, &device)?;
+    let pooling = args.pooling(embedder.layers())?;
+    let embedder = PooledQueries::new(embedder, pooling.clone())?;
     let cache_dir = args
         .cache_dir
         .clone()
@@ -364,6 +405,7 @@ fn evaluate(args: &ClassifierArgs, task: Task, settings: &Settings) -> anyhow::R
     Ok(Report {
         task,
         embedding_model: cached_model_id(&cached),
+        pooling: pooling.to_string(),
         train_examples: train.len(),
         examples: test.len(),
         labels: head.labels().len(),
@@ -637,6 +679,34 @@ mod tests {
         assert_eq!(s.in_scope_accuracy, None);
         assert_eq!(s.oos_recall, None);
         assert!((s.accuracy - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn e5_layer_options_become_a_pooling() {
+        let args = |layers: Vec<usize>, mix, max| ClassifierArgs {
+            train: "train.jsonl".into(),
+            test: "test.jsonl".into(),
+            cache_dir: None,
+            confusions: 15,
+            char_ngrams: 0,
+            embedding_scale: 0.05,
+            l2: Vec::new(),
+            e5_layers: layers,
+            e5_layer_mix: mix,
+            e5_max_pool: max,
+        };
+        let plain = args(Vec::new(), LayerMixArg::Concat, false);
+        assert!(plain.pooling(12).unwrap().is_final_mean(12));
+        let mixed = args(vec![4, 8, 12], LayerMixArg::Average, true);
+        assert_eq!(mixed.pooling(12).unwrap().to_string(), "4,8,12:average+max");
+        let err = args(vec![8, 8], LayerMixArg::Concat, false)
+            .pooling(12)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--e5-layers: layer 8 is listed twice"),
+            "{err}"
+        );
     }
 
     #[test]

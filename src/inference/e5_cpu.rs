@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use super::e5::{read_checkpoint, Checkpoint, TensorDtype, Q4_BLOCK};
 use super::kernels::{self, Attend, QMatrix, QuantType};
+use super::pooling::PoolPlan;
 use super::InferenceError;
 
 /// Rows per rayon task in the element-wise passes (bias, GELU, LayerNorm):
@@ -193,9 +194,39 @@ impl E5Cpu {
     /// has type 0 and sits at its index. A sequence must be non-empty and
     /// fit the position table, and every id must be in the vocabulary.
     pub fn forward_pooled(&self, sequences: &[&[u32]]) -> Result<Vec<f32>, InferenceError> {
+        let last = [self.layers.len()];
+        self.forward_blocks(
+            sequences,
+            &PoolPlan {
+                layers: &last,
+                final_max: false,
+            },
+        )
+    }
+
+    /// Pooled blocks of each sequence from one pass, in order: the token
+    /// mean of every layer of `plan` (counted from 1, in the plan's order),
+    /// then the token-wise maximum of the final layer when the plan asks
+    /// for it; `hidden` values per block, not normalised. The layers must
+    /// exist (`Pooling::plan` checks them).
+    pub fn forward_blocks(
+        &self,
+        sequences: &[&[u32]],
+        plan: &PoolPlan<'_>,
+    ) -> Result<Vec<f32>, InferenceError> {
         let hidden = self.hidden;
         let max_positions = self.config.max_position_embeddings;
         let vocab = self.word.rows();
+        if let Some(&layer) = plan
+            .layers
+            .iter()
+            .find(|&&l| l == 0 || l > self.layers.len())
+        {
+            return Err(InferenceError::InvalidParams(format!(
+                "layer {layer} does not exist; the model has layers 1 to {}",
+                self.layers.len()
+            )));
+        }
         let mut starts = Vec::with_capacity(sequences.len() + 1);
         starts.push(0);
         for (index, ids) in sequences.iter().enumerate() {
@@ -216,13 +247,16 @@ impl E5Cpu {
             return Ok(Vec::new());
         }
 
+        let blocks = plan.layers.len() + usize::from(plan.final_max);
+        let stride = blocks * hidden;
+        let mut pooled = vec![0f32; sequences.len() * stride];
         let mut x = self.embed(sequences, tokens);
         let ffn = self.config.intermediate_size;
         let mut qkv = vec![0f32; tokens * 3 * hidden];
         let mut context = vec![0f32; tokens * hidden];
         let mut projected = vec![0f32; tokens * hidden];
         let mut mid = vec![0f32; tokens * ffn];
-        for layer in &self.layers {
+        for (index, layer) in self.layers.iter().enumerate() {
             layer.qkv.matmul(&x, tokens, &mut qkv);
             add_bias(&mut qkv, &layer.qkv_bias);
             self.attend(&qkv, &starts, &mut context);
@@ -237,18 +271,26 @@ impl E5Cpu {
             }
             layer.down.matmul(&mid, tokens, &mut projected);
             self.add_norm(&mut x, &projected, &layer.down_bias, &layer.out_norm);
+            for (block, _) in plan
+                .layers
+                .iter()
+                .enumerate()
+                .filter(|(_, &l)| l == index + 1)
+            {
+                mean_into(&x, &starts, hidden, &mut pooled, block * hidden, stride);
+            }
         }
-
-        let mut pooled = vec![0f32; sequences.len() * hidden];
-        for (s, out) in pooled.chunks_exact_mut(hidden).enumerate() {
-            let rows = &x[starts[s] * hidden..starts[s + 1] * hidden];
-            for row in rows.chunks_exact(hidden) {
-                for (o, v) in out.iter_mut().zip(row) {
-                    *o += v;
+        if plan.final_max {
+            let offset = plan.layers.len() * hidden;
+            for (s, out) in pooled.chunks_exact_mut(stride).enumerate() {
+                let out = &mut out[offset..offset + hidden];
+                out.fill(f32::NEG_INFINITY);
+                for row in x[starts[s] * hidden..starts[s + 1] * hidden].chunks_exact(hidden) {
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o = o.max(*v);
+                    }
                 }
             }
-            let count = (starts[s + 1] - starts[s]) as f32;
-            out.iter_mut().for_each(|o| *o /= count);
         }
         Ok(pooled)
     }
@@ -349,6 +391,28 @@ impl E5Cpu {
     }
 }
 
+/// The mean of each sequence's rows of `x` into `pooled`, whose rows are
+/// `stride` long, at `offset` within each.
+fn mean_into(
+    x: &[f32],
+    starts: &[usize],
+    hidden: usize,
+    pooled: &mut [f32],
+    offset: usize,
+    stride: usize,
+) {
+    for (s, out) in pooled.chunks_exact_mut(stride).enumerate() {
+        let out = &mut out[offset..offset + hidden];
+        for row in x[starts[s] * hidden..starts[s + 1] * hidden].chunks_exact(hidden) {
+            for (o, v) in out.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+        let count = (starts[s + 1] - starts[s]) as f32;
+        out.iter_mut().for_each(|o| *o /= count);
+    }
+}
+
 /// `rows[r][i] += bias[i]` for every row of `bias.len()` values.
 fn add_bias(rows: &mut [f32], bias: &[f32]) {
     for row in rows.chunks_exact_mut(bias.len()) {
@@ -410,6 +474,58 @@ mod tests {
             .fold(0f32, f32::max);
         assert!(worst <= 1e-5, "batch and single differ by {worst}");
         assert!(ours.forward_pooled(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn blocks_hold_the_layer_mean_and_the_final_maximum_of_candles_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.bin");
+        std::fs::write(&path, tiny_checkpoint()).unwrap();
+        let ours = E5Cpu::load(&path).unwrap();
+        let candle = E5Model::load(&path, &Device::Cpu).unwrap();
+        let sequences: [&[u32]; 3] = [&[0, 4, 2], &[3], &[1, 2, 3, 4, 0, 1, 2, 3]];
+        let plan = PoolPlan {
+            layers: &[1],
+            final_max: true,
+        };
+        let blocks = ours.forward_blocks(&sequences, &plan).unwrap();
+        let means = ours.forward_pooled(&sequences).unwrap();
+        assert_eq!(blocks.len(), sequences.len() * 2 * HIDDEN);
+        for (s, (ids, pair)) in sequences
+            .iter()
+            .zip(blocks.chunks_exact(2 * HIDDEN))
+            .enumerate()
+        {
+            let (mean, max) = pair.split_at(HIDDEN);
+            assert_eq!(mean, &means[s * HIDDEN..(s + 1) * HIDDEN]);
+            let mask = Tensor::ones((1, ids.len()), candle_core::DType::U32, &Device::Cpu).unwrap();
+            let expected: Vec<f32> = candle
+                .forward(ids, 1, &mask)
+                .unwrap()
+                .max(1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let worst = max
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            // Activations are quantized to 8 bits before each product, as
+            // in the mean test's cosine tolerance.
+            assert!(worst <= 0.05, "{ids:?}: max differs by {worst}");
+            assert!(cosine(max, &expected) >= 0.999, "{ids:?}");
+        }
+        let missing = PoolPlan {
+            layers: &[2],
+            final_max: false,
+        };
+        let err = ours.forward_blocks(&sequences, &missing).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("layer 2 does not exist; the model has layers 1 to 1"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, Tru
 use super::bert::HfBert;
 use super::e5::E5Model;
 use super::e5_cpu::E5Cpu;
+use super::pooling::Pooling;
 use super::InferenceError;
 use crate::models::ResolvedModel;
 
@@ -212,6 +213,12 @@ impl TextEmbedder {
         self.backbone.config().hidden_size
     }
 
+    /// How many encoder layers the model has, the last being the one a
+    /// sentence embedding is pooled from.
+    pub fn layers(&self) -> usize {
+        self.backbone.config().num_hidden_layers
+    }
+
     /// The most tokens one input may have, special tokens and prefix
     /// included; longer inputs are cut and reported as truncated.
     pub fn max_tokens(&self) -> usize {
@@ -231,6 +238,40 @@ impl TextEmbedder {
     /// since it would embed nothing but the prefix and match everything
     /// equally; an empty slice gives empty `Embeddings`.
     pub fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Embeddings, InferenceError> {
+        self.embed_with(texts, role, None)
+    }
+
+    /// Like [`TextEmbedder::embed`], but each vector is the blocks of
+    /// `pooling` (layer means, the final layer's maximum), each unit-length,
+    /// side by side: [`Pooling::blocks`] times [`TextEmbedder::dim`] values.
+    /// Only kedai's CPU pass over an E5S1 checkpoint pools layers other than
+    /// the final one; the other backbones take the final mean only.
+    pub fn embed_pooled(
+        &self,
+        texts: &[&str],
+        role: EmbedRole,
+        pooling: &Pooling,
+    ) -> Result<Embeddings, InferenceError> {
+        let layers = self.backbone.config().num_hidden_layers;
+        pooling.plan(layers)?;
+        if pooling.is_final_mean(layers) {
+            return self.embed(texts, role);
+        }
+        if !matches!(self.backbone, Backbone::E5Cpu(_)) {
+            return Err(InferenceError::InvalidParams(format!(
+                "pooling `{pooling}` needs an E5S1 checkpoint on the CPU; this model \
+                 gives only its final layer's mean"
+            )));
+        }
+        self.embed_with(texts, role, Some(pooling))
+    }
+
+    fn embed_with(
+        &self,
+        texts: &[&str],
+        role: EmbedRole,
+        pooling: Option<&Pooling>,
+    ) -> Result<Embeddings, InferenceError> {
         if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
             return Err(InferenceError::EmptyText { index });
         }
@@ -248,7 +289,7 @@ impl TextEmbedder {
             return Err(InferenceError::EmptyText { index });
         }
 
-        let dim = self.dim();
+        let dim = self.dim() * pooling.map_or(1, Pooling::blocks);
         let mut values = vec![0f32; encodings.len() * dim];
         let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
         let mut order: Vec<usize> = (0..encodings.len()).collect();
@@ -259,7 +300,10 @@ impl TextEmbedder {
             length_groups(&order, &lengths)
         };
         for group in groups {
-            let vectors = self.embed_group(group, &encodings)?;
+            let vectors = match pooling {
+                None => self.embed_group(group, &encodings)?,
+                Some(pooling) => self.embed_group_pooled(group, &encodings, pooling)?,
+            };
             for (&index, vector) in group.iter().zip(vectors.chunks_exact(dim)) {
                 values[index * dim..(index + 1) * dim].copy_from_slice(vector);
             }
@@ -276,6 +320,32 @@ impl TextEmbedder {
             values,
             inputs,
         })
+    }
+
+    /// One forward pass of kedai's CPU encoder over the inputs `group`,
+    /// pooled as `pooling` says: the finished vectors, side by side.
+    fn embed_group_pooled(
+        &self,
+        group: &[usize],
+        encodings: &[Encoding],
+        pooling: &Pooling,
+    ) -> Result<Vec<f32>, InferenceError> {
+        let Backbone::E5Cpu(model) = &self.backbone else {
+            return Err(InferenceError::InvalidParams(format!(
+                "pooling `{pooling}` needs an E5S1 checkpoint on the CPU"
+            )));
+        };
+        let hidden = self.dim();
+        let plan = pooling.plan(model.config().num_hidden_layers)?;
+        let raw_len = (plan.layers.len() + usize::from(plan.final_max)) * hidden;
+        let sequences: Vec<&[u32]> = group.iter().map(|&i| encodings[i].get_ids()).collect();
+        let raw = model.forward_blocks(&sequences, &plan)?;
+        let dim = pooling.blocks() * hidden;
+        let mut out = vec![0f32; group.len() * dim];
+        for (raw, out) in raw.chunks_exact(raw_len).zip(out.chunks_exact_mut(dim)) {
+            pooling.finish(raw, hidden, out);
+        }
+        Ok(out)
     }
 
     /// One forward pass over the inputs `group`: unit vectors, side by side.

@@ -14,6 +14,7 @@ mod e5;
 mod e5_cpu;
 mod embedder;
 mod llm;
+mod pooling;
 pub mod tokenizer;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use candle_core::Device;
 pub use kedai_kernels as kernels;
 
 pub use embedder::{EmbedRole, Embeddings, InputReport, TextEmbedder};
+pub use pooling::{LayerMix, Pooling};
 
 /// Everything that can go wrong loading a model or running it.
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,10 @@
 //! The one seam between understanding and the embedding model: the
 //! [`QueryEmbedder`] trait, its implementation for the real
-//! [`TextEmbedder`], and [`CachedEmbedder`], which keeps vectors on disk keyed
-//! by model id and text so that re-running an evaluation or retraining on
-//! the same exemplars does not run the model again.
+//! [`TextEmbedder`], [`PooledQueries`] (the same model pooling other layers,
+//! under a model id that says which), and [`CachedEmbedder`], which keeps
+//! vectors on disk keyed by model id and text so that re-running an
+//! evaluation or retraining on the same exemplars does not run the model
+//! again.
 //!
 //! Nothing here knows what the vectors are used for.
 
@@ -15,7 +17,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use super::UnderstandError;
-use crate::inference::{EmbedRole, TextEmbedder};
+use crate::inference::{EmbedRole, Pooling, TextEmbedder};
 
 /// Turns buyer messages (and exemplars, which are buyer messages too) into
 /// unit-length vectors. Implemented by the real model and, in tests, by
@@ -36,6 +38,54 @@ impl QueryEmbedder for TextEmbedder {
 
     fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, UnderstandError> {
         Ok(self.embed(texts, EmbedRole::Query)?.into_vectors())
+    }
+}
+
+/// A [`TextEmbedder`] whose query vectors are pooled as a [`Pooling`] says
+/// (means of several layers, the final layer's maximum) instead of the
+/// sentence embedding. Its model id names the pooling, so the vectors of
+/// different poolings never share a cache file and a head trained on one
+/// refuses another.
+pub struct PooledQueries {
+    embedder: TextEmbedder,
+    pooling: Pooling,
+    id: String,
+}
+
+impl PooledQueries {
+    /// Fails when the model has no such layers or cannot pool them.
+    pub fn new(embedder: TextEmbedder, pooling: Pooling) -> Result<PooledQueries, UnderstandError> {
+        embedder.embed_pooled(&["pooling probe"], EmbedRole::Query, &pooling)?;
+        let id = pooled_model_id(embedder.model_id(), &pooling, embedder.layers());
+        Ok(PooledQueries {
+            embedder,
+            pooling,
+            id,
+        })
+    }
+}
+
+/// The model id of `model`'s vectors pooled as `pooling`: the plain id for
+/// the final layer's mean (the sentence embedding), else the id with the
+/// pooling after `#layers=`.
+pub fn pooled_model_id(model: &str, pooling: &Pooling, layers: usize) -> String {
+    if pooling.is_final_mean(layers) {
+        model.to_owned()
+    } else {
+        format!("{model}#layers={pooling}")
+    }
+}
+
+impl QueryEmbedder for PooledQueries {
+    fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, UnderstandError> {
+        Ok(self
+            .embedder
+            .embed_pooled(texts, EmbedRole::Query, &self.pooling)?
+            .into_vectors())
     }
 }
 

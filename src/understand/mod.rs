@@ -24,7 +24,7 @@ mod understander;
 pub use classifier::{
     ClassWeighting, FitReport, LinearHead, Prediction, Scaling, TrainConfig, OUT_OF_SCOPE,
 };
-pub use embed::{CachedEmbedder, QueryEmbedder};
+pub use embed::{pooled_model_id, CachedEmbedder, PooledQueries, QueryEmbedder};
 pub use exemplars::{Example, ExemplarSet, TextClassifier};
 pub use reload::{retrain, ExemplarSources, Fingerprint, TrainingReport};
 pub use understander::{Heads, Sentiment, Understander, Understanding};

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use anyhow::{ensure, Context};
 use candle_core::Device;
 use kedai::config::Settings;
-use kedai::inference::{EmbedRole, InferenceError, TextEmbedder};
+use kedai::inference::{EmbedRole, InferenceError, LayerMix, Pooling, TextEmbedder};
 use kedai::models::{self, FetchPolicy, PrepareMode, Progress, ResolvedModel};
 
 /// Short customer messages in the languages kedai's sellers meet, plus
@@ -253,4 +253,98 @@ fn minilm_embeds_unit_vectors_and_keeps_paraphrases_close() {
     let truncated = embedder.embed(&[&long], EmbedRole::Query).unwrap();
     assert!(truncated.inputs()[0].truncated);
     assert_eq!(truncated.inputs()[0].tokens, embedder.max_tokens());
+}
+
+#[test]
+fn e5_pooled_layers_come_from_the_same_pass_as_the_sentence_embedding() {
+    let (_, embedder) = e5();
+    assert_eq!(embedder.layers(), 12);
+    let pooling = Pooling::new(&[8, 10, 12], LayerMix::Concat, true).unwrap();
+    let dim = embedder.dim();
+    let pooled = embedder
+        .embed_pooled(&SENTENCES, EmbedRole::Query, &pooling)
+        .unwrap();
+    let plain = embedder.embed(&SENTENCES, EmbedRole::Query).unwrap();
+    assert_eq!(pooled.dim(), 4 * dim);
+    assert_eq!(pooled.inputs(), plain.inputs());
+    for (i, (vector, sentence)) in pooled.iter().zip(plain.iter()).enumerate() {
+        let blocks: Vec<&[f32]> = vector.chunks_exact(dim).collect();
+        for block in &blocks {
+            assert!((norm(block) - 1.0).abs() < 1e-4, "text {i}");
+        }
+        // Layer 12's mean is the sentence embedding itself.
+        let worst = blocks[2]
+            .iter()
+            .zip(sentence)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "text {i}: layer 12 differs by {worst}");
+        // Earlier layers and the maximum are other vectors, not copies.
+        for other in [blocks[0], blocks[1], blocks[3]] {
+            assert!(cosine(other, sentence) < 0.99, "text {i}");
+        }
+    }
+    // Alone or in a batch, a text gets the same blocks.
+    let single = embedder
+        .embed_pooled(&SENTENCES[4..5], EmbedRole::Query, &pooling)
+        .unwrap();
+    let worst = single
+        .get(0)
+        .unwrap()
+        .iter()
+        .zip(pooled.get(4).unwrap())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "batch and single differ by {worst}");
+}
+
+#[test]
+fn e5_averaged_layers_are_one_unit_block_and_missing_layers_are_refused() {
+    let (_, embedder) = e5();
+    let average = Pooling::new(&[8, 12], LayerMix::Average, false).unwrap();
+    let v = embedder
+        .embed_pooled(&SENTENCES[..3], EmbedRole::Query, &average)
+        .unwrap();
+    assert_eq!(v.dim(), embedder.dim());
+    let layer = |l: usize| {
+        let p = Pooling::new(&[l], LayerMix::Concat, false).unwrap();
+        embedder
+            .embed_pooled(&SENTENCES[..3], EmbedRole::Query, &p)
+            .unwrap()
+    };
+    let (eight, twelve) = (layer(8), layer(12));
+    for i in 0..3 {
+        let expected: Vec<f32> = eight
+            .get(i)
+            .unwrap()
+            .iter()
+            .zip(twelve.get(i).unwrap())
+            .map(|(a, b)| a + b)
+            .collect();
+        assert!(cosine(v.get(i).unwrap(), &expected) > 0.9999, "text {i}");
+        assert!((norm(v.get(i).unwrap()) - 1.0).abs() < 1e-4);
+    }
+    let missing = Pooling::new(&[13], LayerMix::Concat, false).unwrap();
+    let err = embedder
+        .embed_pooled(&["hi"], EmbedRole::Query, &missing)
+        .unwrap_err();
+    assert!(err.to_string().contains("layer 13 does not exist"), "{err}");
+}
+
+#[test]
+fn minilm_pools_only_its_final_layer() {
+    let embedder = minilm();
+    let final_mean = Pooling::final_mean(embedder.layers());
+    let v = embedder
+        .embed_pooled(&["How do I return an item?"], EmbedRole::Query, &final_mean)
+        .unwrap();
+    assert_eq!(v.dim(), 384);
+    let earlier = Pooling::new(&[2, embedder.layers()], LayerMix::Concat, false).unwrap();
+    let err = embedder
+        .embed_pooled(&["hi"], EmbedRole::Query, &earlier)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("needs an E5S1 checkpoint"),
+        "{err}"
+    );
 }
