@@ -202,6 +202,8 @@ struct ChatJob {
     params: GenerationParams,
     tokens: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     reply: oneshot::Sender<Result<Generation, EngineError>>,
+    /// Runs its prompt in chunks and stops between them once abandoned.
+    background: bool,
 }
 
 impl Admitted<EmbedJob> {
@@ -534,6 +536,30 @@ impl Engine {
         params: GenerationParams,
         stream: bool,
     ) -> Result<ChatStream, EngineError> {
+        self.admit_chat(model, messages, params, stream, false)
+    }
+
+    /// As [`Engine::chat`] for work nobody waits on: its prompt runs in
+    /// chunks, and dropping the stream stops it between two of them, not
+    /// only between tokens, so a request someone waits for gets the model
+    /// sooner.
+    pub fn chat_in_background(
+        &self,
+        model: &str,
+        messages: Vec<ChatMessage>,
+        params: GenerationParams,
+    ) -> Result<ChatStream, EngineError> {
+        self.admit_chat(model, messages, params, false, true)
+    }
+
+    fn admit_chat(
+        &self,
+        model: &str,
+        messages: Vec<ChatMessage>,
+        params: GenerationParams,
+        stream: bool,
+        background: bool,
+    ) -> Result<ChatStream, EngineError> {
         self.find(model, ModelKind::Chat)?;
         let slot = &self.inner.chat;
         let invalid = |message: String| {
@@ -568,6 +594,7 @@ impl Engine {
             params,
             tokens,
             reply,
+            background,
         })?;
         Ok(ChatStream {
             tokens: receiver,

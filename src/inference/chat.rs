@@ -309,8 +309,15 @@ pub struct ChatModel {
     guessing: bool,
 }
 
-/// System turns kept by [`ChatModel`]; a few MB each for the default model.
-const KEPT_PREFIXES: usize = 4;
+/// System turns kept by [`ChatModel`]; about 3 MB each for the default
+/// model. Every shop has its own draft turn, and translations, summaries
+/// and knowledge translations have theirs.
+const KEPT_PREFIXES: usize = 8;
+/// Prompt tokens run at once on the CPU; between chunks the caller may
+/// cancel. Short enough to give way within about a fifth of a second,
+/// long enough that each chunk still reads every weight once for many
+/// tokens.
+const PREFILL_CHUNK: usize = 64;
 /// Shorter system turns are not worth a copy.
 const MIN_KEPT_PREFIX: usize = 16;
 
@@ -588,6 +595,31 @@ impl ChatModel {
         params: &GenerationParams,
         on_token: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation, InferenceError> {
+        self.generate_inner(messages, params, on_token, None)
+    }
+
+    /// As [`ChatModel::generate`], and on our CPU forward pass the prompt
+    /// runs in chunks of [`PREFILL_CHUNK`] tokens with `cancelled` asked
+    /// between them, so a long prompt nobody waits for any more stops
+    /// within a chunk instead of holding the model for its whole prefill.
+    /// What did run stays cached for the next call to reuse.
+    pub fn generate_until(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        on_token: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Generation, InferenceError> {
+        self.generate_inner(messages, params, on_token, Some(cancelled))
+    }
+
+    fn generate_inner(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        on_token: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        cancelled: Option<&dyn Fn() -> bool>,
+    ) -> Result<Generation, InferenceError> {
         params.validate()?;
         let prompt = self.render_prompt(messages)?;
         if prompt.len() >= self.context_length {
@@ -602,9 +634,36 @@ impl ChatModel {
         let reused = self.reuse_prefix(&prompt, &cached);
 
         let started = Instant::now();
-        let mut logits = self
-            .weights
-            .forward(&self.device, &prompt[reused..], reused)?;
+        let chunk = match cancelled {
+            Some(_) if self.weights.rewinds() => PREFILL_CHUNK,
+            _ => prompt.len(),
+        };
+        let mut prefilled = reused;
+        let mut logits = loop {
+            let end = (prefilled + chunk).min(prompt.len());
+            let logits = self
+                .weights
+                .forward(&self.device, &prompt[prefilled..end], prefilled)?;
+            prefilled = end;
+            if prefilled == prompt.len() {
+                break logits;
+            }
+            if cancelled.is_some_and(|cancelled| cancelled()) {
+                self.keep_system_turn(&prompt);
+                self.cached = prompt[..prefilled].to_vec();
+                return Ok(Generation {
+                    text: String::new(),
+                    prompt_tokens: prompt.len(),
+                    reused_prompt_tokens: reused,
+                    completion_tokens: 0,
+                    finish_reason: FinishReason::Cancelled,
+                    prefill: started.elapsed(),
+                    decode: Duration::ZERO,
+                    guessed_tokens: 0,
+                    accepted_guesses: 0,
+                });
+            }
+        };
         let prefill = started.elapsed();
         self.keep_system_turn(&prompt);
 

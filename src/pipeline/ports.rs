@@ -130,4 +130,13 @@ pub trait Writer: Send + Sync {
         messages: Vec<ChatMessage>,
         max_tokens: usize,
     ) -> Result<Written, StageError>;
+    /// As [`Writer::write`] for a follow-up: dropping the future stops the
+    /// model sooner (between chunks of the prompt, where it can).
+    async fn write_in_background(
+        &self,
+        messages: Vec<ChatMessage>,
+        max_tokens: usize,
+    ) -> Result<Written, StageError> {
+        self.write(messages, max_tokens).await
+    }
 }

@@ -912,25 +912,29 @@ impl Pipeline {
 const FOLLOW_UP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Times a follow-up's call may start; it gives way to other requests on
-/// all but the last.
-const FOLLOW_UP_TRIES: usize = 5;
+/// all but the last. With 5, follow-ups often reached their last try while
+/// buyers' messages kept coming and then held drafts up for seconds; with
+/// 12 the demo's follow-ups still all finished within 94 s of the last
+/// message (docs/benchmarks.md).
+const FOLLOW_UP_TRIES: usize = 12;
 
 /// Writes for a follow-up without holding up buyers: waits (up to
 /// [`FOLLOW_UP_PATIENCE`]) until the chat model is idle, and abandons the
 /// call when another request arrives meanwhile (dropping it stops the model
-/// at its next token), to start again once the model is idle.
+/// at its next token, or at the next chunk of its prompt), to start again
+/// once the model is idle, reusing the part of the prompt already run.
 async fn in_background(
     writer: &dyn Writer,
     messages: Vec<ChatMessage>,
     max_tokens: usize,
 ) -> Option<Written> {
-    let poll = std::time::Duration::from_millis(50);
+    let poll = std::time::Duration::from_millis(20);
     for attempt in 1..=FOLLOW_UP_TRIES {
         let started = Instant::now();
         while writer.in_flight() > 0 && started.elapsed() < FOLLOW_UP_PATIENCE {
             tokio::time::sleep(poll).await;
         }
-        let write = writer.write(messages.clone(), max_tokens);
+        let write = writer.write_in_background(messages.clone(), max_tokens);
         if attempt == FOLLOW_UP_TRIES {
             // Having given way this often, it finishes regardless.
             return write.await.ok();

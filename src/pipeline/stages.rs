@@ -109,6 +109,25 @@ impl Writer for EngineWriter {
         messages: Vec<ChatMessage>,
         max_tokens: usize,
     ) -> Result<Written, StageError> {
+        self.generate(messages, max_tokens, false).await
+    }
+
+    async fn write_in_background(
+        &self,
+        messages: Vec<ChatMessage>,
+        max_tokens: usize,
+    ) -> Result<Written, StageError> {
+        self.generate(messages, max_tokens, true).await
+    }
+}
+
+impl EngineWriter {
+    async fn generate(
+        &self,
+        messages: Vec<ChatMessage>,
+        max_tokens: usize,
+        background: bool,
+    ) -> Result<Written, StageError> {
         let failed = |err: EngineError| StageError {
             stage: "draft",
             retryable: matches!(
@@ -127,10 +146,12 @@ impl Writer for EngineWriter {
             repeat_penalty: 1.1,
             ..GenerationParams::default()
         };
-        let stream = self
-            .engine
-            .chat(&model, messages, params, false)
-            .map_err(failed)?;
+        let stream = if background {
+            self.engine.chat_in_background(&model, messages, params)
+        } else {
+            self.engine.chat(&model, messages, params, false)
+        }
+        .map_err(failed)?;
         let generation = stream
             .done
             .await

@@ -446,3 +446,56 @@ fn smollm2_guessing_changes_nothing_but_speed() {
 fn qwen_guessing_changes_nothing_but_speed() {
     guessing_changes_nothing_but_speed(QWEN);
 }
+
+/// Background work runs its prompt in chunks and stops between two of them
+/// when asked; what ran stays cached, and the next call picks up from there
+/// and answers as a fresh model would.
+#[test]
+fn a_cancelled_prompt_stops_between_chunks_and_is_picked_up_later() {
+    let mut model = model(SMOLLM2);
+    model.clear_cache();
+    let long = ask(&format!(
+        "Summarise this for a colleague: {}",
+        "The buyer ordered two batik shirts and a sarong, paid by bank transfer, \
+         and asks whether the parcel can go to her office in Bandung instead. "
+            .repeat(6)
+    ));
+    let prompt_tokens = model.render_prompt(&long).expect("renders").len();
+    assert!(prompt_tokens > 200, "{prompt_tokens} tokens is one chunk");
+    let asked = std::cell::Cell::new(0);
+    let stopped = model
+        .generate_until(
+            &long,
+            &greedy(8),
+            &mut |_| panic!("no token is made once cancelled"),
+            &|| {
+                asked.set(asked.get() + 1);
+                true
+            },
+        )
+        .expect("a cancelled call is not an error");
+    assert_eq!(stopped.finish_reason, FinishReason::Cancelled);
+    assert_eq!(stopped.completion_tokens, 0);
+    assert_eq!(asked.get(), 1, "asked after the first chunk only");
+
+    let (resumed, _) = run(&mut model, &long, &greedy(8));
+    assert!(
+        resumed.reused_prompt_tokens > 0 && resumed.reused_prompt_tokens < prompt_tokens / 2,
+        "{resumed:?}: the first chunk is reused, the rest runs"
+    );
+    model.clear_cache();
+    let (fresh, _) = run(&mut model, &long, &greedy(8));
+    assert_eq!(resumed.text, fresh.text);
+
+    // Never cancelled: the chunked prompt answers as the whole one does.
+    model.clear_cache();
+    let chunked = model
+        .generate_until(
+            &long,
+            &greedy(8),
+            &mut |_| ControlFlow::Continue(()),
+            &|| false,
+        )
+        .expect("generates");
+    assert_eq!(chunked.text, fresh.text);
+}
