@@ -43,6 +43,9 @@ pub struct GuardContext<'a> {
     pub sources: &'a [String],
     /// The instructions given to the model, which must not be repeated.
     pub instructions: &'a str,
+    /// The conversation the reply answers (the buyer's message and the
+    /// turns before it), which a reply must do more than repeat.
+    pub conversation: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,6 +75,12 @@ pub enum Violation {
         fragment: String,
     },
     CardNumber,
+    /// Mostly repeats the conversation (the small model sometimes hands
+    /// the buyer's own words back, or turns their question into a claim):
+    /// `percent` of its character n-grams come from it.
+    EchoesConversation {
+        percent: u32,
+    },
 }
 
 /// Words for binding actions, per language. Matched case-insensitively as
@@ -296,7 +305,53 @@ pub fn check(reply: &str, config: &GuardConfig, context: &GuardContext<'_>) -> V
     if let Some(fragment) = shared_run(&lower, &context.instructions.to_lowercase(), 8) {
         violations.push(Violation::LeakedInstructions { fragment });
     }
+    if let Some(share) = echoed_share(trimmed, context.conversation) {
+        if share >= ECHO_SHARE {
+            violations.push(Violation::EchoesConversation {
+                percent: (share * 100.0).round() as u32,
+            });
+        }
+    }
     violations
+}
+
+/// A reply with at least this share of its character n-grams taken from
+/// the conversation repeats it. On the demo drafts, echoes scored 0.78 to
+/// 0.98 and real answers (quoting a product name or an order number
+/// included) at most 0.29.
+const ECHO_SHARE: f64 = 0.6;
+/// Replies with fewer n-grams are too short to judge ("OK, Size M").
+const ECHO_MIN_NGRAMS: usize = 8;
+
+/// The share of `reply`'s character n-grams (lower-cased, runs of white
+/// space as one) that occur in `conversation`: bigrams for text written
+/// mostly in Han, kana or Hangul, whose characters are words or
+/// syllables, trigrams otherwise. `None` when the reply is too short.
+fn echoed_share(reply: &str, conversation: &str) -> Option<f64> {
+    let normal = |text: &str| -> Vec<char> {
+        text.to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .collect()
+    };
+    let reply = normal(reply);
+    let ideographic = reply
+        .iter()
+        .filter(|c| {
+            matches!(**c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF)
+        })
+        .count();
+    let n = if 2 * ideographic > reply.len() { 2 } else { 3 };
+    let grams: Vec<&[char]> = reply.windows(n).collect();
+    if grams.len() < ECHO_MIN_NGRAMS {
+        return None;
+    }
+    let conversation = normal(conversation);
+    let seen: std::collections::HashSet<&[char]> = conversation.windows(n).collect();
+    let echoed = grams.iter().filter(|g| seen.contains(*g)).count();
+    Some(echoed as f64 / grams.len() as f64)
 }
 
 /// Everything the reply may legitimately repeat, lowercased.
@@ -383,6 +438,8 @@ mod tests {
             buyer_identifiers: &buyer,
             sources: &sources,
             instructions: INSTRUCTIONS,
+            conversation: "Olá, a camiseta dry fit do pedido ORD-2026-118822 chegou com uma \
+                           mancha na frente, dá pra trocar?\n这款磁吸充电宝适合iPhone 11吗？",
         };
         let rows: &[(&str, &str, &[&str])] = &[
             (
@@ -488,6 +545,23 @@ mod tests {
                 "Your card 4111 1111 1111 1111 was charged.",
                 &["card_number"],
             ),
+            (
+                "the buyer's words handed back",
+                "Olá, a camiseta dry fit chegou com uma mancha na frente, dá pra trocar?",
+                &["echoes_conversation"],
+            ),
+            (
+                "a question turned into a claim, in Chinese",
+                "这款磁吸充电宝适合iPhone 11。",
+                &["echoes_conversation"],
+            ),
+            (
+                "quoting the order and the product is an answer",
+                "Sorry about the stain on your dry fit tee! A colleague will check order \
+                 ORD-2026-118822 and reply soon.",
+                &[],
+            ),
+            ("too short to judge", "Dry fit?", &[]),
         ];
         for (name, reply, expected) in rows {
             let found = kinds(&check(reply, &config(), &context));

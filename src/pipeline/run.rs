@@ -422,6 +422,12 @@ impl Pipeline {
                 .collect();
             let sources: Vec<String> = hits.iter().map(|h| h.text.clone()).collect();
             let instructions = prompt::instructions(&self.config.shop_name);
+            let conversation: String = detail.messages[..=position]
+                .iter()
+                .filter(|m| m.direction != Direction::Note)
+                .map(|m| m.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
             violations = guard::check(
                 &answer.text,
                 &shop_policy.guard_config(),
@@ -429,6 +435,7 @@ impl Pipeline {
                     buyer_identifiers: &buyer_ids,
                     sources: &sources,
                     instructions: &instructions,
+                    conversation: &conversation,
                 },
             );
             if answer.kind == "faq_translated" {
@@ -440,6 +447,14 @@ impl Pipeline {
                 decision.action = Action::Draft;
                 notes.push("the output guard turned the reply into a draft".into());
             }
+        }
+        if violations
+            .iter()
+            .any(|v| matches!(v, Violation::EchoesConversation { .. }))
+        {
+            // Nobody should send that with one click.
+            answer = None;
+            notes.push("the written reply only repeated the conversation; none is offered".into());
         }
 
         let reply_text = match decision.action {
@@ -1545,6 +1560,24 @@ mod tests {
             .unwrap();
         assert_eq!(trace["action"], "send", "{trace:#}");
         assert_eq!(trace["reply"], "Yes, it is 100% combed cotton.");
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_only_repeats_the_buyer_is_neither_sent_nor_offered() {
+        let f = fixture().await;
+        let message = f
+            .say("m-1", "budi", "is the tee made of soft combed cotton?")
+            .await;
+        let trace = f
+            .pipeline(Some("The tee made of soft combed cotton."))
+            .process(f.shop.tenant_id, message, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(trace["action"], "draft", "{trace:#}");
+        assert!(trace["reply"].is_null());
+        assert!(trace["draft"].is_null(), "{trace:#}");
+        assert_eq!(trace["guard"][0]["violation"], "echoes_conversation");
+        assert!(trace["guard"][0]["percent"].as_u64().unwrap() >= 60);
     }
 
     #[tokio::test]
