@@ -67,6 +67,11 @@ pub struct Policy {
     pub intent_modes: BTreeMap<String, Mode>,
     /// Lowest intent confidence for a layer-1 answer.
     pub auto_min_confidence: f32,
+    /// Lowest intent confidence for sending a reply the chat model wrote
+    /// (rather than the seller's own FAQ answer, an order record or the
+    /// catalogue): generated text is only as right as the question was
+    /// understood.
+    pub generated_min_confidence: f32,
     /// Below this confidence a message goes straight to a human.
     pub human_below_confidence: f32,
     /// Anger level (0 none, 1 annoyed, 2 angry) at which a human takes over;
@@ -99,6 +104,7 @@ pub struct PolicyOverride {
     pub mode: Option<Mode>,
     pub intent_modes: Option<BTreeMap<String, Mode>>,
     pub auto_min_confidence: Option<f32>,
+    pub generated_min_confidence: Option<f32>,
     pub human_below_confidence: Option<f32>,
     pub human_anger_level: Option<u8>,
     pub vip_to_human: Option<bool>,
@@ -139,6 +145,9 @@ impl PolicySettings {
         }
         if let Some(v) = o.auto_min_confidence {
             policy.auto_min_confidence = v;
+        }
+        if let Some(v) = o.generated_min_confidence {
+            policy.generated_min_confidence = v;
         }
         if let Some(v) = o.human_below_confidence {
             policy.human_below_confidence = v;
@@ -199,6 +208,8 @@ pub struct Signals {
     /// A grounded answer exists (a confident FAQ match, an order record, a
     /// catalogue fact, or retrieved knowledge for a draft).
     pub grounded_answer: bool,
+    /// That answer would be written by the chat model.
+    pub generated_answer: bool,
     /// The buyer asks for something binding: a refund, compensation, a
     /// discount, a price change, a cancellation.
     pub risky_request: bool,
@@ -219,6 +230,7 @@ pub enum Reason {
     OutOfScope,
     LowConfidence { confidence: f32, threshold: f32 },
     BelowAutoConfidence { confidence: f32, threshold: f32 },
+    BelowGeneratedConfidence { confidence: f32, threshold: f32 },
     HumanIntent { intent: String },
     IntentNotAutomated { intent: String },
     RiskyRequest,
@@ -266,6 +278,7 @@ impl Policy {
         let invalid = |msg: String| Err(PolicyError::Invalid(msg));
         for (name, value) in [
             ("auto_min_confidence", self.auto_min_confidence),
+            ("generated_min_confidence", self.generated_min_confidence),
             ("human_below_confidence", self.human_below_confidence),
         ] {
             if !(0.0..=1.0).contains(&value) {
@@ -437,6 +450,11 @@ pub fn decide(policy: &Policy, signals: &Signals, now: DateTime<Utc>) -> Decisio
                 confidence,
                 threshold: policy.auto_min_confidence,
             });
+        } else if signals.generated_answer && confidence < policy.generated_min_confidence {
+            assisted.push(Reason::BelowGeneratedConfidence {
+                confidence,
+                threshold: policy.generated_min_confidence,
+            });
         }
         if !signals.grounded_answer {
             assisted.push(Reason::NoGroundedAnswer);
@@ -510,6 +528,7 @@ mod tests {
             mode: Mode::Auto,
             intent_modes: BTreeMap::new(),
             auto_min_confidence: 0.75,
+            generated_min_confidence: 0.95,
             human_below_confidence: 0.35,
             human_anger_level: 2,
             vip_to_human: true,
@@ -534,6 +553,7 @@ mod tests {
             repeated_question: false,
             vip: false,
             grounded_answer: true,
+            generated_answer: false,
             risky_request: false,
             injection_suspected: false,
         }
@@ -626,6 +646,33 @@ mod tests {
                 2,
                 Action::Draft,
                 &["intent_not_automated"],
+            ),
+            (
+                "a written answer needs more confidence",
+                |s| s.generated_answer = true,
+                2,
+                Action::Draft,
+                &["below_generated_confidence"],
+            ),
+            (
+                "a written answer for a very clear question",
+                |s| {
+                    s.generated_answer = true;
+                    s.confidence = 0.97;
+                },
+                1,
+                Action::Send,
+                &[],
+            ),
+            (
+                "below both thresholds says it once",
+                |s| {
+                    s.generated_answer = true;
+                    s.confidence = 0.6;
+                },
+                2,
+                Action::Draft,
+                &["below_auto_confidence"],
             ),
             (
                 "no grounded answer",

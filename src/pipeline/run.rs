@@ -389,6 +389,9 @@ impl Pipeline {
             repeated_question: understood.repeated,
             vip: detail.buyer.is_vip,
             grounded_answer: (fast.is_some() && !late) || (fast.is_none() && grounded_draft),
+            // A translated FAQ answer is the seller's text; only a draft
+            // is the model's own.
+            generated_answer: fast.is_none() && grounded_draft,
             risky_request: false,
             injection_suspected: injection.is_some(),
         };
@@ -1138,6 +1141,8 @@ mod tests {
                 ("thanks", 0.97)
             } else if lower.contains("broken") {
                 ("model_failure", 0.0)
+            } else if lower.contains("soft") {
+                ("product_specs", 0.97)
             } else {
                 ("product_specs", 0.9)
             };
@@ -1560,6 +1565,19 @@ mod tests {
             .unwrap();
         assert_eq!(trace["action"], "send", "{trace:#}");
         assert_eq!(trace["reply"], "Yes, it is 100% combed cotton.");
+
+        // The same clean reply to a question understood with less
+        // certainty waits for a human: written text needs more confidence
+        // than the seller's own answers.
+        let unsure = f.say("m-3", "budi", "is the tee thick?").await;
+        let trace = f
+            .pipeline(Some("It is a medium-weight 180 gsm fabric."))
+            .process(f.shop.tenant_id, unsure, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(trace["action"], "draft", "{trace:#}");
+        assert_eq!(trace["draft"], "It is a medium-weight 180 gsm fabric.");
+        assert_eq!(trace["reasons"][0]["reason"], "below_generated_confidence");
     }
 
     #[tokio::test]
