@@ -96,7 +96,8 @@ pub struct Trace {
     pub injection: Option<String>,
     pub sources: Vec<SourceRef>,
     /// `order_status`, `catalogue`, `pleasantry`, `faq`, `faq_translated`,
-    /// `draft`, `holding` or `none`.
+    /// `draft`, `holding`, `withheld` (written, then held back by the
+    /// guard as a mere echo) or `none`.
     pub answer_kind: String,
     pub order: Option<String>,
     pub layer: u8,
@@ -451,10 +452,10 @@ impl Pipeline {
                 notes.push("the output guard turned the reply into a draft".into());
             }
         }
-        if violations
+        let withheld = violations
             .iter()
-            .any(|v| matches!(v, Violation::EchoesConversation { .. }))
-        {
+            .any(|v| matches!(v, Violation::EchoesConversation { .. }));
+        if withheld {
             // Nobody should send that with one click.
             answer = None;
             notes.push("the written reply only repeated the conversation; none is offered".into());
@@ -567,6 +568,7 @@ impl Pipeline {
             answer_kind: match (&answer, reply_text.is_some(), decision.holding_reply) {
                 (_, true, true) => "holding".into(),
                 (Some(a), _, _) => a.kind.into(),
+                (None, _, _) if withheld => "withheld".into(),
                 (None, _, _) => "none".into(),
             },
             order: order.map(|o| o.record.order_number.clone()),
@@ -1594,6 +1596,7 @@ mod tests {
         assert_eq!(trace["action"], "draft", "{trace:#}");
         assert!(trace["reply"].is_null());
         assert!(trace["draft"].is_null(), "{trace:#}");
+        assert_eq!(trace["answer_kind"], "withheld");
         assert_eq!(trace["guard"][0]["violation"], "echoes_conversation");
         assert!(trace["guard"][0]["percent"].as_u64().unwrap() >= 60);
     }
