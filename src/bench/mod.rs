@@ -5,8 +5,9 @@
 //! slow. Each benchmark talks to kedai the way a client does, over HTTP
 //! (starting a throwaway server as a child process when none is given), so
 //! this module knows nothing of the store, the queue or the handlers; it only
-//! knows the public API and the command line. The exception is `models`,
-//! which runs the model files in-process, as llama.cpp's `llama-bench` does.
+//! knows the public API and the command line (`replies` reads its cases in
+//! the format of `kedai eval replies`). The exception is `models`, which runs
+//! the model files in-process, as llama.cpp's `llama-bench` does.
 
 pub mod ingest;
 mod messages;

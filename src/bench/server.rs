@@ -197,9 +197,7 @@ impl BenchServer {
                 }
                 let report: serde_json::Value = response.json().await.unwrap_or_default();
                 if let Some(why) = report["models"]["detail"]["unavailable"].as_str() {
-                    bail!(
-                        "`kedai serve` has no models to load ({why}); fetch them with `kedai models pull`"
-                    );
+                    bail!("`kedai serve` cannot load its models: {why}");
                 }
             }
             if Instant::now() >= deadline {
