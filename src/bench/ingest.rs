@@ -23,15 +23,9 @@ use tokio::sync::mpsc;
 
 use super::messages::{GeneratorParams, MessageGenerator};
 use super::report::{self, Failure, Medians, Outcome, Phase, RunRecorder, RunReport, Sample};
-use super::server::{BenchServer, Endpoint};
+use super::server::{self, BenchServer, Endpoint, ServerSetup};
 use super::Output;
 use crate::config::Settings;
-
-/// Seconds the client waits beyond the server's own request timeout, so a
-/// server that times a request out answers 503 before the client gives up.
-const CLIENT_TIMEOUT_MARGIN_SECS: u64 = 5;
-/// Seconds the throwaway server gets beyond its shutdown grace to exit.
-const STOP_MARGIN_SECS: u64 = 10;
 
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
@@ -184,21 +178,13 @@ pub(super) async fn run(
     output: Output,
 ) -> anyhow::Result<()> {
     let remote = args.remote_endpoint()?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(
-            settings.server.request_timeout_secs + CLIENT_TIMEOUT_MARGIN_SECS,
-        ))
-        .tcp_nodelay(true)
-        // A proxy from the environment would be measured along with kedai.
-        .no_proxy()
-        .build()
-        .context("cannot build the HTTP client")?;
+    let client = server::bench_client(settings)?;
 
     let (endpoint, server) = match remote {
         Some(endpoint) => (endpoint, None),
         None => {
             eprintln!("starting a fresh kedai server (no model downloads)...");
-            let server = BenchServer::start(&client).await?;
+            let server = BenchServer::start(&client, ServerSetup::IngestOnly).await?;
             eprintln!(
                 "kedai listening on {} with data in {}",
                 server.endpoint().base,
@@ -214,8 +200,7 @@ pub(super) async fn run(
         _ => None,
     };
     if let Some(server) = server {
-        let grace = Duration::from_secs(settings.server.shutdown_grace_secs + STOP_MARGIN_SECS);
-        let stopped = server.stop(grace).await;
+        let stopped = server.stop(server::stop_grace(settings)).await;
         if let Err(err) = stopped {
             eprintln!("note: {err:#}");
         }

@@ -5,12 +5,14 @@
 //! slow. Each benchmark talks to kedai the way a client does, over HTTP
 //! (starting a throwaway server as a child process when none is given), so
 //! this module knows nothing of the store, the queue or the handlers; it only
-//! knows the public API and the command line. The exception is `models`,
-//! which runs the model files in-process, as llama.cpp's `llama-bench` does.
+//! knows the public API and the command line (`replies` reads its cases in
+//! the format of `kedai eval replies`). The exception is `models`, which runs
+//! the model files in-process, as llama.cpp's `llama-bench` does.
 
 pub mod ingest;
 mod messages;
 pub mod models;
+pub mod replies;
 mod report;
 mod server;
 
@@ -33,20 +35,26 @@ pub enum BenchCommand {
     Ingest(ingest::IngestArgs),
     /// Load time, embedding, prefill and decode speed, peak RSS of the models
     Models(models::ModelsArgs),
+    /// Acknowledgement-to-decision latency of labelled buyer messages, per
+    /// answer kind, against a fresh `kedai serve` with the models and the
+    /// demo shops (run it from the kedai checkout: `kb/` paths are relative)
+    Replies(replies::RepliesArgs),
 }
 
 /// Runs one benchmark to completion on a runtime of its own, so the caller
 /// needs none.
 pub fn run(cmd: BenchCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Ingest(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("kedai-bench")
-                .build()
-                .context("cannot start the benchmark runtime")?;
-            runtime.block_on(ingest::run(args, settings, output))
-        }
+        BenchCommand::Ingest(args) => runtime()?.block_on(ingest::run(args, settings, output)),
         BenchCommand::Models(args) => models::run(args, settings, output),
+        BenchCommand::Replies(args) => runtime()?.block_on(replies::run(args, settings, output)),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kedai-bench")
+        .build()
+        .context("cannot start the benchmark runtime")
 }

@@ -1,10 +1,14 @@
 //! A throwaway kedai server for benchmarks: the current executable run as a
 //! child process on a free loopback port, in a temporary data directory that
-//! is deleted afterwards, with its own tenant and shop.
+//! is deleted afterwards.
 //!
 //! It goes through the same command line an operator uses (`tenant create`,
-//! `shop add`, `serve`), so what is measured is the shipped binary, and it
-//! never downloads models: the bench is about the ingest path.
+//! `shop add`, `token create`, `serve`), so what is measured is the shipped
+//! binary, and it never downloads models. Two setups: the ingest path alone
+//! (a tenant and shop of its own, no models), or a fresh `kedai serve` as an
+//! operator first starts it (models loaded, the demo tenant with its shops,
+//! knowledge base and orders, read from `kb/` relative to the current
+//! directory).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -17,10 +21,50 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use crate::config::Settings;
+use crate::startup::{DEMO_SHOPS, DEMO_TENANT};
+
 const TENANT: &str = "bench";
 const SHOP: &str = "bench-web";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Loading the models, training the understand stage and embedding the demo
+/// knowledge base take minutes on a small, busy machine.
+const MODELS_STARTUP_TIMEOUT: Duration = Duration::from_secs(900);
 const LOG_TAIL_LINES: usize = 20;
+/// Seconds the client waits beyond the server's own request timeout, so a
+/// server that times a request out answers 503 before the client gives up.
+const CLIENT_TIMEOUT_MARGIN_SECS: u64 = 5;
+/// Seconds the throwaway server gets beyond its shutdown grace to exit.
+const STOP_MARGIN_SECS: u64 = 10;
+
+/// What the throwaway server runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerSetup {
+    /// A tenant and web shop of its own and no models: the ingest path alone.
+    IngestOnly,
+    /// As a first `kedai serve`: the configured models (from the cache,
+    /// never downloaded) and the demo tenant, whose token it issues itself;
+    /// ready once `/readyz` says so.
+    Demo,
+}
+
+/// The HTTP client every benchmark uses against the server.
+pub(crate) fn bench_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(
+            settings.server.request_timeout_secs + CLIENT_TIMEOUT_MARGIN_SECS,
+        ))
+        .tcp_nodelay(true)
+        // A proxy from the environment would be measured along with kedai.
+        .no_proxy()
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// How long a throwaway server gets to stop after SIGTERM.
+pub(crate) fn stop_grace(settings: &Settings) -> Duration {
+    Duration::from_secs(settings.server.shutdown_grace_secs + STOP_MARGIN_SECS)
+}
 
 /// Where a benchmark sends its traffic.
 #[derive(Debug, Clone)]
@@ -38,61 +82,81 @@ pub(crate) struct BenchServer {
     data_dir: TempDir,
 }
 
+/// What `tenant create --json` and `token create --json` print.
 #[derive(Deserialize)]
-struct TenantCreated {
+struct IssuedToken {
     token: String,
 }
 
 impl BenchServer {
-    /// Creates the tenant and shop, starts `serve`, and waits for `/healthz`.
-    pub async fn start(client: &reqwest::Client) -> anyhow::Result<BenchServer> {
+    /// Prepares the data directory for `setup`, starts `serve`, and waits
+    /// until it answers: `/healthz` for the ingest path, `/readyz` once the
+    /// models are loaded for the demo.
+    pub async fn start(
+        client: &reqwest::Client,
+        setup: ServerSetup,
+    ) -> anyhow::Result<BenchServer> {
         let exe = std::env::current_exe().context("cannot locate the kedai executable")?;
         let data_dir = tempfile::Builder::new()
             .prefix("kedai-bench-")
             .tempdir()
             .context("cannot create a temporary data directory")?;
 
-        let created: TenantCreated =
-            run_json(kedai(&exe, data_dir.path()).args(["--json", "tenant", "create", TENANT]))
-                .await?;
-        run_json::<serde_json::Value>(kedai(&exe, data_dir.path()).args([
-            "--json",
-            "shop",
-            "add",
-            "--tenant",
-            TENANT,
-            "--platform",
-            "web",
-            "--id",
-            SHOP,
-        ]))
-        .await?;
+        let own_token = match setup {
+            ServerSetup::IngestOnly => Some(create_tenant_and_shop(&exe, data_dir.path()).await?),
+            ServerSetup::Demo => None,
+        };
 
         let addr = free_loopback_addr()?;
         let log_path = data_dir.path().join("serve.log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = kedai(&exe, data_dir.path())
+        let mut serve = kedai(&exe, data_dir.path());
+        if setup == ServerSetup::IngestOnly {
+            // Models do not belong in an ingest measurement.
+            serve.env("KEDAI__MODELS__REQUIRED", "false");
+        }
+        let child = serve
             .args(["serve", "--listen", &addr.to_string()])
             .stdin(Stdio::null())
-            // `serve` prints a demo tenant's token on first start; not ours.
+            // `serve` prints the demo tenant's token on first start, in
+            // words; the demo setup issues its own through `--json`.
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .context("cannot start `kedai serve`")?;
 
+        let (shop, startup_timeout) = match setup {
+            ServerSetup::IngestOnly => (SHOP, STARTUP_TIMEOUT),
+            ServerSetup::Demo => (DEMO_SHOPS[3].0, MODELS_STARTUP_TIMEOUT),
+        };
         let mut server = BenchServer {
             child,
             endpoint: Endpoint {
                 base: format!("http://{addr}"),
-                token: created.token,
-                shop: SHOP.to_string(),
+                token: own_token.unwrap_or_default(),
+                shop: shop.to_string(),
             },
             log_path,
             data_dir,
         };
-        server.wait_healthy(client).await?;
+        server.wait_for(client, "/healthz", startup_timeout).await?;
+        if setup == ServerSetup::Demo {
+            // The demo tenant exists once `serve` answers.
+            let issued: IssuedToken = run_json(kedai(&exe, server.data_dir()).args([
+                "--json",
+                "token",
+                "create",
+                "--tenant",
+                DEMO_TENANT,
+                "--label",
+                "bench",
+            ]))
+            .await?;
+            server.endpoint.token = issued.token;
+            server.wait_for(client, "/readyz", startup_timeout).await?;
+        }
         Ok(server)
     }
 
@@ -104,9 +168,17 @@ impl BenchServer {
         self.data_dir.path()
     }
 
-    async fn wait_healthy(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
-        let url = format!("{}/healthz", self.endpoint.base);
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
+    /// Polls `path` until it answers 200. A `/readyz` report that the models
+    /// are unavailable ends the wait at once: they will not appear by
+    /// themselves.
+    async fn wait_for(
+        &mut self,
+        client: &reqwest::Client,
+        path: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.endpoint.base);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -119,13 +191,19 @@ impl BenchServer {
                 .timeout(Duration::from_secs(1))
                 .send()
                 .await;
-            if probe.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
-                return Ok(());
+            if let Ok(response) = probe {
+                if response.status() == reqwest::StatusCode::OK {
+                    return Ok(());
+                }
+                let report: serde_json::Value = response.json().await.unwrap_or_default();
+                if let Some(why) = report["models"]["detail"]["unavailable"].as_str() {
+                    bail!("`kedai serve` cannot load its models: {why}");
+                }
             }
             if Instant::now() >= deadline {
                 bail!(
                     "`kedai serve` did not answer {url} with 200 within {}s; its log ends with:\n{}",
-                    STARTUP_TIMEOUT.as_secs(),
+                    timeout.as_secs(),
                     self.log_tail()
                 );
             }
@@ -181,15 +259,33 @@ async fn send_sigterm(pid: u32) -> bool {
     }
 }
 
+/// The bench's own tenant with a web shop; returns the tenant's token.
+async fn create_tenant_and_shop(exe: &Path, data_dir: &Path) -> anyhow::Result<String> {
+    let created: IssuedToken =
+        run_json(kedai(exe, data_dir).args(["--json", "tenant", "create", TENANT])).await?;
+    run_json::<serde_json::Value>(kedai(exe, data_dir).args([
+        "--json",
+        "shop",
+        "add",
+        "--tenant",
+        TENANT,
+        "--platform",
+        "web",
+        "--id",
+        SHOP,
+    ]))
+    .await?;
+    Ok(created.token)
+}
+
 /// The kedai executable pointed at `data_dir`, with model downloads off and
-/// logging quiet: neither belongs in an ingest measurement.
+/// logging quiet: neither belongs in a measurement.
 fn kedai(exe: &Path, data_dir: &Path) -> Command {
     let mut command = Command::new(exe);
     command
         .arg("--data-dir")
         .arg(data_dir)
         .env("KEDAI__MODELS__FETCH_ON_START", "false")
-        .env("KEDAI__MODELS__REQUIRED", "false")
         .env("KEDAI__LOG__FILTER", "warn");
     command
 }

@@ -136,7 +136,8 @@ fn percentiles(lists: BTreeMap<String, Vec<f64>>) -> BTreeMap<String, (f64, f64)
         .collect()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// Nearest-rank percentile `p` (0-100) of ascending `sorted`; 0 when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -186,3 +186,107 @@ fn bench_models_reports_every_test_with_medians_and_peak_rss() {
     // Both models stay loaded, so the chat row's RSS includes MiniLM's.
     assert!(models[1]["rss_mb"].as_f64().unwrap() > models[0]["rss_mb"].as_f64().unwrap());
 }
+
+#[test]
+fn bench_replies_times_every_case_against_a_server_with_the_real_models() {
+    let settings = kedai::config::Settings::defaults();
+    let mode = kedai::models::PrepareMode {
+        fetch: kedai::models::FetchPolicy::FetchMissing,
+        progress: kedai::models::Progress::Lines,
+    };
+    kedai::models::prepare(&settings.models, mode).expect("the default models are prepared");
+    let dir = TempDir::new().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kedai"))
+        .args(["--json", "bench", "replies", "--limit", "4"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        // `kb/` (the cases, the demo knowledge base and orders) is relative.
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KEDAI__LOG__FILTER", "warn")
+        .env("KEDAI__MODELS__DEVICE", "cpu")
+        .output()
+        .expect("kedai runs");
+    let report = json_of(&output);
+    assert_eq!(report["benchmark"], "replies", "{report}");
+    assert_eq!(report["cases"], 4, "{report}");
+
+    let cases = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb/eval/replies.jsonl"),
+    )
+    .unwrap();
+    let first_ids: Vec<String> = cases
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(4)
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let results = report["results"].as_array().unwrap();
+    let ids: Vec<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, first_ids);
+    for result in results {
+        assert!(
+            !result["answer_kind"].as_str().unwrap().is_empty(),
+            "{result}"
+        );
+        assert!(
+            (1..=3).contains(&result["layer"].as_u64().unwrap()),
+            "{result}"
+        );
+        assert!(!result["action"].as_str().unwrap().is_empty(), "{result}");
+        let ms = result["ms"].as_f64().unwrap();
+        assert!(ms.is_finite() && ms >= 0.0, "{result}");
+    }
+
+    let kinds = report["by_answer_kind"].as_array().unwrap();
+    let counted: u64 = kinds.iter().map(|k| k["n"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 4, "{report}");
+    for kind in kinds {
+        let (p50, p95, max) = (
+            kind["p50_ms"].as_f64().unwrap(),
+            kind["p95_ms"].as_f64().unwrap(),
+            kind["max_ms"].as_f64().unwrap(),
+        );
+        assert!(p50 <= p95 && p95 <= max, "{kind}");
+        let of_kind = results
+            .iter()
+            .filter(|r| r["answer_kind"] == kind["answer_kind"])
+            .count() as u64;
+        assert_eq!(kind["n"].as_u64().unwrap(), of_kind, "{kind}");
+    }
+
+    let follow_ups = &report["follow_ups"];
+    let queued = results.iter().filter(|r| r["follow_up"] == true).count() as u64;
+    assert_eq!(follow_ups["queued"].as_u64().unwrap(), queued, "{report}");
+    assert_eq!(follow_ups["dead"], 0, "{report}");
+    match follow_ups["done_after_secs"].as_f64() {
+        Some(_) => assert_eq!(follow_ups["pending"], 0, "{report}"),
+        None => assert!(follow_ups["pending"].as_u64().unwrap() > 0, "{report}"),
+    }
+}
+
+#[test]
+fn bench_replies_names_the_file_and_line_of_a_broken_case() {
+    let dir = TempDir::new().unwrap();
+    let cases = dir.path().join("cases.jsonl");
+    let good = r#"{"id": "a", "shop": "demo-web", "buyer": "web:a", "lang": "en", "message": "hi", "expected_layer": 1, "expected_intent": "greeting"}"#;
+    std::fs::write(&cases, format!("{good}\n{{\"id\": \"b\"\n")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kedai"))
+        .args(["bench", "replies", "--cases"])
+        .arg(&cases)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("KEDAI__LOG__FILTER", "warn")
+        .output()
+        .expect("kedai runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:", cases.display())),
+        "{stderr}"
+    );
+}
