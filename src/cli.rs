@@ -207,7 +207,9 @@ pub fn run() -> anyhow::Result<()> {
             serve(settings)
         }
         Command::Models(cmd) => crate::models::run(cmd, &settings, models_output(output)),
-        Command::Bench(cmd) => crate::bench::run(cmd, &settings, bench_output(output)),
+        Command::Bench(cmd) => {
+            crate::bench::run(cmd, &settings, bench_output(output), cli.config.as_deref())
+        }
         Command::Tenant(cmd) => admin(&settings, |store| tenant(store, cmd, output)),
         Command::Shop(cmd) => admin(&settings, |store| shop(store, cmd, output)),
         Command::Token(cmd) => admin(&settings, |store| token(store, cmd, output)),

@@ -176,6 +176,7 @@ pub(super) async fn run(
     args: IngestArgs,
     settings: &Settings,
     output: Output,
+    config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let remote = args.remote_endpoint()?;
     let client = server::bench_client(settings)?;
@@ -184,7 +185,7 @@ pub(super) async fn run(
         Some(endpoint) => (endpoint, None),
         None => {
             eprintln!("starting a fresh kedai server (no model downloads)...");
-            let server = BenchServer::start(&client, ServerSetup::IngestOnly).await?;
+            let server = BenchServer::start(&client, ServerSetup::IngestOnly, config).await?;
             eprintln!(
                 "kedai listening on {} with data in {}",
                 server.endpoint().base,

@@ -16,6 +16,8 @@ pub mod replies;
 mod report;
 mod server;
 
+use std::path::Path;
+
 use anyhow::Context;
 
 use crate::config::Settings;
@@ -43,11 +45,22 @@ pub enum BenchCommand {
 
 /// Runs one benchmark to completion on a runtime of its own, so the caller
 /// needs none.
-pub fn run(cmd: BenchCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
+/// `config` is the configuration file kedai was started with; servers the
+/// benchmarks start use it too.
+pub fn run(
+    cmd: BenchCommand,
+    settings: &Settings,
+    output: Output,
+    config: Option<&Path>,
+) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Ingest(args) => runtime()?.block_on(ingest::run(args, settings, output)),
+        BenchCommand::Ingest(args) => {
+            runtime()?.block_on(ingest::run(args, settings, output, config))
+        }
         BenchCommand::Models(args) => models::run(args, settings, output),
-        BenchCommand::Replies(args) => runtime()?.block_on(replies::run(args, settings, output)),
+        BenchCommand::Replies(args) => {
+            runtime()?.block_on(replies::run(args, settings, output, config))
+        }
     }
 }
 

@@ -147,6 +147,7 @@ pub(super) async fn run(
     args: RepliesArgs,
     settings: &Settings,
     output: Output,
+    config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let mut cases = evaluate::read_cases(&args.cases)?;
     if let Some(limit) = args.limit {
@@ -167,7 +168,7 @@ pub(super) async fn run(
     }
     let client = server::bench_client(settings)?;
     eprintln!("starting kedai serve with the models and the demo shops...");
-    let server = BenchServer::start(&client, ServerSetup::Demo).await?;
+    let server = BenchServer::start(&client, ServerSetup::Demo, config).await?;
     eprintln!(
         "kedai ready on {} with data in {}",
         server.endpoint().base,

@@ -92,11 +92,15 @@ impl BenchServer {
     /// Prepares the data directory for `setup`, starts `serve`, and waits
     /// until it answers: `/healthz` for the ingest path, `/readyz` once the
     /// models are loaded for the demo.
+    /// `config` is the configuration file kedai was given, if any: the
+    /// server measured runs with it too.
     pub async fn start(
         client: &reqwest::Client,
         setup: ServerSetup,
+        config: Option<&Path>,
     ) -> anyhow::Result<BenchServer> {
         let exe = std::env::current_exe().context("cannot locate the kedai executable")?;
+        let exe = Kedai { exe: &exe, config };
         let data_dir = tempfile::Builder::new()
             .prefix("kedai-bench-")
             .tempdir()
@@ -111,7 +115,7 @@ impl BenchServer {
         let log_path = data_dir.path().join("serve.log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut serve = kedai(&exe, data_dir.path());
+        let mut serve = exe.command(data_dir.path());
         if setup == ServerSetup::IngestOnly {
             // Models do not belong in an ingest measurement.
             serve.env("KEDAI__MODELS__REQUIRED", "false");
@@ -144,7 +148,7 @@ impl BenchServer {
         server.wait_for(client, "/healthz", startup_timeout).await?;
         if setup == ServerSetup::Demo {
             // The demo tenant exists once `serve` answers.
-            let issued: IssuedToken = run_json(kedai(&exe, server.data_dir()).args([
+            let issued: IssuedToken = run_json(exe.command(server.data_dir()).args([
                 "--json",
                 "token",
                 "create",
@@ -260,10 +264,13 @@ async fn send_sigterm(pid: u32) -> bool {
 }
 
 /// The bench's own tenant with a web shop; returns the tenant's token.
-async fn create_tenant_and_shop(exe: &Path, data_dir: &Path) -> anyhow::Result<String> {
-    let created: IssuedToken =
-        run_json(kedai(exe, data_dir).args(["--json", "tenant", "create", TENANT])).await?;
-    run_json::<serde_json::Value>(kedai(exe, data_dir).args([
+async fn create_tenant_and_shop(exe: &Kedai<'_>, data_dir: &Path) -> anyhow::Result<String> {
+    let created: IssuedToken = run_json(
+        exe.command(data_dir)
+            .args(["--json", "tenant", "create", TENANT]),
+    )
+    .await?;
+    run_json::<serde_json::Value>(exe.command(data_dir).args([
         "--json",
         "shop",
         "add",
@@ -278,16 +285,28 @@ async fn create_tenant_and_shop(exe: &Path, data_dir: &Path) -> anyhow::Result<S
     Ok(created.token)
 }
 
-/// The kedai executable pointed at `data_dir`, with model downloads off and
-/// logging quiet: neither belongs in a measurement.
-fn kedai(exe: &Path, data_dir: &Path) -> Command {
-    let mut command = Command::new(exe);
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("KEDAI__MODELS__FETCH_ON_START", "false")
-        .env("KEDAI__LOG__FILTER", "warn");
-    command
+/// The kedai executable and the configuration file it was given.
+struct Kedai<'a> {
+    exe: &'a Path,
+    config: Option<&'a Path>,
+}
+
+impl Kedai<'_> {
+    /// The executable pointed at `data_dir`, with the same configuration,
+    /// model downloads off and logging quiet: neither belongs in a
+    /// measurement.
+    fn command(&self, data_dir: &Path) -> Command {
+        let mut command = Command::new(self.exe);
+        if let Some(config) = self.config {
+            command.env("KEDAI_CONFIG", config);
+        }
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("KEDAI__MODELS__FETCH_ON_START", "false")
+            .env("KEDAI__LOG__FILTER", "warn");
+        command
+    }
 }
 
 /// Runs a `--json` command and parses its output: the whole of stdout, or
