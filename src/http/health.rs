@@ -13,6 +13,7 @@ use super::AppState;
 use crate::engine::readiness_detail;
 use crate::metrics as m;
 use crate::models::PreparedModels;
+use crate::pipeline::stages::UnderstandState;
 
 /// Whether the models the server was configured with are usable. Startup
 /// sets it; handlers only read it.
@@ -72,6 +73,11 @@ pub struct ReadinessReport {
     pub ready: bool,
     pub store: CheckReport,
     pub models: CheckReport,
+    /// The reply pipeline's classifiers: `trained`, `training` (messages
+    /// wait for it; still ready) or `{"failed": why}` (not ready: every
+    /// message would go to a human). Absent without a reply pipeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub understand: Option<CheckReport>,
     pub queue: Option<QueueReport>,
 }
 
@@ -91,8 +97,9 @@ pub struct CheckReport {
     pub detail: serde_json::Value,
 }
 
-/// Readiness: the store answers, and the configured models are present and
-/// loaded (`models.detail.runtime` gives each model's state).
+/// Readiness: the store answers, the configured models are present and
+/// loaded (`models.detail.runtime` gives each model's state), and the reply
+/// pipeline's classifiers have not failed to train.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = ReadinessReport),
@@ -127,7 +134,22 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         ModelReadiness::NotRequired(why) => (true, serde_json::json!({ "not_required": why })),
         ModelReadiness::Unavailable(why) => (false, serde_json::json!({ "unavailable": why })),
     };
-    let ready = store_ok && models_ok;
+    let understand = state.understand.as_ref().map(|stage| match stage.state() {
+        UnderstandState::Trained => CheckReport {
+            ok: true,
+            detail: serde_json::json!("trained"),
+        },
+        UnderstandState::Training => CheckReport {
+            ok: true,
+            detail: serde_json::json!("training"),
+        },
+        UnderstandState::Failed(why) => CheckReport {
+            ok: false,
+            detail: serde_json::json!({ "failed": why }),
+        },
+    });
+    let understand_ok = understand.as_ref().is_none_or(|u| u.ok);
+    let ready = store_ok && models_ok && understand_ok;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -145,6 +167,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 ok: models_ok,
                 detail: models_detail,
             },
+            understand,
             queue,
         }),
     )

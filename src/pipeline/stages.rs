@@ -232,6 +232,14 @@ struct StageInner {
     started: AtomicBool,
 }
 
+/// See [`UnderstandStage::state`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnderstandState {
+    Trained,
+    Training,
+    Failed(String),
+}
+
 /// Why the understand stage could not retrain.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -286,6 +294,24 @@ impl UnderstandStage {
 
     pub fn is_ready(&self) -> bool {
         self.inner.ready.get().is_some()
+    }
+
+    /// Where training stands: trained, still training, or failed (and why:
+    /// a missing exemplar folder, a bad line) with nothing to fall back on.
+    pub fn state(&self) -> UnderstandState {
+        if self.is_ready() {
+            return UnderstandState::Trained;
+        }
+        match self
+            .inner
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            Some(why) => UnderstandState::Failed(why),
+            None => UnderstandState::Training,
+        }
     }
 
     /// Starts training unless it has started already.

@@ -186,3 +186,50 @@ async fn the_reload_endpoint_retrains_and_reports_what_it_learned() {
     );
     app.stop().await;
 }
+
+/// A server whose exemplar folder is missing (a relative path started from
+/// another directory, a typo) cannot understand anything: every message
+/// would go to a human. `/readyz` says so and why, and turns ready once
+/// the folder is there and the classifiers are retrained.
+#[tokio::test]
+async fn readiness_reports_classifiers_that_failed_to_train() {
+    let data = TempDir::new().unwrap();
+    let missing = data.path().join("no-such-exemplars");
+    let mut spawn = Spawn::new(data.path());
+    spawn.settings.pipeline.intents_dir = missing.to_string_lossy().into_owned();
+    spawn.settings.pipeline.sentiment_dir = String::new();
+    spawn.settings.pipeline.exemplars_poll_secs = 0;
+    spawn.kb_embedder = Some(crate::understand::e5());
+    let app = spawn.start().await;
+    let app = &app;
+
+    eventually(Duration::from_secs(60), "training to fail", || async move {
+        app.get("/readyz").await.status() == 503
+    })
+    .await;
+    let report: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(report["ready"], false, "{report:#}");
+    assert_eq!(report["store"]["ok"], true);
+    assert_eq!(report["understand"]["ok"], false);
+    let why = report["understand"]["detail"]["failed"].as_str().unwrap();
+    assert!(why.contains("no-such-exemplars"), "{why}");
+
+    // The folder appears; a reload trains and the server is ready.
+    std::fs::create_dir(&missing).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/understand/intents");
+    for entry in std::fs::read_dir(fixture).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, missing.join("base.jsonl")).unwrap();
+    }
+    let reload = app
+        .client
+        .post(app.url("/api/v1/understand/reload"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let report: Value = app.get_json("/readyz").await;
+    assert_eq!(report["ready"], true, "{report:#}");
+    assert_eq!(report["understand"]["detail"], "trained");
+}
