@@ -134,19 +134,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         ModelReadiness::NotRequired(why) => (true, serde_json::json!({ "not_required": why })),
         ModelReadiness::Unavailable(why) => (false, serde_json::json!({ "unavailable": why })),
     };
-    let understand = state.understand.as_ref().map(|stage| match stage.state() {
-        UnderstandState::Trained => CheckReport {
-            ok: true,
-            detail: serde_json::json!("trained"),
-        },
-        UnderstandState::Training => CheckReport {
-            ok: true,
-            detail: serde_json::json!("training"),
-        },
-        UnderstandState::Failed(why) => CheckReport {
-            ok: false,
-            detail: serde_json::json!({ "failed": why }),
-        },
+    let understand = state.understand.as_ref().map(|stage| {
+        let (ok, detail) = match stage.state() {
+            UnderstandState::Trained => (true, serde_json::json!("trained")),
+            UnderstandState::Training => (true, serde_json::json!("training")),
+            UnderstandState::Failed(why) => (false, serde_json::json!({ "failed": why })),
+        };
+        CheckReport { ok, detail }
     });
     let understand_ok = understand.as_ref().is_none_or(|u| u.ok);
     let ready = store_ok && models_ok && understand_ok;
