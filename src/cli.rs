@@ -74,9 +74,11 @@ pub enum Command {
         text: String,
         #[arg(long, default_value = "demo-shopee")]
         shop: String,
-        /// The platform's buyer id.
-        #[arg(long, default_value = "cli:ask")]
-        buyer: String,
+        /// The platform's buyer id: the message joins that buyer's
+        /// conversation, with its history, orders and repeats. Without it
+        /// every ask is a new buyer's first message.
+        #[arg(long)]
+        buyer: Option<String>,
         #[arg(long, default_value = crate::startup::DEMO_TENANT)]
         tenant: String,
     },
@@ -266,7 +268,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 struct AskArgs {
     text: String,
     shop: String,
-    buyer: String,
+    buyer: Option<String>,
     tenant: String,
 }
 
@@ -280,7 +282,10 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
     };
     let text = MessageText::parse(&args.text, limits)?;
     let shop_key = ShopKey::parse(&args.shop)?;
-    let buyer = PlatformBuyerId::parse(&args.buyer)?;
+    let buyer = match &args.buyer {
+        Some(buyer) => PlatformBuyerId::parse(buyer)?,
+        None => PlatformBuyerId::parse(&format!("cli:ask-{}", uuid::Uuid::now_v7().simple()))?,
+    };
     runtime()?.block_on(async move {
         let harness = crate::startup::PipelineHarness::start(settings).await?;
         let store = harness.app.store();

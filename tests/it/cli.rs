@@ -295,6 +295,61 @@ fn bench_replies_times_every_case_against_a_server_with_the_real_models() {
 }
 
 #[test]
+fn ask_prints_the_trace_and_continues_a_conversation_only_for_a_named_buyer() {
+    let settings = kedai::config::Settings::defaults();
+    let mode = kedai::models::PrepareMode {
+        fetch: kedai::models::FetchPolicy::FetchMissing,
+        progress: kedai::models::Progress::Lines,
+    };
+    kedai::models::prepare(&settings.models, mode).expect("the default models are prepared");
+    let dir = TempDir::new().unwrap();
+    let ask = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_kedai"))
+            .args([
+                "--json",
+                "ask",
+                "Where is my parcel? I ordered it last week",
+            ])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path())
+            // The demo shop's knowledge and the exemplars are under `kb/`.
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KEDAI__LOG__FILTER", "warn")
+            .env("KEDAI__MODELS__DEVICE", "cpu")
+            .output()
+            .expect("kedai runs");
+        json_of(&output)
+    };
+    let first = ask(&["--buyer", "shopee:cli.test"]);
+    for key in [
+        "lang",
+        "intent",
+        "confidence",
+        "sentiment",
+        "layer",
+        "reasons",
+        "reply",
+        "sources",
+        "timings_ms",
+    ] {
+        assert!(first.get(key).is_some(), "no {key}: {first}");
+    }
+    assert_eq!(first["lang"], "en", "{first}");
+    assert_eq!(first["intent"], "order_status", "{first}");
+    assert_eq!(first["repeated"], false, "{first}");
+
+    // The same buyer asking again has asked twice.
+    let again = ask(&["--buyer", "shopee:cli.test"]);
+    assert_eq!(again["repeated"], true, "{again}");
+    assert_eq!(again["layer"], 3, "{again}");
+    // Without --buyer it is someone else's first message.
+    let fresh = ask(&[]);
+    assert_eq!(fresh["repeated"], false, "{fresh}");
+    assert_eq!(fresh["intent"], "order_status", "{fresh}");
+}
+
+#[test]
 fn bench_replies_names_the_file_and_line_of_a_broken_case() {
     let dir = TempDir::new().unwrap();
     let cases = dir.path().join("cases.jsonl");
