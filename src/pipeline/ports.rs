@@ -36,8 +36,10 @@ pub struct Understood {
     pub anger_probability: f32,
     pub urgent: bool,
     pub human_requested: bool,
-    /// The buyer already asked this in the conversation.
+    /// The buyer already asked this in the conversation, or says so.
     pub repeated: bool,
+    /// `discount` or `compensation`: the buyer asks for something binding.
+    pub binding_request: Option<String>,
     /// (kind, value): order numbers, tracking numbers, SKUs, emails, phones.
     pub entities: Vec<(String, String)>,
     /// Model ids used, for the trace.

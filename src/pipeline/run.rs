@@ -92,6 +92,8 @@ pub struct Trace {
     pub urgent: bool,
     pub human_requested: bool,
     pub repeated: bool,
+    /// `discount` or `compensation` when the buyer asks for one.
+    pub binding_request: Option<String>,
     pub entities: Vec<(String, String)>,
     pub injection: Option<String>,
     pub sources: Vec<SourceRef>,
@@ -393,7 +395,7 @@ impl Pipeline {
             // A translated FAQ answer is the seller's text; only a draft
             // is the model's own.
             generated_answer: fast.is_none() && grounded_draft,
-            risky_request: false,
+            risky_request: understood.binding_request.is_some(),
             injection_suspected: injection.is_some(),
         };
         let shop_policy = self.policy.for_shop(detail.summary.shop.as_str());
@@ -562,6 +564,7 @@ impl Pipeline {
             urgent: understood.urgent,
             human_requested: understood.human_requested,
             repeated: understood.repeated,
+            binding_request: understood.binding_request.clone(),
             entities: understood.entities.clone(),
             injection,
             sources,
@@ -1166,6 +1169,7 @@ mod tests {
                 urgent: false,
                 human_requested: false,
                 repeated: history.iter().any(|h| h == text),
+                binding_request: lower.contains("discount").then(|| "discount".into()),
                 entities: Vec::new(),
                 models: vec!["fake-understand".into()],
             })
@@ -1384,6 +1388,33 @@ mod tests {
             "Parcels to Thailand take 3-6 days from Guangzhou."
         );
         assert_eq!(trace["layer"], 1);
+    }
+
+    #[tokio::test]
+    async fn bargaining_goes_to_a_human_even_when_the_faq_answers_the_topic() {
+        let f = fixture().await;
+        let message = f
+            .say(
+                "m-1",
+                "somchai",
+                "how long to ship to thailand? and can I get a discount?",
+            )
+            .await;
+        let trace = f
+            .pipeline(None)
+            .process(f.shop.tenant_id, message, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(trace["layer"], 3, "{trace:#}");
+        assert_eq!(trace["binding_request"], "discount");
+        assert!(trace["reply"].is_null(), "{trace:#}");
+        let reasons: Vec<&str> = trace["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["reason"].as_str().unwrap())
+            .collect();
+        assert!(reasons.contains(&"risky_request"), "{reasons:?}");
     }
 
     #[tokio::test]

@@ -545,7 +545,13 @@ impl Understand for UnderstandStage {
             anger_probability: u.anger.map(|a| a.probability).unwrap_or(0.0),
             urgent: u.urgent.is_some_and(|p| p >= 0.5),
             human_requested: u.human_requested,
-            repeated: u.repeated.is_some(),
+            repeated: u.repeated.is_some() || u.says_asked_before,
+            binding_request: u.binding_request.map(|b| {
+                serde_json::to_value(b)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            }),
             entities: u
                 .entities
                 .into_iter()

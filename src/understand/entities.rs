@@ -171,6 +171,15 @@ pub fn extract(text: &str) -> Vec<Entity> {
     found
 }
 
+/// The order and tracking numbers of `text`, as normalised values.
+pub fn order_references(text: &str) -> Vec<String> {
+    extract(text)
+        .into_iter()
+        .filter(|e| matches!(e.kind, EntityKind::OrderNumber | EntityKind::TrackingNumber))
+        .map(|e| e.value)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +290,14 @@ mod tests {
         let text = "hi, order 240815ABCD1234 please";
         let e = &extract(text)[0];
         assert_eq!(&text[e.start..e.end], "240815ABCD1234");
+    }
+
+    #[test]
+    fn order_references_are_order_and_tracking_numbers_only() {
+        assert_eq!(
+            order_references("order 240815ABCD1234, resi SPXID012345678901, sku TSH-001-BLK"),
+            vec!["240815ABCD1234".to_owned(), "SPXID012345678901".to_owned()]
+        );
+        assert!(order_references("call me on +62 812 3456 7890").is_empty());
     }
 }

@@ -10,6 +10,7 @@
 //! [`QueryEmbedder`], knows nothing of HTTP, the store, the queue or how a
 //! reply is chosen, and its calls block: run them off the async runtime.
 
+pub mod binding;
 mod classifier;
 mod embed;
 pub mod entities;

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
+use super::binding::{self, BindingRequest};
 use super::classifier::{ClassWeighting, TrainConfig, OUT_OF_SCOPE};
 use super::entities::{self, Entity};
 use super::exemplars::{self, Example, SentimentExample, TextClassifier};
@@ -62,6 +63,10 @@ pub struct Understanding {
     pub entities: Vec<Entity>,
     /// The earlier buyer message this one asks again.
     pub repeated: Option<RepeatMatch>,
+    /// The buyer says they asked this before, in words.
+    pub says_asked_before: bool,
+    /// The buyer bargains or asks for compensation.
+    pub binding_request: Option<BindingRequest>,
 }
 
 /// Intents whose exemplars are routine questions and pleasantries, used as
@@ -227,6 +232,8 @@ impl Understander {
     ) -> Result<Understanding, UnderstandError> {
         let entities = entities::extract(text);
         let patterns_ask_for_human = human::requests_human(text);
+        let says_asked_before = binding::says_asked_before(text);
+        let binding_request = binding::requests_binding(text);
         let lang = self.language.detect(text);
         if text.trim().is_empty() {
             return Ok(Understanding {
@@ -241,6 +248,8 @@ impl Understander {
                 human_requested: patterns_ask_for_human,
                 entities,
                 repeated: None,
+                says_asked_before,
+                binding_request,
             });
         }
         let heads = self.heads();
@@ -250,6 +259,13 @@ impl Understander {
             .enumerate()
             .filter(|(_, t)| !t.trim().is_empty())
             .map(|(i, t)| (start + i, *t))
+            .collect();
+        // An earlier message about other orders asks something else, however
+        // alike the words.
+        let references = entities::order_references(text);
+        let earlier: Vec<(usize, &str)> = earlier
+            .into_iter()
+            .filter(|(_, t)| same_orders(&references, &entities::order_references(t)))
             .collect();
         let mut batch = vec![text];
         batch.extend(earlier.iter().map(|(_, t)| *t));
@@ -300,8 +316,16 @@ impl Understander {
             human_requested,
             entities,
             repeated,
+            says_asked_before,
+            binding_request,
         })
     }
+}
+
+/// Whether two messages can ask the same thing as far as their order and
+/// tracking numbers go: they do unless both name some and share none.
+fn same_orders(current: &[String], earlier: &[String]) -> bool {
+    current.is_empty() || earlier.is_empty() || current.iter().any(|r| earlier.contains(r))
 }
 
 fn check_model(embedder: &dyn QueryEmbedder, heads: &Heads) -> Result<(), UnderstandError> {

@@ -123,6 +123,20 @@ fn the_same_question_twice_is_a_repeat_but_a_second_greeting_is_not() {
 }
 
 #[test]
+fn the_same_words_about_another_order_are_not_a_repeat() {
+    let understander = fake_understander();
+    let history = ["where is my order 240815ABCD1234", "ok"];
+    let same = understander
+        .understand("where is my order 240815ABCD1234", &history)
+        .unwrap();
+    assert_eq!(same.repeated.map(|r| r.index), Some(0), "{same:?}");
+    let other = understander
+        .understand("where is my order 240901ZZZZ9999", &history)
+        .unwrap();
+    assert_eq!(other.repeated, None, "{other:?}");
+}
+
+#[test]
 fn empty_emoji_only_and_huge_messages_do_not_panic() {
     let understander = fake_understander();
     let empty = understander.understand("   ", &["", "hi"]).unwrap();
