@@ -30,6 +30,17 @@ fn json_of(output: &Output) -> Value {
     })
 }
 
+/// Fetches the default model bundle into the cache if it is not there, as
+/// `kedai serve` would on first start.
+fn prepare_default_models() {
+    let settings = kedai::config::Settings::defaults();
+    let mode = kedai::models::PrepareMode {
+        fetch: kedai::models::FetchPolicy::FetchMissing,
+        progress: kedai::models::Progress::Lines,
+    };
+    kedai::models::prepare(&settings.models, mode).expect("the default models are prepared");
+}
+
 #[test]
 fn tenants_shops_and_tokens_are_managed_from_the_command_line() {
     let dir = TempDir::new().unwrap();
@@ -208,12 +219,7 @@ fn bench_models_reports_every_test_with_medians_and_peak_rss() {
 
 #[test]
 fn bench_replies_times_every_case_against_a_server_with_the_real_models() {
-    let settings = kedai::config::Settings::defaults();
-    let mode = kedai::models::PrepareMode {
-        fetch: kedai::models::FetchPolicy::FetchMissing,
-        progress: kedai::models::Progress::Lines,
-    };
-    kedai::models::prepare(&settings.models, mode).expect("the default models are prepared");
+    prepare_default_models();
     let dir = TempDir::new().unwrap();
     // The server measured runs with kedai's own configuration file: in
     // shadow mode every decision is only observed.
@@ -296,12 +302,7 @@ fn bench_replies_times_every_case_against_a_server_with_the_real_models() {
 
 #[test]
 fn ask_prints_the_trace_and_continues_a_conversation_only_for_a_named_buyer() {
-    let settings = kedai::config::Settings::defaults();
-    let mode = kedai::models::PrepareMode {
-        fetch: kedai::models::FetchPolicy::FetchMissing,
-        progress: kedai::models::Progress::Lines,
-    };
-    kedai::models::prepare(&settings.models, mode).expect("the default models are prepared");
+    prepare_default_models();
     let dir = TempDir::new().unwrap();
     let ask = |extra: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_kedai"))
