@@ -173,10 +173,15 @@ pub fn extract(text: &str) -> Vec<Entity> {
 
 /// The order and tracking numbers of `text`, as normalised values.
 pub fn order_references(text: &str) -> Vec<String> {
-    extract(text)
-        .into_iter()
+    references_among(&extract(text))
+}
+
+/// The order and tracking numbers among entities already extracted.
+pub fn references_among(entities: &[Entity]) -> Vec<String> {
+    entities
+        .iter()
         .filter(|e| matches!(e.kind, EntityKind::OrderNumber | EntityKind::TrackingNumber))
-        .map(|e| e.value)
+        .map(|e| e.value.clone())
         .collect()
 }
 

@@ -262,7 +262,7 @@ impl Understander {
             .collect();
         // An earlier message about other orders asks something else, however
         // alike the words.
-        let references = entities::order_references(text);
+        let references = entities::references_among(&entities);
         let earlier: Vec<(usize, &str)> = earlier
             .into_iter()
             .filter(|(_, t)| same_orders(&references, &entities::order_references(t)))
