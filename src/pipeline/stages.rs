@@ -546,26 +546,24 @@ impl Understand for UnderstandStage {
             urgent: u.urgent.is_some_and(|p| p >= 0.5),
             human_requested: u.human_requested,
             repeated: u.repeated.is_some() || u.says_asked_before,
-            binding_request: u.binding_request.map(|b| {
-                serde_json::to_value(b)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            }),
+            binding_request: u.binding_request.map(wire_name),
             entities: u
                 .entities
                 .into_iter()
-                .map(|e| {
-                    let kind = serde_json::to_value(e.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    (kind, e.value)
-                })
+                .map(|e| (wire_name(e.kind), e.value))
                 .collect(),
             models,
         })
     }
+}
+
+/// The name a unit enum variant has on the wire (`snake_case` by its serde
+/// attributes), e.g. `order_number` or `discount`.
+fn wire_name<T: serde::Serialize>(value: T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// The runtime's embedding model behind the knowledge base's (and so the
