@@ -30,6 +30,20 @@ fn json_of(output: &Output) -> Value {
     })
 }
 
+/// The real binary with the real models on the CPU, run from the checkout
+/// (`kb/`: the demo shop, its cases and the exemplars, is relative) with
+/// `data_dir` as its data directory.
+fn in_checkout(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kedai"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KEDAI__LOG__FILTER", "warn")
+        .env("KEDAI__MODELS__DEVICE", "cpu");
+    command
+}
+
 /// Fetches the default model bundle into the cache if it is not there, as
 /// `kedai serve` would on first start.
 fn prepare_default_models() {
@@ -155,15 +169,11 @@ fn unknown_configuration_keys_stop_the_program_with_the_key_named() {
 #[test]
 fn bench_models_reports_every_test_with_medians_and_peak_rss() {
     let dir = TempDir::new().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_kedai"))
+    let output = in_checkout(dir.path())
         .args(["--json", "bench", "models", "-r", "2", "--batch", "1,4"])
         .args(["-p", "16,32", "-n", "4"])
         .args(["--model", "bundle:all-minilm-l6-v2"])
         .args(["--model", "bundle:smollm2-135m-instruct"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("KEDAI__LOG__FILTER", "warn")
-        .env("KEDAI__MODELS__DEVICE", "cpu")
         .output()
         .expect("kedai runs");
     let report = json_of(&output);
@@ -225,16 +235,10 @@ fn bench_replies_times_every_case_against_a_server_with_the_real_models() {
     // shadow mode every decision is only observed.
     let config = dir.path().join("kedai.toml");
     std::fs::write(&config, "[policy.defaults]\nmode = \"shadow\"\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_kedai"))
+    let output = in_checkout(dir.path())
         .arg("--config")
         .arg(&config)
         .args(["--json", "bench", "replies", "--limit", "4"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        // `kb/` (the cases, the demo knowledge base and orders) is relative.
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("KEDAI__LOG__FILTER", "warn")
-        .env("KEDAI__MODELS__DEVICE", "cpu")
         .output()
         .expect("kedai runs");
     let report = json_of(&output);
@@ -305,19 +309,13 @@ fn ask_prints_the_trace_and_continues_a_conversation_only_for_a_named_buyer() {
     prepare_default_models();
     let dir = TempDir::new().unwrap();
     let ask = |extra: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_kedai"))
+        let output = in_checkout(dir.path())
             .args([
                 "--json",
                 "ask",
                 "Where is my parcel? I ordered it last week",
             ])
             .args(extra)
-            .arg("--data-dir")
-            .arg(dir.path())
-            // The demo shop's knowledge and the exemplars are under `kb/`.
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("KEDAI__LOG__FILTER", "warn")
-            .env("KEDAI__MODELS__DEVICE", "cpu")
             .output()
             .expect("kedai runs");
         json_of(&output)
