@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName};
 use crate::http::ModelReadiness;
 use crate::startup::{Application, BuildOptions};
-use crate::store::{NewShop, SqliteStore, Store, StoreError};
+use crate::store::{NewShop, SqliteStore, StoreError, TenantStore};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -280,7 +280,7 @@ pub async fn evaluate_kb(
     embedder: Option<std::sync::Arc<dyn Embedder>>,
 ) -> anyhow::Result<RetrievalReport> {
     use crate::kb::{KbQuery, KbService};
-    use crate::store::Store;
+    use crate::store::TenantStore;
 
     let entries = crate::kb::import::read_dir(dir)?;
     let scratch = tempfile::TempDir::new()?;

@@ -755,7 +755,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_edit_embeds_only_what_changed() {
-        use crate::store::{SqliteStore, Store};
+        use crate::store::{SqliteStore, TenantStore};
         let dir = tempfile::TempDir::new().unwrap();
         let mut settings = crate::config::Settings::defaults().store;
         settings.data_dir = dir.path().to_path_buf();

@@ -1125,7 +1125,8 @@ mod tests {
         TenantName, TextLimits,
     };
     use crate::store::{
-        BuyerProfile, NewShop, OrderItem, OrderRecord, Shop, SqliteStore, TrackingEvent,
+        BuyerProfile, ConversationStore, DecisionStore, NewShop, OrderItem, OrderRecord,
+        OrderStore, Shop, SqliteStore, TenantStore, TrackingEvent,
     };
 
     struct FakeUnderstand;

@@ -1,9 +1,11 @@
 //! The durable store: tenants, shops, tokens, buyers, conversations,
 //! messages, orders, the append-only audit log and the job queue's table.
 //!
-//! Callers see only the [`Store`] trait and the record types here; the SQLite
-//! implementation lives in [`sqlite`], and a PostgreSQL one can follow without
-//! touching callers. Every method that takes a [`TenantId`] only ever sees that
+//! Callers see only the [`Store`] trait (the union of one trait per
+//! aggregate: tenants, conversations, decisions, orders, audit, jobs) and
+//! the record types here; the SQLite implementation lives in [`sqlite`],
+//! one file per aggregate, and a PostgreSQL one can follow without touching
+//! callers. Every method that takes a [`TenantId`] only ever sees that
 //! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
 
 pub mod kb;
@@ -365,19 +367,25 @@ pub struct JobCounts {
     pub dead: i64,
 }
 
+/// Tenants, their API tokens and their shops.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait TenantStore: Send + Sync + 'static {
     /// A cheap round trip proving the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn create_tenant(&self, name: &TenantName) -> Result<Tenant, StoreError>;
+
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
+
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
 
     async fn create_token(&self, token: NewToken) -> Result<TokenInfo, StoreError>;
+
     /// Marks a token revoked; false when it does not exist or already was.
     async fn revoke_token(&self, id: TokenId) -> Result<bool, StoreError>;
+
     async fn list_tokens(&self, tenant: TenantId) -> Result<Vec<TokenInfo>, StoreError>;
+
     /// The tenant and token a live (unrevoked) token hash belongs to.
     async fn authenticate(
         &self,
@@ -385,13 +393,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(TenantId, TokenId)>, StoreError>;
 
     async fn add_shop(&self, shop: NewShop) -> Result<Shop, StoreError>;
+
     async fn list_shops(&self, tenant: TenantId) -> Result<Vec<Shop>, StoreError>;
+
     async fn shop_by_key(
         &self,
         tenant: TenantId,
         key: &ShopKey,
     ) -> Result<Option<Shop>, StoreError>;
+}
 
+/// Buyers, conversations and their messages.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + 'static {
     /// Stores an inbound message once, with its buyer, conversation and the
     /// job that will process it, in one transaction that is durable before
     /// this returns. A redelivery of the same (shop, external id) changes
@@ -408,11 +422,13 @@ pub trait Store: Send + Sync + 'static {
         tenant: TenantId,
         filter: &ConversationFilter,
     ) -> Result<Page<ConversationSummary>, StoreError>;
+
     async fn conversation(
         &self,
         tenant: TenantId,
         id: ConversationId,
     ) -> Result<Option<ConversationDetail>, StoreError>;
+
     /// Adds an outbound message or internal note to a conversation. With an
     /// external id, a repeat returns the first reply and writes nothing.
     async fn add_reply(
@@ -423,17 +439,6 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
     ) -> Result<(Message, bool), StoreError>;
 
-    /// Stores an order, and with `buyer` the buyer's profile, in one
-    /// transaction; (shop, order number) identifies the order.
-    /// Stores a pipeline decision with its reply, the message's language and
-    /// translation, the conversation's new layer and status, and an audit
-    /// event. A second decision for the same message changes nothing and
-    /// returns the first with `true`.
-    async fn record_decision(
-        &self,
-        tenant: TenantId,
-        decision: &NewDecision,
-    ) -> Result<(Decision, bool), StoreError>;
     /// Sets a conversation's status, with an audit event; a buyer's next
     /// message after `resolved` starts a new conversation. False when the
     /// tenant has no such conversation.
@@ -444,6 +449,31 @@ pub trait Store: Send + Sync + 'static {
         status: ConversationStatus,
         actor: &str,
     ) -> Result<bool, StoreError>;
+
+    /// The conversation an inbound or outbound message belongs to.
+    async fn message_conversation(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<Option<ConversationId>, StoreError>;
+
+    /// Marks an inbound message as processed by the pipeline.
+    async fn mark_processed(&self, message: MessageId) -> Result<(), StoreError>;
+}
+
+/// The reply pipeline's decisions and their follow-ups.
+#[async_trait]
+pub trait DecisionStore: Send + Sync + 'static {
+    /// Stores a pipeline decision with its reply, the message's language and
+    /// translation, the conversation's new layer and status, and an audit
+    /// event. A second decision for the same message changes nothing and
+    /// returns the first with `true`.
+    async fn record_decision(
+        &self,
+        tenant: TenantId,
+        decision: &NewDecision,
+    ) -> Result<(Decision, bool), StoreError>;
+
     /// Adds a follow-up's results to the decision on `message`, with an
     /// audit event; false when the message has no decision.
     async fn enrich_decision(
@@ -452,51 +482,66 @@ pub trait Store: Send + Sync + 'static {
         message: MessageId,
         enrichment: &DecisionEnrichment,
     ) -> Result<bool, StoreError>;
-    /// The conversation an inbound or outbound message belongs to.
-    async fn message_conversation(
-        &self,
-        tenant: TenantId,
-        message: MessageId,
-    ) -> Result<Option<ConversationId>, StoreError>;
+
     /// A conversation's decisions, oldest first.
     async fn decisions(
         &self,
         tenant: TenantId,
         conversation: ConversationId,
     ) -> Result<Vec<Decision>, StoreError>;
+}
 
+/// Orders and buyer profiles.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Stores an order, and with `buyer` the buyer's profile, in one
+    /// transaction; (shop, order number) identifies the order.
     async fn upsert_order(
         &self,
         shop: &Shop,
         order: &OrderRecord,
         buyer: Option<&BuyerProfile>,
     ) -> Result<Order, StoreError>;
+
     async fn order(&self, tenant: TenantId, id: OrderId) -> Result<Option<Order>, StoreError>;
+
     /// Orders, newest first.
     async fn list_orders(
         &self,
         tenant: TenantId,
         filter: &OrderFilter,
     ) -> Result<Vec<Order>, StoreError>;
+
     async fn orders_for_buyer(
         &self,
         tenant: TenantId,
         buyer: BuyerId,
     ) -> Result<Vec<Order>, StoreError>;
+}
 
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
     async fn append_audit(
         &self,
         tenant: Option<TenantId>,
         event: &AuditEvent,
     ) -> Result<(), StoreError>;
+
     async fn audit_log(&self, tenant: TenantId, limit: u32)
         -> Result<Vec<AuditRecord>, StoreError>;
+}
 
+/// The durable job queue's table.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
     /// Leases up to `limit` due jobs (queued ones whose time has come, and
     /// leased ones whose lease ran out) to `owner`.
     async fn lease_jobs(&self, request: LeaseRequest<'_>) -> Result<Vec<Job>, StoreError>;
+
     /// Marks a job done; false if `owner` no longer holds its lease.
     async fn complete_job(&self, id: JobId, owner: &str) -> Result<bool, StoreError>;
+
     async fn fail_job(
         &self,
         id: JobId,
@@ -504,14 +549,28 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
         failure: JobFailure,
     ) -> Result<bool, StoreError>;
+
     /// Gives back every job `owner` holds, without counting the attempt.
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;
+
     async fn job_counts(&self) -> Result<JobCounts, StoreError>;
+
     /// Deletes jobs that finished before `before` (not dead ones, which
     /// wait for a person); returns how many.
     async fn prune_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// Marks an inbound message as processed by the pipeline.
-    async fn mark_processed(&self, message: MessageId) -> Result<(), StoreError>;
+}
+
+/// Everything kedai keeps, one trait object for the whole store; each
+/// aggregate has a trait of its own so that an implementation is one file
+/// per aggregate.
+pub trait Store:
+    TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore
+{
+}
+
+impl<T: TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore> Store
+    for T
+{
 }
 
 /// The one timestamp format of the store: sortable as text.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kedai::domain::ConversationId;
-use kedai::store::{SqliteStore, Store};
+use kedai::store::{ConversationStore, JobStore, SqliteStore, TenantStore};
 use serde_json::Value;
 use tempfile::TempDir;
 
