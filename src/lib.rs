@@ -21,4 +21,5 @@ pub mod queue;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod understand;
