@@ -297,9 +297,10 @@ fn is_mark(c: char) -> bool {
     !c.is_ascii() && c.general_category_group() == GeneralCategoryGroup::Mark
 }
 
-/// Letters that look like ASCII ones (Cyrillic `е`, Greek `ο`), inside a word that also has Latin letters, replaced by the
-/// ASCII letter their UTS #39 skeleton is. Words wholly in another script
-/// are left alone: they are words of that language.
+/// Letters that look like ASCII ones (Cyrillic `е`, Greek `ο`), inside a
+/// word that also has Latin letters, replaced by the ASCII letter their
+/// UTS #39 skeleton is. Words wholly in another script are left alone:
+/// they are words of that language.
 fn latin_lookalikes(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
