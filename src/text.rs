@@ -231,9 +231,26 @@ impl Patterns {
 
     /// The first match in either view of `text`, as it reads in that view.
     pub fn find<'t>(&self, text: &'t Folded) -> Option<&'t str> {
-        text.views()
-            .find_map(|view| self.patterns.iter().find_map(|re| re.find(view)))
+        text.views().find_map(|view| self.find_in(view))
+    }
+
+    /// The first match in one view (a folded or squeezed text).
+    pub fn find_in<'t>(&self, view: &'t str) -> Option<&'t str> {
+        self.patterns
+            .iter()
+            .find_map(|re| re.find(view))
             .map(|m| m.as_str())
+    }
+
+    /// `view` with every match replaced by a space.
+    pub fn blank_out(&self, view: &str) -> String {
+        let mut out = view.to_string();
+        for re in &self.patterns {
+            if re.is_match(&out) {
+                out = re.replace_all(&out, " ").into_owned();
+            }
+        }
+        out
     }
 
     pub fn is_match(&self, text: &Folded) -> bool {

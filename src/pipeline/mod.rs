@@ -14,6 +14,7 @@
 //! `pipeline` never sees HTTP types and never talks to a marketplace.
 
 pub mod evaluate;
+pub mod facts;
 pub mod guard;
 pub mod policy;
 pub mod ports;

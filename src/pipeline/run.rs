@@ -434,6 +434,12 @@ impl Pipeline {
                 .map(|m| m.text.as_str())
                 .collect::<Vec<_>>()
                 .join("\n");
+            // A translated FAQ answer may keep the seller's own binding
+            // words, with the seller's own amounts and codes (M1).
+            let seller_text = (answer.kind == "faq_translated")
+                .then(|| hits.iter().find(|h| answer.sources.contains(&h.id)))
+                .flatten()
+                .and_then(|h| h.answer.as_deref());
             violations = guard::check(
                 &answer.text,
                 &shop_policy.guard_config(),
@@ -442,13 +448,9 @@ impl Pipeline {
                     sources: &sources,
                     instructions: &instructions,
                     conversation: &conversation,
+                    seller_text,
                 },
             );
-            if answer.kind == "faq_translated" {
-                // The seller wrote the answer; its own words for refunds or
-                // vouchers are theirs to use.
-                violations.retain(|v| !matches!(v, Violation::BindingAction { .. }));
-            }
             if !violations.is_empty() && decision.action == Action::Send {
                 decision.action = Action::Draft;
                 notes.push("the output guard turned the reply into a draft".into());
