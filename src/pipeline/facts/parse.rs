@@ -19,12 +19,14 @@ const CUR_AFTER: &str = r"usd\b|us\$|dollars?\b|bucks\b|rm\b|ringgit\b|rp\b|rupi
 /// Multipliers written after a number: thousands, millions.
 const MULT: &str = r"k\b|rb\b|ribu\b|nghin\b|ngan\b|jt\b|juta\b|trieu\b|mil\b|万|千";
 
+/// The normalised value of a match, or `None` to leave the text to the
+/// rules after this one.
+type Value = fn(&Captures<'_>) -> Option<String>;
+
 struct Rule {
     kind: FactKind,
     regex: Regex,
-    /// The normalised value of a match, or `None` to leave the text to the
-    /// rules after this one.
-    value: fn(&Captures<'_>) -> Option<String>,
+    value: Value,
 }
 
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
@@ -35,7 +37,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         r"(?<day>{day_units})|(?<hour>hours?\b|hrs?\b|h\b|jam\b|gio\b|ชั่วโมง|ชม\.|horas?\b|oras\b|小时|小時)|(?<week>weeks?\b|minggu\b|tuan\b|สัปดาห์|อาทิตย์|semanas?\b|linggo\b|周|週|星期)|(?<month>months?\b|bulan\b|thang\b|เดือน|mes(?:es)?\b|meses\b|buwan\b|个月|個月)|(?<minute>minutes?\b|mins?\b|menit\b|minit\b|phut\b|นาที|minutos?\b|分钟|分鐘)|(?<year>years?\b|tahun\b|ปี|anos?\b|taon\b)"
     );
     let range = r"(?:\s?(?:-|–|~|to|a|ate|hasta|sampai|hingga|den|ถึง|到|至)\s?)";
-    let rules: Vec<(FactKind, String, fn(&Captures<'_>) -> Option<String>)> = vec![
+    let rules: Vec<(FactKind, String, Value)> = vec![
         (
             FactKind::Email,
             r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}".into(),
@@ -108,12 +110,12 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             format!(
                 r"(?<n>{NUM}) ?(?:%|percent\b|per cent\b|pct\b|persen\b|peratus\b|por ciento\b|por cento\b|porcento\b|phan tram\b|เปอร์เซ็นต์|porsiyento\b)"
             ),
-            |c| Some(number(&c["n"])?),
+            |c| number(&c["n"]),
         ),
         (
             FactKind::Percentage,
             format!(r"百分之(?<n>{NUM})"),
-            |c| Some(number(&c["n"])?),
+            |c| number(&c["n"]),
         ),
         (
             FactKind::Percentage,

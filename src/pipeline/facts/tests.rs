@@ -1,6 +1,9 @@
 use super::*;
 use FactKind::*;
 
+/// (language or case, text, the facts expected).
+type Table<'a> = &'a [(&'a str, &'a str, &'a [(FactKind, &'a str)])];
+
 fn facts(text: &str) -> Vec<(FactKind, String)> {
     extract(text)
         .into_iter()
@@ -14,7 +17,7 @@ fn fact(kind: FactKind, value: &str) -> (FactKind, String) {
 
 #[test]
 fn facts_in_every_language() {
-    let table: &[(&str, &str, &[(FactKind, &str)])] = &[
+    let table: Table<'_> = &[
         (
             "en",
             "Shipping is USD 2.50, free on orders over $20; 5-9 days, 37 Wh.",
@@ -209,7 +212,7 @@ fn a_draft_may_only_state_facts_of_its_sources() {
 #[test]
 fn a_translation_must_carry_every_fact_of_its_source() {
     let source = "Refunds reach ShopeePay within 24 hours, cards 7-14 business days; code KEDAI10 gives 10% off orders of USD 30 or more.";
-    let table: &[(&str, &str, &[(FactKind, &str)])] = &[
+    let table: Table<'_> = &[
         (
             "id",
             "Refund masuk ShopeePay maksimal 24 jam, kartu 7-14 hari kerja; kode KEDAI10 diskon 10% untuk belanja minimal USD 30.",

@@ -288,7 +288,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(set.judge(&[0.7071, 0.7071]), None);
+        let diagonal = std::f32::consts::FRAC_1_SQRT_2;
+        assert_eq!(set.judge(&[diagonal, diagonal]), None);
         assert_eq!(set.judge(&[1.0, 0.0, 0.0]), None, "another model's vector");
     }
 
