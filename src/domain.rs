@@ -550,6 +550,34 @@ mod tests {
     }
 
     #[test]
+    fn m10_every_redteam_card_number_is_redacted() {
+        let cards = include_str!("../tests/data/redteam/cards.jsonl");
+        let mut checked = 0;
+        for line in cards.lines().filter(|l| !l.trim().is_empty()) {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = case["text"].as_str().unwrap();
+            let stored = MessageText::parse(text, TextLimits { max_chars: 500 }).unwrap();
+            let stored = stored.as_str();
+            assert!(
+                stored.contains(CARD_REDACTION),
+                "{}: {stored:?}",
+                case["notation"]
+            );
+            let digits = stored
+                .chars()
+                .filter(|c| crate::text::digit_value(*c).is_some())
+                .count();
+            assert!(
+                digits < 4,
+                "{}: digits left in {stored:?}",
+                case["notation"]
+            );
+            checked += 1;
+        }
+        assert!(checked >= 20);
+    }
+
+    #[test]
     fn m10_demo_order_tracking_and_phone_numbers_are_never_redacted() {
         let orders = include_str!("../kb/orders/demo.jsonl");
         let mut checked = 0;

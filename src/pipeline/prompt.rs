@@ -8,9 +8,9 @@
 //! is placed, [`defuse`] takes out invisible characters and compatibility
 //! forms (NFKC) and breaks anything that reads as one of our fences,
 //! however it is spaced, bracketed (fullwidth `＜`, `〈`, `‹`) or cased.
-//! Conversation turns are written one line per line of text, each line
-//! starting with its speaker, so a buyer who types a line break and
-//! `Shop:` writes a buyer line, not a shop turn.
+//! Conversation turns and the buyer's message are written one line per
+//! line of text, each line starting with its speaker, so a buyer who types
+//! a line break and `Shop:` writes a buyer line, not a shop turn.
 //!
 //! Detection of injection attempts reads the folded text (`text::fold`),
 //! so zero-width, fullwidth and spaced-out spellings are seen; it is a
@@ -159,19 +159,25 @@ pub fn encode_turns(turns: &[Turn]) -> String {
     let mut out = String::new();
     for turn in turns {
         let who = if turn.from_buyer { "Buyer" } else { "Shop" };
-        let text = defuse(&turn.text, TURN_CHARS);
-        for line in text
-            .split([
-                '\n', '\r', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}',
-            ])
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-        {
-            out.push_str(who);
-            out.push_str(": ");
-            out.push_str(line);
-            out.push('\n');
-        }
+        out.push_str(&encode_lines(who, &defuse(&turn.text, TURN_CHARS)));
+    }
+    out
+}
+
+/// Each non-empty line of `text` as `who: line\n`.
+fn encode_lines(who: &str, text: &str) -> String {
+    let mut out = String::new();
+    for line in text
+        .split([
+            '\n', '\r', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}',
+        ])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        out.push_str(who);
+        out.push_str(": ");
+        out.push_str(line);
+        out.push('\n');
     }
     out
 }
@@ -197,8 +203,8 @@ pub fn draft_messages(request: &DraftRequest<'_>) -> Vec<ChatMessage> {
         user.push_str("</conversation>\n");
     }
     user.push_str(&format!(
-        "<buyer_message>\n{}\n</buyer_message>\nReply to the buyer in {}, in at most {} words.",
-        defuse(request.message, MESSAGE_CHARS),
+        "<buyer_message>\n{}</buyer_message>\nReply to the buyer in {}, in at most {} words.",
+        encode_lines("Buyer", &defuse(request.message, MESSAGE_CHARS)),
         request.reply_language,
         request.max_words
     ));
@@ -435,6 +441,64 @@ mod tests {
             );
         }
         assert_eq!(injection_warning(&fragment, "de"), english);
+    }
+
+    #[test]
+    fn m9_every_redteam_injection_is_seen_or_defused() {
+        let cases = include_str!("../../tests/data/redteam/injections.jsonl");
+        let mut checked = 0;
+        for line in cases.lines().filter(|l| !l.trim().is_empty()) {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = case["text"].as_str().unwrap();
+            let name = format!("{} {} {}", case["lang"], case["via"], case["style"]);
+            match case["via"].as_str().unwrap() {
+                "fence" => {
+                    let messages = draft_messages(&DraftRequest {
+                        shop_name: "Kedai Demo",
+                        reply_language: "English",
+                        sources: &[],
+                        history: &[Turn {
+                            from_buyer: true,
+                            text: text.into(),
+                        }],
+                        message: text,
+                        max_words: 40,
+                    });
+                    let user = &messages[1].content;
+                    for marker in [
+                        "<knowledge>",
+                        "</knowledge>",
+                        "<buyer_message>",
+                        "</buyer_message>",
+                        "<conversation>",
+                        "</conversation>",
+                    ] {
+                        assert_eq!(
+                            user.matches(marker).count(),
+                            1,
+                            "{name}: {marker} in {user}"
+                        );
+                    }
+                    assert!(
+                        !user.lines().any(|l| l.starts_with("Shop:")),
+                        "{name}: {user}"
+                    );
+                }
+                _ => assert!(injection_attempt(text).is_some(), "{name}: {text:?}"),
+            }
+            if case["via"] == "shop_line" {
+                let encoded = encode_turns(&[Turn {
+                    from_buyer: true,
+                    text: text.into(),
+                }]);
+                assert!(
+                    encoded.lines().all(|l| l.starts_with("Buyer: ")),
+                    "{name}: {encoded}"
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 30);
     }
 
     #[test]

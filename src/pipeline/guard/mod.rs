@@ -563,6 +563,37 @@ mod tests {
         }
     }
 
+    /// The red-team promises (`tests/data/redteam/promises.jsonl`).
+    pub(crate) fn redteam_promises() -> Vec<serde_json::Value> {
+        include_str!("../../../tests/data/redteam/promises.jsonl")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("red-team line is JSON"))
+            .collect()
+    }
+
+    #[test]
+    fn h2_every_redteam_promise_is_a_violation() {
+        let promises = redteam_promises();
+        assert!(promises.len() >= 100);
+        let mut missed = Vec::new();
+        for promise in &promises {
+            let text = promise["text"].as_str().unwrap();
+            let want = promise["kind"].as_str().unwrap();
+            let found = check(text, &config(), &GuardContext::default());
+            let caught = found.iter().any(
+                |v| matches!(v, Violation::BindingAction { kind, .. } if kind.as_str() == want),
+            );
+            if !caught {
+                missed.push(format!(
+                    "{} {}: {text:?} -> {found:?}",
+                    promise["lang"], promise["style"]
+                ));
+            }
+        }
+        assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
+    }
+
     #[test]
     fn too_long_replies_are_flagged_by_characters() {
         let reply = "ก".repeat(401);

@@ -537,11 +537,7 @@ fn vocabulary() -> Vec<(&'static str, BindingKind, Vec<String>)> {
                 r"\bajuste de (?:preço|precio)\b",
             ]),
         ),
-        (
-            "pt/es",
-            Cancellation,
-            own(&[r"\bcancel", r"\banular", r"\banulaci[oó]n\b"]),
-        ),
+        ("pt/es", Cancellation, own(&[r"\bcancel", r"\banul[aeo]"])),
         (
             "zh",
             Refund,
