@@ -4,6 +4,7 @@
 //! Each evaluation owns its file format and metrics; this module only
 //! dispatches. It never writes to the store.
 
+pub mod guard;
 pub mod intents;
 pub mod langid;
 pub mod retrieval;
@@ -23,6 +24,10 @@ pub enum EvalCommand {
     /// shop (a fresh temporary data directory) and score layer, intent and
     /// facts.
     Replies(RepliesArgs),
+    /// How the reply guard recognises promises, by words and by meaning,
+    /// and how often it flags ordinary replies; calibrates the meaning
+    /// threshold.
+    Guard(guard::GuardArgs),
     /// Intents, sentiment, data splits and language identification.
     #[command(flatten)]
     Understand(intents::EvalCommand),
@@ -61,6 +66,7 @@ pub fn load_embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
 pub fn run(command: EvalCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
     match command {
         EvalCommand::Replies(args) => replies(args, settings, output),
+        EvalCommand::Guard(args) => guard::run(&args, settings, output),
         EvalCommand::Understand(command) => intents::run(
             command,
             settings,

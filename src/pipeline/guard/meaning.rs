@@ -5,14 +5,19 @@
 //! a promise even when none of its words is in the vocabulary ("your next
 //! order is on us", "every cent back").
 //!
+//! The file also holds ordinary replies (kind `ordinary`: shipping news,
+//! stock, apologies, thanks) as anchors: a reply is judged by how much
+//! closer it is to its nearest promise than to its nearest ordinary reply,
+//! which separates the two far better than a similarity alone (e5 puts
+//! same-meaning sentences at about 0.87-0.91 and unrelated ones at
+//! 0.75-0.80, so any fixed similarity flags short ordinary replies too).
+//!
 //! The judgement is pure ([`PromiseExemplars::judge`] over a vector the
 //! caller computed); [`MeaningCheck`] is the one async call the pipeline
 //! makes, embedding the reply through the `kb::Embedder` seam on a blocking
-//! thread. The threshold, [`PROMISE_SIMILARITY`], was calibrated with
-//! `kedai eval guard` on the labelled replies of `kb/guard/calibration.
-//! jsonl` (docs/quality.md): e5 puts same-meaning sentences at about
-//! 0.87-0.91 and unrelated ones at 0.75-0.80, so only a calibrated value
-//! means anything.
+//! thread. The threshold, [`PROMISE_MARGIN`], was calibrated with `kedai
+//! eval guard` on the labelled replies of `kb/guard/calibration.jsonl`
+//! (docs/quality.md).
 //!
 //! Knows nothing of the store or of how a reply is chosen.
 
@@ -27,15 +32,21 @@ use crate::inference::EmbedRole;
 use crate::kb::Embedder;
 use crate::pipeline::ports::StageError;
 
-/// Lowest cosine similarity to the nearest promise exemplar at which a
-/// reply counts as a promise. Calibrated with `kedai eval guard` on
-/// `kb/guard/calibration.jsonl` (docs/quality.md).
-pub const PROMISE_SIMILARITY: f32 = 0.90;
+/// How much closer (in cosine similarity) a reply must be to its nearest
+/// promise exemplar than to its nearest ordinary anchor to count as a
+/// promise. `kedai eval guard` calibrates it: 0.015 is the lowest margin
+/// at which no labelled ordinary reply of `kb/guard/calibration.jsonl` is
+/// flagged, but it flagged 10 of the 174 held-out ordinary replies (FAQ
+/// answers, evaluation replies); 0.025 flags none of any set and still
+/// catches 62 of the 76 labelled promises (docs/quality.md).
+pub const PROMISE_MARGIN: f32 = 0.025;
 
 /// The exemplar file shipped with kedai.
 pub const DEFAULT_EXEMPLARS: &str = "kb/guard/promises.jsonl";
 
-/// One exemplar: a promise kedai's replies must not make.
+/// One exemplar: a promise kedai's replies must not make, or, with the
+/// kind `ordinary`, a reply that promises nothing binding (an anchor the
+/// nearest promise must beat).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromiseExemplar {
@@ -43,6 +54,15 @@ pub struct PromiseExemplar {
     pub kind: String,
     pub text: String,
 }
+
+impl PromiseExemplar {
+    pub fn is_promise(&self) -> bool {
+        self.kind != ORDINARY
+    }
+}
+
+/// The kind of the anchors that promise nothing.
+pub const ORDINARY: &str = "ordinary";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExemplarError {
@@ -121,19 +141,33 @@ impl PromiseExemplars {
         }
     }
 
-    /// The nearest exemplar to `vector` and its cosine similarity.
-    pub fn nearest(&self, vector: &[f32]) -> Option<(f32, &PromiseExemplar)> {
+    /// The nearest exemplar to `vector` among the promises (`true`) or the
+    /// ordinary anchors (`false`), with its cosine similarity.
+    pub fn nearest(&self, vector: &[f32], promise: bool) -> Option<(f32, &PromiseExemplar)> {
         self.vectors
             .iter()
             .zip(&self.exemplars)
+            .filter(|(_, e)| e.is_promise() == promise)
             .map(|(v, e)| (cosine(v, vector), e))
             .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 
+    /// How much closer `vector` is to the nearest promise than to the
+    /// nearest ordinary anchor (the promise's similarity alone when there
+    /// are no anchors), and that promise.
+    pub fn score(&self, vector: &[f32]) -> Option<(f32, f32, &PromiseExemplar)> {
+        let (similarity, exemplar) = self.nearest(vector, true)?;
+        let margin = match self.nearest(vector, false) {
+            Some((ordinary, _)) => similarity - ordinary,
+            None => similarity,
+        };
+        Some((margin, similarity, exemplar))
+    }
+
     /// A violation when the reply's vector is a promise by meaning.
     pub fn judge(&self, vector: &[f32]) -> Option<Violation> {
-        let (similarity, exemplar) = self.nearest(vector)?;
-        (similarity >= self.threshold).then(|| Violation::PromiseByMeaning {
+        let (margin, similarity, exemplar) = self.score(vector)?;
+        (margin >= self.threshold).then(|| Violation::PromiseByMeaning {
             similarity: (similarity * 1000.0).round() / 1000.0,
             exemplar: exemplar.text.clone(),
         })
@@ -181,7 +215,7 @@ impl MeaningCheck {
         Ok(MeaningCheck::new(
             embedder,
             read_exemplars(path)?,
-            PROMISE_SIMILARITY,
+            PROMISE_MARGIN,
         ))
     }
 
