@@ -19,6 +19,7 @@ use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
 use crate::engine::Engine;
 use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
 use crate::kb::{Embedder, KbService};
+use crate::pipeline::guard::meaning::MeaningCheck;
 use crate::pipeline::stages::{
     EngineEmbedder, EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage,
 };
@@ -145,21 +146,25 @@ impl Application {
             (None, Some(embedder)) => Some(understand_stage(&settings, embedder.clone())),
             _ => None,
         };
-        let handler: Arc<dyn JobHandler> = match (options.handler, understand.clone()) {
-            (Some(handler), _) => handler,
-            (None, Some(understand)) => Arc::new(reply_pipeline(
-                &settings,
-                store.clone(),
-                kb.clone(),
-                engine.clone(),
-                understand,
-            )),
-            // Without the embedding model nothing can be understood: messages
-            // are stored and marked, and wait for a human.
-            (None, None) => Arc::new(MarkProcessed {
-                store: store.clone(),
-            }),
-        };
+        let handler: Arc<dyn JobHandler> =
+            match (options.handler, understand.clone(), kb_embedder.clone()) {
+                (Some(handler), _, _) => handler,
+                (None, Some(understand), Some(embedder)) => Arc::new(
+                    reply_pipeline(
+                        &settings,
+                        store.clone(),
+                        kb.clone(),
+                        engine.clone(),
+                        understand,
+                    )
+                    .with_meaning_check(Arc::new(MeaningCheck::builtin(embedder))),
+                ),
+                // Without the embedding model nothing can be understood:
+                // messages are stored and marked, and wait for a human.
+                (None, _, _) => Arc::new(MarkProcessed {
+                    store: store.clone(),
+                }),
+            };
         let queue = Queue::new(store.clone(), handler, settings.queue.clone());
         let state = AppState {
             store,
@@ -306,8 +311,9 @@ impl PipelineHarness {
             app.state.store.clone(),
             app.state.kb.clone(),
             engine,
-            understand_stage(&settings, embedder),
-        );
+            understand_stage(&settings, embedder.clone()),
+        )
+        .with_meaning_check(Arc::new(MeaningCheck::builtin(embedder)));
         Ok(PipelineHarness { app, pipeline })
     }
 }

@@ -149,6 +149,8 @@ pub struct Pipeline {
     config: PipelineConfig,
     /// Knowledge-base answers translated per (entry, language).
     translations: Mutex<HashMap<(String, String), String>>,
+    /// Promises recognised by meaning, when an embedding model is there.
+    meaning: Option<Arc<guard::meaning::MeaningCheck>>,
 }
 
 struct Answer {
@@ -218,7 +220,14 @@ impl Pipeline {
             policy,
             config,
             translations: Mutex::new(HashMap::new()),
+            meaning: None,
         }
+    }
+
+    /// Checks generated replies for promises by meaning too.
+    pub fn with_meaning_check(mut self, check: Arc<guard::meaning::MeaningCheck>) -> Pipeline {
+        self.meaning = Some(check);
+        self
     }
 
     /// Runs the pipeline for one stored inbound message and stores the
@@ -451,6 +460,9 @@ impl Pipeline {
                     seller_text,
                 },
             );
+            if let Some(meaning) = &self.meaning {
+                violations.extend(meaning.check(&answer.text).await?);
+            }
             if !violations.is_empty() && decision.action == Action::Send {
                 decision.action = Action::Draft;
                 notes.push("the output guard turned the reply into a draft".into());

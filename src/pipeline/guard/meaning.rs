@@ -41,8 +41,9 @@ use crate::pipeline::ports::StageError;
 /// catches 62 of the 76 labelled promises (docs/quality.md).
 pub const PROMISE_MARGIN: f32 = 0.025;
 
-/// The exemplar file shipped with kedai.
+/// The exemplar file shipped with kedai, and its text built in.
 pub const DEFAULT_EXEMPLARS: &str = "kb/guard/promises.jsonl";
+const BUILTIN_EXEMPLARS: &str = include_str!("../../../kb/guard/promises.jsonl");
 
 /// One exemplar: a promise kedai's replies must not make, or, with the
 /// kind `ordinary`, a reply that promises nothing binding (an anchor the
@@ -206,17 +207,12 @@ impl MeaningCheck {
         }
     }
 
-    /// The check over kedai's own exemplar file, at the calibrated
-    /// threshold.
-    pub fn from_file(
-        embedder: Arc<dyn Embedder>,
-        path: &Path,
-    ) -> Result<MeaningCheck, ExemplarError> {
-        Ok(MeaningCheck::new(
-            embedder,
-            read_exemplars(path)?,
-            PROMISE_MARGIN,
-        ))
+    /// The check over kedai's own exemplars (built into the binary from
+    /// `kb/guard/promises.jsonl`), at the calibrated threshold.
+    pub fn builtin(embedder: Arc<dyn Embedder>) -> MeaningCheck {
+        let exemplars = parse_exemplars(BUILTIN_EXEMPLARS, DEFAULT_EXEMPLARS)
+            .expect("the built-in exemplars parse (tested)");
+        MeaningCheck::new(embedder, exemplars, PROMISE_MARGIN)
     }
 
     /// A `PromiseByMeaning` violation when `reply` reads as a promise.
@@ -264,6 +260,13 @@ mod tests {
     #[test]
     fn the_shipped_exemplars_cover_every_language_and_kind() {
         let exemplars = read_exemplars(Path::new(DEFAULT_EXEMPLARS)).unwrap();
+        assert_eq!(
+            exemplars.len(),
+            parse_exemplars(BUILTIN_EXEMPLARS, "built in")
+                .unwrap()
+                .len()
+        );
+        assert!(exemplars.iter().filter(|e| !e.is_promise()).count() >= 30);
         for lang in [
             "en", "id", "ms", "th", "vi", "tl", "pt", "es", "zh", "zh-Hant",
         ] {
@@ -277,6 +280,7 @@ mod tests {
             "free_of_charge",
             "price_change",
             "cancellation",
+            ORDINARY,
         ] {
             assert!(exemplars.iter().any(|e| e.kind == kind), "{kind}");
         }
