@@ -515,20 +515,20 @@ fn chinese_number(numeral: &str) -> Option<u32> {
             _ => return None,
         })
     };
-    let mut total = 0;
-    let mut current = 0;
+    let mut total: u32 = 0;
+    let mut current: u32 = 0;
     for c in numeral.chars() {
         match c {
             '十' => {
-                total += current.max(1) * 10;
+                total = total.checked_add(current.max(1).checked_mul(10)?)?;
                 current = 0;
             }
             '百' => {
-                total += current.max(1) * 100;
+                total = total.checked_add(current.max(1).checked_mul(100)?)?;
                 current = 0;
             }
-            other => current = current * 10 + digit(other)?,
+            other => current = current.checked_mul(10)?.checked_add(digit(other)?)?,
         }
     }
-    Some(total + current)
+    total.checked_add(current)
 }

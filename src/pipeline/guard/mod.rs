@@ -609,6 +609,28 @@ mod tests {
     }
 
     #[test]
+    fn random_text_never_panics_any_text_check() {
+        use rand::{Rng, SeedableRng};
+        let palette: Vec<char> = "aZ09 .,-/:%$@#\n\t\r๐๙๔ก่ำ้ัี٣٤０９ｒＡ＜＞〈〉‹›元十折天月日\u{200B}\u{200D}\u{202E}\u{2066}\u{00A0}\u{2028}\u{301}\u{0323}\u{FE0F}😀đĐơưéñç€฿₫₱RMrp"
+            .chars()
+            .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for _ in 0..3000 {
+            let len = rng.random_range(0..60);
+            let text: String = (0..len)
+                .map(|_| palette[rng.random_range(0..palette.len())])
+                .collect();
+            let _ = crate::text::Folded::new(&text);
+            let _ = check(&text, &config(), &GuardContext::default());
+            let _ = facts::missing(&text, &text);
+            let _ = super::super::prompt::injection_attempt(&text);
+            let _ = super::super::prompt::defuse(&text, 20);
+            let _ = crate::domain::redact_card_numbers(&text);
+            let _ = crate::understand::binding::requests_binding(&text);
+        }
+    }
+
+    #[test]
     fn hostile_input_never_panics() {
         let long = "refund ".repeat(5000);
         for reply in [
