@@ -19,11 +19,10 @@ use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
 use crate::engine::Engine;
 use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
 use crate::kb::{Embedder, KbService};
-use crate::pipeline::guard::meaning::MeaningCheck;
 use crate::pipeline::stages::{
     EngineEmbedder, EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage,
 };
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::queue::{JobHandler, MarkProcessed, Queue};
 use crate::store::{KbStore, NewShop, SqliteStore, Store, StoreError};
 
@@ -64,6 +63,14 @@ pub async fn seed_demo(store: &dyn Store) -> Result<Option<DemoCredentials>, Sto
                 platform,
                 key: ShopKey::parse(key).expect("demo shop keys are valid"),
                 name: label.to_owned(),
+                // Cross-border shops: they sell to every country of the
+                // region, in US dollars, so only the currency is fixed.
+                market: crate::domain::Market {
+                    currency: Some(
+                        crate::domain::CurrencyCode::parse("USD").expect("USD is a currency"),
+                    ),
+                    ..Default::default()
+                },
                 credentials: SecretString::from("{}"),
             })
             .await?;
@@ -146,25 +153,22 @@ impl Application {
             (None, Some(embedder)) => Some(understand_stage(&settings, embedder.clone())),
             _ => None,
         };
-        let handler: Arc<dyn JobHandler> =
-            match (options.handler, understand.clone(), kb_embedder.clone()) {
-                (Some(handler), _, _) => handler,
-                (None, Some(understand), Some(embedder)) => Arc::new(
-                    reply_pipeline(
-                        &settings,
-                        store.clone(),
-                        kb.clone(),
-                        engine.clone(),
-                        understand,
-                    )
-                    .with_meaning_check(Arc::new(MeaningCheck::builtin(embedder))),
-                ),
-                // Without the embedding model nothing can be understood:
-                // messages are stored and marked, and wait for a human.
-                (None, _, _) => Arc::new(MarkProcessed {
-                    store: store.clone(),
-                }),
-            };
+        let handler: Arc<dyn JobHandler> = match (options.handler, understand.clone()) {
+            (Some(handler), _) => handler,
+            (None, Some(understand)) => Arc::new(reply_pipeline(
+                &settings,
+                store.clone(),
+                kb.clone(),
+                engine.clone(),
+                understand,
+                kb_embedder.clone(),
+            )),
+            // Without the embedding model nothing can be understood: messages
+            // are stored and marked, and wait for a human.
+            (None, None) => Arc::new(MarkProcessed {
+                store: store.clone(),
+            }),
+        };
         let queue = Queue::new(store.clone(), handler, settings.queue.clone());
         let state = AppState {
             store,
@@ -182,6 +186,7 @@ impl Application {
             metrics,
             kb,
             engine,
+            policy: settings.policy.clone(),
             understand,
         };
         let listener = TcpListener::bind(settings.server.listen)
@@ -312,30 +317,32 @@ impl PipelineHarness {
             app.state.kb.clone(),
             engine,
             understand_stage(&settings, embedder.clone()),
-        )
-        .with_meaning_check(Arc::new(MeaningCheck::builtin(embedder)));
+            Some(embedder),
+        );
         Ok(PipelineHarness { app, pipeline })
     }
 }
 
 /// The reply pipeline over the real stages: the understand stage (trained
-/// from the exemplar folders), the
-/// knowledge base and the runtime's chat model.
+/// from the exemplar folders), the knowledge base, the runtime's chat model,
+/// and its embedding model for verifying translations.
 fn reply_pipeline(
     settings: &Settings,
     store: Arc<dyn Store>,
     kb: Arc<KbService>,
     engine: Engine,
     understand: Arc<UnderstandStage>,
+    meaning: Option<Arc<dyn Embedder>>,
 ) -> Pipeline {
-    Pipeline::new(
+    Pipeline::new(PipelineParts {
         store,
         understand,
-        Some(Arc::new(KbKnowledge { kb })),
-        Some(Arc::new(EngineWriter { engine })),
-        settings.policy.clone(),
-        PipelineConfig::from(&settings.pipeline),
-    )
+        knowledge: Some(Arc::new(KbKnowledge { kb })),
+        writer: Some(Arc::new(EngineWriter { engine })),
+        meaning,
+        policy: settings.policy.clone(),
+        config: PipelineConfig::from(&settings.pipeline),
+    })
 }
 
 /// The understand stage over the configured exemplar folders; its training

@@ -20,10 +20,10 @@ use kedai::domain::TenantId;
 use kedai::inference::chat::{ChatMessage, ChatRole};
 use kedai::inference::{EmbedRole, TextEmbedder};
 use kedai::kb::{Embedder, KbError};
-use kedai::pipeline::guard::meaning::MeaningCheck;
 use kedai::pipeline::ports::{
     Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer, Written,
 };
+use kedai::pipeline::run::PipelineParts;
 use kedai::pipeline::{Pipeline, PipelineConfig};
 use kedai::queue::{JobError, JobHandler};
 use kedai::store::Job;
@@ -45,6 +45,24 @@ fn redteam(file: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The cases of a data file's lines (`lang`, `text`).
+fn cases(lines: &[Value]) -> Vec<Case> {
+    lines
+        .iter()
+        .map(|l| Case {
+            lang: l["lang"].as_str().unwrap_or("en").to_string(),
+            reply: l["text"].as_str().unwrap().to_string(),
+        })
+        .collect()
+}
+
+fn ordinary() -> Case {
+    Case {
+        lang: "en".into(),
+        reply: ORDINARY.into(),
+    }
+}
+
 /// Runs the pipeline once it exists: it needs the application's store,
 /// which exists only once the application does.
 struct Deferred(OnceLock<Arc<Pipeline>>);
@@ -59,14 +77,35 @@ impl JobHandler for Deferred {
     }
 }
 
-/// Every message is a price question understood with certainty.
-struct ConfidentPriceQuestion;
+/// One scripted case: what the chat model writes for the message
+/// `case N: ...`, and in which language the buyer wrote.
+#[derive(Clone)]
+struct Case {
+    lang: String,
+    reply: String,
+}
+
+/// The number N of a text that holds `case N:`.
+fn case_number(text: &str) -> Option<usize> {
+    text.rsplit("case ")
+        .next()
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Every message is a price question understood with certainty, in the
+/// language of its case.
+struct ConfidentPriceQuestion(Arc<Vec<Case>>);
 
 #[async_trait]
 impl Understand for ConfidentPriceQuestion {
-    async fn understand(&self, _text: &str, _history: &[String]) -> Result<Understood, StageError> {
+    async fn understand(&self, text: &str, _history: &[String]) -> Result<Understood, StageError> {
+        let lang = case_number(text)
+            .and_then(|n| self.0.get(n))
+            .map(|c| c.lang.split('-').next().unwrap_or("en").to_string())
+            .unwrap_or_else(|| "en".into());
         Ok(Understood {
-            language: Some("en".into()),
+            language: Some(lang),
             intent: "price_coupon".into(),
             confidence: 0.99,
             out_of_scope: false,
@@ -83,22 +122,28 @@ impl Understand for ConfidentPriceQuestion {
     }
 }
 
-/// One close policy passage, so a draft counts as grounded.
-struct GroundedPolicy;
+/// One close policy passage, so a draft counts as grounded; it states
+/// what the case's reply says, so every number of the reply has a source
+/// and only the guard can stop it.
+struct GroundedPolicy(Arc<Vec<Case>>);
 
 #[async_trait]
 impl Knowledge for GroundedPolicy {
     async fn search(
         &self,
         _tenant: TenantId,
-        _query: &str,
+        query: &str,
         _limit: usize,
     ) -> Result<Vec<KnowledgeHit>, StageError> {
+        let text = case_number(query)
+            .and_then(|n| self.0.get(n))
+            .map(|c| c.reply.clone())
+            .unwrap_or_else(|| "New deals are posted in the app every Monday.".into());
         Ok(vec![KnowledgeHit {
             id: "policy:promotions".into(),
             kind: "policy".into(),
             title: "Promotions".into(),
-            text: "New deals are posted in the app every Monday.".into(),
+            text,
             answer: None,
             language: Some("en".into()),
             score: 0.03,
@@ -109,10 +154,10 @@ impl Knowledge for GroundedPolicy {
     }
 }
 
-/// A chat model whose draft for the message `case N: ...` is `replies[N]`;
+/// A chat model whose draft for the message `case N: ...` is case N's;
 /// translations and summaries get a plain note. Every prompt is kept.
 struct Scripted {
-    replies: Vec<String>,
+    cases: Arc<Vec<Case>>,
     prompts: Mutex<Vec<Vec<ChatMessage>>>,
 }
 
@@ -134,15 +179,12 @@ impl Writer for Scripted {
                     .starts_with("You are the customer-service assistant")
         });
         let user = messages.last().map(|m| m.content.as_str()).unwrap_or("");
-        let case = user
-            .rsplit("case ")
-            .next()
-            .and_then(|rest| rest.split(':').next())
-            .and_then(|n| n.trim().parse::<usize>().ok());
-        Ok(match (drafting, case) {
-            (true, Some(n)) => Written::text(self.replies[n].clone()),
-            _ => Written::text("note"),
-        })
+        Ok(
+            match (drafting, case_number(user).and_then(|n| self.cases.get(n))) {
+                (true, Some(case)) => Written::text(case.reply.clone()),
+                _ => Written::text("note"),
+            },
+        )
     }
 }
 
@@ -152,27 +194,26 @@ struct Suite {
     _dir: TempDir,
 }
 
-async fn suite(replies: Vec<String>, meaning: Option<Arc<dyn Embedder>>) -> Suite {
+async fn suite(cases: Vec<Case>, meaning: Option<Arc<dyn Embedder>>) -> Suite {
+    let cases = Arc::new(cases);
     let dir = TempDir::new().unwrap();
     let handler = Arc::new(Deferred(OnceLock::new()));
     let mut spawn = Spawn::new(dir.path());
     spawn.handler = Some(handler.clone());
     let app = spawn.start().await;
     let writer = Arc::new(Scripted {
-        replies,
+        cases: cases.clone(),
         prompts: Mutex::new(Vec::new()),
     });
-    let mut pipeline = Pipeline::new(
-        app.store.clone(),
-        Arc::new(ConfidentPriceQuestion),
-        Some(Arc::new(GroundedPolicy)),
-        Some(writer.clone()),
-        Settings::defaults().policy,
-        PipelineConfig::default(),
-    );
-    if let Some(embedder) = meaning {
-        pipeline = pipeline.with_meaning_check(Arc::new(MeaningCheck::builtin(embedder)));
-    }
+    let pipeline = Pipeline::new(PipelineParts {
+        store: app.store.clone(),
+        understand: Arc::new(ConfidentPriceQuestion(cases.clone())),
+        knowledge: Some(Arc::new(GroundedPolicy(cases.clone()))),
+        writer: Some(writer.clone()),
+        meaning,
+        policy: Settings::defaults().policy,
+        config: PipelineConfig::default(),
+    });
     assert!(handler.0.set(Arc::new(pipeline)).is_ok());
     Suite {
         app,
@@ -236,12 +277,9 @@ fn violations(decision: &Value) -> Vec<String> {
 #[tokio::test]
 async fn h2_no_redteam_promise_is_ever_sent_by_the_pipeline() {
     let promises = redteam("promises.jsonl");
-    let mut replies: Vec<String> = promises
-        .iter()
-        .map(|p| p["text"].as_str().unwrap().to_string())
-        .collect();
-    replies.push(ORDINARY.into());
-    let suite = suite(replies, None).await;
+    let mut scripted = cases(&promises);
+    scripted.push(ordinary());
+    let suite = suite(scripted, None).await;
 
     // The control: what promises nothing goes out on its own.
     let control = promises.len();
@@ -281,7 +319,7 @@ async fn h2_no_redteam_promise_is_ever_sent_by_the_pipeline() {
 #[tokio::test]
 async fn m10_no_card_number_posted_is_ever_stored() {
     let cards = redteam("cards.jsonl");
-    let suite = suite(vec![ORDINARY.into(); 1], None).await;
+    let suite = suite(vec![ordinary()], None).await;
     for (n, case) in cards.iter().enumerate() {
         let text = case["text"].as_str().unwrap();
         let (decision, detail) =
@@ -364,7 +402,7 @@ fn luhn(digits: &str) -> bool {
 #[tokio::test]
 async fn m9_injections_go_to_a_human_and_fences_and_shop_lines_stay_data() {
     let cases = redteam("injections.jsonl");
-    let suite = suite(vec![ORDINARY.into(); cases.len() + 1], None).await;
+    let suite = suite(vec![ordinary(); cases.len() + 1], None).await;
     let mut fenced_prompts = 0;
     for (n, case) in cases.iter().enumerate() {
         let text = case["text"].as_str().unwrap();
@@ -483,13 +521,9 @@ async fn h2_promises_the_words_miss_are_caught_by_meaning_with_the_real_model() 
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let promises = redteam("promises.jsonl");
-    let mut replies: Vec<String> = labelled
-        .iter()
-        .chain(&promises)
-        .map(|c| c["text"].as_str().unwrap().to_string())
-        .collect();
-    replies.push(ORDINARY.into());
-    let suite = suite(replies, Some(Arc::new(E5(e5)))).await;
+    let mut scripted = cases(&labelled);
+    scripted.extend(cases(&promises));
+    let suite = suite(scripted, Some(Arc::new(E5(e5)))).await;
 
     let mut words_missed = 0;
     let mut meaning_caught = 0;
