@@ -276,10 +276,24 @@ pub fn is_ignorable(c: char) -> bool {
     match c.general_category() {
         GeneralCategory::Format => true,
         GeneralCategory::Control => !c.is_whitespace(),
-        // UTS #39 skeletons drop exactly the default-ignorable code points.
-        _ => unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
-            .next()
-            .is_none(),
+        // The other default-ignorable code points (variation selectors, the
+        // combining grapheme joiner, Hangul fillers, Khmer and Mongolian
+        // marks, unassigned ones) belong to these scripts; UTS #39
+        // skeletons drop exactly the default-ignorable ones. Asking the
+        // script first keeps Thai and Chinese text off the slower lookup.
+        _ => {
+            matches!(
+                c.script(),
+                Script::Inherited
+                    | Script::Common
+                    | Script::Unknown
+                    | Script::Hangul
+                    | Script::Khmer
+                    | Script::Mongolian
+            ) && unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
+                .next()
+                .is_none()
+        }
     }
 }
 
