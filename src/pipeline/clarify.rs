@@ -301,6 +301,43 @@ pub fn countries_disagree(hits: &[KnowledgeHit]) -> bool {
     countries.len() > 1
 }
 
+/// The questions a message asks, when it asks more than one ("Does the red
+/// tee come in XL? And how long to Manila?"): each runs its own search, and
+/// no single template or FAQ answer is taken for the whole message.
+pub fn questions(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        current.push(c);
+        if matches!(c, '?' | '？') {
+            let q = current.trim().to_string();
+            if q.chars().filter(|c| c.is_alphanumeric()).count() >= 3 {
+                out.push(q);
+            }
+            current.clear();
+        }
+    }
+    out
+}
+
+/// Hits for several questions, merged: each question's best hits in turn,
+/// without repeats.
+pub fn merge_hits(per_question: Vec<Vec<KnowledgeHit>>, limit: usize) -> Vec<KnowledgeHit> {
+    let mut merged: Vec<KnowledgeHit> = Vec::new();
+    let longest = per_question.iter().map(Vec::len).max().unwrap_or(0);
+    for rank in 0..longest {
+        for hits in &per_question {
+            if let Some(hit) = hits.get(rank) {
+                if !merged.iter().any(|h| h.id == hit.id) {
+                    merged.push(hit.clone());
+                }
+            }
+        }
+    }
+    merged.truncate(limit);
+    merged
+}
+
 /// The clarifying question for `why`, in `lang` (English when there is no
 /// template).
 pub fn question(why: Clarification, lang: &str) -> &'static str {
@@ -467,6 +504,25 @@ mod tests {
         let kept = for_destination(hits, "PH");
         assert_eq!(kept.len(), 2);
         assert!(!countries_disagree(&kept));
+    }
+
+    #[test]
+    fn several_questions_are_told_apart_and_their_hits_interleaved() {
+        let text =
+            "Hi, does the red oversized tee come in XL? And how long does shipping to Manila take?";
+        assert_eq!(questions(text).len(), 2);
+        assert_eq!(questions("còn size L không shop?").len(), 1);
+        assert_eq!(questions("有货吗？多少钱？").len(), 2);
+        assert!(questions("ok?? ?").is_empty(), "too short to be a question");
+        let merged = merge_hits(
+            vec![
+                vec![shipping("TH"), shipping("VN")],
+                vec![shipping("PH"), shipping("TH")],
+            ],
+            3,
+        );
+        let ids: Vec<&str> = merged.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, ["shipping:TH", "shipping:PH", "shipping:VN"]);
     }
 
     #[test]

@@ -217,9 +217,21 @@ impl Pipeline {
         let t = Instant::now();
         let destination =
             clarify::destination(&ctx.text, &ctx.history, &ctx.orders, &ctx.shop.market);
-        let mut hits = self.retrieve(ctx.tenant, &query).await?;
+        let several = clarify::questions(&ctx.text);
+        let several_questions = several.len() > 1;
+        let mut hits = if several_questions {
+            let mut per_question = Vec::new();
+            for question in several.iter().take(3) {
+                per_question.push(self.retrieve(ctx.tenant, question).await?);
+            }
+            notes.push(format!("{} questions in one message", several.len()));
+            clarify::merge_hits(per_question, self.config.retrieval_limit)
+        } else {
+            self.retrieve(ctx.tenant, &query).await?
+        };
         let mut query = query;
-        if clarify::PRODUCT_INTENTS.contains(&understood.intent.as_str())
+        if !several_questions
+            && clarify::PRODUCT_INTENTS.contains(&understood.intent.as_str())
             && !clarify::names_a_product(&query, &hits)
         {
             // "Does it come in XL?" after a message that named the product.
@@ -259,6 +271,7 @@ impl Pipeline {
                     now,
                     wants_text,
                     destination_known: destination.is_some(),
+                    several_questions,
                 },
                 &mut notes,
                 &mut models,
