@@ -8,8 +8,11 @@
 //! callers. Every method that takes a [`TenantId`] only ever sees that
 //! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
 
+pub mod changes;
+pub mod desk;
 pub mod kb;
 pub mod sqlite;
+pub mod users;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,8 +25,11 @@ use crate::domain::{
     ShopKey, TenantId, TenantName, TokenId,
 };
 
+pub use changes::{Change, ChangeFeed, ChangeKind, InProcessFeed};
+pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
 pub use sqlite::SqliteStore;
+pub use users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -564,13 +570,17 @@ pub trait JobStore: Send + Sync + 'static {
 /// aggregate has a trait of its own so that an implementation is one file
 /// per aggregate.
 pub trait Store:
-    TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore
+    TenantStore
+    + ConversationStore
+    + DecisionStore
+    + OrderStore
+    + AuditStore
+    + JobStore
+    + UserStore
+    + DeskStore
 {
-}
-
-impl<T: TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore> Store
-    for T
-{
+    /// Notes of committed changes to conversations, for live pages.
+    fn changes(&self) -> &dyn ChangeFeed;
 }
 
 /// The one timestamp format of the store: sortable as text.

@@ -316,6 +316,12 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(
+            shop.tenant_id,
+            conversation_id,
+            Some(shop.id),
+            ChangeKind::Message,
+        );
         Ok(IngestOutcome {
             message_id,
             conversation_id,
@@ -481,6 +487,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(tenant, conversation, None, ChangeKind::Reply);
         Ok((message, false))
     }
 
@@ -516,6 +523,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(tenant, conversation, None, ChangeKind::State);
         Ok(true)
     }
 

@@ -165,6 +165,7 @@ impl DecisionStore for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        self.announce(tenant, decision.conversation, None, ChangeKind::Decision);
         Ok((stored, false))
     }
 
@@ -175,14 +176,14 @@ impl DecisionStore for SqliteStore {
         enrichment: &DecisionEnrichment,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, trace FROM decisions WHERE tenant_id = ? AND message_id = ?",
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT id, trace, conversation_id FROM decisions WHERE tenant_id = ? AND message_id = ?",
         )
         .bind(tenant.to_string())
         .bind(message.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((id, trace)) = row else {
+        let Some((id, trace, conversation)) = row else {
             return Ok(false);
         };
         let mut trace: serde_json::Value = serde_json::from_str(&trace)
@@ -225,6 +226,12 @@ impl DecisionStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(
+            tenant,
+            parse_id(&conversation, "conversation")?,
+            None,
+            ChangeKind::Decision,
+        );
         Ok(true)
     }
 
