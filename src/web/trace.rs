@@ -1,0 +1,244 @@
+//! Reading a decision's trace for people: intent, sentiment, reasons, the
+//! AI summary, and "why did the AI say this" (sources, checks, models,
+//! time). The trace is JSON whose shape grows; every field is read
+//! defensively, and one that is missing or shaped otherwise is left out.
+
+use serde_json::Value;
+
+use crate::store::Decision;
+
+fn text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub fn field(trace: &Value, key: &str) -> Option<String> {
+    text(trace.get(key))
+}
+
+/// A reason as words: `{"reason": "low_confidence", "confidence": 0.41}`
+/// becomes "low confidence (confidence 0.41)".
+fn reason(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.replace('_', " ")),
+        Value::Object(fields) => {
+            let name = fields
+                .get("reason")
+                .or_else(|| fields.get("code"))
+                .and_then(Value::as_str)?
+                .replace('_', " ");
+            let details: Vec<String> = fields
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "reason" | "code"))
+                .filter_map(|(k, v)| {
+                    let shown = match v {
+                        Value::Number(n) => n.as_f64().map(|f| {
+                            format!("{:.2}", f)
+                                .trim_end_matches('0')
+                                .trim_end_matches('.')
+                                .to_owned()
+                        })?,
+                        Value::String(s) => s.clone(),
+                        Value::Bool(b) => b.to_string(),
+                        _ => return None,
+                    };
+                    Some(format!("{} {shown}", k.replace('_', " ")))
+                })
+                .collect();
+            Some(if details.is_empty() {
+                name
+            } else {
+                format!("{name} ({})", details.join(", "))
+            })
+        }
+        _ => None,
+    }
+}
+
+pub fn reasons(trace: &Value) -> Vec<String> {
+    trace
+        .get("reasons")
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(reason).collect())
+        .unwrap_or_default()
+}
+
+/// The AI's summary for an agent: the follow-up's, else the handoff's.
+pub fn summary(trace: &Value) -> Option<String> {
+    text(trace.pointer("/follow_up/summary"))
+        .or_else(|| text(trace.pointer("/handoff/ai_summary")))
+        .or_else(|| text(trace.pointer("/handoff/summary")))
+}
+
+/// Suggested replies from the handoff packet.
+pub fn suggestions(trace: &Value) -> Vec<String> {
+    trace
+        .pointer("/handoff/suggested_replies")
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(|v| text(Some(v))).collect())
+        .unwrap_or_default()
+}
+
+/// "Why did the AI say this": one decision's evidence, in words.
+#[derive(Debug, Clone, Default)]
+pub struct Why {
+    pub answer_kind: String,
+    pub sources: Vec<String>,
+    pub checks: Vec<String>,
+    pub models: Vec<String>,
+    pub took: String,
+    pub layer: u8,
+    pub action: String,
+    pub intent: String,
+    pub confidence: String,
+    pub sentiment: String,
+    pub language: String,
+    pub reasons: Vec<String>,
+}
+
+pub fn why(decision: &Decision) -> Why {
+    let trace = &decision.trace;
+    let sources = trace
+        .get("sources")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| match s {
+                    Value::Object(o) => {
+                        let id = o.get("id").and_then(Value::as_str)?;
+                        let kind = o.get("kind").and_then(Value::as_str).unwrap_or("source");
+                        let score = o
+                            .get("similarity")
+                            .and_then(Value::as_f64)
+                            .or_else(|| o.get("score").and_then(Value::as_f64));
+                        Some(match score {
+                            Some(score) => format!("{kind} {id} (match {score:.2})"),
+                            None => format!("{kind} {id}"),
+                        })
+                    }
+                    Value::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut checks = Vec::new();
+    match trace.get("guard").and_then(Value::as_array) {
+        Some(found) if !found.is_empty() => {
+            for v in found {
+                let what = match v {
+                    Value::Object(o) => o
+                        .get("rule")
+                        .or_else(|| o.get("kind"))
+                        .or_else(|| o.get("violation"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                    other => other
+                        .as_str()
+                        .map_or_else(|| other.to_string(), str::to_owned),
+                };
+                checks.push(format!("output guard flagged: {}", what.replace('_', " ")));
+            }
+        }
+        Some(_) => checks.push("passed the output guard".into()),
+        None => {}
+    }
+    if let Some(injection) = field(trace, "injection") {
+        checks.push(format!("prompt injection suspected: {injection}"));
+    }
+    if let Some(verification) = trace.get("verification") {
+        checks.push(format!("verification: {}", compact(verification)));
+    }
+    let models = trace
+        .get("models")
+        .and_then(Value::as_array)
+        .map(|m| m.iter().filter_map(|v| text(Some(v))).collect())
+        .unwrap_or_default();
+    let took = trace
+        .get("timings_ms")
+        .and_then(Value::as_object)
+        .map(|t| t.values().filter_map(Value::as_f64).sum::<f64>())
+        .filter(|ms| *ms > 0.0)
+        .map(|ms| {
+            if ms < 1000.0 {
+                format!("{ms:.0} ms")
+            } else {
+                format!("{:.1} s", ms / 1000.0)
+            }
+        })
+        .unwrap_or_default();
+    Why {
+        answer_kind: field(trace, "answer_kind")
+            .unwrap_or_default()
+            .replace('_', " "),
+        sources,
+        checks,
+        models,
+        took,
+        layer: decision.layer.get(),
+        action: decision.action.clone(),
+        intent: field(trace, "intent").unwrap_or_default().replace('_', " "),
+        confidence: trace
+            .get("confidence")
+            .and_then(Value::as_f64)
+            .map(|c| format!("{:.0}%", c * 100.0))
+            .unwrap_or_default(),
+        sentiment: field(trace, "sentiment").unwrap_or_default(),
+        language: field(trace, "lang").unwrap_or_default(),
+        reasons: reasons(trace),
+    }
+}
+
+/// A JSON value on one line, cut short.
+fn compact(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 200 {
+        text.chars().take(200).chain(std::iter::once('…')).collect()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reasons_read_as_words() {
+        let trace = json!({"reasons": [
+            {"reason": "low_confidence", "confidence": 0.41, "threshold": 0.6},
+            {"reason": "risky_request"},
+            "vip",
+            42
+        ]});
+        assert_eq!(
+            reasons(&trace),
+            vec![
+                "low confidence (confidence 0.41, threshold 0.6)",
+                "risky request",
+                "vip"
+            ]
+        );
+        assert!(reasons(&json!({"reasons": "oops"})).is_empty());
+    }
+
+    #[test]
+    fn summary_prefers_the_follow_up() {
+        let trace = json!({"handoff": {"summary": "packet"}, "follow_up": {"summary": "ai"}});
+        assert_eq!(summary(&trace).as_deref(), Some("ai"));
+        assert_eq!(
+            summary(&json!({"handoff": {"summary": "packet"}})).as_deref(),
+            Some("packet")
+        );
+        assert_eq!(summary(&json!({"follow_up": {"state": "queued"}})), None);
+    }
+}
