@@ -1,6 +1,6 @@
 -- The agent workbench: people who log in, their shop access and sessions,
--- who holds each conversation, approvals of binding requests and the
--- owner's limits for them.
+-- approvals of binding requests and the owner's limits for them. (Who
+-- holds a conversation is the conversation's custody and assignee.)
 
 CREATE TABLE users (
     id             TEXT PRIMARY KEY,
@@ -38,15 +38,6 @@ CREATE TABLE web_sessions (
     expires_at    TEXT NOT NULL
 );
 CREATE INDEX web_sessions_user ON web_sessions(user_id);
-
--- Who holds a conversation: the AI (no row, or holder 'ai') or an agent.
-CREATE TABLE conversation_holders (
-    conversation_id  TEXT PRIMARY KEY REFERENCES conversations(id),
-    tenant_id        TEXT NOT NULL REFERENCES tenants(id),
-    holder           TEXT NOT NULL CHECK (holder IN ('ai','agent')),
-    agent_id         TEXT REFERENCES users(id),
-    updated_at       TEXT NOT NULL
-);
 
 -- The most an agent may approve per kind, set by an admin. No row: the
 -- kind cannot be approved with an amount.

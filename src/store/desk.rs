@@ -18,25 +18,18 @@ use crate::domain::{
     TenantId, UserId, ValidationError,
 };
 
-/// Who answers a conversation now.
+/// Who answers a conversation now, as people read it: the
+/// conversation's custody and assignee, with the assignee's name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "holder", rename_all = "snake_case")]
 pub enum Holder {
-    /// The AI answers (layers 1 and 2, or given back by an agent).
+    /// The AI answers.
     Ai,
-    /// Handed over to a human, and no agent has taken it yet.
+    /// A person holds it, and no one in particular has taken it yet.
     Unassigned,
-    Agent {
-        id: UserId,
-        name: String,
-    },
-}
-
-/// A holder to set: the AI, or an agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NewHolder {
-    Ai,
-    Agent(UserId),
+    /// `id` when the assignee is a workbench user; otherwise `name` is
+    /// what the API or an integration named.
+    Agent { id: Option<UserId>, name: String },
 }
 
 /// Things only a human may grant.
@@ -319,16 +312,6 @@ pub trait DeskStore: Send + Sync + 'static {
         tenant: TenantId,
         conversation: ConversationId,
     ) -> Result<Holder, StoreError>;
-
-    /// Hands a conversation to the AI or an agent of the tenant, with an
-    /// audit event. False when the tenant has no such conversation or user.
-    async fn set_holder(
-        &self,
-        tenant: TenantId,
-        conversation: ConversationId,
-        holder: NewHolder,
-        actor: &str,
-    ) -> Result<bool, StoreError>;
 
     async fn inbox(
         &self,

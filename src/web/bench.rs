@@ -17,7 +17,7 @@ use super::session::hash_password;
 use crate::bench::Output;
 use crate::config::{Durability, Settings};
 use crate::domain::{
-    BuyerRef, ConversationStatus, ExternalMessageId, InboundMessage, Layer, MessageText,
+    Action, BuyerRef, ConversationStatus, ExternalMessageId, InboundMessage, Layer, MessageText,
     PlatformBuyerId, ShopKey, TextLimits,
 };
 use crate::http::ModelReadiness;
@@ -113,7 +113,7 @@ async fn seed(store: &dyn Store, conversations: usize) -> anyhow::Result<Vec<Str
                     conversation: outcome.conversation_id,
                     message: outcome.message_id,
                     layer: Layer::try_from(layer).map_err(|e| anyhow::anyhow!(e.problem))?,
-                    action: ["send", "draft", "handoff"][i % 3].into(),
+                    action: [Action::Send, Action::Draft, Action::Handoff][i % 3],
                     language: Some(lang.into()),
                     translation: None,
                     reply: None,

@@ -22,7 +22,8 @@ use super::{see_other, WebError, WebState};
 use crate::domain::{
     Author, ConversationId, ConversationStatus, Direction, ExternalMessageId, MessageText, NewReply,
 };
-use crate::store::desk::{Holder, InboxFilter, InboxTab, NewHolder};
+use crate::domain::Custody;
+use crate::store::desk::{Holder, InboxFilter, InboxTab};
 use crate::store::{ConversationDetail, Decision, Order};
 
 pub fn parse_id(raw: &str) -> Result<ConversationId, WebError> {
@@ -275,10 +276,10 @@ pub async fn render_page(
         layer: summary
             .layer
             .map_or("not routed yet".into(), |l| format!("layer {}", l.get())),
-        holder_is_me: matches!(&holder, Holder::Agent { id, .. } if *id == viewer.user.id),
+        holder_is_me: matches!(&holder, Holder::Agent { id, .. } if *id == Some(viewer.user.id)),
         holder_is_ai: holder == Holder::Ai,
         holder: holder_label(&holder),
-        summary: latest.and_then(|d| trace::summary(&d.trace)),
+        summary: latest.and_then(trace::summary),
         latest: latest.map(trace::why),
         suggestions: latest
             .map(|d| trace::suggestions(&d.trace))
@@ -413,22 +414,22 @@ pub async fn reply(
         external_id: Some(ExternalMessageId::parse(&format!("web-{}", form.nonce))?),
     };
     let tenant = viewer.user.tenant_id;
+    let unclaimed = matches!(
+        state.app.store.holder(tenant, id).await?,
+        Holder::Ai | Holder::Unassigned
+    );
     state
         .app
         .store
         .add_reply(tenant, id, &reply, &viewer.user.actor())
         .await?;
     // Whoever answers a conversation nobody holds now holds it.
-    if state.app.store.holder(tenant, id).await? == Holder::Unassigned {
+    if unclaimed {
+        let me = viewer.user.id.to_string();
         state
             .app
             .store
-            .set_holder(
-                tenant,
-                id,
-                NewHolder::Agent(viewer.user.id),
-                &viewer.user.actor(),
-            )
+            .set_custody(tenant, id, Custody::Human, Some(&me), &viewer.user.actor())
             .await?;
     }
     Ok(see_other(&format!("/app/c/{id}")))
@@ -481,41 +482,50 @@ pub async fn holder(
     viewer.check_csrf(&form.csrf)?;
     viewer.require_agent()?;
     let id = parse_id(&id)?;
-    viewer.conversation_shop(&state, id).await?;
-    let holder = match form.holder.as_str() {
-        "me" => NewHolder::Agent(viewer.user.id),
-        "ai" => NewHolder::Ai,
-        other => NewHolder::Agent(
-            other
+    let shop = viewer.conversation_shop(&state, id).await?;
+    let agent = match form.holder.as_str() {
+        "ai" => None,
+        "me" => Some(viewer.user.clone()),
+        other => {
+            let user = other
                 .parse()
-                .map_err(|_| WebError::Invalid(format!("no agent {other:?}")))?,
-        ),
-    };
-    if let NewHolder::Agent(user) = holder {
-        let agent = state
-            .app
-            .store
-            .user(viewer.user.tenant_id, user)
-            .await?
-            .ok_or_else(|| WebError::Invalid("no such agent".into()))?;
-        let shop = viewer.conversation_shop(&state, id).await?;
-        if !agent.shops.allows(shop) {
-            return Err(WebError::Invalid(format!(
-                "{} has no access to this shop",
-                agent.display_name
-            )));
+                .map_err(|_| WebError::Invalid(format!("no agent {other:?}")))?;
+            let agent = state
+                .app
+                .store
+                .user(viewer.user.tenant_id, user)
+                .await?
+                .ok_or_else(|| WebError::Invalid("no such agent".into()))?;
+            if !agent.role.can_act() || agent.disabled {
+                return Err(WebError::Invalid(format!(
+                    "{} cannot answer buyers",
+                    agent.display_name
+                )));
+            }
+            if !agent.shops.allows(shop) {
+                return Err(WebError::Invalid(format!(
+                    "{} has no access to this shop",
+                    agent.display_name
+                )));
+            }
+            Some(agent)
         }
-    }
-    if !state
+    };
+    let (custody, assignee) = match &agent {
+        Some(agent) => (Custody::Human, Some(agent.id.to_string())),
+        None => (Custody::Ai, None),
+    };
+    state
         .app
         .store
-        .set_holder(viewer.user.tenant_id, id, holder, &viewer.user.actor())
-        .await?
-    {
-        return Err(WebError::Invalid(
-            "that agent cannot hold conversations".into(),
-        ));
-    }
+        .set_custody(
+            viewer.user.tenant_id,
+            id,
+            custody,
+            assignee.as_deref(),
+            &viewer.user.actor(),
+        )
+        .await?;
     Ok(see_other(&format!("/app/c/{id}")))
 }
 

@@ -67,8 +67,13 @@ pub fn reasons(trace: &Value) -> Vec<String> {
 }
 
 /// The AI's summary for an agent: the follow-up's, else the handoff's.
-pub fn summary(trace: &Value) -> Option<String> {
-    text(trace.pointer("/follow_up/summary"))
+pub fn summary(decision: &Decision) -> Option<String> {
+    let trace = &decision.trace;
+    decision
+        .follow_up
+        .as_ref()
+        .and_then(|f| text(f.get("summary")))
+        .or_else(|| text(trace.pointer("/follow_up/summary")))
         .or_else(|| text(trace.pointer("/handoff/ai_summary")))
         .or_else(|| text(trace.pointer("/handoff/summary")))
 }
@@ -181,7 +186,7 @@ pub fn why(decision: &Decision) -> Why {
         models,
         took,
         layer: decision.layer.get(),
-        action: decision.action.clone(),
+        action: decision.action.as_str().to_owned(),
         intent: field(trace, "intent").unwrap_or_default().replace('_', " "),
         confidence: trace
             .get("confidence")
@@ -231,14 +236,28 @@ mod tests {
         assert!(reasons(&json!({"reasons": "oops"})).is_empty());
     }
 
+    fn decision(trace: Value, follow_up: Option<Value>) -> Decision {
+        Decision {
+            id: crate::domain::DecisionId::new(),
+            conversation_id: crate::domain::ConversationId::new(),
+            message_id: crate::domain::MessageId::new(),
+            layer: crate::domain::Layer::try_from(3).unwrap(),
+            action: crate::domain::Action::Handoff,
+            draft: None,
+            reply_message_id: None,
+            trace,
+            follow_up,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
     #[test]
     fn summary_prefers_the_follow_up() {
-        let trace = json!({"handoff": {"summary": "packet"}, "follow_up": {"summary": "ai"}});
-        assert_eq!(summary(&trace).as_deref(), Some("ai"));
-        assert_eq!(
-            summary(&json!({"handoff": {"summary": "packet"}})).as_deref(),
-            Some("packet")
-        );
-        assert_eq!(summary(&json!({"follow_up": {"state": "queued"}})), None);
+        let packet = json!({"handoff": {"summary": "packet"}});
+        let d = decision(packet.clone(), Some(json!({"summary": "ai"})));
+        assert_eq!(summary(&d).as_deref(), Some("ai"));
+        assert_eq!(summary(&decision(packet, None)).as_deref(), Some("packet"));
+        let queued = decision(json!({}), Some(json!({"state": "queued"})));
+        assert_eq!(summary(&queued), None);
     }
 }

@@ -16,7 +16,7 @@ use kedai::store::users::Role;
 use serde_json::json;
 
 use crate::helpers::{message, spawn_app, TestApp};
-use crate::web::{create_user, decide, demo_tenant, ingest, PASSWORD, XSS};
+use crate::web::{create_user, decide, demo_tenant, ingest, put_faq, PASSWORD, XSS};
 
 const BROWSERS: [&str; 3] = [
     "/usr/bin/chromium",
@@ -405,19 +405,7 @@ async fn the_workbench_in_chromium() {
     assert_no_injection(&client).await;
 
     // The knowledge base shows an entry with a payload as text.
-    let entry = kedai::kb::KbEntry::from_json(
-        kedai::store::KbKind::Faq,
-        json!({"id": "xss", "questions": [XSS], "answer": "<script>alert('kb')</script>", "lang": "en"}),
-    )
-    .unwrap();
-    app.store
-        .kb_apply(
-            tenant,
-            &[kedai::store::KbChange::Put(entry.to_document())],
-            "test",
-        )
-        .await
-        .unwrap();
+    put_faq(&app, "xss", json!({"id": "xss", "questions": [XSS], "answer": "<script>alert('kb')</script>", "lang": "en"})).await;
     client
         .goto(&format!("{}/app/kb/faq/xss", app.base))
         .await

@@ -15,7 +15,7 @@ use super::*;
 use crate::domain::ApprovalId;
 use crate::store::desk::{
     Approval, ApprovalLimit, AuditFilter, BindingKind, ConversationFacts, DecisionFact, Holder,
-    InboxCounts, InboxFilter, InboxRow, InboxTab, MessageFact, NewApproval, NewHolder, OpenRequest,
+    InboxCounts, InboxFilter, InboxRow, InboxTab, MessageFact, NewApproval, OpenRequest,
 };
 use crate::store::users::ShopAccess;
 
@@ -58,7 +58,7 @@ fn push_inbox_cte(
         "WITH inbox AS (SELECT {SUMMARY_COLUMNS}, \
          json_extract(d.trace, '$.lang') AS lang, \
          json_extract(d.trace, '$.intent') AS intent, \
-         h.holder AS holder, h.agent_id AS agent_id, u.display_name AS agent_name, \
+         u.display_name AS agent_name, \
          (SELECT MIN(m.received_at) FROM messages m WHERE m.conversation_id = c.id \
             AND m.direction = 'inbound' AND m.seq > COALESCE((SELECT MAX(o.seq) FROM messages o \
             WHERE o.conversation_id = c.id AND o.direction = 'outbound'), 0)) AS awaiting_since, \
@@ -67,8 +67,7 @@ fn push_inbox_cte(
          {SUMMARY_FROM} \
          LEFT JOIN decisions d ON d.id = (SELECT d2.id FROM decisions d2 \
             WHERE d2.conversation_id = c.id ORDER BY d2.created_at DESC LIMIT 1) \
-         LEFT JOIN conversation_holders h ON h.conversation_id = c.id \
-         LEFT JOIN users u ON u.id = h.agent_id \
+         LEFT JOIN users u ON u.id = c.assignee AND u.tenant_id = c.tenant_id \
          WHERE c.tenant_id = "
     ));
     query.push_bind(tenant.to_string());
@@ -95,7 +94,7 @@ fn push_inbox_cte(
     }
     if let Some(agent) = filter.agent {
         query
-            .push(" AND holder = 'agent' AND agent_id = ")
+            .push(" AND custody = 'human' AND assignee = ")
             .push_bind(agent.to_string());
     }
 }
@@ -117,28 +116,20 @@ struct InboxSqlRow {
     summary: SummaryRow,
     lang: Option<String>,
     intent: Option<String>,
-    holder: Option<String>,
-    agent_id: Option<String>,
     agent_name: Option<String>,
     awaiting_since: Option<String>,
     preview: Option<String>,
 }
 
-fn holder_of(
-    holder: Option<&str>,
-    agent: Option<&str>,
-    name: Option<String>,
-    layer: Option<Layer>,
-) -> Result<Holder, StoreError> {
-    Ok(match (holder, agent) {
-        (Some("agent"), Some(id)) => Holder::Agent {
-            id: parse_id(id, "user")?,
-            name: name.unwrap_or_default(),
+fn holder_of(custody: Custody, assignee: Option<String>, name: Option<String>) -> Holder {
+    match (custody, assignee) {
+        (Custody::Ai, _) => Holder::Ai,
+        (Custody::Human, None) => Holder::Unassigned,
+        (Custody::Human, Some(assignee)) => Holder::Agent {
+            id: name.as_ref().and_then(|_| assignee.parse().ok()),
+            name: name.unwrap_or(assignee),
         },
-        (Some("ai"), _) => Holder::Ai,
-        _ if layer.map(Layer::get) == Some(3) => Holder::Unassigned,
-        _ => Holder::Ai,
-    })
+    }
 }
 
 fn preview(text: Option<String>) -> Option<String> {
@@ -249,93 +240,21 @@ impl DeskStore for SqliteStore {
         tenant: TenantId,
         conversation: ConversationId,
     ) -> Result<Holder, StoreError> {
-        let row: Option<(Option<i64>, Option<String>, Option<String>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT c.layer, h.holder, h.agent_id, u.display_name FROM conversations c \
-                 LEFT JOIN conversation_holders h ON h.conversation_id = c.id \
-                 LEFT JOIN users u ON u.id = h.agent_id WHERE c.tenant_id = ? AND c.id = ?",
-            )
-            .bind(tenant.to_string())
-            .bind(conversation.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
-        let Some((layer, holder, agent, name)) = row else {
+        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT c.custody, c.assignee, u.display_name FROM conversations c \
+             LEFT JOIN users u ON u.id = c.assignee AND u.tenant_id = c.tenant_id \
+             WHERE c.tenant_id = ? AND c.id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some((custody, assignee, name)) = row else {
             return Err(StoreError::NotFound {
                 what: format!("conversation {conversation}"),
             });
         };
-        let layer = layer
-            .and_then(|l| u8::try_from(l).ok())
-            .and_then(|l| Layer::try_from(l).ok());
-        holder_of(holder.as_deref(), agent.as_deref(), name, layer)
-    }
-
-    async fn set_holder(
-        &self,
-        tenant: TenantId,
-        conversation: ConversationId,
-        holder: NewHolder,
-        actor: &str,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let exists: Option<String> =
-            sqlx::query_scalar("SELECT shop_id FROM conversations WHERE tenant_id = ? AND id = ?")
-                .bind(tenant.to_string())
-                .bind(conversation.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(shop) = exists else {
-            return Ok(false);
-        };
-        let (kind, agent) = match holder {
-            NewHolder::Ai => ("ai", None),
-            NewHolder::Agent(user) => {
-                let found: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM users WHERE tenant_id = ? AND id = ? AND disabled_at IS NULL \
-                     AND role != 'readonly'",
-                )
-                .bind(tenant.to_string())
-                .bind(user.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-                if found.is_none() {
-                    return Ok(false);
-                }
-                ("agent", Some(user.to_string()))
-            }
-        };
-        sqlx::query(
-            "INSERT INTO conversation_holders (conversation_id, tenant_id, holder, agent_id, \
-             updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET \
-             holder = excluded.holder, agent_id = excluded.agent_id, updated_at = excluded.updated_at",
-        )
-        .bind(conversation.to_string())
-        .bind(tenant.to_string())
-        .bind(kind)
-        .bind(agent.as_deref())
-        .bind(ts(now()))
-        .execute(&mut *tx)
-        .await?;
-        insert_audit(
-            &mut tx,
-            Some(tenant),
-            &AuditEvent {
-                actor: actor.to_owned(),
-                action: "conversation.holder".into(),
-                subject_type: "conversation".into(),
-                subject_id: conversation.to_string(),
-                details: serde_json::json!({ "holder": kind, "agent_id": agent }),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        self.announce(
-            tenant,
-            conversation,
-            Some(parse_id(&shop, "shop")?),
-            ChangeKind::State,
-        );
-        Ok(true)
+        Ok(holder_of(parse_enum(&custody, "custody")?, assignee, name))
     }
 
     async fn inbox(
@@ -355,12 +274,8 @@ impl DeskStore for SqliteStore {
         rows.into_iter()
             .map(|row| {
                 let summary = ConversationSummary::try_from(row.summary)?;
-                let holder = holder_of(
-                    row.holder.as_deref(),
-                    row.agent_id.as_deref(),
-                    row.agent_name,
-                    summary.layer,
-                )?;
+                let holder =
+                    holder_of(summary.custody, summary.assignee.clone(), row.agent_name);
                 Ok(InboxRow {
                     summary,
                     language: row.lang,
