@@ -102,6 +102,8 @@ pub struct Application {
     address: SocketAddr,
     state: AppState,
     settings: Settings,
+    /// The seller's answers in other languages, reviewed in the workbench.
+    translations: Arc<dyn crate::store::TranslationStore>,
     pub demo: Option<DemoCredentials>,
 }
 
@@ -112,6 +114,7 @@ impl Application {
             format!("opening the store in {}", settings.store.data_dir.display())
         })?);
         let store: Arc<dyn Store> = sqlite.clone();
+        let translations: Arc<dyn crate::store::TranslationStore> = sqlite.clone();
         let kb_store: Arc<dyn KbStore> = sqlite;
         let demo = seed_demo(store.as_ref())
             .await
@@ -196,6 +199,7 @@ impl Application {
             address,
             state,
             settings,
+            translations,
             demo,
         })
     }
@@ -217,6 +221,7 @@ impl Application {
                 Duration::from_secs(15 * 60),
             )),
             writer: Some(writer),
+            translations: self.translations.clone(),
             agent_language: self.settings.pipeline.agent_language.clone(),
             shutdown,
         }

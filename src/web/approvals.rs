@@ -111,7 +111,7 @@ pub async fn panel(
             .map(|o| o.record.order_number.clone())
             .collect(),
         currency,
-        language: language.to_owned(),
+        language: super::view::language_name(language),
         past: past
             .into_iter()
             .map(|a| PastApproval {

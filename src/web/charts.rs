@@ -80,12 +80,16 @@ pub struct ColumnChart {
 }
 
 const COLUMN_AREA: f64 = 140.0;
+/// Room above the tallest column for its value.
+const COLUMN_TOP: f64 = 18.0;
+/// The column chart spans a whole card: wider than the bar charts.
+pub const COLUMNS_WIDTH: f64 = 1000.0;
 
 impl ColumnChart {
     pub fn new(items: &[(String, usize)]) -> ColumnChart {
         let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0);
-        let slot = WIDTH / items.len().max(1) as f64;
-        let label_every = (items.len() / 7).max(1);
+        let slot = COLUMNS_WIDTH / items.len().max(1) as f64;
+        let label_every = items.len().div_ceil(10).max(1);
         let columns = items
             .iter()
             .enumerate()
@@ -100,7 +104,7 @@ impl ColumnChart {
                     label: label.get(5..).unwrap_or(label).to_owned(),
                     value: *value,
                     x: i as f64 * slot + slot * 0.15,
-                    y: COLUMN_AREA - height,
+                    y: COLUMN_TOP + COLUMN_AREA - height,
                     width: slot * 0.7,
                     height,
                     label_x: i as f64 * slot + slot / 2.0,
@@ -109,8 +113,8 @@ impl ColumnChart {
             })
             .collect();
         ColumnChart {
-            height: COLUMN_AREA + 20.0,
-            base: COLUMN_AREA + 15.0,
+            height: COLUMN_TOP + COLUMN_AREA + 22.0,
+            base: COLUMN_TOP + COLUMN_AREA + 17.0,
             max,
             columns,
         }

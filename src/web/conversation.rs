@@ -17,12 +17,12 @@ use super::approvals::{self, ApprovalPanel};
 use super::session::Viewer;
 use super::trace::{self, Why};
 use super::translate;
-use super::view::{ago, money, render, stamp, Nav};
+use super::view::{ago, language_name, money, render, stamp, Nav};
 use super::{see_other, WebError, WebState};
+use crate::domain::Custody;
 use crate::domain::{
     Author, ConversationId, ConversationStatus, Direction, ExternalMessageId, MessageText, NewReply,
 };
-use crate::domain::Custody;
 use crate::store::desk::{Holder, InboxFilter, InboxTab};
 use crate::store::{ConversationDetail, Decision, Order};
 
@@ -133,9 +133,9 @@ struct ConversationPage {
 
 fn holder_label(holder: &Holder) -> String {
     match holder {
-        Holder::Ai => "AI".into(),
+        Holder::Ai => "The AI answers".into(),
         Holder::Unassigned => "Waiting for an agent".into(),
-        Holder::Agent { name, .. } => name.clone(),
+        Holder::Agent { name, .. } => format!("Held by {name}"),
     }
 }
 
@@ -239,7 +239,7 @@ pub async fn render_page(
     id: ConversationId,
     composer: Option<Composer>,
 ) -> Result<Response, WebError> {
-    viewer.conversation_shop(state, id).await?;
+    let shop = viewer.conversation_shop(state, id).await?;
     let tenant = viewer.user.tenant_id;
     let store = &state.app.store;
     // Decisions first: a decision and its reply are committed together, so
@@ -262,7 +262,7 @@ pub async fn render_page(
     });
     composer.nonce = Alphanumeric.sample_string(&mut rand::rng(), 24);
     composer.needs_translation = !same_language(&language, &viewer.user.language);
-    composer.buyer_language = language.clone();
+    composer.buyer_language = language_name(&language);
     let latest = decisions.last();
     let summary = detail.summary.clone();
     let next = next_conversation(state, viewer, id).await?;
@@ -298,13 +298,13 @@ pub async fn render_page(
                 detail.buyer.lifetime_value_cents,
                 detail.buyer.currency.as_deref().unwrap_or(""),
             ),
-            language,
+            language: language_name(&language),
             orders: orders.iter().map(OrderView::new).collect(),
         },
         composer,
         agents: users
             .into_iter()
-            .filter(|u| u.role.can_act() && !u.disabled)
+            .filter(|u| u.role.can_act() && !u.disabled && u.shops.allows(shop))
             .map(|u| AgentChoice {
                 id: u.id.to_string(),
                 name: u.display_name,

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
 use super::charts::{BarChart, ColumnChart, Gauge};
@@ -21,6 +21,22 @@ const MAX_BARS: usize = 8;
 #[derive(Debug, Deserialize)]
 pub struct DashboardQuery {
     days: Option<u32>,
+}
+
+/// One entry per day of the period, oldest first, days without
+/// conversations included.
+fn every_day(counted: &[(String, usize)], days: u32, now: DateTime<Utc>) -> Vec<(String, usize)> {
+    (0..i64::from(days))
+        .rev()
+        .map(|back| {
+            let day = (now - Duration::days(back)).format("%Y-%m-%d").to_string();
+            let count = counted
+                .iter()
+                .find(|(d, _)| *d == day)
+                .map_or(0, |(_, n)| *n);
+            (day, count)
+        })
+        .collect()
 }
 
 pub struct SpreadView {
@@ -99,7 +115,7 @@ pub async fn page(
             SpreadView::new("Time to a human after handoff", f.time_to_human),
         ],
         waiting_for_human: f.waiting_for_human,
-        volume: ColumnChart::new(&f.by_day),
+        volume: ColumnChart::new(&every_day(&f.by_day, days, now)),
         charts: vec![
             BarChart::new("By platform", &f.by_platform, MAX_BARS),
             BarChart::new("By shop", &f.by_shop, MAX_BARS),

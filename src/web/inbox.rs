@@ -10,7 +10,7 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 
 use super::session::Viewer;
-use super::view::{ago, render, Nav};
+use super::view::{ago, render, waited, Nav};
 use super::{WebError, WebState};
 use crate::domain::{Platform, ShopKey, UserId};
 use crate::store::desk::{Holder, InboxFilter, InboxRow, InboxTab};
@@ -147,7 +147,7 @@ impl Row {
             },
             waiting: row
                 .awaiting_since
-                .map(|at| format!("waiting {}", ago(at, now).replace(" ago", "")))
+                .map(|at| format!("waiting {}", waited(at, now)))
                 .unwrap_or_default(),
             at_risk: row.awaiting_since.is_some_and(|at| at < at_risk_before),
             preview: row.preview.unwrap_or_default(),

@@ -15,7 +15,7 @@ use super::session::Viewer;
 use super::view::{ago, render, stamp, Nav};
 use super::{see_other, WebError, WebState};
 use crate::kb::{KbEntry, KbQuery};
-use crate::store::{KbKind, KbRecord};
+use crate::store::{KbKind, KbRecord, TranslationKey, TranslationReview, TranslationStatus};
 
 fn parse_kind(raw: &str) -> Result<KbKind, WebError> {
     KbKind::ALL
@@ -279,4 +279,103 @@ pub async fn save(
         .put(viewer.user.tenant_id, &entry, &viewer.user.actor())
         .await?;
     Ok(see_other(&href(kind, &entry.id())))
+}
+
+pub struct TranslationRow {
+    pub kind: &'static str,
+    pub entry_id: String,
+    pub source_hash: String,
+    pub lang: String,
+    pub language: String,
+    pub source: String,
+    pub text: String,
+    pub model: String,
+    pub checks: String,
+    pub when: String,
+}
+
+#[derive(Template)]
+#[template(path = "web/kb_translations.html")]
+struct TranslationsPage {
+    nav: Nav,
+    rows: Vec<TranslationRow>,
+}
+
+const TRANSLATION_QUEUE: u32 = 200;
+
+/// Machine translations of the seller's answers that failed a check and
+/// wait for a person: approve (as written or corrected) or reject.
+pub async fn translations(
+    State(state): State<WebState>,
+    viewer: Viewer,
+) -> Result<Response, WebError> {
+    let waiting = state
+        .translations
+        .list_translations(
+            viewer.user.tenant_id,
+            Some(TranslationStatus::Unverified),
+            TRANSLATION_QUEUE,
+        )
+        .await?;
+    let now = Utc::now();
+    render(&TranslationsPage {
+        nav: Nav::new(&viewer, "kb"),
+        rows: waiting
+            .into_iter()
+            .map(|t| TranslationRow {
+                kind: t.key.kind.as_str(),
+                language: super::view::language_name(&t.key.lang),
+                entry_id: t.key.entry_id,
+                source_hash: t.key.source_hash,
+                lang: t.key.lang,
+                source: t.source_text,
+                text: t.text,
+                model: t.model.unwrap_or_default(),
+                checks: t.verification.to_string(),
+                when: ago(t.created_at, now),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReviewForm {
+    csrf: String,
+    kind: String,
+    entry_id: String,
+    source_hash: String,
+    lang: String,
+    /// `approve` or `reject`.
+    decision: String,
+    text: Option<String>,
+}
+
+pub async fn review_translation(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Form(form): Form<ReviewForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require_agent()?;
+    let key = TranslationKey {
+        kind: parse_kind(&form.kind)?,
+        entry_id: form.entry_id,
+        source_hash: form.source_hash,
+        lang: form.lang,
+    };
+    let review = match form.decision.as_str() {
+        "approve" => TranslationReview::Approve {
+            text: form
+                .text
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+        },
+        "reject" => TranslationReview::Reject,
+        other => return Err(WebError::Invalid(format!("no decision {other:?}"))),
+    };
+    state
+        .translations
+        .review_translation(viewer.user.tenant_id, &key, &review, &viewer.user.actor())
+        .await?;
+    Ok(see_other("/app/kb/translations"))
 }

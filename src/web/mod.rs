@@ -99,6 +99,8 @@ pub struct WebState {
     pub writer: Option<Arc<dyn Writer>>,
     /// The agents' default language.
     pub agent_language: String,
+    /// Machine translations of the seller's answers, for review.
+    pub translations: Arc<dyn crate::store::TranslationStore>,
     /// Fires when the server stops, ending live-update streams.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -130,6 +132,8 @@ pub fn router(state: WebState) -> Router {
         .route("/app/approvals", get(approvals::page))
         .route("/app/kb", get(kb::page))
         .route("/app/kb/new", get(kb::new_entry))
+        .route("/app/kb/translations", get(kb::translations))
+        .route("/app/kb/translations/review", post(kb::review_translation))
         .route("/app/kb/{kind}/{id}", get(kb::entry).post(kb::save))
         .route("/app/dashboard", get(dashboard::page))
         .route("/app/settings", get(settings::page))

@@ -89,6 +89,37 @@ pub fn parse_money(raw: &str) -> Option<i64> {
     whole.checked_mul(100)?.checked_add(fraction)
 }
 
+/// A language's name for people: "Indonesian" for `id`; the code itself
+/// for languages kedai does not serve.
+pub fn language_name(code: &str) -> String {
+    let base = code
+        .split(['-', '_'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match base.as_str() {
+        "en" => "English".into(),
+        "id" => "Indonesian".into(),
+        "ms" => "Malay".into(),
+        "th" => "Thai".into(),
+        "vi" => "Vietnamese".into(),
+        "tl" | "fil" => "Tagalog".into(),
+        "pt" => "Portuguese".into(),
+        "es" => "Spanish".into(),
+        "zh" => "Chinese".into(),
+        "" => "an unknown language".into(),
+        _ => code.to_owned(),
+    }
+}
+
+/// How long a buyer has waited: "under a minute", "5 min", "3 h".
+pub fn waited(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    match ago(since, now).as_str() {
+        "just now" => "under a minute".into(),
+        other => other.trim_end_matches(" ago").to_owned(),
+    }
+}
+
 pub fn percent(rate: Option<f64>) -> String {
     rate.map_or_else(|| "–".into(), |r| format!("{:.0}%", r * 100.0))
 }

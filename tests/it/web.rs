@@ -362,7 +362,10 @@ async fn buyer_product_and_model_text_is_escaped_on_every_page() {
         );
     }
     let conversation = desk.page(&format!("/app/c/{}", at.conversation)).await;
-    assert!(conversation.contains(&escaped(XSS)), "the buyer's name is shown as text");
+    assert!(
+        conversation.contains(&escaped(XSS)),
+        "the buyer's name is shown as text"
+    );
     assert!(conversation.contains(&escaped("<svg onload=alert('draft')>")));
 }
 
@@ -760,17 +763,13 @@ async fn open_pages_hear_about_new_conversations_of_their_shops_only() {
     assert_eq!(events.headers()["content-type"], "text/event-stream");
     let mut seen = String::new();
     while !seen.contains("event: ready") {
-        seen.push_str(&String::from_utf8_lossy(
-            &next_chunk(&mut events).await,
-        ));
+        seen.push_str(&String::from_utf8_lossy(&next_chunk(&mut events).await));
     }
     let not_theirs = ingest(&app, &message("demo-shopee", "e1", "b1", "not for them")).await;
     let theirs = ingest(&app, &message("demo-lazada", "e2", "b2", "for them")).await;
     let mut change = String::new();
     while !change.contains("event: change") {
-        change.push_str(&String::from_utf8_lossy(
-            &next_chunk(&mut events).await,
-        ));
+        change.push_str(&String::from_utf8_lossy(&next_chunk(&mut events).await));
     }
     assert!(
         change.contains(&theirs.conversation.to_string()),
@@ -933,4 +932,83 @@ async fn the_store_announces_committed_changes() {
     assert_eq!(change.conversation, at.conversation);
     assert_eq!(change.kind, kedai::store::ChangeKind::Message);
     let _: &dyn Store = app.store.as_ref();
+}
+
+#[tokio::test]
+async fn machine_translations_that_failed_a_check_wait_for_a_person_to_approve_or_reject() {
+    use kedai::store::{
+        KbKind, NewTranslation, SqliteStore, TranslationKey, TranslationStatus, TranslationStore,
+    };
+    let (app, dir) = spawn_app().await;
+    create_user(&app, "agent@shop.test", Role::Agent, None).await;
+    let tenant = demo_tenant(&app).await;
+    let mut settings = kedai::config::Settings::defaults().store;
+    settings.data_dir = dir.path().to_path_buf();
+    let store = SqliteStore::open(&settings).await.unwrap();
+    let source = "Returns are free within 15 days.";
+    for (lang, text) in [
+        ("th", "คืนสินค้าฟรีภายใน 15 วัน"),
+        ("vi", "Đổi trả <b>miễn phí</b> trong 15 ngày."),
+    ] {
+        store
+            .save_translation(
+                tenant,
+                &NewTranslation {
+                    key: TranslationKey::new(KbKind::Faq, "returns", source, lang),
+                    source_text: source.into(),
+                    text: text.into(),
+                    status: TranslationStatus::Unverified,
+                    model: Some("qwen".into()),
+                    verification: json!({"numbers": "missing 15"}),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let desk = Desk::login(&app, "agent@shop.test").await;
+    let page = desk.page("/app/kb/translations").await;
+    assert!(page.contains("คืนสินค้าฟรีภายใน 15 วัน") && page.contains(&escaped("<b>miễn phí</b>")));
+    let th = TranslationKey::new(KbKind::Faq, "returns", source, "th");
+    let vi = TranslationKey::new(KbKind::Faq, "returns", source, "vi");
+    let review = |key: &TranslationKey, decision: &'static str, text: &'static str| {
+        [
+            ("kind", "faq".to_owned()),
+            ("entry_id", key.entry_id.clone()),
+            ("source_hash", key.source_hash.clone()),
+            ("lang", key.lang.clone()),
+            ("decision", decision.to_owned()),
+            ("text", text.to_owned()),
+        ]
+    };
+    for (key, decision, text) in [
+        (&th, "approve", "คืนสินค้าได้ฟรีภายใน 15 วันค่ะ"),
+        (&vi, "reject", ""),
+    ] {
+        let fields = review(key, decision, text);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = desk
+            .post(
+                "/app/kb/translations/review",
+                "/app/kb/translations",
+                &fields,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    }
+    let approved = store.translation(tenant, &th).await.unwrap().unwrap();
+    assert_eq!(approved.status, TranslationStatus::Approved);
+    assert_eq!(approved.text, "คืนสินค้าได้ฟรีภายใน 15 วันค่ะ");
+    assert_eq!(
+        store
+            .translation(tenant, &vi)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        TranslationStatus::Rejected
+    );
+    assert!(desk
+        .page("/app/kb/translations")
+        .await
+        .contains("No translation is waiting."));
 }

@@ -274,8 +274,7 @@ impl DeskStore for SqliteStore {
         rows.into_iter()
             .map(|row| {
                 let summary = ConversationSummary::try_from(row.summary)?;
-                let holder =
-                    holder_of(summary.custody, summary.assignee.clone(), row.agent_name);
+                let holder = holder_of(summary.custody, summary.assignee.clone(), row.agent_name);
                 Ok(InboxRow {
                     summary,
                     language: row.lang,
