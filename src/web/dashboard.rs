@@ -39,6 +39,13 @@ fn every_day(counted: &[(String, usize)], days: u32, now: DateTime<Utc>) -> Vec<
         .collect()
 }
 
+fn named_languages(counts: &[(String, usize)]) -> Vec<(String, usize)> {
+    counts
+        .iter()
+        .map(|(code, n)| (super::view::language_name(code), *n))
+        .collect()
+}
+
 pub struct SpreadView {
     pub label: &'static str,
     pub p50: String,
@@ -119,7 +126,7 @@ pub async fn page(
         charts: vec![
             BarChart::new("By platform", &f.by_platform, MAX_BARS),
             BarChart::new("By shop", &f.by_shop, MAX_BARS),
-            BarChart::new("By language", &f.by_language, MAX_BARS),
+            BarChart::new("By language", &named_languages(&f.by_language), MAX_BARS),
             BarChart::new("By intent", &f.by_intent, MAX_BARS),
             BarChart::new("Escalation reasons", &f.escalation_reasons, MAX_BARS),
         ],

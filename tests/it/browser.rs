@@ -216,7 +216,14 @@ async fn the_workbench_in_chromium() {
         &answered,
         1,
         None,
-        json!({"lang": "id", "intent": "stock_availability", "confidence": 0.93}),
+        json!({
+            "lang": "id", "intent": "stock_availability", "confidence": 0.93,
+            "sentiment": "neutral", "answer_kind": "catalogue",
+            "reply": "Ada kak, ukuran XL masih tersedia 14 pcs.",
+            "sources": [{"id": "tee-ovs-01", "kind": "product", "score": 0.03, "similarity": 0.91}],
+            "guard": [], "models": ["multilingual-e5-small"],
+            "timings_ms": {"understand": 40.0, "answer": 12.5}
+        }),
     )
     .await;
     let drafted = ingest(
@@ -424,6 +431,26 @@ async fn the_workbench_in_chromium() {
         .await
         .unwrap();
     screenshot(&client, "dashboard").await;
+
+    // An AI answer explains itself.
+    client
+        .goto(&format!("{}/app/c/{}", app.base, answered.conversation))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(".msg.ai details.why summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(
+        &client,
+        ".msg.ai details.why",
+        "product tee-ovs-01 (match 0.91)",
+    )
+    .await;
+    screenshot(&client, "conversation-ai").await;
 
     // Another agent, without the TikTok shop, neither sees nor opens it.
     client.delete_all_cookies().await.unwrap();

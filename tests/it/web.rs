@@ -174,7 +174,18 @@ pub async fn decide(app: &TestApp, at: &Ingested, layer: u8, draft: Option<&str>
                 },
                 language: trace["lang"].as_str().map(str::to_owned),
                 translation: None,
-                reply: None,
+                // The trace's `reply`, when it has one, is sent as the AI's.
+                reply: trace["reply"].as_str().map(|text| kedai::domain::NewReply {
+                    text: kedai::domain::MessageText::parse(
+                        text,
+                        kedai::domain::TextLimits { max_chars: 5000 },
+                    )
+                    .unwrap(),
+                    direction: kedai::domain::Direction::Outbound,
+                    author: kedai::domain::Author::Ai,
+                    author_name: None,
+                    external_id: None,
+                }),
                 draft: draft.map(str::to_owned),
                 status: ConversationStatus::Pending,
                 trace,
@@ -183,6 +194,37 @@ pub async fn decide(app: &TestApp, at: &Ingested, layer: u8, draft: Option<&str>
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn every_ai_message_says_why_the_ai_said_it() {
+    let (app, _dir) = spawn_app().await;
+    create_user(&app, "agent@shop.test", Role::Agent, None).await;
+    let at = ingest(
+        &app,
+        &message("demo-shopee", "w1", "b1", "Apakah ukuran XL masih ada?"),
+    )
+    .await;
+    decide(&app, &at, 1, None, json!({
+        "lang": "id", "intent": "stock_availability", "confidence": 0.93, "sentiment": "neutral",
+        "answer_kind": "catalogue", "reply": "Ada kak, ukuran XL masih tersedia.",
+        "sources": [{"id": "tee-ovs-01", "kind": "product", "score": 0.03, "similarity": 0.91}],
+        "guard": [], "models": ["multilingual-e5-small"], "timings_ms": {"understand": 40.0, "answer": 12.5}
+    })).await;
+    let desk = Desk::login(&app, "agent@shop.test").await;
+    let page = desk.page(&format!("/app/c/{}", at.conversation)).await;
+    let why = &page[page
+        .find("Why did the AI say this?")
+        .expect("a why section")..];
+    for shown in [
+        "catalogue",
+        "product tee-ovs-01 (match 0.91)",
+        "passed the output guard",
+        "multilingual-e5-small",
+        "52 ms",
+    ] {
+        assert!(why.contains(shown), "{shown} missing from {why}");
+    }
 }
 
 /// Creates or replaces an FAQ entry through the API.
