@@ -35,6 +35,8 @@ pub struct WebArgs {
     pub requests: usize,
 }
 
+/// Requests per page sent before measuring.
+const WARM_UP: usize = 10;
 const EMAIL: &str = "bench@kedai.invalid";
 const PASSWORD: &str = "benchmark password";
 const TEXTS: [(&str, &str, &str); 6] = [
@@ -227,6 +229,18 @@ pub async fn run(args: WebArgs, settings: &Settings, output: Output) -> anyhow::
     let mut rows = Vec::new();
     for page in &pages {
         let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        // The first requests of a page fill caches (SQLite's pages, the
+        // statement cache); they are sent but not counted.
+        for i in 0..WARM_UP.min(args.requests) {
+            let path = &page.paths[i % page.paths.len()];
+            client
+                .get(format!("{base}{path}"))
+                .header("Cookie", &cookie)
+                .send()
+                .await?
+                .bytes()
+                .await?;
+        }
         for i in 0..args.requests {
             let path = &page.paths[i % page.paths.len()];
             let started = Instant::now();

@@ -24,6 +24,7 @@ pub mod events;
 pub mod inbox;
 pub mod kb;
 pub mod login;
+pub mod policy;
 pub mod session;
 pub mod settings;
 pub mod trace;
@@ -138,6 +139,7 @@ pub fn router(state: WebState) -> Router {
         .route("/app/dashboard", get(dashboard::page))
         .route("/app/settings", get(settings::page))
         .route("/app/settings/limits", post(settings::set_limit))
+        .route("/app/settings/policy", post(policy::save))
         .route("/app/audit", get(settings::audit))
         .route("/app/admin", get(admin::page))
         .route("/app/admin/users", post(admin::create_user))

@@ -27,6 +27,15 @@ pub struct ShopPolicy {
     pub auto_intents: String,
     pub human_intents: String,
     pub business_hours: String,
+    /// The form's values.
+    pub intent_modes_text: String,
+    pub hours_days: String,
+    pub hours_open: String,
+    pub hours_close: String,
+    pub hours_offset: String,
+    pub modes: Vec<(&'static str, bool)>,
+    /// Whether an admin changed anything here (stored with the shop).
+    pub customised: bool,
 }
 
 pub struct LimitRow {
@@ -61,8 +70,27 @@ pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Respo
             .into_iter()
             .filter(|s| viewer.user.shops.allows(s.id))
             .map(|s| {
-                let p = state.policy.for_shop(s.key.as_str());
+                let p = super::policy::effective(&state.policy, &s);
+                let hours = p.business_hours.clone();
                 ShopPolicy {
+                    intent_modes_text: p
+                        .intent_modes
+                        .iter()
+                        .map(|(intent, m)| format!("{intent} = {}", mode(*m)))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    hours_days: hours.as_ref().map(|h| h.days.join(" ")).unwrap_or_default(),
+                    hours_open: hours.as_ref().map(|h| h.open.clone()).unwrap_or_default(),
+                    hours_close: hours.as_ref().map(|h| h.close.clone()).unwrap_or_default(),
+                    hours_offset: hours
+                        .as_ref()
+                        .map(|h| h.utc_offset_minutes.to_string())
+                        .unwrap_or_else(|| "0".into()),
+                    modes: ["auto", "suggest", "shadow"]
+                        .into_iter()
+                        .map(|m| (m, m == mode(p.mode)))
+                        .collect(),
+                    customised: s.policy.as_object().is_some_and(|o| !o.is_empty()),
                     shop: s.key.to_string(),
                     name: s.name,
                     ai_enabled: p.ai_enabled,
@@ -72,9 +100,9 @@ pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Respo
                         .iter()
                         .map(|(intent, m)| (intent.replace('_', " "), mode(*m)))
                         .collect(),
-                    auto_min_confidence: format!("{:.2}", p.auto_min_confidence),
-                    generated_min_confidence: format!("{:.2}", p.generated_min_confidence),
-                    human_below_confidence: format!("{:.2}", p.human_below_confidence),
+                    auto_min_confidence: p.auto_min_confidence.to_string(),
+                    generated_min_confidence: p.generated_min_confidence.to_string(),
+                    human_below_confidence: p.human_below_confidence.to_string(),
                     human_anger_level: p.human_anger_level,
                     vip_to_human: p.vip_to_human,
                     auto_intents: p

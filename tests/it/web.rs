@@ -227,6 +227,17 @@ async fn every_ai_message_says_why_the_ai_said_it() {
     }
 }
 
+/// [`Desk::post`] with owned values.
+async fn post_owned(
+    desk: &Desk,
+    path: &str,
+    from: &str,
+    fields: Vec<(&str, String)>,
+) -> reqwest::Response {
+    let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    desk.post(path, from, &borrowed).await
+}
+
 /// Creates or replaces an FAQ entry through the API.
 pub async fn put_faq(app: &TestApp, id: &str, body: Value) {
     let response = app
@@ -1053,4 +1064,206 @@ async fn machine_translations_that_failed_a_check_wait_for_a_person_to_approve_o
         .page("/app/kb/translations")
         .await
         .contains("No translation is waiting."));
+}
+
+fn kedai_user_create(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    password: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["user", "create"])
+        .args(args)
+        .env("KEDAI__LOG__FILTER", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kedai runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn kedai_user_create_makes_the_first_admin_who_can_log_in() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let tenant = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["tenant", "create", "shopco", "--json"])
+        .env("KEDAI__LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        tenant.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tenant.stderr)
+    );
+    let args = [
+        "--tenant",
+        "shopco",
+        "--email",
+        "Owner@ShopCo.test",
+        "--role",
+        "admin",
+        "--password-stdin",
+        "--json",
+    ];
+    let created = kedai_user_create(dir.path(), &args, "first admin password\n");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let out: Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(out["email"], "owner@shopco.test");
+    assert_eq!(out["role"], "admin");
+
+    let again = kedai_user_create(dir.path(), &args, "first admin password\n");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let short = kedai_user_create(
+        dir.path(),
+        &[
+            "--tenant",
+            "shopco",
+            "--email",
+            "b@shopco.test",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
+    let no_stdin = kedai_user_create(
+        dir.path(),
+        &["--tenant", "shopco", "--email", "c@shopco.test"],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&no_stdin.stderr).contains("--password-stdin"));
+    let unknown = kedai_user_create(
+        dir.path(),
+        &[
+            "--tenant",
+            "nope",
+            "--email",
+            "d@shopco.test",
+            "--password-stdin",
+        ],
+        "long enough password\n",
+    );
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tenant \"nope\""));
+
+    let app = crate::helpers::Spawn::new(dir.path()).start().await;
+    let desk = Desk::new(&app);
+    assert_eq!(
+        desk.try_login("owner@shopco.test", "first admin password")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        desk.try_login("owner@shopco.test", "wrong password!")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn admins_change_a_shops_policy_and_only_what_differs_is_stored() {
+    let (app, _dir) = spawn_app().await;
+    create_user(&app, "owner@shop.test", Role::Admin, None).await;
+    create_user(&app, "agent@shop.test", Role::Agent, None).await;
+    let owner = Desk::login(&app, "owner@shop.test").await;
+    let page = owner.page("/app/settings").await;
+    assert!(
+        page.contains("id=\"ai-enabled-demo-lazada\""),
+        "{}",
+        &page[page.find("policies").unwrap_or(0)..][..1500]
+    );
+    let defaults = kedai::config::Settings::defaults().policy.defaults;
+    let auto = format!("{}", defaults.auto_min_confidence);
+    let generated = format!("{}", defaults.generated_min_confidence);
+    let below = format!("{}", defaults.human_below_confidence);
+    let anger = defaults.human_anger_level.to_string();
+    let vip = defaults.vip_to_human;
+    let fields = |threshold: &str| {
+        let mut fields = vec![
+            ("shop", "demo-lazada".to_owned()),
+            ("mode", "suggest".to_owned()),
+            ("intent_modes", "order status = auto".to_owned()),
+            ("auto_min_confidence", threshold.to_owned()),
+            ("generated_min_confidence", generated.clone()),
+            ("human_below_confidence", below.clone()),
+            ("human_anger_level", anger.clone()),
+            ("hours_days", String::new()),
+            ("hours_open", String::new()),
+            ("hours_close", String::new()),
+            ("hours_offset_minutes", "0".to_owned()),
+        ];
+        if vip {
+            fields.push(("vip_to_human", "1".to_owned()));
+        }
+        fields
+    };
+    let agent = Desk::login(&app, "agent@shop.test").await;
+    assert_eq!(
+        post_owned(
+            &agent,
+            "/app/settings/policy",
+            "/app/settings",
+            fields(&auto)
+        )
+        .await
+        .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_owned(
+            &owner,
+            "/app/settings/policy",
+            "/app/settings",
+            fields("2.5")
+        )
+        .await
+        .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let tenant = demo_tenant(&app).await;
+    let key = kedai::domain::ShopKey::parse("demo-lazada").unwrap();
+    let shop = app.store.shop_by_key(tenant, &key).await.unwrap().unwrap();
+    assert_eq!(shop.policy, json!({}), "an invalid policy changes nothing");
+
+    // ai_enabled is left unticked: the kill switch.
+    assert_eq!(
+        post_owned(
+            &owner,
+            "/app/settings/policy",
+            "/app/settings",
+            fields(&auto)
+        )
+        .await
+        .status(),
+        StatusCode::SEE_OTHER
+    );
+    let shop = app.store.shop_by_key(tenant, &key).await.unwrap().unwrap();
+    let mut expected = serde_json::Map::new();
+    if defaults.ai_enabled {
+        expected.insert("ai_enabled".into(), json!(false));
+    }
+    if defaults.mode != kedai::pipeline::policy::Mode::Suggest {
+        expected.insert("mode".into(), json!("suggest"));
+    }
+    expected.insert("intent_modes".into(), json!({"order_status": "auto"}));
+    assert_eq!(shop.policy, Value::Object(expected));
+    let page = owner.page("/app/settings").await;
+    assert!(page.contains("off (kill switch)") && page.contains("changed here"));
 }
