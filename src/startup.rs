@@ -22,7 +22,7 @@ use crate::kb::{Embedder, KbService};
 use crate::pipeline::stages::{
     EngineEmbedder, EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage,
 };
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::queue::{JobHandler, MarkProcessed, Queue};
 use crate::store::{KbStore, NewShop, SqliteStore, Store, StoreError};
 
@@ -102,8 +102,6 @@ pub struct Application {
     address: SocketAddr,
     state: AppState,
     settings: Settings,
-    /// The seller's answers in other languages, reviewed in the workbench.
-    translations: Arc<dyn crate::store::TranslationStore>,
     pub demo: Option<DemoCredentials>,
 }
 
@@ -114,7 +112,6 @@ impl Application {
             format!("opening the store in {}", settings.store.data_dir.display())
         })?);
         let store: Arc<dyn Store> = sqlite.clone();
-        let translations: Arc<dyn crate::store::TranslationStore> = sqlite.clone();
         let kb_store: Arc<dyn KbStore> = sqlite;
         let demo = seed_demo(store.as_ref())
             .await
@@ -164,6 +161,7 @@ impl Application {
                 kb.clone(),
                 engine.clone(),
                 understand,
+                kb_embedder.clone(),
             )),
             // Without the embedding model nothing can be understood: messages
             // are stored and marked, and wait for a human.
@@ -188,6 +186,7 @@ impl Application {
             metrics,
             kb,
             engine,
+            policy: settings.policy.clone(),
             understand,
         };
         let listener = TcpListener::bind(settings.server.listen)
@@ -199,7 +198,6 @@ impl Application {
             address,
             state,
             settings,
-            translations,
             demo,
         })
     }
@@ -221,7 +219,6 @@ impl Application {
                 Duration::from_secs(15 * 60),
             )),
             writer: Some(writer),
-            translations: self.translations.clone(),
             agent_language: self.settings.pipeline.agent_language.clone(),
             shutdown,
         }
@@ -345,30 +342,33 @@ impl PipelineHarness {
             app.state.store.clone(),
             app.state.kb.clone(),
             engine,
-            understand_stage(&settings, embedder),
+            understand_stage(&settings, embedder.clone()),
+            Some(embedder),
         );
         Ok(PipelineHarness { app, pipeline })
     }
 }
 
 /// The reply pipeline over the real stages: the understand stage (trained
-/// from the exemplar folders), the
-/// knowledge base and the runtime's chat model.
+/// from the exemplar folders), the knowledge base, the runtime's chat model,
+/// and its embedding model for verifying translations.
 fn reply_pipeline(
     settings: &Settings,
     store: Arc<dyn Store>,
     kb: Arc<KbService>,
     engine: Engine,
     understand: Arc<UnderstandStage>,
+    meaning: Option<Arc<dyn Embedder>>,
 ) -> Pipeline {
-    Pipeline::new(
+    Pipeline::new(PipelineParts {
         store,
         understand,
-        Some(Arc::new(KbKnowledge { kb })),
-        Some(Arc::new(EngineWriter { engine })),
-        settings.policy.clone(),
-        PipelineConfig::from(&settings.pipeline),
-    )
+        knowledge: Some(Arc::new(KbKnowledge { kb })),
+        writer: Some(Arc::new(EngineWriter { engine })),
+        meaning,
+        policy: settings.policy.clone(),
+        config: PipelineConfig::from(&settings.pipeline),
+    })
 }
 
 /// The understand stage over the configured exemplar folders; its training

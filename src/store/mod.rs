@@ -642,6 +642,7 @@ pub trait Store:
     + OrderStore
     + AuditStore
     + JobStore
+    + TranslationStore
     + UserStore
     + DeskStore
 {

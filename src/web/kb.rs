@@ -310,7 +310,8 @@ pub async fn translations(
     viewer: Viewer,
 ) -> Result<Response, WebError> {
     let waiting = state
-        .translations
+        .app
+        .store
         .list_translations(
             viewer.user.tenant_id,
             Some(TranslationStatus::Unverified),
@@ -374,7 +375,8 @@ pub async fn review_translation(
         other => return Err(WebError::Invalid(format!("no decision {other:?}"))),
     };
     state
-        .translations
+        .app
+        .store
         .review_translation(viewer.user.tenant_id, &key, &review, &viewer.user.actor())
         .await?;
     Ok(see_other("/app/kb/translations"))

@@ -100,8 +100,6 @@ pub struct WebState {
     pub writer: Option<Arc<dyn Writer>>,
     /// The agents' default language.
     pub agent_language: String,
-    /// Machine translations of the seller's answers, for review.
-    pub translations: Arc<dyn crate::store::TranslationStore>,
     /// Fires when the server stops, ending live-update streams.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -1,10 +1,10 @@
 //! Editing a shop's routing policy from the settings page: the kill
 //! switch, the mode and the modes per intent, the confidence thresholds,
 //! anger and VIP handling, business hours. What an admin sets is stored
-//! with the shop (`shops.policy`, the keys of `[policy.defaults]` it
-//! overrides) on top of the configuration's policy for that shop; only the
-//! keys that differ from the configuration are stored, and the result is
-//! validated like the configuration before anything is written.
+//! with the shop (`shops.policy`: the keys of `[policy.defaults]` it
+//! overrides), where the reply pipeline reads it for the next message;
+//! only the keys that differ from the defaults are stored, and they are
+//! checked against the defaults before anything is written.
 
 use std::collections::BTreeMap;
 
@@ -20,27 +20,12 @@ use crate::domain::ShopKey;
 use crate::pipeline::policy::{BusinessHours, Mode, Policy, PolicyOverride, PolicySettings};
 use crate::store::{Shop, ShopUpdate};
 
-/// The shop's stored override; one that no longer parses counts as none.
-fn stored(shop: &Shop) -> PolicyOverride {
-    serde_json::from_value(shop.policy.clone()).unwrap_or_default()
-}
-
-/// The configuration's policy for the shop, with its stored override on
-/// top.
-pub fn effective(configured: &PolicySettings, shop: &Shop) -> Policy {
-    layered(
-        configured.for_shop(shop.key.as_str()),
-        shop.key.as_str(),
-        stored(shop),
-    )
-}
-
-fn layered(base: Policy, key: &str, over: PolicyOverride) -> Policy {
-    PolicySettings {
-        defaults: base,
-        shops: BTreeMap::from([(key.to_owned(), over)]),
-    }
-    .for_shop(key)
+/// The shop's policy: the configuration's defaults with the shop's
+/// stored changes on top, and why the stored changes were not applied when
+/// they no longer validate (the shop then runs with the AI off).
+pub fn effective(configured: &PolicySettings, shop: &Shop) -> (Policy, Option<String>) {
+    let (policy, problem) = configured.for_shop(&shop.policy);
+    (policy, problem.map(|e| e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,13 +146,12 @@ pub async fn save(
         .await?
         .filter(|s| viewer.user.shops.allows(s.id))
         .ok_or_else(|| WebError::NotFound(format!("shop {:?}", key.as_str())))?;
-    let base = state.policy.for_shop(key.as_str());
-    let wanted = form.policy(&base)?;
-    let stored = Value::Object(difference(&base, &wanted)?);
-    let over: PolicyOverride = serde_json::from_value(stored.clone())
-        .map_err(|e| WebError::Invalid(format!("policy: {e}")))?;
-    layered(base, key.as_str(), over)
-        .validate()
+    let defaults = &state.policy.defaults;
+    let (current, _) = effective(&state.policy, &shop);
+    let wanted = form.policy(&current)?;
+    let stored = Value::Object(difference(defaults, &wanted)?);
+    PolicyOverride::from_stored(&stored)
+        .and_then(|o| o.check(defaults))
         .map_err(|e| WebError::Invalid(e.to_string()))?;
     state
         .app
@@ -203,8 +187,8 @@ mod tests {
         let mut keys: Vec<_> = stored.keys().cloned().collect();
         keys.sort();
         assert_eq!(keys, vec!["ai_enabled", "intent_modes"]);
-        let over: PolicyOverride = serde_json::from_value(Value::Object(stored)).unwrap();
-        assert_eq!(layered(base, "s", over), wanted);
+        let over = PolicyOverride::from_stored(&Value::Object(stored)).unwrap();
+        assert_eq!(over.check(&base).unwrap(), wanted);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct ShopPolicy {
     pub modes: Vec<(&'static str, bool)>,
     /// Whether an admin changed anything here (stored with the shop).
     pub customised: bool,
+    /// Why the stored changes are not applied (the AI is then off).
+    pub problem: Option<String>,
 }
 
 pub struct LimitRow {
@@ -70,7 +72,7 @@ pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Respo
             .into_iter()
             .filter(|s| viewer.user.shops.allows(s.id))
             .map(|s| {
-                let p = super::policy::effective(&state.policy, &s);
+                let (p, problem) = super::policy::effective(&state.policy, &s);
                 let hours = p.business_hours.clone();
                 ShopPolicy {
                     intent_modes_text: p
@@ -91,6 +93,7 @@ pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Respo
                         .map(|m| (m, m == mode(p.mode)))
                         .collect(),
                     customised: s.policy.as_object().is_some_and(|o| !o.is_empty()),
+                    problem,
                     shop: s.key.to_string(),
                     name: s.name,
                     ai_enabled: p.ai_enabled,
