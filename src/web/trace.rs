@@ -156,8 +156,30 @@ pub fn why(decision: &Decision) -> Why {
     if let Some(injection) = field(trace, "injection") {
         checks.push(format!("prompt injection suspected: {injection}"));
     }
-    if let Some(verification) = trace.get("verification") {
-        checks.push(format!("verification: {}", compact(verification)));
+    let verification = trace
+        .pointer("/answer/verification")
+        .or_else(|| trace.get("verification"));
+    match verification
+        .and_then(|v| v.get("checks"))
+        .and_then(Value::as_array)
+    {
+        Some(found) => checks.extend(found.iter().map(|check| {
+            let name = check
+                .get("check")
+                .and_then(Value::as_str)
+                .unwrap_or("check")
+                .replace('_', " ");
+            match check.get("passed").and_then(Value::as_bool) {
+                Some(true) => format!("{name} check passed"),
+                Some(false) => format!("{name} check failed: {}", compact(check)),
+                None => format!("{name}: {}", compact(check)),
+            }
+        })),
+        None => {
+            if let Some(v) = verification {
+                checks.push(format!("verification: {}", compact(v)));
+            }
+        }
     }
     let models = trace
         .get("models")
@@ -177,10 +199,18 @@ pub fn why(decision: &Decision) -> Why {
             }
         })
         .unwrap_or_default();
+    let provenance = trace
+        .pointer("/answer/provenance")
+        .and_then(Value::as_str)
+        .map(|p| format!(" · {}", p.replace('_', " ")))
+        .unwrap_or_default();
     Why {
-        answer_kind: field(trace, "answer_kind")
-            .unwrap_or_default()
-            .replace('_', " "),
+        answer_kind: format!(
+            "{}{provenance}",
+            field(trace, "answer_kind")
+                .unwrap_or_default()
+                .replace('_', " ")
+        ),
         sources,
         checks,
         models,
@@ -249,6 +279,26 @@ mod tests {
             follow_up,
             created_at: chrono::Utc::now(),
         }
+    }
+
+    #[test]
+    fn verification_checks_and_provenance_are_read_from_the_answer() {
+        let d = decision(
+            json!({"answer_kind": "faq_translated", "guard": [],
+                   "answer": {"provenance": "machine_translation", "verification": {"passed": false,
+                     "checks": [{"check": "language", "expected": "th", "passed": true},
+                                {"check": "facts", "problems": ["15 missing"], "passed": false}]}}}),
+            None,
+        );
+        let w = why(&d);
+        assert_eq!(w.answer_kind, "faq translated · machine translation");
+        assert_eq!(w.checks[0], "passed the output guard");
+        assert_eq!(w.checks[1], "language check passed");
+        assert!(
+            w.checks[2].starts_with("facts check failed: "),
+            "{:?}",
+            w.checks
+        );
     }
 
     #[test]
