@@ -19,3 +19,4 @@ mod tokenizer;
 mod understand;
 mod understand_reload;
 mod web;
+mod web_pages;
