@@ -2,6 +2,7 @@
 //! temporary data directory, spoken to over HTTP.
 
 mod api;
+mod browser;
 mod chat;
 mod cli;
 mod durability;
@@ -17,3 +18,5 @@ mod queue;
 mod tokenizer;
 mod understand;
 mod understand_reload;
+mod web;
+mod web_pages;
