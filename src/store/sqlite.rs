@@ -24,11 +24,13 @@ use crate::config::{Durability, StoreSettings};
 mod audit;
 mod conversations;
 mod decisions;
+mod desk;
 mod jobs;
 mod kb;
 mod orders;
 mod tenants;
 mod translations;
+mod users;
 
 use audit::insert_audit;
 use conversations::insert_message;
@@ -40,6 +42,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    changes: std::sync::Arc<InProcessFeed>,
+}
+
+impl Store for SqliteStore {
+    fn changes(&self) -> &dyn ChangeFeed {
+        self.changes.as_ref()
+    }
 }
 
 impl SqliteStore {
@@ -74,11 +83,31 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            changes: Default::default(),
+        })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Tells live pages, after a commit, that a conversation changed.
+    fn announce(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        shop: Option<ShopId>,
+        kind: ChangeKind,
+    ) {
+        self.changes.publish(Change {
+            tenant,
+            conversation,
+            shop,
+            kind,
+        });
     }
 
     /// Closes both pools, checkpointing the write-ahead log.

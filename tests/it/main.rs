@@ -2,6 +2,7 @@
 //! temporary data directory, spoken to over HTTP.
 
 mod api;
+mod browser;
 mod chat;
 mod cli;
 mod durability;
@@ -18,3 +19,5 @@ mod redteam;
 mod tokenizer;
 mod understand;
 mod understand_reload;
+mod web;
+mod web_pages;
