@@ -230,8 +230,20 @@ pub struct TextLimits {
 }
 
 impl MessageText {
+    /// Validates `raw` and redacts card numbers. Bidi embeddings, overrides
+    /// and isolates (U+202A-U+202E, U+2066-U+2069) are removed rather than
+    /// refused: a marketplace message must be stored, not bounced, and
+    /// those characters serve only to make the text read differently from
+    /// how it is stored (none of the languages kedai serves is written
+    /// right to left). Other invisible characters (zero-width joiners in
+    /// emoji, for instance) are kept; every check reads the folded view
+    /// (`text::fold`), where they are gone.
     pub fn parse(raw: &str, limits: TextLimits) -> Result<Self, ValidationError> {
-        let trimmed = raw.trim();
+        let visible: String = raw
+            .chars()
+            .filter(|c| !crate::text::is_bidi_control(*c))
+            .collect();
+        let trimmed = visible.trim();
         if trimmed.is_empty() {
             return Err(ValidationError::new("text", "must not be empty"));
         }
@@ -267,15 +279,22 @@ impl MessageText {
 /// The redaction that replaces a payment card number.
 pub const CARD_REDACTION: &str = "[card number removed]";
 
-/// Replaces every run of 13 to 19 digits (spaces or dashes allowed between
-/// them) that passes the Luhn check with [`CARD_REDACTION`]. Order and
-/// tracking numbers rarely pass Luhn at those lengths; card numbers always do.
+/// Replaces every card number in `text` with [`CARD_REDACTION`]: a run of
+/// 13 to 19 decimal digits of any script (ASCII, fullwidth, Thai,
+/// Arabic-Indic...) that passes the Luhn check, whose groups may be
+/// separated by any short run of white space of any kind (no-break and thin
+/// spaces, several spaces, line breaks), invisible characters, and at most
+/// two dashes or dots (`4111.1111.1111.1111`, `4111 - 1111 - ...`). Order
+/// and tracking numbers rarely pass Luhn at those lengths and most carry
+/// letters, which end a run; card numbers always pass.
 pub fn redact_card_numbers(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < chars.len() {
-        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
+        let starts_number =
+            crate::text::digit_value(chars[i]).is_some() && (i == 0 || !is_word_char(chars[i - 1]));
+        if starts_number {
             if let Some(end) = card_number_end(&chars[i..]) {
                 out.push_str(CARD_REDACTION);
                 i += end;
@@ -288,28 +307,80 @@ pub fn redact_card_numbers(text: &str) -> String {
     out
 }
 
+/// Letters and digits that make a digit run part of a longer word (an
+/// order number like `SPX123...`): ASCII ones and their fullwidth forms,
+/// and digits of any script. Other scripts' letters do not: Thai is
+/// written without spaces, so `บัตร4111...` still starts a number.
+fn is_word_char(c: char) -> bool {
+    if crate::text::digit_value(c).is_some() {
+        return true;
+    }
+    let plain = if ('\u{FF01}'..='\u{FF5E}').contains(&c) {
+        char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
+    } else {
+        c
+    };
+    plain.is_ascii_alphanumeric()
+}
+
+/// Longest run of separators allowed between two digits of one card
+/// number, and the most dashes or dots in it.
+const CARD_GAP_CHARS: usize = 6;
+const CARD_GAP_MARKS: usize = 2;
+
 /// If a Luhn-valid card number starts at `chars[0]`, the index just past it.
 fn card_number_end(chars: &[char]) -> Option<usize> {
     let mut digits = Vec::with_capacity(19);
     let mut best = None;
     let mut i = 0;
     while i < chars.len() && digits.len() < 19 {
-        let c = chars[i];
-        if let Some(d) = c.to_digit(10) {
+        if let Some(d) = crate::text::digit_value(chars[i]) {
             digits.push(d);
             i += 1;
-            let next_is_digit = chars.get(i).is_some_and(|c| c.is_ascii_digit());
-            let next_is_alnum = chars.get(i).is_some_and(|c| c.is_alphanumeric());
-            if digits.len() >= 13 && !next_is_digit && !next_is_alnum && luhn_valid(&digits) {
+            let ends_word = chars.get(i).is_none_or(|c| !is_word_char(*c));
+            if digits.len() >= 13 && ends_word && luhn_valid(&digits) {
                 best = Some(i);
             }
-        } else if (c == ' ' || c == '-') && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()) {
-            i += 1;
-        } else {
-            break;
+            continue;
+        }
+        match card_gap(&chars[i..]) {
+            Some(gap) => i += gap,
+            None => break,
         }
     }
     best
+}
+
+/// The length of the separator run at the start of `chars` when a digit
+/// follows it.
+fn card_gap(chars: &[char]) -> Option<usize> {
+    let mut marks = 0;
+    for (n, &c) in chars.iter().enumerate().take(CARD_GAP_CHARS + 1) {
+        if crate::text::digit_value(c).is_some() {
+            return (n > 0).then_some(n);
+        }
+        if n == CARD_GAP_CHARS {
+            return None;
+        }
+        if is_card_mark(c) {
+            marks += 1;
+            if marks > CARD_GAP_MARKS {
+                return None;
+            }
+        } else if !(c.is_whitespace() || crate::text::is_ignorable(c)) {
+            return None;
+        }
+    }
+    None
+}
+
+/// Dashes and dots people put between the groups of a card number.
+fn is_card_mark(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c,
+        '.' | '\u{FF0E}' | '\u{00B7}' | '\u{30FB}' | '_' | '\u{2212}'
+    ) || c.general_category() == GeneralCategory::DashPunctuation
 }
 
 fn luhn_valid(digits: &[u32]) -> bool {
@@ -475,6 +546,132 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn m10_card_numbers_in_every_notation_are_redacted() {
+        let table: &[(&str, &str)] = &[
+            (
+                "fullwidth digits and spaces",
+                "４１１１ １１１１ １１１１ １１１１",
+            ),
+            (
+                "fullwidth digits, ideographic spaces",
+                "４１１１\u{3000}１１１１\u{3000}１１１１\u{3000}１１１１",
+            ),
+            ("no-break spaces", "4111\u{A0}1111\u{A0}1111\u{A0}1111"),
+            (
+                "thin and narrow spaces",
+                "5555\u{2009}5555\u{202F}5555\u{2009}4444",
+            ),
+            ("double spaces", "4111  1111  1111  1111"),
+            ("dots", "4111.1111.1111.1111"),
+            ("spaced dashes", "4111 - 1111 - 1111 - 1111"),
+            ("en and em dashes", "4111–1111—1111–1111"),
+            (
+                "fullwidth hyphens",
+                "４１１１－１１１１－１１１１－１１１１",
+            ),
+            (
+                "zero-width spaces",
+                "4111\u{200B}1111\u{200B}1111\u{200B}1111",
+            ),
+            ("a line break", "4111 1111\n1111 1111"),
+            ("Thai digits", "๔๑๑๑ ๑๑๑๑ ๑๑๑๑ ๑๑๑๑"),
+            ("Arabic-Indic digits", "٤١١١١١١١١١١١١١١١"),
+            ("mixed scripts", "4111 １１１１ ๑๑๑๑ 1111"),
+            ("American Express groups", "3782 822463 10005"),
+            ("Discover, no separators", "6011111111111117"),
+        ];
+        for (name, card) in table {
+            for (before, after) in [("card ", " ok"), ("บัตร", "ค่ะ"), ("", "")] {
+                let text = format!("{before}{card}{after}");
+                assert_eq!(
+                    redact_card_numbers(&text),
+                    format!("{before}{CARD_REDACTION}{after}"),
+                    "{name}: {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn m10_every_redteam_card_number_is_redacted() {
+        let cards = include_str!("../tests/data/redteam/cards.jsonl");
+        let mut checked = 0;
+        for line in cards.lines().filter(|l| !l.trim().is_empty()) {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = case["text"].as_str().unwrap();
+            let stored = MessageText::parse(text, TextLimits { max_chars: 500 }).unwrap();
+            let stored = stored.as_str();
+            assert!(
+                stored.contains(CARD_REDACTION),
+                "{}: {stored:?}",
+                case["notation"]
+            );
+            let digits = stored
+                .chars()
+                .filter(|c| crate::text::digit_value(*c).is_some())
+                .count();
+            assert!(
+                digits < 4,
+                "{}: digits left in {stored:?}",
+                case["notation"]
+            );
+            checked += 1;
+        }
+        assert!(checked >= 20);
+    }
+
+    #[test]
+    fn m10_demo_order_tracking_and_phone_numbers_are_never_redacted() {
+        let orders = include_str!("../kb/orders/demo.jsonl");
+        let mut checked = 0;
+        for line in orders.lines().filter(|l| !l.trim().is_empty()) {
+            let order: serde_json::Value = serde_json::from_str(line).unwrap();
+            for key in ["order_number", "tracking_number"] {
+                if let Some(value) = order[key].as_str() {
+                    for text in [
+                        value.to_string(),
+                        format!("no {value}, ok"),
+                        format!("{value} {value}"),
+                    ] {
+                        assert_eq!(redact_card_numbers(&text), text);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 80, "{checked}");
+        let cases = include_str!("../kb/eval/replies.jsonl");
+        for line in cases.lines().filter(|l| !l.trim().is_empty()) {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let message = case["message"].as_str().unwrap();
+            assert_eq!(redact_card_numbers(message), message);
+        }
+        for text in [
+            "call +62 812 3456 7890 or 0812-3456-7890",
+            "ring (02) 9876 5432 / 0413 222 333",
+            "TikTok order 576012345678901234",
+            "Rp 1.500.000 sampai 2.000.000",
+            "2026-11-21 10:15, 2026-11-22 11:00",
+        ] {
+            assert_eq!(redact_card_numbers(text), text);
+        }
+    }
+
+    #[test]
+    fn m9_bidi_overrides_are_stripped_from_message_text() {
+        let text =
+            MessageText::parse("pay \u{202E}dnufer\u{202C} ok\u{2066}!\u{2069}", LIMITS).unwrap();
+        assert_eq!(text.as_str(), "pay dnufer ok!");
+        assert!(MessageText::parse("\u{202E}\u{202C}", LIMITS).is_err());
+        // Zero-width joiners in emoji are not bidi controls and stay.
+        let family = "👨\u{200D}👩\u{200D}👧";
+        assert_eq!(MessageText::parse(family, LIMITS).unwrap().as_str(), family);
+        // A card number hidden behind bidi controls is still found.
+        let hidden = MessageText::parse("4111\u{202D}1111 1111 1111", LIMITS).unwrap();
+        assert_eq!(hidden.as_str(), CARD_REDACTION);
     }
 
     #[test]

@@ -22,5 +22,6 @@ pub mod queue;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod understand;
 pub mod web;

@@ -4,6 +4,7 @@
 //! Each evaluation owns its file format and metrics; this module only
 //! dispatches. It never writes to the store.
 
+pub mod guard;
 pub mod intents;
 pub mod langid;
 pub mod retrieval;
@@ -27,6 +28,10 @@ pub enum EvalCommand {
     /// How well the translation checks tell faithful translations of the
     /// seller's answers from wrong ones (kb/eval/translations.jsonl).
     Translations(TranslationsArgs),
+    /// How the reply guard recognises promises, by words and by meaning,
+    /// and how often it flags ordinary replies; calibrates the meaning
+    /// threshold.
+    Guard(guard::GuardArgs),
     /// Intents, sentiment, data splits and language identification.
     #[command(flatten)]
     Understand(intents::EvalCommand),
@@ -85,6 +90,7 @@ pub fn run(command: EvalCommand, settings: &Settings, output: Output) -> anyhow:
             }
             Ok(())
         }
+        EvalCommand::Guard(args) => guard::run(&args, settings, output),
         EvalCommand::Understand(command) => intents::run(
             command,
             settings,

@@ -537,12 +537,12 @@ impl Pipeline {
         allowed.push(&order_text);
         allowed.push(&ctx.text);
         let context = self.guard_context(input);
+        let mut violations = guard::check(&text, &ctx.policy.guard_config(), &context.borrowed());
+        if let Some(promises) = &self.promises {
+            violations.extend(promises.check(&text).await?);
+        }
         let checks = vec![
-            verify::guard(guard::check(
-                &text,
-                &ctx.policy.guard_config(),
-                &context.borrowed(),
-            )),
+            verify::guard(violations),
             verify::facts_supported(&text, &allowed),
             verify::language(&self.detector, &text, input.lang),
         ];
@@ -634,6 +634,7 @@ impl OwnedGuardContext {
             sources: &self.sources,
             instructions: &self.instructions,
             conversation: &self.conversation,
+            seller_text: None,
         }
     }
 }

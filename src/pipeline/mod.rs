@@ -25,6 +25,7 @@ pub mod answer;
 pub mod clarify;
 pub mod context;
 pub mod evaluate;
+pub mod facts;
 pub mod followup;
 pub mod guard;
 pub mod policy;

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use super::answer::{pick_order, AnswerInput, Candidate};
 use super::clarify;
 use super::context::{store_error, Context, Loaded};
+use super::guard;
 use super::policy::{self, Action, Decision, Evidence, PolicySettings, Reason, Signals};
 use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer};
 use super::prompt;
@@ -101,6 +102,9 @@ pub struct Pipeline {
     pub(super) knowledge: Option<Arc<dyn Knowledge>>,
     pub(super) writer: Option<Arc<dyn Writer>>,
     pub(super) meaning: Option<Arc<dyn Embedder>>,
+    /// Promises recognised by meaning in drafted replies, with the same
+    /// embedding model.
+    pub(super) promises: Option<Arc<guard::meaning::MeaningCheck>>,
     pub(super) detector: LanguageDetector,
     pub(super) policy: PolicySettings,
     pub(super) config: PipelineConfig,
@@ -143,6 +147,10 @@ impl Pipeline {
             understand: parts.understand,
             knowledge: parts.knowledge,
             writer: parts.writer,
+            promises: parts
+                .meaning
+                .clone()
+                .map(|embedder| Arc::new(guard::meaning::MeaningCheck::builtin(embedder))),
             meaning: parts.meaning,
             detector: LanguageDetector::default(),
             policy: parts.policy,

@@ -400,6 +400,7 @@ mod tests {
     #[test]
     fn m1_binding_words_are_allowed_only_when_the_source_has_them() {
         let refund = Violation::BindingAction {
+            kind: super::super::guard::BindingKind::Refund,
             term: "refund".into(),
         };
         assert!(!binding_added(&[], std::slice::from_ref(&refund)).passed());

@@ -11,12 +11,17 @@
 //! "mình hỏi rồi mà"), which counts as a repeated question even when the
 //! wording differs too much for the embeddings to match.
 //!
+//! Patterns match the folded text (`text::fold`) and its squeezed view, so
+//! zero-width, fullwidth, look-alike and spaced-out spellings, and
+//! Vietnamese with or without its diacritics, read as the words they spell.
+//!
 //! Pure functions: no model, no I/O.
 
 use std::sync::OnceLock;
 
-use regex::Regex;
 use serde::Serialize;
+
+use crate::text::{Folded, Patterns};
 
 /// What binding thing the buyer asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,18 +33,17 @@ pub enum BindingRequest {
     Compensation,
 }
 
-struct Patterns {
-    discount: Vec<Regex>,
-    compensation: Regex,
-    asked_before: Vec<Regex>,
+struct Vocabulary {
+    discount: Patterns,
+    compensation: Patterns,
+    asked_before: Patterns,
 }
 
-fn patterns() -> &'static Patterns {
-    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+fn patterns() -> &'static Vocabulary {
+    static PATTERNS: OnceLock<Vocabulary> = OnceLock::new();
     PATTERNS.get_or_init(|| {
-        let re = |p: &str| Regex::new(&format!("(?i){p}")).expect("binding pattern compiles");
-        Patterns {
-            discount: [
+        Vocabulary {
+            discount: Patterns::new([
                 // English
                 r"\b(?:give|giving|offer|send)\s+(?:me|us)\s+(?:a\s+|an\s+|some\s+|any\s+)?(?:extra\s+|more\s+|special\s+|small\s+|little\s+)?(?:discount|deal|voucher|coupon|price\s+cut|better\s+price|lower\s+price)",
                 r"\b(?:can|could|would|will)\s+(?:you|u)\s+(?:please\s+|pls\s+)?(?:do|make|give|lower|reduce|drop|knock|cut)\b[^.?!\n]{0,30}?\b(?:discount|cheaper|lower|less|off|better\s+price|best\s+price|deal)\b",
@@ -75,19 +79,16 @@ fn patterns() -> &'static Patterns {
                 r"(?:能|可以|可不可以|能不能|可否)(?:再)?(?:便宜|优惠|優惠|打折|少算|算便宜)",
                 r"(?:再|多)(?:优惠|優惠|打折|便宜)",
                 r"砍价|讲价|講價|最低价|最低價",
-            ]
-            .iter()
-            .map(|p| re(p))
-            .collect(),
-            compensation: re(concat!(
+            ]),
+            compensation: Patterns::new([concat!(
                 r"\b(?:compensat(?:e|ion)|reimburs(?:e|ement))\b",
                 r"|\b(?:ganti\s*rugi|kompensasi|pampasan|ganti\s+kerugian)\b",
                 r"|ชดเชย|ชดใช้|bồi\s+thường|đền\s+bù|\bboi\s+thuong\b|\bden\s+bu\b",
                 r"|\b(?:indeniza(?:ção|cao|r)?|compensa(?:ção|cao|r))\b",
                 r"|\b(?:indemnizaci[óo]n|indemnizar|compensaci[óo]n|compensar)\b",
                 r"|赔偿|補償|补偿|赔钱|賠償",
-            )),
-            asked_before: [
+            )]),
+            asked_before: Patterns::new([
                 // English
                 r"\b(?:i|i've|i\s+have|we)\s+(?:already\s+)?(?:asked|told\s+you|said\s+this)\b[^.?!\n]{0,20}?\b(?:already|before|twice|earlier|yesterday)\b",
                 r"\b(?:i|we)\s+already\s+(?:asked|told\s+you)\b",
@@ -107,10 +108,7 @@ fn patterns() -> &'static Patterns {
                 r"\bya\s+(?:(?:te\s+|lo\s+|se\s+lo\s+)?pregunt[ée]|te\s+(?:lo\s+)?dije|dije)\b|\bcu[áa]ntas\s+veces\b",
                 // Chinese
                 r"(?:已经|已經|都)问过|问过了|問過了|(?:问|問|说|說)了(?:好几|好幾|几|幾|多少|两|兩)(?:次|遍)",
-            ]
-            .iter()
-            .map(|p| re(p))
-            .collect(),
+            ]),
         }
     })
 }
@@ -119,9 +117,10 @@ fn patterns() -> &'static Patterns {
 /// are asked.
 pub fn requests_binding(text: &str) -> Option<BindingRequest> {
     let p = patterns();
-    if p.compensation.is_match(text) {
+    let text = Folded::new(text);
+    if p.compensation.is_match(&text) {
         Some(BindingRequest::Compensation)
-    } else if p.discount.iter().any(|r| r.is_match(text)) {
+    } else if p.discount.is_match(&text) {
         Some(BindingRequest::Discount)
     } else {
         None
@@ -130,7 +129,7 @@ pub fn requests_binding(text: &str) -> Option<BindingRequest> {
 
 /// Whether the buyer says they asked this before.
 pub fn says_asked_before(text: &str) -> bool {
-    patterns().asked_before.iter().any(|r| r.is_match(text))
+    patterns().asked_before.is_match(&Folded::new(text))
 }
 
 #[cfg(test)]
@@ -171,6 +170,26 @@ mod tests {
         for (text, want) in table {
             assert_eq!(requests_binding(text), Some(*want), "{text}");
         }
+    }
+
+    #[test]
+    fn m9_tricks_do_not_hide_a_request() {
+        let table: &[(&str, BindingRequest)] = &[
+            ("can you give me a dis\u{200B}count if I take 3?", Discount),
+            ("ｃａｎ ｙｏｕ ｇｉｖｅ ｍｅ ａ ｄｉｓｃｏｕｎｔ", Discount),
+            ("I want c o m p e n s a t i o n", Compensation),
+            ("I want cоmpensation", Compensation), // Cyrillic о
+            (
+                "shop bo\u{301}t gia\u{301} cho mi\u{300}nh chu\u{301}t nha",
+                Discount,
+            ),
+            ("shop phải bồi\u{00AD} thường", Compensation),
+            ("要求賠\u{200B}償", Compensation),
+        ];
+        for (text, want) in table {
+            assert_eq!(requests_binding(text), Some(*want), "{text:?}");
+        }
+        assert!(says_asked_before("I al\u{200B}ready asked"));
     }
 
     #[test]

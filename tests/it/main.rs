@@ -15,6 +15,7 @@ mod openapi;
 mod orders;
 mod pipeline;
 mod queue;
+mod redteam;
 mod tokenizer;
 mod understand;
 mod understand_reload;

@@ -8,20 +8,33 @@
 //! automatically (the pipeline turns it into a draft for a human, with the
 //! violations as reasons).
 //!
-//! Binding actions (refunds, compensation, discounts, vouchers, price
-//! changes, cancellations) are recognised by their words in every supported
-//! language, not by intent: the AI does not write about them on its own at
-//! all, which is stricter than "does not promise them" and cannot be talked
-//! around. Answers written by the seller (FAQ entries, templates) do not go
-//! through this guard; only generated text does.
+//! Every check reads the folded view of the reply (`text::fold`), so
+//! fullwidth letters, zero-width characters, look-alike letters, letters
+//! typed apart and Vietnamese in NFD read as the words they spell.
+//! Binding actions (refunds, compensation, discounts and amounts off,
+//! vouchers, store credit, things given free, price changes,
+//! cancellations) are recognised by their words in every supported
+//! language ([`promises`]), not by intent: the AI does not write about them
+//! on its own at all, which is stricter than "does not promise them" and
+//! cannot be talked around. The one exception is a reply that renders the
+//! seller's own words ([`GuardContext::seller_text`], a translated FAQ
+//! answer): binding terms of the kinds the seller wrote, with the seller's
+//! own amounts, percentages and codes, are the seller's to make. Promises
+//! worded outside the vocabulary are caught by meaning ([`meaning`]), a
+//! check the caller runs with the embedding model.
 //!
-//! Pure functions; no I/O, no models.
+//! Pure functions; no I/O, no models (the meaning check takes its vectors
+//! from the caller).
 
-use std::collections::BTreeSet;
-use std::sync::LazyLock;
+pub mod meaning;
+pub mod promises;
 
-use regex::Regex;
 use serde::Serialize;
+
+pub use promises::{binding_terms, BindingKind, BindingTerm};
+
+use super::facts::{self, FactKind};
+use crate::text::Folded;
 
 /// What the guard allows, from the shop's configuration.
 #[derive(Debug, Clone)]
@@ -46,9 +59,14 @@ pub struct GuardContext<'a> {
     /// The conversation the reply answers (the buyer's message and the
     /// turns before it), which a reply must do more than repeat.
     pub conversation: &'a str,
+    /// The seller's own text this reply renders, when it is one (the FAQ
+    /// answer a translation was made from). Binding terms of the kinds it
+    /// holds are allowed when the reply's amounts, percentages and codes
+    /// are all the seller's; a drafted reply has none.
+    pub seller_text: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "violation", rename_all = "snake_case")]
 pub enum Violation {
     Empty,
@@ -58,7 +76,15 @@ pub enum Violation {
     },
     /// Mentions a binding action the AI may not offer or promise.
     BindingAction {
+        kind: BindingKind,
+        /// The words, as they read in the folded reply.
         term: String,
+    },
+    /// Reads like a promise of something binding, by meaning: its
+    /// embedding is this close to one of kedai's promise exemplars.
+    PromiseByMeaning {
+        similarity: f32,
+        exemplar: String,
     },
     /// Links somewhere outside the allow-list.
     Link {
@@ -83,101 +109,6 @@ pub enum Violation {
     },
 }
 
-/// Words for binding actions, per language. Matched case-insensitively as
-/// substrings, so inflections ("refunded", "reembolso") are covered.
-const BINDING_TERMS: &[&str] = &[
-    // English
-    "refund",
-    "reimburs",
-    "compensat",
-    "discount",
-    "voucher",
-    "coupon",
-    "promo code",
-    "cashback",
-    "cash back",
-    "money back",
-    "cancel",
-    "price match",
-    "price adjust",
-    "lower the price",
-    "free replacement",
-    "% off",
-    "credit your account",
-    // Indonesian / Malay
-    "pengembalian dana",
-    "dana kembali",
-    "uang kembali",
-    "ganti rugi",
-    "kompensasi",
-    "diskon",
-    "potongan harga",
-    "kupon",
-    "pembatalan",
-    "membatalkan",
-    "dibatalkan",
-    "bayaran balik",
-    "wang dikembalikan",
-    "pampasan",
-    "batalkan",
-    // Thai
-    "คืนเงิน",
-    "ชดเชย",
-    "ส่วนลด",
-    "คูปอง",
-    "ยกเลิก",
-    "ลดราคา",
-    // Vietnamese (with and without diacritics)
-    "hoàn tiền",
-    "hoan tien",
-    "bồi thường",
-    "boi thuong",
-    "giảm giá",
-    "giam gia",
-    "mã giảm",
-    "ma giam",
-    "hủy đơn",
-    "huỷ đơn",
-    "huy don",
-    "hoàn lại tiền",
-    // Tagalog
-    "ibabalik ang pera",
-    "ibalik ang bayad",
-    "diskwento",
-    "kanselahin",
-    "i-cancel",
-    "bayad-pinsala",
-    // Portuguese / Spanish
-    "reembols",
-    "estorno",
-    "dinheiro de volta",
-    "devolução do dinheiro",
-    "compensação",
-    "indeniza",
-    "desconto",
-    "cupom",
-    "cancelar",
-    "cancelamento",
-    "devolución del dinero",
-    "compensación",
-    "indemniza",
-    "descuento",
-    "cupón",
-    "cancelación",
-    // Chinese
-    "退款",
-    "退钱",
-    "赔偿",
-    "补偿",
-    "折扣",
-    "优惠券",
-    "优惠码",
-    "取消",
-    "打折",
-    "降价",
-    "返现",
-];
-
 /// Markup and phrases that only appear when a model echoes its prompt.
 const TEMPLATE_MARKERS: &[&str] = &[
     "<|im_start|>",
@@ -191,23 +122,6 @@ const TEMPLATE_MARKERS: &[&str] = &[
     "</buyer_message>",
     "system prompt",
 ];
-
-static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)\b(?:https?://|www\.)[^\s<>()\[\]]+|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|co|id|th|vn|my|ph|br|es|cn|shop|store|xyz|link|ly|me|info|biz|app|site|online)\b(?:/[^\s<>()\[\]]*)?",
-    )
-    .expect("valid regex")
-});
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b").expect("valid regex")
-});
-static PHONE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\+?\d[\d \-]{7,}\d").expect("valid regex"));
-/// Order and tracking numbers: a run of 8+ digits, or letters followed by
-/// 6+ digits (e.g. `SPX0123456789`, `2311201ABCD` is not matched).
-static ORDER_LIKE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(?:[A-Z]{2,5}\d{6,}[A-Z]{0,3}|\d{8,})\b").expect("valid regex")
-});
 
 /// Checks a generated reply. An empty list means it may be sent.
 pub fn check(reply: &str, config: &GuardConfig, context: &GuardContext<'_>) -> Vec<Violation> {
@@ -224,91 +138,104 @@ pub fn check(reply: &str, config: &GuardConfig, context: &GuardContext<'_>) -> V
             max: config.max_chars,
         });
     }
-    let lower = trimmed.to_lowercase();
-    for term in BINDING_TERMS {
-        if lower.contains(term) {
-            violations.push(Violation::BindingAction {
-                term: (*term).to_string(),
-            });
-            break;
-        }
-    }
+    let folded = Folded::new(trimmed);
+    violations.extend(binding_violations(&folded, trimmed, context));
     // Identifiers are looked for in the text with card numbers taken out, so
     // a card number is reported once, as such.
     let redacted = crate::domain::redact_card_numbers(trimmed);
     if redacted != trimmed {
         violations.push(Violation::CardNumber);
     }
-
-    let known = known_text(context);
-    let known_digits = digits_of(&known);
-    let is_known = |value: &str| {
-        let digits: String = value.chars().filter(char::is_ascii_digit).collect();
-        known.contains(&value.to_lowercase())
-            || (digits.len() >= 6 && known_digits.contains(&digits))
-    };
-    let without_emails = EMAIL.replace_all(&redacted, " ");
-    for found in EMAIL.find_iter(&redacted) {
-        let value = found.as_str();
-        if !known.contains(&value.to_lowercase()) {
-            violations.push(Violation::ForeignIdentifier {
-                kind: "email",
-                value: value.to_string(),
-            });
-        }
-    }
-    for found in URL.find_iter(&without_emails) {
-        let url = found
-            .as_str()
-            .trim_end_matches(['.', ',', '!', '?', ';', ':']);
-        if !link_allowed(url, &config.allowed_link_hosts) {
-            violations.push(Violation::Link {
-                url: url.to_string(),
-            });
-        }
-    }
-    for found in PHONE.find_iter(&without_emails) {
-        let digits: String = found
-            .as_str()
-            .chars()
-            .filter(char::is_ascii_digit)
-            .collect();
-        if digits.len() >= 9 && !is_known(found.as_str()) {
-            violations.push(Violation::ForeignIdentifier {
-                kind: "phone",
-                value: found.as_str().trim().to_string(),
-            });
-        }
-    }
-    for found in ORDER_LIKE.find_iter(&without_emails) {
-        let value = found.as_str();
-        let already = violations.iter().any(|v| {
-            matches!(v, Violation::ForeignIdentifier { value: other, .. }
-                if other.chars().filter(char::is_ascii_digit).collect::<String>()
-                    == value.chars().filter(char::is_ascii_digit).collect::<String>())
-        });
-        if !already && !is_known(value) {
-            violations.push(Violation::ForeignIdentifier {
-                kind: "order_number",
-                value: value.to_string(),
-            });
-        }
-    }
+    violations.extend(identifier_violations(&redacted, config, context));
 
     for marker in TEMPLATE_MARKERS {
-        if lower.contains(marker) {
+        if folded.text.contains(marker) {
             violations.push(Violation::LeakedInstructions {
                 fragment: (*marker).to_string(),
             });
         }
     }
-    if let Some(fragment) = shared_run(&lower, &context.instructions.to_lowercase(), 8) {
+    if let Some(fragment) = shared_run(&folded.text, &crate::text::fold(context.instructions), 8) {
         violations.push(Violation::LeakedInstructions { fragment });
     }
-    if let Some(share) = echoed_share(trimmed, context.conversation) {
+    if let Some(share) = echoed_share(&folded.text, &crate::text::fold(context.conversation)) {
         if share >= ECHO_SHARE {
             violations.push(Violation::EchoesConversation {
                 percent: (share * 100.0).round() as u32,
+            });
+        }
+    }
+    violations
+}
+
+/// One violation per kind of binding term in the reply, except the kinds
+/// the seller's own text holds when the reply states no amount, percentage,
+/// code or other fact the seller did not.
+fn binding_violations(folded: &Folded, reply: &str, context: &GuardContext<'_>) -> Vec<Violation> {
+    let terms = binding_terms(folded);
+    if terms.is_empty() {
+        return Vec::new();
+    }
+    let sellers_kinds: Vec<BindingKind> = match context.seller_text {
+        Some(seller) if facts::unsupported(reply, &[seller]).is_empty() => {
+            binding_terms(&Folded::new(seller))
+                .into_iter()
+                .map(|t| t.kind)
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    terms
+        .into_iter()
+        .filter(|t| !sellers_kinds.contains(&t.kind))
+        .map(|t| Violation::BindingAction {
+            kind: t.kind,
+            term: t.term,
+        })
+        .collect()
+}
+
+/// Links outside the allow-list and the sources, and emails, phone numbers
+/// and codes (order, tracking, voucher numbers, SKUs, with or without
+/// separators) that neither the buyer nor the sources gave.
+fn identifier_violations(
+    redacted: &str,
+    config: &GuardConfig,
+    context: &GuardContext<'_>,
+) -> Vec<Violation> {
+    let from_sources: Vec<facts::Fact> = context
+        .sources
+        .iter()
+        .map(String::as_str)
+        .chain(context.seller_text)
+        .flat_map(facts::extract)
+        .collect();
+    let from_buyer: Vec<facts::Fact> = context
+        .buyer_identifiers
+        .iter()
+        .flat_map(|s| facts::extract(s))
+        .collect();
+    let mut violations = Vec::new();
+    for fact in facts::extract(redacted) {
+        let in_sources = from_sources.iter().any(|k| fact.stated_by(k));
+        let kind = match fact.kind {
+            FactKind::Link => {
+                // A buyer's own link is not repeated: that is how a reply
+                // would be made to carry someone else's phishing page.
+                if !in_sources && !link_allowed(&fact.value, &config.allowed_link_hosts) {
+                    violations.push(Violation::Link { url: fact.text });
+                }
+                continue;
+            }
+            FactKind::Email => "email",
+            FactKind::Phone => "phone",
+            FactKind::Code => "code",
+            _ => continue,
+        };
+        if !in_sources && !from_buyer.iter().any(|k| fact.stated_by(k)) {
+            violations.push(Violation::ForeignIdentifier {
+                kind,
+                value: fact.text,
             });
         }
     }
@@ -352,29 +279,6 @@ fn echoed_share(reply: &str, conversation: &str) -> Option<f64> {
     let seen: std::collections::HashSet<&[char]> = conversation.windows(n).collect();
     let echoed = grams.iter().filter(|g| seen.contains(*g)).count();
     Some(echoed as f64 / grams.len() as f64)
-}
-
-/// Everything the reply may legitimately repeat, lowercased.
-fn known_text(context: &GuardContext<'_>) -> String {
-    let mut known = String::new();
-    for item in context.buyer_identifiers.iter().chain(context.sources) {
-        known.push_str(&item.to_lowercase());
-        known.push('\n');
-    }
-    known
-}
-
-/// The digit runs of `text` (separators removed), for phone comparison.
-fn digits_of(text: &str) -> BTreeSet<String> {
-    PHONE
-        .find_iter(text)
-        .map(|m| m.as_str().chars().filter(char::is_ascii_digit).collect())
-        .chain(
-            text.split(|c: char| !c.is_ascii_digit())
-                .filter(|run| run.len() >= 6)
-                .map(str::to_string),
-        )
-        .collect()
 }
 
 fn link_allowed(url: &str, allowed: &[String]) -> bool {
@@ -440,6 +344,7 @@ mod tests {
             instructions: INSTRUCTIONS,
             conversation: "Olá, a camiseta dry fit do pedido ORD-2026-118822 chegou com uma \
                            mancha na frente, dá pra trocar?\n这款磁吸充电宝适合iPhone 11吗？",
+            seller_text: None,
         };
         let rows: &[(&str, &str, &[&str])] = &[
             (
@@ -570,6 +475,126 @@ mod tests {
     }
 
     #[test]
+    fn h2_tricks_do_not_hide_a_binding_word() {
+        for reply in [
+            "We will re\u{200B}fund you today",
+            "We will ｒｅｆｕｎｄ you today",
+            "We will r e f u n d you today",
+            "We will rеfund you today", // Cyrillic е
+            "Shop se\u{303} hoa\u{300}n tie\u{302}\u{300}n cho ba\u{323}n",
+            "ＲＭ１０ ｏｆｆ ｆｏｒ ｙｏｕ",
+            "ลด ๒๐% ให้เลยค่ะ",
+            "给您打\u{200D}八折",
+        ] {
+            let found = check(reply, &config(), &GuardContext::default());
+            assert!(
+                found
+                    .iter()
+                    .any(|v| matches!(v, Violation::BindingAction { .. })),
+                "{reply}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn m1_a_translation_keeps_only_the_sellers_binding_words_and_facts() {
+        let seller = "Code KEDAI10 gives 10% off orders of USD 30 or more. Refunds reach ShopeePay within 24 hours.";
+        let context = |seller_text| GuardContext {
+            seller_text,
+            ..GuardContext::default()
+        };
+        let faithful = "Kode KEDAI10 diskon 10% untuk belanja minimal USD 30. Refund masuk ShopeePay maksimal 24 jam.";
+        assert_eq!(check(faithful, &config(), &context(Some(seller))), vec![]);
+        // The same words without the seller's text are the model's own.
+        assert!(!check(faithful, &config(), &context(None)).is_empty());
+        // A changed percentage, or a kind the seller did not write, is not
+        // the seller's.
+        for unfaithful in [
+            "Kode KEDAI10 diskon 50% untuk belanja minimal USD 30.",
+            "Kode KEDAI10 diskon 10% untuk belanja minimal USD 30, dan kami kasih ganti rugi.",
+            "Refund masuk ShopeePay maksimal 24 jam, pesanan kakak kami batalkan.",
+        ] {
+            let found = check(unfaithful, &config(), &context(Some(seller)));
+            assert!(
+                found
+                    .iter()
+                    .any(|v| matches!(v, Violation::BindingAction { .. })),
+                "{unfaithful}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn l12_identifiers_links_and_phones_in_any_shape() {
+        let buyer = vec!["Where is SPE-2611-00123?".to_string()];
+        let sources = vec![
+            "Tracking JT0123456789ID. Size chart at https://help.kedai-demo.shop/sizes, hotline (021) 555-0199-88."
+                .to_string(),
+        ];
+        let context = GuardContext {
+            buyer_identifiers: &buyer,
+            sources: &sources,
+            ..GuardContext::default()
+        };
+        let rows: &[(&str, &[&str])] = &[
+            ("Order SPE-2611-00123 ships today via JT0123456789ID.", &[]),
+            ("Order SPE2611-00123 ships today.", &[]),
+            (
+                "Order SPE-2611-00999 was delivered to Siti.",
+                &["foreign_identifier"],
+            ),
+            ("Try LZD-2611-33420 instead.", &["foreign_identifier"]),
+            ("See https://help.kedai-demo.shop/sizes for sizes.", &[]),
+            ("Pay at cheap-deals.ru now", &["link"]),
+            ("Pay at shop.sg or pay.top", &["link", "link"]),
+            ("Pay at ｅｖｉｌ．ｃｏｍ", &["link"]),
+            ("Pay at evil\u{200B}.com", &["link"]),
+            ("Call (021) 555-0199-88 any time.", &[]),
+            (
+                "Call 0812.9999.8888 or (0812) 9999 8889.",
+                &["foreign_identifier", "foreign_identifier"],
+            ),
+            ("Call +62 812 9999 8888", &["foreign_identifier"]),
+            ("It weighs 1.5 kg and ships 2026-11-21 10:15.", &[]),
+        ];
+        for (reply, expected) in rows {
+            let found = kinds(&check(reply, &config(), &context));
+            assert_eq!(found, *expected, "{reply}");
+        }
+    }
+
+    /// The red-team promises (`tests/data/redteam/promises.jsonl`).
+    pub(crate) fn redteam_promises() -> Vec<serde_json::Value> {
+        include_str!("../../../tests/data/redteam/promises.jsonl")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("red-team line is JSON"))
+            .collect()
+    }
+
+    #[test]
+    fn h2_every_redteam_promise_is_a_violation() {
+        let promises = redteam_promises();
+        assert!(promises.len() >= 100);
+        let mut missed = Vec::new();
+        for promise in &promises {
+            let text = promise["text"].as_str().unwrap();
+            let want = promise["kind"].as_str().unwrap();
+            let found = check(text, &config(), &GuardContext::default());
+            let caught = found.iter().any(
+                |v| matches!(v, Violation::BindingAction { kind, .. } if kind.as_str() == want),
+            );
+            if !caught {
+                missed.push(format!(
+                    "{} {}: {text:?} -> {found:?}",
+                    promise["lang"], promise["style"]
+                ));
+            }
+        }
+        assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
+    }
+
+    #[test]
     fn too_long_replies_are_flagged_by_characters() {
         let reply = "ก".repeat(401);
         let found = check(&reply, &config(), &GuardContext::default());
@@ -581,6 +606,28 @@ mod tests {
             }]
         );
         assert!(check(&"ก".repeat(400), &config(), &GuardContext::default()).is_empty());
+    }
+
+    #[test]
+    fn random_text_never_panics_any_text_check() {
+        use rand::{Rng, SeedableRng};
+        let palette: Vec<char> = "aZ09 .,-/:%$@#\n\t\r๐๙๔ก่ำ้ัี٣٤０９ｒＡ＜＞〈〉‹›元十折天月日\u{200B}\u{200D}\u{202E}\u{2066}\u{00A0}\u{2028}\u{301}\u{0323}\u{FE0F}😀đĐơưéñç€฿₫₱RMrp"
+            .chars()
+            .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for _ in 0..3000 {
+            let len = rng.random_range(0..60);
+            let text: String = (0..len)
+                .map(|_| palette[rng.random_range(0..palette.len())])
+                .collect();
+            let _ = crate::text::Folded::new(&text);
+            let _ = check(&text, &config(), &GuardContext::default());
+            let _ = facts::missing(&text, &text);
+            let _ = super::super::prompt::injection_attempt(&text);
+            let _ = super::super::prompt::defuse(&text, 20);
+            let _ = crate::domain::redact_card_numbers(&text);
+            let _ = crate::understand::binding::requests_binding(&text);
+        }
     }
 
     #[test]
