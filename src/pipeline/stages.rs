@@ -202,7 +202,43 @@ pub struct UnderstandSources {
     pub cache_dir: PathBuf,
 }
 
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 impl UnderstandSources {
+    fn folders(&self) -> Vec<(&std::path::Path, &'static str)> {
+        let mut folders = vec![(self.intents_dir.as_path(), "intents")];
+        if let Some(dir) = &self.sentiment_dir {
+            folders.push((dir.as_path(), "sentiment"));
+        }
+        folders
+    }
+
+    fn display_path(&self, path: &std::path::Path) -> String {
+        for (dir, name) in self.folders() {
+            if let Ok(relative) = path.strip_prefix(dir) {
+                return format!("{name}/{}", relative.display());
+            }
+        }
+        file_name(path)
+    }
+
+    fn redact_paths(&self, message: &str) -> String {
+        let mut message = message.to_owned();
+        for (dir, name) in self.folders() {
+            let shown = dir.display().to_string();
+            let shown = shown.trim_end_matches('/');
+            if !shown.is_empty() {
+                message = message.replace(&format!("{shown}/"), &format!("{name}/"));
+                message = message.replace(shown, name);
+            }
+        }
+        message
+    }
+
     fn exemplars(&self) -> ExemplarSources {
         ExemplarSources {
             intents_dir: self.intents_dir.clone(),
@@ -230,6 +266,21 @@ struct StageInner {
     /// Where heads are trained from; `None` for a stage built trained.
     source: Option<(Arc<dyn Embedder>, UnderstandSources)>,
     started: AtomicBool,
+    /// A training of this stage is running (or waiting for another
+    /// stage's in this process); [`UnderstandStage::try_reload`] refuses
+    /// rather than queue behind it.
+    busy: AtomicBool,
+    /// When the last retraining asked for over the API started.
+    last_requested: Mutex<Option<Instant>>,
+}
+
+/// Clears [`StageInner::busy`] when a training ends, however it ends.
+struct Busy<'a>(&'a AtomicBool);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// See [`UnderstandStage::state`].
@@ -250,6 +301,12 @@ pub enum ReloadError {
     /// This stage has no exemplar folders (it was built already trained).
     #[error("this understand stage was built already trained and has no exemplar folders")]
     NoSources,
+    /// A retraining is running already; its outcome is logged and counted.
+    #[error("a retraining is already running; ask again once it has finished")]
+    Busy,
+    /// The last retraining asked for started too recently.
+    #[error("a retraining was asked for {0:?} ago; wait a little")]
+    TooSoon(std::time::Duration),
     /// Embedding or fitting failed.
     #[error("training failed: {0}")]
     Training(String),
@@ -274,6 +331,8 @@ impl UnderstandStage {
                 failure: Mutex::new(None),
                 source: Some((embedder, sources)),
                 started: AtomicBool::new(false),
+                busy: AtomicBool::new(false),
+                last_requested: Mutex::new(None),
             }),
         }
     }
@@ -288,6 +347,8 @@ impl UnderstandStage {
                 failure: Mutex::new(None),
                 source: None,
                 started: AtomicBool::new(true),
+                busy: AtomicBool::new(false),
+                last_requested: Mutex::new(None),
             }),
         }
     }
@@ -347,6 +408,63 @@ impl UnderstandStage {
         tokio::task::spawn_blocking(move || inner.retrain("api"))
             .await
             .map_err(|e| ReloadError::Training(format!("the training task failed: {e}")))?
+    }
+
+    /// Retrains now unless a retraining is already running
+    /// ([`ReloadError::Busy`]) or the last one asked for this way started
+    /// less than `min_interval` ago ([`ReloadError::TooSoon`]): the
+    /// operator's endpoint never parks a thread behind another training.
+    pub async fn try_reload(
+        &self,
+        min_interval: std::time::Duration,
+    ) -> Result<TrainingReport, ReloadError> {
+        {
+            let mut last = self
+                .inner
+                .last_requested
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = *last {
+                if at.elapsed() < min_interval {
+                    return Err(ReloadError::TooSoon(at.elapsed()));
+                }
+            }
+            if self
+                .inner
+                .busy
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                return Err(ReloadError::Busy);
+            }
+            *last = Some(Instant::now());
+        }
+        self.inner.started.store(true, Ordering::SeqCst);
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _busy = Busy(&inner.busy);
+            inner.retrain_claimed("api")
+        })
+        .await
+        .map_err(|e| ReloadError::Training(format!("the training task failed: {e}")))?
+    }
+
+    /// `path` as the API may show it: relative to its exemplar folder and
+    /// prefixed `intents/` or `sentiment/`, never a server path.
+    pub fn display_path(&self, path: &std::path::Path) -> String {
+        let Some((_, sources)) = &self.inner.source else {
+            return file_name(path);
+        };
+        sources.display_path(path)
+    }
+
+    /// `message` with the exemplar folders' paths replaced as
+    /// [`UnderstandStage::display_path`] does.
+    pub fn redact_paths(&self, message: &str) -> String {
+        match &self.inner.source {
+            Some((_, sources)) => sources.redact_paths(message),
+            None => message.to_owned(),
+        }
     }
 
     /// Polls the exemplar folders every `every` (file names, sizes and
@@ -423,6 +541,13 @@ impl UnderstandStage {
 impl StageInner {
     /// One training from the folders, swapped in on success. Blocks.
     fn retrain(&self, trigger: &'static str) -> Result<TrainingReport, ReloadError> {
+        self.busy.store(true, Ordering::SeqCst);
+        let _busy = Busy(&self.busy);
+        self.retrain_claimed(trigger)
+    }
+
+    /// As [`StageInner::retrain`], for a caller that has set `busy`.
+    fn retrain_claimed(&self, trigger: &'static str) -> Result<TrainingReport, ReloadError> {
         let (embedder, sources) = self.source.as_ref().ok_or(ReloadError::NoSources)?;
         let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = train(embedder.clone(), sources).and_then(|(heads, report)| {

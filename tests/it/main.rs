@@ -1,6 +1,7 @@
 //! kedai's integration tests: one binary, real application on port 0 with a
 //! temporary data directory, spoken to over HTTP.
 
+mod access;
 mod api;
 mod chat;
 mod cli;

@@ -186,7 +186,7 @@ async fn models_are_listed_ready_and_readyz_reports_each() {
         .iter()
         .all(|m| m["state"] == "ready"));
 
-    let ready = app.get_json("/readyz").await;
+    let ready: Value = app.get_as_operator("/readyz").await.json().await.unwrap();
     assert_eq!(ready["ready"], true, "{ready}");
     let runtime = &ready["models"]["detail"]["runtime"];
     assert_eq!(runtime[E5]["state"], "ready", "{ready}");
