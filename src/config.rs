@@ -439,6 +439,12 @@ impl Settings {
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{key} must be > 0, got 0")));
         }
+        if models.embedding_max_batch > 2048 {
+            return Err(ConfigError::Invalid(format!(
+                "models.embedding_max_batch must be <= 2048, got {}",
+                models.embedding_max_batch
+            )));
+        }
         if models.threads > 1024 {
             return Err(ConfigError::Invalid(format!(
                 "models.threads must be <= 1024, got {}",

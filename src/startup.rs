@@ -186,13 +186,13 @@ impl Application {
         };
         let handler: Arc<dyn JobHandler> = match (options.handler, understand.clone()) {
             (Some(handler), _) => handler,
-            (None, Some(understand)) => Arc::new(reply_pipeline(
+            (None, Some(understand)) => Arc::new(TenantScoped(reply_pipeline(
                 &settings,
                 store.clone(),
                 kb.clone(),
                 engine.clone(),
                 understand,
-            )),
+            ))),
             // Without the embedding model nothing can be understood: messages
             // are stored and marked, and wait for a human.
             (None, None) => Arc::new(MarkProcessed {
@@ -332,6 +332,20 @@ impl Application {
         while workers.join_next().await.is_some() {}
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Runs each job in its tenant's cache scope (`engine::scope`), so the
+/// model work the pipeline caches for one tenant is never reused for
+/// another's.
+struct TenantScoped<H>(H);
+
+#[async_trait::async_trait]
+impl<H: JobHandler> JobHandler for TenantScoped<H> {
+    async fn handle(&self, job: &crate::store::Job) -> Result<(), crate::queue::JobError> {
+        let owner = job.tenant_id.map_or(0, |t| t.0.as_u128());
+        crate::engine::scope::within(crate::engine::scope::pipeline(owner), self.0.handle(job))
+            .await
     }
 }
 

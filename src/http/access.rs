@@ -178,6 +178,10 @@ pub struct AuthThrottle {
     window: Duration,
     capacity: usize,
     clients: Mutex<HashMap<IpAddr, Window>>,
+    /// When a full table was last swept of ended windows: at most once a
+    /// second, so a flood of new addresses cannot make every failure scan
+    /// the whole table.
+    swept: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +197,7 @@ impl AuthThrottle {
             window: Duration::from_secs(settings.failed_auth_window_secs),
             capacity: settings.failed_auth_clients,
             clients: Mutex::new(HashMap::new()),
+            swept: Mutex::new(None),
         }
     }
 
@@ -209,7 +214,11 @@ impl AuthThrottle {
     pub fn failed(&self, client: IpAddr, now: Instant) -> Option<Duration> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if !clients.contains_key(&client) && clients.len() >= self.capacity {
-            clients.retain(|_, w| now < w.started + self.window);
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            if swept.is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY) {
+                clients.retain(|_, w| now < w.started + self.window);
+                *swept = Some(now);
+            }
             if clients.len() >= self.capacity {
                 // Full of live windows: an address-rotating flood. A new
                 // address is throttled on its first failure rather than
@@ -257,6 +266,9 @@ pub fn client_address(headers: &HeaderMap, peer: Option<SocketAddr>, proxy_heade
         v4 => v4,
     }
 }
+
+/// Least time between two sweeps of a full failure table.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Tokens whose last use was recorded this long ago are recorded again.
 const TOUCH_EVERY: chrono::Duration = chrono::Duration::minutes(1);
@@ -460,6 +472,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub struct AccessState {
     pub settings: AccessSettings,
     pub throttle: AuthThrottle,
+    /// Each tenant's share of the models behind `/v1`.
+    pub models: super::quota::ModelQuota,
 }
 
 impl AccessState {
@@ -467,6 +481,7 @@ impl AccessState {
         AccessState {
             settings: settings.clone(),
             throttle: AuthThrottle::new(settings),
+            models: super::quota::ModelQuota::new(settings),
         }
     }
 }

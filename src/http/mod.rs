@@ -11,6 +11,7 @@ pub mod health;
 pub mod kb;
 pub mod openai;
 pub mod orders;
+pub mod quota;
 pub mod serve;
 pub mod understand;
 pub mod v1;

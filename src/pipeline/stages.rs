@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer, Written};
 use crate::domain::TenantId;
-use crate::engine::{Engine, EngineError, ModelKind};
+use crate::engine::{scope, ChatOptions, Engine, EngineError, Lane, ModelKind, ModelState};
 use crate::inference::chat::{ChatMessage, FinishReason, GenerationParams};
 use crate::inference::EmbedRole;
 use crate::kb::service::MAX_QUERY_CHARS;
@@ -146,10 +146,22 @@ impl EngineWriter {
             repeat_penalty: 1.1,
             ..GenerationParams::default()
         };
+        // The job running this sets whose work it is (`scope::within`).
+        let scope = scope::current();
         let stream = if background {
-            self.engine.chat_in_background(&model, messages, params)
+            self.engine
+                .chat_in_background(&model, messages, params, scope)
         } else {
-            self.engine.chat(&model, messages, params, false)
+            self.engine.chat_with(
+                &model,
+                messages,
+                params,
+                ChatOptions {
+                    lane: Lane::Reply,
+                    stream: false,
+                    scope,
+                },
+            )
         }
         .map_err(failed)?;
         let generation = stream
@@ -629,7 +641,7 @@ impl Understand for UnderstandStage {
         let understander = self.understander().await?;
         let text = text.to_string();
         let history = history.to_vec();
-        let understood = tokio::task::spawn_blocking(move || {
+        let understood = tokio::task::spawn_blocking(scope::carry(move || {
             let history: Vec<&str> = history.iter().map(String::as_str).collect();
             let heads = understander.heads();
             let mut models = vec![heads.intents.model_id().to_string()];
@@ -637,7 +649,7 @@ impl Understand for UnderstandStage {
             understander
                 .understand(&text, &history)
                 .map(|u| (u, models))
-        })
+        }))
         .await
         .map_err(|e| StageError {
             stage: "understand",
@@ -693,21 +705,24 @@ fn wire_name<T: serde::Serialize>(value: T) -> String {
 
 /// The runtime's embedding model behind the knowledge base's (and so the
 /// understand stage's) [`Embedder`] trait: one copy of the model in memory,
-/// every forward pass batched and admitted by the runtime. Calls block the
-/// calling thread (a blocking-pool or plain thread, never an async one)
-/// until the runtime answers, waiting while the model loads or is busy.
+/// every forward pass batched and admitted by the runtime in the pipeline's
+/// lanes (queries as [`Lane::Reply`], passages as [`Lane::FollowUp`]).
+/// Calls block the calling thread (a blocking-pool or plain thread, never
+/// an async one) until the runtime answers, waiting while the model loads
+/// or is busy.
 pub struct EngineEmbedder {
     engine: Engine,
     model: String,
     handle: tokio::runtime::Handle,
-    dim: OnceLock<usize>,
     recent: Mutex<RecentQueries>,
 }
 
 /// Query vectors embedded lately. A message is embedded by the understand
 /// stage and searched by the knowledge base right after, and it comes back
 /// as history with the buyer's next message: each time the same text gets
-/// the same vector, so it is computed once.
+/// the same vector, so it is computed once. Entries are keyed by cache
+/// scope as well as text: a tenant's search is never faster because
+/// another tenant embedded the same words (`engine::scope`).
 struct RecentQueries {
     vectors: HashMap<[u8; 32], Arc<[f32]>>,
     order: VecDeque<[u8; 32]>,
@@ -717,16 +732,21 @@ struct RecentQueries {
 const RECENT_QUERIES: usize = 1024;
 
 impl RecentQueries {
-    fn key(text: &str) -> [u8; 32] {
-        Sha256::digest(text.as_bytes()).into()
+    fn key(scope: u128, text: &str) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(scope.to_le_bytes());
+        hash.update(text.as_bytes());
+        hash.finalize().into()
     }
 
-    fn get(&self, text: &str) -> Option<Vec<f32>> {
-        self.vectors.get(&Self::key(text)).map(|v| v.to_vec())
+    fn get(&self, scope: u128, text: &str) -> Option<Vec<f32>> {
+        self.vectors
+            .get(&Self::key(scope, text))
+            .map(|v| v.to_vec())
     }
 
-    fn insert(&mut self, text: &str, vector: &[f32]) {
-        let key = Self::key(text);
+    fn insert(&mut self, scope: u128, text: &str, vector: &[f32]) {
+        let key = Self::key(scope, text);
         if self.vectors.insert(key, vector.into()).is_none() {
             self.order.push_back(key);
         }
@@ -754,7 +774,6 @@ impl EngineEmbedder {
             engine,
             model,
             handle: tokio::runtime::Handle::current(),
-            dim: OnceLock::new(),
             recent: Mutex::new(RecentQueries {
                 vectors: HashMap::new(),
                 order: VecDeque::new(),
@@ -764,8 +783,13 @@ impl EngineEmbedder {
 
     fn embed_chunk(&self, texts: &[&str], role: EmbedRole) -> Result<Vec<Vec<f32>>, KbError> {
         let started = Instant::now();
+        let lane = match role {
+            EmbedRole::Query => Lane::Reply,
+            EmbedRole::Passage => Lane::FollowUp,
+        };
         loop {
-            let request = self.engine.embed(
+            let request = self.engine.embed_in(
+                lane,
                 &self.model,
                 texts.iter().map(|t| t.to_string()).collect(),
                 role,
@@ -792,21 +816,34 @@ impl Embedder for EngineEmbedder {
         &self.model
     }
 
+    /// The loaded model's own dimension, waiting while it loads. Nothing
+    /// is remembered here: a model that is not up yet answers 0 now and its
+    /// real dimension once it is.
     fn dim(&self) -> usize {
-        *self.dim.get_or_init(|| {
-            self.embed_chunk(&["dimension probe"], EmbedRole::Query)
-                .ok()
-                .and_then(|v| v.first().map(Vec::len))
-                .unwrap_or(0)
-        })
+        let started = Instant::now();
+        loop {
+            if let Some(dimension) = self.engine.embedding_dimension() {
+                return dimension;
+            }
+            let loading = self
+                .engine
+                .models()
+                .iter()
+                .any(|m| m.kind == ModelKind::Embedding && m.state == ModelState::Loading);
+            if !loading || started.elapsed() >= EMBED_WAIT {
+                return 0;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Vec<Vec<f32>>, KbError> {
         // Only queries are remembered: passages come in bulk from index
         // builds and would push every query out.
         let remembered = role == EmbedRole::Query;
+        let owner = scope::current().owner;
         let mut vectors: Vec<Option<Vec<f32>>> = match self.recent.lock() {
-            Ok(recent) if remembered => texts.iter().map(|t| recent.get(t)).collect(),
+            Ok(recent) if remembered => texts.iter().map(|t| recent.get(owner, t)).collect(),
             _ => vec![None; texts.len()],
         };
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| vectors[i].is_none()).collect();
@@ -825,17 +862,13 @@ impl Embedder for EngineEmbedder {
         if let Ok(mut recent) = self.recent.lock() {
             for (&i, vector) in missing.iter().zip(&computed) {
                 if remembered {
-                    recent.insert(texts[i], vector);
+                    recent.insert(owner, texts[i], vector);
                 }
             }
         }
         for (i, vector) in missing.into_iter().zip(computed) {
             vectors[i] = Some(vector);
         }
-        let vectors: Vec<Vec<f32>> = vectors.into_iter().flatten().collect();
-        if let Some(first) = vectors.first() {
-            let _ = self.dim.set(first.len());
-        }
-        Ok(vectors)
+        Ok(vectors.into_iter().flatten().collect())
     }
 }

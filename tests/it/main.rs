@@ -7,6 +7,7 @@ mod chat;
 mod cli;
 mod durability;
 mod embeddings;
+mod fairness;
 mod helpers;
 mod kb;
 mod models;
