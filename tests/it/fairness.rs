@@ -119,14 +119,16 @@ async fn m6_a_tenant_flooding_v1_does_not_starve_a_buyers_reply() {
         async move { flood(app, token, stop, counts).await }
     };
     let deciding = async {
-        // Let the flood fill its share first.
+        // Let the flood fill its share first. The message matches an
+        // English FAQ entry, so the chat model translates it: both models
+        // serve the pipeline while the flood goes on.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let ack: Value = app
             .ingest(&message(
                 "demo-shopee",
                 "fair-1",
                 "shopee:fair",
-                "Hi, do you have any tips for washing a linen shirt so it does not shrink?",
+                "Kak, gimana cara mencuci kaos katun supaya tidak menyusut?",
             ))
             .await
             .json()
@@ -154,6 +156,10 @@ async fn m6_a_tenant_flooding_v1_does_not_starve_a_buyers_reply() {
             && !trace.contains("overloaded")
             && !trace.contains("request slots"),
         "the pipeline met the flood: {trace}"
+    );
+    assert!(
+        decision["trace"]["generation"]["completion_tokens"].as_u64() > Some(0),
+        "the chat model answered the pipeline during the flood: {trace}"
     );
     let (admitted, refused) = (
         counts[0].load(Ordering::SeqCst),
