@@ -678,3 +678,27 @@ async fn m5_retraining_is_the_operators_one_at_a_time_and_spaced() {
     assert_eq!(soon.status(), 429);
     assert!(soon.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn l10_retention_deletes_old_conversations_and_records_the_pass() {
+    let (app, _dir) = spawn_app().await;
+    app.ingest(&message("demo-web", "r1", "web:old", "hello")).await;
+    app.ingest(&message("demo-web", "r2", "web:older", "hi")).await;
+    let tenant = demo_tenant(&app).await;
+    let kept = app
+        .store
+        .apply_retention(chrono::Utc::now() - chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(kept.conversations, 0, "nothing is older than a day");
+    let removed = app
+        .store
+        .apply_retention(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!((removed.conversations, removed.messages), (2, 2));
+    let list = app.get_json("/api/v1/conversations").await;
+    assert_eq!(list["conversations"], json!([]));
+    let audit = app.store.audit_log(tenant.id, 50).await.unwrap();
+    assert!(audit.iter().any(|r| r.event.action == "retention.applied"));
+}
