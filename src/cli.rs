@@ -154,6 +154,16 @@ pub enum ShopCommand {
         /// JSON file with the platform credentials (kept secret).
         #[arg(long)]
         credentials: Option<PathBuf>,
+        /// The country the shop sells in (ISO 3166-1, e.g. TH); leave out
+        /// for a cross-border shop selling to several.
+        #[arg(long, value_parser = |s: &str| crate::domain::CountryCode::parse(s).map_err(|e| e.to_string()))]
+        country: Option<crate::domain::CountryCode>,
+        /// The shop's currency (ISO 4217, e.g. THB).
+        #[arg(long, value_parser = |s: &str| crate::domain::CurrencyCode::parse(s).map_err(|e| e.to_string()))]
+        currency: Option<crate::domain::CurrencyCode>,
+        /// The shop's main language (ISO 639-1, e.g. th).
+        #[arg(long, value_parser = |s: &str| crate::domain::LanguageCode::parse(s).map_err(|e| e.to_string()))]
+        language: Option<crate::domain::LanguageCode>,
     },
     /// List a tenant's shops.
     List {
@@ -393,11 +403,24 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
                 );
                 println!("layer       {} -> {}", trace["layer"], text("action"));
                 println!("reasons     {}", trace["reasons"]);
+                let verified = match trace["answer"]["verification"]["passed"].as_bool() {
+                    Some(true) => ", verified",
+                    Some(false) => ", failed verification",
+                    None => "",
+                };
+                println!("answer      {}{verified}", text("answer_kind"));
                 if let Some(reply) = trace["reply"].as_str() {
                     println!("reply       {reply}");
                 }
                 if let Some(draft) = trace["draft"].as_str() {
                     println!("draft       {draft}");
+                }
+                for warning in trace["follow_up"]["warnings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    println!("warning     {}", warning.as_str().unwrap_or_default());
                 }
                 if let Some(summary) = trace["follow_up"]["summary"].as_str() {
                     println!("summary     {summary}");
@@ -568,6 +591,9 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
             id,
             name,
             credentials,
+            country,
+            currency,
+            language,
         } => {
             let tenant = tenant_named(&store, &tenant).await?;
             let key = ShopKey::parse(&id)?;
@@ -590,6 +616,11 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
                     platform,
                     name: name.unwrap_or_else(|| key.to_string()),
                     key,
+                    market: crate::domain::Market {
+                        country,
+                        currency,
+                        language,
+                    },
                     credentials,
                 })
                 .await
@@ -602,7 +633,7 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
             output.print(
                 json!({
                     "shop_id": shop.id, "tenant_id": shop.tenant_id, "shop": shop.key,
-                    "platform": shop.platform, "name": shop.name,
+                    "platform": shop.platform, "name": shop.name, "market": shop.market,
                 }),
                 || {
                     format!(

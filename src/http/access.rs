@@ -66,6 +66,22 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/conversations/{id}/status",
         Access::Tenant(Scope::Reply),
     ),
+    (
+        "PUT",
+        "/api/v1/conversations/{id}/custody",
+        Access::Tenant(Scope::Reply),
+    ),
+    (
+        "GET",
+        "/api/v1/shops/{shop}/policy",
+        Access::Tenant(Scope::Read),
+    ),
+    // Changing how the AI answers for a shop is the tenant's decision.
+    (
+        "PUT",
+        "/api/v1/shops/{shop}/policy",
+        Access::Tenant(Scope::Admin),
+    ),
     ("POST", "/api/v1/orders", Access::Tenant(Scope::Orders)),
     ("GET", "/api/v1/orders", Access::Tenant(Scope::Read)),
     ("GET", "/api/v1/orders/{id}", Access::Tenant(Scope::Read)),
@@ -90,6 +106,16 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "GET",
         "/api/v1/kb/entries/{kind}/{id}/history",
         Access::Tenant(Scope::Read),
+    ),
+    (
+        "GET",
+        "/api/v1/kb/translations",
+        Access::Tenant(Scope::Read),
+    ),
+    (
+        "PUT",
+        "/api/v1/kb/translations/{kind}/{id}/{lang}",
+        Access::Tenant(Scope::Kb),
     ),
     ("GET", "/v1/models", Access::Tenant(Scope::Models)),
     ("POST", "/v1/embeddings", Access::Tenant(Scope::Models)),

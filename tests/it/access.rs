@@ -682,8 +682,10 @@ async fn m5_retraining_is_the_operators_one_at_a_time_and_spaced() {
 #[tokio::test]
 async fn l10_retention_deletes_old_conversations_and_records_the_pass() {
     let (app, _dir) = spawn_app().await;
-    app.ingest(&message("demo-web", "r1", "web:old", "hello")).await;
-    app.ingest(&message("demo-web", "r2", "web:older", "hi")).await;
+    app.ingest(&message("demo-web", "r1", "web:old", "hello"))
+        .await;
+    app.ingest(&message("demo-web", "r2", "web:older", "hi"))
+        .await;
     let tenant = demo_tenant(&app).await;
     let kept = app
         .store
