@@ -44,9 +44,11 @@ pub const MAX_CHAT_MESSAGES: usize = 256;
 /// before tokenising: a prompt longer than this many bytes per allowed
 /// token is refused without being tokenised.
 pub const PROMPT_BYTES_PER_TOKEN: usize = 4;
-/// Characters of an embedding input kept per token the model reads: text
-/// beyond can never be read, so it is cut before tokenising.
-const EMBED_CHARS_PER_TOKEN: usize = 4;
+/// Characters of an embedding input kept per token the model reads: no
+/// piece of multilingual-e5's vocabulary is longer than 16 characters, so
+/// text beyond can never be read and is cut before tokenising (a 4 MiB
+/// input costs a tokenizer pass over 8,192 characters, not 4 million).
+const EMBED_CHARS_PER_TOKEN: usize = 16;
 /// What an embedding model is assumed to read before it has loaded.
 const DEFAULT_EMBED_TOKENS: usize = 512;
 /// How long a caller is told to wait while a model is still loading.
@@ -297,8 +299,11 @@ impl<J> Slot<J> {
     }
 
     fn in_flight(&self) -> usize {
-        (self.capacity - self.admission.available_permits())
-            + (self.pipeline_capacity - self.pipeline_admission.available_permits())
+        (self.capacity - self.admission.available_permits()) + self.pipeline_in_flight()
+    }
+
+    fn pipeline_in_flight(&self) -> usize {
+        self.pipeline_capacity - self.pipeline_admission.available_permits()
     }
 
     fn matches(&self, name: &str) -> bool {
@@ -528,6 +533,15 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// Requests of the reply pipeline ([`Lane::Reply`] and
+    /// [`Lane::FollowUp`]) admitted to the `kind` model and not yet answered.
+    pub fn pipeline_in_flight(&self, kind: ModelKind) -> usize {
+        match kind {
+            ModelKind::Embedding => self.inner.embedding.pipeline_in_flight(),
+            ModelKind::Chat => self.inner.chat.pipeline_in_flight(),
+        }
     }
 
     /// The embedding model's vector length, once it has loaded: read from
@@ -940,6 +954,7 @@ mod tests {
         assert_eq!(queue.pop().job, 20);
         assert_eq!(queue.pop().job, 1);
         assert_eq!(slot.info().capacity, 4);
+        assert_eq!(slot.pipeline_in_flight(), 2, "the API's two are not counted");
     }
 
     #[tokio::test]
@@ -971,9 +986,9 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("at most 256 messages"), "{err}");
 
-        let mut long = "é".repeat(3000);
-        assert!(cut_to_chars(&mut long, 2048));
-        assert_eq!(long.chars().count(), 2048);
+        let mut long = "é".repeat(9000);
+        assert!(cut_to_chars(&mut long, 512 * EMBED_CHARS_PER_TOKEN));
+        assert_eq!(long.chars().count(), 8192);
         let mut short = "hi".to_owned();
         assert!(!cut_to_chars(&mut short, 2048));
     }

@@ -95,13 +95,11 @@ impl Writer for EngineWriter {
         self.chat_model().unwrap_or_default()
     }
 
+    /// The pipeline's own chat requests only: `/v1` clients have slots of
+    /// their own and are served after the pipeline, so their traffic must
+    /// not hold follow-ups back.
     fn in_flight(&self) -> usize {
-        self.engine
-            .models()
-            .into_iter()
-            .filter(|m| m.kind == ModelKind::Chat)
-            .map(|m| m.in_flight)
-            .sum()
+        self.engine.pipeline_in_flight(ModelKind::Chat)
     }
 
     async fn write(

@@ -366,6 +366,7 @@ fn ask_prints_the_trace_and_continues_a_conversation_only_for_a_named_buyer() {
             .args([
                 "--json",
                 "ask",
+                "--demo",
                 "Where is my parcel? I ordered it last week",
             ])
             .args(extra)
