@@ -954,7 +954,11 @@ mod tests {
         assert_eq!(queue.pop().job, 20);
         assert_eq!(queue.pop().job, 1);
         assert_eq!(slot.info().capacity, 4);
-        assert_eq!(slot.pipeline_in_flight(), 2, "the API's two are not counted");
+        assert_eq!(
+            slot.pipeline_in_flight(),
+            2,
+            "the API's two are not counted"
+        );
     }
 
     #[tokio::test]

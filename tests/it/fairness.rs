@@ -12,8 +12,8 @@ use kedai::auth::{issue_scoped_token, Scopes, TokenGrant};
 use kedai::domain::TenantName;
 use kedai::engine::Engine;
 use kedai::http::ModelReadiness;
-use kedai::kb::Embedder;
 use kedai::inference::chat::{ChatMessage, ChatRole};
+use kedai::kb::Embedder;
 use kedai::pipeline::ports::Writer;
 use kedai::pipeline::stages::{EngineEmbedder, EngineWriter};
 use serde_json::{json, Value};
@@ -135,7 +135,10 @@ async fn m6_a_tenant_flooding_v1_does_not_starve_a_buyers_reply() {
         };
         let full = tokio::time::Instant::now() + Duration::from_secs(120);
         while api_busy() < 2 {
-            assert!(tokio::time::Instant::now() < full, "the flood never filled its slots");
+            assert!(
+                tokio::time::Instant::now() < full,
+                "the flood never filled its slots"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // The pipeline's writer drafts and follows up while the flood
