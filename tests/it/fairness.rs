@@ -175,6 +175,16 @@ async fn m6_a_tenant_flooding_v1_does_not_starve_a_buyers_reply() {
             assert!(tokio::time::Instant::now() < deadline, "no decision");
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
+        // The follow-up (the agents' translation and summary) is done
+        // while the flood goes on too.
+        loop {
+            let jobs = app.store.job_counts().await.unwrap();
+            if jobs.queued + jobs.leased == 0 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{jobs:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         stop.store(true, Ordering::SeqCst);
         decision
     };
