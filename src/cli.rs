@@ -69,6 +69,9 @@ pub enum Command {
     /// A buyer's personal data: erase it on request.
     #[command(subcommand)]
     Buyer(crate::access_cli::BuyerCommand),
+    /// Manage workbench users (people who log in at /app).
+    #[command(subcommand)]
+    User(crate::web::cli::UserCommand),
     /// Measure this machine: load generators and model benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -256,6 +259,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Buyer(cmd) => admin(&settings, |store| {
             crate::access_cli::buyer(store, cmd, access_output(output))
         }),
+        Command::User(cmd) => admin(&settings, |store| user(store, cmd, output)),
         Command::Kb(cmd) => {
             let kb_settings = settings.clone();
             admin(&settings, |store| kb(store, cmd, &kb_settings, output))
@@ -662,6 +666,24 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
             });
         }
     }
+    Ok(())
+}
+
+async fn user(
+    store: SqliteStore,
+    cmd: crate::web::cli::UserCommand,
+    output: Output,
+) -> anyhow::Result<()> {
+    let u = crate::web::cli::run(&store, cmd).await?;
+    output.print(
+        json!({ "user_id": u.id, "email": u.email, "role": u.role, "tenant": u.tenant }),
+        || {
+            format!(
+                "Created {} {} for tenant {:?}; log in at /app/login.",
+                u.role, u.email, u.tenant
+            )
+        },
+    );
     Ok(())
 }
 

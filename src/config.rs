@@ -45,6 +45,7 @@ pub struct Settings {
     pub kb: KbSettings,
     pub policy: crate::pipeline::policy::PolicySettings,
     pub pipeline: PipelineSettings,
+    pub web: crate::web::WebSettings,
     pub access: AccessSettings,
 }
 
@@ -278,6 +279,7 @@ impl Settings {
                 self.server.body_limit_bytes
             ));
         }
+        self.web.validate().map_err(ConfigError::Invalid)?;
         if self.server.max_text_chars == 0 {
             return invalid("server.max_text_chars must be > 0, got 0".into());
         }

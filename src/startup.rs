@@ -252,6 +252,28 @@ impl Application {
         })
     }
 
+    /// The workbench's state: the API's, plus its own settings.
+    fn web_state(&self, shutdown: CancellationToken) -> crate::web::WebState {
+        let web = &self.settings.web;
+        // Without a chat model the writer answers "unavailable", and pages
+        // say that a translation cannot be shown.
+        let writer: Arc<dyn crate::pipeline::ports::Writer> = Arc::new(EngineWriter {
+            engine: self.state.engine.clone(),
+        });
+        crate::web::WebState {
+            app: self.state.clone(),
+            settings: Arc::new(web.clone()),
+            policy: Arc::new(self.settings.policy.clone()),
+            limiter: Arc::new(crate::web::session::LoginLimiter::new(
+                web.login_attempts,
+                Duration::from_secs(15 * 60),
+            )),
+            writer: Some(writer),
+            agent_language: self.settings.pipeline.agent_language.clone(),
+            shutdown,
+        }
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn address(&self) -> SocketAddr {
         self.address
@@ -295,6 +317,7 @@ impl Application {
         let serve_options = http::serve::ServeOptions {
             header_read_timeout: Duration::from_secs(self.settings.server.header_read_timeout_secs),
         };
+        let web = self.web_state(shutdown.clone());
         if let Some(listener) = self.metrics_listener {
             if let Ok(address) = listener.local_addr() {
                 tracing::info!(%address, "metrics are served without credentials on this address");
@@ -306,7 +329,7 @@ impl Application {
                 shutdown.child_token(),
             ));
         }
-        let app = http::router(self.state.clone());
+        let app = http::router(self.state.clone()).merge(crate::web::router(web));
         let grace = Duration::from_secs(self.settings.server.shutdown_grace_secs);
         let server = http::serve::serve(self.listener, app, serve_options, shutdown.clone());
         tracing::info!(address = %self.address, "kedai is listening");

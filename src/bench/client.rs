@@ -27,10 +27,11 @@ pub(crate) enum ClientError {
     Request(String),
 }
 
-/// An answer: its status and whole body.
+/// An answer: its status, headers and whole body.
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -50,7 +51,8 @@ pub(crate) struct Call {
     method: Method,
     url: String,
     authorization: Option<HeaderValue>,
-    body: Option<Bytes>,
+    cookie: Option<HeaderValue>,
+    body: Option<(Bytes, &'static str)>,
     timeout: Option<Duration>,
 }
 
@@ -60,6 +62,7 @@ impl Call {
             method,
             url: url.into(),
             authorization: None,
+            cookie: None,
             body: None,
             timeout: None,
         }
@@ -77,9 +80,25 @@ impl Call {
         self
     }
 
+    pub fn cookie(mut self, cookie: &str) -> Call {
+        self.cookie = HeaderValue::from_str(cookie).ok();
+        self
+    }
+
     /// A body that is JSON already.
     pub fn json_bytes(mut self, body: impl Into<Bytes>) -> Call {
-        self.body = Some(body.into());
+        self.body = Some((body.into(), "application/json"));
+        self
+    }
+
+    /// An HTML form's fields, URL-encoded.
+    pub fn form(mut self, fields: &[(&str, &str)]) -> Call {
+        let encoded = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.body = Some((encoded.into(), "application/x-www-form-urlencoded"));
         self
     }
 
@@ -93,6 +112,21 @@ impl Call {
         self.timeout = Some(timeout);
         self
     }
+}
+
+/// `application/x-www-form-urlencoded` for one key or value.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
 }
 
 #[derive(Clone)]
@@ -117,11 +151,18 @@ impl BenchClient {
         if let Some(authorization) = call.authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
-        if call.body.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
+        if let Some(cookie) = call.cookie {
+            request = request.header(header::COOKIE, cookie);
         }
+        let body = match call.body {
+            Some((body, content_type)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                body
+            }
+            None => Bytes::new(),
+        };
         let request = request
-            .body(Full::new(call.body.unwrap_or_default()))
+            .body(Full::new(body))
             .map_err(|e| ClientError::Request(format!("{}: {e}", call.url)))?;
         let timeout = call.timeout.unwrap_or(self.timeout);
         let exchange = async {
@@ -133,13 +174,18 @@ impl BenchClient {
                 }
             })?;
             let status = response.status();
+            let headers = response.headers().clone();
             let body = response
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| ClientError::Transport(e.to_string()))?
                 .to_bytes();
-            Ok(Reply { status, body })
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
         };
         tokio::time::timeout(timeout, exchange)
             .await

@@ -9,7 +9,7 @@
 //! the format of `kedai eval replies`). The exception is `models`, which runs
 //! the model files in-process, as llama.cpp's `llama-bench` does.
 
-mod client;
+pub(crate) mod client;
 pub mod ingest;
 mod messages;
 pub mod models;
@@ -42,6 +42,9 @@ pub enum BenchCommand {
     /// answer kind, against a fresh `kedai serve` with the models and the
     /// demo shops (run it from the kedai checkout: `kb/` paths are relative)
     Replies(replies::RepliesArgs),
+    /// Workbench page latency (p50 / p90 / p99) with many conversations,
+    /// in-process on loopback, without models
+    Web(crate::web::bench::WebArgs),
 }
 
 /// Runs one benchmark to completion on a runtime of its own, so the caller
@@ -61,6 +64,9 @@ pub fn run(
         BenchCommand::Models(args) => models::run(args, settings, output),
         BenchCommand::Replies(args) => {
             runtime()?.block_on(replies::run(args, settings, output, config))
+        }
+        BenchCommand::Web(args) => {
+            runtime()?.block_on(crate::web::bench::run(args, settings, output))
         }
     }
 }

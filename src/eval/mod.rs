@@ -161,6 +161,8 @@ fn replies(args: RepliesArgs, settings: &Settings, output: Output) -> anyhow::Re
             println!("intent accuracy    {:.3}", report.intent_accuracy);
             println!("facts recall       {:.3}", report.facts_recall);
             println!("unsafe sends       {}", report.unsafe_sends);
+            println!("silent messages    {}", report.silent_messages);
+            println!("unverified sends   {}", report.unverified_auto_sends);
             println!("layer confusion (rows expected 1-3, columns decided 1-3):");
             for row in report.layer_confusion {
                 println!("    {:>4} {:>4} {:>4}", row[0], row[1], row[2]);

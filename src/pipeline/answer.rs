@@ -97,6 +97,9 @@ pub struct AnswerInput<'a> {
     /// The policy would use written text (send or draft it).
     pub wants_text: bool,
     pub destination_known: bool,
+    /// The message asks several questions: no single template or FAQ
+    /// answer covers it.
+    pub several_questions: bool,
 }
 
 pub fn same_language(a: &str, b: &str) -> bool {
@@ -203,6 +206,9 @@ impl Pipeline {
         notes: &mut Vec<String>,
         models: &mut Vec<String>,
     ) -> Result<Option<Candidate>, StageError> {
+        if input.several_questions {
+            return self.written_if_wanted(input, models).await;
+        }
         if let Some(why) = clarification_needed(input) {
             let mut candidate = Candidate::from_record(
                 Provenance::Clarifying,
@@ -218,6 +224,15 @@ impl Pipeline {
         if let Some(faq) = self.faq_answer(input, notes, models).await? {
             return Ok(Some(faq));
         }
+        self.written_if_wanted(input, models).await
+    }
+
+    /// A draft when the policy would use one and the knowledge grounds it.
+    async fn written_if_wanted(
+        &self,
+        input: &AnswerInput<'_>,
+        models: &mut Vec<String>,
+    ) -> Result<Option<Candidate>, StageError> {
         let grounded = input
             .hits
             .first()

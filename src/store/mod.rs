@@ -8,13 +8,16 @@
 //! callers. Every method that takes a [`TenantId`] only ever sees that
 //! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
 
+pub mod changes;
 pub mod credentials;
+pub mod desk;
 pub mod kb;
 pub mod operators;
 pub mod privacy;
 pub mod private_file;
 pub mod sqlite;
 pub mod translations;
+pub mod users;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,6 +32,8 @@ use crate::domain::{
     TenantName, TokenId,
 };
 
+pub use changes::{Change, ChangeFeed, ChangeKind, InProcessFeed};
+pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
@@ -37,6 +42,7 @@ pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
     TranslationStore,
 };
+pub use users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -678,22 +684,13 @@ pub trait Store:
     + AuditStore
     + JobStore
     + TranslationStore
+    + UserStore
+    + DeskStore
     + OperatorStore
     + PrivacyStore
 {
-}
-
-impl<T> Store for T where
-    T: TenantStore
-        + ConversationStore
-        + DecisionStore
-        + OrderStore
-        + AuditStore
-        + JobStore
-        + TranslationStore
-        + OperatorStore
-        + PrivacyStore
-{
+    /// Notes of committed changes to conversations, for live pages.
+    fn changes(&self) -> &dyn ChangeFeed;
 }
 
 /// The one timestamp format of the store: sortable as text.

@@ -23,6 +23,7 @@ use crate::config::{Durability, StoreSettings};
 mod audit;
 mod conversations;
 mod decisions;
+mod desk;
 mod jobs;
 mod kb;
 mod operators;
@@ -30,6 +31,7 @@ mod orders;
 mod privacy;
 mod tenants;
 mod translations;
+mod users;
 
 use audit::insert_audit;
 use conversations::insert_message;
@@ -42,6 +44,13 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     credentials: std::sync::Arc<super::credentials::CredentialKey>,
+    changes: std::sync::Arc<InProcessFeed>,
+}
+
+impl Store for SqliteStore {
+    fn changes(&self) -> &dyn ChangeFeed {
+        self.changes.as_ref()
+    }
 }
 
 impl SqliteStore {
@@ -97,6 +106,7 @@ impl SqliteStore {
             writer,
             reader,
             credentials,
+            changes: Default::default(),
         };
         store.seal_plain_credentials().await?;
         Ok(store)
@@ -104,6 +114,22 @@ impl SqliteStore {
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Tells live pages, after a commit, that a conversation changed.
+    fn announce(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        shop: Option<ShopId>,
+        kind: ChangeKind,
+    ) {
+        self.changes.publish(Change {
+            tenant,
+            conversation,
+            shop,
+            kind,
+        });
     }
 
     /// Closes both pools, checkpointing the write-ahead log.

@@ -3,6 +3,7 @@
 
 mod access;
 mod api;
+mod browser;
 mod chat;
 mod cli;
 mod durability;
@@ -19,3 +20,5 @@ mod queue;
 mod tokenizer;
 mod understand;
 mod understand_reload;
+mod web;
+mod web_pages;

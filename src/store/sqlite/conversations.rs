@@ -320,6 +320,12 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(
+            shop.tenant_id,
+            conversation_id,
+            Some(shop.id),
+            ChangeKind::Message,
+        );
         Ok(IngestOutcome {
             message_id,
             conversation_id,
@@ -497,6 +503,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(tenant, conversation, None, ChangeKind::Reply);
         Ok((message, false))
     }
 
@@ -532,6 +539,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(tenant, conversation, None, ChangeKind::State);
         Ok(true)
     }
 
@@ -574,6 +582,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(tenant, conversation, None, ChangeKind::State);
         Ok(true)
     }
 
