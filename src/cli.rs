@@ -46,6 +46,10 @@ pub enum Command {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Create the demo tenant, shops, knowledge base, orders and token
+        /// on start (sets server.demo); its token goes to <data dir>/demo-token.
+        #[arg(long)]
+        demo: bool,
     },
     /// Fetch, list and verify model files.
     #[command(subcommand)]
@@ -59,6 +63,12 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The server operator's credentials, which belong to no tenant.
+    #[command(subcommand)]
+    Operator(crate::access_cli::OperatorCommand),
+    /// A buyer's personal data: erase it on request.
+    #[command(subcommand)]
+    Buyer(crate::access_cli::BuyerCommand),
     /// Manage workbench users (people who log in at /app).
     #[command(subcommand)]
     User(crate::web::cli::UserCommand),
@@ -84,6 +94,9 @@ pub enum Command {
         buyer: Option<String>,
         #[arg(long, default_value = crate::startup::DEMO_TENANT)]
         tenant: String,
+        /// Create the demo tenant first if it does not exist.
+        #[arg(long)]
+        demo: bool,
     },
 }
 
@@ -121,7 +134,7 @@ pub enum KbCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
-    /// Create a tenant and its first API token.
+    /// Create a tenant and its first API token (scope admin).
     Create { name: String },
     /// List tenants.
     List,
@@ -168,6 +181,17 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         tenant: String,
+        /// What it may do: admin, integration (ingest, reply, orders,
+        /// read), read-only, or a list of ingest, reply, orders, read, kb,
+        /// models, e.g. `integration,kb`.
+        #[arg(long)]
+        scope: String,
+        /// Only this shop's messages, conversations and orders.
+        #[arg(long)]
+        shop: Option<String>,
+        /// When it stops working: `90d`, `12h`, `30m` or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
         #[arg(long, default_value = "api")]
         label: String,
     },
@@ -215,10 +239,11 @@ pub fn run() -> anyhow::Result<()> {
         Output::Human
     };
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, demo } => {
             if let Some(listen) = listen {
                 settings.server.listen = listen;
             }
+            settings.server.demo |= demo;
             serve(settings)
         }
         Command::Models(cmd) => crate::models::run(cmd, &settings, models_output(output)),
@@ -228,6 +253,12 @@ pub fn run() -> anyhow::Result<()> {
         Command::Tenant(cmd) => admin(&settings, |store| tenant(store, cmd, output)),
         Command::Shop(cmd) => admin(&settings, |store| shop(store, cmd, output)),
         Command::Token(cmd) => admin(&settings, |store| token(store, cmd, output)),
+        Command::Operator(cmd) => admin(&settings, |store| {
+            crate::access_cli::operator(store, cmd, access_output(output))
+        }),
+        Command::Buyer(cmd) => admin(&settings, |store| {
+            crate::access_cli::buyer(store, cmd, access_output(output))
+        }),
         Command::User(cmd) => admin(&settings, |store| user(store, cmd, output)),
         Command::Kb(cmd) => {
             let kb_settings = settings.clone();
@@ -238,8 +269,12 @@ pub fn run() -> anyhow::Result<()> {
             shop,
             buyer,
             tenant,
+            demo,
         } => ask(
-            settings,
+            {
+                settings.server.demo |= demo;
+                settings
+            },
             AskArgs {
                 text,
                 shop,
@@ -256,6 +291,13 @@ pub fn run() -> anyhow::Result<()> {
                 Output::Json => crate::eval::Output::Json,
             },
         ),
+    }
+}
+
+fn access_output(output: Output) -> crate::access_cli::Output {
+    match output {
+        Output::Human => crate::access_cli::Output::Human,
+        Output::Json => crate::access_cli::Output::Json,
     }
 }
 
@@ -303,10 +345,13 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
     runtime()?.block_on(async move {
         let harness = crate::startup::PipelineHarness::start(settings).await?;
         let store = harness.app.store();
-        let tenant = store
-            .tenant_by_name(&args.tenant)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no tenant named {:?}", args.tenant))?;
+        let tenant = store.tenant_by_name(&args.tenant).await?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no tenant named {:?}; for the demo shops add --demo (or start \
+                     `kedai serve --demo` once)",
+                args.tenant
+            )
+        })?;
         let shop = store
             .shop_by_key(tenant.id, &shop_key)
             .await?
@@ -398,8 +443,46 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
     })
 }
 
+/// Says where the demo tenant's token is. Its value is printed only to a
+/// terminal, where a person reads it: output that is not a terminal (a
+/// container's log, a service manager's journal) is kept and read by
+/// others, so it gets the file's path alone.
+fn announce_demo(app: &Application, demo_file: &Option<PathBuf>) {
+    use std::io::IsTerminal;
+    let Some(file) = demo_file else {
+        return;
+    };
+    match &app.demo {
+        Some(demo) => {
+            println!(
+                "Created the demo tenant {:?} with shops demo-shopee, demo-lazada, demo-tiktok \
+                 and demo-web.\nIts API token (scope admin) is in {} (mode 0600).",
+                demo.tenant,
+                demo.token_file.display()
+            );
+            if std::io::stdout().is_terminal() {
+                println!("\n    {}\n", demo.token);
+            }
+        }
+        None if file.is_file() => {
+            println!("The demo tenant's API token is in {}.", file.display());
+        }
+        None => println!(
+            "The demo tenant exists; its token file {} is gone. Issue another with \
+             `kedai token create --tenant demo --scope admin`.",
+            file.display()
+        ),
+    }
+}
+
 fn serve(settings: Settings) -> anyhow::Result<()> {
     crate::engine::init_threads(settings.models.threads);
+    let demo_file = settings.server.demo.then(|| {
+        settings
+            .store
+            .data_dir
+            .join(crate::startup::DEMO_TOKEN_FILE)
+    });
     let models = prepare_models(&settings);
     runtime()?.block_on(async move {
         let app = Application::build(
@@ -412,13 +495,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             },
         )
         .await?;
-        if let Some(demo) = &app.demo {
-            println!(
-                "Created the demo tenant {:?} with shops demo-shopee, demo-lazada, demo-tiktok \
-                 and demo-web.\nIts API token (shown only this once):\n\n    {}\n",
-                demo.tenant, demo.token
-            );
-        }
+        announce_demo(&app, &demo_file);
         println!("kedai is listening on http://{}", app.address());
         let shutdown = CancellationToken::new();
         let trigger = shutdown.clone();
@@ -490,7 +567,7 @@ async fn tenant(store: SqliteStore, cmd: TenantCommand, output: Output) -> anyho
                 json!({ "tenant_id": tenant.id, "name": tenant.name, "token": token }),
                 || {
                     format!(
-                        "Created tenant {:?} ({}).\nAPI token (shown only this once): {token}",
+                        "Created tenant {:?} ({}).\nAdmin API token (shown only this once): {token}",
                         tenant.name, tenant.id
                     )
                 },
@@ -612,12 +689,43 @@ async fn user(
 
 async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow::Result<()> {
     match cmd {
-        TokenCommand::Create { tenant, label } => {
+        TokenCommand::Create {
+            tenant,
+            scope,
+            shop,
+            expires,
+            label,
+        } => {
             let tenant = tenant_named(&store, &tenant).await?;
-            let (info, token) = crate::auth::issue_token(&store, tenant.id, &label).await?;
+            let grant = crate::access_cli::token_grant(
+                &store,
+                &tenant,
+                crate::access_cli::GrantArgs {
+                    scope,
+                    shop,
+                    expires,
+                    label,
+                },
+            )
+            .await?;
+            let (info, token) = crate::auth::issue_scoped_token(&store, grant).await?;
             output.print(
-                json!({ "token_id": info.id, "tenant_id": tenant.id, "label": info.label, "token": token }),
-                || format!("Token {} for tenant {:?} (shown only this once): {token}", info.id, tenant.name),
+                json!({
+                    "token_id": info.id, "tenant_id": tenant.id, "label": info.label,
+                    "scopes": info.scopes, "shop_id": info.shop_id,
+                    "expires_at": info.expires_at, "token": token,
+                }),
+                || {
+                    format!(
+                        "Token {} for tenant {:?}, scopes {}{} (shown only this once): {token}",
+                        info.id,
+                        tenant.name,
+                        info.scopes,
+                        info.expires_at
+                            .map(|at| format!(", expires {}", at.to_rfc3339()))
+                            .unwrap_or_default()
+                    )
+                },
             );
         }
         TokenCommand::Revoke { id } => {
@@ -635,19 +743,7 @@ async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow:
             let tenant = tenant_named(&store, &tenant).await?;
             let tokens = store.list_tokens(tenant.id).await?;
             output.print(json!({ "tokens": tokens }), || {
-                let mut out = format!("{:<38} {:<12} {:<10} {}", "ID", "PREFIX", "STATE", "LABEL");
-                for t in &tokens {
-                    let state = if t.revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    };
-                    out.push_str(&format!(
-                        "\n{:<38} {:<12} {:<10} {}",
-                        t.id, t.prefix, state, t.label
-                    ));
-                }
-                out
+                crate::access_cli::token_table(&tokens)
             });
         }
     }

@@ -46,6 +46,28 @@ pub struct Settings {
     pub policy: crate::pipeline::policy::PolicySettings,
     pub pipeline: PipelineSettings,
     pub web: crate::web::WebSettings,
+    pub access: AccessSettings,
+}
+
+/// Authentication throttling and each tenant's share of the models
+/// (`[access]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSettings {
+    /// Failed authentications one client address may make per window.
+    pub failed_auth_limit: u32,
+    pub failed_auth_window_secs: u64,
+    /// Client addresses the failure counter remembers at most.
+    pub failed_auth_clients: usize,
+    /// Request header holding the client's address when a reverse proxy
+    /// sits in front (`x-forwarded-for`, `x-real-ip`); empty: the peer.
+    pub client_ip_header: String,
+    /// Requests per minute one tenant may send to the `/v1` model
+    /// endpoints, and how many may run at once.
+    pub models_requests_per_minute: u32,
+    pub models_concurrency_per_tenant: usize,
+    /// Least seconds between two retrainings asked for over the API.
+    pub reload_min_interval_secs: u64,
 }
 
 /// The answer stage's tuning (`[pipeline]`).
@@ -82,6 +104,24 @@ pub struct ServerSettings {
     pub max_text_chars: usize,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    /// A second address serving only `/metrics`, without credentials, for
+    /// a scraper on a private network; empty for none.
+    pub metrics_listen: String,
+    /// Seconds a client may take to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Requests handled at once; beyond, 503 with Retry-After.
+    pub max_concurrent_requests: usize,
+    /// Create the demo tenant, its shops, knowledge base, orders and a
+    /// token on start (`serve --demo`).
+    pub demo: bool,
+}
+
+impl ServerSettings {
+    /// The metrics listener's address, if one is configured.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        let raw = self.metrics_listen.trim();
+        (!raw.is_empty()).then(|| raw.parse().ok()).flatten()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -100,6 +140,11 @@ pub struct StoreSettings {
     pub durability: Durability,
     pub busy_timeout_ms: u64,
     pub read_connections: u32,
+    /// Days conversations are kept after their last message; 0 forever.
+    pub retention_days: u32,
+    /// File holding the key that encrypts shop credentials; empty means
+    /// `<data_dir>/credentials.key`. `KEDAI_CREDENTIALS_KEY` overrides it.
+    pub credentials_key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +183,10 @@ pub struct ModelsSettings {
     pub chat_max_prompt_tokens: usize,
     /// Largest request body the OpenAI-compatible `/v1` endpoints accept.
     pub request_body_limit_bytes: usize,
+    /// Admission slots kept for the reply pipeline alone, which the
+    /// pipeline's requests also jump the queue with.
+    pub pipeline_embedding_capacity: usize,
+    pub pipeline_chat_capacity: usize,
 }
 
 impl ModelsSettings {
@@ -240,6 +289,7 @@ impl Settings {
         if self.store.read_connections == 0 {
             return invalid("store.read_connections must be > 0, got 0".into());
         }
+        self.validate_access()?;
         if self.queue.max_attempts == 0 {
             return invalid("queue.max_attempts must be > 0, got 0".into());
         }
@@ -290,6 +340,55 @@ impl Settings {
         Ok(())
     }
 
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let server = &self.server;
+        if !server.metrics_listen.trim().is_empty() && server.metrics_address().is_none() {
+            return invalid(format!(
+                "server.metrics_listen must be an address such as 127.0.0.1:9464, got {:?}",
+                server.metrics_listen
+            ));
+        }
+        let access = &self.access;
+        let positive = [
+            (
+                "server.header_read_timeout_secs",
+                server.header_read_timeout_secs as u128,
+            ),
+            (
+                "server.max_concurrent_requests",
+                server.max_concurrent_requests as u128,
+            ),
+            ("access.failed_auth_limit", access.failed_auth_limit as u128),
+            (
+                "access.failed_auth_window_secs",
+                access.failed_auth_window_secs as u128,
+            ),
+            (
+                "access.failed_auth_clients",
+                access.failed_auth_clients as u128,
+            ),
+            (
+                "access.models_requests_per_minute",
+                access.models_requests_per_minute as u128,
+            ),
+            (
+                "access.models_concurrency_per_tenant",
+                access.models_concurrency_per_tenant as u128,
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return invalid(format!("{key} must be > 0, got 0"));
+        }
+        let header = access.client_ip_header.trim();
+        if !header.is_empty() && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            return invalid(format!(
+                "access.client_ip_header must be a header name such as x-forwarded-for, got {header:?}"
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_runtime(&self) -> Result<(), ConfigError> {
         let models = &self.models;
         let device = models.device.trim().to_ascii_lowercase();
@@ -323,6 +422,14 @@ impl Settings {
             ),
             ("models.embedding_max_batch", models.embedding_max_batch),
             ("models.chat_queue_capacity", models.chat_queue_capacity),
+            (
+                "models.pipeline_embedding_capacity",
+                models.pipeline_embedding_capacity,
+            ),
+            (
+                "models.pipeline_chat_capacity",
+                models.pipeline_chat_capacity,
+            ),
             ("models.chat_max_tokens", models.chat_max_tokens),
             (
                 "models.chat_max_prompt_tokens",
@@ -331,6 +438,12 @@ impl Settings {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{key} must be > 0, got 0")));
+        }
+        if models.embedding_max_batch > 2048 {
+            return Err(ConfigError::Invalid(format!(
+                "models.embedding_max_batch must be <= 2048, got {}",
+                models.embedding_max_batch
+            )));
         }
         if models.threads > 1024 {
             return Err(ConfigError::Invalid(format!(

@@ -218,7 +218,7 @@ mod tests {
             record.tracking_events[0].at.to_rfc3339(),
             "2026-11-17T18:00:00+00:00"
         );
-        assert!(buyer.as_ref().unwrap().is_vip);
+        assert_eq!(buyer.as_ref().unwrap().is_vip, Some(true));
 
         std::fs::write(&path, "{\"shop\":\"demo-shopee\"}\n").unwrap();
         let err = parse_file(&path, now).unwrap_err().to_string();
@@ -235,6 +235,6 @@ mod tests {
         assert!(parsed.len() >= 40, "{} orders", parsed.len());
         assert!(parsed
             .iter()
-            .any(|(_, _, _, buyer)| buyer.as_ref().is_some_and(|b| b.is_vip)));
+            .any(|(_, _, _, buyer)| buyer.as_ref().is_some_and(|b| b.is_vip == Some(true))));
     }
 }

@@ -3,6 +3,7 @@
 //! The library holds everything; `main.rs` only parses the command line and
 //! calls [`cli::run`]. See `ARCHITECTURE.md` for the map of modules.
 
+pub mod access_cli;
 pub mod auth;
 pub mod bench;
 pub mod cli;

@@ -29,6 +29,9 @@ const MODEL_REQUEST: &str = "kedai_model_request_duration_seconds";
 const MODEL_QUEUE_WAIT: &str = "kedai_model_queue_wait_seconds";
 const UNDERSTAND_RELOADS: &str = "kedai_understand_reloads_total";
 const UNDERSTAND_EXEMPLARS: &str = "kedai_understand_exemplars";
+const AUTH_REFUSED: &str = "kedai_auth_refused_total";
+const API_THROTTLED: &str = "kedai_api_throttled_total";
+const HTTP_SHED: &str = "kedai_http_shed_total";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle;
 /// later calls (several servers in one test process) share it.
@@ -57,6 +60,19 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
+    describe_counter!(
+        AUTH_REFUSED,
+        "Requests refused by authentication or authorisation, by cause (missing, malformed, \
+         unknown, expired, scope, operator, throttled)."
+    );
+    describe_counter!(
+        API_THROTTLED,
+        "Model requests refused by a tenant's fair share, by cause (rate, concurrency)."
+    );
+    describe_counter!(
+        HTTP_SHED,
+        "Requests refused with 503 because the server was at its concurrency limit."
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by route and status."
@@ -238,4 +254,16 @@ pub fn understand_reload(trigger: &'static str, outcome: &'static str) {
 pub fn understand_exemplars(intents: usize, sentiment: usize) {
     gauge!(UNDERSTAND_EXEMPLARS, "kind" => "intent").set(intents as f64);
     gauge!(UNDERSTAND_EXEMPLARS, "kind" => "sentiment").set(sentiment as f64);
+}
+
+pub fn auth_refused(cause: &'static str) {
+    counter!(AUTH_REFUSED, "cause" => cause).increment(1);
+}
+
+pub fn api_throttled(cause: &'static str) {
+    counter!(API_THROTTLED, "cause" => cause).increment(1);
+}
+
+pub fn http_shed() {
+    counter!(HTTP_SHED).increment(1);
 }

@@ -1,6 +1,7 @@
 //! Assembles a running kedai from `Settings`: opens the store, seeds the demo
-//! tenant on first start, starts the queue workers and the HTTP server, and
-//! shuts them down in order on a signal.
+//! tenant when asked to (`server.demo`, `serve --demo`), starts the queue
+//! workers, the HTTP server (and the metrics listener, when configured) and
+//! the retention task, and shuts them down in order on a signal.
 //!
 //! Model files are prepared by the caller before [`Application::build`]; the
 //! server never downloads anything while it serves requests.
@@ -36,16 +37,26 @@ pub const DEMO_SHOPS: [(&str, Platform, &str); 4] = [
     ("demo-web", Platform::Web, "Demo web shop"),
 ];
 
-/// Credentials minted for the demo tenant on the first start, shown once.
+/// The file the demo tenant's token is written to, in the data directory.
+pub const DEMO_TOKEN_FILE: &str = "demo-token";
+
+/// Credentials minted for the demo tenant on its first start. The token is
+/// also in `token_file` (mode 0600), so that it never has to be printed
+/// where logs are kept.
 #[derive(Debug, Clone)]
 pub struct DemoCredentials {
     pub tenant: String,
     pub token: String,
+    pub token_file: std::path::PathBuf,
 }
 
 /// Creates the demo tenant and its shops unless a tenant called "demo"
-/// already exists; returns the new token when it made one.
-pub async fn seed_demo(store: &dyn Store) -> Result<Option<DemoCredentials>, StoreError> {
+/// already exists; returns the new token when it made one, after writing
+/// it to `<data_dir>/demo-token`.
+pub async fn seed_demo(
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+) -> Result<Option<DemoCredentials>, StoreError> {
     if store.tenant_by_name(DEMO_TENANT).await?.is_some() {
         return Ok(None);
     }
@@ -76,10 +87,30 @@ pub async fn seed_demo(store: &dyn Store) -> Result<Option<DemoCredentials>, Sto
             .await?;
     }
     let (_, token) = crate::auth::issue_token(store, tenant.id, "demo").await?;
+    let token_file = data_dir.join(DEMO_TOKEN_FILE);
+    write_token_file(&token_file, &token).map_err(|source| StoreError::DataDir {
+        path: token_file.clone(),
+        source,
+    })?;
     Ok(Some(DemoCredentials {
         tenant: tenant.name,
         token,
+        token_file,
     }))
+}
+
+/// Writes `token` to `path`, readable by the owner alone, replacing an
+/// older file of that name.
+fn write_token_file(path: &std::path::Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let mut file = crate::store::private_file::create_new(path)?;
+    file.write_all(format!("{token}\n").as_bytes())?;
+    file.sync_all()
 }
 
 /// What `build` needs besides the settings.
@@ -100,6 +131,8 @@ pub struct BuildOptions {
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    /// `server.metrics_listen`'s listener, when one is configured.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     settings: Settings,
     pub demo: Option<DemoCredentials>,
@@ -113,9 +146,13 @@ impl Application {
         })?);
         let store: Arc<dyn Store> = sqlite.clone();
         let kb_store: Arc<dyn KbStore> = sqlite;
-        let demo = seed_demo(store.as_ref())
-            .await
-            .context("seeding the demo tenant")?;
+        let demo = if settings.server.demo {
+            seed_demo(store.as_ref(), &settings.store.data_dir)
+                .await
+                .context("seeding the demo tenant")?
+        } else {
+            None
+        };
         let engine = match options.engine {
             Some(engine) => engine,
             None => {
@@ -143,7 +180,9 @@ impl Application {
             kb_embedder.clone(),
             settings.store.data_dir.join("kb"),
         ));
-        seed_demo_kb(store.as_ref(), &kb, &settings.kb.demo_dir).await;
+        if settings.server.demo {
+            seed_demo_kb(store.as_ref(), &kb, &settings.kb.demo_dir).await;
+        }
         if demo.is_some() {
             seed_demo_orders(store.as_ref(), &settings.kb.demo_orders).await;
         }
@@ -155,14 +194,14 @@ impl Application {
         };
         let handler: Arc<dyn JobHandler> = match (options.handler, understand.clone()) {
             (Some(handler), _) => handler,
-            (None, Some(understand)) => Arc::new(reply_pipeline(
+            (None, Some(understand)) => Arc::new(TenantScoped(reply_pipeline(
                 &settings,
                 store.clone(),
                 kb.clone(),
                 engine.clone(),
                 understand,
                 kb_embedder.clone(),
-            )),
+            ))),
             // Without the embedding model nothing can be understood: messages
             // are stored and marked, and wait for a human.
             (None, None) => Arc::new(MarkProcessed {
@@ -181,6 +220,7 @@ impl Application {
                 model_body_bytes: settings.models.request_body_limit_bytes,
                 timeout: Duration::from_secs(settings.server.request_timeout_secs),
                 max_attempts: settings.queue.max_attempts,
+                max_concurrent_requests: settings.server.max_concurrent_requests,
             },
             readiness: Arc::new(Readiness::new(options.models)),
             metrics,
@@ -188,14 +228,24 @@ impl Application {
             engine,
             policy: settings.policy.clone(),
             understand,
+            access: Arc::new(crate::http::access::AccessState::new(&settings.access)),
         };
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let address = listener.local_addr()?;
+        let metrics_listener = match settings.server.metrics_address() {
+            Some(metrics) => Some(
+                TcpListener::bind(metrics)
+                    .await
+                    .with_context(|| format!("binding server.metrics_listen {metrics}"))?,
+            ),
+            None => None,
+        };
         Ok(Application {
             listener,
             address,
+            metrics_listener,
             state,
             settings,
             demo,
@@ -229,6 +279,13 @@ impl Application {
         self.address
     }
 
+    /// The metrics listener's address, when `server.metrics_listen` is set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
     }
@@ -250,17 +307,33 @@ impl Application {
             self.state.store.clone(),
             self.state.kb.clone(),
         ));
-        let app = http::router(self.state.clone())
-            .merge(crate::web::router(self.web_state(shutdown.clone())));
+        if self.settings.store.retention_days > 0 {
+            tokio::spawn(apply_retention(
+                self.state.store.clone(),
+                self.settings.store.retention_days,
+                shutdown.child_token(),
+            ));
+        }
+        let serve_options = http::serve::ServeOptions {
+            header_read_timeout: Duration::from_secs(self.settings.server.header_read_timeout_secs),
+        };
+        let web = self.web_state(shutdown.clone());
+        if let Some(listener) = self.metrics_listener {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "metrics are served without credentials on this address");
+            }
+            tokio::spawn(http::serve::serve(
+                listener,
+                http::health::metrics_router(self.state.clone()),
+                serve_options,
+                shutdown.child_token(),
+            ));
+        }
+        let app = http::router(self.state.clone()).merge(crate::web::router(web));
         let grace = Duration::from_secs(self.settings.server.shutdown_grace_secs);
-        let signal = shutdown.clone();
-        let server = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { signal.cancelled().await });
+        let server = http::serve::serve(self.listener, app, serve_options, shutdown.clone());
         tracing::info!(address = %self.address, "kedai is listening");
-        let mut server = tokio::spawn(async move { server.await });
+        let mut server = tokio::spawn(server);
         let early_exit = tokio::select! {
             joined = &mut server => Some(joined),
             _ = shutdown.cancelled() => None,
@@ -292,6 +365,20 @@ impl Application {
         while workers.join_next().await.is_some() {}
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Runs each job in its tenant's cache scope (`engine::scope`), so the
+/// model work the pipeline caches for one tenant is never reused for
+/// another's.
+struct TenantScoped<H>(H);
+
+#[async_trait::async_trait]
+impl<H: JobHandler> JobHandler for TenantScoped<H> {
+    async fn handle(&self, job: &crate::store::Job) -> Result<(), crate::queue::JobError> {
+        let owner = job.tenant_id.map_or(0, |t| t.0.as_u128());
+        crate::engine::scope::within(crate::engine::scope::pipeline(owner), self.0.handle(job))
+            .await
     }
 }
 
@@ -472,6 +559,26 @@ async fn warm_kb_indexes(store: Arc<dyn Store>, kb: Arc<KbService>) {
         }
         if let Err(err) = kb.current(tenant.id).await {
             tracing::warn!(tenant = %tenant.id, error = %err, "kb index not built");
+        }
+    }
+}
+
+/// Deletes conversations older than `days` once an hour until `stop`.
+async fn apply_retention(store: Arc<dyn Store>, days: u32, stop: CancellationToken) {
+    loop {
+        let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        match store.apply_retention(before).await {
+            Ok(outcome) if outcome.conversations > 0 => tracing::info!(
+                conversations = outcome.conversations,
+                messages = outcome.messages,
+                "conversations past the retention period deleted"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "retention pass failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
 }

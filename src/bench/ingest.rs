@@ -15,9 +15,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use axum::http::{Method, StatusCode};
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::{StatusCode, Url};
+
+use super::client::{BenchClient, Call, ClientError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -75,16 +76,20 @@ impl IngestArgs {
         let (Some(url), Some(token), Some(shop)) = (&self.url, &self.token, &self.shop) else {
             return Ok(None);
         };
-        let parsed = Url::parse(url).with_context(|| format!("--url {url:?} is not a URL"))?;
-        if parsed.scheme() != "http" {
+        let parsed: axum::http::Uri = url
+            .parse()
+            .with_context(|| format!("--url {url:?} is not a URL"))?;
+        if parsed.scheme_str() != Some("http") || parsed.host().is_none() {
             bail!(
-                "--url must be plain http, got {:?}; put the bench next to the server or behind its TLS proxy",
-                parsed.scheme()
+                "--url must be a plain http URL such as http://127.0.0.1:8080, got {url:?}; \
+                 put the bench next to the server or behind its TLS proxy"
             );
         }
         Ok(Some(Endpoint {
             base: url.trim_end_matches('/').to_string(),
             token: token.clone(),
+            // Remote servers: queue counts are not read.
+            operator: String::new(),
             shop: shop.clone(),
         }))
     }
@@ -138,9 +143,9 @@ impl Schedule {
 /// Everything a send task needs, cheap to clone.
 #[derive(Clone)]
 struct Target {
-    client: reqwest::Client,
-    messages_url: Url,
-    authorization: HeaderValue,
+    client: BenchClient,
+    messages_url: String,
+    token: String,
 }
 
 #[derive(Deserialize)]
@@ -251,19 +256,16 @@ pub(super) async fn run(
 }
 
 async fn measure_runs(
-    client: &reqwest::Client,
+    client: &BenchClient,
     endpoint: &Endpoint,
     args: &IngestArgs,
     output: Output,
 ) -> anyhow::Result<Vec<RunReport>> {
     let schedule = Schedule::new(args.rate, args.warmup, args.duration);
-    let mut authorization = HeaderValue::from_str(&format!("Bearer {}", endpoint.token))
-        .context("the token contains characters not allowed in an HTTP header")?;
-    authorization.set_sensitive(true);
     let target = Target {
         client: client.clone(),
-        messages_url: Url::parse(&format!("{}/api/v1/messages", endpoint.base))?,
-        authorization,
+        messages_url: format!("{}/api/v1/messages", endpoint.base),
+        token: endpoint.token.clone(),
     };
     let mut generator = MessageGenerator::new(GeneratorParams {
         shop: endpoint.shop.clone(),
@@ -323,12 +325,10 @@ async fn measure_run(
             let due = start + offset;
             let phase = schedule.phase(index);
             let delivery = generator.next_delivery();
-            let request = target
-                .client
-                .post(target.messages_url.clone())
-                .header(AUTHORIZATION, target.authorization.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .body(delivery.body);
+            let request = Call::new(Method::POST, target.messages_url.clone())
+                .bearer(&target.token)
+                .json_bytes(delivery.body);
+            let client = target.client.clone();
             let wait = due.saturating_duration_since(Instant::now());
             if !wait.is_zero() {
                 std::thread::sleep(wait);
@@ -336,7 +336,7 @@ async fn measure_run(
 
             let samples = samples.clone();
             runtime.spawn(async move {
-                let outcome = deliver(request).await;
+                let outcome = deliver(&client, request).await;
                 let done = Instant::now();
                 let _ = samples.send(Sample {
                     phase,
@@ -363,20 +363,15 @@ async fn measure_run(
     Ok((recorder, generator))
 }
 
-async fn deliver(request: reqwest::RequestBuilder) -> Outcome {
-    let response = match request.send().await {
+async fn deliver(client: &BenchClient, request: Call) -> Outcome {
+    let response = match client.send(request).await {
         Ok(response) => response,
         Err(err) => return Outcome::Failed(transport_failure(&err)),
     };
-    let status = response.status();
-    let body = match response.bytes().await {
-        Ok(body) => body,
-        Err(err) => return Outcome::Failed(transport_failure(&err)),
-    };
-    if status != StatusCode::ACCEPTED {
-        return Outcome::Failed(Failure::Status(status.as_u16()));
+    if response.status != StatusCode::ACCEPTED {
+        return Outcome::Failed(Failure::Status(response.status.as_u16()));
     }
-    match serde_json::from_slice::<Ack>(&body) {
+    match response.json::<Ack>() {
         Ok(ack) => Outcome::Acked {
             duplicate: ack.duplicate,
         },
@@ -384,30 +379,28 @@ async fn deliver(request: reqwest::RequestBuilder) -> Outcome {
     }
 }
 
-fn transport_failure(err: &reqwest::Error) -> Failure {
-    if err.is_timeout() {
-        Failure::Timeout
-    } else if err.is_connect() {
-        Failure::Connect
-    } else {
-        Failure::Transport
+fn transport_failure(err: &ClientError) -> Failure {
+    match err {
+        ClientError::Timeout(_) => Failure::Timeout,
+        ClientError::Connect(_) => Failure::Connect,
+        ClientError::Transport(_) | ClientError::Request(_) => Failure::Transport,
     }
 }
 
 async fn count_visible_conversations(
-    client: &reqwest::Client,
+    client: &BenchClient,
     endpoint: &Endpoint,
 ) -> anyhow::Result<usize> {
-    let url = format!("{}/api/v1/conversations", endpoint.base);
+    let url = format!(
+        "{}/api/v1/conversations?shop={}&limit=50",
+        endpoint.base, endpoint.shop
+    );
     let response = client
-        .get(&url)
-        .bearer_auth(&endpoint.token)
-        .query(&[("shop", endpoint.shop.as_str()), ("limit", "50")])
-        .send()
+        .send(Call::get(&url).bearer(&endpoint.token))
         .await
         .with_context(|| format!("GET {url} failed"))?;
-    let status = response.status();
-    let body = response.text().await?;
+    let status = response.status;
+    let body = response.text();
     if status != StatusCode::OK {
         bail!("GET {url} answered {status}: {body}");
     }

@@ -9,6 +9,7 @@
 //! the format of `kedai eval replies`). The exception is `models`, which runs
 //! the model files in-process, as llama.cpp's `llama-bench` does.
 
+pub(crate) mod client;
 pub mod ingest;
 mod messages;
 pub mod models;

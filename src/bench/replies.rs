@@ -21,8 +21,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use axum::http::Method;
 use chrono::{DateTime, Utc};
-use reqwest::Method;
+
+use super::client::{BenchClient, Call};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -282,7 +284,7 @@ struct Outbound<'a> {
 }
 
 struct Api<'a> {
-    client: &'a reqwest::Client,
+    client: &'a BenchClient,
     endpoint: &'a Endpoint,
 }
 
@@ -293,22 +295,18 @@ impl Api<'_> {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<T> {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.endpoint.base))
-            .bearer_auth(&self.endpoint.token);
+        let mut call = Call::new(method.clone(), format!("{}{path}", self.endpoint.base))
+            .bearer(&self.endpoint.token);
         if let Some(body) = &body {
-            request = request.json(body);
+            call = call.json(body);
         }
-        let response = request
-            .send()
+        let response = self
+            .client
+            .send(call)
             .await
             .with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .with_context(|| format!("{method} {path}: reading the response"))?;
+        let status = response.status;
+        let text = response.text();
         if !status.is_success() {
             bail!("{method} {path} answered {status}: {text}");
         }
@@ -405,13 +403,10 @@ impl Api<'_> {
         let url = format!("{}/readyz", self.endpoint.base);
         let body = self
             .client
-            .get(&url)
-            .send()
+            .send(Call::get(&url).bearer(&self.endpoint.operator))
             .await
             .with_context(|| format!("GET {url}"))?
-            .text()
-            .await
-            .with_context(|| format!("GET {url}: reading the response"))?;
+            .text();
         let report: ReadinessReport = serde_json::from_str(&body)
             .with_context(|| format!("GET {url}: unexpected response {body}"))?;
         report

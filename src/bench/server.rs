@@ -21,8 +21,9 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use super::client::{BenchClient, Call};
 use crate::config::Settings;
-use crate::startup::{DEMO_SHOPS, DEMO_TENANT};
+use crate::startup::{DEMO_SHOPS, DEMO_TOKEN_FILE};
 
 const TENANT: &str = "bench";
 const SHOP: &str = "bench-web";
@@ -49,16 +50,10 @@ pub(crate) enum ServerSetup {
 }
 
 /// The HTTP client every benchmark uses against the server.
-pub(crate) fn bench_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(
-            settings.server.request_timeout_secs + CLIENT_TIMEOUT_MARGIN_SECS,
-        ))
-        .tcp_nodelay(true)
-        // A proxy from the environment would be measured along with kedai.
-        .no_proxy()
-        .build()
-        .context("cannot build the HTTP client")
+pub(crate) fn bench_client(settings: &Settings) -> anyhow::Result<BenchClient> {
+    Ok(BenchClient::new(Duration::from_secs(
+        settings.server.request_timeout_secs + CLIENT_TIMEOUT_MARGIN_SECS,
+    )))
 }
 
 /// How long a throwaway server gets to stop after SIGTERM.
@@ -72,6 +67,8 @@ pub(crate) struct Endpoint {
     /// `http://host:port`, no trailing slash.
     pub base: String,
     pub token: String,
+    /// An operator token, for readiness details (the queue's counts).
+    pub operator: String,
     pub shop: String,
 }
 
@@ -95,7 +92,7 @@ impl BenchServer {
     /// `config` is the configuration file kedai was given, if any: the
     /// server measured runs with it too.
     pub async fn start(
-        client: &reqwest::Client,
+        client: &BenchClient,
         setup: ServerSetup,
         config: Option<&Path>,
     ) -> anyhow::Result<BenchServer> {
@@ -110,6 +107,11 @@ impl BenchServer {
             ServerSetup::IngestOnly => Some(create_tenant_and_shop(&exe, data_dir.path()).await?),
             ServerSetup::Demo => None,
         };
+        let operator: IssuedToken = run_json(
+            exe.command(data_dir.path())
+                .args(["--json", "operator", "token", "create", "--label", "bench"]),
+        )
+        .await?;
 
         let addr = free_loopback_addr()?;
         let log_path = data_dir.path().join("serve.log");
@@ -120,11 +122,14 @@ impl BenchServer {
             // Models do not belong in an ingest measurement.
             serve.env("KEDAI__MODELS__REQUIRED", "false");
         }
+        serve.args(["serve", "--listen", &addr.to_string()]);
+        if setup == ServerSetup::Demo {
+            serve.arg("--demo");
+        }
         let child = serve
-            .args(["serve", "--listen", &addr.to_string()])
             .stdin(Stdio::null())
-            // `serve` prints the demo tenant's token on first start, in
-            // words; the demo setup issues its own through `--json`.
+            // `serve` says where the demo tenant's token is, in words; the
+            // demo setup reads the file.
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -140,6 +145,7 @@ impl BenchServer {
             endpoint: Endpoint {
                 base: format!("http://{addr}"),
                 token: own_token.unwrap_or_default(),
+                operator: operator.token,
                 shop: shop.to_string(),
             },
             log_path,
@@ -147,18 +153,12 @@ impl BenchServer {
         };
         server.wait_for(client, "/healthz", startup_timeout).await?;
         if setup == ServerSetup::Demo {
-            // The demo tenant exists once `serve` answers.
-            let issued: IssuedToken = run_json(exe.command(server.data_dir()).args([
-                "--json",
-                "token",
-                "create",
-                "--tenant",
-                DEMO_TENANT,
-                "--label",
-                "bench",
-            ]))
-            .await?;
-            server.endpoint.token = issued.token;
+            // The demo tenant and its token file exist once `serve` answers.
+            let file = server.data_dir().join(DEMO_TOKEN_FILE);
+            server.endpoint.token = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the demo token from {}", file.display()))?
+                .trim()
+                .to_owned();
             server.wait_for(client, "/readyz", startup_timeout).await?;
         }
         Ok(server)
@@ -177,7 +177,7 @@ impl BenchServer {
     /// themselves.
     async fn wait_for(
         &mut self,
-        client: &reqwest::Client,
+        client: &BenchClient,
         path: &str,
         timeout: Duration,
     ) -> anyhow::Result<()> {
@@ -191,15 +191,17 @@ impl BenchServer {
                 );
             }
             let probe = client
-                .get(&url)
-                .timeout(Duration::from_secs(1))
-                .send()
+                .send(
+                    Call::get(&url)
+                        .bearer(&self.endpoint.operator)
+                        .timeout(Duration::from_secs(1)),
+                )
                 .await;
             if let Ok(response) = probe {
-                if response.status() == reqwest::StatusCode::OK {
+                if response.status == axum::http::StatusCode::OK {
                     return Ok(());
                 }
-                let report: serde_json::Value = response.json().await.unwrap_or_default();
+                let report: serde_json::Value = response.json().unwrap_or_default();
                 if let Some(why) = report["models"]["detail"]["unavailable"].as_str() {
                     bail!("`kedai serve` cannot load its models: {why}");
                 }

@@ -2,6 +2,12 @@
 //! a bounded admission queue, and async callers talk to it with one-shot
 //! replies (and a token channel when they stream).
 //!
+//! Requests come in [`Lane`]s: the reply pipeline has admission slots of its
+//! own and is served before the `/v1` endpoints' clients, so no amount of
+//! `/v1` traffic can take the model from a buyer's reply (per-tenant shares
+//! of the `/v1` slots are `http`'s). Inputs are checked for size before
+//! admission, never tokenised first.
+//!
 //! It owns admission control (a full queue answers [`EngineError::Overloaded`]
 //! at once, a model that is not loaded [`EngineError::Unavailable`]), the
 //! dynamic batching of embedding requests by a token budget, dropping work
@@ -11,11 +17,12 @@
 //! and nothing here blocks an async thread: admission is a semaphore's
 //! `try_acquire` and a channel's `try_send`.
 
+mod lanes;
+pub mod scope;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,11 +31,26 @@ use serde::Serialize;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ModelsSettings;
-use crate::inference::chat::{ChatMessage, ChatModel, Generation, GenerationParams};
+use crate::inference::chat::{CacheScope, ChatMessage, ChatModel, Generation, GenerationParams};
 use crate::inference::{EmbedRole, InferenceError, InputReport};
 use crate::metrics as m;
 use crate::models::{PreparedModels, ResolvedModel};
+pub use lanes::Lane;
+use lanes::LaneQueue;
 
+/// Messages one chat request may hold.
+pub const MAX_CHAT_MESSAGES: usize = 256;
+/// Bytes of text counted as one token by the prompt-length check made
+/// before tokenising: a prompt longer than this many bytes per allowed
+/// token is refused without being tokenised.
+pub const PROMPT_BYTES_PER_TOKEN: usize = 4;
+/// Characters of an embedding input kept per token the model reads: no
+/// piece of multilingual-e5's vocabulary is longer than 16 characters, so
+/// text beyond can never be read and is cut before tokenising (a 4 MiB
+/// input costs a tokenizer pass over 8,192 characters, not 4 million).
+const EMBED_CHARS_PER_TOKEN: usize = 16;
+/// What an embedding model is assumed to read before it has loaded.
+const DEFAULT_EMBED_TOKENS: usize = 512;
 /// How long a caller is told to wait while a model is still loading.
 const RETRY_WHILE_LOADING: Duration = Duration::from_secs(5);
 /// How long a caller is told to wait when a model failed or was never loaded:
@@ -123,9 +145,13 @@ pub struct ModelInfo {
     pub kind: ModelKind,
     #[serde(flatten)]
     pub state: ModelState,
-    /// Requests admitted and not yet answered.
+    /// Requests admitted and not yet answered, both lanes.
     pub in_flight: usize,
+    /// Slots of the `/v1` endpoints plus those kept for the pipeline.
     pub capacity: usize,
+    /// An embedding model's vector length, once it has loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dimension: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +230,7 @@ struct ChatJob {
     reply: oneshot::Sender<Result<Generation, EngineError>>,
     /// Runs its prompt in chunks and stops between them once abandoned.
     background: bool,
+    scope: CacheScope,
 }
 
 impl Admitted<EmbedJob> {
@@ -230,33 +257,53 @@ impl Drop for Ticket {
     }
 }
 
-/// One model: its admission semaphore, its state and the sending half of
-/// its worker's queue.
+/// One model: its admission semaphores (the `/v1` clients' and the
+/// pipeline's), its state and its worker's queue.
 struct Slot<J> {
     id: Arc<str>,
     reference: String,
     kind: ModelKind,
+    /// Slots for [`Lane::Api`].
     capacity: usize,
     admission: Arc<Semaphore>,
+    /// Slots kept for [`Lane::Reply`] and [`Lane::FollowUp`].
+    pipeline_capacity: usize,
+    pipeline_admission: Arc<Semaphore>,
     state: RwLock<ModelState>,
-    sender: Mutex<Option<SyncSender<Admitted<J>>>>,
+    queue: Mutex<Option<Arc<LaneQueue<Admitted<J>>>>>,
     /// Exponentially weighted seconds per request, as f64 bits; feeds the
     /// Retry-After estimate.
     service_secs: AtomicU64,
+    /// Tokens per input the loaded model reads (embeddings) and its vector
+    /// length; 0 until it has loaded.
+    max_input_tokens: AtomicUsize,
+    dimension: AtomicUsize,
 }
 
 impl<J> Slot<J> {
-    fn new(reference: &str, kind: ModelKind, capacity: usize) -> Slot<J> {
+    fn new(reference: &str, kind: ModelKind, capacity: usize, pipeline: usize) -> Slot<J> {
         Slot {
             id: public_id(reference).into(),
             reference: reference.to_owned(),
             kind,
             capacity,
             admission: Arc::new(Semaphore::new(capacity)),
+            pipeline_capacity: pipeline,
+            pipeline_admission: Arc::new(Semaphore::new(pipeline)),
             state: RwLock::new(ModelState::NotLoaded),
-            sender: Mutex::new(None),
+            queue: Mutex::new(None),
             service_secs: AtomicU64::new(0.5f64.to_bits()),
+            max_input_tokens: AtomicUsize::new(0),
+            dimension: AtomicUsize::new(0),
         }
+    }
+
+    fn in_flight(&self) -> usize {
+        (self.capacity - self.admission.available_permits()) + self.pipeline_in_flight()
+    }
+
+    fn pipeline_in_flight(&self) -> usize {
+        self.pipeline_capacity - self.pipeline_admission.available_permits()
     }
 
     fn matches(&self, name: &str) -> bool {
@@ -277,8 +324,9 @@ impl<J> Slot<J> {
             reference: self.reference.clone(),
             kind: self.kind,
             state: self.state(),
-            in_flight: self.capacity - self.admission.available_permits(),
-            capacity: self.capacity,
+            in_flight: self.in_flight(),
+            capacity: self.capacity + self.pipeline_capacity,
+            dimension: Some(self.dimension.load(Ordering::Relaxed)).filter(|d| *d > 0),
         }
     }
 
@@ -292,12 +340,13 @@ impl<J> Slot<J> {
     /// recent time per request.
     fn retry_after(&self) -> Duration {
         let per_request = f64::from_bits(self.service_secs.load(Ordering::Relaxed));
-        let ahead = (self.capacity - self.admission.available_permits()).max(1) as f64;
+        let ahead = self.in_flight().max(1) as f64;
         Duration::from_secs_f64((per_request * ahead).ceil()).clamp(RETRY_MIN, RETRY_MAX)
     }
 
-    /// Takes a slot and queues `job`, or says at once why not.
-    fn admit(&self, job: J) -> Result<(), EngineError> {
+    /// Takes a slot of `lane`'s and queues `job` in it, or says at once
+    /// why not.
+    fn admit(&self, lane: Lane, job: J) -> Result<(), EngineError> {
         let model = self.id.to_string();
         let unavailable = |reason: String, retry_after| {
             m::model_rejected(&self.id, "unavailable");
@@ -320,15 +369,20 @@ impl<J> Slot<J> {
             }
             ModelState::Failed { reason } => return Err(unavailable(reason, RETRY_WHEN_DOWN)),
         }
+        let (admission, capacity) = if lane.is_pipeline() {
+            (&self.pipeline_admission, self.pipeline_capacity)
+        } else {
+            (&self.admission, self.capacity)
+        };
         let overloaded = || {
             m::model_rejected(&self.id, "overloaded");
             EngineError::Overloaded {
                 model: model.clone(),
-                capacity: self.capacity,
+                capacity,
                 retry_after: self.retry_after(),
             }
         };
-        let Ok(permit) = self.admission.clone().try_acquire_owned() else {
+        let Ok(permit) = admission.clone().try_acquire_owned() else {
             return Err(overloaded());
         };
         m::model_in_flight(&self.id, 1.0);
@@ -341,22 +395,12 @@ impl<J> Slot<J> {
             enqueued: Instant::now(),
             span: tracing::Span::current(),
         };
-        let sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(sender) = sender else {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(queue) = queue else {
             return Err(unavailable("not loaded".into(), RETRY_WHEN_DOWN));
         };
-        match sender.try_send(admitted) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(overloaded()),
-            Err(TrySendError::Disconnected(_)) => Err(unavailable(
-                "its worker has stopped".into(),
-                RETRY_WHEN_DOWN,
-            )),
-        }
+        queue.push(lane, admitted);
+        Ok(())
     }
 }
 
@@ -393,11 +437,13 @@ impl Engine {
                     settings.embedding.trim(),
                     ModelKind::Embedding,
                     settings.embedding_queue_capacity,
+                    settings.pipeline_embedding_capacity,
                 ),
                 chat: Slot::new(
                     settings.chat.trim(),
                     ModelKind::Chat,
                     settings.chat_queue_capacity,
+                    settings.pipeline_chat_capacity,
                 ),
                 device: settings.device.clone(),
                 chat_weights: settings.chat_weights.clone(),
@@ -489,13 +535,41 @@ impl Engine {
         Ok(())
     }
 
-    /// Embeds `texts` with the embedding model `model`, batched with
-    /// whatever else is queued. Dropping the future before it resolves
-    /// withdraws the request.
+    /// Requests of the reply pipeline ([`Lane::Reply`] and
+    /// [`Lane::FollowUp`]) admitted to the `kind` model and not yet answered.
+    pub fn pipeline_in_flight(&self, kind: ModelKind) -> usize {
+        match kind {
+            ModelKind::Embedding => self.inner.embedding.pipeline_in_flight(),
+            ModelKind::Chat => self.inner.chat.pipeline_in_flight(),
+        }
+    }
+
+    /// The embedding model's vector length, once it has loaded: read from
+    /// the model itself, never guessed.
+    pub fn embedding_dimension(&self) -> Option<usize> {
+        Some(self.inner.embedding.dimension.load(Ordering::Relaxed)).filter(|d| *d > 0)
+    }
+
+    /// Embeds `texts` for a client of the `/v1` endpoints; see
+    /// [`Engine::embed_in`].
     pub async fn embed(
         &self,
         model: &str,
         texts: Vec<String>,
+        role: EmbedRole,
+    ) -> Result<EmbedOutput, EngineError> {
+        self.embed_in(Lane::Api, model, texts, role).await
+    }
+
+    /// Embeds `texts` with the embedding model `model` in `lane`, batched
+    /// with whatever else is queued. Each text is cut to what the model can
+    /// read before anything tokenises it (and reported `truncated`).
+    /// Dropping the future before it resolves withdraws the request.
+    pub async fn embed_in(
+        &self,
+        lane: Lane,
+        model: &str,
+        mut texts: Vec<String>,
         role: EmbedRole,
     ) -> Result<EmbedOutput, EngineError> {
         self.find(model, ModelKind::Embedding)?;
@@ -517,18 +591,29 @@ impl Engine {
         if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
             return invalid(format!("`input[{index}]` is empty or only whitespace"));
         }
+        let tokens = match slot.max_input_tokens.load(Ordering::Relaxed) {
+            0 => DEFAULT_EMBED_TOKENS,
+            known => known,
+        };
+        let cut: Vec<bool> = texts
+            .iter_mut()
+            .map(|text| cut_to_chars(text, tokens * EMBED_CHARS_PER_TOKEN))
+            .collect();
         let (reply, done) = oneshot::channel();
-        slot.admit(EmbedJob { texts, role, reply })?;
-        done.await.unwrap_or_else(|_| {
+        slot.admit(lane, EmbedJob { texts, role, reply })?;
+        let mut output = done.await.unwrap_or_else(|_| {
             Err(EngineError::WorkerPanicked {
                 model: slot.id.to_string(),
             })
-        })
+        })?;
+        for (report, was_cut) in output.inputs.iter_mut().zip(cut) {
+            report.truncated |= was_cut;
+        }
+        Ok(output)
     }
 
-    /// Admits a chat request to the chat model `model`; generation starts
-    /// when the worker reaches it. With `stream`, tokens arrive on
-    /// [`ChatStream::tokens`] as they are made.
+    /// Admits a chat request in the `/v1` lane, outside any cache scope;
+    /// see [`Engine::chat_with`].
     pub fn chat(
         &self,
         model: &str,
@@ -536,30 +621,78 @@ impl Engine {
         params: GenerationParams,
         stream: bool,
     ) -> Result<ChatStream, EngineError> {
-        self.admit_chat(model, messages, params, stream, false)
+        self.chat_with(
+            model,
+            messages,
+            params,
+            ChatOptions {
+                lane: Lane::Api,
+                stream,
+                scope: CacheScope::default(),
+            },
+        )
     }
 
-    /// As [`Engine::chat`] for work nobody waits on: its prompt runs in
-    /// chunks, and dropping the stream stops it between two of them, not
-    /// only between tokens, so a request someone waits for gets the model
-    /// sooner.
+    /// Admits a chat request to the chat model `model`; generation starts
+    /// when the worker reaches it. With `options.stream`, tokens arrive on
+    /// [`ChatStream::tokens`] as they are made.
+    pub fn chat_with(
+        &self,
+        model: &str,
+        messages: Vec<ChatMessage>,
+        params: GenerationParams,
+        options: ChatOptions,
+    ) -> Result<ChatStream, EngineError> {
+        self.admit_chat(
+            ChatAdmission {
+                lane: options.lane,
+                stream: options.stream,
+                background: false,
+                scope: options.scope,
+            },
+            model,
+            messages,
+            params,
+        )
+    }
+
+    /// The pipeline's work nobody waits on ([`Lane::FollowUp`]): its
+    /// prompt runs in chunks, and dropping the stream stops it between two
+    /// of them, not only between tokens, so a request someone waits for
+    /// gets the model sooner.
     pub fn chat_in_background(
         &self,
         model: &str,
         messages: Vec<ChatMessage>,
         params: GenerationParams,
+        scope: CacheScope,
     ) -> Result<ChatStream, EngineError> {
-        self.admit_chat(model, messages, params, false, true)
+        self.admit_chat(
+            ChatAdmission {
+                lane: Lane::FollowUp,
+                stream: false,
+                background: true,
+                scope,
+            },
+            model,
+            messages,
+            params,
+        )
     }
 
     fn admit_chat(
         &self,
+        how: ChatAdmission,
         model: &str,
         messages: Vec<ChatMessage>,
         params: GenerationParams,
-        stream: bool,
-        background: bool,
     ) -> Result<ChatStream, EngineError> {
+        let ChatAdmission {
+            lane,
+            stream,
+            background,
+            scope,
+        } = how;
         self.find(model, ModelKind::Chat)?;
         let slot = &self.inner.chat;
         let invalid = |message: String| {
@@ -568,6 +701,22 @@ impl Engine {
         };
         if messages.is_empty() {
             return invalid("`messages` must hold at least one message".into());
+        }
+        if messages.len() > MAX_CHAT_MESSAGES {
+            return invalid(format!(
+                "`messages` may hold at most {MAX_CHAT_MESSAGES} messages, got {}",
+                messages.len()
+            ));
+        }
+        let bytes: usize = messages.iter().map(|m| m.content.len()).sum();
+        let most = self.inner.limits.chat_max_prompt_tokens;
+        if bytes > most.saturating_mul(PROMPT_BYTES_PER_TOKEN) {
+            return invalid(format!(
+                "the messages hold {bytes} bytes, about {} tokens; at most {most} tokens \
+                 ({} bytes) are accepted",
+                bytes.div_ceil(PROMPT_BYTES_PER_TOKEN),
+                most * PROMPT_BYTES_PER_TOKEN
+            ));
         }
         let ceiling = self.inner.limits.chat_max_tokens;
         if !(1..=ceiling).contains(&params.max_tokens) {
@@ -589,17 +738,51 @@ impl Engine {
         } else {
             (None, None)
         };
-        slot.admit(ChatJob {
-            messages,
-            params,
-            tokens,
-            reply,
-            background,
-        })?;
+        slot.admit(
+            lane,
+            ChatJob {
+                messages,
+                params,
+                tokens,
+                reply,
+                background,
+                scope,
+            },
+        )?;
         Ok(ChatStream {
             tokens: receiver,
             done,
         })
+    }
+}
+
+/// How a chat request is admitted.
+#[derive(Debug, Clone, Copy)]
+struct ChatAdmission {
+    lane: Lane,
+    stream: bool,
+    background: bool,
+    scope: CacheScope,
+}
+
+/// How [`Engine::chat_with`] runs a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatOptions {
+    pub lane: Lane,
+    pub stream: bool,
+    /// Whose cached work the prompt may reuse.
+    pub scope: CacheScope,
+}
+
+/// Cuts `text` to at most `chars` characters, at a character boundary;
+/// whether anything was cut.
+fn cut_to_chars(text: &mut String, chars: usize) -> bool {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => {
+            text.truncate(end);
+            true
+        }
+        None => false,
     }
 }
 
@@ -610,7 +793,8 @@ fn public_id(reference: &str) -> String {
         return name.to_owned();
     }
     if let Some(repo) = reference.strip_prefix("hf:") {
-        return repo.to_owned();
+        // Without the pins: `hf:owner/repo/file@commit#sha256=…`.
+        return repo.split(['@', '#']).next().unwrap_or(repo).to_owned();
     }
     std::path::Path::new(reference)
         .file_name()
@@ -630,8 +814,6 @@ pub fn readiness_detail(engine: &Engine) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
-
     use super::*;
     use crate::config::Settings;
 
@@ -730,21 +912,88 @@ mod tests {
         assert!(err.to_string().contains("at least one message"), "{err}");
     }
 
+    fn ready_slot(api: usize, pipeline: usize) -> (Slot<u32>, Arc<LaneQueue<Admitted<u32>>>) {
+        let slot: Slot<u32> = Slot::new("bundle:m", ModelKind::Chat, api, pipeline);
+        slot.set_state(ModelState::Ready { load_seconds: 0.0 });
+        let queue = Arc::new(LaneQueue::new());
+        *slot.queue.lock().unwrap() = Some(queue.clone());
+        (slot, queue)
+    }
+
     #[test]
     fn a_full_queue_is_refused_with_a_retry_estimate() {
-        let slot: Slot<u32> = Slot::new("bundle:m", ModelKind::Chat, 1);
-        slot.set_state(ModelState::Ready { load_seconds: 0.0 });
-        let (tx, rx) = mpsc::sync_channel(1);
-        *slot.sender.lock().unwrap() = Some(tx);
-        slot.admit(1).unwrap();
-        let err = slot.admit(2).unwrap_err();
+        let (slot, queue) = ready_slot(1, 1);
+        slot.admit(Lane::Api, 1).unwrap();
+        let err = slot.admit(Lane::Api, 2).unwrap_err();
         assert!(
             matches!(err, EngineError::Overloaded { capacity: 1, retry_after, .. } if retry_after >= RETRY_MIN && retry_after <= RETRY_MAX),
             "{err}"
         );
         // Answering the first request frees its slot.
-        drop(rx.recv().unwrap());
-        slot.admit(3).unwrap();
-        assert_eq!(rx.recv().unwrap().job, 3);
+        drop(queue.pop());
+        slot.admit(Lane::Api, 3).unwrap();
+        assert_eq!(queue.pop().job, 3);
+    }
+
+    #[test]
+    fn m6_a_flood_of_api_requests_leaves_the_pipelines_slots_and_turn() {
+        let (slot, queue) = ready_slot(2, 2);
+        slot.admit(Lane::Api, 1).unwrap();
+        slot.admit(Lane::Api, 2).unwrap();
+        for flood in 3..10 {
+            assert!(matches!(
+                slot.admit(Lane::Api, flood),
+                Err(EngineError::Overloaded { .. })
+            ));
+        }
+        // The buyer's draft is admitted on the pipeline's own slots, and
+        // the worker takes it before the API requests queued earlier.
+        slot.admit(Lane::FollowUp, 20).unwrap();
+        slot.admit(Lane::Reply, 10).unwrap();
+        assert_eq!(queue.pop().job, 10);
+        assert_eq!(queue.pop().job, 20);
+        assert_eq!(queue.pop().job, 1);
+        assert_eq!(slot.info().capacity, 4);
+        assert_eq!(
+            slot.pipeline_in_flight(),
+            2,
+            "the API's two are not counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn m6_oversized_inputs_are_refused_or_cut_before_anything_tokenises_them() {
+        let mut settings = Settings::defaults().models;
+        settings.chat_max_prompt_tokens = 100;
+        let engine = Engine::new(&settings);
+        let user = |text: String| ChatMessage::new(crate::inference::chat::ChatRole::User, text);
+        let err = engine
+            .chat(
+                "qwen2.5-coder-0.5b-instruct",
+                vec![user("x".repeat(401))],
+                GenerationParams::default(),
+                false,
+            )
+            .err()
+            .unwrap();
+        assert!(matches!(err, EngineError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains("401 bytes"), "{err}");
+        let many = vec![user("hi".into()); MAX_CHAT_MESSAGES + 1];
+        let err = engine
+            .chat(
+                "qwen2.5-coder-0.5b-instruct",
+                many,
+                GenerationParams::default(),
+                false,
+            )
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("at most 256 messages"), "{err}");
+
+        let mut long = "é".repeat(9000);
+        assert!(cut_to_chars(&mut long, 512 * EMBED_CHARS_PER_TOKEN));
+        assert_eq!(long.chars().count(), 8192);
+        let mut short = "hi".to_owned();
+        assert!(!cut_to_chars(&mut short, 2048));
     }
 }

@@ -1,16 +1,18 @@
-//! The worker threads: each loads its model, then serves its queue until
-//! every sender is gone. Embedding requests are gathered into batches by a
-//! token budget; chat requests run one at a time, streaming tokens and
+//! The worker threads: each loads its model, then serves its queue, in lane
+//! order (the pipeline's requests first). Embedding requests are gathered
+//! into batches by a token budget; chat requests run one at a time,
+//! streaming tokens and
 //! stopping at the next token once their caller has gone. Every request runs
 //! inside `catch_unwind`, so a panic fails that request, is counted, and
 //! leaves the worker serving.
 
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::lanes::LaneQueue;
 use super::{
     Admitted, ChatJob, EmbedJob, EmbedOutput, EngineError, Inner, Limits, ModelState, Slot,
 };
@@ -85,12 +87,12 @@ fn load<J, T>(slot: &Slot<J>, load: impl FnOnce() -> Result<T, InferenceError>) 
 
 /// Starts the embedding model's thread.
 pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
-    let (tx, rx) = mpsc::sync_channel(inner.embedding.capacity);
+    let queue = Arc::new(LaneQueue::new());
     *inner
         .embedding
-        .sender
+        .queue
         .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        .unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
     let spawned = std::thread::Builder::new()
         .name("kedai-embed".into())
         .spawn({
@@ -99,10 +101,15 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
                 let slot = &inner.embedding;
                 let loaded = load(slot, || {
                     let device = select_device(&inner.device)?;
-                    TextEmbedder::load(&model, &device)
+                    let embedder = TextEmbedder::load(&model, &device)?;
+                    // Known before the slot reads ready.
+                    slot.max_input_tokens
+                        .store(embedder.max_tokens(), Ordering::Relaxed);
+                    slot.dimension.store(embedder.dim(), Ordering::Relaxed);
+                    Ok(embedder)
                 });
                 if let Some(embedder) = loaded {
-                    serve_embeddings(slot, &embedder, inner.limits, rx, own_pool());
+                    serve_embeddings(slot, &embedder, inner.limits, &queue, own_pool());
                 }
             }
         });
@@ -115,8 +122,8 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
 
 /// Starts the chat model's thread.
 pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
-    let (tx, rx) = mpsc::sync_channel(inner.chat.capacity);
-    *inner.chat.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    let queue = Arc::new(LaneQueue::new());
+    *inner.chat.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
     let spawned = std::thread::Builder::new()
         .name("kedai-chat".into())
         .spawn({
@@ -129,7 +136,7 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
                 });
                 if let Some(mut chat) = loaded {
                     chat.set_guessing(inner.chat_guessing);
-                    serve_chat(slot, &mut chat, inner.limits, rx);
+                    serve_chat(slot, &mut chat, inner.limits, &queue);
                 }
             }
         });
@@ -158,19 +165,13 @@ fn serve_embeddings(
     slot: &Slot<EmbedJob>,
     embedder: &TextEmbedder,
     limits: Limits,
-    queue: Receiver<Admitted<EmbedJob>>,
+    queue: &LaneQueue<Admitted<EmbedJob>>,
     pool: Option<rayon::ThreadPool>,
 ) {
     let mut carried: Option<Admitted<EmbedJob>> = None;
     loop {
-        let first = match carried.take() {
-            Some(job) => job,
-            None => match queue.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-        };
-        let (batch, next) = gather(&slot.id, first, &queue, limits, embedder.max_tokens());
+        let first = carried.take().unwrap_or_else(|| queue.pop());
+        let (batch, next) = gather(&slot.id, first, queue, limits, embedder.max_tokens());
         carried = next;
         if !batch.is_empty() {
             match &pool {
@@ -188,14 +189,14 @@ fn serve_embeddings(
 fn gather(
     model: &str,
     first: Admitted<EmbedJob>,
-    queue: &Receiver<Admitted<EmbedJob>>,
+    queue: &LaneQueue<Admitted<EmbedJob>>,
     limits: Limits,
     max_tokens: usize,
 ) -> (Vec<Admitted<EmbedJob>>, Option<Admitted<EmbedJob>>) {
     let mut batch: Vec<Admitted<EmbedJob>> = Vec::new();
     let (mut tokens, mut inputs) = (0, 0);
     let mut candidate = Some(first);
-    while let Some(next) = candidate.take().or_else(|| queue.try_recv().ok()) {
+    while let Some(next) = candidate.take().or_else(|| queue.try_pop()) {
         if next.abandoned() {
             m::model_rejected(model, "cancelled");
             continue;
@@ -340,9 +341,10 @@ fn serve_chat(
     slot: &Slot<ChatJob>,
     model: &mut ChatModel,
     limits: Limits,
-    queue: Receiver<Admitted<ChatJob>>,
+    queue: &LaneQueue<Admitted<ChatJob>>,
 ) {
-    while let Ok(admitted) = queue.recv() {
+    loop {
+        let admitted = queue.pop();
         if admitted.abandoned() {
             m::model_rejected(&slot.id, "cancelled");
             continue;
@@ -390,6 +392,7 @@ fn run_chat(
     job: &ChatJob,
     max_prompt_tokens: usize,
 ) -> Result<Generation, EngineError> {
+    model.set_cache_scope(job.scope);
     let prompt = model
         .render_prompt(&job.messages)
         .map_err(inference_error)?;
@@ -472,31 +475,31 @@ mod tests {
             chat_max_tokens: 1,
             chat_max_prompt_tokens: 1,
         };
-        let (tx, rx) = mpsc::sync_channel(16);
+        let queue = LaneQueue::new();
         let mut replies = Vec::new();
         // 3 estimated tokens per "hi" (2 special tokens), 35 for 99 bytes.
         let long = "x".repeat(99);
         for texts in [&["hi", "hi"][..], &["hi"], &[long.as_str()], &["hi"]] {
             let (admitted, done) = job(texts, &semaphore);
-            tx.send(admitted).unwrap();
+            queue.push(super::super::Lane::Api, admitted);
             replies.push(done);
         }
         // The caller of the second request has gone.
         drop(replies.remove(1));
-        let first = rx.recv().unwrap();
-        let (batch, carried) = gather("m", first, &rx, limits, 512);
+        let first = queue.pop();
+        let (batch, carried) = gather("m", first, &queue, limits, 512);
         let sizes: Vec<usize> = batch.iter().map(|j| j.job.texts.len()).collect();
         assert_eq!(sizes, [2], "the abandoned request is dropped, 6 + 35 > 40");
         let carried = carried.expect("the long request waits for the next batch");
         assert_eq!(carried.job.texts[0].len(), 99);
-        let (batch, carried) = gather("m", carried, &rx, limits, 512);
+        let (batch, carried) = gather("m", carried, &queue, limits, 512);
         let sizes: Vec<usize> = batch.iter().map(|j| j.job.texts[0].len()).collect();
         assert_eq!(sizes, [99, 2], "35 + 3 fits");
         assert!(carried.is_none());
 
         // A single request over the budget still runs, alone.
         let (big, _done) = job(&[long.as_str(), long.as_str()], &semaphore);
-        let (batch, carried) = gather("m", big, &rx, limits, 512);
+        let (batch, carried) = gather("m", big, &queue, limits, 512);
         assert_eq!(batch.len(), 1);
         assert!(carried.is_none());
     }

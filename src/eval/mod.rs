@@ -145,6 +145,8 @@ fn replies(args: RepliesArgs, settings: &Settings, output: Output) -> anyhow::Re
     let data_dir = tempfile::TempDir::new()?;
     let mut settings = settings.clone();
     settings.store.data_dir = data_dir.path().to_path_buf();
+    // The cases are the demo shops' conversations.
+    settings.server.demo = true;
     let report = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -27,6 +27,18 @@ pub enum ApiError {
     MissingToken,
     #[error("invalid or revoked token")]
     InvalidToken,
+    #[error("this token has expired")]
+    ExpiredToken,
+    /// Authenticated, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many requests from this caller: failed authentications, or a
+    /// tenant's share of the models.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{what} not found")]
     NotFound { what: String },
     #[error("{0}")]
@@ -89,6 +101,7 @@ impl From<StoreError> for ApiError {
                 retry_after_secs: 1,
             },
             other @ (StoreError::Corrupt(_)
+            | StoreError::Credentials(_)
             | StoreError::Database(_)
             | StoreError::Migration(_)
             | StoreError::DataDir { .. }) => ApiError::Internal(other.to_string()),
@@ -147,6 +160,17 @@ impl IntoResponse for ApiError {
                 "invalid_token",
                 "authentication_error",
             ),
+            ApiError::ExpiredToken => (
+                StatusCode::UNAUTHORIZED,
+                "expired_token",
+                "authentication_error",
+            ),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "permission_error"),
+            ApiError::Throttled { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "rate_limit_error",
+            ),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", "not_found_error"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", INVALID),
             ApiError::Unavailable { .. } => (
@@ -191,10 +215,13 @@ impl IntoResponse for ApiError {
             .into_response();
         let headers = response.headers_mut();
         match &self {
-            ApiError::MissingToken | ApiError::InvalidToken => {
+            ApiError::MissingToken | ApiError::InvalidToken | ApiError::ExpiredToken => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Unavailable { retry_after_secs }
+            | ApiError::Throttled {
+                retry_after_secs, ..
+            }
             | ApiError::Overloaded {
                 retry_after_secs, ..
             }
@@ -209,6 +236,7 @@ impl IntoResponse for ApiError {
             | ApiError::UnsupportedMediaType(_)
             | ApiError::NotFound { .. }
             | ApiError::Conflict(_)
+            | ApiError::Forbidden(_)
             | ApiError::NotReady(_)
             | ApiError::Internal(_) => {}
         }

@@ -1,16 +1,16 @@
-//! Extractors that turn axum's rejections into [`ApiError`]s and
-//! authenticate the tenant behind a bearer token.
+//! Extractors that turn axum's rejections into [`ApiError`]s and hand
+//! handlers the caller that [`authorize`](super::access::authorize) admitted.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
+pub use super::access::{Operator, Tenant, Viewer};
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::token_hash;
-use crate::domain::{TenantId, TokenId};
+use crate::auth::Scope;
 
 /// `axum::Json` whose failures become JSON errors with the right status.
 pub struct ApiJson<T>(pub T);
@@ -59,41 +59,51 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::MalformedRequest(rejection.body_text())
 }
 
-/// The tenant a valid, unrevoked bearer token belongs to.
-#[derive(Debug, Clone, Copy)]
-pub struct Tenant {
-    pub id: TenantId,
-    pub token: TokenId,
-}
-
-impl Tenant {
-    /// How this caller appears in the audit log.
-    pub fn actor(&self) -> String {
-        format!("token:{}", self.token)
-    }
-}
-
+/// The tenant behind the request's token, as [`authorize`](super::access::authorize) found
+/// it. A route without an entry in [`ROUTES`](super::access::ROUTES) has none, and the
+/// request is refused: access fails closed.
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::MissingToken)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::MissingToken)?;
-        match state.store.authenticate(&token_hash(token)).await? {
-            Some((id, token)) => Ok(Tenant { id, token }),
-            None => Err(ApiError::InvalidToken),
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Tenant>()
+            .cloned()
+            .ok_or_else(|| no_rule(parts))
     }
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Operator>()
+            .copied()
+            .ok_or_else(|| no_rule(parts))
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        if parts.extensions.get::<Operator>().is_some() {
+            return Ok(Viewer::Operator);
+        }
+        Ok(match parts.extensions.get::<Tenant>() {
+            Some(tenant) if tenant.scopes.allows(Scope::Admin) => Viewer::TenantAdmin,
+            _ => Viewer::Anonymous,
+        })
+    }
+}
+
+fn no_rule(parts: &Parts) -> ApiError {
+    ApiError::Internal(format!(
+        "{} {} has no entry in the access table",
+        parts.method,
+        parts.uri.path()
+    ))
 }

@@ -1,6 +1,17 @@
 //! Liveness, readiness and Prometheus metrics.
+//!
+//! `/healthz` and `/readyz` answer anyone, and `/readyz` tells anyone only
+//! whether the server is ready. The why (model errors, which can hold pip's
+//! output and cache paths; model references, which can be paths; queue
+//! counts over every tenant) goes only to an operator token. A tenant's
+//! `admin` token sees each component's state, nothing that names a path
+//! or another tenant. `/metrics` needs an operator token on the main
+//! address, or is served without one on `server.metrics_listen` alone.
+//! Queue counts are read from the store at most every
+//! [`JOB_COUNTS_TTL`], however often anyone asks.
 
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -9,11 +20,16 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::extract::Viewer;
 use super::AppState;
-use crate::engine::readiness_detail;
+use crate::engine::{readiness_detail, Engine, ModelState};
 use crate::metrics as m;
 use crate::models::PreparedModels;
 use crate::pipeline::stages::UnderstandState;
+use crate::store::{JobCounts, Store, StoreError};
+
+/// How long queue counts are reused before the store is asked again.
+pub const JOB_COUNTS_TTL: Duration = Duration::from_secs(5);
 
 /// Whether the models the server was configured with are usable. Startup
 /// sets it; handlers only read it.
@@ -30,12 +46,14 @@ pub enum ModelReadiness {
 #[derive(Debug)]
 pub struct Readiness {
     models: RwLock<ModelReadiness>,
+    job_counts: tokio::sync::Mutex<Option<(Instant, JobCounts)>>,
 }
 
 impl Readiness {
     pub fn new(models: ModelReadiness) -> Readiness {
         Readiness {
             models: RwLock::new(models),
+            job_counts: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -48,6 +66,21 @@ impl Readiness {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The queue's counts, at most [`JOB_COUNTS_TTL`] old. Concurrent
+    /// callers wait for one store read rather than each making their own.
+    pub async fn job_counts(&self, store: &dyn Store) -> Result<JobCounts, StoreError> {
+        let mut cached = self.job_counts.lock().await;
+        if let Some((at, counts)) = *cached {
+            if at.elapsed() < JOB_COUNTS_TTL {
+                return Ok(counts);
+            }
+        }
+        let counts = store.job_counts().await?;
+        m::queue_jobs(&counts);
+        *cached = Some((Instant::now(), counts));
+        Ok(counts)
     }
 }
 
@@ -68,16 +101,23 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
+/// `/readyz`'s answer. Without credentials only `ready`; the checks come
+/// with an operator token (everything) or a tenant `admin` token (each
+/// component's state, without reasons, references or queue counts).
 #[derive(Serialize, ToSchema)]
 pub struct ReadinessReport {
     pub ready: bool,
-    pub store: CheckReport,
-    pub models: CheckReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<CheckReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<CheckReport>,
     /// The reply pipeline's classifiers: `trained`, `training` (messages
     /// wait for it; still ready) or `{"failed": why}` (not ready: every
     /// message would go to a human). Absent without a reply pipeline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub understand: Option<CheckReport>,
+    /// Jobs over every tenant; operator only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueReport>,
 }
 
@@ -98,34 +138,66 @@ pub struct CheckReport {
 }
 
 /// Readiness: the store answers, the configured models are present and
-/// loaded (`models.detail.runtime` gives each model's state), and the reply
-/// pipeline's classifiers have not failed to train.
+/// loaded, and the reply pipeline's classifiers have not failed to train.
+/// Anyone learns whether; an operator token learns why.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = ReadinessReport),
-        (status = 503, description = "Not ready; the report says why", body = ReadinessReport),
+        (status = 503, description = "Not ready", body = ReadinessReport),
     ))]
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let (store_ok, store_detail, queue) = match state.store.job_counts().await {
-        Ok(counts) => {
-            m::queue_jobs(&counts);
-            (
-                true,
-                serde_json::json!("ok"),
-                Some(QueueReport {
+pub async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoResponse {
+    let counts = state.readiness.job_counts(state.store.as_ref()).await;
+    let store_ok = match &counts {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: store check failed");
+            false
+        }
+    };
+    let models = models_check(&state, viewer);
+    let understand = state
+        .understand
+        .as_ref()
+        .map(|stage| understand_check(stage.state(), viewer));
+    let understand_ok = understand.as_ref().is_none_or(|u| u.ok);
+    let ready = store_ok && models.ok && understand_ok;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let report = match viewer {
+        Viewer::Anonymous => ReadinessReport {
+            ready,
+            store: None,
+            models: None,
+            understand: None,
+            queue: None,
+        },
+        Viewer::TenantAdmin | Viewer::Operator => ReadinessReport {
+            ready,
+            store: Some(CheckReport {
+                ok: store_ok,
+                detail: serde_json::json!(if store_ok { "ok" } else { "unavailable" }),
+            }),
+            models: Some(models),
+            understand,
+            queue: match (viewer, counts) {
+                (Viewer::Operator, Ok(counts)) => Some(QueueReport {
                     queued: counts.queued,
                     leased: counts.leased,
                     done: counts.done,
                     dead: counts.dead,
                 }),
-            )
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness: store check failed");
-            (false, serde_json::json!("store unavailable"), None)
-        }
+                _ => None,
+            },
+        },
     };
-    let (models_ok, models_detail) = match state.readiness.models() {
+    (status, Json(report))
+}
+
+fn models_check(state: &AppState, viewer: Viewer) -> CheckReport {
+    let (ok, operator_detail) = match state.readiness.models() {
         ModelReadiness::Ready(prepared) => {
             let mut detail = prepared.summary();
             detail["runtime"] = readiness_detail(&state.engine);
@@ -134,48 +206,71 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         ModelReadiness::NotRequired(why) => (true, serde_json::json!({ "not_required": why })),
         ModelReadiness::Unavailable(why) => (false, serde_json::json!({ "unavailable": why })),
     };
-    let understand = state.understand.as_ref().map(|stage| {
-        let (ok, detail) = match stage.state() {
-            UnderstandState::Trained => (true, serde_json::json!("trained")),
-            UnderstandState::Training => (true, serde_json::json!("training")),
-            UnderstandState::Failed(why) => (false, serde_json::json!({ "failed": why })),
-        };
-        CheckReport { ok, detail }
-    });
-    let understand_ok = understand.as_ref().is_none_or(|u| u.ok);
-    let ready = store_ok && models_ok && understand_ok;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let detail = match viewer {
+        Viewer::Operator => operator_detail,
+        Viewer::TenantAdmin | Viewer::Anonymous => model_states(&state.engine, ok),
     };
-    (
-        status,
-        Json(ReadinessReport {
-            ready,
-            store: CheckReport {
-                ok: store_ok,
-                detail: store_detail,
-            },
-            models: CheckReport {
-                ok: models_ok,
-                detail: models_detail,
-            },
-            understand,
-            queue,
-        }),
-    )
+    CheckReport { ok, detail }
+}
+
+/// Each model's name and state, nothing that could be a path or an error
+/// text.
+fn model_states(engine: &Engine, ok: bool) -> serde_json::Value {
+    let states: serde_json::Map<String, serde_json::Value> = engine
+        .models()
+        .into_iter()
+        .map(|model| {
+            let state = match model.state {
+                ModelState::NotLoaded => "not_loaded",
+                ModelState::Loading => "loading",
+                ModelState::Ready { .. } => "ready",
+                ModelState::Failed { .. } => "failed",
+            };
+            (model.id, serde_json::json!(state))
+        })
+        .collect();
+    serde_json::json!({ "ok": ok, "runtime": states })
+}
+
+fn understand_check(state: UnderstandState, viewer: Viewer) -> CheckReport {
+    let (ok, detail) = match state {
+        UnderstandState::Trained => (true, serde_json::json!("trained")),
+        UnderstandState::Training => (true, serde_json::json!("training")),
+        UnderstandState::Failed(why) => match viewer {
+            Viewer::Operator => (false, serde_json::json!({ "failed": why })),
+            Viewer::TenantAdmin | Viewer::Anonymous => (false, serde_json::json!("failed")),
+        },
+    };
+    CheckReport { ok, detail }
 }
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok(counts) = state.store.job_counts().await {
-        m::queue_jobs(&counts);
+    render_metrics(&state).await
+}
+
+/// The metrics text; also what `server.metrics_listen` serves.
+pub async fn render_metrics(state: &AppState) -> impl IntoResponse {
+    if let Err(err) = state.readiness.job_counts(state.store.as_ref()).await {
+        tracing::debug!(error = %err, "metrics: queue counts unavailable");
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// The router of `server.metrics_listen`: `/metrics` and nothing else, no
+/// credentials; bind it to an address only the scraper reaches.
+pub fn metrics_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move {
+                render_metrics(&state).await
+            }),
+        )
+        .with_state(state)
 }

@@ -4,12 +4,15 @@
 //! Handlers parse wire DTOs into domain types and call the store; they hold
 //! no business rules. Errors meet HTTP only in [`error::ApiError`].
 
+pub mod access;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod kb;
 pub mod openai;
 pub mod orders;
+pub mod quota;
+pub mod serve;
 pub mod shops;
 pub mod understand;
 pub mod v1;
@@ -21,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -50,6 +53,8 @@ pub struct ApiLimits {
     pub timeout: Duration,
     /// Attempts given to each inbound message's processing job.
     pub max_attempts: u32,
+    /// Requests handled at once; beyond, 503.
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Clone)]
@@ -67,6 +72,8 @@ pub struct AppState {
     /// The reply pipeline's understand stage, retrained by
     /// `POST /api/v1/understand/reload`; `None` without an embedding model.
     pub understand: Option<Arc<crate::pipeline::stages::UnderstandStage>>,
+    /// Failed-authentication throttling and its settings.
+    pub access: Arc<access::AccessState>,
 }
 
 #[derive(OpenApi)]
@@ -74,8 +81,13 @@ pub struct AppState {
     info(
         title = "kedai",
         description = "Self-hosted AI customer service for marketplace sellers. \
-                       Authenticate with `Authorization: Bearer <token>`; tokens come from \
-                       `kedai tenant create` or `kedai token create`.",
+                       Authenticate with `Authorization: Bearer <token>`. Tenant tokens \
+                       (`kd_…`, from `kedai tenant create` or `kedai token create --scope …`) \
+                       carry scopes: `admin` (everything), `ingest`, `reply`, `orders`, \
+                       `read`, `kb`, `models`; each operation lists the scope it needs. \
+                       Operator tokens (`kdo_…`, from `kedai operator token create`) belong \
+                       to no tenant and run the server: retraining, readiness details, \
+                       metrics.",
         license(name = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
@@ -101,6 +113,86 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        components.add_security_scheme(
+            "operator",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Writes each operation's security requirement and its 401/403/429
+/// answers from [`access::ROUTES`], so the document says what the server
+/// enforces.
+fn document_access(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+    for (path, item) in api.paths.paths.iter_mut() {
+        let operations = [
+            ("GET", &mut item.get),
+            ("POST", &mut item.post),
+            ("PUT", &mut item.put),
+            ("DELETE", &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let (Some(operation), Some(access)) = (operation, access::access_for(method, path))
+            else {
+                continue;
+            };
+            let operator = || SecurityRequirement::new("operator", Vec::<String>::new());
+            let (security, refusals): (Vec<SecurityRequirement>, &[(&str, &str)]) = match access {
+                access::Access::Public => (Vec::new(), &[]),
+                access::Access::PublicWithDetails => (
+                    vec![
+                        SecurityRequirement::default(),
+                        operator(),
+                        SecurityRequirement::new("bearer", ["admin"]),
+                    ],
+                    &[("401", "Invalid or expired token")],
+                ),
+                access::Access::Tenant(scope) => (
+                    vec![SecurityRequirement::new("bearer", [scope.as_str()])],
+                    &[
+                        ("401", "Missing, invalid or expired token"),
+                        ("403", "The token lacks this operation's scope or shop"),
+                        (
+                            "429",
+                            "Too many failed authentications from this address; see Retry-After",
+                        ),
+                    ],
+                ),
+                access::Access::Operator => (
+                    vec![operator()],
+                    &[
+                        ("401", "Missing, invalid or expired token"),
+                        ("403", "Not an operator token"),
+                        (
+                            "429",
+                            "Too many failed authentications from this address; see Retry-After",
+                        ),
+                    ],
+                ),
+            };
+            operation.security = (!security.is_empty()).then_some(security);
+            for (status, description) in refusals {
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(*description)
+                                .content(
+                                    "application/json",
+                                    utoipa::openapi::ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                    });
+            }
+        }
     }
 }
 
@@ -135,6 +227,7 @@ fn api_router() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = api_router().split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document_access(&mut api);
     api
 }
 
@@ -142,15 +235,28 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (routes, mut api) = api_router().split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    let api = Arc::new(api);
+    document_access(&mut api);
+    // Serialised once: the document never changes while the server runs.
+    let document: axum::body::Bytes = serde_json::to_vec(&api)
+        .expect("the OpenAPI document serialises")
+        .into();
     routes
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
-                let api = api.clone();
-                async move { Json(api.as_ref().clone()) }
+                let document = document.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        document,
+                    )
+                }
             }),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::authorize,
+        ))
         .fallback(not_found)
         .layer(middleware::from_fn(record_request))
         .layer(middleware::from_fn_with_state(
@@ -162,6 +268,10 @@ pub fn router(state: AppState) -> Router {
             state.limits.timeout,
         ))
         .layer(DefaultBodyLimit::max(state.limits.body_bytes))
+        .layer(middleware::from_fn_with_state(
+            serve::ConcurrencyLimit::new(state.limits.max_concurrent_requests),
+            serve::limit_concurrency,
+        ))
         .layer(
             // Server errors are logged where they happen (ApiError::Internal);
             // a 503 from /readyz is routine and must not read as an error.

@@ -4,8 +4,10 @@
 //! existing clients and agent frameworks work against kedai.
 //!
 //! Wire DTOs live here and are turned into the engine's types before a
-//! request is admitted; the engine decides admission, batching and
-//! cancellation. Errors go through [`ApiError`] like everywhere else, whose
+//! request is admitted; arrays are bounded while they are read, so a large
+//! body never becomes a million small strings. Each tenant's share (a rate
+//! and requests in progress, `quota`) is checked first; the engine then
+//! decides admission, batching and cancellation. Errors go through [`ApiError`] like everywhere else, whose
 //! body already has OpenAI's `{"error": {"message", "type", "code"}}` shape.
 
 use std::collections::VecDeque;
@@ -22,8 +24,9 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Tenant};
+use super::quota::QuotaPermit;
 use super::AppState;
-use crate::engine::{EngineError, ModelState};
+use crate::engine::{scope, ChatOptions, EngineError, Lane, ModelState, MAX_CHAT_MESSAGES};
 use crate::inference::chat::{ChatMessage, ChatRole, FinishReason, Generation, GenerationParams};
 use crate::inference::EmbedRole;
 
@@ -89,12 +92,77 @@ pub async fn list_models(_tenant: Tenant, State(state): State<AppState>) -> Json
     })
 }
 
+/// Texts one embedding request may send, whatever
+/// `models.embedding_max_batch` says (it may not be larger).
+pub const MAX_EMBEDDING_INPUTS: usize = 2048;
+/// Longest stop string, in bytes.
+pub const MAX_STOP_BYTES: usize = 64;
+
 /// One text or several.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[derive(Debug, ToSchema)]
 pub enum EmbeddingInput {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for EmbeddingInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Input;
+        impl<'de> serde::de::Visitor<'de> for Input {
+            type Value = EmbeddingInput;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<EmbeddingInput, E> {
+                Ok(EmbeddingInput::One(text.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<EmbeddingInput, E> {
+                Ok(EmbeddingInput::One(text))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<EmbeddingInput, A::Error> {
+                bounded_seq(seq, MAX_EMBEDDING_INPUTS, "`input`").map(EmbeddingInput::Many)
+            }
+        }
+        deserializer.deserialize_any(Input)
+    }
+}
+
+/// Reads a JSON array, failing as soon as it holds more than `most`
+/// elements rather than after reading all of them.
+fn bounded_seq<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+    mut seq: A,
+    most: usize,
+    what: &str,
+) -> Result<Vec<T>, A::Error> {
+    let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(most));
+    while let Some(item) = seq.next_element()? {
+        if items.len() == most {
+            return Err(serde::de::Error::custom(format!(
+                "{what} may hold at most {most} items"
+            )));
+        }
+        items.push(item);
+    }
+    Ok(items)
+}
+
+fn bounded_messages<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<WireMessage>, D::Error> {
+    struct Messages;
+    impl<'de> serde::de::Visitor<'de> for Messages {
+        type Value = Vec<WireMessage>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of messages")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            bounded_seq(seq, MAX_CHAT_MESSAGES, "`messages`")
+        }
+    }
+    deserializer.deserialize_seq(Messages)
 }
 
 /// kedai extension: what the texts are, for models trained with role
@@ -171,15 +239,16 @@ pub struct EmbeddingUsage {
         (status = 404, description = "Unknown model", body = ErrorBody),
         (status = 413, description = "Body over models.request_body_limit_bytes", body = ErrorBody),
         (status = 422, description = "Empty input, too many inputs, unsupported option", body = ErrorBody),
-        (status = 429, description = "The model's queue is full; see Retry-After", body = ErrorBody),
+        (status = 429, description = "The model's queue is full, or this tenant's share is used; see Retry-After", body = ErrorBody),
         (status = 503, description = "The model is not loaded; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn embeddings(
-    _tenant: Tenant,
+    tenant: Tenant,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<EmbeddingsRequest>,
 ) -> Result<Json<EmbeddingsResponse>, ApiError> {
+    let _share = state.access.models.admit(tenant.id)?;
     if let Some(format) = request.encoding_format.as_deref() {
         if format != "float" {
             return Err(ApiError::Invalid(format!(
@@ -275,6 +344,8 @@ pub struct StreamOptions {
 pub struct ChatCompletionRequest {
     #[schema(example = "qwen2.5-coder-0.5b-instruct")]
     pub model: String,
+    /// At most 256.
+    #[serde(deserialize_with = "bounded_messages")]
     pub messages: Vec<WireMessage>,
     /// 1..=`models.chat_max_tokens`; defaults to 256 (or the ceiling).
     pub max_tokens: Option<usize>,
@@ -284,7 +355,8 @@ pub struct ChatCompletionRequest {
     pub temperature: Option<f64>,
     /// In (0, 1]; defaults to 1.
     pub top_p: Option<f64>,
-    /// Up to 8 strings; the answer ends before the first.
+    /// Up to 8 strings of at most 64 bytes; the answer ends before the
+    /// first.
     pub stop: Option<StopField>,
     /// Seeds sampling; irrelevant when greedy.
     pub seed: Option<u64>,
@@ -365,31 +437,47 @@ impl ChatUsage {
         (status = 404, description = "Unknown model", body = ErrorBody),
         (status = 413, description = "Body over models.request_body_limit_bytes", body = ErrorBody),
         (status = 422, description = "Invalid parameter, empty messages, prompt too long", body = ErrorBody),
-        (status = 429, description = "The model's queue is full; see Retry-After", body = ErrorBody),
+        (status = 429, description = "The model's queue is full, or this tenant's share is used; see Retry-After", body = ErrorBody),
         (status = 503, description = "The model is not loaded; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn chat_completions(
-    _tenant: Tenant,
+    tenant: Tenant,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
+    let share = state.access.models.admit(tenant.id)?;
     let ceiling = state.engine.chat_max_tokens();
     let (messages, params) = parse_chat(&request, ceiling)?;
     let include_usage = request
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let admitted = state
-        .engine
-        .chat(&request.model, messages, params, request.stream)?;
+    let admitted = state.engine.chat_with(
+        &request.model,
+        messages,
+        params,
+        ChatOptions {
+            lane: Lane::Api,
+            stream: request.stream,
+            scope: scope::api(tenant.id.0.as_u128()),
+        },
+    )?;
     let meta = ChunkMeta {
         id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
         created: chrono::Utc::now().timestamp(),
         model: request.model,
     };
     match admitted.tokens {
-        Some(tokens) => Ok(stream_response(meta, tokens, admitted.done, include_usage)),
+        Some(tokens) => Ok(stream_response(
+            StreamParts {
+                meta,
+                tokens,
+                done: admitted.done,
+                include_usage,
+            },
+            share,
+        )),
         None => {
             let generation = admitted.done.await.unwrap_or_else(|_| {
                 Err(EngineError::WorkerPanicked {
@@ -489,6 +577,12 @@ fn parse_chat(
         Some(StopField::One(stop)) => vec![stop.clone()],
         Some(StopField::Many(stops)) => stops.clone(),
     };
+    if let Some(index) = stop.iter().position(|s| s.len() > MAX_STOP_BYTES) {
+        return invalid(format!(
+            "`stop[{index}]` may be at most {MAX_STOP_BYTES} bytes long, got {}",
+            stop[index].len()
+        ));
+    }
     let params = GenerationParams {
         max_tokens,
         temperature: request.temperature.unwrap_or(defaults.temperature),
@@ -530,6 +624,16 @@ struct StreamState {
     done: Option<oneshot::Receiver<Result<Generation, EngineError>>>,
     include_usage: bool,
     pending: VecDeque<Event>,
+    /// The tenant's share, held until the stream ends.
+    _share: QuotaPermit,
+}
+
+/// What a streamed answer is made of.
+struct StreamParts {
+    meta: ChunkMeta,
+    tokens: mpsc::UnboundedReceiver<String>,
+    done: oneshot::Receiver<Result<Generation, EngineError>>,
+    include_usage: bool,
 }
 
 impl StreamState {
@@ -576,12 +680,13 @@ impl StreamState {
     }
 }
 
-fn stream_response(
-    meta: ChunkMeta,
-    tokens: mpsc::UnboundedReceiver<String>,
-    done: oneshot::Receiver<Result<Generation, EngineError>>,
-    include_usage: bool,
-) -> Response {
+fn stream_response(parts: StreamParts, share: QuotaPermit) -> Response {
+    let StreamParts {
+        meta,
+        tokens,
+        done,
+        include_usage,
+    } = parts;
     let mut pending = VecDeque::new();
     pending.push_back(meta.chunk(json!({"role": "assistant", "content": ""}), None));
     let state = StreamState {
@@ -590,6 +695,7 @@ fn stream_response(
         done: Some(done),
         include_usage,
         pending,
+        _share: share,
     };
     // Dropping this stream (the client went away) drops both receivers,
     // which the worker sees at its next token.
@@ -661,6 +767,38 @@ mod tests {
             "the default never exceeds the ceiling"
         );
         assert_eq!(params.temperature, 0.0, "greedy unless asked otherwise");
+    }
+
+    #[test]
+    fn m6_arrays_are_bounded_while_they_are_read() {
+        let many = format!("[{}\"a\"]", "\"a\",".repeat(MAX_EMBEDDING_INPUTS));
+        let body = format!("{{\"model\": \"m\", \"input\": {many}}}");
+        let err = serde_json::from_str::<EmbeddingsRequest>(&body).unwrap_err();
+        assert!(err.to_string().contains("at most 2048 items"), "{err}");
+        let one: EmbeddingsRequest =
+            serde_json::from_str(r#"{"model": "m", "input": "hello"}"#).unwrap();
+        assert!(matches!(one.input, EmbeddingInput::One(ref t) if t == "hello"));
+        let messages = format!(
+            "{{\"model\": \"m\", \"messages\": [{}]}}",
+            vec![r#"{"role": "user", "content": "x"}"#; MAX_CHAT_MESSAGES + 1].join(",")
+        );
+        let err = serde_json::from_str::<ChatCompletionRequest>(&messages).unwrap_err();
+        assert!(
+            err.to_string().contains("`messages` may hold at most 256"),
+            "{err}"
+        );
+        let long_stop = parse_chat(
+            &request(json!({
+                "model": "m", "messages": [{"role": "user", "content": "x"}],
+                "stop": ["x".repeat(65)],
+            })),
+            1024,
+        )
+        .unwrap_err();
+        assert!(
+            long_stop.to_string().contains("at most 64 bytes"),
+            "{long_stop}"
+        );
     }
 
     #[test]

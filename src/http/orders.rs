@@ -80,11 +80,11 @@ pub struct BuyerProfileDto {
     pub language: Option<String>,
     /// The marketplace's membership tier, e.g. `gold`.
     pub member_level: Option<String>,
-    #[serde(default)]
-    pub vip: bool,
-    /// Lifetime spend, in `currency`.
-    #[serde(default)]
-    pub lifetime_value: f64,
+    /// Omitted: the stored value stays (false for a new buyer).
+    pub vip: Option<bool>,
+    /// Lifetime spend, in `currency`. Omitted: the stored value stays (0
+    /// for a new buyer).
+    pub lifetime_value: Option<f64>,
     pub currency: Option<String>,
 }
 
@@ -271,7 +271,10 @@ impl OrderRequest {
                         64,
                     )?,
                     is_vip: b.vip,
-                    lifetime_value_cents: cents("buyer.lifetime_value", b.lifetime_value)?,
+                    lifetime_value_cents: b
+                        .lifetime_value
+                        .map(|v| cents("buyer.lifetime_value", v))
+                        .transpose()?,
                     currency: b
                         .currency
                         .as_deref()
@@ -378,6 +381,7 @@ pub async fn upsert_order(
     ApiJson(request): ApiJson<OrderRequest>,
 ) -> Result<Json<OrderDto>, ApiError> {
     let (shop_key, record, buyer) = request.parse()?;
+    tenant.check_shop(&shop_key)?;
     let shop = state
         .store
         .shop_by_key(tenant.id, &shop_key)
@@ -428,8 +432,12 @@ pub async fn list_orders(
             ValidationError::new("limit", format!("must be 1 to {MAX_PAGE}, got {limit}")).into(),
         );
     }
+    let shop = query.shop.as_deref().map(ShopKey::parse).transpose()?;
+    if let Some(asked) = &shop {
+        tenant.check_shop(asked)?;
+    }
     let filter = OrderFilter {
-        shop: query.shop.as_deref().map(ShopKey::parse).transpose()?,
+        shop: shop.or_else(|| tenant.shop.clone()),
         buyer: query
             .buyer
             .as_deref()
@@ -469,6 +477,7 @@ pub async fn get_order(
         .store
         .order(tenant.id, order_id)
         .await?
+        .filter(|order| tenant.sees_shop(&order.shop))
         .ok_or_else(not_found)?;
     Ok(Json(order.into()))
 }

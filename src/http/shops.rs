@@ -71,6 +71,7 @@ pub async fn get_policy(
         .store
         .shop_by_key(tenant.id, &key)
         .await?
+        .filter(|shop| tenant.sees_shop(&shop.key))
         .ok_or_else(|| ApiError::NotFound {
             what: format!("shop {:?}", key.as_str()),
         })?;

@@ -1,6 +1,13 @@
 //! `POST /api/v1/understand/reload`: retrains the intent and sentiment
 //! classifiers from the exemplar folders now, without a restart, and says
 //! what they learned from.
+//!
+//! The classifiers serve every tenant and the folders are the operator's,
+//! so only an operator token may ask. One training runs at a time (a call
+//! during another gets 409) and calls are spaced by
+//! `access.reload_min_interval_secs` (429), so the endpoint cannot tie up
+//! the cores or the blocking threads. Files are named relative to their
+//! folder (`intents/th.jsonl`), never by a server path.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +17,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::Tenant;
+use super::extract::Operator;
 use super::AppState;
 use crate::pipeline::stages::ReloadError;
 
@@ -27,7 +34,8 @@ pub struct ReloadResponse {
     pub intent_languages: BTreeMap<String, BTreeMap<String, usize>>,
     /// Sentiment exemplars per label; empty without a sentiment folder.
     pub sentiment: BTreeMap<String, usize>,
-    /// The exemplar files read.
+    /// The exemplar files read, relative to their folder:
+    /// `intents/th.jsonl`, `sentiment/en.jsonl`.
     pub files: Vec<String>,
     /// Reading, embedding new exemplars and fitting every classifier.
     #[schema(example = 2.4)]
@@ -47,10 +55,9 @@ pub struct ReloadResponse {
     post,
     path = "/api/v1/understand/reload",
     tag = "understand",
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "Retrained and in use", body = ReloadResponse),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 409, description = "A retraining is already running", body = ErrorBody),
         (status = 422, description = "An exemplar file is wrong; the previous classifiers stay", body = ErrorBody),
         (status = 500, description = "Training failed; the previous classifiers stay", body = ErrorBody),
         (status = 503, description = "This server runs without the embedding model", body = ErrorBody),
@@ -58,30 +65,40 @@ pub struct ReloadResponse {
 )]
 pub async fn reload(
     State(state): State<AppState>,
-    tenant: Tenant,
+    operator: Operator,
 ) -> Result<Json<ReloadResponse>, ApiError> {
     let stage = state.understand.as_ref().ok_or_else(|| {
         ApiError::NotReady(
             "the understand stage needs the embedding model, which is not loaded".into(),
         )
     })?;
-    tracing::info!(actor = %tenant.actor(), "classifier retraining requested");
-    let report = stage.reload().await.map_err(|err| match err {
-        ReloadError::Exemplars(message) => ApiError::Invalid(message),
-        ReloadError::NoSources => ApiError::NotReady(err.to_string()),
-        ReloadError::Training(message) => ApiError::Internal(message),
-    })?;
+    tracing::info!(actor = %operator.actor(), "classifier retraining requested");
+    let min_interval =
+        std::time::Duration::from_secs(state.access.settings.reload_min_interval_secs);
+    let report = stage
+        .try_reload(min_interval)
+        .await
+        .map_err(|err| match err {
+            ReloadError::Exemplars(message) => ApiError::Invalid(stage.redact_paths(&message)),
+            ReloadError::NoSources => ApiError::NotReady(err.to_string()),
+            ReloadError::Busy => ApiError::Conflict(err.to_string()),
+            ReloadError::TooSoon(ago) => ApiError::Throttled {
+                message: format!(
+                    "the last retraining was asked for {}s ago; at most one per {}s",
+                    ago.as_secs(),
+                    min_interval.as_secs()
+                ),
+                retry_after_secs: min_interval.saturating_sub(ago).as_secs().max(1),
+            },
+            ReloadError::Training(message) => ApiError::Internal(message),
+        })?;
     Ok(Json(ReloadResponse {
         exemplars: report.exemplars,
         intents: report.intents,
         languages: report.languages,
         intent_languages: report.intent_languages,
         sentiment: report.sentiment,
-        files: report
-            .files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect(),
+        files: report.files.iter().map(|p| stage.display_path(p)).collect(),
         training_seconds: report.seconds,
     }))
 }

@@ -139,6 +139,7 @@ pub async fn ingest_message(
     let message = request.parse(&state).inspect_err(|e| {
         m::ingest_rejected(e.field);
     })?;
+    tenant.check_shop(&message.shop)?;
     let shop = state
         .store
         .shop_by_key(tenant.id, &message.shop)
@@ -312,7 +313,13 @@ pub async fn list_conversations(
     tenant: Tenant,
     ApiQuery(query): ApiQuery<ConversationQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let filter = query.parse()?;
+    let mut filter = query.parse()?;
+    if let Some(own) = &tenant.shop {
+        match &filter.shop {
+            Some(asked) => tenant.check_shop(asked)?,
+            None => filter.shop = Some(own.clone()),
+        }
+    }
     let page = state.store.list_conversations(tenant.id, &filter).await?;
     Ok(Json(ConversationList {
         conversations: page.items.into_iter().map(ConversationDto::from).collect(),
@@ -412,6 +419,24 @@ impl From<store::Decision> for DecisionDto {
     }
 }
 
+/// A shop-bound token sees its own shop's conversations only: any other is
+/// answered as if it did not exist.
+async fn check_conversation_shop(
+    state: &AppState,
+    tenant: &Tenant,
+    id: ConversationId,
+) -> Result<(), ApiError> {
+    if tenant.shop.is_none() {
+        return Ok(());
+    }
+    match state.store.conversation(tenant.id, id).await? {
+        Some(detail) if tenant.sees_shop(&detail.summary.shop) => Ok(()),
+        _ => Err(ApiError::NotFound {
+            what: format!("conversation {id}"),
+        }),
+    }
+}
+
 fn parse_conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound {
         what: format!("conversation {raw:?}"),
@@ -445,6 +470,7 @@ pub async fn get_conversation(
         .store
         .conversation(tenant.id, id)
         .await?
+        .filter(|d| tenant.sees_shop(&d.summary.shop))
         .ok_or_else(|| ApiError::NotFound {
             what: format!("conversation {id}"),
         })?;
@@ -479,7 +505,8 @@ pub enum ReplyAuthor {
 pub struct ReplyRequest {
     #[schema(example = "Yes, the red dress is in stock in XL. It ships tomorrow.")]
     pub text: String,
-    /// Who wrote it; defaults to `agent`.
+    /// Who wrote it: only `agent` (the default) is accepted here; `ai`
+    /// and `system` messages are written by kedai itself and get 422.
     pub author: Option<ReplyAuthor>,
     /// The agent's or integration's display name.
     pub author_name: Option<String>,
@@ -492,6 +519,20 @@ pub struct ReplyRequest {
 
 impl ReplyRequest {
     fn parse(self, state: &AppState) -> Result<NewReply, ValidationError> {
+        if let Some(author @ (ReplyAuthor::Ai | ReplyAuthor::System)) = self.author {
+            let name = match author {
+                ReplyAuthor::Ai => "ai",
+                _ => "system",
+            };
+            return Err(ValidationError::new(
+                "author",
+                format!(
+                    "must be \"agent\", got {name:?}: messages by `ai` and `system` are \
+                     written by kedai itself, so the record of what the AI said stays true; \
+                     post as an agent, or add an internal note with \"internal\": true"
+                ),
+            ));
+        }
         Ok(NewReply {
             text: MessageText::parse(&self.text, state.limits.text)?,
             direction: if self.internal {
@@ -549,6 +590,7 @@ pub async fn put_custody(
     ApiJson(request): ApiJson<CustodyRequest>,
 ) -> Result<Json<ConversationDto>, ApiError> {
     let id = parse_conversation_id(&id)?;
+    check_conversation_shop(&state, &tenant, id).await?;
     let assignee = request
         .assignee
         .as_deref()
@@ -610,6 +652,7 @@ pub async fn put_status(
     ApiJson(request): ApiJson<StatusRequest>,
 ) -> Result<Json<ConversationDto>, ApiError> {
     let id = parse_conversation_id(&id)?;
+    check_conversation_shop(&state, &tenant, id).await?;
     let status = serde_json::from_value::<ConversationStatus>(serde_json::Value::String(
         request.status.clone(),
     ))
@@ -667,6 +710,7 @@ pub async fn post_reply(
 ) -> Result<(StatusCode, Json<MessageDto>), ApiError> {
     let id = parse_conversation_id(&id)?;
     let reply = request.parse(&state)?;
+    check_conversation_shop(&state, &tenant, id).await?;
     let (message, repeated) = state
         .store
         .add_reply(tenant.id, id, &reply, &tenant.actor())

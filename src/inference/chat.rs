@@ -64,6 +64,31 @@ impl ChatMessage {
     }
 }
 
+/// Who may reuse the keys and values a generation leaves in the cache: an
+/// opaque owner. A prompt reuses cached work only of its own owner, and a
+/// kept system turn also when both it and the prompt allow sharing system
+/// turns, so how long a prefill takes tells nobody what another owner
+/// sent. The default owner is everyone outside any scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CacheScope {
+    pub owner: u128,
+    pub share_system_turn: bool,
+}
+
+/// A system turn's keys and values, kept for the next prompt starting
+/// with it.
+struct KeptPrefix {
+    tokens: Vec<u32>,
+    snapshot: KvSnapshot,
+    scope: CacheScope,
+}
+
+impl KeptPrefix {
+    fn usable_by(&self, scope: CacheScope) -> bool {
+        self.scope.owner == scope.owner || (self.scope.share_system_turn && scope.share_system_turn)
+    }
+}
+
 /// How to pick tokens and when to stop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationParams {
@@ -298,12 +323,16 @@ pub struct ChatModel {
     context_length: usize,
     im_start: u32,
     im_end: u32,
-    /// The tokens whose keys and values the model holds, in order.
+    /// The tokens whose keys and values the model holds, in order, and
+    /// whose they are.
     cached: Vec<u32>,
+    cached_scope: CacheScope,
+    /// The scope of the next generation (see [`ChatModel::set_cache_scope`]).
+    scope: CacheScope,
     /// System turns seen lately with their keys and values, least recently
     /// used first: drafts and translations interleave, and each kind starts
     /// with the same system turn every time.
-    prefixes: Vec<(Vec<u32>, KvSnapshot)>,
+    prefixes: Vec<KeptPrefix>,
     /// Whether greedy generation checks tokens guessed from the prompt
     /// (see [`guess_continuation`]); on unless turned off.
     guessing: bool,
@@ -445,6 +474,8 @@ impl ChatModel {
             im_start,
             im_end,
             cached: Vec::new(),
+            cached_scope: CacheScope::default(),
+            scope: CacheScope::default(),
             prefixes: Vec::new(),
             guessing: true,
         })
@@ -501,6 +532,12 @@ impl ChatModel {
         Ok(logits?.to_vec1::<f32>()?)
     }
 
+    /// Whose the next generations are: they reuse cached work only as
+    /// [`CacheScope`] allows.
+    pub fn set_cache_scope(&mut self, scope: CacheScope) {
+        self.scope = scope;
+    }
+
     /// Forgets the KV cache, e.g. before an unrelated conversation, to free
     /// its memory early.
     pub fn clear_cache(&mut self) {
@@ -514,6 +551,12 @@ impl ChatModel {
     /// cache holds. At least the last token is always run, for its logits.
     fn reuse_prefix(&mut self, prompt: &[u32], cached: &[u32]) -> usize {
         let limit = prompt.len().saturating_sub(1);
+        // Another owner's tokens are never reused: recomputed, not found.
+        let cached = if self.cached_scope == self.scope {
+            cached
+        } else {
+            &[]
+        };
         let held = if self.weights.rewinds() {
             prompt
                 .iter()
@@ -526,17 +569,22 @@ impl ChatModel {
         } else {
             0
         };
+        let scope = self.scope;
         let kept = self
             .prefixes
             .iter()
             .enumerate()
-            .filter(|(_, (tokens, _))| tokens.len() <= limit && prompt.starts_with(tokens))
-            .max_by_key(|(_, (tokens, _))| tokens.len())
-            .map(|(i, (tokens, _))| (i, tokens.len()));
+            .filter(|(_, kept)| {
+                kept.usable_by(scope)
+                    && kept.tokens.len() <= limit
+                    && prompt.starts_with(&kept.tokens)
+            })
+            .max_by_key(|(_, kept)| kept.tokens.len())
+            .map(|(i, kept)| (i, kept.tokens.len()));
         match kept {
             Some((index, len)) if len > held => {
                 let entry = self.prefixes.remove(index);
-                self.weights.restore(&entry.1);
+                self.weights.restore(&entry.snapshot);
                 self.prefixes.push(entry);
                 len
             }
@@ -563,11 +611,21 @@ impl ChatModel {
         else {
             return;
         };
-        if end < MIN_KEPT_PREFIX || self.prefixes.iter().any(|(t, _)| t[..] == prompt[..end]) {
+        let scope = self.scope;
+        if end < MIN_KEPT_PREFIX
+            || self
+                .prefixes
+                .iter()
+                .any(|kept| kept.usable_by(scope) && kept.tokens[..] == prompt[..end])
+        {
             return;
         }
         if let Some(snapshot) = self.weights.snapshot(end) {
-            self.prefixes.push((prompt[..end].to_vec(), snapshot));
+            self.prefixes.push(KeptPrefix {
+                tokens: prompt[..end].to_vec(),
+                snapshot,
+                scope,
+            });
             if self.prefixes.len() > KEPT_PREFIXES {
                 self.prefixes.remove(0);
             }
@@ -582,7 +640,7 @@ impl ChatModel {
 
     /// Bytes held by kept system turns.
     pub fn kept_prefix_bytes(&self) -> usize {
-        self.prefixes.iter().map(|(_, s)| s.bytes()).sum()
+        self.prefixes.iter().map(|kept| kept.snapshot.bytes()).sum()
     }
 
     /// Answers `messages`. `on_token` is called once per generated token with
@@ -651,6 +709,7 @@ impl ChatModel {
             if cancelled.is_some_and(|cancelled| cancelled()) {
                 self.keep_system_turn(&prompt);
                 self.cached = prompt[..prefilled].to_vec();
+                self.cached_scope = self.scope;
                 return Ok(Generation {
                     text: String::new(),
                     prompt_tokens: prompt.len(),
@@ -757,6 +816,7 @@ impl ChatModel {
         let completion_tokens = tokens.len() - prompt.len();
         tokens.truncate(fed);
         self.cached = tokens;
+        self.cached_scope = self.scope;
         Ok(Generation {
             text: stream.into_text(),
             prompt_tokens: prompt.len(),

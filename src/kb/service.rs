@@ -562,7 +562,7 @@ impl KbService {
         };
         let embedder = self.embedder.clone().filter(|_| mode != SearchMode::Bm25);
         let query = query.clone();
-        blocking(move || {
+        blocking_for(tenant, move || {
             let vector = match &embedder {
                 Some(e) => e
                     .embed(&[query.text.as_str()], EmbedRole::Query)?
@@ -698,6 +698,16 @@ impl KbService {
     pub async fn revision(&self, tenant: TenantId) -> Result<i64, KbError> {
         Ok(self.store.kb_revision(tenant).await?)
     }
+}
+
+/// [`blocking`] in `tenant`'s cache scope: the query-vector cache it may
+/// consult is that tenant's alone (see `engine::scope`).
+async fn blocking_for<T: Send + 'static>(
+    tenant: TenantId,
+    work: impl FnOnce() -> Result<T, KbError> + Send + 'static,
+) -> Result<T, KbError> {
+    let scope = crate::engine::scope::pipeline(tenant.0.as_u128());
+    blocking(move || crate::engine::scope::run_in(scope, work)).await
 }
 
 /// Runs CPU-heavy work (model forward passes, Tantivy) off the async

@@ -1,7 +1,10 @@
 //! The model cache on disk: `<cache>/<artifact>/<file>`, one verification
-//! stamp per file (`.<file>.verified`, recording size, mtime and sha256 so a
-//! start-up need not re-hash 500 MB), streaming sha256, and the cheap
-//! `status` and thorough `verify` views of what is there.
+//! stamp per file (`.<file>.verified`, recording size, modification and
+//! change times and sha256 so a start-up need not re-hash 500 MB), streaming
+//! sha256, and the cheap `status` and thorough `verify` views of what is
+//! there. A stamp is trusted only while the file's change time (which no
+//! one can set back, unlike its modification time) is the one recorded,
+//! and for [`STAMP_MAX_AGE`]; then the file is hashed again.
 //!
 //! This module never downloads anything and knows nothing of pip or wheels;
 //! it only judges files against the manifest.
@@ -18,6 +21,8 @@ use super::error::{io_error, ModelError};
 use super::manifest::{Artifact, ArtifactFile, Bundle};
 
 const HASH_BUFFER_BYTES: usize = 1 << 20;
+/// How long a stamp spares a file from hashing.
+pub(crate) const STAMP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 pub(crate) fn artifact_dir(cache: &Path, artifact: &Artifact) -> PathBuf {
     cache.join(&artifact.name)
@@ -34,46 +39,71 @@ fn stamp_path(file_path: &Path) -> PathBuf {
 /// What a successful hash of a file recorded.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Stamp {
-    size: u64,
-    mtime_ns: u128,
+    file: FileIdentity,
     sha256: String,
+    /// Seconds since the epoch when the file was hashed.
+    hashed_at: u64,
 }
 
-fn current_stamp_fields(metadata: &fs::Metadata) -> (u64, u128) {
+/// What changes whenever a file's bytes do.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+struct FileIdentity {
+    size: u64,
+    mtime_ns: u128,
+    /// The inode's change time: set by the kernel on every write, rename or
+    /// metadata change, and never settable back by a process.
+    ctime_ns: i128,
+}
+
+fn file_identity(metadata: &fs::Metadata) -> FileIdentity {
     let mtime_ns = metadata
         .modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    (metadata.len(), mtime_ns)
+    #[cfg(unix)]
+    let ctime_ns = {
+        use std::os::unix::fs::MetadataExt;
+        i128::from(metadata.ctime()) * 1_000_000_000 + i128::from(metadata.ctime_nsec())
+    };
+    #[cfg(not(unix))]
+    let ctime_ns = mtime_ns as i128;
+    FileIdentity {
+        size: metadata.len(),
+        mtime_ns,
+        ctime_ns,
+    }
 }
 
-/// True when a stamp says this exact file (same size and mtime) was hashed
-/// and had the expected sha256.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// True when a stamp says this exact file (same size, modification and
+/// change times) was hashed, recently enough, and had the expected sha256.
 fn stamp_is_fresh(path: &Path, metadata: &fs::Metadata, expected: &ArtifactFile) -> bool {
     let Ok(text) = fs::read_to_string(stamp_path(path)) else {
         return false;
     };
+    // Stamps of older kedai versions lack fields: not fresh, re-hashed once.
     let Ok(stamp) = serde_json::from_str::<Stamp>(&text) else {
         return false;
     };
-    let (size, mtime_ns) = current_stamp_fields(metadata);
-    stamp
-        == Stamp {
-            size,
-            mtime_ns,
-            sha256: expected.sha256.clone(),
-        }
+    let age = now_secs().saturating_sub(stamp.hashed_at);
+    stamp.file == file_identity(metadata)
+        && stamp.sha256 == expected.sha256
+        && age < STAMP_MAX_AGE.as_secs()
 }
 
 /// Records that `path` hashed to `sha256`, for the file as it is now.
 pub(crate) fn write_stamp(path: &Path, sha256: &str) -> Result<(), ModelError> {
     let metadata = fs::metadata(path).map_err(io_error("reading metadata of", path))?;
-    let (size, mtime_ns) = current_stamp_fields(&metadata);
     let stamp = Stamp {
-        size,
-        mtime_ns,
+        file: file_identity(&metadata),
         sha256: sha256.to_owned(),
+        hashed_at: now_secs(),
     };
     let stamp_path = stamp_path(path);
     let dir = stamp_path.parent().unwrap_or(Path::new("."));
@@ -123,6 +153,11 @@ impl<W: Write> HashingWriter<W> {
             hasher: Sha256::new(),
             written: 0,
         }
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
     }
 
     /// The inner writer, the lowercase hex sha256 and the byte count.
@@ -465,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn a_quick_check_trusts_a_fresh_stamp() {
+    fn l11_a_quick_check_sees_an_edit_that_keeps_size_and_mtime() {
         let fx = Fixture::new();
         let catalog = fx.catalog();
         let expected = &catalog.get("tiny-embed").unwrap().files[0];
@@ -474,7 +509,8 @@ mod tests {
             check_file(&path, expected, Scrutiny::Quick).unwrap(),
             FileCheck::Ok
         );
-        // Same size, same mtime, different bytes: only a full check sees it.
+        // Same size, same mtime, different bytes: the change time moved, so
+        // even the quick check hashes and sees it.
         let mtime = fs::metadata(&path).unwrap().modified().unwrap();
         let mut bytes = testkit::MODEL_BIN.to_vec();
         bytes[1] ^= 1;
@@ -485,17 +521,39 @@ mod tests {
             .unwrap()
             .set_modified(mtime)
             .unwrap();
-        assert_eq!(
-            check_file(&path, expected, Scrutiny::Quick).unwrap(),
-            FileCheck::Ok
-        );
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
         assert!(matches!(
-            check_file(&path, expected, Scrutiny::Full).unwrap(),
+            check_file(&path, expected, Scrutiny::Quick).unwrap(),
             FileCheck::ChecksumMismatch { .. }
         ));
         assert!(
             !stamp_path(&path).exists(),
-            "a failed full check removes the stamp"
+            "a failed check removes the stamp"
+        );
+    }
+
+    #[test]
+    fn l11_an_old_stamp_is_not_trusted() {
+        let fx = Fixture::new();
+        let catalog = fx.catalog();
+        let expected = &catalog.get("tiny-embed").unwrap().files[0];
+        let path = place(&fx, "tiny-embed", "model.bin", testkit::MODEL_BIN);
+        check_file(&path, expected, Scrutiny::Quick).unwrap();
+        let read = || -> Stamp {
+            serde_json::from_str(&fs::read_to_string(stamp_path(&path)).unwrap()).unwrap()
+        };
+        let mut stamp = read();
+        stamp.hashed_at -= STAMP_MAX_AGE.as_secs() + 1;
+        fs::write(stamp_path(&path), serde_json::to_vec(&stamp).unwrap()).unwrap();
+        let metadata = fs::metadata(&path).unwrap();
+        assert!(!stamp_is_fresh(&path, &metadata, expected));
+        assert_eq!(
+            check_file(&path, expected, Scrutiny::Quick).unwrap(),
+            FileCheck::Ok
+        );
+        assert!(
+            read().hashed_at > stamp.hashed_at,
+            "hashed again and re-stamped"
         );
     }
 }

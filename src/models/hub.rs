@@ -3,8 +3,10 @@
 //! `HF_ENDPOINT`, token from `HF_TOKEN` or the cache's token file), or found
 //! there without any network access when fetching is not allowed.
 //!
-//! Deliberately small: no checksums of our own (the hub's etags are the
-//! source of truth) and no knowledge of what the files contain.
+//! References are pinned to a commit and each file to a sha256 (see
+//! `reference`): every file is hashed after a download and at every start,
+//! so what runs is what the operator reviewed. Knows nothing of what the
+//! files contain.
 
 use std::path::PathBuf;
 
@@ -15,26 +17,27 @@ use super::error::{ModelError, HUB_FETCH_HINT};
 use super::fetch::Progress;
 use super::reference::HubRef;
 
-/// What a repository named without a file must provide.
-const STANDARD_FILES: &[&str] = &["config.json", "tokenizer.json", "model.safetensors"];
-
-const DEFAULT_REVISION: &str = "main";
-
 fn wanted_files(hub: &HubRef) -> Vec<String> {
-    match &hub.file {
-        Some(file) => vec![file.clone()],
-        None => STANDARD_FILES.iter().map(|f| (*f).to_owned()).collect(),
-    }
+    hub.files()
 }
 
 fn repo(hub: &HubRef) -> Repo {
-    Repo::with_revision(
-        hub.repo.clone(),
-        RepoType::Model,
-        hub.revision
-            .clone()
-            .unwrap_or_else(|| DEFAULT_REVISION.to_owned()),
-    )
+    Repo::with_revision(hub.repo.clone(), RepoType::Model, hub.revision.clone())
+}
+
+/// Checks each file against the reference's sha256, in order.
+fn verify(hub: &HubRef, paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, ModelError> {
+    for (path, expected) in paths.iter().zip(&hub.sha256) {
+        let (actual, _) = super::cache::sha256_file(path)?;
+        if &actual != expected {
+            return Err(ModelError::ChecksumMismatch {
+                path: path.clone(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    Ok(paths)
 }
 
 /// The builder honouring `HF_HOME` and `HF_ENDPOINT`, as hf-hub does.
@@ -53,10 +56,11 @@ pub(crate) fn fetch(hub: &HubRef, builder: ApiBuilder) -> Result<Vec<PathBuf>, M
         .build()
         .map_err(|e| failed("the client", e.to_string()))?;
     let repo = api.repo(repo(hub));
-    wanted_files(hub)
+    let paths = wanted_files(hub)
         .iter()
         .map(|file| repo.get(file).map_err(|e| failed(file, e.to_string())))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    verify(hub, paths)
 }
 
 /// Local paths of the files of `hub` if all are in hf-hub's cache; no
@@ -78,7 +82,7 @@ pub(crate) fn cached(hub: &HubRef, cache: &Cache) -> Result<Vec<PathBuf>, ModelE
             missing,
         });
     }
-    Ok(found.into_iter().flatten().collect())
+    verify(hub, found.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
@@ -86,22 +90,37 @@ mod tests {
     use std::fs;
     use std::time::{Duration, Instant};
 
+    use sha2::Digest;
+
+    use super::super::reference::STANDARD_FILES;
     use super::*;
 
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn sha(file: &str) -> String {
+        hex::encode(sha2::Sha256::digest(
+            format!("contents of {file}").as_bytes(),
+        ))
+    }
+
     fn hub(repo: &str, file: Option<&str>) -> HubRef {
-        HubRef {
+        let mut hub = HubRef {
             repo: repo.into(),
             file: file.map(Into::into),
-            revision: None,
-        }
+            revision: COMMIT.into(),
+            sha256: Vec::new(),
+        };
+        hub.sha256 = hub.files().iter().map(|f| sha(f)).collect();
+        hub
     }
 
     /// hf-hub's cache layout: refs/<revision> names a snapshot directory.
     fn fake_hub_cache(root: &std::path::Path, repo: &str, files: &[&str]) -> PathBuf {
         let repo_dir = root.join(format!("models--{}", repo.replace('/', "--")));
-        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let commit = COMMIT;
         fs::create_dir_all(repo_dir.join("refs")).unwrap();
         fs::write(repo_dir.join("refs").join("main"), commit).unwrap();
+        fs::write(repo_dir.join("refs").join(commit), commit).unwrap();
         let snapshot = repo_dir.join("snapshots").join(commit);
         fs::create_dir_all(&snapshot).unwrap();
         for file in files {
@@ -175,5 +194,15 @@ mod tests {
         .to_string();
         assert!(err.contains("tokenizer.json, model.safetensors"), "{err}");
         assert!(err.contains("hf:owner/repo"), "{err}");
+    }
+
+    #[test]
+    fn l11_a_cached_file_that_does_not_match_its_sha256_is_refused() {
+        let cache = tempfile::tempdir().unwrap();
+        fake_hub_cache(cache.path(), "owner/gguf", &["model-q4.gguf"]);
+        let mut pinned = hub("owner/gguf", Some("model-q4.gguf"));
+        pinned.sha256 = vec![sha("something else")];
+        let err = cached(&pinned, &Cache::new(cache.path().to_path_buf())).unwrap_err();
+        assert!(matches!(err, ModelError::ChecksumMismatch { .. }), "{err}");
     }
 }

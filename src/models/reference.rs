@@ -2,8 +2,12 @@
 //! `models.chat`, parsed once into a [`ModelRef`]:
 //!
 //! - `bundle:NAME`: an artifact of the built-in bundle;
-//! - `hf:OWNER/REPO`, `hf:OWNER/REPO/FILE` and either with `@REVISION` at the
-//!   end: a Hugging Face repository (or one file of it, e.g. a `.gguf`);
+//! - `hf:OWNER/REPO/FILE@COMMIT#sha256=HEX` (one file, e.g. a `.gguf`) or
+//!   `hf:OWNER/REPO@COMMIT#sha256=HEX,HEX,HEX` (the standard layout:
+//!   `config.json`, `tokenizer.json`, `model.safetensors`, in that order): a
+//!   Hugging Face repository pinned to a commit, each file to a sha256, since
+//!   a branch or tag can change under the server and the hub's own checks
+//!   vouch only for what the hub serves today;
 //! - anything else: a local file or directory, used as it is, never fetched.
 //!
 //! Parsing is purely syntactic: it neither touches the file system nor knows
@@ -22,15 +26,31 @@ pub enum ModelRef {
     Local(PathBuf),
 }
 
+/// What a repository named without a file must provide, in the order of
+/// its reference's sha256 list.
+pub const STANDARD_FILES: &[&str] = &["config.json", "tokenizer.json", "model.safetensors"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubRef {
     /// `OWNER/REPO`.
     pub repo: String,
     /// Path of one file inside the repository; `None` means the standard
-    /// layout (`config.json`, `tokenizer.json`, `model.safetensors`).
+    /// layout ([`STANDARD_FILES`]).
     pub file: Option<String>,
-    /// Branch, tag or commit; `None` means `main`.
-    pub revision: Option<String>,
+    /// The commit, 40 hex digits.
+    pub revision: String,
+    /// Lowercase hex sha256 of each wanted file, in [`HubRef::files`] order.
+    pub sha256: Vec<String>,
+}
+
+impl HubRef {
+    /// The files this reference wants, in the order of its checksums.
+    pub fn files(&self) -> Vec<String> {
+        match &self.file {
+            Some(file) => vec![file.clone()],
+            None => STANDARD_FILES.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
 }
 
 impl FromStr for ModelRef {
@@ -82,10 +102,7 @@ impl fmt::Display for HubRef {
         if let Some(file) = &self.file {
             write!(f, "/{file}")?;
         }
-        if let Some(revision) = &self.revision {
-            write!(f, "@{revision}")?;
-        }
-        Ok(())
+        write!(f, "@{}#sha256={}", self.revision, self.sha256.join(","))
     }
 }
 
@@ -93,19 +110,39 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
 }
 
+const PIN_HELP: &str = "hf: references are pinned: hf:OWNER/REPO/FILE@COMMIT#sha256=HEX, or \
+     hf:OWNER/REPO@COMMIT#sha256=HEX,HEX,HEX for config.json, tokenizer.json and \
+     model.safetensors (COMMIT: the 40 hex digits of a commit, not a branch or tag, which can \
+     change; HEX: each file's sha256, checked after every download and at every start)";
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn parse_hub(rest: &str) -> Result<HubRef, String> {
-    let (path, revision) = match rest.rsplit_once('@') {
-        Some((path, revision)) => {
-            if revision.is_empty() || !revision.chars().all(is_name_char) {
-                return Err(format!(
-                    "revision {revision:?} must be a branch, tag or commit made of letters, \
-                     digits, '.', '-' and '_'"
-                ));
-            }
-            (path, Some(revision.to_owned()))
-        }
-        None => (rest, None),
+    let Some((rest, pins)) = rest.split_once('#') else {
+        return Err(format!("no sha256 given; {PIN_HELP}"));
     };
+    let sha256: Vec<String> = pins
+        .strip_prefix("sha256=")
+        .ok_or_else(|| format!("{pins:?} is not sha256=HEX; {PIN_HELP}"))?
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    if let Some(bad) = sha256.iter().find(|h| !is_hex(h, 64)) {
+        return Err(format!(
+            "{bad:?} is not a sha256 (64 hex digits); {PIN_HELP}"
+        ));
+    }
+    let Some((path, revision)) = rest.rsplit_once('@') else {
+        return Err(format!("no commit given; {PIN_HELP}"));
+    };
+    if !is_hex(revision, 40) {
+        return Err(format!(
+            "revision {revision:?} is not a commit (40 hex digits); {PIN_HELP}"
+        ));
+    }
+    let revision = revision.to_ascii_lowercase();
     let segments: Vec<&str> = path.split('/').collect();
     if segments.len() < 2 {
         return Err("expected hf:OWNER/REPO, hf:OWNER/REPO/FILE or either with @REVISION".into());
@@ -122,11 +159,21 @@ fn parse_hub(rest: &str) -> Result<HubRef, String> {
         ));
     }
     let file = (segments.len() > 2).then(|| segments[2..].join("/"));
-    Ok(HubRef {
+    let hub = HubRef {
         repo: segments[..2].join("/"),
         file,
         revision,
-    })
+        sha256,
+    };
+    let wanted = hub.files().len();
+    if hub.sha256.len() != wanted {
+        return Err(format!(
+            "{} sha256 given for {wanted} file(s) ({}); {PIN_HELP}",
+            hub.sha256.len(),
+            hub.files().join(", ")
+        ));
+    }
+    Ok(hub)
 }
 
 /// `foo:` at the start of a reference that is neither `bundle:` nor `hf:`;
@@ -165,38 +212,64 @@ mod tests {
         );
     }
 
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+    const SHA: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
     #[test]
-    fn hub_references_take_an_optional_file_and_revision() {
-        let hub = |repo: &str, file: Option<&str>, revision: Option<&str>| {
+    fn l11_hub_references_are_pinned_to_a_commit_and_checksums() {
+        let file = format!("hf:owner/repo/sub/model-q4_k_m.gguf@{COMMIT}#sha256={SHA}");
+        assert_eq!(
+            parse(&file),
             ModelRef::Hub(HubRef {
-                repo: repo.into(),
-                file: file.map(Into::into),
-                revision: revision.map(Into::into),
+                repo: "owner/repo".into(),
+                file: Some("sub/model-q4_k_m.gguf".into()),
+                revision: COMMIT.into(),
+                sha256: vec![SHA.into()],
             })
+        );
+        let layout = format!("hf:intfloat/multilingual-e5-small@{COMMIT}#sha256={SHA},{SHA},{SHA}");
+        let ModelRef::Hub(hub) = parse(&layout) else {
+            panic!("a hub reference");
         };
-        assert_eq!(
-            parse("hf:intfloat/multilingual-e5-small"),
-            hub("intfloat/multilingual-e5-small", None, None)
-        );
-        assert_eq!(
-            parse("hf:Qwen/Qwen2.5-0.5B-Instruct@v1.0"),
-            hub("Qwen/Qwen2.5-0.5B-Instruct", None, Some("v1.0"))
-        );
-        assert_eq!(
-            parse("hf:owner/repo/sub/model-q4_k_m.gguf@abc123"),
-            hub("owner/repo", Some("sub/model-q4_k_m.gguf"), Some("abc123"))
-        );
+        assert_eq!(hub.files(), STANDARD_FILES);
+        for (unpinned, why) in [
+            (
+                "hf:intfloat/multilingual-e5-small".to_owned(),
+                "no sha256 given",
+            ),
+            (
+                format!("hf:owner/repo/m.gguf#sha256={SHA}"),
+                "no commit given",
+            ),
+            (
+                format!("hf:owner/repo/m.gguf@main#sha256={SHA}"),
+                "is not a commit",
+            ),
+            (
+                format!("hf:owner/repo/m.gguf@{COMMIT}#sha256=abc"),
+                "is not a sha256",
+            ),
+            (
+                format!("hf:owner/repo@{COMMIT}#sha256={SHA}"),
+                "1 sha256 given for 3 file(s)",
+            ),
+        ] {
+            let err = error(&unpinned);
+            assert!(
+                err.contains(why) && err.contains("COMMIT"),
+                "{unpinned}: {err}"
+            );
+        }
     }
 
     #[test]
     fn references_print_as_they_are_written() {
         for text in [
-            "bundle:smollm2-135m-instruct",
-            "hf:owner/repo",
-            "hf:owner/repo/model.gguf@main",
-            "/srv/models/e5",
+            "bundle:smollm2-135m-instruct".to_owned(),
+            format!("hf:owner/repo/model.gguf@{COMMIT}#sha256={SHA}"),
+            "/srv/models/e5".to_owned(),
         ] {
-            assert_eq!(parse(text).to_string(), text);
+            assert_eq!(parse(&text).to_string(), text);
         }
     }
 
@@ -225,11 +298,11 @@ mod tests {
         assert!(error("").contains("empty"));
         assert!(error("bundle:").contains("\"bundle:\""));
         assert!(error("bundle:a b").contains("artifact name"));
-        assert!(error("hf:justone").contains("hf:OWNER/REPO"));
-        assert!(error("hf:owner/repo@").contains("revision"));
-        assert!(error("hf:owner//file").contains("segment"));
-        assert!(error("hf:owner/repo/../x").contains("\"..\""));
-        assert!(error("hf:own er/repo").contains("repository"));
+        let pins = format!("@{COMMIT}#sha256={SHA}");
+        assert!(error(&format!("hf:justone{pins}")).contains("hf:OWNER/REPO"));
+        assert!(error(&format!("hf:owner//file{pins}")).contains("segment"));
+        assert!(error(&format!("hf:owner/repo/../x{pins}")).contains("\"..\""));
+        assert!(error(&format!("hf:own er/repo/f{pins}")).contains("repository"));
         let err = error("bundel:multilingual-e5-small");
         assert!(
             err.contains("\"bundel:\"") && err.contains("bundle:NAME"),

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer, Written};
 use crate::domain::TenantId;
-use crate::engine::{Engine, EngineError, ModelKind};
+use crate::engine::{scope, ChatOptions, Engine, EngineError, Lane, ModelKind, ModelState};
 use crate::inference::chat::{ChatMessage, FinishReason, GenerationParams};
 use crate::inference::EmbedRole;
 use crate::kb::service::MAX_QUERY_CHARS;
@@ -95,13 +95,11 @@ impl Writer for EngineWriter {
         self.chat_model().unwrap_or_default()
     }
 
+    /// The pipeline's own chat requests only: `/v1` clients have slots of
+    /// their own and are served after the pipeline, so their traffic must
+    /// not hold follow-ups back.
     fn in_flight(&self) -> usize {
-        self.engine
-            .models()
-            .into_iter()
-            .filter(|m| m.kind == ModelKind::Chat)
-            .map(|m| m.in_flight)
-            .sum()
+        self.engine.pipeline_in_flight(ModelKind::Chat)
     }
 
     async fn write(
@@ -146,10 +144,22 @@ impl EngineWriter {
             repeat_penalty: 1.1,
             ..GenerationParams::default()
         };
+        // The job running this sets whose work it is (`scope::within`).
+        let scope = scope::current();
         let stream = if background {
-            self.engine.chat_in_background(&model, messages, params)
+            self.engine
+                .chat_in_background(&model, messages, params, scope)
         } else {
-            self.engine.chat(&model, messages, params, false)
+            self.engine.chat_with(
+                &model,
+                messages,
+                params,
+                ChatOptions {
+                    lane: Lane::Reply,
+                    stream: false,
+                    scope,
+                },
+            )
         }
         .map_err(failed)?;
         let generation = stream
@@ -202,7 +212,43 @@ pub struct UnderstandSources {
     pub cache_dir: PathBuf,
 }
 
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 impl UnderstandSources {
+    fn folders(&self) -> Vec<(&std::path::Path, &'static str)> {
+        let mut folders = vec![(self.intents_dir.as_path(), "intents")];
+        if let Some(dir) = &self.sentiment_dir {
+            folders.push((dir.as_path(), "sentiment"));
+        }
+        folders
+    }
+
+    fn display_path(&self, path: &std::path::Path) -> String {
+        for (dir, name) in self.folders() {
+            if let Ok(relative) = path.strip_prefix(dir) {
+                return format!("{name}/{}", relative.display());
+            }
+        }
+        file_name(path)
+    }
+
+    fn redact_paths(&self, message: &str) -> String {
+        let mut message = message.to_owned();
+        for (dir, name) in self.folders() {
+            let shown = dir.display().to_string();
+            let shown = shown.trim_end_matches('/');
+            if !shown.is_empty() {
+                message = message.replace(&format!("{shown}/"), &format!("{name}/"));
+                message = message.replace(shown, name);
+            }
+        }
+        message
+    }
+
     fn exemplars(&self) -> ExemplarSources {
         ExemplarSources {
             intents_dir: self.intents_dir.clone(),
@@ -230,6 +276,21 @@ struct StageInner {
     /// Where heads are trained from; `None` for a stage built trained.
     source: Option<(Arc<dyn Embedder>, UnderstandSources)>,
     started: AtomicBool,
+    /// A training of this stage is running (or waiting for another
+    /// stage's in this process); [`UnderstandStage::try_reload`] refuses
+    /// rather than queue behind it.
+    busy: AtomicBool,
+    /// When the last retraining asked for over the API started.
+    last_requested: Mutex<Option<Instant>>,
+}
+
+/// Clears [`StageInner::busy`] when a training ends, however it ends.
+struct Busy<'a>(&'a AtomicBool);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// See [`UnderstandStage::state`].
@@ -250,6 +311,12 @@ pub enum ReloadError {
     /// This stage has no exemplar folders (it was built already trained).
     #[error("this understand stage was built already trained and has no exemplar folders")]
     NoSources,
+    /// A retraining is running already; its outcome is logged and counted.
+    #[error("a retraining is already running; ask again once it has finished")]
+    Busy,
+    /// The last retraining asked for started too recently.
+    #[error("a retraining was asked for {0:?} ago; wait a little")]
+    TooSoon(std::time::Duration),
     /// Embedding or fitting failed.
     #[error("training failed: {0}")]
     Training(String),
@@ -274,6 +341,8 @@ impl UnderstandStage {
                 failure: Mutex::new(None),
                 source: Some((embedder, sources)),
                 started: AtomicBool::new(false),
+                busy: AtomicBool::new(false),
+                last_requested: Mutex::new(None),
             }),
         }
     }
@@ -288,6 +357,8 @@ impl UnderstandStage {
                 failure: Mutex::new(None),
                 source: None,
                 started: AtomicBool::new(true),
+                busy: AtomicBool::new(false),
+                last_requested: Mutex::new(None),
             }),
         }
     }
@@ -347,6 +418,63 @@ impl UnderstandStage {
         tokio::task::spawn_blocking(move || inner.retrain("api"))
             .await
             .map_err(|e| ReloadError::Training(format!("the training task failed: {e}")))?
+    }
+
+    /// Retrains now unless a retraining is already running
+    /// ([`ReloadError::Busy`]) or the last one asked for this way started
+    /// less than `min_interval` ago ([`ReloadError::TooSoon`]): the
+    /// operator's endpoint never parks a thread behind another training.
+    pub async fn try_reload(
+        &self,
+        min_interval: std::time::Duration,
+    ) -> Result<TrainingReport, ReloadError> {
+        {
+            let mut last = self
+                .inner
+                .last_requested
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = *last {
+                if at.elapsed() < min_interval {
+                    return Err(ReloadError::TooSoon(at.elapsed()));
+                }
+            }
+            if self
+                .inner
+                .busy
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                return Err(ReloadError::Busy);
+            }
+            *last = Some(Instant::now());
+        }
+        self.inner.started.store(true, Ordering::SeqCst);
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _busy = Busy(&inner.busy);
+            inner.retrain_claimed("api")
+        })
+        .await
+        .map_err(|e| ReloadError::Training(format!("the training task failed: {e}")))?
+    }
+
+    /// `path` as the API may show it: relative to its exemplar folder and
+    /// prefixed `intents/` or `sentiment/`, never a server path.
+    pub fn display_path(&self, path: &std::path::Path) -> String {
+        let Some((_, sources)) = &self.inner.source else {
+            return file_name(path);
+        };
+        sources.display_path(path)
+    }
+
+    /// `message` with the exemplar folders' paths replaced as
+    /// [`UnderstandStage::display_path`] does.
+    pub fn redact_paths(&self, message: &str) -> String {
+        match &self.inner.source {
+            Some((_, sources)) => sources.redact_paths(message),
+            None => message.to_owned(),
+        }
     }
 
     /// Polls the exemplar folders every `every` (file names, sizes and
@@ -423,6 +551,13 @@ impl UnderstandStage {
 impl StageInner {
     /// One training from the folders, swapped in on success. Blocks.
     fn retrain(&self, trigger: &'static str) -> Result<TrainingReport, ReloadError> {
+        self.busy.store(true, Ordering::SeqCst);
+        let _busy = Busy(&self.busy);
+        self.retrain_claimed(trigger)
+    }
+
+    /// As [`StageInner::retrain`], for a caller that has set `busy`.
+    fn retrain_claimed(&self, trigger: &'static str) -> Result<TrainingReport, ReloadError> {
         let (embedder, sources) = self.source.as_ref().ok_or(ReloadError::NoSources)?;
         let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = train(embedder.clone(), sources).and_then(|(heads, report)| {
@@ -504,7 +639,7 @@ impl Understand for UnderstandStage {
         let understander = self.understander().await?;
         let text = text.to_string();
         let history = history.to_vec();
-        let understood = tokio::task::spawn_blocking(move || {
+        let understood = tokio::task::spawn_blocking(scope::carry(move || {
             let history: Vec<&str> = history.iter().map(String::as_str).collect();
             let heads = understander.heads();
             let mut models = vec![heads.intents.model_id().to_string()];
@@ -512,7 +647,7 @@ impl Understand for UnderstandStage {
             understander
                 .understand(&text, &history)
                 .map(|u| (u, models))
-        })
+        }))
         .await
         .map_err(|e| StageError {
             stage: "understand",
@@ -568,21 +703,24 @@ fn wire_name<T: serde::Serialize>(value: T) -> String {
 
 /// The runtime's embedding model behind the knowledge base's (and so the
 /// understand stage's) [`Embedder`] trait: one copy of the model in memory,
-/// every forward pass batched and admitted by the runtime. Calls block the
-/// calling thread (a blocking-pool or plain thread, never an async one)
-/// until the runtime answers, waiting while the model loads or is busy.
+/// every forward pass batched and admitted by the runtime in the pipeline's
+/// lanes (queries as [`Lane::Reply`], passages as [`Lane::FollowUp`]).
+/// Calls block the calling thread (a blocking-pool or plain thread, never
+/// an async one) until the runtime answers, waiting while the model loads
+/// or is busy.
 pub struct EngineEmbedder {
     engine: Engine,
     model: String,
     handle: tokio::runtime::Handle,
-    dim: OnceLock<usize>,
     recent: Mutex<RecentQueries>,
 }
 
 /// Query vectors embedded lately. A message is embedded by the understand
 /// stage and searched by the knowledge base right after, and it comes back
 /// as history with the buyer's next message: each time the same text gets
-/// the same vector, so it is computed once.
+/// the same vector, so it is computed once. Entries are keyed by cache
+/// scope as well as text: a tenant's search is never faster because
+/// another tenant embedded the same words (`engine::scope`).
 struct RecentQueries {
     vectors: HashMap<[u8; 32], Arc<[f32]>>,
     order: VecDeque<[u8; 32]>,
@@ -592,16 +730,21 @@ struct RecentQueries {
 const RECENT_QUERIES: usize = 1024;
 
 impl RecentQueries {
-    fn key(text: &str) -> [u8; 32] {
-        Sha256::digest(text.as_bytes()).into()
+    fn key(scope: u128, text: &str) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(scope.to_le_bytes());
+        hash.update(text.as_bytes());
+        hash.finalize().into()
     }
 
-    fn get(&self, text: &str) -> Option<Vec<f32>> {
-        self.vectors.get(&Self::key(text)).map(|v| v.to_vec())
+    fn get(&self, scope: u128, text: &str) -> Option<Vec<f32>> {
+        self.vectors
+            .get(&Self::key(scope, text))
+            .map(|v| v.to_vec())
     }
 
-    fn insert(&mut self, text: &str, vector: &[f32]) {
-        let key = Self::key(text);
+    fn insert(&mut self, scope: u128, text: &str, vector: &[f32]) {
+        let key = Self::key(scope, text);
         if self.vectors.insert(key, vector.into()).is_none() {
             self.order.push_back(key);
         }
@@ -629,7 +772,6 @@ impl EngineEmbedder {
             engine,
             model,
             handle: tokio::runtime::Handle::current(),
-            dim: OnceLock::new(),
             recent: Mutex::new(RecentQueries {
                 vectors: HashMap::new(),
                 order: VecDeque::new(),
@@ -639,8 +781,13 @@ impl EngineEmbedder {
 
     fn embed_chunk(&self, texts: &[&str], role: EmbedRole) -> Result<Vec<Vec<f32>>, KbError> {
         let started = Instant::now();
+        let lane = match role {
+            EmbedRole::Query => Lane::Reply,
+            EmbedRole::Passage => Lane::FollowUp,
+        };
         loop {
-            let request = self.engine.embed(
+            let request = self.engine.embed_in(
+                lane,
                 &self.model,
                 texts.iter().map(|t| t.to_string()).collect(),
                 role,
@@ -667,21 +814,34 @@ impl Embedder for EngineEmbedder {
         &self.model
     }
 
+    /// The loaded model's own dimension, waiting while it loads. Nothing
+    /// is remembered here: a model that is not up yet answers 0 now and its
+    /// real dimension once it is.
     fn dim(&self) -> usize {
-        *self.dim.get_or_init(|| {
-            self.embed_chunk(&["dimension probe"], EmbedRole::Query)
-                .ok()
-                .and_then(|v| v.first().map(Vec::len))
-                .unwrap_or(0)
-        })
+        let started = Instant::now();
+        loop {
+            if let Some(dimension) = self.engine.embedding_dimension() {
+                return dimension;
+            }
+            let loading = self
+                .engine
+                .models()
+                .iter()
+                .any(|m| m.kind == ModelKind::Embedding && m.state == ModelState::Loading);
+            if !loading || started.elapsed() >= EMBED_WAIT {
+                return 0;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Vec<Vec<f32>>, KbError> {
         // Only queries are remembered: passages come in bulk from index
         // builds and would push every query out.
         let remembered = role == EmbedRole::Query;
+        let owner = scope::current().owner;
         let mut vectors: Vec<Option<Vec<f32>>> = match self.recent.lock() {
-            Ok(recent) if remembered => texts.iter().map(|t| recent.get(t)).collect(),
+            Ok(recent) if remembered => texts.iter().map(|t| recent.get(owner, t)).collect(),
             _ => vec![None; texts.len()],
         };
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| vectors[i].is_none()).collect();
@@ -700,17 +860,13 @@ impl Embedder for EngineEmbedder {
         if let Ok(mut recent) = self.recent.lock() {
             for (&i, vector) in missing.iter().zip(&computed) {
                 if remembered {
-                    recent.insert(texts[i], vector);
+                    recent.insert(owner, texts[i], vector);
                 }
             }
         }
         for (i, vector) in missing.into_iter().zip(computed) {
             vectors[i] = Some(vector);
         }
-        let vectors: Vec<Vec<f32>> = vectors.into_iter().flatten().collect();
-        if let Some(first) = vectors.first() {
-            let _ = self.dim.set(first.len());
-        }
-        Ok(vectors)
+        Ok(vectors.into_iter().flatten().collect())
     }
 }

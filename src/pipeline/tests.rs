@@ -186,8 +186,8 @@ async fn fixture() -> Fixture {
         display_name: Some("Nadia".into()),
         language: Some("id".into()),
         member_level: Some("gold".into()),
-        is_vip: false,
-        lifetime_value_cents: 9000,
+        is_vip: Some(false),
+        lifetime_value_cents: Some(9000),
         currency: Some("USD".into()),
     };
     store

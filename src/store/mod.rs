@@ -9,8 +9,12 @@
 //! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
 
 pub mod changes;
+pub mod credentials;
 pub mod desk;
 pub mod kb;
+pub mod operators;
+pub mod privacy;
+pub mod private_file;
 pub mod sqlite;
 pub mod translations;
 pub mod users;
@@ -20,6 +24,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
 
+use crate::auth::Scopes;
 use crate::domain::{
     Action, Author, BuyerId, ConversationId, ConversationStatus, CountryCode, CurrencyCode,
     Custody, DecisionId, Direction, InboundMessage, JobId, LanguageCode, Layer, Market, MessageId,
@@ -30,6 +35,8 @@ use crate::domain::{
 pub use changes::{Change, ChangeFeed, ChangeKind, InProcessFeed};
 pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
+pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
+pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use sqlite::SqliteStore;
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
@@ -56,6 +63,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("shop credentials: {0}")]
+    Credentials(String),
     #[error("cannot use data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -115,8 +124,13 @@ pub struct TokenInfo {
     pub label: String,
     /// The first characters of the token, to recognise it in lists.
     pub prefix: String,
+    pub scopes: Scopes,
+    /// The one shop the token acts for; `None` for all of its tenant's.
+    pub shop_id: Option<ShopId>,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// A token to store: only its hash and a recognisable prefix are kept.
@@ -126,6 +140,22 @@ pub struct NewToken {
     pub label: String,
     pub token_hash: String,
     pub prefix: String,
+    pub scopes: Scopes,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub shop_id: Option<ShopId>,
+}
+
+/// What a live (unrevoked) tenant token may do, as authentication finds it.
+/// Expiry is the caller's to check, so that it can say why it refuses.
+#[derive(Debug, Clone)]
+pub struct TokenGrantRecord {
+    pub tenant_id: TenantId,
+    pub token_id: TokenId,
+    pub scopes: Scopes,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The shop a shop-bound token acts for.
+    pub shop: Option<ShopKey>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -274,8 +304,11 @@ pub struct BuyerProfile {
     pub display_name: Option<String>,
     pub language: Option<String>,
     pub member_level: Option<String>,
-    pub is_vip: bool,
-    pub lifetime_value_cents: i64,
+    /// `None` keeps what is stored (false for a new buyer): an update that
+    /// does not mention VIP status must not clear it.
+    pub is_vip: Option<bool>,
+    /// `None` keeps what is stored (0 for a new buyer).
+    pub lifetime_value_cents: Option<i64>,
     pub currency: Option<String>,
 }
 
@@ -432,11 +465,11 @@ pub trait TenantStore: Send + Sync + 'static {
 
     async fn list_tokens(&self, tenant: TenantId) -> Result<Vec<TokenInfo>, StoreError>;
 
-    /// The tenant and token a live (unrevoked) token hash belongs to.
-    async fn authenticate(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(TenantId, TokenId)>, StoreError>;
+    /// What the live (unrevoked) token with this hash may do.
+    async fn authenticate(&self, token_hash: &str) -> Result<Option<TokenGrantRecord>, StoreError>;
+
+    /// Records that a token was used at `at`.
+    async fn touch_token(&self, id: TokenId, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     async fn add_shop(&self, shop: NewShop) -> Result<Shop, StoreError>;
 
@@ -456,6 +489,14 @@ pub trait TenantStore: Send + Sync + 'static {
         tenant: TenantId,
         key: &ShopKey,
     ) -> Result<Option<Shop>, StoreError>;
+
+    /// A shop's platform credentials (a JSON object), decrypted; for the
+    /// connector that talks to the platform, never for an API answer.
+    async fn shop_credentials(
+        &self,
+        tenant: TenantId,
+        key: &ShopKey,
+    ) -> Result<Option<SecretString>, StoreError>;
 }
 
 /// Buyers, conversations and their messages.
@@ -645,6 +686,8 @@ pub trait Store:
     + TranslationStore
     + UserStore
     + DeskStore
+    + OperatorStore
+    + PrivacyStore
 {
     /// Notes of committed changes to conversations, for live pages.
     fn changes(&self) -> &dyn ChangeFeed;

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -27,7 +26,9 @@ mod decisions;
 mod desk;
 mod jobs;
 mod kb;
+mod operators;
 mod orders;
+mod privacy;
 mod tenants;
 mod translations;
 mod users;
@@ -42,6 +43,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    credentials: std::sync::Arc<super::credentials::CredentialKey>,
     changes: std::sync::Arc<InProcessFeed>,
 }
 
@@ -55,11 +57,28 @@ impl SqliteStore {
     /// Opens (creating if needed) the database in `settings.data_dir` and
     /// brings its schema up to date.
     pub async fn open(settings: &StoreSettings) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StoreError::DataDir {
+        let data_dir_error = |source| StoreError::DataDir {
             path: settings.data_dir.clone(),
             source,
-        })?;
+        };
+        // Buyer conversations and the credentials key live here: the
+        // directory and the database are the owner's alone.
+        super::private_file::private_dir(&settings.data_dir).map_err(data_dir_error)?;
         let path = settings.data_dir.join("kedai.sqlite");
+        if !path.exists() {
+            // SQLite gives its -wal and -shm files the database's mode.
+            match super::private_file::create_new(&path) {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(data_dir_error(err)),
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            super::private_file::restrict(std::path::Path::new(&file), 0o600);
+        }
+        let credentials = std::sync::Arc::new(super::credentials::CredentialKey::load(settings)?);
         let synchronous = match settings.durability {
             Durability::Full => SqliteSynchronous::Full,
             Durability::Normal => SqliteSynchronous::Normal,
@@ -83,11 +102,14 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             writer,
             reader,
+            credentials,
             changes: Default::default(),
-        })
+        };
+        store.seal_plain_credentials().await?;
+        Ok(store)
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -218,6 +240,7 @@ pub(crate) mod testkit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Settings;
 
     use super::testkit::{inbound, open, order, tenant_with_shop};
 
@@ -273,8 +296,8 @@ mod tests {
             display_name: Some("Nadia".into()),
             language: Some("id".into()),
             member_level: Some("gold".into()),
-            is_vip: true,
-            lifetime_value_cents: 18_240,
+            is_vip: Some(true),
+            lifetime_value_cents: Some(18_240),
             currency: Some("USD".into()),
         };
         let mut record = order("ORD-9", "shipped");
@@ -555,8 +578,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shop_credentials_are_stored_but_never_in_audit_details() {
-        let (store, _dir) = open().await;
+    async fn l10_shop_credentials_are_encrypted_at_rest_and_never_in_audit_details() {
+        let (store, dir) = open().await;
         let shop = tenant_with_shop(&store, "t").await;
         let audit = store.audit_log(shop.tenant_id, 100).await.unwrap();
         let text = serde_json::to_string(&audit).unwrap();
@@ -566,7 +589,65 @@ mod tests {
             .fetch_one(&store.reader)
             .await
             .unwrap();
-        assert!(stored.contains("s3cret"));
+        assert!(stored.starts_with("enc:v1:"), "{stored}");
+        assert!(!stored.contains("s3cret"));
+        let opened = store
+            .shop_credentials(shop.tenant_id, &shop.key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&opened),
+            r#"{"partner_key":"s3cret"}"#
+        );
+
+        // Credentials written before encryption existed are sealed when the
+        // store next opens.
+        sqlx::query("UPDATE shops SET credentials = ? WHERE id = ?")
+            .bind(r#"{"partner_key":"old"}"#)
+            .bind(shop.id.to_string())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        store.close().await;
+        let mut settings = Settings::defaults().store;
+        settings.data_dir = dir.path().to_path_buf();
+        let store = SqliteStore::open(&settings).await.unwrap();
+        let stored: String = sqlx::query_scalar("SELECT credentials FROM shops WHERE id = ?")
+            .bind(shop.id.to_string())
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert!(stored.starts_with("enc:v1:"), "{stored}");
+        let opened = store
+            .shop_credentials(shop.tenant_id, &shop.key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&opened),
+            r#"{"partner_key":"old"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn m8_tokens_made_before_scopes_existed_stay_tenant_admins() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        // The columns of the first schema only, as an older kedai wrote.
+        sqlx::query(
+            "INSERT INTO api_tokens (id, tenant_id, label, token_hash, prefix, created_at) \
+             VALUES (?, ?, 'old', 'hash-of-old', 'kd_old', ?)",
+        )
+        .bind(TokenId::new().to_string())
+        .bind(shop.tenant_id.to_string())
+        .bind(ts(now()))
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        let grant = store.authenticate("hash-of-old").await.unwrap().unwrap();
+        assert_eq!(grant.scopes, crate::auth::Scopes::admin());
+        assert!(grant.expires_at.is_none() && grant.shop.is_none());
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ use crate::domain::{
     PlatformBuyerId, ShopKey, TextLimits,
 };
 use crate::http::ModelReadiness;
+use crate::bench::client::{BenchClient, Call};
 use crate::startup::{Application, BuildOptions, DEMO_SHOPS, DEMO_TENANT};
 use crate::store::users::{Email, NewUser, Role, ShopAccess};
 use crate::store::{NewDecision, Store};
@@ -156,6 +157,7 @@ pub async fn run(args: WebArgs, settings: &Settings, output: Output) -> anyhow::
     settings.models.fetch_on_start = false;
     settings.models.required = false;
     settings.kb.demo_orders = String::new();
+    settings.server.demo = true;
     settings.queue.workers = 0;
     let app = Application::build(
         settings,
@@ -176,16 +178,16 @@ pub async fn run(args: WebArgs, settings: &Settings, output: Output) -> anyhow::
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+    // Never follows redirects: the login's answer carries the cookie.
+    let client = BenchClient::new(Duration::from_secs(60));
     let login = client
-        .post(format!("{base}/app/login"))
-        .form(&[("email", EMAIL), ("password", PASSWORD)])
-        .send()
+        .send(
+            Call::new(axum::http::Method::POST, format!("{base}/app/login"))
+                .form(&[("email", EMAIL), ("password", PASSWORD)]),
+        )
         .await?;
     let cookie = login
-        .headers()
+        .headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -234,23 +236,16 @@ pub async fn run(args: WebArgs, settings: &Settings, output: Output) -> anyhow::
         for i in 0..WARM_UP.min(args.requests) {
             let path = &page.paths[i % page.paths.len()];
             client
-                .get(format!("{base}{path}"))
-                .header("Cookie", &cookie)
-                .send()
-                .await?
-                .bytes()
+                .send(Call::get(format!("{base}{path}")).cookie(&cookie))
                 .await?;
         }
         for i in 0..args.requests {
             let path = &page.paths[i % page.paths.len()];
             let started = Instant::now();
             let response = client
-                .get(format!("{base}{path}"))
-                .header("Cookie", &cookie)
-                .send()
+                .send(Call::get(format!("{base}{path}")).cookie(&cookie))
                 .await?;
-            let status = response.status();
-            response.bytes().await?;
+            let status = response.status;
             let micros = started.elapsed().as_micros() as u64;
             if !status.is_success() {
                 bail!("GET {path} answered {status}");

@@ -589,13 +589,13 @@ async fn health_readiness_and_metrics_answer() {
     let (app, _dir) = spawn_app().await;
     let health: Value = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
-    let ready: Value = app.get_json("/readyz").await;
+    let ready: Value = app.get_as_operator("/readyz").await.json().await.unwrap();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["store"]["ok"], true);
     assert!(ready["models"]["detail"]["not_required"].is_string());
 
     app.ingest(&message("demo-web", "m", "b", "hi")).await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.get_as_operator("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("kedai_ingest_messages_total"), "{metrics}");
     assert!(
         metrics.contains("kedai_http_request_duration_seconds_bucket"),
@@ -614,7 +614,7 @@ async fn readiness_fails_while_required_models_are_missing() {
     spawn.models =
         kedai::http::ModelReadiness::Unavailable("multilingual-e5-small is missing".into());
     let app = spawn.start().await;
-    let response = app.get("/readyz").await;
+    let response = app.get_as_operator("/readyz").await;
     assert_eq!(response.status(), 503);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["ready"], false);

@@ -12,8 +12,8 @@ use candle_core::Tensor;
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use kedai::config::Settings;
 use kedai::inference::chat::{
-    ChatLoadOptions, ChatMessage, ChatModel, ChatRole, FinishReason, Generation, GenerationParams,
-    WeightFormat,
+    CacheScope, ChatLoadOptions, ChatMessage, ChatModel, ChatRole, FinishReason, Generation,
+    GenerationParams, WeightFormat,
 };
 use kedai::inference::InferenceError;
 use kedai::models::{self, FetchPolicy, PrepareMode, Progress};
@@ -498,4 +498,57 @@ fn a_cancelled_prompt_stops_between_chunks_and_is_picked_up_later() {
         )
         .expect("generates");
     assert_eq!(chunked.text, fresh.text);
+}
+
+/// L9: one owner's cached prompt is never reused for another's, so how
+/// fast a prompt runs tells nobody what someone else sent; identical
+/// system turns of scopes that allow it (the pipeline's own instructions)
+/// are shared, the rest is not.
+#[test]
+fn l9_cached_work_is_reused_only_by_its_owner() {
+    let mut model = model(SMOLLM2);
+    model.clear_cache();
+    let system = "You are the customer-service assistant of an online shop. Answer in one \
+                  short sentence, politely, in the buyer's language.";
+    let prompt = vec![
+        ChatMessage::new(ChatRole::System, system),
+        ChatMessage::new(
+            ChatRole::User,
+            "My order SPE-2611-00123 to Jalan Melati 7 is late.",
+        ),
+    ];
+    let scope = |owner, share_system_turn| CacheScope {
+        owner,
+        share_system_turn,
+    };
+    model.set_cache_scope(scope(1, false));
+    run(&mut model, &prompt, &greedy(2));
+    model.set_cache_scope(scope(2, false));
+    let (other, _) = run(&mut model, &prompt, &greedy(2));
+    assert_eq!(
+        other.reused_prompt_tokens, 0,
+        "another owner reuses nothing"
+    );
+    model.set_cache_scope(scope(2, false));
+    let (same, _) = run(&mut model, &prompt, &greedy(2));
+    assert!(
+        same.reused_prompt_tokens > 0,
+        "the same owner reuses its own"
+    );
+
+    // Scopes sharing their system turns reuse that turn, nothing more.
+    model.clear_cache();
+    model.set_cache_scope(scope(3, true));
+    run(&mut model, &prompt, &greedy(2));
+    model.set_cache_scope(scope(4, true));
+    let (shared, _) = run(&mut model, &prompt, &greedy(2));
+    let system_tokens = model.render_prompt(&prompt[..1]).expect("renders").len()
+        - model.render_prompt(&[]).expect("renders").len();
+    assert!(shared.reused_prompt_tokens > 0, "{shared:?}");
+    assert!(
+        shared.reused_prompt_tokens <= system_tokens,
+        "{shared:?}: beyond the {system_tokens}-token system turn"
+    );
+    model.set_cache_scope(CacheScope::default());
+    model.clear_cache();
 }

@@ -121,12 +121,60 @@ fn tenants_shops_and_tokens_are_managed_from_the_command_line() {
     ));
     assert_eq!(shops["shops"].as_array().unwrap().len(), 1);
 
+    let unscoped = kedai(
+        dir.path(),
+        &["token", "create", "--tenant", "acme", "--label", "zapier"],
+    );
+    assert!(
+        !unscoped.status.success(),
+        "a token's scope is always chosen"
+    );
     let token = json_of(&kedai(
         dir.path(),
         &[
-            "--json", "token", "create", "--tenant", "acme", "--label", "zapier",
+            "--json",
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--label",
+            "zapier",
+            "--scope",
+            "integration",
+            "--shop",
+            "acme-th",
+            "--expires",
+            "30d",
         ],
     ));
+    assert_eq!(
+        token["scopes"],
+        serde_json::json!(["ingest", "reply", "orders", "read"])
+    );
+    assert!(token["shop_id"].is_string());
+    assert!(token["expires_at"].is_string());
+    for (bad, why) in [
+        (&["--scope", "root"][..], "unknown scope \"root\""),
+        (
+            &["--scope", "admin", "--shop", "acme-th"][..],
+            "cannot hold the `admin` scope",
+        ),
+        (
+            &["--scope", "read", "--shop", "nope"][..],
+            "no shop \"nope\"",
+        ),
+        (
+            &["--scope", "read", "--expires", "soon"][..],
+            "expiry \"soon\"",
+        ),
+    ] {
+        let mut args = vec!["token", "create", "--tenant", "acme"];
+        args.extend_from_slice(bad);
+        let refused = kedai(dir.path(), &args);
+        assert!(!refused.status.success(), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(why), "{bad:?}: {stderr}");
+    }
     let token_id = token["token_id"].as_str().unwrap();
     let tokens = json_of(&kedai(
         dir.path(),
@@ -134,6 +182,11 @@ fn tenants_shops_and_tokens_are_managed_from_the_command_line() {
     ));
     let listed = tokens["tokens"].as_array().unwrap();
     assert_eq!(listed.len(), 2);
+    assert_eq!(
+        listed[0]["scopes"],
+        serde_json::json!(["admin"]),
+        "tenant create's token"
+    );
     assert!(
         !tokens
             .to_string()
@@ -313,6 +366,7 @@ fn ask_prints_the_trace_and_continues_a_conversation_only_for_a_named_buyer() {
             .args([
                 "--json",
                 "ask",
+                "--demo",
                 "Where is my parcel? I ordered it last week",
             ])
             .args(extra)

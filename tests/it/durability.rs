@@ -74,7 +74,7 @@ struct ServerProcess {
 
 fn start_server(data_dir: &std::path::Path) -> ServerProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kedai"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("KEDAI__MODELS__FETCH_ON_START", "false")
         .env("KEDAI__MODELS__REQUIRED", "false")
@@ -84,22 +84,24 @@ fn start_server(data_dir: &std::path::Path) -> ServerProcess {
         .spawn()
         .expect("kedai binary starts");
     let stdout = child.stdout.take().unwrap();
-    let mut token = None;
     let mut base = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        if let Some(t) = line.trim().strip_prefix("kd_") {
-            token = Some(format!("kd_{t}"));
-        }
+        assert!(
+            !line.contains("kd_"),
+            "the token is never printed where output is not a terminal: {line}"
+        );
         if let Some(address) = line.strip_prefix("kedai is listening on ") {
             base = Some(address.trim().to_owned());
             break;
         }
     }
+    let token = std::fs::read_to_string(data_dir.join("demo-token"))
+        .expect("the first start writes the demo token to its file");
     ServerProcess {
         child,
         base: base.expect("server announces its address"),
-        token: token.expect("first start prints the demo token"),
+        token: token.trim().to_owned(),
     }
 }
 

@@ -18,17 +18,24 @@ use tokio_util::sync::CancellationToken;
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    /// The demo tenant's token (demo-shopee, demo-lazada, demo-tiktok, demo-web).
+    /// The demo tenant's token (scope admin; demo-shopee, demo-lazada,
+    /// demo-tiktok, demo-web).
     pub token: String,
+    /// An operator token: readiness details, metrics, retraining.
+    pub operator: String,
+    /// `http://` and `server.metrics_listen`'s address, when set.
+    pub metrics_base: Option<String>,
     pub store: Arc<dyn Store>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings for a test server: port 0, the given data dir, no models.
+/// Settings for a test server: port 0, the given data dir, no models, the
+/// demo tenant and shops (without their knowledge base and orders).
 pub fn test_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings::defaults();
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.demo = true;
     settings.store.data_dir = data_dir.to_path_buf();
     settings.models.fetch_on_start = false;
     settings.models.required = false;
@@ -72,6 +79,7 @@ impl Spawn {
         .await
         .expect("application builds");
         let base = format!("http://{}", app.address());
+        let metrics_base = app.metrics_address().map(|a| format!("http://{a}"));
         let store = app.store();
         let token = match &app.demo {
             Some(demo) => demo.token.clone(),
@@ -83,12 +91,18 @@ impl Spawn {
                     .1
             }
         };
+        let operator = kedai::auth::issue_operator_token(store.as_ref(), "test", None)
+            .await
+            .unwrap()
+            .1;
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         TestApp {
             base,
             client: reqwest::Client::new(),
             token,
+            operator,
+            metrics_base,
             store,
             shutdown,
             handle: Some(handle),
@@ -122,6 +136,16 @@ impl TestApp {
         self.client
             .get(self.url(path))
             .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET with the operator token.
+    pub async fn get_as_operator(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&self.operator)
             .send()
             .await
             .unwrap()

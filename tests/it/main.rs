@@ -1,12 +1,14 @@
 //! kedai's integration tests: one binary, real application on port 0 with a
 //! temporary data directory, spoken to over HTTP.
 
+mod access;
 mod api;
 mod browser;
 mod chat;
 mod cli;
 mod durability;
 mod embeddings;
+mod fairness;
 mod helpers;
 mod kb;
 mod models;

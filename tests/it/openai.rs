@@ -186,7 +186,7 @@ async fn models_are_listed_ready_and_readyz_reports_each() {
         .iter()
         .all(|m| m["state"] == "ready"));
 
-    let ready = app.get_json("/readyz").await;
+    let ready: Value = app.get_as_operator("/readyz").await.json().await.unwrap();
     assert_eq!(ready["ready"], true, "{ready}");
     let runtime = &ready["models"]["detail"]["runtime"];
     assert_eq!(runtime[E5]["state"], "ready", "{ready}");
@@ -479,7 +479,7 @@ async fn bad_chat_requests_get_clear_errors() {
 /// The count of `kedai_model_request_duration_seconds` for `model` and
 /// `outcome` on the server's /metrics.
 async fn requests_with_outcome(app: &TestApp, model: &str, outcome: &str) -> u64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.get_as_operator("/metrics").await.text().await.unwrap();
     text.lines()
         .filter(|l| l.starts_with("kedai_model_request_duration_seconds_count"))
         .filter(|l| l.contains(&format!("model=\"{model}\"")))
@@ -571,7 +571,7 @@ async fn model_metrics_are_exported() {
     assert_eq!(status, 200);
     let (status, _) = chat(&app, &question(2)).await;
     assert_eq!(status, 200);
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.get_as_operator("/metrics").await.text().await.unwrap();
     for needle in [
         "kedai_model_batch_inputs_bucket",
         "kedai_model_tokens_total{model=\"multilingual-e5-small\",kind=\"input\"}",

@@ -87,7 +87,7 @@ async fn jobs_that_keep_failing_end_in_the_dead_letter_state() {
     })
     .await;
     assert_eq!(handler.calls.load(Ordering::SeqCst), 3);
-    let report: serde_json::Value = app.get_json("/readyz").await;
+    let report: serde_json::Value = app.get_as_operator("/readyz").await.json().await.unwrap();
     assert_eq!(report["queue"]["dead"], 1);
 }
 

@@ -125,15 +125,26 @@ async fn the_reload_endpoint_retrains_and_reports_what_it_learned() {
     spawn.settings.pipeline.exemplars_poll_secs = 0;
     // Exemplar vectors are cached under the models folder: a fresh one.
     spawn.settings.models.dir = data.path().join("models").to_string_lossy().into_owned();
+    spawn.settings.access.reload_min_interval_secs = 0;
     spawn.kb_embedder = Some(crate::understand::e5());
     let app = spawn.start().await;
+    // A retraining already running (the start-up one) answers 409: ask
+    // again once it has finished, as an operator's script would.
     let reload = || async {
-        app.client
-            .post(app.url("/api/v1/understand/reload"))
-            .bearer_auth(&app.token)
-            .send()
-            .await
-            .unwrap()
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let response = app
+                .client
+                .post(app.url("/api/v1/understand/reload"))
+                .bearer_auth(&app.operator)
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 409 || std::time::Instant::now() > deadline {
+                return response;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     };
 
     let unauthenticated = app
@@ -160,6 +171,14 @@ async fn the_reload_endpoint_retrains_and_reports_what_it_learned() {
     assert_eq!(second["exemplars"], 66 + 9);
     assert!(second["training_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(second["files"].as_array().unwrap().len(), 3);
+    assert!(
+        second["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f.as_str().unwrap().starts_with("intents/")),
+        "files are named within their folder, not by server path: {second:#}"
+    );
 
     std::fs::write(
         &mine,
@@ -170,9 +189,13 @@ async fn the_reload_endpoint_retrains_and_reports_what_it_learned() {
     assert_eq!(rejected.status(), 422);
     let body: Value = rejected.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("id.jsonl:2: "), "{message}");
+    assert!(message.contains("intents/id.jsonl:2: "), "{message}");
+    assert!(
+        !message.contains(&intents.path().display().to_string()),
+        "no server path: {message}"
+    );
 
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.get_as_operator("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(r#"kedai_understand_reloads_total{trigger="api",outcome="error"}"#)
             || metrics.contains(r#"kedai_understand_reloads_total{outcome="error",trigger="api"}"#),
@@ -207,7 +230,7 @@ async fn readiness_reports_classifiers_that_failed_to_train() {
         app.get("/readyz").await.status() == 503
     })
     .await;
-    let report: Value = app.get("/readyz").await.json().await.unwrap();
+    let report: Value = app.get_as_operator("/readyz").await.json().await.unwrap();
     assert_eq!(report["ready"], false, "{report:#}");
     assert_eq!(report["store"]["ok"], true);
     assert_eq!(report["understand"]["ok"], false);
@@ -224,12 +247,12 @@ async fn readiness_reports_classifiers_that_failed_to_train() {
     let reload = app
         .client
         .post(app.url("/api/v1/understand/reload"))
-        .bearer_auth(&app.token)
+        .bearer_auth(&app.operator)
         .send()
         .await
         .unwrap();
     assert_eq!(reload.status(), 200);
-    let report: Value = app.get_json("/readyz").await;
+    let report: Value = app.get_as_operator("/readyz").await.json().await.unwrap();
     assert_eq!(report["ready"], true, "{report:#}");
     assert_eq!(report["understand"]["detail"], "trained");
 }

@@ -69,13 +69,13 @@ pub(super) async fn upsert_buyer_profile(
     let id: String = sqlx::query_scalar(
         "INSERT INTO buyers (id, tenant_id, shop_id, platform_buyer_id, display_name, language, \
          member_level, is_vip, lifetime_value_cents, currency, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0), COALESCE(?, 0), ?, ?, ?) \
          ON CONFLICT (shop_id, platform_buyer_id) DO UPDATE SET \
            display_name = COALESCE(excluded.display_name, buyers.display_name), \
            language = COALESCE(excluded.language, buyers.language), \
            member_level = COALESCE(excluded.member_level, buyers.member_level), \
-           is_vip = excluded.is_vip, \
-           lifetime_value_cents = excluded.lifetime_value_cents, \
+           is_vip = COALESCE(?, buyers.is_vip), \
+           lifetime_value_cents = COALESCE(?, buyers.lifetime_value_cents), \
            currency = COALESCE(excluded.currency, buyers.currency), \
            updated_at = excluded.updated_at \
          RETURNING id",
@@ -92,6 +92,8 @@ pub(super) async fn upsert_buyer_profile(
     .bind(profile.currency.as_deref())
     .bind(&at)
     .bind(&at)
+    .bind(profile.is_vip)
+    .bind(profile.lifetime_value_cents)
     .fetch_one(&mut **tx)
     .await?;
     parse_id(&id, "buyer")

@@ -1,6 +1,39 @@
 //! Tenants, their API tokens and their shops. SQLite implementation of [`TenantStore`].
 
 use super::*;
+use crate::store::credentials::{self, CredentialKey};
+
+impl SqliteStore {
+    /// Seals credentials stored before they were encrypted; runs when the
+    /// store opens, and does nothing once every row is sealed.
+    pub(super) async fn seal_plain_credentials(&self) -> Result<(), StoreError> {
+        let plain: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT id, tenant_id, shop_key, credentials FROM shops \
+             WHERE credentials NOT LIKE 'enc:%'",
+        )
+        .fetch_all(&self.writer)
+        .await?;
+        if plain.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (id, tenant, key, credentials) in &plain {
+            let sealed = self.credentials.seal(
+                &credentials::binding(tenant, key),
+                &SecretString::from(credentials.clone()),
+            )?;
+            debug_assert!(CredentialKey::is_sealed(&sealed));
+            sqlx::query("UPDATE shops SET credentials = ? WHERE id = ?")
+                .bind(sealed)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(shops = plain.len(), "shop credentials encrypted at rest");
+        Ok(())
+    }
+}
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TenantRow {
@@ -89,8 +122,23 @@ pub(super) struct TokenRow {
     pub(super) tenant_id: String,
     pub(super) label: String,
     pub(super) prefix: String,
+    pub(super) scopes: String,
+    pub(super) shop_id: Option<String>,
     pub(super) created_at: String,
+    pub(super) expires_at: Option<String>,
     pub(super) revoked_at: Option<String>,
+    pub(super) last_used_at: Option<String>,
+}
+
+const TOKEN_COLUMNS: &str = "id, tenant_id, label, prefix, scopes, shop_id, created_at, \
+                             expires_at, revoked_at, last_used_at";
+
+fn parse_scopes(raw: &str) -> Result<Scopes, StoreError> {
+    Scopes::parse(raw).map_err(|e| StoreError::Corrupt(format!("token scopes {raw:?}: {e}")))
+}
+
+fn parse_optional_ts(raw: Option<&str>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    raw.map(parse_ts).transpose()
 }
 
 impl TryFrom<TokenRow> for TokenInfo {
@@ -101,10 +149,28 @@ impl TryFrom<TokenRow> for TokenInfo {
             tenant_id: parse_id(&row.tenant_id, "tenant")?,
             label: row.label,
             prefix: row.prefix,
+            scopes: parse_scopes(&row.scopes)?,
+            shop_id: row
+                .shop_id
+                .as_deref()
+                .map(|s| parse_id(s, "shop"))
+                .transpose()?,
             created_at: parse_ts(&row.created_at)?,
-            revoked_at: row.revoked_at.as_deref().map(parse_ts).transpose()?,
+            expires_at: parse_optional_ts(row.expires_at.as_deref())?,
+            revoked_at: parse_optional_ts(row.revoked_at.as_deref())?,
+            last_used_at: parse_optional_ts(row.last_used_at.as_deref())?,
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    tenant_id: String,
+    id: String,
+    scopes: String,
+    expires_at: Option<String>,
+    shop_key: Option<String>,
+    last_used_at: Option<String>,
 }
 
 #[async_trait]
@@ -175,20 +241,40 @@ impl TenantStore for SqliteStore {
             tenant_id: token.tenant_id,
             label: token.label,
             prefix: token.prefix,
+            scopes: token.scopes,
+            shop_id: token.shop_id,
             created_at: now(),
+            expires_at: token.expires_at,
             revoked_at: None,
+            last_used_at: None,
         };
         let mut tx = self.begin_write().await?;
+        if let Some(shop) = info.shop_id {
+            // A shop-bound token may only name one of its own tenant's shops.
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT tenant_id FROM shops WHERE id = ?")
+                    .bind(shop.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if owner.as_deref() != Some(info.tenant_id.to_string().as_str()) {
+                return Err(StoreError::NotFound {
+                    what: format!("shop {shop} of this tenant"),
+                });
+            }
+        }
         sqlx::query(
-            "INSERT INTO api_tokens (id, tenant_id, label, token_hash, prefix, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (id, tenant_id, label, token_hash, prefix, scopes, shop_id, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(info.id.to_string())
         .bind(info.tenant_id.to_string())
         .bind(&info.label)
         .bind(&token.token_hash)
         .bind(&info.prefix)
+        .bind(info.scopes.to_string())
+        .bind(info.shop_id.map(|s| s.to_string()))
         .bind(ts(info.created_at))
+        .bind(info.expires_at.map(ts))
         .execute(&mut *tx)
         .await?;
         insert_audit(
@@ -199,7 +285,13 @@ impl TenantStore for SqliteStore {
                 action: "token.created".into(),
                 subject_type: "token".into(),
                 subject_id: info.id.to_string(),
-                details: serde_json::json!({ "label": info.label, "prefix": info.prefix }),
+                details: serde_json::json!({
+                    "label": info.label,
+                    "prefix": info.prefix,
+                    "scopes": info.scopes,
+                    "shop_id": info.shop_id,
+                    "expires_at": info.expires_at,
+                }),
             },
         )
         .await?;
@@ -237,10 +329,9 @@ impl TenantStore for SqliteStore {
     }
 
     async fn list_tokens(&self, tenant: TenantId) -> Result<Vec<TokenInfo>, StoreError> {
-        sqlx::query_as::<_, TokenRow>(
-            "SELECT id, tenant_id, label, prefix, created_at, revoked_at FROM api_tokens \
-             WHERE tenant_id = ? ORDER BY created_at",
-        )
+        sqlx::query_as::<_, TokenRow>(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant_id = ? ORDER BY created_at"
+        ))
         .bind(tenant.to_string())
         .fetch_all(&self.reader)
         .await?
@@ -249,18 +340,41 @@ impl TenantStore for SqliteStore {
         .collect()
     }
 
-    async fn authenticate(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(TenantId, TokenId)>, StoreError> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT tenant_id, id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+    async fn authenticate(&self, token_hash: &str) -> Result<Option<TokenGrantRecord>, StoreError> {
+        let row: Option<GrantRow> = sqlx::query_as(
+            "SELECT t.tenant_id, t.id, t.scopes, t.expires_at, s.shop_key, t.last_used_at \
+             FROM api_tokens t LEFT JOIN shops s ON s.id = t.shop_id AND s.tenant_id = t.tenant_id \
+             WHERE t.token_hash = ? AND t.revoked_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|(tenant, token)| Ok((parse_id(&tenant, "tenant")?, parse_id(&token, "token")?)))
-            .transpose()
+        row.map(|row| {
+            Ok(TokenGrantRecord {
+                tenant_id: parse_id(&row.tenant_id, "tenant")?,
+                token_id: parse_id(&row.id, "token")?,
+                scopes: parse_scopes(&row.scopes)?,
+                expires_at: parse_optional_ts(row.expires_at.as_deref())?,
+                shop: row
+                    .shop_key
+                    .as_deref()
+                    .map(|k| ShopKey::parse(k).map_err(|e| StoreError::Corrupt(e.to_string())))
+                    .transpose()?,
+                last_used_at: parse_optional_ts(row.last_used_at.as_deref())?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn touch_token(&self, id: TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+            .bind(ts(at))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn add_shop(&self, shop: NewShop) -> Result<Shop, StoreError> {
@@ -287,7 +401,10 @@ impl TenantStore for SqliteStore {
         .bind(record.market.country.as_ref().map(CountryCode::as_str))
         .bind(record.market.currency.as_ref().map(CurrencyCode::as_str))
         .bind(record.market.language.as_ref().map(LanguageCode::as_str))
-        .bind(shop.credentials.expose_secret())
+        .bind(self.credentials.seal(
+            &credentials::binding(&record.tenant_id.to_string(), record.key.as_str()),
+            &shop.credentials,
+        )?)
         .bind(ts(record.created_at))
         .execute(&mut *tx)
         .await;
@@ -330,6 +447,28 @@ impl TenantStore for SqliteStore {
         .into_iter()
         .map(Shop::try_from)
         .collect()
+    }
+
+    async fn shop_credentials(
+        &self,
+        tenant: TenantId,
+        key: &ShopKey,
+    ) -> Result<Option<SecretString>, StoreError> {
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT credentials FROM shops WHERE tenant_id = ? AND shop_key = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(key.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        stored
+            .map(|sealed| {
+                self.credentials.open(
+                    &credentials::binding(&tenant.to_string(), key.as_str()),
+                    &sealed,
+                )
+            })
+            .transpose()
     }
 
     async fn update_shop(
@@ -382,7 +521,16 @@ impl TenantStore for SqliteStore {
         .bind(shop.market.currency.as_ref().map(CurrencyCode::as_str))
         .bind(shop.market.language.as_ref().map(LanguageCode::as_str))
         .bind(shop.policy.to_string())
-        .bind(update.credentials.as_ref().map(|c| c.expose_secret()))
+        .bind(
+            update
+                .credentials
+                .as_ref()
+                .map(|c| {
+                    self.credentials
+                        .seal(&credentials::binding(&tenant.to_string(), key.as_str()), c)
+                })
+                .transpose()?,
+        )
         .bind(shop.id.to_string())
         .execute(&mut *tx)
         .await?;
