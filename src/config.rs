@@ -20,6 +20,9 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 /// never be honoured.
 const CHAT_MAX_TOKENS_LIMIT: usize = 4096;
 
+/// The longest artificial delay of the chat stand-in (ten minutes).
+const MAX_STAND_IN_DELAY_MS: u64 = 600_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {path} does not exist")]
@@ -139,6 +142,10 @@ pub struct ModelsSettings {
     pub chat_max_prompt_tokens: usize,
     /// Largest request body the OpenAI-compatible `/v1` endpoints accept.
     pub request_body_limit_bytes: usize,
+    /// Milliseconds the `stand-in:echo` chat model waits before each
+    /// answer, to play a slow model in plumbing and chaos tests; real
+    /// models ignore it.
+    pub stand_in_delay_ms: u64,
 }
 
 impl ModelsSettings {
@@ -342,6 +349,12 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "models.chat_max_tokens must be <= {CHAT_MAX_TOKENS_LIMIT}, got {}",
                 models.chat_max_tokens
+            )));
+        }
+        if models.stand_in_delay_ms > MAX_STAND_IN_DELAY_MS {
+            return Err(ConfigError::Invalid(format!(
+                "models.stand_in_delay_ms must be <= {MAX_STAND_IN_DELAY_MS}, got {}",
+                models.stand_in_delay_ms
             )));
         }
         if models.request_body_limit_bytes < 1024 {

@@ -100,6 +100,16 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Application> {
         let metrics = crate::metrics::install();
+        if let ModelReadiness::Ready(prepared) = &options.models {
+            if prepared.uses_stand_ins() {
+                tracing::warn!(
+                    embedding = %prepared.embedding.reference,
+                    chat = %prepared.chat.reference,
+                    "running with STAND-IN models: replies are placeholders, not answers; \
+                     for plumbing tests and the simulator only, never for real buyers"
+                );
+            }
+        }
         let sqlite = Arc::new(SqliteStore::open(&settings.store).await.with_context(|| {
             format!("opening the store in {}", settings.store.data_dir.display())
         })?);

@@ -121,6 +121,8 @@ pub struct ModelInfo {
     /// The configured reference, e.g. `bundle:multilingual-e5-small`.
     pub reference: String,
     pub kind: ModelKind,
+    /// One of kedai's stand-ins (`stand-in:...`), not a model.
+    pub stand_in: bool,
     #[serde(flatten)]
     pub state: ModelState,
     /// Requests admitted and not yet answered.
@@ -276,6 +278,7 @@ impl<J> Slot<J> {
             id: self.id.to_string(),
             reference: self.reference.clone(),
             kind: self.kind,
+            stand_in: self.reference.starts_with("stand-in:"),
             state: self.state(),
             in_flight: self.capacity - self.admission.available_permits(),
             capacity: self.capacity,
@@ -366,6 +369,8 @@ struct Inner {
     device: String,
     chat_weights: String,
     chat_guessing: bool,
+    /// How long the `stand-in:echo` chat model waits before each answer.
+    stand_in_delay: Duration,
     limits: Limits,
 }
 
@@ -402,6 +407,7 @@ impl Engine {
                 device: settings.device.clone(),
                 chat_weights: settings.chat_weights.clone(),
                 chat_guessing: settings.chat_guessing,
+                stand_in_delay: Duration::from_millis(settings.stand_in_delay_ms),
                 limits: Limits {
                     embedding_batch_tokens: settings.embedding_batch_tokens,
                     embedding_max_batch: settings.embedding_max_batch,

@@ -14,6 +14,7 @@ mod openapi;
 mod orders;
 mod pipeline;
 mod queue;
+mod stand_in;
 mod tokenizer;
 mod understand;
 mod understand_reload;
