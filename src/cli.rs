@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName};
 use crate::http::ModelReadiness;
 use crate::startup::{Application, BuildOptions};
-use crate::store::{NewShop, SqliteStore, StoreError, TenantStore};
+use crate::store::{NewShop, Schema, SqliteStore, StoreError, TenantStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +68,10 @@ pub enum Command {
     /// Measure kedai's components on labelled data.
     #[command(subcommand)]
     Eval(crate::eval::EvalCommand),
+    /// Create the database or bring its schema up to date (a copy of the
+    /// database is kept in <data dir>/backups first); stop the server
+    /// before. `kedai serve` does this itself at start.
+    Migrate,
     /// Run the whole reply pipeline once on a message and print its trace
     /// (the message is stored as the buyer's, like one from a marketplace).
     Ask {
@@ -209,6 +213,7 @@ pub fn run() -> anyhow::Result<()> {
             serve(settings)
         }
         Command::Models(cmd) => crate::models::run(cmd, &settings, models_output(output)),
+        Command::Migrate => migrate(&settings, output),
         Command::Bench(cmd) => {
             crate::bench::run(cmd, &settings, bench_output(output), cli.config.as_deref())
         }
@@ -382,6 +387,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 handler: None,
                 kb_embedder: None,
                 engine: None,
+                schema: Schema::Migrate,
             },
         )
         .await?;
@@ -417,13 +423,45 @@ fn prepare_models(settings: &Settings) -> ModelReadiness {
         Err(err) => {
             eprintln!("\nkedai could not prepare its models:\n  {err}\n");
             eprintln!(
-                "The server starts anyway: messages are accepted and queued, and /readyz \
-                 reports not ready until the models are in place. Fix the cause, then run \
-                 `kedai models pull` and restart."
+                "The server starts anyway: buyer messages are accepted and wait in the queue \
+                 (nothing processes them yet), and /readyz reports not ready until the models \
+                 are in place. Fix the cause, then run `kedai models pull`: the server picks \
+                 the models up within models.recheck_secs (or at the next start) and processes \
+                 the waiting messages; those older than queue.max_message_age_secs by then go \
+                 to a human."
             );
             ModelReadiness::Unavailable(err.to_string())
         }
     }
+}
+
+fn migrate(settings: &Settings, output: Output) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (store, report) = SqliteStore::open_migrating(&settings.store)
+            .await
+            .with_context(|| {
+                format!(
+                    "migrating the store in {}",
+                    settings.store.data_dir.display()
+                )
+            })?;
+        store.close().await;
+        output.print(serde_json::to_value(&report)?, || {
+            let dir = settings.store.data_dir.display();
+            match (&report.backup, report.from == report.to) {
+                (_, true) => format!("The database in {dir} is current (schema {}).", report.to),
+                (Some(backup), false) => format!(
+                    "Migrated the database in {dir} from schema {} to {}; the copy from before \
+                     is {}.",
+                    report.from,
+                    report.to,
+                    backup.display()
+                ),
+                (None, false) => format!("Set up the database in {dir} (schema {}).", report.to),
+            }
+        });
+        Ok(())
+    })
 }
 
 fn admin<F, Fut>(settings: &Settings, command: F) -> anyhow::Result<()>
@@ -432,9 +470,11 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     runtime()?.block_on(async {
-        let store = SqliteStore::open(&settings.store).await.with_context(|| {
-            format!("opening the store in {}", settings.store.data_dir.display())
-        })?;
+        let store = SqliteStore::open(&settings.store, Schema::Current)
+            .await
+            .with_context(|| {
+                format!("opening the store in {}", settings.store.data_dir.display())
+            })?;
         let result = command(store.clone()).await;
         store.close().await;
         result

@@ -111,6 +111,9 @@ pub struct StoreSettings {
 pub struct ModelsSettings {
     pub dir: String,
     pub fetch_on_start: bool,
+    /// Seconds between checks, while the server runs without its models,
+    /// whether they have been put in place; 0 waits for a restart.
+    pub recheck_secs: u64,
     pub required: bool,
     pub embedding: String,
     pub chat: String,
@@ -176,6 +179,9 @@ pub struct QueueSettings {
     pub poll_interval_ms: u64,
     /// Hours done jobs are kept; 0 keeps them forever.
     pub keep_done_hours: u64,
+    /// A buyer message first processed more than this many seconds after
+    /// it arrived is handed to a human instead of answered; 0 never.
+    pub max_message_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,18 +253,7 @@ impl Settings {
         if self.store.read_connections == 0 {
             return invalid("store.read_connections must be > 0, got 0".into());
         }
-        if self.queue.max_attempts == 0 {
-            return invalid("queue.max_attempts must be > 0, got 0".into());
-        }
-        if self.queue.lease_secs == 0 {
-            return invalid("queue.lease_secs must be > 0, got 0".into());
-        }
-        if self.queue.backoff_base_ms > self.queue.backoff_max_ms {
-            return invalid(format!(
-                "queue.backoff_base_ms ({}) must be <= queue.backoff_max_ms ({})",
-                self.queue.backoff_base_ms, self.queue.backoff_max_ms
-            ));
-        }
+        self.validate_queue()?;
         if self.models.embedding.trim().is_empty() || self.models.chat.trim().is_empty() {
             return invalid("models.embedding and models.chat must not be empty".into());
         }
@@ -294,6 +289,44 @@ impl Settings {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.validate_runtime()?;
+        Ok(())
+    }
+
+    fn validate_queue(&self) -> Result<(), ConfigError> {
+        let q = &self.queue;
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 6] = [
+            ("queue.lease_secs", q.lease_secs, 2..=3600),
+            ("queue.max_attempts", u64::from(q.max_attempts), 1..=100),
+            ("queue.backoff_max_ms", q.backoff_max_ms, 1..=86_400_000),
+            ("queue.poll_interval_ms", q.poll_interval_ms, 10..=60_000),
+            ("queue.keep_done_hours", q.keep_done_hours, 0..=1_000_000),
+            (
+                "queue.max_message_age_secs",
+                q.max_message_age_secs,
+                0..=31_536_000,
+            ),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be {} to {}, got {value}",
+                    range.start(),
+                    range.end()
+                )));
+            }
+        }
+        if q.workers > 64 {
+            return Err(ConfigError::Invalid(format!(
+                "queue.workers must be 0 to 64, got {}",
+                q.workers
+            )));
+        }
+        if q.backoff_base_ms > q.backoff_max_ms {
+            return Err(ConfigError::Invalid(format!(
+                "queue.backoff_base_ms ({}) must be <= queue.backoff_max_ms ({})",
+                q.backoff_base_ms, q.backoff_max_ms
+            )));
+        }
         Ok(())
     }
 
@@ -477,6 +510,26 @@ mod tests {
             jail.set_env("KEDAI__MODELS__CHAT_MAX_TOKENS", "100000");
             let err = Settings::load(None).unwrap_err();
             assert!(err.to_string().contains("models.chat_max_tokens"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn m2_lease_secs_is_bounded_and_named_when_out_of_range() {
+        figment::Jail::expect_with(|jail| {
+            for bad in ["0", "1", "3601", "18446744073709551615"] {
+                jail.set_env("KEDAI__QUEUE__LEASE_SECS", bad);
+                let err = Settings::load(None).unwrap_err().to_string();
+                assert!(
+                    err.contains("queue.lease_secs") && err.contains(bad),
+                    "{bad}: {err}"
+                );
+            }
+            jail.set_env("KEDAI__QUEUE__LEASE_SECS", "2");
+            assert_eq!(Settings::load(None).expect("valid").queue.lease_secs, 2);
+            jail.set_env("KEDAI__QUEUE__BACKOFF_MAX_MS", "18446744073709551615");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("queue.backoff_max_ms"), "{err}");
             Ok(())
         });
     }

@@ -90,6 +90,7 @@ impl From<StoreError> for ApiError {
             other @ (StoreError::Corrupt(_)
             | StoreError::Database(_)
             | StoreError::Migration(_)
+            | StoreError::Schema(_)
             | StoreError::DataDir { .. }) => ApiError::Internal(other.to_string()),
         }
     }

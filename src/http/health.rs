@@ -79,6 +79,21 @@ pub struct ReadinessReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub understand: Option<CheckReport>,
     pub queue: Option<QueueReport>,
+    pub workers: WorkersCheck,
+}
+
+/// The queue's workers: not ready while one is down (being restarted).
+#[derive(Serialize, ToSchema)]
+pub struct WorkersCheck {
+    /// `queue.workers`.
+    pub configured: usize,
+    pub running: usize,
+    /// Workers restarted after ending unexpectedly, since start.
+    pub restarts: u64,
+    /// False while no reply pipeline is installed (the models are
+    /// missing): buyer messages then wait in the queue, counted under
+    /// `queue.queued`.
+    pub processing: bool,
 }
 
 /// Jobs in the durable queue by state.
@@ -134,7 +149,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         ModelReadiness::NotRequired(why) => (true, serde_json::json!({ "not_required": why })),
         ModelReadiness::Unavailable(why) => (false, serde_json::json!({ "unavailable": why })),
     };
-    let understand = state.understand.as_ref().map(|stage| {
+    let understand = state.understand.get().map(|stage| {
         let (ok, detail) = match stage.state() {
             UnderstandState::Trained => (true, serde_json::json!("trained")),
             UnderstandState::Training => (true, serde_json::json!("training")),
@@ -143,7 +158,14 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         CheckReport { ok, detail }
     });
     let understand_ok = understand.as_ref().is_none_or(|u| u.ok);
-    let ready = store_ok && models_ok && understand_ok;
+    let workers = state.queue.health().report();
+    let ready = store_ok && models_ok && understand_ok && workers.all_running();
+    let workers = WorkersCheck {
+        configured: workers.configured,
+        running: workers.running,
+        restarts: workers.restarts,
+        processing: workers.processing,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -163,6 +185,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             },
             understand,
             queue,
+            workers,
         }),
     )
 }

@@ -62,8 +62,9 @@ pub struct AppState {
     /// The model runtime behind `/v1`.
     pub engine: Engine,
     /// The reply pipeline's understand stage, retrained by
-    /// `POST /api/v1/understand/reload`; `None` without an embedding model.
-    pub understand: Option<Arc<crate::pipeline::stages::UnderstandStage>>,
+    /// `POST /api/v1/understand/reload`; unset until the embedding model is
+    /// ready.
+    pub understand: Arc<std::sync::OnceLock<Arc<crate::pipeline::stages::UnderstandStage>>>,
 }
 
 #[derive(OpenApi)]

@@ -28,7 +28,7 @@ use crate::domain::{
 use crate::inference::chat::{ChatMessage, ChatRole};
 use crate::queue::{JobError, JobHandler};
 use crate::store::{
-    ConversationDetail, DecisionEnrichment, Job, NewDecision, Order, OrderFilter, Store,
+    ConversationDetail, DecisionEnrichment, GiveUp, Job, NewDecision, Order, OrderFilter, Store,
     JOB_ENRICH_DECISION, JOB_INBOUND_MESSAGE,
 };
 
@@ -1112,6 +1112,34 @@ impl JobHandler for Pipeline {
             }
         }
     }
+
+    /// The queue gave up on a job: a buyer message goes to a human (unless
+    /// it was decided meanwhile: the decision stands); a follow-up is
+    /// dropped and its decision stands without it.
+    async fn give_up(&self, job: &Job, why: &GiveUp) -> Result<(), JobError> {
+        if job.kind != JOB_INBOUND_MESSAGE {
+            tracing::warn!(kind = %job.kind, cause = why.cause.as_str(), detail = %why.detail, "follow-up dropped");
+            return Ok(());
+        }
+        let tenant = job
+            .tenant_id
+            .ok_or_else(|| JobError::Permanent("job has no tenant".into()))?;
+        let message: MessageId = job
+            .payload
+            .get("message_id")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| JobError::Permanent("payload has no valid message_id".into()))?;
+        let error = StageError {
+            stage: "queue",
+            message: format!("{}: {}", why.cause.as_str(), why.detail),
+            retryable: false,
+        };
+        tracing::warn!(%message, error = %error, "giving up on the message; handing off to a human");
+        self.hand_off_after_failure(tenant, message, &error)
+            .await
+            .map_err(JobError::from)
+    }
 }
 
 #[cfg(test)]
@@ -1229,7 +1257,11 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let mut settings = Settings::defaults().store;
         settings.data_dir = dir.path().to_path_buf();
-        let store = Arc::new(SqliteStore::open(&settings).await.unwrap());
+        let store = Arc::new(
+            SqliteStore::open(&settings, crate::store::Schema::Migrate)
+                .await
+                .unwrap(),
+        );
         let tenant = store
             .create_tenant(&TenantName::parse("t").unwrap())
             .await
@@ -1643,6 +1675,9 @@ mod tests {
             payload: serde_json::json!({ "message_id": message }),
             attempts: 1,
             max_attempts: 5,
+            conversation_id: None,
+            created_at: Utc::now(),
+            give_up: None,
         };
         pipeline.handle(&job).await.unwrap();
         let conversation = f

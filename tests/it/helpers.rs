@@ -32,6 +32,7 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     settings.store.data_dir = data_dir.to_path_buf();
     settings.models.fetch_on_start = false;
     settings.models.required = false;
+    settings.models.recheck_secs = 0;
     settings.queue.poll_interval_ms = 50;
     settings.queue.backoff_base_ms = 20;
     settings.queue.backoff_max_ms = 100;
@@ -67,6 +68,7 @@ impl Spawn {
                 handler: self.handler,
                 kb_embedder: self.kb_embedder,
                 engine: self.engine,
+                schema: kedai::store::Schema::Migrate,
             },
         )
         .await
@@ -232,6 +234,15 @@ impl TestApp {
         let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.unwrap()
+    }
+
+    /// Stops the server as SIGKILL would: its tasks end where they are,
+    /// leases held and nothing handed back.
+    pub async fn kill(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
     }
 
     /// Stops the server as SIGTERM would, and waits for it.

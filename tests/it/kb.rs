@@ -425,11 +425,14 @@ async fn a_missing_stale_or_half_written_index_is_rebuilt_from_the_store() {
     assert_eq!(ids(&results)[0], "faq:warranty-electronics");
 
     // Stale: the store moved on behind the server's back (another process).
-    let sqlite = kedai::store::SqliteStore::open(&{
-        let mut s = kedai::config::Settings::defaults().store;
-        s.data_dir = dir.path().to_path_buf();
-        s
-    })
+    let sqlite = kedai::store::SqliteStore::open(
+        &{
+            let mut s = kedai::config::Settings::defaults().store;
+            s.data_dir = dir.path().to_path_buf();
+            s
+        },
+        kedai::store::Schema::Current,
+    )
     .await
     .unwrap();
     let entry = kedai::kb::KbEntry::from_json(
