@@ -145,6 +145,16 @@ pub enum ShopCommand {
         /// JSON file with the platform credentials (kept secret).
         #[arg(long)]
         credentials: Option<PathBuf>,
+        /// The country the shop sells in (ISO 3166-1, e.g. TH); leave out
+        /// for a cross-border shop selling to several.
+        #[arg(long, value_parser = |s: &str| crate::domain::CountryCode::parse(s).map_err(|e| e.to_string()))]
+        country: Option<crate::domain::CountryCode>,
+        /// The shop's currency (ISO 4217, e.g. THB).
+        #[arg(long, value_parser = |s: &str| crate::domain::CurrencyCode::parse(s).map_err(|e| e.to_string()))]
+        currency: Option<crate::domain::CurrencyCode>,
+        /// The shop's main language (ISO 639-1, e.g. th).
+        #[arg(long, value_parser = |s: &str| crate::domain::LanguageCode::parse(s).map_err(|e| e.to_string()))]
+        language: Option<crate::domain::LanguageCode>,
     },
     /// List a tenant's shops.
     List {
@@ -531,6 +541,9 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
             id,
             name,
             credentials,
+            country,
+            currency,
+            language,
         } => {
             let tenant = tenant_named(&store, &tenant).await?;
             let key = ShopKey::parse(&id)?;
@@ -553,6 +566,11 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
                     platform,
                     name: name.unwrap_or_else(|| key.to_string()),
                     key,
+                    market: crate::domain::Market {
+                        country,
+                        currency,
+                        language,
+                    },
                     credentials,
                 })
                 .await
@@ -565,7 +583,7 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
             output.print(
                 json!({
                     "shop_id": shop.id, "tenant_id": shop.tenant_id, "shop": shop.key,
-                    "platform": shop.platform, "name": shop.name,
+                    "platform": shop.platform, "name": shop.name, "market": shop.market,
                 }),
                 || {
                     format!(

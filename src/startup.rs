@@ -67,6 +67,14 @@ pub async fn seed_demo(store: &dyn Store) -> Result<Option<DemoCredentials>, Sto
                 platform,
                 key: ShopKey::parse(key).expect("demo shop keys are valid"),
                 name: label.to_owned(),
+                // Cross-border shops: they sell to every country of the
+                // region, in US dollars, so only the currency is fixed.
+                market: crate::domain::Market {
+                    currency: Some(
+                        crate::domain::CurrencyCode::parse("USD").expect("USD is a currency"),
+                    ),
+                    ..Default::default()
+                },
                 credentials: SecretString::from("{}"),
             })
             .await?;

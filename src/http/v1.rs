@@ -396,7 +396,7 @@ impl From<store::Decision> for DecisionDto {
             id: d.id.to_string(),
             message_id: d.message_id.to_string(),
             layer: d.layer.get(),
-            action: d.action,
+            action: d.action.as_str().to_owned(),
             draft: d.draft,
             reply_message_id: d.reply_message_id.map(|id| id.to_string()),
             trace: d.trace,

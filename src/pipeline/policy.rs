@@ -242,19 +242,7 @@ pub enum Reason {
     OutsideBusinessHours,
 }
 
-/// What happens to the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Send the AI's answer to the buyer.
-    Send,
-    /// Prepare a draft and a summary; a human sends it.
-    Draft,
-    /// Hand off to a human now, with the handoff packet.
-    Handoff,
-    /// Shadow mode: record the decision, do nothing else.
-    Observe,
-}
+pub use crate::domain::Action;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {

@@ -611,10 +611,7 @@ impl Pipeline {
                     conversation: conversation_id,
                     message,
                     layer: decision.layer,
-                    action: serde_json::to_value(decision.action)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_else(|| "draft".into()),
+                    action: decision.action,
                     language: understood.language.clone(),
                     translation: None,
                     reply,
@@ -654,7 +651,7 @@ impl Pipeline {
                     conversation,
                     message,
                     layer: crate::domain::Layer::try_from(3).expect("3 is a layer"),
-                    action: "handoff".into(),
+                    action: Action::Handoff,
                     language: None,
                     translation: None,
                     reply: None,
@@ -707,8 +704,8 @@ impl Pipeline {
         else {
             return Ok(None);
         };
-        if decision.trace["follow_up"]["state"] == "done" {
-            return Ok(Some(decision.trace["follow_up"].clone()));
+        if let Some(done) = decision.follow_up {
+            return Ok(Some(done));
         }
         let Some(position) = detail.messages.iter().position(|m| m.id == message) else {
             return Ok(None);
@@ -760,23 +757,13 @@ impl Pipeline {
             "model": writer.model_id(),
             "timings_ms": timings,
         });
-        let mut patch = serde_json::Map::new();
-        patch.insert("follow_up".into(), added.clone());
-        if let (Some(summary), Some(handoff)) = (
-            &summary,
-            decision.trace.get("handoff").filter(|h| h.is_object()),
-        ) {
-            let mut handoff = handoff.clone();
-            handoff["ai_summary"] = serde_json::Value::String(summary.clone());
-            patch.insert("handoff".into(), handoff);
-        }
         self.store
             .enrich_decision(
                 tenant,
                 message,
                 &DecisionEnrichment {
                     translation,
-                    trace: patch,
+                    follow_up: added.clone(),
                 },
             )
             .await
@@ -1272,6 +1259,7 @@ mod tests {
                 platform: Platform::Shopee,
                 key: ShopKey::parse("shop-1").unwrap(),
                 name: "Shop".into(),
+                market: crate::domain::Market::default(),
                 credentials: secrecy::SecretString::from("{}"),
             })
             .await
@@ -1566,9 +1554,10 @@ mod tests {
             .decisions(f.shop.tenant_id, conversation)
             .await
             .unwrap()[0];
-        assert_eq!(stored.trace["follow_up"]["state"], "done");
+        let follow_up = stored.follow_up.as_ref().expect("the follow-up is stored");
+        assert_eq!(follow_up["state"], "done");
         assert_eq!(
-            stored.trace["handoff"]["ai_summary"],
+            follow_up["summary"],
             "Nadia is angry that parcel SPE-1 is late."
         );
         assert_eq!(

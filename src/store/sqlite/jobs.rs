@@ -292,7 +292,7 @@ impl JobStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{inbound, open, tenant_with_shop};
+    use super::super::testkit::{inbound, open, tenant_with_shop};
     use super::*;
 
     fn lease(owner: &str, limit: u32) -> LeaseRequest<'_> {
@@ -400,7 +400,7 @@ mod tests {
             conversation: first.conversation_id,
             message: first.message_id,
             layer: Layer::try_from(3).unwrap(),
-            action: "handoff".into(),
+            action: crate::domain::Action::Handoff,
             language: None,
             translation: None,
             reply: None,
