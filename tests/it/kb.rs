@@ -466,6 +466,7 @@ fn kedai_cli(data_dir: &Path, args: &[&str]) -> Output {
 #[test]
 fn the_cli_imports_all_or_nothing_and_searches() {
     let dir = TempDir::new().unwrap();
+    assert!(kedai_cli(dir.path(), &["migrate"]).status.success());
     let tenant = kedai_cli(dir.path(), &["--json", "tenant", "create", "acme"]);
     assert!(tenant.status.success());
 
