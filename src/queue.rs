@@ -201,6 +201,38 @@ pub struct Queue {
     health: Arc<WorkerHealth>,
 }
 
+/// What a run decided for its job, before it is recorded.
+enum Verdict {
+    Done,
+    Retry {
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// The give-up hook failed retryably: run it again at `at`.
+    GiveUpAgain {
+        why: GiveUp,
+        at: DateTime<Utc>,
+    },
+    /// Given up on (handed off, or beyond help): the job rests as dead.
+    Dead {
+        detail: String,
+    },
+    /// The lease was lost mid-run: nothing to record.
+    LeaseLost,
+}
+
+impl Verdict {
+    fn label(&self) -> &'static str {
+        match self {
+            Verdict::Done => "done",
+            Verdict::Retry { .. } => "retry",
+            Verdict::GiveUpAgain { .. } => "give_up_retry",
+            Verdict::Dead { .. } => "dead",
+            Verdict::LeaseLost => "lease_lost",
+        }
+    }
+}
+
 /// What became of one run of a job.
 enum Ran<T> {
     Finished(T),
@@ -358,41 +390,63 @@ impl Queue {
         release(self.store.as_ref(), &owner).await;
     }
 
-    /// Runs one leased job to an outcome and records it. The `job started`
-    /// and `job finished` events (with the conversation) bracket the run:
-    /// no two runs of one conversation's jobs overlap.
+    /// Runs one leased job to a verdict and records it. The `job started`
+    /// and `job ran` events (with the conversation) bracket the handler's
+    /// work; `job ran` comes before the verdict is recorded, and so before
+    /// the next job of the conversation can be leased: no two runs of one
+    /// conversation's jobs overlap in the log.
     async fn run_job(&self, owner: &str, handler: &dyn JobHandler, job: &Job) {
         let conversation = job.conversation_id.map(|c| c.to_string());
+        let conversation = conversation.as_deref().unwrap_or("");
         tracing::info!(
-            job = %job.id,
-            conversation = conversation.as_deref().unwrap_or(""),
-            kind = %job.kind,
-            attempt = job.attempts,
+            job = %job.id, conversation, kind = %job.kind, attempt = job.attempts,
             "job started"
         );
         let started = std::time::Instant::now();
-        let outcome = match (&job.give_up, self.too_old(job)) {
+        let verdict = match (&job.give_up, self.too_old(job)) {
             (Some(why), _) => self.give_up(owner, handler, job, why.clone()).await,
             (None, Some(why)) => self.give_up(owner, handler, job, why).await,
             (None, None) => self.handle(owner, handler, job).await,
         };
         m::job_duration(&job.kind, started.elapsed());
-        let outcome = match outcome {
-            Ok(label) => {
-                m::job_finished(&job.kind, label);
-                label
+        let outcome = verdict.label();
+        tracing::info!(job = %job.id, conversation, outcome, "job ran");
+        match self.record(owner, job, verdict).await {
+            Ok(true) => m::job_finished(&job.kind, outcome),
+            Ok(false) => {
+                tracing::warn!("the job's lease was lost before its outcome was recorded");
+                m::job_lease_lost(&job.kind);
             }
             Err(err) => {
-                tracing::error!(error = %err, "could not record the job's outcome; it runs again after its lease");
-                "unrecorded"
+                tracing::error!(error = %err, "could not record the job's outcome; it runs again after its lease")
             }
-        };
-        tracing::info!(
-            job = %job.id,
-            conversation = conversation.as_deref().unwrap_or(""),
-            outcome,
-            "job finished"
-        );
+        }
+    }
+
+    /// Writes a verdict to the store; false when the lease was lost.
+    async fn record(&self, owner: &str, job: &Job, verdict: Verdict) -> Result<bool, StoreError> {
+        let store = &self.store;
+        match verdict {
+            Verdict::Done => store.complete_job(job.id, owner).await,
+            Verdict::Retry { error, at } => {
+                store
+                    .fail_job(job.id, owner, &error, JobFailure::RetryAt(at))
+                    .await
+            }
+            Verdict::GiveUpAgain { why, at } => {
+                let failure = JobFailure::GiveUpAt {
+                    cause: why.cause,
+                    at,
+                };
+                store.fail_job(job.id, owner, &why.detail, failure).await
+            }
+            Verdict::Dead { detail } => {
+                store
+                    .fail_job(job.id, owner, &detail, JobFailure::Dead)
+                    .await
+            }
+            Verdict::LeaseLost => Ok(true),
+        }
     }
 
     /// A buyer message that waited longer than `max_message_age_secs` since
@@ -413,28 +467,21 @@ impl Queue {
         })
     }
 
-    async fn handle(
-        &self,
-        owner: &str,
-        handler: &dyn JobHandler,
-        job: &Job,
-    ) -> Result<&'static str, StoreError> {
+    /// Runs the handler; a failure for good goes on to the give-up hook.
+    async fn handle(&self, owner: &str, handler: &dyn JobHandler, job: &Job) -> Verdict {
         let result = match self.with_lease(owner, job, handler.handle(job)).await {
             Ran::Finished(result) => result,
-            Ran::LeaseLost => return Ok("lease_lost"),
+            Ran::LeaseLost => return Verdict::LeaseLost,
         };
         match result {
-            Ok(()) => {
-                let recorded = self.store.complete_job(job.id, owner).await?;
-                Ok(if recorded { "done" } else { "lease_lost" })
-            }
-            Err(JobError::Retryable(err)) if job.attempts < job.max_attempts => {
+            Ok(()) => Verdict::Done,
+            Err(JobError::Retryable(error)) if job.attempts < job.max_attempts => {
                 let delay = backoff(&self.settings, job.attempts, rand::rng().random());
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-                self.store
-                    .fail_job(job.id, owner, &err, JobFailure::RetryAt(after(delay)))
-                    .await?;
-                Ok("retry")
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                Verdict::Retry {
+                    error,
+                    at: after(delay),
+                }
             }
             Err(err) => {
                 tracing::warn!(error = %err, "job failed for good; giving up on it");
@@ -447,17 +494,18 @@ impl Queue {
         }
     }
 
-    /// Runs the give-up hook and lays the job to rest as dead; a hook that
-    /// fails retryably runs again after a backoff, a few times at most.
+    /// Runs the give-up hook: the job then rests as dead; a hook that fails
+    /// retryably runs again after a backoff, a few times at most.
     async fn give_up(
         &self,
         owner: &str,
         handler: &dyn JobHandler,
         job: &Job,
         why: GiveUp,
-    ) -> Result<&'static str, StoreError> {
+    ) -> Verdict {
         let cause = why.cause.as_str();
-        let result = if job.attempts > job.max_attempts.saturating_add(GIVE_UP_TRIES) {
+        let tries = job.max_attempts.saturating_add(GIVE_UP_TRIES);
+        let result = if job.attempts > tries {
             Err(JobError::Permanent(format!(
                 "its give-up hook failed {GIVE_UP_TRIES} more times"
             )))
@@ -467,32 +515,23 @@ impl Queue {
                 .await
             {
                 Ran::Finished(result) => result,
-                Ran::LeaseLost => return Ok("lease_lost"),
+                Ran::LeaseLost => return Verdict::LeaseLost,
             }
         };
         match result {
             Ok(()) => {
                 tracing::info!(cause, detail = %why.detail, "gave up on the job; handed off");
                 m::job_given_up(&job.kind, cause, "handed_off");
-                self.store
-                    .fail_job(job.id, owner, &why.detail, JobFailure::Dead)
-                    .await?;
-                Ok("dead")
+                Verdict::Dead { detail: why.detail }
             }
-            Err(JobError::Retryable(err))
-                if job.attempts < job.max_attempts.saturating_add(GIVE_UP_TRIES) =>
-            {
+            Err(JobError::Retryable(error)) if job.attempts < tries => {
                 let delay = backoff(&self.settings, job.attempts, rand::rng().random());
-                tracing::warn!(cause, error = %err, "the give-up hook failed; will retry");
+                tracing::warn!(cause, %error, "the give-up hook failed; will retry");
                 m::job_given_up(&job.kind, cause, "retry");
-                let failure = JobFailure::GiveUpAt {
-                    cause: why.cause,
+                Verdict::GiveUpAgain {
+                    why,
                     at: after(delay),
-                };
-                self.store
-                    .fail_job(job.id, owner, &why.detail, failure)
-                    .await?;
-                Ok("give_up_retry")
+                }
             }
             Err(err) => {
                 tracing::error!(
@@ -500,11 +539,9 @@ impl Queue {
                     "the give-up hook failed for good; the job is dead without it"
                 );
                 m::job_given_up(&job.kind, cause, "abandoned");
-                let detail = format!("{}; giving up failed too: {err}", why.detail);
-                self.store
-                    .fail_job(job.id, owner, &detail, JobFailure::Dead)
-                    .await?;
-                Ok("dead")
+                Verdict::Dead {
+                    detail: format!("{}; giving up failed too: {err}", why.detail),
+                }
             }
         }
     }
