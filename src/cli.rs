@@ -13,6 +13,8 @@ use secrecy::SecretString;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+mod migrate;
+
 use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName};
 use crate::http::ModelReadiness;
@@ -223,7 +225,7 @@ pub fn run() -> anyhow::Result<()> {
             serve(settings)
         }
         Command::Models(cmd) => crate::models::run(cmd, &settings, models_output(output)),
-        Command::Migrate => migrate(&settings, output),
+        Command::Migrate => migrate::run(&settings, output),
         Command::Bench(cmd) => {
             crate::bench::run(cmd, &settings, bench_output(output), cli.config.as_deref())
         }
@@ -443,35 +445,6 @@ fn prepare_models(settings: &Settings) -> ModelReadiness {
             ModelReadiness::Unavailable(err.to_string())
         }
     }
-}
-
-fn migrate(settings: &Settings, output: Output) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
-        let (store, report) = SqliteStore::open_migrating(&settings.store)
-            .await
-            .with_context(|| {
-                format!(
-                    "migrating the store in {}",
-                    settings.store.data_dir.display()
-                )
-            })?;
-        store.close().await;
-        output.print(serde_json::to_value(&report)?, || {
-            let dir = settings.store.data_dir.display();
-            match (&report.backup, report.from == report.to) {
-                (_, true) => format!("The database in {dir} is current (schema {}).", report.to),
-                (Some(backup), false) => format!(
-                    "Migrated the database in {dir} from schema {} to {}; the copy from before \
-                     is {}.",
-                    report.from,
-                    report.to,
-                    backup.display()
-                ),
-                (None, false) => format!("Set up the database in {dir} (schema {}).", report.to),
-            }
-        });
-        Ok(())
-    })
 }
 
 fn admin<F, Fut>(settings: &Settings, command: F) -> anyhow::Result<()>
