@@ -42,7 +42,9 @@ WHERE state = 'done' AND kind = 'inbound_message'
 -- (on PostgreSQL too: a second concurrent lease fails instead of running).
 CREATE UNIQUE INDEX jobs_one_leased_per_conversation ON jobs(conversation_id)
     WHERE state = 'leased';
-CREATE INDEX jobs_conversation ON jobs(conversation_id, state);
+CREATE INDEX jobs_conversation ON jobs(conversation_id, state, kind);
+-- The lease's searches walk due jobs of a kind in run_at order.
+CREATE INDEX jobs_due ON jobs(kind, state, run_at);
 
 -- An inbound message and a reply may carry the same external id (they come
 -- from different sequences); each direction is its own namespace. Notes

@@ -3,16 +3,17 @@
 //! completion, retries, the give-up hook's bookkeeping and the dead-letter
 //! state. SQLite implementation of [`JobStore`].
 //!
-//! The lease is one `UPDATE ... WHERE id IN (SELECT ...)` statement inside a
-//! `BEGIN IMMEDIATE` transaction, so SQLite's single writer makes it atomic.
-//! The partial unique index `jobs_one_leased_per_conversation` (migration
-//! 0006) guarantees the one-per-conversation rule whatever the statement
-//! does. On PostgreSQL the same statement works with the candidate
-//! subquery taking `FOR UPDATE SKIP LOCKED` rows (without the window
-//! function, which PostgreSQL does not lock through: lease one job per
-//! statement instead); two replicas leasing jobs of one conversation at once
-//! then meet the unique index, and the loser's statement fails with a unique
-//! violation, which must be read as "nothing leased this round".
+//! A lease finds one due job at a time (`next_due`: a few index walks in
+//! `run_at` order that stop at the first eligible job, so its cost does not
+//! grow with the backlog) and takes it with one `UPDATE`, all inside a
+//! `BEGIN IMMEDIATE` transaction, so SQLite's single writer makes it
+//! atomic. The partial unique index `jobs_one_leased_per_conversation`
+//! (migration 0006) guarantees the one-per-conversation rule whatever the
+//! statements do. On PostgreSQL the same statements work with `FOR UPDATE
+//! SKIP LOCKED` on the search; two replicas leasing jobs of one
+//! conversation at once then meet the unique index, and the loser's
+//! `UPDATE` fails with a unique violation, which must be read as "nothing
+//! leased this round".
 
 use super::*;
 
@@ -58,6 +59,54 @@ pub(super) async fn insert_job(
 fn later(at: DateTime<Utc>, span: chrono::Duration) -> DateTime<Utc> {
     at.checked_add_signed(span)
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Where a due job is looked for, in order: buyer messages before
+/// follow-ups, and for each, jobs whose lease ran out (a worker died
+/// holding them) before queued ones.
+const SEARCHES: [(&str, &str); 4] = [
+    ("j.kind = ?1", "j.state = 'leased' AND j.lease_until <= ?2"),
+    ("j.kind = ?1", "j.state = 'queued' AND j.run_at <= ?2"),
+    ("j.kind != ?1", "j.state = 'leased' AND j.lease_until <= ?2"),
+    ("j.kind != ?1", "j.state = 'queued' AND j.run_at <= ?2"),
+];
+
+/// The id of the next job to lease: due, of an allowed kind, of a
+/// conversation with no other job leased, and for a buyer message, with no
+/// earlier buyer message of its conversation still waiting. Each search
+/// walks one index in `run_at` order and stops at the first such job.
+async fn next_due(
+    tx: &mut Transaction<'static, Sqlite>,
+    at: DateTime<Utc>,
+    kinds: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    for (kind, due) in SEARCHES {
+        let sql = format!(
+            "SELECT j.id FROM jobs j \
+             WHERE {kind} AND {due} \
+               AND (?3 IS NULL OR j.kind IN (SELECT value FROM json_each(?3))) \
+               AND NOT EXISTS (SELECT 1 FROM jobs o \
+                               WHERE o.conversation_id = j.conversation_id \
+                                 AND o.state = 'leased' AND o.id != j.id) \
+               AND (j.kind != ?1 OR NOT EXISTS ( \
+                      SELECT 1 FROM jobs e \
+                      WHERE e.conversation_id = j.conversation_id AND e.kind = ?1 \
+                        AND e.state IN ('queued', 'leased') AND e.id != j.id \
+                        AND (e.order_at < j.order_at \
+                             OR (e.order_at = j.order_at AND e.order_seq < j.order_seq)))) \
+             ORDER BY j.run_at LIMIT 1"
+        );
+        let id: Option<String> = sqlx::query_scalar(&sql)
+            .bind(JOB_INBOUND_MESSAGE)
+            .bind(ts(at))
+            .bind(kinds)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if id.is_some() {
+            return Ok(id);
+        }
+    }
+    Ok(None)
 }
 
 /// What `last_error` says of a job whose last attempt never finished.
@@ -118,58 +167,46 @@ impl TryFrom<JobRow> for Job {
 impl JobStore for SqliteStore {
     async fn lease_jobs(&self, request: LeaseRequest<'_>) -> Result<Vec<Job>, StoreError> {
         let at = now();
-        // Kinds go in as a JSON array, so the statement stays one prepared
-        // query whatever their number.
+        // Kinds go in as a JSON array, so the statements stay prepared
+        // queries whatever their number.
         let kinds = request
             .kinds
             .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
         let mut tx = self.begin_write().await?;
-        // A candidate is due, its conversation has no other leased job, and
-        // a buyer message has no earlier buyer message of its conversation
-        // still waiting; of a conversation's candidates only the first (buyer
-        // messages before follow-ups) is taken. A job whose final attempt's
-        // lease ran out is leased to have its give-up hook run.
-        let rows: Vec<JobRow> = sqlx::query_as(
-            "UPDATE jobs SET state = 'leased', lease_owner = ?1, lease_until = ?2, \
-               attempts = attempts + 1, updated_at = ?3, \
-               give_up = CASE WHEN give_up IS NULL AND state = 'leased' \
-                              AND attempts >= max_attempts THEN 'lease_expired' ELSE give_up END, \
-               last_error = CASE WHEN give_up IS NULL AND state = 'leased' \
-                                 AND attempts >= max_attempts THEN ?6 ELSE last_error END \
-             WHERE id IN ( \
-               SELECT id FROM ( \
-                 SELECT j.id, j.kind, j.run_at, ROW_NUMBER() OVER ( \
-                   PARTITION BY COALESCE(j.conversation_id, j.id) \
-                   ORDER BY j.kind != ?5, j.order_at, j.order_seq, j.created_at, j.id) AS turn \
-                 FROM jobs j \
-                 WHERE ((j.state = 'queued' AND j.run_at <= ?3) \
-                        OR (j.state = 'leased' AND j.lease_until <= ?3)) \
-                   AND (?4 IS NULL OR j.kind IN (SELECT value FROM json_each(?4))) \
-                   AND NOT EXISTS (SELECT 1 FROM jobs o \
-                                   WHERE o.conversation_id = j.conversation_id \
-                                     AND o.state = 'leased' AND o.id != j.id) \
-                   AND (j.kind != ?5 OR NOT EXISTS ( \
-                          SELECT 1 FROM jobs e \
-                          WHERE e.conversation_id = j.conversation_id AND e.kind = ?5 \
-                            AND e.state IN ('queued', 'leased') AND e.id != j.id \
-                            AND (e.order_at < j.order_at \
-                                 OR (e.order_at = j.order_at AND e.order_seq < j.order_seq))))) \
-               WHERE turn = 1 \
-               ORDER BY kind != ?5, run_at LIMIT ?7) \
-             RETURNING id, tenant_id, kind, payload, attempts, max_attempts, conversation_id, \
-               created_at, give_up, last_error",
-        )
-        .bind(request.owner)
-        .bind(ts(later(at, request.lease)))
-        .bind(ts(at))
-        .bind(kinds.as_deref())
-        .bind(JOB_INBOUND_MESSAGE)
-        .bind(LEASE_EXPIRED)
-        .bind(i64::from(request.limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut leased = Vec::new();
+        // One job per statement: each sees the leases taken before it in
+        // this transaction, so two jobs of one conversation are never taken.
+        while leased.len() < request.limit as usize {
+            let Some(id) = next_due(&mut tx, at, kinds.as_deref()).await? else {
+                break;
+            };
+            // A lease that ends before `at` (only ever asked for by tests)
+            // would find its own job due again.
+            if leased.iter().any(|job: &Job| job.id.to_string() == id) {
+                break;
+            }
+            let row: JobRow = sqlx::query_as(
+                "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_until = ?, \
+                   attempts = attempts + 1, updated_at = ?, \
+                   give_up = CASE WHEN give_up IS NULL AND state = 'leased' \
+                                  AND attempts >= max_attempts THEN 'lease_expired' ELSE give_up END, \
+                   last_error = CASE WHEN give_up IS NULL AND state = 'leased' \
+                                     AND attempts >= max_attempts THEN ? ELSE last_error END \
+                 WHERE id = ? \
+                 RETURNING id, tenant_id, kind, payload, attempts, max_attempts, conversation_id, \
+                   created_at, give_up, last_error",
+            )
+            .bind(request.owner)
+            .bind(ts(later(at, request.lease)))
+            .bind(ts(at))
+            .bind(LEASE_EXPIRED)
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+            leased.push(Job::try_from(row)?);
+        }
         tx.commit().await?;
-        rows.into_iter().map(Job::try_from).collect()
+        Ok(leased)
     }
 
     async fn renew_lease(
