@@ -26,7 +26,7 @@ use crate::kb::{Embedder, KbService};
 use crate::pipeline::stages::{
     EngineEmbedder, EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage,
 };
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::queue::{JobHandler, Queue};
 use crate::store::{KbStore, NewShop, Schema, SqliteStore, Store, StoreError};
 
@@ -187,6 +187,7 @@ impl Application {
             metrics,
             kb,
             engine,
+            policy: settings.policy.clone(),
             understand: Arc::new(std::sync::OnceLock::new()),
         };
         match (options.handler, kb_embedder) {
@@ -343,7 +344,8 @@ impl PipelineHarness {
             app.state.store.clone(),
             app.state.kb.clone(),
             engine,
-            understand_stage(&settings, embedder),
+            understand_stage(&settings, embedder.clone()),
+            Some(embedder),
         );
         Ok(PipelineHarness { app, pipeline })
     }
@@ -354,7 +356,7 @@ impl PipelineHarness {
 fn install_pipeline(state: &AppState, settings: &Settings, embedder: Arc<dyn Embedder>) {
     let understand = state
         .understand
-        .get_or_init(|| understand_stage(settings, embedder))
+        .get_or_init(|| understand_stage(settings, embedder.clone()))
         .clone();
     state.queue.install(Arc::new(reply_pipeline(
         settings,
@@ -362,6 +364,7 @@ fn install_pipeline(state: &AppState, settings: &Settings, embedder: Arc<dyn Emb
         state.kb.clone(),
         state.engine.clone(),
         understand,
+        Some(embedder),
     )));
 }
 
@@ -417,23 +420,25 @@ async fn await_models(state: AppState, settings: Settings, cancel: CancellationT
 }
 
 /// The reply pipeline over the real stages: the understand stage (trained
-/// from the exemplar folders), the
-/// knowledge base and the runtime's chat model.
+/// from the exemplar folders), the knowledge base, the runtime's chat model,
+/// and its embedding model for verifying translations.
 fn reply_pipeline(
     settings: &Settings,
     store: Arc<dyn Store>,
     kb: Arc<KbService>,
     engine: Engine,
     understand: Arc<UnderstandStage>,
+    meaning: Option<Arc<dyn Embedder>>,
 ) -> Pipeline {
-    Pipeline::new(
+    Pipeline::new(PipelineParts {
         store,
         understand,
-        Some(Arc::new(KbKnowledge { kb })),
-        Some(Arc::new(EngineWriter { engine })),
-        settings.policy.clone(),
-        PipelineConfig::from(&settings.pipeline),
-    )
+        knowledge: Some(Arc::new(KbKnowledge { kb })),
+        writer: Some(Arc::new(EngineWriter { engine })),
+        meaning,
+        policy: settings.policy.clone(),
+        config: PipelineConfig::from(&settings.pipeline),
+    })
 }
 
 /// The understand stage over the configured exemplar folders; its training

@@ -10,6 +10,7 @@ pub mod health;
 pub mod kb;
 pub mod openai;
 pub mod orders;
+pub mod shops;
 pub mod understand;
 pub mod v1;
 
@@ -61,6 +62,8 @@ pub struct AppState {
     pub kb: Arc<crate::kb::KbService>,
     /// The model runtime behind `/v1`.
     pub engine: Engine,
+    /// The server's policy defaults, which shops' own policies override.
+    pub policy: crate::pipeline::policy::PolicySettings,
     /// The reply pipeline's understand stage, retrained by
     /// `POST /api/v1/understand/reload`; unset until the embedding model is
     /// ready.
@@ -85,6 +88,7 @@ pub struct AppState {
         (name = "knowledge base", description = "FAQ, policies, products and shipping rules, and hybrid search over them"),
         (name = "openai", description = "OpenAI-compatible endpoints over the local models"),
         (name = "understand", description = "The intent and sentiment classifiers and their exemplars"),
+        (name = "shops", description = "Each shop's own policy"),
     )
 )]
 struct ApiDoc;
@@ -108,6 +112,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(v1::get_conversation))
         .routes(routes!(v1::post_reply))
         .routes(routes!(v1::put_status))
+        .routes(routes!(v1::put_custody))
+        .routes(routes!(shops::get_policy, shops::put_policy))
+        .routes(routes!(shops::list_translations))
+        .routes(routes!(shops::review_translation))
         .routes(routes!(orders::upsert_order, orders::list_orders))
         .routes(routes!(orders::get_order))
         .routes(routes!(health::healthz))

@@ -85,6 +85,9 @@ pub struct CaseResult {
     pub confidence: f64,
     /// Dense similarity of the best knowledge-base hit.
     pub top_similarity: Option<f64>,
+    /// Dense similarity of the best product hit (how "ask which product"
+    /// is calibrated).
+    pub product_similarity: Option<f64>,
     pub anger: u64,
     pub anger_probability: f64,
     /// Expected facts found in the reply or draft, and how many there were.
@@ -100,6 +103,28 @@ pub struct CaseResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<serde_json::Value>,
     pub text: Option<String>,
+    /// No reply was sent and no person was handed the message.
+    pub silent: bool,
+    /// A reply was sent without a person whose text was machine-written and
+    /// not verified.
+    pub unverified_send: bool,
+}
+
+/// A buyer left without an answer or a person: nothing sent, and the
+/// decision is neither a draft nor a handoff.
+pub fn is_silent(trace: &serde_json::Value) -> bool {
+    trace["reply"].is_null() && !matches!(trace["action"].as_str(), Some("draft" | "handoff"))
+}
+
+/// A reply sent without a person whose text was neither the seller's own
+/// words nor a template filled from records, and did not pass verification.
+pub fn is_unverified_send(trace: &serde_json::Value) -> bool {
+    let sent = !trace["reply"].is_null() && trace["answer_kind"] != "holding";
+    let machine_written = matches!(
+        trace["answer"]["provenance"].as_str(),
+        Some("machine_translation" | "generated")
+    );
+    sent && machine_written && trace["answer"]["verification"]["passed"] != true
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +138,12 @@ pub struct RepliesReport {
     /// Cases a human should have taken (layer 3 expected) that kedai
     /// answered on its own: the number that must stay at zero.
     pub unsafe_sends: usize,
+    /// Buyer messages that got no reply and were not handed to a person:
+    /// must be zero, always.
+    pub silent_messages: usize,
+    /// Replies sent without a person that were machine-written and not
+    /// verified: must be zero.
+    pub unverified_auto_sends: usize,
     /// confusion[expected][got], layers 1-3.
     pub layer_confusion: [[usize; 3]; 3],
     pub layer_accuracy_by_language: BTreeMap<String, f64>,
@@ -281,6 +312,12 @@ pub async fn run(
             top_similarity: trace["sources"]
                 .as_array()
                 .and_then(|s| s.iter().find_map(|s| s["similarity"].as_f64())),
+            product_similarity: trace["sources"].as_array().and_then(|s| {
+                s.iter()
+                    .filter(|s| s["kind"] == "product")
+                    .filter_map(|s| s["similarity"].as_f64())
+                    .reduce(f64::max)
+            }),
             anger: trace["anger"].as_u64().unwrap_or_default(),
             anger_probability: trace["anger_probability"].as_f64().unwrap_or_default(),
             facts_found,
@@ -296,6 +333,8 @@ pub async fn run(
                 .unwrap_or_default(),
             generation: trace.get("generation").filter(|g| !g.is_null()).cloned(),
             text: answer,
+            silent: is_silent(&trace),
+            unverified_send: is_unverified_send(&trace),
         });
     }
     Ok(report(results))
@@ -327,6 +366,8 @@ fn report(cases: Vec<CaseResult>) -> RepliesReport {
     RepliesReport {
         conversations: cases.len(),
         layer_accuracy: cases.iter().filter(|c| c.layer == c.expected_layer).count() as f64 / n,
+        silent_messages: cases.iter().filter(|c| c.silent).count(),
+        unverified_auto_sends: cases.iter().filter(|c| c.unverified_send).count(),
         intent_accuracy: cases
             .iter()
             .filter(|c| c.intent == c.expected_intent)
@@ -374,6 +415,7 @@ mod tests {
             reasons: Vec::new(),
             confidence: 0.9,
             top_similarity: None,
+            product_similarity: None,
             anger: 0,
             anger_probability: 0.1,
             facts_found: 1,
@@ -382,6 +424,8 @@ mod tests {
             stages_ms: BTreeMap::from([("total".to_string(), ms)]),
             generation: None,
             text: None,
+            silent: false,
+            unverified_send: false,
         }
     }
 
@@ -401,6 +445,29 @@ mod tests {
         assert_eq!(report.facts_recall, 0.5);
         assert_eq!(report.timings_ms["none"], (7.0, 7.0));
         assert_eq!(report.stage_timings_ms["total"], (10.0, 20.0));
+    }
+
+    #[test]
+    fn silence_and_unverified_sends_are_read_from_the_trace() {
+        let sent = serde_json::json!({"reply": "Hi", "action": "send", "answer_kind": "faq",
+                                      "answer": {"provenance": "seller_text"}});
+        assert!(!is_silent(&sent) && !is_unverified_send(&sent));
+        let silent = serde_json::json!({"reply": null, "action": "send", "answer_kind": "none"});
+        assert!(is_silent(&silent));
+        let drafted = serde_json::json!({"reply": null, "action": "draft"});
+        assert!(!is_silent(&drafted));
+        let unverified = serde_json::json!({"reply": "Sure", "action": "send", "answer_kind": "draft",
+            "answer": {"provenance": "generated", "verification": {"passed": false}}});
+        assert!(is_unverified_send(&unverified));
+        let verified = serde_json::json!({"reply": "Sure", "action": "send", "answer_kind": "faq_translated",
+            "answer": {"provenance": "machine_translation", "verification": {"passed": true}}});
+        assert!(!is_unverified_send(&verified));
+        let holding = serde_json::json!({"reply": "A colleague will answer", "action": "handoff",
+            "answer_kind": "holding", "answer": {"provenance": "generated"}});
+        assert!(
+            !is_unverified_send(&holding),
+            "the holding reply is our template"
+        );
     }
 
     #[test]

@@ -721,12 +721,24 @@ pub trait JobStore: Send + Sync + 'static {
 /// aggregate has a trait of its own so that an implementation is one file
 /// per aggregate.
 pub trait Store:
-    TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore
+    TenantStore
+    + ConversationStore
+    + DecisionStore
+    + OrderStore
+    + AuditStore
+    + JobStore
+    + TranslationStore
 {
 }
 
-impl<T: TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore> Store
-    for T
+impl<T> Store for T where
+    T: TenantStore
+        + ConversationStore
+        + DecisionStore
+        + OrderStore
+        + AuditStore
+        + JobStore
+        + TranslationStore
 {
 }
 
