@@ -457,7 +457,7 @@ impl Queue {
             return None;
         }
         let waited = Utc::now().signed_duration_since(job.created_at);
-        (waited.num_seconds() > max as i64).then(|| GiveUp {
+        (waited.num_milliseconds() > (max as i64).saturating_mul(1000)).then(|| GiveUp {
             cause: GiveUpCause::TooOld,
             detail: format!(
                 "the message waited {} s for processing, more than queue.max_message_age_secs \

@@ -479,7 +479,7 @@ async fn m4_a_message_that_waited_too_long_goes_to_a_human_not_a_late_answer() {
     let dir = TempDir::new().unwrap();
     let mut spawn = models_arrive_later(&dir);
     spawn.settings.queue.max_message_age_secs = 1;
-    spawn.settings.models.recheck_secs = 2;
+    spawn.settings.models.recheck_secs = 3;
     let app = spawn.start().await;
     let ack: Value = app
         .ingest(&message("demo-web", "m-1", "b", "hello"))
