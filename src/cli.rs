@@ -61,6 +61,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage workbench users (people who log in at /app).
+    #[command(subcommand)]
+    User(crate::web::cli::UserCommand),
     /// Measure this machine: load generators and model benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -232,6 +235,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Tenant(cmd) => admin(&settings, |store| tenant(store, cmd, output)),
         Command::Shop(cmd) => admin(&settings, |store| shop(store, cmd, output)),
         Command::Token(cmd) => admin(&settings, |store| token(store, cmd, output)),
+        Command::User(cmd) => admin(&settings, |store| user(store, cmd, output)),
         Command::Kb(cmd) => {
             let kb_settings = settings.clone();
             admin(&settings, |store| kb(store, cmd, &kb_settings, output))
@@ -598,6 +602,24 @@ async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::R
             });
         }
     }
+    Ok(())
+}
+
+async fn user(
+    store: SqliteStore,
+    cmd: crate::web::cli::UserCommand,
+    output: Output,
+) -> anyhow::Result<()> {
+    let u = crate::web::cli::run(&store, cmd).await?;
+    output.print(
+        json!({ "user_id": u.id, "email": u.email, "role": u.role, "tenant": u.tenant }),
+        || {
+            format!(
+                "Created {} {} for tenant {:?}; log in at /app/login.",
+                u.role, u.email, u.tenant
+            )
+        },
+    );
     Ok(())
 }
 

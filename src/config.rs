@@ -48,6 +48,7 @@ pub struct Settings {
     pub kb: KbSettings,
     pub policy: crate::pipeline::policy::PolicySettings,
     pub pipeline: PipelineSettings,
+    pub web: crate::web::WebSettings,
 }
 
 /// The answer stage's tuning (`[pipeline]`).
@@ -242,6 +243,7 @@ impl Settings {
                 self.server.body_limit_bytes
             ));
         }
+        self.web.validate().map_err(ConfigError::Invalid)?;
         if self.server.max_text_chars == 0 {
             return invalid("server.max_text_chars must be > 0, got 0".into());
         }

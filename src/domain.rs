@@ -64,6 +64,14 @@ uuid_id!(
     /// One routing decision of the reply pipeline.
     DecisionId
 );
+uuid_id!(
+    /// A person who logs in to the workbench.
+    UserId
+);
+uuid_id!(
+    /// A human's answer to a buyer's binding request.
+    ApprovalId
+);
 
 /// Why a value from outside could not become a domain value. The message
 /// names the field and the bad value's problem.

@@ -214,6 +214,28 @@ impl Application {
         })
     }
 
+    /// The workbench's state: the API's, plus its own settings.
+    fn web_state(&self, shutdown: CancellationToken) -> crate::web::WebState {
+        let web = &self.settings.web;
+        // Without a chat model the writer answers "unavailable", and pages
+        // say that a translation cannot be shown.
+        let writer: Arc<dyn crate::pipeline::ports::Writer> = Arc::new(EngineWriter {
+            engine: self.state.engine.clone(),
+        });
+        crate::web::WebState {
+            app: self.state.clone(),
+            settings: Arc::new(web.clone()),
+            policy: Arc::new(self.settings.policy.clone()),
+            limiter: Arc::new(crate::web::session::LoginLimiter::new(
+                web.login_attempts,
+                Duration::from_secs(15 * 60),
+            )),
+            writer: Some(writer),
+            agent_language: self.settings.pipeline.agent_language.clone(),
+            shutdown,
+        }
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn address(&self) -> SocketAddr {
         self.address
@@ -248,11 +270,15 @@ impl Application {
             self.state.store.clone(),
             self.state.kb.clone(),
         ));
-        let app = http::router(self.state.clone());
+        let app = http::router(self.state.clone())
+            .merge(crate::web::router(self.web_state(shutdown.clone())));
         let grace = Duration::from_secs(self.settings.server.shutdown_grace_secs);
         let signal = shutdown.clone();
-        let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { signal.cancelled().await });
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { signal.cancelled().await });
         tracing::info!(address = %self.address, "kedai is listening");
         let mut server = tokio::spawn(async move { server.await });
         let early_exit = tokio::select! {

@@ -41,6 +41,9 @@ pub enum BenchCommand {
     /// answer kind, against a fresh `kedai serve` with the models and the
     /// demo shops (run it from the kedai checkout: `kb/` paths are relative)
     Replies(replies::RepliesArgs),
+    /// Workbench page latency (p50 / p90 / p99) with many conversations,
+    /// in-process on loopback, without models
+    Web(crate::web::bench::WebArgs),
 }
 
 /// Runs one benchmark to completion on a runtime of its own, so the caller
@@ -60,6 +63,9 @@ pub fn run(
         BenchCommand::Models(args) => models::run(args, settings, output),
         BenchCommand::Replies(args) => {
             runtime()?.block_on(replies::run(args, settings, output, config))
+        }
+        BenchCommand::Web(args) => {
+            runtime()?.block_on(crate::web::bench::run(args, settings, output))
         }
     }
 }

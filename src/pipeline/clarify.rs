@@ -220,10 +220,16 @@ static PLACES: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
         .collect()
 });
 
-fn mentioned_country(text: &str) -> Option<&'static str> {
+/// Every country `text` names (a country or a city in it), in the order of
+/// the place table, without repeats.
+pub fn mentioned_countries(text: &str) -> Vec<&'static str> {
     let lower = text.to_lowercase();
-    PLACES.iter().find_map(|(name, code)| {
-        let found = lower.match_indices(name).any(|(i, m)| {
+    let mut found: Vec<&'static str> = Vec::new();
+    for (name, code) in PLACES.iter() {
+        if found.contains(code) {
+            continue;
+        }
+        let named = lower.match_indices(name).any(|(i, m)| {
             let before = lower[..i].chars().next_back();
             let after = lower[i + m.len()..].chars().next();
             // CJK names stand without spaces around them.
@@ -231,7 +237,30 @@ fn mentioned_country(text: &str) -> Option<&'static str> {
             cjk || (!before.is_some_and(char::is_alphanumeric)
                 && !after.is_some_and(char::is_alphanumeric))
         });
-        found.then_some(*code)
+        if named {
+            found.push(code);
+        }
+    }
+    found
+}
+
+fn mentioned_country(text: &str) -> Option<&'static str> {
+    mentioned_countries(text).first().copied()
+}
+
+/// The English name of a country kedai knows places of, to add to a search
+/// for shipping there (the embedding knows "Philippines" better than
+/// "Cebu").
+pub fn country_name(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "TH" => "Thailand",
+        "ID" => "Indonesia",
+        "VN" => "Vietnam",
+        "MY" => "Malaysia",
+        "PH" => "Philippines",
+        "BR" => "Brazil",
+        "SG" => "Singapore",
+        _ => return None,
     })
 }
 
@@ -273,29 +302,47 @@ pub fn destination(
     })
 }
 
-/// The destination country a knowledge hit is about, when it is a shipping
-/// rule.
-pub fn hit_country(hit: &KnowledgeHit) -> Option<String> {
-    (hit.kind == "shipping")
-        .then(|| {
-            hit.fields["destination"]
-                .as_str()
-                .map(str::to_ascii_uppercase)
-        })
-        .flatten()
-}
-
-/// Keeps hits that are not shipping rules for another country than
-/// `country`; the order of the rest is kept.
-pub fn for_destination(hits: Vec<KnowledgeHit>, country: &str) -> Vec<KnowledgeHit> {
-    hits.into_iter()
-        .filter(|h| hit_country(h).is_none_or(|c| c == country))
+/// The countries a knowledge hit is about: a shipping rule's destination,
+/// or the countries its title and text name ("To Thailand we ship ...").
+pub fn hit_countries(hit: &KnowledgeHit) -> Vec<String> {
+    if hit.kind == "shipping" {
+        if let Some(country) = hit.fields["destination"].as_str() {
+            return vec![country.to_ascii_uppercase()];
+        }
+    }
+    let text = format!(
+        "{}\n{}",
+        hit.title,
+        hit.answer.as_deref().unwrap_or(&hit.text)
+    );
+    mentioned_countries(&text)
+        .into_iter()
+        .map(str::to_string)
         .collect()
 }
 
-/// Shipping rules among the top hits cover more than one country.
+/// Drops hits about other countries only (a shipping rule or an FAQ answer
+/// for Thailand when the parcel goes to the Philippines); hits about no
+/// country or several including `country` stay, in their order.
+pub fn for_destination(hits: Vec<KnowledgeHit>, country: &str) -> Vec<KnowledgeHit> {
+    hits.into_iter()
+        .filter(|h| {
+            let countries = hit_countries(h);
+            countries.is_empty() || countries.iter().any(|c| c == country)
+        })
+        .collect()
+}
+
+/// The best hits answer for different single countries: which one the
+/// buyer means decides the answer.
 pub fn countries_disagree(hits: &[KnowledgeHit]) -> bool {
-    let mut countries: Vec<String> = hits.iter().take(3).filter_map(hit_country).collect();
+    let mut countries: Vec<String> = hits
+        .iter()
+        .take(3)
+        .map(hit_countries)
+        .filter(|c| c.len() == 1)
+        .flatten()
+        .collect();
     countries.sort();
     countries.dedup();
     countries.len() > 1

@@ -49,6 +49,10 @@ pub const INJECTION_WARNING: &str =
 pub const BINDING_WARNING: &str = "The AI's text mentions a refund, discount, compensation or \
      cancellation. Nothing was granted: only a person can approve one.";
 
+/// Warning shown when the summary states figures the conversation lacks.
+pub const FIGURES_WARNING: &str = "The AI summary states figures (days, amounts, numbers) that \
+     are not in the conversation: check them before relying on them.";
+
 /// The warnings for an agent-facing text written from the buyer's message.
 pub fn warnings(buyer_text: &str, injection: bool, written: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
@@ -160,13 +164,23 @@ impl Pipeline {
             .chain(summary.iter())
             .map(String::as_str)
             .collect();
+        let conversation: Vec<&str> = detail.messages[..=position]
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect();
+        let mut warned = warnings(
+            inbound.text.as_str(),
+            !decision.trace["injection"].is_null(),
+            &written,
+        );
+        if let Some(summary) = &summary {
+            if !super::verify::facts_supported(summary, &conversation).passed() {
+                warned.push(FIGURES_WARNING.to_string());
+            }
+        }
         let added = FollowUp {
             state: "done",
-            warnings: warnings(
-                inbound.text.as_str(),
-                !decision.trace["injection"].is_null(),
-                &written,
-            ),
+            warnings: warned,
             translation: shown.clone(),
             summary,
             model: writer.model_id(),

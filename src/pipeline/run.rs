@@ -219,15 +219,34 @@ impl Pipeline {
             clarify::destination(&ctx.text, &ctx.history, &ctx.orders, &ctx.shop.market);
         let several = clarify::questions(&ctx.text);
         let several_questions = several.len() > 1;
+        // Shipping knowledge is searched for, and kept to, the country the
+        // parcel goes to.
+        let country = destination
+            .as_ref()
+            .and_then(|d| clarify::country_name(&d.country).map(|name| (d.country.as_str(), name)));
+        let shipping_question = understood.intent == "shipping_time_cost" || several_questions;
+        let search = |text: String| {
+            let text = match (shipping_question, country) {
+                (true, Some((_, name))) => format!("{text} ({name})"),
+                _ => text,
+            };
+            async move {
+                let hits = self.retrieve(ctx.tenant, &text).await?;
+                Ok::<_, StageError>(match country {
+                    Some((code, _)) => clarify::for_destination(hits, code),
+                    None => hits,
+                })
+            }
+        };
         let mut hits = if several_questions {
             let mut per_question = Vec::new();
             for question in several.iter().take(3) {
-                per_question.push(self.retrieve(ctx.tenant, question).await?);
+                per_question.push(search(question.clone()).await?);
             }
             notes.push(format!("{} questions in one message", several.len()));
             clarify::merge_hits(per_question, self.config.retrieval_limit)
         } else {
-            self.retrieve(ctx.tenant, &query).await?
+            search(query.clone()).await?
         };
         let mut query = query;
         if !several_questions
@@ -246,7 +265,6 @@ impl Pipeline {
             }
         }
         if let Some(destination) = &destination {
-            hits = clarify::for_destination(hits, &destination.country);
             notes.push(format!(
                 "destination {} (from the {})",
                 destination.country, destination.from

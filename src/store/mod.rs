@@ -8,9 +8,12 @@
 //! callers. Every method that takes a [`TenantId`] only ever sees that
 //! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
 
+pub mod changes;
+pub mod desk;
 pub mod kb;
 pub mod sqlite;
 pub mod translations;
+pub mod users;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,12 +27,15 @@ use crate::domain::{
     TenantName, TokenId,
 };
 
+pub use changes::{Change, ChangeFeed, ChangeKind, InProcessFeed};
+pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
     TranslationStore,
 };
+pub use users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -728,18 +734,11 @@ pub trait Store:
     + AuditStore
     + JobStore
     + TranslationStore
+    + UserStore
+    + DeskStore
 {
-}
-
-impl<T> Store for T where
-    T: TenantStore
-        + ConversationStore
-        + DecisionStore
-        + OrderStore
-        + AuditStore
-        + JobStore
-        + TranslationStore
-{
+    /// Notes of committed changes to conversations, for live pages.
+    fn changes(&self) -> &dyn ChangeFeed;
 }
 
 /// The one timestamp format of the store: sortable as text.

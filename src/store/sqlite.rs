@@ -24,12 +24,14 @@ use crate::config::{Durability, StoreSettings};
 mod audit;
 mod conversations;
 mod decisions;
+mod desk;
 mod jobs;
 mod kb;
 mod orders;
 mod schema;
 mod tenants;
 mod translations;
+mod users;
 
 use audit::insert_audit;
 use conversations::insert_message;
@@ -42,6 +44,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    changes: std::sync::Arc<InProcessFeed>,
+}
+
+impl Store for SqliteStore {
+    fn changes(&self) -> &dyn ChangeFeed {
+        self.changes.as_ref()
+    }
 }
 
 /// What opening the store may do to the database's schema.
@@ -173,11 +182,31 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(Self::options(settings).read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            changes: Default::default(),
+        })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Tells live pages, after a commit, that a conversation changed.
+    fn announce(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        shop: Option<ShopId>,
+        kind: ChangeKind,
+    ) {
+        self.changes.publish(Change {
+            tenant,
+            conversation,
+            shop,
+            kind,
+        });
     }
 
     /// Checkpoints the write-ahead log into the database file and closes

@@ -2,6 +2,7 @@
 //! temporary data directory, spoken to over HTTP.
 
 mod api;
+mod browser;
 mod chaos;
 mod chat;
 mod cli;
@@ -19,3 +20,5 @@ mod stand_in;
 mod tokenizer;
 mod understand;
 mod understand_reload;
+mod web;
+mod web_pages;

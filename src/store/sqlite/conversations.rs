@@ -321,6 +321,12 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(
+            shop.tenant_id,
+            conversation_id,
+            Some(shop.id),
+            ChangeKind::Message,
+        );
         Ok(IngestOutcome {
             message_id,
             conversation_id,
@@ -499,6 +505,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(tenant, conversation, None, ChangeKind::Reply);
         Ok((message, false))
     }
 
@@ -534,6 +541,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(tenant, conversation, None, ChangeKind::State);
         Ok(true)
     }
 
@@ -576,6 +584,7 @@ impl ConversationStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(tenant, conversation, None, ChangeKind::State);
         Ok(true)
     }
 

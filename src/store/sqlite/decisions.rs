@@ -254,6 +254,7 @@ impl DecisionStore for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        self.announce(tenant, decision.conversation, None, ChangeKind::Decision);
         Ok((stored, false))
     }
 
@@ -264,13 +265,14 @@ impl DecisionStore for SqliteStore {
         enrichment: &DecisionEnrichment,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM decisions WHERE tenant_id = ? AND message_id = ?")
-                .bind(tenant.to_string())
-                .bind(message.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(id) = id else {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, conversation_id FROM decisions WHERE tenant_id = ? AND message_id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(message.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, conversation)) = row else {
             return Ok(false);
         };
         sqlx::query("UPDATE decisions SET follow_up = ? WHERE id = ?")
@@ -302,6 +304,12 @@ impl DecisionStore for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.announce(
+            tenant,
+            parse_id(&conversation, "conversation")?,
+            None,
+            ChangeKind::Decision,
+        );
         Ok(true)
     }
 
