@@ -13,11 +13,13 @@ use secrecy::SecretString;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+mod migrate;
+
 use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName};
 use crate::http::ModelReadiness;
 use crate::startup::{Application, BuildOptions};
-use crate::store::{NewShop, SqliteStore, StoreError, TenantStore};
+use crate::store::{NewShop, Schema, SqliteStore, StoreError, TenantStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,6 +83,10 @@ pub enum Command {
     /// Measure kedai's components on labelled data.
     #[command(subcommand)]
     Eval(crate::eval::EvalCommand),
+    /// Create the database or bring its schema up to date (a copy of the
+    /// database is kept in <data dir>/backups first); stop the server
+    /// before. `kedai serve` does this itself at start.
+    Migrate,
     /// Run the whole reply pipeline once on a message and print its trace
     /// (the message is stored as the buyer's, like one from a marketplace).
     Ask {
@@ -247,6 +253,7 @@ pub fn run() -> anyhow::Result<()> {
             serve(settings)
         }
         Command::Models(cmd) => crate::models::run(cmd, &settings, models_output(output)),
+        Command::Migrate => migrate::run(&settings, output),
         Command::Bench(cmd) => {
             crate::bench::run(cmd, &settings, bench_output(output), cli.config.as_deref())
         }
@@ -492,6 +499,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 handler: None,
                 kb_embedder: None,
                 engine: None,
+                schema: Schema::Migrate,
             },
         )
         .await?;
@@ -521,9 +529,12 @@ fn prepare_models(settings: &Settings) -> ModelReadiness {
         Err(err) => {
             eprintln!("\nkedai could not prepare its models:\n  {err}\n");
             eprintln!(
-                "The server starts anyway: messages are accepted and queued, and /readyz \
-                 reports not ready until the models are in place. Fix the cause, then run \
-                 `kedai models pull` and restart."
+                "The server starts anyway: buyer messages are accepted and wait in the queue \
+                 (nothing processes them yet), and /readyz reports not ready until the models \
+                 are in place. Fix the cause, then run `kedai models pull`: the server picks \
+                 the models up within models.recheck_secs (or at the next start) and processes \
+                 the waiting messages; those older than queue.max_message_age_secs by then go \
+                 to a human."
             );
             ModelReadiness::Unavailable(err.to_string())
         }
@@ -536,9 +547,11 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     runtime()?.block_on(async {
-        let store = SqliteStore::open(&settings.store).await.with_context(|| {
-            format!("opening the store in {}", settings.store.data_dir.display())
-        })?;
+        let store = SqliteStore::open(&settings.store, Schema::Current)
+            .await
+            .with_context(|| {
+                format!("opening the store in {}", settings.store.data_dir.display())
+            })?;
         let result = command(store.clone()).await;
         store.close().await;
         result

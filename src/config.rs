@@ -20,6 +20,9 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 /// never be honoured.
 const CHAT_MAX_TOKENS_LIMIT: usize = 4096;
 
+/// The longest artificial delay of the chat stand-in (ten minutes).
+const MAX_STAND_IN_DELAY_MS: u64 = 600_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {path} does not exist")]
@@ -152,6 +155,9 @@ pub struct StoreSettings {
 pub struct ModelsSettings {
     pub dir: String,
     pub fetch_on_start: bool,
+    /// Seconds between checks, while the server runs without its models,
+    /// whether they have been put in place; 0 waits for a restart.
+    pub recheck_secs: u64,
     pub required: bool,
     pub embedding: String,
     pub chat: String,
@@ -187,6 +193,10 @@ pub struct ModelsSettings {
     /// pipeline's requests also jump the queue with.
     pub pipeline_embedding_capacity: usize,
     pub pipeline_chat_capacity: usize,
+    /// Milliseconds the `stand-in:echo` chat model waits before each
+    /// answer, to play a slow model in plumbing and chaos tests; real
+    /// models ignore it.
+    pub stand_in_delay_ms: u64,
 }
 
 impl ModelsSettings {
@@ -217,6 +227,9 @@ pub struct QueueSettings {
     pub poll_interval_ms: u64,
     /// Hours done jobs are kept; 0 keeps them forever.
     pub keep_done_hours: u64,
+    /// A buyer message first processed more than this many seconds after
+    /// it arrived is handed to a human instead of answered; 0 never.
+    pub max_message_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -290,18 +303,7 @@ impl Settings {
             return invalid("store.read_connections must be > 0, got 0".into());
         }
         self.validate_access()?;
-        if self.queue.max_attempts == 0 {
-            return invalid("queue.max_attempts must be > 0, got 0".into());
-        }
-        if self.queue.lease_secs == 0 {
-            return invalid("queue.lease_secs must be > 0, got 0".into());
-        }
-        if self.queue.backoff_base_ms > self.queue.backoff_max_ms {
-            return invalid(format!(
-                "queue.backoff_base_ms ({}) must be <= queue.backoff_max_ms ({})",
-                self.queue.backoff_base_ms, self.queue.backoff_max_ms
-            ));
-        }
+        self.validate_queue()?;
         if self.models.embedding.trim().is_empty() || self.models.chat.trim().is_empty() {
             return invalid("models.embedding and models.chat must not be empty".into());
         }
@@ -389,6 +391,44 @@ impl Settings {
         Ok(())
     }
 
+    fn validate_queue(&self) -> Result<(), ConfigError> {
+        let q = &self.queue;
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 6] = [
+            ("queue.lease_secs", q.lease_secs, 2..=3600),
+            ("queue.max_attempts", u64::from(q.max_attempts), 1..=100),
+            ("queue.backoff_max_ms", q.backoff_max_ms, 1..=86_400_000),
+            ("queue.poll_interval_ms", q.poll_interval_ms, 10..=60_000),
+            ("queue.keep_done_hours", q.keep_done_hours, 0..=1_000_000),
+            (
+                "queue.max_message_age_secs",
+                q.max_message_age_secs,
+                0..=31_536_000,
+            ),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be {} to {}, got {value}",
+                    range.start(),
+                    range.end()
+                )));
+            }
+        }
+        if q.workers > 64 {
+            return Err(ConfigError::Invalid(format!(
+                "queue.workers must be 0 to 64, got {}",
+                q.workers
+            )));
+        }
+        if q.backoff_base_ms > q.backoff_max_ms {
+            return Err(ConfigError::Invalid(format!(
+                "queue.backoff_base_ms ({}) must be <= queue.backoff_max_ms ({})",
+                q.backoff_base_ms, q.backoff_max_ms
+            )));
+        }
+        Ok(())
+    }
+
     fn validate_runtime(&self) -> Result<(), ConfigError> {
         let models = &self.models;
         let device = models.device.trim().to_ascii_lowercase();
@@ -455,6 +495,12 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "models.chat_max_tokens must be <= {CHAT_MAX_TOKENS_LIMIT}, got {}",
                 models.chat_max_tokens
+            )));
+        }
+        if models.stand_in_delay_ms > MAX_STAND_IN_DELAY_MS {
+            return Err(ConfigError::Invalid(format!(
+                "models.stand_in_delay_ms must be <= {MAX_STAND_IN_DELAY_MS}, got {}",
+                models.stand_in_delay_ms
             )));
         }
         if models.request_body_limit_bytes < 1024 {
@@ -569,6 +615,26 @@ mod tests {
             jail.set_env("KEDAI__MODELS__CHAT_MAX_TOKENS", "100000");
             let err = Settings::load(None).unwrap_err();
             assert!(err.to_string().contains("models.chat_max_tokens"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn m2_lease_secs_is_bounded_and_named_when_out_of_range() {
+        figment::Jail::expect_with(|jail| {
+            for bad in ["0", "1", "3601", "18446744073709551615"] {
+                jail.set_env("KEDAI__QUEUE__LEASE_SECS", bad);
+                let err = Settings::load(None).unwrap_err().to_string();
+                assert!(
+                    err.contains("queue.lease_secs") && err.contains(bad),
+                    "{bad}: {err}"
+                );
+            }
+            jail.set_env("KEDAI__QUEUE__LEASE_SECS", "2");
+            assert_eq!(Settings::load(None).expect("valid").queue.lease_secs, 2);
+            jail.set_env("KEDAI__QUEUE__BACKOFF_MAX_MS", "18446744073709551615");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("queue.backoff_max_ms"), "{err}");
             Ok(())
         });
     }

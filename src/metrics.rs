@@ -18,6 +18,11 @@ const JOBS_FINISHED: &str = "kedai_jobs_finished_total";
 const JOB_DURATION: &str = "kedai_job_duration_seconds";
 const JOB_LEASE_FAILURES: &str = "kedai_job_lease_failures_total";
 const QUEUE_JOBS: &str = "kedai_queue_jobs";
+const JOB_LEASES_LOST: &str = "kedai_job_leases_lost_total";
+const JOB_PANICS: &str = "kedai_job_panics_total";
+const JOBS_GIVEN_UP: &str = "kedai_jobs_given_up_total";
+const QUEUE_WORKERS: &str = "kedai_queue_workers_running";
+const QUEUE_WORKER_RESTARTS: &str = "kedai_queue_worker_restarts_total";
 const MODEL_IN_FLIGHT: &str = "kedai_model_in_flight";
 const MODEL_REJECTED: &str = "kedai_model_rejected_total";
 const MODEL_LOAD: &str = "kedai_model_load_seconds";
@@ -97,7 +102,7 @@ fn describe() {
     );
     describe_counter!(
         JOBS_FINISHED,
-        "Job attempts finished, by kind and outcome (done, retry, dead)."
+        "Job attempts finished, by kind and outcome (done, retry, dead, give_up_retry)."
     );
     describe_histogram!(
         JOB_DURATION,
@@ -106,6 +111,30 @@ fn describe() {
     );
     describe_counter!(JOB_LEASE_FAILURES, "Failed attempts to lease jobs.");
     describe_gauge!(QUEUE_JOBS, "Jobs in the durable queue, by state.");
+    describe_counter!(
+        JOB_LEASES_LOST,
+        "Job runs stopped because their lease was lost (renewal found another owner or the \
+         job gone); their outcome was not recorded."
+    );
+    describe_counter!(
+        JOB_PANICS,
+        "Job handler runs that panicked, by kind; the job failed (and is retried) and the \
+         worker lived on."
+    );
+    describe_counter!(
+        JOBS_GIVEN_UP,
+        "Jobs given up on, by kind, cause (failed, lease_expired, too_old) and outcome \
+         (handed_off: the give-up hook ran; retry: it will run again; abandoned: it failed \
+         for good, the job is dead without it)."
+    );
+    describe_gauge!(
+        QUEUE_WORKERS,
+        "Queue workers running; below queue.workers while a worker is being restarted."
+    );
+    describe_counter!(
+        QUEUE_WORKER_RESTARTS,
+        "Queue workers that ended unexpectedly (a panic) and were restarted."
+    );
     describe_gauge!(
         MODEL_IN_FLIGHT,
         "Requests admitted to a model and not yet answered (queued plus running)."
@@ -194,6 +223,27 @@ pub fn queue_jobs(counts: &crate::store::JobCounts) {
     ] {
         gauge!(QUEUE_JOBS, "state" => state).set(n as f64);
     }
+}
+
+pub fn job_lease_lost(kind: &str) {
+    counter!(JOB_LEASES_LOST, "kind" => kind.to_owned()).increment(1);
+}
+
+pub fn job_panicked(kind: &str) {
+    counter!(JOB_PANICS, "kind" => kind.to_owned()).increment(1);
+}
+
+pub fn job_given_up(kind: &str, cause: &'static str, outcome: &'static str) {
+    counter!(JOBS_GIVEN_UP, "kind" => kind.to_owned(), "cause" => cause, "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn queue_workers_running(running: usize) {
+    gauge!(QUEUE_WORKERS).set(running as f64);
+}
+
+pub fn queue_worker_restarted() {
+    counter!(QUEUE_WORKER_RESTARTS).increment(1);
 }
 
 pub fn model_in_flight(model: &str, delta: f64) {

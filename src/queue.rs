@@ -1,29 +1,52 @@
 //! The durable job queue's workers: lease a job from the store, run its
-//! handler, then mark it done, retry it later with exponential backoff, or
-//! move it to the dead-letter state after `max_attempts`.
+//! handler while renewing the lease, then mark it done, retry it later with
+//! exponential backoff, or give up on it.
 //!
 //! Delivery is at least once: a worker that dies mid-job loses its lease and
 //! another worker takes the job over when the lease runs out, so handlers
-//! must be idempotent. On shutdown a worker stops between jobs (or abandons
-//! the one in hand) and gives its leases back without counting the attempt.
-//! This module knows the [`Store`] trait and nothing of HTTP.
+//! must be idempotent. While a handler runs, its lease is renewed every
+//! third of `queue.lease_secs`; a renewal that finds the job gone or owned
+//! by another worker stops the run, and its outcome is not recorded.
+//!
+//! The store leases at most one job per conversation at a time, a
+//! conversation's buyer messages in message order (see [`JobStore`]). No job
+//! dies silently: when a job runs out of attempts, fails permanently, meets
+//! a lease that ran out on its last attempt (the process was killed), or a
+//! buyer message has waited longer than `queue.max_message_age_secs`, the
+//! handler's [`JobHandler::give_up`] hook runs (the reply pipeline hands the
+//! message to a human) before the job rests as dead.
+//!
+//! Until a handler is installed ([`Queue::install`]: the reply pipeline
+//! once the models are ready) the workers lease nothing, so messages wait in
+//! the queue. A panicking handler fails only its job; a worker that ends
+//! unexpectedly is restarted, and [`WorkerHealth`] says how many run. On
+//! shutdown a worker stops between jobs (or abandons the one in hand) and
+//! gives its leases back without counting the attempt.
+//!
+//! This module knows the [`Store`] trait and nothing of HTTP or the
+//! pipeline.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use rand::Rng;
+use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::QueueSettings;
-use crate::domain::MessageId;
 use crate::metrics as m;
 use crate::store::{
-    Job, JobFailure, LeaseRequest, Store, StoreError, JOB_ENRICH_DECISION, JOB_INBOUND_MESSAGE,
+    GiveUp, GiveUpCause, Job, JobFailure, JobStore, LeaseRequest, Store, StoreError,
+    JOB_INBOUND_MESSAGE,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +54,7 @@ pub enum JobError {
     /// Worth trying again later (a model busy, a store hiccup).
     #[error("{0}")]
     Retryable(String),
-    /// Will never succeed; the job goes straight to the dead-letter state.
+    /// Will never succeed; the queue gives up on the job at once.
     #[error("{0}")]
     Permanent(String),
 }
@@ -47,49 +70,37 @@ impl From<StoreError> for JobError {
     }
 }
 
-/// What runs a leased job. Must be idempotent: a job can run more than once.
+/// What runs a leased job.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
+    /// Runs the job. Must be idempotent: a job can run more than once.
     async fn handle(&self, job: &Job) -> Result<(), JobError>;
-}
 
-/// The handler used until the reply pipeline is plugged in: it checks the
-/// job names a message and records that the message left the queue.
-pub struct MarkProcessed {
-    pub store: Arc<dyn Store>,
-}
-
-#[async_trait]
-impl JobHandler for MarkProcessed {
-    async fn handle(&self, job: &Job) -> Result<(), JobError> {
-        if job.kind == JOB_ENRICH_DECISION {
-            // Follow-ups need the chat model; without the pipeline there is
-            // nothing to add.
-            return Ok(());
-        }
-        if job.kind != JOB_INBOUND_MESSAGE {
-            return Err(JobError::Permanent(format!(
-                "unknown job kind {:?}",
-                job.kind
-            )));
-        }
-        let message: MessageId = job
-            .payload
-            .get("message_id")
-            .and_then(|v| v.as_str())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| JobError::Permanent("payload has no valid message_id".into()))?;
-        self.store.mark_processed(message).await?;
-        Ok(())
-    }
+    /// The queue gives up on `job` for the reason in `why` (its attempts
+    /// ran out or it failed permanently, its last attempt never finished,
+    /// or a buyer message waited too long). The handler makes sure nobody
+    /// is left waiting: for a buyer message, a handoff to a human. It may
+    /// run more than once and must be idempotent; a retryable error runs it
+    /// again later, a permanent one leaves the job dead without it (logged
+    /// and counted as abandoned).
+    async fn give_up(&self, job: &Job, why: &GiveUp) -> Result<(), JobError>;
 }
 
 /// How often finished jobs are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Tries the give-up hook gets beyond a job's own attempts before the job
+/// is left dead without it.
+const GIVE_UP_TRIES: u32 = 5;
+/// How long a supervisor waits before restarting a worker that ended.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 async fn prune_done_jobs(store: Arc<dyn Store>, hours: u64, cancel: CancellationToken) {
     loop {
-        let before = Utc::now() - chrono::Duration::hours(hours.min(1_000_000) as i64);
+        let keep = chrono::Duration::try_hours(hours.min(1_000_000) as i64)
+            .unwrap_or(chrono::Duration::MAX);
+        let before = Utc::now()
+            .checked_sub_signed(keep)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         match store.prune_done_jobs(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, keep_done_hours = hours, "pruned done jobs"),
@@ -114,27 +125,152 @@ pub fn backoff(settings: &QueueSettings, attempt: u32, jitter: f64) -> Duration 
     Duration::from_millis(raw - (raw as f64 * 0.25 * jitter) as u64)
 }
 
+/// `delay` from now, never overflowing.
+fn after(delay: Duration) -> DateTime<Utc> {
+    let now = Utc::now();
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now)
+}
+
+/// How many workers run, for `/readyz` and the metrics.
+#[derive(Debug)]
+pub struct WorkerHealth {
+    running: Vec<AtomicBool>,
+    restarts: AtomicU64,
+    processing: AtomicBool,
+}
+
+/// A snapshot of [`WorkerHealth`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WorkersReport {
+    /// `queue.workers`.
+    pub configured: usize,
+    pub running: usize,
+    /// Workers restarted after ending unexpectedly, since start.
+    pub restarts: u64,
+    /// Whether a handler is installed; until then jobs stay queued.
+    pub processing: bool,
+}
+
+impl WorkersReport {
+    /// Every configured worker runs.
+    pub fn all_running(&self) -> bool {
+        self.running == self.configured
+    }
+}
+
+impl WorkerHealth {
+    fn new(workers: usize) -> WorkerHealth {
+        WorkerHealth {
+            running: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            restarts: AtomicU64::new(0),
+            processing: AtomicBool::new(false),
+        }
+    }
+
+    fn set_running(&self, index: usize, running: bool) {
+        if let Some(flag) = self.running.get(index) {
+            flag.store(running, Ordering::SeqCst);
+        }
+        m::queue_workers_running(self.report().running);
+    }
+
+    pub fn report(&self) -> WorkersReport {
+        WorkersReport {
+            configured: self.running.len(),
+            running: self
+                .running
+                .iter()
+                .filter(|r| r.load(Ordering::SeqCst))
+                .count(),
+            restarts: self.restarts.load(Ordering::SeqCst),
+            processing: self.processing.load(Ordering::SeqCst),
+        }
+    }
+}
+
 /// Workers pulling from the store's job table.
 #[derive(Clone)]
 pub struct Queue {
     store: Arc<dyn Store>,
-    handler: Arc<dyn JobHandler>,
+    handler: Arc<RwLock<Option<Arc<dyn JobHandler>>>>,
     settings: QueueSettings,
     wake: Arc<Notify>,
+    health: Arc<WorkerHealth>,
+}
+
+/// What a run decided for its job, before it is recorded.
+enum Verdict {
+    Done,
+    Retry {
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// The give-up hook failed retryably: run it again at `at`.
+    GiveUpAgain {
+        why: GiveUp,
+        at: DateTime<Utc>,
+    },
+    /// Given up on (handed off, or beyond help): the job rests as dead.
+    Dead {
+        detail: String,
+    },
+    /// The lease was lost mid-run: nothing to record.
+    LeaseLost,
+}
+
+impl Verdict {
+    fn label(&self) -> &'static str {
+        match self {
+            Verdict::Done => "done",
+            Verdict::Retry { .. } => "retry",
+            Verdict::GiveUpAgain { .. } => "give_up_retry",
+            Verdict::Dead { .. } => "dead",
+            Verdict::LeaseLost => "lease_lost",
+        }
+    }
+}
+
+/// What became of one run of a job.
+enum Ran<T> {
+    Finished(T),
+    /// The lease was lost mid-run; the run was dropped.
+    LeaseLost,
 }
 
 impl Queue {
+    /// A queue whose workers run `handler`; with `None` they lease nothing
+    /// until [`Queue::install`] gives them one.
     pub fn new(
         store: Arc<dyn Store>,
-        handler: Arc<dyn JobHandler>,
+        handler: Option<Arc<dyn JobHandler>>,
         settings: QueueSettings,
     ) -> Queue {
+        let health = Arc::new(WorkerHealth::new(settings.workers));
+        health.processing.store(handler.is_some(), Ordering::SeqCst);
         Queue {
             store,
-            handler,
+            handler: Arc::new(RwLock::new(handler)),
             settings,
             wake: Arc::new(Notify::new()),
+            health,
         }
+    }
+
+    /// Installs the handler (replacing any) and wakes the workers.
+    pub fn install(&self, handler: Arc<dyn JobHandler>) {
+        *self.handler.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+        self.health.processing.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    fn handler(&self) -> Option<Arc<dyn JobHandler>> {
+        self.handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Tells an idle worker that new work has been committed.
@@ -142,7 +278,18 @@ impl Queue {
         self.wake.notify_one();
     }
 
-    /// Starts the workers; they run until `cancel` fires, then release their
+    /// The workers' health, shared with whoever reports it.
+    pub fn health(&self) -> Arc<WorkerHealth> {
+        self.health.clone()
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::try_seconds(self.settings.lease_secs as i64)
+            .unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Starts the workers, each under a supervisor that restarts it when it
+    /// ends unexpectedly; they run until `cancel` fires, then release their
     /// leases and end. With `keep_done_hours` set, a task also deletes done
     /// jobs older than that, at start and every hour.
     pub fn spawn(&self, cancel: CancellationToken) -> JoinSet<()> {
@@ -157,10 +304,33 @@ impl Queue {
         }
         let process = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
         for index in 0..self.settings.workers {
-            let worker = self.clone();
-            let owner = format!("{process}-w{index}");
+            let queue = self.clone();
+            let prefix = format!("{process}-w{index}");
             let cancel = cancel.clone();
-            set.spawn(async move { worker.run_worker(owner, index == 0, cancel).await });
+            set.spawn(supervise(
+                self.health.clone(),
+                index,
+                cancel.clone(),
+                move |generation| {
+                    let owner = format!("{prefix}-g{generation}");
+                    let (queue, cancel) = (queue.clone(), cancel.clone());
+                    async move {
+                        let store = queue.store.clone();
+                        let mut worker = AbortOnDrop(tokio::spawn(queue.run_worker(
+                            owner.clone(),
+                            index == 0,
+                            cancel,
+                        )));
+                        let ended = (&mut worker.0).await;
+                        if ended.is_err() {
+                            // The worker died holding leases: give them back
+                            // rather than leave their jobs until they expire.
+                            release(store.as_ref(), &owner).await;
+                        }
+                        ended
+                    }
+                },
+            ));
         }
         set
     }
@@ -170,14 +340,21 @@ impl Queue {
     /// runs at a time and the other workers stay free for buyers.
     async fn run_worker(self, owner: String, background: bool, cancel: CancellationToken) {
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
-        let lease = chrono::Duration::seconds(self.settings.lease_secs as i64);
         while !cancel.is_cancelled() {
+            let Some(handler) = self.handler() else {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = cancel.cancelled() => break,
+                }
+                continue;
+            };
             let leased = self
                 .store
                 .lease_jobs(LeaseRequest {
                     owner: &owner,
                     limit: 1,
-                    lease,
+                    lease: self.lease(),
                     kinds: (!background).then_some(&[JOB_INBOUND_MESSAGE][..]),
                 })
                 .await;
@@ -202,7 +379,7 @@ impl Queue {
                     "job", id = %job.id, kind = %job.kind, attempt = job.attempts
                 );
                 tokio::select! {
-                    _ = self.run_job(&owner, &job).instrument(span) => {}
+                    _ = self.run_job(&owner, handler.as_ref(), &job).instrument(span) => {}
                     _ = cancel.cancelled() => {
                         tracing::info!(job = %job.id, "shutting down; job handed back to the queue");
                         break;
@@ -210,51 +387,275 @@ impl Queue {
                 }
             }
         }
-        match self.store.release_jobs(&owner).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(worker = %owner, released = n, "released leased jobs"),
+        release(self.store.as_ref(), &owner).await;
+    }
+
+    /// Runs one leased job to a verdict and records it. The `job started`
+    /// and `job ran` events (with the conversation) bracket the handler's
+    /// work; `job ran` comes before the verdict is recorded, and so before
+    /// the next job of the conversation can be leased: no two runs of one
+    /// conversation's jobs overlap in the log.
+    async fn run_job(&self, owner: &str, handler: &dyn JobHandler, job: &Job) {
+        let conversation = job.conversation_id.map(|c| c.to_string());
+        let conversation = conversation.as_deref().unwrap_or("");
+        tracing::info!(
+            job = %job.id, conversation, kind = %job.kind, attempt = job.attempts,
+            "job started"
+        );
+        let started = std::time::Instant::now();
+        let verdict = match (&job.give_up, self.too_old(job)) {
+            (Some(why), _) => self.give_up(owner, handler, job, why.clone()).await,
+            (None, Some(why)) => self.give_up(owner, handler, job, why).await,
+            (None, None) => self.handle(owner, handler, job).await,
+        };
+        m::job_duration(&job.kind, started.elapsed());
+        let outcome = verdict.label();
+        tracing::info!(job = %job.id, conversation, outcome, "job ran");
+        match self.record(owner, job, verdict).await {
+            Ok(true) => m::job_finished(&job.kind, outcome),
+            Ok(false) => {
+                tracing::warn!("the job's lease was lost before its outcome was recorded");
+                m::job_lease_lost(&job.kind);
+            }
             Err(err) => {
-                tracing::warn!(error = %err, worker = %owner, "could not release jobs; they return when their lease runs out")
+                tracing::error!(error = %err, "could not record the job's outcome; it runs again after its lease")
             }
         }
     }
 
-    async fn run_job(&self, owner: &str, job: &Job) {
-        let started = std::time::Instant::now();
-        let result = self.handler.handle(job).await;
-        m::job_duration(&job.kind, started.elapsed());
-        let outcome = match result {
-            Ok(()) => self.store.complete_job(job.id, owner).await.map(|_| "done"),
-            Err(err) => {
-                let failure = match &err {
-                    JobError::Permanent(_) => JobFailure::Dead,
-                    JobError::Retryable(_) if job.attempts >= job.max_attempts => JobFailure::Dead,
-                    JobError::Retryable(_) => {
-                        let delay = backoff(&self.settings, job.attempts, rand::rng().random());
-                        JobFailure::RetryAt(
-                            Utc::now()
-                                + chrono::Duration::from_std(delay)
-                                    .unwrap_or(chrono::Duration::zero()),
-                        )
-                    }
-                };
-                tracing::warn!(error = %err, ?failure, "job failed");
-                let label = if failure == JobFailure::Dead {
-                    "dead"
-                } else {
-                    "retry"
-                };
-                self.store
-                    .fail_job(job.id, owner, &err.to_string(), failure)
+    /// Writes a verdict to the store; false when the lease was lost.
+    async fn record(&self, owner: &str, job: &Job, verdict: Verdict) -> Result<bool, StoreError> {
+        let store = &self.store;
+        match verdict {
+            Verdict::Done => store.complete_job(job.id, owner).await,
+            Verdict::Retry { error, at } => {
+                store
+                    .fail_job(job.id, owner, &error, JobFailure::RetryAt(at))
                     .await
-                    .map(|_| label)
+            }
+            Verdict::GiveUpAgain { why, at } => {
+                let failure = JobFailure::GiveUpAt {
+                    cause: why.cause,
+                    at,
+                };
+                store.fail_job(job.id, owner, &why.detail, failure).await
+            }
+            Verdict::Dead { detail } => {
+                store
+                    .fail_job(job.id, owner, &detail, JobFailure::Dead)
+                    .await
+            }
+            Verdict::LeaseLost => Ok(true),
+        }
+    }
+
+    /// A buyer message that waited longer than `max_message_age_secs` since
+    /// it arrived is not answered any more.
+    fn too_old(&self, job: &Job) -> Option<GiveUp> {
+        let max = self.settings.max_message_age_secs;
+        if max == 0 || job.kind != JOB_INBOUND_MESSAGE {
+            return None;
+        }
+        let waited = Utc::now().signed_duration_since(job.created_at);
+        (waited.num_milliseconds() > (max as i64).saturating_mul(1000)).then(|| GiveUp {
+            cause: GiveUpCause::TooOld,
+            detail: format!(
+                "the message waited {} s for processing, more than queue.max_message_age_secs \
+                 ({max} s); a reply now would come too late",
+                waited.num_seconds()
+            ),
+        })
+    }
+
+    /// Runs the handler; a failure for good goes on to the give-up hook.
+    async fn handle(&self, owner: &str, handler: &dyn JobHandler, job: &Job) -> Verdict {
+        let result = match self.with_lease(owner, job, handler.handle(job)).await {
+            Ran::Finished(result) => result,
+            Ran::LeaseLost => return Verdict::LeaseLost,
+        };
+        match result {
+            Ok(()) => Verdict::Done,
+            Err(JobError::Retryable(error)) if job.attempts < job.max_attempts => {
+                let delay = backoff(&self.settings, job.attempts, rand::rng().random());
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                Verdict::Retry {
+                    error,
+                    at: after(delay),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "job failed for good; giving up on it");
+                let why = GiveUp {
+                    cause: GiveUpCause::Failed,
+                    detail: err.to_string(),
+                };
+                self.give_up(owner, handler, job, why).await
+            }
+        }
+    }
+
+    /// Runs the give-up hook: the job then rests as dead; a hook that fails
+    /// retryably runs again after a backoff, a few times at most.
+    async fn give_up(
+        &self,
+        owner: &str,
+        handler: &dyn JobHandler,
+        job: &Job,
+        why: GiveUp,
+    ) -> Verdict {
+        let cause = why.cause.as_str();
+        let tries = job.max_attempts.saturating_add(GIVE_UP_TRIES);
+        let result = if job.attempts > tries {
+            Err(JobError::Permanent(format!(
+                "its give-up hook failed {GIVE_UP_TRIES} more times"
+            )))
+        } else {
+            match self
+                .with_lease(owner, job, handler.give_up(job, &why))
+                .await
+            {
+                Ran::Finished(result) => result,
+                Ran::LeaseLost => return Verdict::LeaseLost,
             }
         };
-        match outcome {
-            Ok(label) => m::job_finished(&job.kind, label),
-            Err(err) => {
-                tracing::error!(error = %err, "could not record job outcome; it will be retried after its lease")
+        match result {
+            Ok(()) => {
+                tracing::info!(cause, detail = %why.detail, "gave up on the job; handed off");
+                m::job_given_up(&job.kind, cause, "handed_off");
+                Verdict::Dead { detail: why.detail }
             }
+            Err(JobError::Retryable(error)) if job.attempts < tries => {
+                let delay = backoff(&self.settings, job.attempts, rand::rng().random());
+                tracing::warn!(cause, %error, "the give-up hook failed; will retry");
+                m::job_given_up(&job.kind, cause, "retry");
+                Verdict::GiveUpAgain {
+                    why,
+                    at: after(delay),
+                }
+            }
+            Err(err) => {
+                tracing::error!(
+                    cause, detail = %why.detail, error = %err,
+                    "the give-up hook failed for good; the job is dead without it"
+                );
+                m::job_given_up(&job.kind, cause, "abandoned");
+                Verdict::Dead {
+                    detail: format!("{}; giving up failed too: {err}", why.detail),
+                }
+            }
+        }
+    }
+
+    /// Runs `work` (a handler call) to its end while renewing the job's
+    /// lease every third of `lease_secs`. A panic becomes a retryable
+    /// failure; a renewal that finds the lease lost drops `work` at once.
+    async fn with_lease(
+        &self,
+        owner: &str,
+        job: &Job,
+        work: impl Future<Output = Result<(), JobError>>,
+    ) -> Ran<Result<(), JobError>> {
+        let work = AssertUnwindSafe(work).catch_unwind().map(|result| {
+            result.unwrap_or_else(|payload| {
+                let reason = panic_reason(payload.as_ref());
+                tracing::error!(%reason, "the job handler panicked");
+                m::job_panicked(&job.kind);
+                Err(JobError::Retryable(format!(
+                    "the handler panicked: {reason}"
+                )))
+            })
+        });
+        let lease = self.lease();
+        let every = Duration::from_millis((self.settings.lease_secs * 1000 / 3).max(100));
+        let renew = async {
+            loop {
+                tokio::time::sleep(every).await;
+                match self.store.renew_lease(job.id, owner, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // Keep working: a later renewal succeeds, or finds the
+                    // lease lost.
+                    Err(err) => tracing::warn!(error = %err, "could not renew the job's lease"),
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            result = work => Ran::Finished(result),
+            () = renew => {
+                tracing::warn!("the job's lease was lost (another worker has it, or it is gone); this run stops and records nothing");
+                m::job_lease_lost(&job.kind);
+                Ran::LeaseLost
+            }
+        }
+    }
+}
+
+fn panic_reason(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// A worker task that ends with its supervisor: dropping the supervisor
+/// (the server's task aborted) stops the worker too, as a killed process
+/// would, leases left as they are.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Gives back every job `owner` holds, without counting the attempt.
+async fn release(store: &dyn JobStore, owner: &str) {
+    match store.release_jobs(owner).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(worker = %owner, released = n, "released leased jobs"),
+        Err(err) => {
+            tracing::warn!(error = %err, worker = %owner, "could not release jobs; they return when their lease runs out")
+        }
+    }
+}
+
+/// Keeps worker `index` running until `cancel` fires: runs the future
+/// `start(generation)` makes, and when it ends otherwise (a panic, or an
+/// unexpected return) marks the worker down, waits a moment and starts a
+/// new generation.
+async fn supervise<F, Fut>(
+    health: Arc<WorkerHealth>,
+    index: usize,
+    cancel: CancellationToken,
+    start: F,
+) where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<(), tokio::task::JoinError>>,
+{
+    for generation in 0.. {
+        health.set_running(index, true);
+        let ended = start(generation).await;
+        health.set_running(index, false);
+        if cancel.is_cancelled() {
+            break;
+        }
+        match ended {
+            Err(err) if err.is_panic() => {
+                let reason = panic_reason(err.into_panic().as_ref());
+                tracing::error!(worker = index, %reason, "queue worker panicked; restarting it");
+            }
+            _ => tracing::error!(
+                worker = index,
+                "queue worker ended unexpectedly; restarting it"
+            ),
+        }
+        health.restarts.fetch_add(1, Ordering::SeqCst);
+        m::queue_worker_restarted();
+        tokio::select! {
+            _ = tokio::time::sleep(RESTART_DELAY) => {}
+            _ = cancel.cancelled() => break,
         }
     }
 }
@@ -275,5 +676,48 @@ mod tests {
         assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(backoff(&settings, 1, 1.0).as_millis(), 75);
         assert_eq!(backoff(&settings, u32::MAX, 0.0).as_millis(), 1000);
+    }
+
+    #[test]
+    fn far_delays_never_overflow() {
+        let at = after(Duration::from_secs(u64::MAX));
+        assert!(at <= Utc::now() + chrono::Duration::seconds(1));
+    }
+
+    #[tokio::test]
+    async fn l3_a_worker_that_panics_is_restarted_and_reported_down_meanwhile() {
+        let health = Arc::new(WorkerHealth::new(1));
+        let cancel = CancellationToken::new();
+        let started = Arc::new(AtomicU64::new(0));
+        let supervisor = tokio::spawn(supervise(health.clone(), 0, cancel.clone(), {
+            let (started, cancel) = (started.clone(), cancel.clone());
+            move |generation| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let cancel = cancel.clone();
+                async move {
+                    tokio::spawn(async move {
+                        if generation == 0 {
+                            panic!("worker bug");
+                        }
+                        cancel.cancelled().await;
+                    })
+                    .await
+                }
+            }
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut seen_down = false;
+        while started.load(Ordering::SeqCst) < 2 {
+            seen_down |= !health.report().all_running();
+            assert!(tokio::time::Instant::now() < deadline, "never restarted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(seen_down, "down while waiting to restart");
+        let report = health.report();
+        assert_eq!((report.running, report.restarts), (1, 1));
+        cancel.cancel();
+        supervisor.await.unwrap();
+        assert_eq!(health.report().running, 0, "stopped on shutdown");
+        assert_eq!(health.report().restarts, 1, "a shutdown is no restart");
     }
 }

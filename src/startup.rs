@@ -1,10 +1,15 @@
 //! Assembles a running kedai from `Settings`: opens the store, seeds the demo
 //! tenant when asked to (`server.demo`, `serve --demo`), starts the queue
 //! workers, the HTTP server (and the metrics listener, when configured) and
-//! the retention task, and shuts them down in order on a signal.
+//! the retention task, and shuts them down in order on a signal, closing the
+//! store last.
 //!
 //! Model files are prepared by the caller before [`Application::build`]; the
-//! server never downloads anything while it serves requests.
+//! server never downloads anything while it serves requests. When they were
+//! not ready, the queue's workers take no jobs (messages wait, queued) and
+//! the server checks every `models.recheck_secs` whether they have been put
+//! in place (`kedai models pull`); then it loads them, installs the reply
+//! pipeline and the waiting messages are processed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +29,8 @@ use crate::pipeline::stages::{
     EngineEmbedder, EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage,
 };
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
-use crate::queue::{JobHandler, MarkProcessed, Queue};
-use crate::store::{KbStore, NewShop, SqliteStore, Store, StoreError};
+use crate::queue::{JobHandler, Queue};
+use crate::store::{KbStore, NewShop, Schema, SqliteStore, Store, StoreError};
 
 pub const DEMO_TENANT: &str = "demo";
 
@@ -126,6 +131,9 @@ pub struct BuildOptions {
     /// A model runtime to serve instead of starting one, e.g. one shared by
     /// several servers in a test process.
     pub engine: Option<Engine>,
+    /// Whether the store may migrate its schema (`kedai serve`) or must find
+    /// it current (tools working on an existing data directory).
+    pub schema: Schema,
 }
 
 pub struct Application {
@@ -135,17 +143,33 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     settings: Settings,
+    /// The store, closed (its write-ahead log checkpointed) on shutdown.
+    sqlite: Arc<SqliteStore>,
     pub demo: Option<DemoCredentials>,
 }
 
 impl Application {
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Application> {
         let metrics = crate::metrics::install();
-        let sqlite = Arc::new(SqliteStore::open(&settings.store).await.with_context(|| {
-            format!("opening the store in {}", settings.store.data_dir.display())
-        })?);
+        if let ModelReadiness::Ready(prepared) = &options.models {
+            if prepared.uses_stand_ins() {
+                tracing::warn!(
+                    embedding = %prepared.embedding.reference,
+                    chat = %prepared.chat.reference,
+                    "running with STAND-IN models: replies are placeholders, not answers; \
+                     for plumbing tests and the simulator only, never for real buyers"
+                );
+            }
+        }
+        let sqlite = Arc::new(
+            SqliteStore::open(&settings.store, options.schema)
+                .await
+                .with_context(|| {
+                    format!("opening the store in {}", settings.store.data_dir.display())
+                })?,
+        );
         let store: Arc<dyn Store> = sqlite.clone();
-        let kb_store: Arc<dyn KbStore> = sqlite;
+        let kb_store: Arc<dyn KbStore> = sqlite.clone();
         let demo = if settings.server.demo {
             seed_demo(store.as_ref(), &settings.store.data_dir)
                 .await
@@ -186,29 +210,7 @@ impl Application {
         if demo.is_some() {
             seed_demo_orders(store.as_ref(), &settings.kb.demo_orders).await;
         }
-        // The understand stage, shared by the pipeline and the reload
-        // endpoint; none without the embedding model.
-        let understand = match (&options.handler, &kb_embedder) {
-            (None, Some(embedder)) => Some(understand_stage(&settings, embedder.clone())),
-            _ => None,
-        };
-        let handler: Arc<dyn JobHandler> = match (options.handler, understand.clone()) {
-            (Some(handler), _) => handler,
-            (None, Some(understand)) => Arc::new(TenantScoped(reply_pipeline(
-                &settings,
-                store.clone(),
-                kb.clone(),
-                engine.clone(),
-                understand,
-                kb_embedder.clone(),
-            ))),
-            // Without the embedding model nothing can be understood: messages
-            // are stored and marked, and wait for a human.
-            (None, None) => Arc::new(MarkProcessed {
-                store: store.clone(),
-            }),
-        };
-        let queue = Queue::new(store.clone(), handler, settings.queue.clone());
+        let queue = Queue::new(store.clone(), None, settings.queue.clone());
         let state = AppState {
             store,
             queue,
@@ -227,9 +229,19 @@ impl Application {
             kb,
             engine,
             policy: settings.policy.clone(),
-            understand,
+            understand: Arc::new(std::sync::OnceLock::new()),
             access: Arc::new(crate::http::access::AccessState::new(&settings.access)),
         };
+        match (options.handler, kb_embedder) {
+            (Some(handler), _) => state.queue.install(handler),
+            (None, Some(embedder)) => install_pipeline(&state, &settings, embedder),
+            // Without the embedding model nothing can be understood: the
+            // workers take no jobs, and messages wait for the models.
+            (None, None) => tracing::warn!(
+                "no reply pipeline without the models: messages are stored and wait in the \
+                 queue until the models are in place"
+            ),
+        }
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
@@ -248,6 +260,7 @@ impl Application {
             metrics_listener,
             state,
             settings,
+            sqlite,
             demo,
         })
     }
@@ -300,8 +313,16 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut workers = self.state.queue.spawn(shutdown.child_token());
         let poll = self.settings.pipeline.exemplars_poll_secs;
-        if let (Some(understand), true) = (&self.state.understand, poll > 0) {
+        if let (Some(understand), true) = (self.state.understand.get(), poll > 0) {
             understand.watch(Duration::from_secs(poll), shutdown.child_token());
+        }
+        let recheck = self.settings.models.recheck_secs;
+        if !self.state.queue.health().report().processing && recheck > 0 {
+            tokio::spawn(await_models(
+                self.state.clone(),
+                self.settings.clone(),
+                shutdown.child_token(),
+            ));
         }
         tokio::spawn(warm_kb_indexes(
             self.state.store.clone(),
@@ -363,6 +384,7 @@ impl Application {
             }
         };
         while workers.join_next().await.is_some() {}
+        self.sqlite.close().await;
         tracing::info!("stopped");
         result
     }
@@ -379,6 +401,19 @@ impl<H: JobHandler> JobHandler for TenantScoped<H> {
         let owner = job.tenant_id.map_or(0, |t| t.0.as_u128());
         crate::engine::scope::within(crate::engine::scope::pipeline(owner), self.0.handle(job))
             .await
+    }
+
+    async fn give_up(
+        &self,
+        job: &crate::store::Job,
+        why: &crate::store::GiveUp,
+    ) -> Result<(), crate::queue::JobError> {
+        let owner = job.tenant_id.map_or(0, |t| t.0.as_u128());
+        crate::engine::scope::within(
+            crate::engine::scope::pipeline(owner),
+            self.0.give_up(job, why),
+        )
+        .await
     }
 }
 
@@ -411,6 +446,13 @@ impl PipelineHarness {
                 handler: None,
                 kb_embedder: None,
                 engine: None,
+                // A new database is created at the current schema; an
+                // existing one must already be current (`kedai migrate`).
+                schema: if settings.database_path().exists() {
+                    Schema::Current
+                } else {
+                    Schema::Migrate
+                },
             },
         )
         .await?;
@@ -433,6 +475,74 @@ impl PipelineHarness {
             Some(embedder),
         );
         Ok(PipelineHarness { app, pipeline })
+    }
+}
+
+/// Installs the reply pipeline over the runtime's models as the queue's
+/// handler, with its understand stage where the HTTP handlers find it.
+fn install_pipeline(state: &AppState, settings: &Settings, embedder: Arc<dyn Embedder>) {
+    let understand = state
+        .understand
+        .get_or_init(|| understand_stage(settings, embedder.clone()))
+        .clone();
+    state.queue.install(Arc::new(TenantScoped(reply_pipeline(
+        settings,
+        state.store.clone(),
+        state.kb.clone(),
+        state.engine.clone(),
+        understand,
+        Some(embedder),
+    ))));
+}
+
+/// Checks every `models.recheck_secs` whether the configured models are now
+/// on disk (`kedai models pull` ran meanwhile, or a volume was mounted);
+/// once they are, loads them, gives the knowledge base its embedder and
+/// installs the reply pipeline, so the messages waiting in the queue are
+/// processed. Never downloads anything itself.
+async fn await_models(state: AppState, settings: Settings, cancel: CancellationToken) {
+    let every = Duration::from_secs(settings.models.recheck_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let models = settings.models.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let mode = crate::models::PrepareMode {
+                fetch: crate::models::FetchPolicy::Offline,
+                progress: crate::models::Progress::Silent,
+            };
+            crate::models::prepare(&models, mode)
+        })
+        .await;
+        let prepared = match prepared {
+            Ok(Ok(prepared)) => prepared,
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "models still not in place");
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "checking for the models failed");
+                continue;
+            }
+        };
+        tracing::info!("the models are in place: loading them and processing waiting messages");
+        state.engine.load(&prepared);
+        state.readiness.set_models(ModelReadiness::Ready(prepared));
+        let Some(embedder) = EngineEmbedder::new(state.engine.clone()) else {
+            tracing::error!("no embedding model is configured; messages keep waiting");
+            return;
+        };
+        let embedder: Arc<dyn Embedder> = Arc::new(embedder);
+        state.kb.set_embedder(embedder.clone());
+        install_pipeline(&state, &settings, embedder);
+        let poll = settings.pipeline.exemplars_poll_secs;
+        if let (Some(understand), true) = (state.understand.get(), poll > 0) {
+            understand.watch(Duration::from_secs(poll), cancel.clone());
+        }
+        tokio::spawn(warm_kb_indexes(state.store.clone(), state.kb.clone()));
+        return;
     }
 }
 

@@ -143,6 +143,8 @@ pub struct ModelInfo {
     /// The configured reference, e.g. `bundle:multilingual-e5-small`.
     pub reference: String,
     pub kind: ModelKind,
+    /// One of kedai's stand-ins (`stand-in:...`), not a model.
+    pub stand_in: bool,
     #[serde(flatten)]
     pub state: ModelState,
     /// Requests admitted and not yet answered, both lanes.
@@ -323,6 +325,7 @@ impl<J> Slot<J> {
             id: self.id.to_string(),
             reference: self.reference.clone(),
             kind: self.kind,
+            stand_in: self.reference.starts_with("stand-in:"),
             state: self.state(),
             in_flight: self.in_flight(),
             capacity: self.capacity + self.pipeline_capacity,
@@ -410,6 +413,8 @@ struct Inner {
     device: String,
     chat_weights: String,
     chat_guessing: bool,
+    /// How long the `stand-in:echo` chat model waits before each answer.
+    stand_in_delay: Duration,
     limits: Limits,
 }
 
@@ -448,6 +453,7 @@ impl Engine {
                 device: settings.device.clone(),
                 chat_weights: settings.chat_weights.clone(),
                 chat_guessing: settings.chat_guessing,
+                stand_in_delay: Duration::from_millis(settings.stand_in_delay_ms),
                 limits: Limits {
                     embedding_batch_tokens: settings.embedding_batch_tokens,
                     embedding_max_batch: settings.embedding_max_batch,
@@ -950,14 +956,19 @@ mod tests {
         // the worker takes it before the API requests queued earlier.
         slot.admit(Lane::FollowUp, 20).unwrap();
         slot.admit(Lane::Reply, 10).unwrap();
-        assert_eq!(queue.pop().job, 10);
-        assert_eq!(queue.pop().job, 20);
-        assert_eq!(queue.pop().job, 1);
         assert_eq!(slot.info().capacity, 4);
         assert_eq!(
             slot.pipeline_in_flight(),
             2,
             "the API's two are not counted"
+        );
+        assert_eq!(queue.pop().job, 10);
+        assert_eq!(queue.pop().job, 20);
+        assert_eq!(queue.pop().job, 1);
+        assert_eq!(
+            slot.pipeline_in_flight(),
+            0,
+            "answered requests free their slots"
         );
     }
 

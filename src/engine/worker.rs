@@ -4,7 +4,9 @@
 //! streaming tokens and
 //! stopping at the next token once their caller has gone. Every request runs
 //! inside `catch_unwind`, so a panic fails that request, is counted, and
-//! leaves the worker serving.
+//! leaves the worker serving. A model configured as a stand-in
+//! (`stand-in:hashing`, `stand-in:echo`) is served by the same threads and
+//! queues, so everything around it behaves as with a real model.
 
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,8 +18,11 @@ use super::lanes::LaneQueue;
 use super::{
     Admitted, ChatJob, EmbedJob, EmbedOutput, EngineError, Inner, Limits, ModelState, Slot,
 };
-use crate::inference::chat::{ChatModel, FinishReason, Generation};
-use crate::inference::{select_device, EmbedRole, InferenceError, TextEmbedder};
+use crate::inference::chat::{
+    CacheScope, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams,
+};
+use crate::inference::stand_in::{StandInChat, StandInEmbedder};
+use crate::inference::{select_device, EmbedRole, Embeddings, InferenceError, TextEmbedder};
 use crate::metrics as m;
 use crate::models::ResolvedModel;
 
@@ -85,6 +90,106 @@ fn load<J, T>(slot: &Slot<J>, load: impl FnOnce() -> Result<T, InferenceError>) 
     }
 }
 
+/// What the embedding thread serves: the configured model, or the hashing
+/// stand-in when the configuration names one.
+enum EmbedBackend {
+    Model(Box<TextEmbedder>),
+    StandIn(StandInEmbedder),
+}
+
+impl EmbedBackend {
+    fn load(model: &ResolvedModel, device_spec: &str) -> Result<EmbedBackend, InferenceError> {
+        if model.is_stand_in() {
+            tracing::warn!(model = %model.reference, "embedding with a stand-in, not a model");
+            return Ok(EmbedBackend::StandIn(StandInEmbedder::default()));
+        }
+        let device = select_device(device_spec)?;
+        TextEmbedder::load(model, &device).map(|m| EmbedBackend::Model(Box::new(m)))
+    }
+
+    fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Embeddings, InferenceError> {
+        match self {
+            EmbedBackend::Model(model) => model.embed(texts, role),
+            EmbedBackend::StandIn(stand_in) => stand_in.embed(texts, role),
+        }
+    }
+
+    fn max_tokens(&self) -> usize {
+        match self {
+            EmbedBackend::Model(model) => model.max_tokens(),
+            EmbedBackend::StandIn(stand_in) => stand_in.max_tokens(),
+        }
+    }
+
+    fn dim(&self) -> usize {
+        match self {
+            EmbedBackend::Model(model) => model.dim(),
+            EmbedBackend::StandIn(stand_in) => stand_in.dim(),
+        }
+    }
+}
+
+/// What the chat thread serves: the configured model, or the echo
+/// stand-in when the configuration names one.
+enum ChatBackend {
+    Model(Box<ChatModel>),
+    StandIn(StandInChat),
+}
+
+impl ChatBackend {
+    fn load(inner: &Inner, model: &ResolvedModel) -> Result<ChatBackend, InferenceError> {
+        if model.is_stand_in() {
+            tracing::warn!(
+                model = %model.reference,
+                delay_ms = inner.stand_in_delay.as_millis() as u64,
+                "chatting with a stand-in, not a model"
+            );
+            return Ok(ChatBackend::StandIn(StandInChat::new(inner.stand_in_delay)));
+        }
+        let device = select_device(&inner.device)?;
+        let mut chat = super::load_chat_model(model, &device, &inner.chat_weights)?;
+        chat.set_guessing(inner.chat_guessing);
+        Ok(ChatBackend::Model(Box::new(chat)))
+    }
+
+    fn prompt_tokens(&self, messages: &[ChatMessage]) -> Result<usize, InferenceError> {
+        match self {
+            ChatBackend::Model(model) => Ok(model.render_prompt(messages)?.len()),
+            ChatBackend::StandIn(_) => Ok(StandInChat::prompt_tokens(messages)),
+        }
+    }
+
+    fn generate(
+        &mut self,
+        job: &ChatJob,
+        on_token: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        gone: &dyn Fn() -> bool,
+    ) -> Result<Generation, InferenceError> {
+        let (messages, params): (&[ChatMessage], &GenerationParams) = (&job.messages, &job.params);
+        match self {
+            // Only background work pays for a chunked prompt (about a tenth
+            // slower on a CPU) to be stoppable midway.
+            ChatBackend::Model(model) if job.background => {
+                model.generate_until(messages, params, on_token, gone)
+            }
+            ChatBackend::Model(model) => model.generate(messages, params, on_token),
+            ChatBackend::StandIn(stand_in) => stand_in.generate(messages, params, on_token, gone),
+        }
+    }
+
+    fn set_cache_scope(&mut self, scope: CacheScope) {
+        if let ChatBackend::Model(model) = self {
+            model.set_cache_scope(scope);
+        }
+    }
+
+    fn clear_cache(&mut self) {
+        if let ChatBackend::Model(model) = self {
+            model.clear_cache();
+        }
+    }
+}
+
 /// Starts the embedding model's thread.
 pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
     let queue = Arc::new(LaneQueue::new());
@@ -100,8 +205,7 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
             move || {
                 let slot = &inner.embedding;
                 let loaded = load(slot, || {
-                    let device = select_device(&inner.device)?;
-                    let embedder = TextEmbedder::load(&model, &device)?;
+                    let embedder = EmbedBackend::load(&model, &inner.device)?;
                     // Known before the slot reads ready.
                     slot.max_input_tokens
                         .store(embedder.max_tokens(), Ordering::Relaxed);
@@ -130,12 +234,8 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
             let inner = inner.clone();
             move || {
                 let slot = &inner.chat;
-                let loaded = load(slot, || {
-                    let device = select_device(&inner.device)?;
-                    super::load_chat_model(&model, &device, &inner.chat_weights)
-                });
+                let loaded = load(slot, || ChatBackend::load(&inner, &model));
                 if let Some(mut chat) = loaded {
-                    chat.set_guessing(inner.chat_guessing);
                     serve_chat(slot, &mut chat, inner.limits, &queue);
                 }
             }
@@ -163,7 +263,7 @@ fn own_pool() -> Option<rayon::ThreadPool> {
 
 fn serve_embeddings(
     slot: &Slot<EmbedJob>,
-    embedder: &TextEmbedder,
+    embedder: &EmbedBackend,
     limits: Limits,
     queue: &LaneQueue<Admitted<EmbedJob>>,
     pool: Option<rayon::ThreadPool>,
@@ -227,7 +327,7 @@ fn budget(job: &Admitted<EmbedJob>, max_tokens: usize) -> usize {
 /// request.
 fn run_embedding_batch(
     slot: &Slot<EmbedJob>,
-    embedder: &TextEmbedder,
+    embedder: &EmbedBackend,
     batch: Vec<Admitted<EmbedJob>>,
 ) {
     let started = Instant::now();
@@ -279,7 +379,7 @@ fn clone_error(err: &EngineError) -> EngineError {
 /// One forward call over every text of `group`, split back per request.
 fn embed_group(
     slot: &Slot<EmbedJob>,
-    embedder: &TextEmbedder,
+    embedder: &EmbedBackend,
     group: &[Admitted<EmbedJob>],
 ) -> Result<Vec<EmbedOutput>, EngineError> {
     let texts: Vec<&str> = group
@@ -339,7 +439,7 @@ fn reply_embedding(
 
 fn serve_chat(
     slot: &Slot<ChatJob>,
-    model: &mut ChatModel,
+    model: &mut ChatBackend,
     limits: Limits,
     queue: &LaneQueue<Admitted<ChatJob>>,
 ) {
@@ -388,18 +488,17 @@ fn record_generation(slot: &Slot<ChatJob>, generation: &Generation) {
 }
 
 fn run_chat(
-    model: &mut ChatModel,
+    model: &mut ChatBackend,
     job: &ChatJob,
     max_prompt_tokens: usize,
 ) -> Result<Generation, EngineError> {
     model.set_cache_scope(job.scope);
-    let prompt = model
-        .render_prompt(&job.messages)
+    let prompt_tokens = model
+        .prompt_tokens(&job.messages)
         .map_err(inference_error)?;
-    if prompt.len() > max_prompt_tokens {
+    if prompt_tokens > max_prompt_tokens {
         return Err(EngineError::Invalid(format!(
-            "the prompt has {} tokens; at most {max_prompt_tokens} are accepted",
-            prompt.len()
+            "the prompt has {prompt_tokens} tokens; at most {max_prompt_tokens} are accepted"
         )));
     }
     let gone = || job.reply.is_closed() || job.tokens.as_ref().is_some_and(|t| t.is_closed());
@@ -414,14 +513,9 @@ fn run_chat(
         }
         ControlFlow::Continue(())
     };
-    // Only background work pays for a chunked prompt (about a tenth slower
-    // on a CPU) to be stoppable midway.
-    let generation = if job.background {
-        model.generate_until(&job.messages, &job.params, &mut on_token, &gone)
-    } else {
-        model.generate(&job.messages, &job.params, &mut on_token)
-    };
-    generation.map_err(inference_error)
+    model
+        .generate(job, &mut on_token, &gone)
+        .map_err(inference_error)
 }
 
 #[cfg(test)]

@@ -287,7 +287,7 @@ pub async fn evaluate_kb(
     let mut settings = crate::config::Settings::defaults().store;
     settings.data_dir = scratch.path().to_path_buf();
     settings.durability = crate::config::Durability::Normal;
-    let store = crate::store::SqliteStore::open(&settings).await?;
+    let store = crate::store::SqliteStore::open(&settings, crate::store::Schema::Migrate).await?;
     let tenant = store
         .create_tenant(&crate::domain::TenantName::parse("eval")?)
         .await?;

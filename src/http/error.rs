@@ -104,6 +104,7 @@ impl From<StoreError> for ApiError {
             | StoreError::Credentials(_)
             | StoreError::Database(_)
             | StoreError::Migration(_)
+            | StoreError::Schema(_)
             | StoreError::DataDir { .. }) => ApiError::Internal(other.to_string()),
         }
     }

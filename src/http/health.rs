@@ -119,6 +119,22 @@ pub struct ReadinessReport {
     /// Jobs over every tenant; operator only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkersCheck>,
+}
+
+/// The queue's workers: not ready while one is down (being restarted).
+#[derive(Serialize, ToSchema)]
+pub struct WorkersCheck {
+    /// `queue.workers`.
+    pub configured: usize,
+    pub running: usize,
+    /// Workers restarted after ending unexpectedly, since start.
+    pub restarts: u64,
+    /// False while no reply pipeline is installed (the models are
+    /// missing): buyer messages then wait in the queue, counted under
+    /// `queue.queued`.
+    pub processing: bool,
 }
 
 /// Jobs in the durable queue by state.
@@ -157,10 +173,17 @@ pub async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoR
     let models = models_check(&state, viewer);
     let understand = state
         .understand
-        .as_ref()
+        .get()
         .map(|stage| understand_check(stage.state(), viewer));
     let understand_ok = understand.as_ref().is_none_or(|u| u.ok);
-    let ready = store_ok && models.ok && understand_ok;
+    let workers = state.queue.health().report();
+    let ready = store_ok && models.ok && understand_ok && workers.all_running();
+    let workers = WorkersCheck {
+        configured: workers.configured,
+        running: workers.running,
+        restarts: workers.restarts,
+        processing: workers.processing,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -173,6 +196,7 @@ pub async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoR
             models: None,
             understand: None,
             queue: None,
+            workers: None,
         },
         Viewer::TenantAdmin | Viewer::Operator => ReadinessReport {
             ready,
@@ -191,6 +215,7 @@ pub async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoR
                 }),
                 _ => None,
             },
+            workers: Some(workers),
         },
     };
     (status, Json(report))

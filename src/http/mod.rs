@@ -70,8 +70,9 @@ pub struct AppState {
     /// The server's policy defaults, which shops' own policies override.
     pub policy: crate::pipeline::policy::PolicySettings,
     /// The reply pipeline's understand stage, retrained by
-    /// `POST /api/v1/understand/reload`; `None` without an embedding model.
-    pub understand: Option<Arc<crate::pipeline::stages::UnderstandStage>>,
+    /// `POST /api/v1/understand/reload`; unset until the embedding model is
+    /// ready.
+    pub understand: Arc<std::sync::OnceLock<Arc<crate::pipeline::stages::UnderstandStage>>>,
     /// Failed-authentication throttling and its settings.
     pub access: Arc<access::AccessState>,
 }

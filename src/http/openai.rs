@@ -48,6 +48,8 @@ pub struct ModelObject {
     #[schema(example = "model")]
     pub object: &'static str,
     pub created: i64,
+    /// `kedai`, or `kedai-stand-in` for the stand-ins of plumbing tests
+    /// (`stand-in:hashing`, `stand-in:echo`), which are not models.
     #[schema(example = "kedai")]
     pub owned_by: &'static str,
     /// kedai extension: `embedding` or `chat`.
@@ -76,7 +78,11 @@ pub async fn list_models(_tenant: Tenant, State(state): State<AppState>) -> Json
             id: model.id,
             object: "model",
             created: 0,
-            owned_by: "kedai",
+            owned_by: if model.stand_in {
+                "kedai-stand-in"
+            } else {
+                "kedai"
+            },
             kind: model.kind.as_str(),
             state: match model.state {
                 ModelState::NotLoaded => "not_loaded",

@@ -67,7 +67,7 @@ pub async fn reload(
     State(state): State<AppState>,
     operator: Operator,
 ) -> Result<Json<ReloadResponse>, ApiError> {
-    let stage = state.understand.as_ref().ok_or_else(|| {
+    let stage = state.understand.get().ok_or_else(|| {
         ApiError::NotReady(
             "the understand stage needs the embedding model, which is not loaded".into(),
         )

@@ -91,6 +91,16 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
+    /// `values` holds `inputs.len()` vectors of `dim` values, side by side.
+    pub(crate) fn from_parts(dim: usize, values: Vec<f32>, inputs: Vec<InputReport>) -> Self {
+        debug_assert_eq!(values.len(), dim * inputs.len());
+        Embeddings {
+            dim,
+            values,
+            inputs,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.inputs.len()
     }

@@ -15,6 +15,7 @@ mod e5_cpu;
 mod embedder;
 mod llm;
 mod pooling;
+pub mod stand_in;
 pub mod tokenizer;
 
 use std::path::PathBuf;

@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::KbError;
+use crate::inference::stand_in::hashed_trigrams;
 use crate::inference::{EmbedRole, TextEmbedder};
 
 pub trait Embedder: Send + Sync + 'static {
@@ -48,7 +47,8 @@ impl<E: Embedder + ?Sized> Embedder for Arc<E> {
     }
 }
 
-/// Character-trigram counts hashed into `dim` buckets and normalised: texts
+/// Character-trigram counts hashed into `dim` buckets and normalised
+/// ([`hashed_trigrams`], the server's `stand-in:hashing` model): texts
 /// sharing spelling get similar vectors, nothing more. For tests and
 /// benchmarks of the plumbing; it understands no language.
 #[derive(Debug, Clone)]
@@ -76,22 +76,9 @@ impl Embedder for HashingEmbedder {
             .iter()
             .enumerate()
             .map(|(index, text)| {
-                let chars: Vec<char> = format!("  {}  ", text.to_lowercase()).chars().collect();
-                let mut vector = vec![0f32; self.dim];
-                for window in chars.windows(3) {
-                    let gram: String = window.iter().collect();
-                    let hash = Sha256::digest(gram.as_bytes());
-                    let bucket = u64::from_le_bytes(hash[..8].try_into().expect("8 bytes"));
-                    vector[(bucket % self.dim as u64) as usize] += 1.0;
-                }
-                let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-                if text.trim().is_empty() || norm == 0.0 {
-                    return Err(KbError::Embedding(format!(
-                        "text {index} of the batch is empty"
-                    )));
-                }
-                vector.iter_mut().for_each(|v| *v /= norm);
-                Ok(vector)
+                hashed_trigrams(text, self.dim).ok_or_else(|| {
+                    KbError::Embedding(format!("text {index} of the batch is empty"))
+                })
             })
             .collect()
     }

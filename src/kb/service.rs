@@ -465,7 +465,8 @@ type Locks = HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>;
 
 pub struct KbService {
     store: Arc<dyn KbStore>,
-    embedder: Option<Arc<dyn Embedder>>,
+    /// Set later when the embedding model arrives after start-up.
+    embedder: std::sync::RwLock<Option<Arc<dyn Embedder>>>,
     root: PathBuf,
     indexes: Mutex<HashMap<TenantId, Arc<TenantIndex>>>,
     locks: Mutex<Locks>,
@@ -481,7 +482,7 @@ impl KbService {
     ) -> KbService {
         KbService {
             store,
-            embedder,
+            embedder: std::sync::RwLock::new(embedder),
             root,
             indexes: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -489,7 +490,26 @@ impl KbService {
     }
 
     pub fn has_embedder(&self) -> bool {
-        self.embedder.is_some()
+        self.embedder().is_some()
+    }
+
+    fn embedder(&self) -> Option<Arc<dyn Embedder>> {
+        self.embedder
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Gives the service an embedder once the embedding model is ready
+    /// (it started without one): indexes built for BM25 alone are rebuilt
+    /// with vectors before their next search.
+    pub fn set_embedder(&self, embedder: Arc<dyn Embedder>) {
+        *self.embedder.write().unwrap_or_else(|e| e.into_inner()) = Some(embedder);
+    }
+
+    /// Whether `index` was built with the embedder in use now.
+    fn fits(&self, index: &TenantIndex) -> bool {
+        index.embedder.as_deref() == self.embedder().as_ref().map(|e| e.model_id())
     }
 
     fn tenant_root(&self, tenant: TenantId) -> PathBuf {
@@ -517,7 +537,10 @@ impl KbService {
     /// first when it is missing, stale or unreadable.
     pub async fn current(&self, tenant: TenantId) -> Result<Arc<TenantIndex>, KbError> {
         let revision = self.store.kb_revision(tenant).await?;
-        if let Some(index) = self.cached(tenant).filter(|i| i.revision == revision) {
+        if let Some(index) = self
+            .cached(tenant)
+            .filter(|i| i.revision == revision && self.fits(i))
+        {
             return Ok(index);
         }
         let lock = self.tenant_lock(tenant);
@@ -525,7 +548,7 @@ impl KbService {
         let snapshot = self.store.kb_snapshot(tenant).await?;
         if let Some(index) = self
             .cached(tenant)
-            .filter(|i| i.revision == snapshot.revision)
+            .filter(|i| i.revision == snapshot.revision && self.fits(i))
         {
             return Ok(index);
         }
@@ -534,7 +557,7 @@ impl KbService {
             tenant,
             revision: snapshot.revision,
             records: snapshot.records,
-            embedder: self.embedder.clone(),
+            embedder: self.embedder(),
             previous: self.cached(tenant),
         };
         let index = Arc::new(blocking(move || build(input)).await?);
@@ -552,7 +575,12 @@ impl KbService {
         query: &KbQuery,
     ) -> Result<SearchResults, KbError> {
         let index = self.current(tenant).await?;
-        let (mode, degraded) = match (query.mode, &self.embedder) {
+        // The index's own embedder: one set a moment ago is used once the
+        // index has been rebuilt with it.
+        let embedder = self
+            .embedder()
+            .filter(|e| index.embedder.as_deref() == Some(e.model_id()));
+        let (mode, degraded) = match (query.mode, &embedder) {
             (SearchMode::Dense, None) => return Err(KbError::DenseUnavailable),
             (SearchMode::Hybrid, None) => (
                 SearchMode::Bm25,
@@ -560,7 +588,7 @@ impl KbService {
             ),
             (mode, _) => (mode, None),
         };
-        let embedder = self.embedder.clone().filter(|_| mode != SearchMode::Bm25);
+        let embedder = embedder.filter(|_| mode != SearchMode::Bm25);
         let query = query.clone();
         blocking_for(tenant, move || {
             let vector = match &embedder {
@@ -769,7 +797,9 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let mut settings = crate::config::Settings::defaults().store;
         settings.data_dir = dir.path().to_path_buf();
-        let store = SqliteStore::open(&settings).await.unwrap();
+        let store = SqliteStore::open(&settings, crate::store::Schema::Migrate)
+            .await
+            .unwrap();
         let tenant = store
             .create_tenant(&crate::domain::TenantName::parse("t").unwrap())
             .await

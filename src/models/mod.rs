@@ -31,7 +31,7 @@ pub use cli::{run, ModelsCommand};
 pub use error::ModelError;
 pub use fetch::{pull_artifacts, Progress, PullOutcome, PullParams};
 pub use manifest::{Artifact, ArtifactFile, Bundle, Catalog, Part, Wheel};
-pub use reference::{HubRef, ModelRef};
+pub use reference::{HubRef, ModelRef, StandInKind};
 
 /// How `kedai models` prints its results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,10 @@ pub enum ModelSource {
     Hub,
     /// A path the operator gave; used as it is.
     Local,
+    /// No model: one of kedai's stand-ins (`stand-in:hashing`,
+    /// `stand-in:echo`), for plumbing tests and the simulator only.
+    #[serde(rename = "stand-in")]
+    StandIn,
 }
 
 /// A model reference resolved to files on this machine.
@@ -127,6 +131,10 @@ impl ResolvedModel {
             "files": names,
         })
     }
+
+    pub fn is_stand_in(&self) -> bool {
+        self.source == ModelSource::StandIn
+    }
 }
 
 /// The models the server runs with.
@@ -141,7 +149,14 @@ impl PreparedModels {
         json!({
             "embedding": self.embedding.summary(),
             "chat": self.chat.summary(),
+            "stand_in": self.uses_stand_ins(),
         })
+    }
+
+    /// Whether either model is a stand-in: the server then answers with
+    /// text that means nothing and must not face buyers.
+    pub fn uses_stand_ins(&self) -> bool {
+        self.embedding.is_stand_in() || self.chat.is_stand_in()
     }
 }
 
@@ -150,6 +165,7 @@ impl PreparedModels {
 /// (by its stamp, or by re-hashing when the file changed since).
 pub fn prepare(settings: &ModelsSettings, mode: PrepareMode) -> Result<PreparedModels, ModelError> {
     let refs = [settings.embedding.parse()?, settings.chat.parse()?];
+    check_stand_in_roles(&refs)?;
     let [embedding, chat] = resolve_in_cache(settings, &refs, mode)?;
     Ok(PreparedModels { embedding, chat })
 }
@@ -164,6 +180,25 @@ pub fn resolve(
 ) -> Result<ResolvedModel, ModelError> {
     let [model] = resolve_in_cache(settings, &[reference.parse()?], mode)?;
     Ok(model)
+}
+
+/// `stand-in:hashing` can only embed and `stand-in:echo` only chat.
+fn check_stand_in_roles(refs: &[ModelRef; 2]) -> Result<(), ModelError> {
+    let roles = [
+        ("models.embedding", StandInKind::Hashing),
+        ("models.chat", StandInKind::Echo),
+    ];
+    for (reference, (key, wanted)) in refs.iter().zip(roles) {
+        if let ModelRef::StandIn(kind) = reference {
+            if *kind != wanted {
+                return Err(ModelError::BadReference {
+                    reference: reference.to_string(),
+                    reason: format!("{key} takes stand-in:{} as its stand-in", wanted.name()),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn resolve_in_cache<const N: usize>(
@@ -331,6 +366,13 @@ impl ModelCache<'_> {
                 })
             }
             ModelRef::Local(path) => resolve_local(reference, path),
+            ModelRef::StandIn(_) => Ok(ResolvedModel {
+                reference: reference.to_string(),
+                artifact: None,
+                source: ModelSource::StandIn,
+                dir: PathBuf::new(),
+                files: Vec::new(),
+            }),
         }
     }
 }
@@ -541,5 +583,26 @@ mod tests {
         settings.fetch_on_start = false;
         let mode = PrepareMode::from_settings(&settings, Progress::Lines);
         assert_eq!(mode.fetch, FetchPolicy::Offline);
+    }
+
+    #[test]
+    fn stand_ins_need_no_files_and_say_what_they_are() {
+        let mut settings = crate::config::Settings::defaults().models;
+        settings.dir = "/nonexistent/kedai-models".into();
+        settings.embedding = "stand-in:hashing".into();
+        settings.chat = "stand-in:echo".into();
+        let prepared = prepare(&settings, mode(FetchPolicy::FetchMissing)).unwrap();
+        assert!(prepared.uses_stand_ins());
+        assert!(prepared.chat.files.is_empty());
+        let summary = prepared.summary();
+        assert_eq!(summary["stand_in"], json!(true));
+        assert_eq!(summary["embedding"]["source"], json!("stand-in"));
+        assert_eq!(summary["chat"]["verified"], json!(false));
+
+        settings.chat = "stand-in:hashing".into();
+        let err = prepare(&settings, mode(FetchPolicy::Offline))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("models.chat takes stand-in:echo"), "{err}");
     }
 }

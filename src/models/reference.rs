@@ -8,6 +8,8 @@
 //!   Hugging Face repository pinned to a commit, each file to a sha256, since
 //!   a branch or tag can change under the server and the hub's own checks
 //!   vouch only for what the hub serves today;
+//! - `stand-in:hashing` and `stand-in:echo`: no model at all, but kedai's
+//!   deterministic stand-ins for plumbing tests and the simulator;
 //! - anything else: a local file or directory, used as it is, never fetched.
 //!
 //! Parsing is purely syntactic: it neither touches the file system nor knows
@@ -24,6 +26,28 @@ pub enum ModelRef {
     Bundle(String),
     Hub(HubRef),
     Local(PathBuf),
+    StandIn(StandInKind),
+}
+
+/// A stand-in that replaces a model for plumbing tests: no files, no
+/// understanding, deterministic output that says what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandInKind {
+    /// An embedding model: hashed character trigrams.
+    Hashing,
+    /// A chat model: one fixed sentence per prompt.
+    Echo,
+}
+
+impl StandInKind {
+    pub const ALL: [StandInKind; 2] = [StandInKind::Hashing, StandInKind::Echo];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StandInKind::Hashing => "hashing",
+            StandInKind::Echo => "echo",
+        }
+    }
 }
 
 /// What a repository named without a file must provide, in the order of
@@ -73,12 +97,19 @@ impl FromStr for ModelRef {
             }
             return Ok(ModelRef::Bundle(name.to_owned()));
         }
+        if let Some(name) = trimmed.strip_prefix("stand-in:") {
+            return StandInKind::ALL
+                .into_iter()
+                .find(|kind| kind.name() == name)
+                .map(ModelRef::StandIn)
+                .ok_or_else(|| bad("the stand-ins are stand-in:hashing and stand-in:echo"));
+        }
         if let Some(rest) = trimmed.strip_prefix("hf:") {
             return parse_hub(rest).map(ModelRef::Hub).map_err(|r| bad(&r));
         }
         if let Some(scheme) = unknown_scheme(trimmed) {
             return Err(bad(&format!(
-                "unknown scheme \"{scheme}:\"; use bundle:NAME, hf:OWNER/REPO or a path \
+                "unknown scheme \"{scheme}:\"; use bundle:NAME, hf:OWNER/REPO, stand-in:NAME or a path \
                  (write ./{trimmed} for a local file whose name has a colon)"
             )));
         }
@@ -92,6 +123,7 @@ impl fmt::Display for ModelRef {
             ModelRef::Bundle(name) => write!(f, "bundle:{name}"),
             ModelRef::Hub(hub) => write!(f, "{hub}"),
             ModelRef::Local(path) => write!(f, "{}", path.display()),
+            ModelRef::StandIn(kind) => write!(f, "stand-in:{}", kind.name()),
         }
     }
 }
@@ -268,6 +300,8 @@ mod tests {
             "bundle:smollm2-135m-instruct".to_owned(),
             format!("hf:owner/repo/model.gguf@{COMMIT}#sha256={SHA}"),
             "/srv/models/e5".to_owned(),
+            "stand-in:hashing".to_owned(),
+            "stand-in:echo".to_owned(),
         ] {
             assert_eq!(parse(&text).to_string(), text);
         }
@@ -303,6 +337,7 @@ mod tests {
         assert!(error(&format!("hf:owner//file{pins}")).contains("segment"));
         assert!(error(&format!("hf:owner/repo/../x{pins}")).contains("\"..\""));
         assert!(error(&format!("hf:own er/repo/f{pins}")).contains("repository"));
+        assert!(error("stand-in:e5").contains("stand-in:hashing and stand-in:echo"));
         let err = error("bundel:multilingual-e5-small");
         assert!(
             err.contains("\"bundel:\"") && err.contains("bundle:NAME"),

@@ -37,7 +37,7 @@ use crate::domain::{
 use crate::kb::Embedder;
 use crate::queue::{JobError, JobHandler};
 use crate::store::{
-    Job, NewDecision, Order, Store, StoreError, JOB_ENRICH_DECISION, JOB_INBOUND_MESSAGE,
+    GiveUp, Job, NewDecision, Order, Store, StoreError, JOB_ENRICH_DECISION, JOB_INBOUND_MESSAGE,
 };
 use crate::understand::lang::LanguageDetector;
 
@@ -704,5 +704,33 @@ impl JobHandler for Pipeline {
                 Ok(())
             }
         }
+    }
+
+    /// The queue gave up on a job: a buyer message goes to a human (unless
+    /// it was decided meanwhile: the decision stands); a follow-up is
+    /// dropped and its decision stands without it.
+    async fn give_up(&self, job: &Job, why: &GiveUp) -> Result<(), JobError> {
+        if job.kind != JOB_INBOUND_MESSAGE {
+            tracing::warn!(kind = %job.kind, cause = why.cause.as_str(), detail = %why.detail, "follow-up dropped");
+            return Ok(());
+        }
+        let tenant = job
+            .tenant_id
+            .ok_or_else(|| JobError::Permanent("job has no tenant".into()))?;
+        let message: MessageId = job
+            .payload
+            .get("message_id")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| JobError::Permanent("payload has no valid message_id".into()))?;
+        let error = StageError {
+            stage: "queue",
+            message: format!("{}: {}", why.cause.as_str(), why.detail),
+            retryable: false,
+        };
+        tracing::warn!(%message, error = %error, "giving up on the message; handing off to a human");
+        self.hand_off_after_failure(tenant, message, &error)
+            .await
+            .map_err(JobError::from)
     }
 }

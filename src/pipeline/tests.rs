@@ -140,7 +140,11 @@ async fn fixture() -> Fixture {
     let dir = tempfile::TempDir::new().unwrap();
     let mut settings = Settings::defaults().store;
     settings.data_dir = dir.path().to_path_buf();
-    let store = Arc::new(SqliteStore::open(&settings).await.unwrap());
+    let store = Arc::new(
+        SqliteStore::open(&settings, crate::store::Schema::Migrate)
+            .await
+            .unwrap(),
+    );
     let tenant = store
         .create_tenant(&TenantName::parse("t").unwrap())
         .await
@@ -571,6 +575,9 @@ async fn a_failing_stage_hands_the_message_to_a_human() {
         payload: serde_json::json!({ "message_id": message }),
         attempts: 1,
         max_attempts: 5,
+        conversation_id: None,
+        created_at: Utc::now(),
+        give_up: None,
     };
     pipeline.handle(&job).await.unwrap();
     let conversation = f
@@ -590,6 +597,47 @@ async fn a_failing_stage_hands_the_message_to_a_human() {
         decisions[0].trace["reasons"][0]["reason"],
         "pipeline_failed"
     );
+}
+
+#[tokio::test]
+async fn m2_giving_up_on_a_message_hands_it_to_a_human_once() {
+    let f = fixture().await;
+    let message = f.say("m-1", "nadia", "where is my order?").await;
+    let pipeline = f.pipeline(None);
+    let job = Job {
+        id: crate::domain::JobId::new(),
+        tenant_id: Some(f.shop.tenant_id),
+        kind: JOB_INBOUND_MESSAGE.into(),
+        payload: serde_json::json!({ "message_id": message }),
+        attempts: 2,
+        max_attempts: 1,
+        conversation_id: None,
+        created_at: Utc::now(),
+        give_up: None,
+    };
+    let why = crate::store::GiveUp {
+        cause: crate::store::GiveUpCause::LeaseExpired,
+        detail: "its last attempt did not finish".into(),
+    };
+    for _ in 0..2 {
+        pipeline.give_up(&job, &why).await.unwrap();
+    }
+    let conversation = f
+        .store
+        .message_conversation(f.shop.tenant_id, message)
+        .await
+        .unwrap()
+        .unwrap();
+    let decisions = f
+        .store
+        .decisions(f.shop.tenant_id, conversation)
+        .await
+        .unwrap();
+    assert_eq!(decisions.len(), 1, "a repeated give-up decides once");
+    assert_eq!(decisions[0].layer.get(), 3);
+    assert_eq!(decisions[0].action.as_str(), "handoff");
+    let error = decisions[0].trace["error"].as_str().unwrap_or_default();
+    assert!(error.contains("lease_expired"), "{}", decisions[0].trace);
 }
 
 /// An embedder that finds every text to mean the same: lets plumbing tests

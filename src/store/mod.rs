@@ -37,7 +37,7 @@ pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
-pub use sqlite::SqliteStore;
+pub use sqlite::{MigrationReport, Schema, SqliteStore};
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
     TranslationStore,
@@ -52,6 +52,9 @@ pub enum StoreError {
     NotFound { what: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database is locked by another writer (another process, such as
+    /// the CLI, holding it past `store.busy_timeout_ms`) or no connection
+    /// came free in time; worth retrying shortly.
     #[error("database busy: {0}")]
     Busy(String),
     /// The write depends on a state that changed meanwhile (a person took
@@ -60,16 +63,41 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("shop credentials: {0}")]
     Credentials(String),
+    /// The database's schema is not the one this kedai was built for; the
+    /// message says what to run.
+    #[error("{0}")]
+    Schema(String),
     #[error("cannot use data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// SQLite's `SQLITE_BUSY` and `SQLITE_LOCKED` (and their extended
+    /// codes), and a pool with no free connection, become [`StoreError::Busy`].
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut => {
+                StoreError::Busy("no database connection came free in time".into())
+            }
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .and_then(|code| code.parse::<i64>().ok())
+                    .is_some_and(|code| matches!(code & 0xff, 5 | 6)) =>
+            {
+                StoreError::Busy(db.message().to_owned())
+            }
+            _ => StoreError::Database(err),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -418,13 +446,58 @@ pub struct Job {
     /// Attempts so far, this one included.
     pub attempts: u32,
     pub max_attempts: u32,
+    /// The conversation the job is about; its jobs run one at a time.
+    pub conversation_id: Option<ConversationId>,
+    /// When the job was queued: for a buyer message, when it arrived.
+    pub created_at: DateTime<Utc>,
+    /// Set once the job has failed for good: the handler's give-up hook
+    /// is due instead of the job itself.
+    pub give_up: Option<GiveUp>,
+}
+
+/// Why the queue gives up on a job, and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GiveUp {
+    pub cause: GiveUpCause,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GiveUpCause {
+    /// The handler failed for good: a permanent error, or its last attempt
+    /// failed.
+    Failed,
+    /// Its last attempt never finished: the process stopped (or hung) and
+    /// the lease ran out.
+    LeaseExpired,
+    /// A buyer message waited longer than `queue.max_message_age_secs`
+    /// before it could be processed; answering it now would be too late.
+    TooOld,
+}
+
+impl GiveUpCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GiveUpCause::Failed => "failed",
+            GiveUpCause::LeaseExpired => "lease_expired",
+            GiveUpCause::TooOld => "too_old",
+        }
+    }
 }
 
 /// What to do with a job whose attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobFailure {
     RetryAt(DateTime<Utc>),
-    /// Give up: the job moves to the dead-letter state.
+    /// Failed for good, and the give-up hook has not succeeded yet: it runs
+    /// (again) at this time.
+    GiveUpAt {
+        cause: GiveUpCause,
+        at: DateTime<Utc>,
+    },
+    /// Finished with: given up on (handed off) or beyond help. The job
+    /// rests in the dead-letter state.
     Dead,
 }
 
@@ -646,11 +719,29 @@ pub trait AuditStore: Send + Sync + 'static {
 }
 
 /// The durable job queue's table.
+///
+/// Invariants every implementation keeps: at most one job per conversation
+/// is leased at any time; a conversation's buyer-message jobs are leased in
+/// message order (the platform's `sent_at`, then arrival), each only once
+/// every earlier one is done or dead; buyer messages are leased before
+/// follow-ups; and a job whose last attempt's lease ran out comes back
+/// with [`Job::give_up`] set, never silently dead.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Leases up to `limit` due jobs (queued ones whose time has come, and
-    /// leased ones whose lease ran out) to `owner`.
+    /// leased ones whose lease ran out) to `owner`, at most one per
+    /// conversation, each its conversation's next in order.
     async fn lease_jobs(&self, request: LeaseRequest<'_>) -> Result<Vec<Job>, StoreError>;
+
+    /// Extends `owner`'s lease on a job to `lease` from now; false when
+    /// `owner` no longer holds it (another worker took it over, or it
+    /// finished), and the caller must stop working on it.
+    async fn renew_lease(
+        &self,
+        id: JobId,
+        owner: &str,
+        lease: chrono::Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Marks a job done; false if `owner` no longer holds its lease.
     async fn complete_job(&self, id: JobId, owner: &str) -> Result<bool, StoreError>;

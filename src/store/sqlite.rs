@@ -29,6 +29,7 @@ mod kb;
 mod operators;
 mod orders;
 mod privacy;
+mod schema;
 mod tenants;
 mod translations;
 mod users;
@@ -36,6 +37,7 @@ mod users;
 use audit::insert_audit;
 use conversations::insert_message;
 use jobs::insert_job;
+use schema::{ahead_message, backup_before_migrating, latest_version, schema_state, SchemaState};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -53,10 +55,114 @@ impl Store for SqliteStore {
     }
 }
 
+/// What opening the store may do to the database's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Bring the schema up to date, backing the database up first when it
+    /// already holds data: `kedai serve` and `kedai migrate` only.
+    Migrate,
+    /// Require the schema this kedai was built for and change nothing;
+    /// every other command.
+    Current,
+}
+
+/// What [`SqliteStore::open_migrating`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationReport {
+    /// The schema version before and after (0: an empty database).
+    pub from: i64,
+    pub to: i64,
+    /// The copy of the database taken before migrating it, when it held
+    /// data.
+    pub backup: Option<std::path::PathBuf>,
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database in `settings.data_dir` and
-    /// brings its schema up to date.
-    pub async fn open(settings: &StoreSettings) -> Result<SqliteStore, StoreError> {
+    /// Opens (creating if needed) the database in `settings.data_dir`; with
+    /// [`Schema::Current`] an out-of-date or newer schema is an error that
+    /// says what to do, with [`Schema::Migrate`] the schema is brought up
+    /// to date.
+    pub async fn open(settings: &StoreSettings, schema: Schema) -> Result<SqliteStore, StoreError> {
+        match schema {
+            Schema::Migrate => Ok(Self::open_migrating(settings).await?.0),
+            Schema::Current => {
+                let writer = Self::writer_pool(settings).await?;
+                let latest = latest_version();
+                let problem = match schema_state(&writer).await? {
+                    SchemaState::Current(_) => None,
+                    SchemaState::Behind { applied: 0, .. } => Some(format!(
+                        "the database in {} is not set up yet; run `kedai migrate` (or start \
+                         `kedai serve`, which sets it up) first",
+                        settings.data_dir.display()
+                    )),
+                    SchemaState::Behind { applied, latest } => Some(format!(
+                        "the database in {} has schema version {applied} but this kedai needs \
+                         {latest}; stop the server and run `kedai migrate` (it backs the \
+                         database up first)",
+                        settings.data_dir.display()
+                    )),
+                    SchemaState::Ahead { applied, .. } => Some(ahead_message(settings, applied)),
+                };
+                if let Some(problem) = problem {
+                    writer.close().await;
+                    return Err(StoreError::Schema(problem));
+                }
+                tracing::debug!(version = latest, "schema is current");
+                Self::with_reader(settings, writer).await
+            }
+        }
+    }
+
+    /// Opens the database and brings its schema up to date, first copying a
+    /// database that holds data to `<data_dir>/backups/`. A schema newer
+    /// than this kedai's is refused.
+    pub async fn open_migrating(
+        settings: &StoreSettings,
+    ) -> Result<(SqliteStore, MigrationReport), StoreError> {
+        let writer = Self::writer_pool(settings).await?;
+        let latest = latest_version();
+        let (from, backup) = match schema_state(&writer).await? {
+            SchemaState::Current(version) => (version, None),
+            SchemaState::Ahead { applied, .. } => {
+                writer.close().await;
+                return Err(StoreError::Schema(ahead_message(settings, applied)));
+            }
+            SchemaState::Behind { applied: 0, .. } => (0, None),
+            SchemaState::Behind { applied, .. } => {
+                let backup = backup_before_migrating(settings, &writer, applied).await?;
+                (applied, Some(backup))
+            }
+        };
+        if from != latest {
+            MIGRATOR.run(&writer).await?;
+            tracing::info!(from, to = latest, backup = ?backup, "database schema migrated");
+        }
+        let store = Self::with_reader(settings, writer).await?;
+        Ok((
+            store,
+            MigrationReport {
+                from,
+                to: latest,
+                backup,
+            },
+        ))
+    }
+
+    fn options(settings: &StoreSettings) -> SqliteConnectOptions {
+        let synchronous = match settings.durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        };
+        SqliteConnectOptions::new()
+            .filename(settings.data_dir.join("kedai.sqlite"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_millis(settings.busy_timeout_ms))
+    }
+
+    async fn writer_pool(settings: &StoreSettings) -> Result<SqlitePool, StoreError> {
         let data_dir_error = |source| StoreError::DataDir {
             path: settings.data_dir.clone(),
             source,
@@ -78,29 +184,23 @@ impl SqliteStore {
             file.push(suffix);
             super::private_file::restrict(std::path::Path::new(&file), 0o600);
         }
-        let credentials = std::sync::Arc::new(super::credentials::CredentialKey::load(settings)?);
-        let synchronous = match settings.durability {
-            Durability::Full => SqliteSynchronous::Full,
-            Durability::Normal => SqliteSynchronous::Normal,
-        };
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_millis(settings.busy_timeout_ms));
-        let writer = SqlitePoolOptions::new()
+        Ok(SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await?;
-        MIGRATOR.run(&writer).await?;
+            .connect_with(Self::options(settings))
+            .await?)
+    }
+
+    async fn with_reader(
+        settings: &StoreSettings,
+        writer: SqlitePool,
+    ) -> Result<SqliteStore, StoreError> {
+        let credentials = std::sync::Arc::new(super::credentials::CredentialKey::load(settings)?);
         let reader = SqlitePoolOptions::new()
             .max_connections(settings.read_connections)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true))
+            .connect_with(Self::options(settings).read_only(true))
             .await?;
         let store = SqliteStore {
             writer,
@@ -132,9 +232,17 @@ impl SqliteStore {
         });
     }
 
-    /// Closes both pools, checkpointing the write-ahead log.
+    /// Checkpoints the write-ahead log into the database file and closes
+    /// both pools; the server calls it on shutdown, after its workers have
+    /// stopped, so the database is whole in one file.
     pub async fn close(&self) {
         self.reader.close().await;
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+        {
+            tracing::warn!(error = %err, "could not checkpoint the write-ahead log");
+        }
         self.writer.close().await;
     }
 }
@@ -175,7 +283,10 @@ pub(crate) mod testkit {
         let dir = tempfile::TempDir::new().unwrap();
         let mut settings = Settings::defaults().store;
         settings.data_dir = dir.path().to_path_buf();
-        (SqliteStore::open(&settings).await.unwrap(), dir)
+        (
+            SqliteStore::open(&settings, Schema::Migrate).await.unwrap(),
+            dir,
+        )
     }
 
     pub async fn tenant_with_shop(store: &SqliteStore, name: &str) -> Shop {
@@ -473,6 +584,12 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+        // A conversation's jobs run one at a time: the follow-up waits for
+        // the buyer message in hand.
+        assert!(store.lease_jobs(lease(10, None)).await.unwrap().is_empty());
+        for job in [&first[0], &second[0]] {
+            assert!(store.complete_job(job.id, "w").await.unwrap());
+        }
         let follow_ups = store.lease_jobs(lease(10, None)).await.unwrap();
         assert_eq!(
             follow_ups.len(),
@@ -528,7 +645,7 @@ mod tests {
         let (store, _dir) = open().await;
         let shop = tenant_with_shop(&store, "t").await;
         for id in ["m-1", "m-2", "m-3"] {
-            store.ingest(&shop, &inbound(id, "b"), 1).await.unwrap();
+            store.ingest(&shop, &inbound(id, id), 1).await.unwrap();
         }
         let lease = |limit| LeaseRequest {
             owner: "w",
@@ -612,7 +729,7 @@ mod tests {
         store.close().await;
         let mut settings = Settings::defaults().store;
         settings.data_dir = dir.path().to_path_buf();
-        let store = SqliteStore::open(&settings).await.unwrap();
+        let store = SqliteStore::open(&settings, Schema::Migrate).await.unwrap();
         let stored: String = sqlx::query_scalar("SELECT credentials FROM shops WHERE id = ?")
             .bind(shop.id.to_string())
             .fetch_one(&store.reader)
@@ -689,20 +806,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_job_whose_last_lease_runs_out_is_dead_lettered() {
+    async fn l5_inbound_and_outbound_external_ids_are_separate_namespaces() {
         let (store, _dir) = open().await;
         let shop = tenant_with_shop(&store, "t").await;
-        store.ingest(&shop, &inbound("m-1", "b"), 1).await.unwrap();
-        let expired = LeaseRequest {
-            owner: "w",
-            limit: 10,
-            lease: chrono::Duration::milliseconds(-1),
-            kinds: None,
+        let buyer = store.ingest(&shop, &inbound("42", "b"), 3).await.unwrap();
+        let reply = NewReply {
+            text: MessageText::from_stored("On its way.".into()),
+            direction: Direction::Outbound,
+            author: Author::Agent,
+            author_name: Some("Sam".into()),
+            external_id: Some(crate::domain::ExternalMessageId::parse("42").unwrap()),
         };
-        assert_eq!(store.lease_jobs(expired).await.unwrap().len(), 1);
-        assert!(store.lease_jobs(expired).await.unwrap().is_empty());
-        let counts = store.job_counts().await.unwrap();
-        assert_eq!((counts.dead, counts.leased, counts.queued), (1, 0, 0));
+        let (stored, repeated) = store
+            .add_reply(shop.tenant_id, buyer.conversation_id, &reply, "agent:sam")
+            .await
+            .unwrap();
+        assert!(!repeated, "a reply may reuse an inbound message's id");
+        assert_ne!(stored.id, buyer.message_id);
+        assert_eq!(stored.text.as_str(), "On its way.");
+        let (again, repeated) = store
+            .add_reply(shop.tenant_id, buyer.conversation_id, &reply, "agent:sam")
+            .await
+            .unwrap();
+        assert!(repeated, "the reply's own redelivery is recognised");
+        assert_eq!(again.id, stored.id);
+
+        let later = store.ingest(&shop, &inbound("43", "b"), 3).await.unwrap();
+        let reply_43 = NewReply {
+            external_id: Some(crate::domain::ExternalMessageId::parse("43").unwrap()),
+            ..reply
+        };
+        store
+            .add_reply(
+                shop.tenant_id,
+                buyer.conversation_id,
+                &reply_43,
+                "agent:sam",
+            )
+            .await
+            .unwrap();
+        let redelivered = store.ingest(&shop, &inbound("43", "b"), 3).await.unwrap();
+        assert!(redelivered.duplicate);
+        assert_eq!(
+            redelivered.message_id, later.message_id,
+            "the buyer's message, not the reply"
+        );
     }
 
     #[tokio::test]

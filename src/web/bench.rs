@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use super::session::hash_password;
+use crate::bench::client::{BenchClient, Call};
 use crate::bench::Output;
 use crate::config::{Durability, Settings};
 use crate::domain::{
@@ -21,7 +22,6 @@ use crate::domain::{
     PlatformBuyerId, ShopKey, TextLimits,
 };
 use crate::http::ModelReadiness;
-use crate::bench::client::{BenchClient, Call};
 use crate::startup::{Application, BuildOptions, DEMO_SHOPS, DEMO_TENANT};
 use crate::store::users::{Email, NewUser, Role, ShopAccess};
 use crate::store::{NewDecision, Store};
@@ -166,6 +166,7 @@ pub async fn run(args: WebArgs, settings: &Settings, output: Output) -> anyhow::
             handler: None,
             kb_embedder: None,
             engine: None,
+            schema: crate::store::Schema::Migrate,
         },
     )
     .await?;

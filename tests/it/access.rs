@@ -485,6 +485,7 @@ async fn m8_the_demo_tenant_exists_only_when_asked_for_and_its_token_is_private(
             handler: None,
             kb_embedder: None,
             engine: None,
+            schema: kedai::store::Schema::Migrate,
         },
     )
     .await

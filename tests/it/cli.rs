@@ -58,6 +58,18 @@ fn prepare_default_models() {
 #[test]
 fn tenants_shops_and_tokens_are_managed_from_the_command_line() {
     let dir = TempDir::new().unwrap();
+    let unset = kedai(dir.path(), &["tenant", "list"]);
+    assert!(!unset.status.success(), "no database yet");
+    assert!(
+        String::from_utf8_lossy(&unset.stderr).contains("run `kedai migrate`"),
+        "{}",
+        String::from_utf8_lossy(&unset.stderr)
+    );
+    let migrated = json_of(&kedai(dir.path(), &["--json", "migrate"]));
+    assert_eq!(migrated["from"], 0);
+    assert!(migrated["backup"].is_null(), "nothing to back up");
+    let again = json_of(&kedai(dir.path(), &["--json", "migrate"]));
+    assert_eq!(again["from"], again["to"], "current: nothing to do");
     let created = json_of(&kedai(dir.path(), &["--json", "tenant", "create", "acme"]));
     assert!(created["tenant_id"].is_string());
     assert!(created["token"].as_str().unwrap().starts_with("kd_"));

@@ -165,9 +165,12 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_message() {
         acked.len()
     );
 
-    let store = SqliteStore::open(&test_settings(dir.path()).store)
-        .await
-        .unwrap();
+    let store = SqliteStore::open(
+        &test_settings(dir.path()).store,
+        kedai::store::Schema::Current,
+    )
+    .await
+    .unwrap();
     let tenant = store.tenant_by_name("demo").await.unwrap().unwrap();
     let mut by_conversation: HashMap<String, HashSet<String>> = HashMap::new();
     for (conversation, message) in &acked {

@@ -39,6 +39,7 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     settings.store.data_dir = data_dir.to_path_buf();
     settings.models.fetch_on_start = false;
     settings.models.required = false;
+    settings.models.recheck_secs = 0;
     settings.queue.poll_interval_ms = 50;
     settings.queue.backoff_base_ms = 20;
     settings.queue.backoff_max_ms = 100;
@@ -74,6 +75,7 @@ impl Spawn {
                 handler: self.handler,
                 kb_embedder: self.kb_embedder,
                 engine: self.engine,
+                schema: kedai::store::Schema::Migrate,
             },
         )
         .await
@@ -106,6 +108,107 @@ impl Spawn {
             store,
             shutdown,
             handle: Some(handle),
+        }
+    }
+}
+
+/// A few exemplars per intent, so a stand-in server trains its
+/// classifiers in moments rather than on the whole shipped set.
+const SMALL_INTENTS: &[(&str, &[&str])] = &[
+    (
+        "greeting",
+        &["hi", "hello", "good morning", "hey there", "halo kak"],
+    ),
+    (
+        "order_status",
+        &[
+            "where is my order",
+            "has my parcel shipped",
+            "when will my package arrive",
+            "tracking number please",
+            "paket saya sampai mana",
+        ],
+    ),
+    (
+        "refund_request",
+        &[
+            "i want my money back",
+            "please refund me",
+            "refund this order",
+            "give me a refund",
+            "minta refund",
+        ],
+    ),
+    (
+        "product_specs",
+        &[
+            "is it waterproof",
+            "what material is it",
+            "how big is the box",
+            "does it have bluetooth",
+            "berapa ukurannya",
+        ],
+    ),
+    (
+        "thanks",
+        &[
+            "thank you",
+            "thanks a lot",
+            "many thanks",
+            "terima kasih",
+            "thx",
+        ],
+    ),
+];
+
+/// Writes [`SMALL_INTENTS`] as an exemplar folder under `dir`.
+pub fn small_intents(dir: &Path) -> std::path::PathBuf {
+    let intents = dir.join("intents");
+    std::fs::create_dir_all(&intents).unwrap();
+    let lines: Vec<String> = SMALL_INTENTS
+        .iter()
+        .flat_map(|(label, texts)| {
+            texts
+                .iter()
+                .map(move |text| json!({"text": text, "label": label}).to_string())
+        })
+        .collect();
+    std::fs::write(intents.join("en.jsonl"), lines.join("\n") + "\n").unwrap();
+    intents
+}
+
+/// Settings for a server on the stand-in models (`stand-in:hashing`,
+/// `stand-in:echo`) with a small exemplar set, so the whole reply pipeline
+/// runs without model files; the model cache is a folder of `dir`.
+pub fn stand_in_settings(dir: &Path) -> Settings {
+    let mut settings = test_settings(&dir.join("data"));
+    settings.models.embedding = "stand-in:hashing".into();
+    settings.models.chat = "stand-in:echo".into();
+    settings.models.dir = dir.join("models").to_string_lossy().into_owned();
+    settings.pipeline.intents_dir = small_intents(dir).to_string_lossy().into_owned();
+    settings.pipeline.sentiment_dir = String::new();
+    settings.pipeline.exemplars_poll_secs = 0;
+    settings
+}
+
+impl Spawn {
+    /// A server on the stand-in models with the whole reply pipeline.
+    pub fn stand_in(dir: &Path) -> Spawn {
+        let settings = stand_in_settings(dir);
+        let prepared = kedai::models::prepare(
+            &settings.models,
+            kedai::models::PrepareMode::from_settings(
+                &settings.models,
+                kedai::models::Progress::Silent,
+            ),
+        )
+        .expect("stand-ins need no files");
+        Spawn {
+            settings,
+            handler: None,
+            models: ModelReadiness::Ready(prepared),
+            kb_embedder: None,
+            engine: None,
         }
     }
 }
@@ -155,6 +258,15 @@ impl TestApp {
         let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.unwrap()
+    }
+
+    /// Stops the server as SIGKILL would: its tasks end where they are,
+    /// leases held and nothing handed back.
+    pub async fn kill(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
     }
 
     /// Stops the server as SIGTERM would, and waits for it.

@@ -425,11 +425,14 @@ async fn a_missing_stale_or_half_written_index_is_rebuilt_from_the_store() {
     assert_eq!(ids(&results)[0], "faq:warranty-electronics");
 
     // Stale: the store moved on behind the server's back (another process).
-    let sqlite = kedai::store::SqliteStore::open(&{
-        let mut s = kedai::config::Settings::defaults().store;
-        s.data_dir = dir.path().to_path_buf();
-        s
-    })
+    let sqlite = kedai::store::SqliteStore::open(
+        &{
+            let mut s = kedai::config::Settings::defaults().store;
+            s.data_dir = dir.path().to_path_buf();
+            s
+        },
+        kedai::store::Schema::Current,
+    )
     .await
     .unwrap();
     let entry = kedai::kb::KbEntry::from_json(
@@ -463,6 +466,7 @@ fn kedai_cli(data_dir: &Path, args: &[&str]) -> Output {
 #[test]
 fn the_cli_imports_all_or_nothing_and_searches() {
     let dir = TempDir::new().unwrap();
+    assert!(kedai_cli(dir.path(), &["migrate"]).status.success());
     let tenant = kedai_cli(dir.path(), &["--json", "tenant", "create", "acme"]);
     assert!(tenant.status.success());
 

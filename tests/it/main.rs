@@ -4,6 +4,7 @@
 mod access;
 mod api;
 mod browser;
+mod chaos;
 mod chat;
 mod cli;
 mod durability;
@@ -18,6 +19,7 @@ mod orders;
 mod pipeline;
 mod queue;
 mod redteam;
+mod stand_in;
 mod tokenizer;
 mod understand;
 mod understand_reload;

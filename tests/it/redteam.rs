@@ -26,7 +26,7 @@ use kedai::pipeline::ports::{
 use kedai::pipeline::run::PipelineParts;
 use kedai::pipeline::{Pipeline, PipelineConfig};
 use kedai::queue::{JobError, JobHandler};
-use kedai::store::Job;
+use kedai::store::{GiveUp, Job};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -72,6 +72,13 @@ impl JobHandler for Deferred {
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
         match self.0.get() {
             Some(pipeline) => pipeline.handle(job).await,
+            None => Err(JobError::Retryable("the pipeline is not ready yet".into())),
+        }
+    }
+
+    async fn give_up(&self, job: &Job, why: &GiveUp) -> Result<(), JobError> {
+        match self.0.get() {
+            Some(pipeline) => pipeline.give_up(job, why).await,
             None => Err(JobError::Retryable("the pipeline is not ready yet".into())),
         }
     }

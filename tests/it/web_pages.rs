@@ -287,7 +287,9 @@ async fn machine_translations_that_failed_a_check_wait_for_a_person_to_approve_o
     let tenant = demo_tenant(&app).await;
     let mut settings = kedai::config::Settings::defaults().store;
     settings.data_dir = dir.path().to_path_buf();
-    let store = SqliteStore::open(&settings).await.unwrap();
+    let store = SqliteStore::open(&settings, kedai::store::Schema::Current)
+        .await
+        .unwrap();
     let source = "Returns are free within 15 days.";
     for (lang, text) in [
         ("th", "คืนสินค้าฟรีภายใน 15 วัน"),
@@ -385,6 +387,14 @@ fn kedai_user_create(
 #[tokio::test]
 async fn kedai_user_create_makes_the_first_admin_who_can_log_in() {
     let dir = tempfile::TempDir::new().unwrap();
+    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("migrate")
+        .env("KEDAI__LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    assert!(migrated.status.success());
     let tenant = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
         .arg("--data-dir")
         .arg(dir.path())

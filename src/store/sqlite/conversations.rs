@@ -219,7 +219,8 @@ impl ConversationStore for SqliteStore {
     ) -> Result<IngestOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
         let existing: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, conversation_id FROM messages WHERE shop_id = ? AND external_id = ?",
+            "SELECT id, conversation_id FROM messages \
+             WHERE shop_id = ? AND external_id = ? AND direction = 'inbound'",
         )
         .bind(shop.id.to_string())
         .bind(message.external_id.as_str())
@@ -454,7 +455,8 @@ impl ConversationStore for SqliteStore {
         };
         if let Some(external_id) = &reply.external_id {
             let existing: Option<MessageRow> = sqlx::query_as(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE shop_id = ? AND external_id = ?"
+                "SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE shop_id = ? AND external_id = ? AND direction != 'inbound'"
             ))
             .bind(&shop_id)
             .bind(external_id.as_str())

@@ -326,7 +326,9 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let mut settings = Settings::defaults().store;
         settings.data_dir = dir.path().to_path_buf();
-        let store = SqliteStore::open(&settings).await.unwrap();
+        let store = SqliteStore::open(&settings, crate::store::Schema::Migrate)
+            .await
+            .unwrap();
         let tenant = store
             .create_tenant(&TenantName::parse("t").unwrap())
             .await

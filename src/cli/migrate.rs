@@ -1,0 +1,37 @@
+//! `kedai migrate`: creates the database or brings its schema up to date,
+//! keeping a copy of a database that holds data, and says what it did.
+
+use anyhow::Context;
+
+use super::{runtime, Output};
+use crate::config::Settings;
+use crate::store::SqliteStore;
+
+pub(super) fn run(settings: &Settings, output: Output) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (store, report) = SqliteStore::open_migrating(&settings.store)
+            .await
+            .with_context(|| {
+                format!(
+                    "migrating the store in {}",
+                    settings.store.data_dir.display()
+                )
+            })?;
+        store.close().await;
+        output.print(serde_json::to_value(&report)?, || {
+            let dir = settings.store.data_dir.display();
+            match (&report.backup, report.from == report.to) {
+                (_, true) => format!("The database in {dir} is current (schema {}).", report.to),
+                (Some(backup), false) => format!(
+                    "Migrated the database in {dir} from schema {} to {}; the copy from before \
+                     is {}.",
+                    report.from,
+                    report.to,
+                    backup.display()
+                ),
+                (None, false) => format!("Set up the database in {dir} (schema {}).", report.to),
+            }
+        });
+        Ok(())
+    })
+}
