@@ -312,6 +312,8 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
                     },
                     text,
                     sent_at: chrono::Utc::now(),
+                    sender: crate::domain::Sender::Buyer,
+                    attachment: None,
                 },
                 1,
             )

@@ -15,8 +15,8 @@ use super::extract::{ApiJson, ApiQuery, Tenant};
 use super::AppState;
 use crate::domain::{
     Author, BuyerRef, ConversationId, ConversationStatus, Direction, ExternalMessageId,
-    InboundMessage, Layer, MessageText, NewReply, Platform, PlatformBuyerId, ShopKey,
-    ValidationError,
+    InboundMessage, Layer, MessageKind, MessageText, NewReply, Platform, PlatformBuyerId, Sender,
+    ShopKey, ValidationError,
 };
 use crate::metrics as m;
 use crate::store::{self, ConversationFilter, PageCursor};
@@ -106,6 +106,8 @@ impl IngestRequest {
                 Some(raw) => parse_time("sent_at", raw)?,
                 None => Utc::now(),
             },
+            sender: Sender::Buyer,
+            attachment: None,
         })
     }
 }
@@ -331,7 +333,14 @@ pub struct MessageDto {
     pub direction: Direction,
     pub author: Author,
     pub author_name: Option<String>,
+    /// For non-text messages, a description of what they carry.
     pub text: String,
+    /// `text`, or a non-text kind (`image`, `sticker`, `video`, `product`,
+    /// `order`, `voucher`, `other`), which goes to a human.
+    pub kind: MessageKind,
+    /// What a non-text message carries (`url`, `product_id`, `order_id`,
+    /// ...), as the platform sent it: data to show, never to follow blindly.
+    pub attachment: Option<std::collections::BTreeMap<String, String>>,
     /// Detected language (BCP 47), once known.
     pub language: Option<String>,
     /// Translation into the agents' language, once made.
@@ -349,6 +358,8 @@ impl From<store::Message> for MessageDto {
             author: m.author,
             author_name: m.author_name,
             text: m.text.as_str().to_owned(),
+            kind: m.kind,
+            attachment: m.attachment.map(|a| a.fields),
             language: m.language,
             translation: m.translation,
             external_id: m.external_id,

@@ -1315,6 +1315,8 @@ mod tests {
                         },
                         text: MessageText::parse(text, TextLimits { max_chars: 5000 }).unwrap(),
                         sent_at: Utc::now(),
+                        sender: crate::domain::Sender::Buyer,
+                        attachment: None,
                     },
                     3,
                 )

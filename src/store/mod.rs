@@ -8,6 +8,7 @@
 //! callers. Every method that takes a [`TenantId`] only ever sees that
 //! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
 
+pub mod channels;
 pub mod kb;
 pub mod sqlite;
 
@@ -17,11 +18,16 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::domain::{
-    Author, BuyerId, ConversationId, ConversationStatus, DecisionId, Direction, InboundMessage,
-    JobId, Layer, MessageId, MessageText, NewReply, OrderId, Platform, PlatformBuyerId, ShopId,
-    ShopKey, TenantId, TenantName, TokenId,
+    Attachment, Author, BuyerId, ConversationId, ConversationStatus, DecisionId, Direction,
+    InboundMessage, JobId, Layer, MessageId, MessageKind, MessageText, NewReply, OrderId, Platform,
+    PlatformBuyerId, ShopId, ShopKey, TenantId, TenantName, TokenId,
 };
 
+pub use channels::{
+    AuditEntry, ChannelShop, ChannelStore, CredentialsUpdate, DeadlineAction, DeadlineRecord,
+    EventBatch, EventEndpoint, InFlightReply, MessageFacts, NewEvent, OutboxCounts, OutboxItem,
+    OutboxOutcome, OutboxTarget, Unanswered, VisitorMessage, WidgetSession,
+};
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
 pub use sqlite::SqliteStore;
 
@@ -139,6 +145,10 @@ pub struct Message {
     pub author: Author,
     pub author_name: Option<String>,
     pub text: MessageText,
+    /// `text`, or what a non-text message is (its text then describes it).
+    pub kind: MessageKind,
+    /// What a non-text message carries.
+    pub attachment: Option<Attachment>,
     pub language: Option<String>,
     pub translation: Option<String>,
     pub sent_at: DateTime<Utc>,
@@ -409,7 +419,10 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Stores an inbound message once, with its buyer, conversation and the
     /// job that will process it, in one transaction that is durable before
     /// this returns. A redelivery of the same (shop, external id) changes
-    /// nothing and reports `duplicate: true`.
+    /// nothing and reports `duplicate: true`. A message the seller wrote in
+    /// the marketplace's own app ([`crate::domain::Sender::Seller`]) is
+    /// stored as an agent's outbound message, with no job: it was sent
+    /// already and is not a question.
     async fn ingest(
         &self,
         shop: &Shop,
@@ -564,12 +577,19 @@ pub trait JobStore: Send + Sync + 'static {
 /// aggregate has a trait of its own so that an implementation is one file
 /// per aggregate.
 pub trait Store:
-    TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore
+    TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore + ChannelStore
 {
 }
 
-impl<T: TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore> Store
-    for T
+impl<
+        T: TenantStore
+            + ConversationStore
+            + DecisionStore
+            + OrderStore
+            + AuditStore
+            + JobStore
+            + ChannelStore,
+    > Store for T
 {
 }
 

@@ -22,6 +22,7 @@ use super::*;
 use crate::config::{Durability, StoreSettings};
 
 mod audit;
+mod channels;
 mod conversations;
 mod decisions;
 mod jobs;
@@ -152,6 +153,8 @@ mod tests {
             },
             text: MessageText::parse("where is my order?", TextLimits { max_chars: 100 }).unwrap(),
             sent_at: Utc::now(),
+            sender: crate::domain::Sender::Buyer,
+            attachment: None,
         }
     }
 
