@@ -118,6 +118,8 @@ CREATE TABLE widget_sessions (
     tenant_id     TEXT NOT NULL REFERENCES tenants(id),
     shop_id       TEXT NOT NULL REFERENCES shops(id),
     secret_hash   TEXT NOT NULL,
+    -- The name the visitor gave, if any.
+    name          TEXT,
     created_at    TEXT NOT NULL,
     last_seen_at  TEXT NOT NULL
 );

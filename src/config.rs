@@ -4,7 +4,8 @@
 //! validated once, here, so the rest of kedai can trust its `Settings`.
 //!
 //! This module knows nothing of HTTP, the store or the models; it only says
-//! what the operator asked for.
+//! what the operator asked for (the pipeline's policy and the channels'
+//! settings are plain types those modules declare).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ pub struct Settings {
     pub kb: KbSettings,
     pub policy: crate::pipeline::policy::PolicySettings,
     pub pipeline: PipelineSettings,
+    pub channels: crate::channels::ChannelSettings,
 }
 
 /// The answer stage's tuning (`[pipeline]`).
@@ -286,6 +288,7 @@ impl Settings {
         self.policy
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.channels.validate().map_err(ConfigError::Invalid)?;
         self.validate_runtime()?;
         Ok(())
     }

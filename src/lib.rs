@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod demo;

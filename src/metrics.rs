@@ -29,6 +29,13 @@ const MODEL_REQUEST: &str = "kedai_model_request_duration_seconds";
 const MODEL_QUEUE_WAIT: &str = "kedai_model_queue_wait_seconds";
 const UNDERSTAND_RELOADS: &str = "kedai_understand_reloads_total";
 const UNDERSTAND_EXEMPLARS: &str = "kedai_understand_exemplars";
+const WEBHOOKS: &str = "kedai_webhooks_total";
+const WEBHOOK_DURATION: &str = "kedai_webhook_ack_duration_seconds";
+const OUTBOX_DELIVERIES: &str = "kedai_outbox_deliveries_total";
+const OUTBOX_DURATION: &str = "kedai_outbox_delivery_duration_seconds";
+const OUTBOX_IN_DOUBT: &str = "kedai_outbox_in_doubt_checks_total";
+const RECONCILED: &str = "kedai_reconciled_messages_total";
+const RECONCILE_FAILURES: &str = "kedai_reconcile_failures_total";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle;
 /// later calls (several servers in one test process) share it.
@@ -140,6 +147,39 @@ fn describe() {
         UNDERSTAND_EXEMPLARS,
         "Exemplars the classifiers in use were trained on, by kind (intent, sentiment)."
     );
+    describe_counter!(
+        WEBHOOKS,
+        "Marketplace pushes answered, by platform and outcome (stored, duplicate, ignored, \
+         bad_signature, replay, malformed, unknown_shop, error)."
+    );
+    describe_histogram!(
+        WEBHOOK_DURATION,
+        metrics::Unit::Seconds,
+        "Time from a push's arrival to its answer (after its messages are committed), by platform."
+    );
+    describe_counter!(
+        OUTBOX_DELIVERIES,
+        "Outbox delivery attempts, by kind (reply, event) and outcome (delivered, part, retry, \
+         deferred, dead)."
+    );
+    describe_histogram!(
+        OUTBOX_DURATION,
+        metrics::Unit::Seconds,
+        "Time one outbox delivery attempt took, by kind."
+    );
+    describe_counter!(
+        OUTBOX_IN_DOUBT,
+        "Checks of the platform before resending a reply whose earlier attempt may have landed, \
+         by result (found, not_found)."
+    );
+    describe_counter!(
+        RECONCILED,
+        "Messages recovered by reconciliation (missed pushes), by platform."
+    );
+    describe_counter!(
+        RECONCILE_FAILURES,
+        "Reconciliation runs of a shop that failed, by platform."
+    );
 }
 
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
@@ -238,4 +278,26 @@ pub fn understand_reload(trigger: &'static str, outcome: &'static str) {
 pub fn understand_exemplars(intents: usize, sentiment: usize) {
     gauge!(UNDERSTAND_EXEMPLARS, "kind" => "intent").set(intents as f64);
     gauge!(UNDERSTAND_EXEMPLARS, "kind" => "sentiment").set(sentiment as f64);
+}
+
+pub fn webhook(platform: &'static str, outcome: &'static str, elapsed: Duration) {
+    counter!(WEBHOOKS, "platform" => platform, "outcome" => outcome).increment(1);
+    histogram!(WEBHOOK_DURATION, "platform" => platform).record(elapsed.as_secs_f64());
+}
+
+pub fn outbox_delivery(kind: &'static str, outcome: &'static str, elapsed: Duration) {
+    counter!(OUTBOX_DELIVERIES, "kind" => kind, "outcome" => outcome).increment(1);
+    histogram!(OUTBOX_DURATION, "kind" => kind).record(elapsed.as_secs_f64());
+}
+
+pub fn outbox_in_doubt(result: &'static str) {
+    counter!(OUTBOX_IN_DOUBT, "result" => result).increment(1);
+}
+
+pub fn reconciled(platform: &'static str, messages: usize) {
+    counter!(RECONCILED, "platform" => platform).increment(messages as u64);
+}
+
+pub fn reconcile_failed(platform: &'static str) {
+    counter!(RECONCILE_FAILURES, "platform" => platform).increment(1);
 }

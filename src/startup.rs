@@ -1,5 +1,6 @@
 //! Assembles a running kedai from `Settings`: opens the store, seeds the demo
-//! tenant on first start, starts the queue workers and the HTTP server, and
+//! tenant on first start, starts the queue workers, the channels' background
+//! work (outbox, events, reconciliation, deadlines) and the HTTP server, and
 //! shuts them down in order on a signal.
 //!
 //! Model files are prepared by the caller before [`Application::build`]; the
@@ -14,6 +15,8 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::jobs::ChannelJobs;
+use crate::channels::{Channels, ChannelsConfig};
 use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
 use crate::engine::Engine;
@@ -160,7 +163,30 @@ impl Application {
                 store: store.clone(),
             }),
         };
+        // The channels wake the queue when they store a message, and wrap
+        // the queue's handler; the queue is made after them.
+        let waker: Arc<std::sync::OnceLock<Queue>> = Arc::default();
+        let wake = waker.clone();
+        let channels = Channels::new(ChannelsConfig {
+            store: store.clone(),
+            settings: settings.channels.clone(),
+            text: TextLimits {
+                max_chars: settings.server.max_text_chars,
+            },
+            max_attempts: settings.queue.max_attempts,
+            inbound_wake: Arc::new(move || {
+                if let Some(queue) = wake.get() {
+                    queue.wake();
+                }
+            }),
+            policy: settings.policy.clone(),
+        });
+        let handler: Arc<dyn JobHandler> = Arc::new(ChannelJobs {
+            inner: handler,
+            channels: channels.clone(),
+        });
         let queue = Queue::new(store.clone(), handler, settings.queue.clone());
+        let _ = waker.set(queue.clone());
         let state = AppState {
             store,
             queue,
@@ -178,6 +204,7 @@ impl Application {
             kb,
             engine,
             understand,
+            channels,
         };
         let listener = TcpListener::bind(settings.server.listen)
             .await
@@ -210,6 +237,10 @@ impl Application {
     /// workers and hands their leased jobs back to the queue.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut workers = self.state.queue.spawn(shutdown.child_token());
+        if let Err(err) = self.state.channels.reload().await {
+            tracing::warn!(error = %err, "cannot read the shops' channel credentials yet");
+        }
+        let mut channel_tasks = self.state.channels.spawn(shutdown.child_token());
         let poll = self.settings.pipeline.exemplars_poll_secs;
         if let (Some(understand), true) = (&self.state.understand, poll > 0) {
             understand.watch(Duration::from_secs(poll), shutdown.child_token());
@@ -221,8 +252,13 @@ impl Application {
         let app = http::router(self.state.clone());
         let grace = Duration::from_secs(self.settings.server.shutdown_grace_secs);
         let signal = shutdown.clone();
-        let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { signal.cancelled().await });
+        // The peer's address reaches handlers that limit per client (the
+        // web-chat widget).
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { signal.cancelled().await });
         tracing::info!(address = %self.address, "kedai is listening");
         let mut server = tokio::spawn(async move { server.await });
         let early_exit = tokio::select! {
@@ -254,6 +290,7 @@ impl Application {
             }
         };
         while workers.join_next().await.is_some() {}
+        while channel_tasks.join_next().await.is_some() {}
         tracing::info!("stopped");
         result
     }

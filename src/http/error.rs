@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::channels::ChannelError;
 use crate::domain::ValidationError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
@@ -27,6 +28,10 @@ pub enum ApiError {
     MissingToken,
     #[error("invalid or revoked token")]
     InvalidToken,
+    /// A webhook or widget request whose signature or secret does not
+    /// check out (no `WWW-Authenticate`: it is not a bearer-token route).
+    #[error("{0}")]
+    BadSignature(String),
     #[error("{what} not found")]
     NotFound { what: String },
     #[error("{0}")]
@@ -95,6 +100,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ChannelError> for ApiError {
+    fn from(err: ChannelError) -> Self {
+        match err {
+            ChannelError::MissingSignature
+            | ChannelError::BadSignature
+            | ChannelError::Replay { .. } => ApiError::BadSignature(err.to_string()),
+            ChannelError::MalformedPush(_) => ApiError::MalformedRequest(err.to_string()),
+            ChannelError::Invalid(e) => ApiError::Invalid(e.to_string()),
+            ChannelError::UnknownShop { .. }
+            | ChannelError::UnknownThread { .. }
+            | ChannelError::NotConnected => ApiError::NotFound {
+                what: err.to_string(),
+            },
+            ChannelError::Store(e) => ApiError::from(e),
+            ChannelError::Credentials(_) | ChannelError::Api(_) => {
+                ApiError::Internal(err.to_string())
+            }
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
         let retry_secs = |after: std::time::Duration| after.as_secs().max(1);
@@ -144,6 +170,11 @@ impl IntoResponse for ApiError {
             ApiError::InvalidToken => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
+                "authentication_error",
+            ),
+            ApiError::BadSignature(_) => (
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
                 "authentication_error",
             ),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", "not_found_error"),
@@ -203,6 +234,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::MalformedRequest(_)
+            | ApiError::BadSignature(_)
             | ApiError::Invalid(_)
             | ApiError::PayloadTooLarge(_)
             | ApiError::UnsupportedMediaType(_)

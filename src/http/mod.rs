@@ -64,6 +64,8 @@ pub struct AppState {
     /// The reply pipeline's understand stage, retrained by
     /// `POST /api/v1/understand/reload`; `None` without an embedding model.
     pub understand: Option<Arc<crate::pipeline::stages::UnderstandStage>>,
+    /// Marketplace and widget channels (webhooks, widget, outbox).
+    pub channels: Arc<crate::channels::Channels>,
 }
 
 #[derive(OpenApi)]
@@ -84,6 +86,7 @@ pub struct AppState {
         (name = "knowledge base", description = "FAQ, policies, products and shipping rules, and hybrid search over them"),
         (name = "openai", description = "OpenAI-compatible endpoints over the local models"),
         (name = "understand", description = "The intent and sentiment classifiers and their exemplars"),
+        (name = "channels", description = "Marketplace webhooks (authenticated by the platforms' signatures), the web-chat widget (by per-visitor session secrets) and response deadlines"),
     )
 )]
 struct ApiDoc;
@@ -120,6 +123,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openai::embeddings))
         .routes(routes!(openai::chat_completions))
         .routes(routes!(understand::reload))
+        .merge(crate::channels::webhooks::routes())
 }
 
 /// The OpenAPI document, generated from the handlers' annotations, so it

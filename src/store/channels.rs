@@ -168,6 +168,8 @@ pub struct WidgetSession {
     pub tenant_id: TenantId,
     pub shop: Shop,
     pub secret_hash: String,
+    /// The name the visitor gave, if any.
+    pub name: Option<String>,
 }
 
 /// The oldest buyer message of a conversation that no outbound message has
@@ -339,6 +341,7 @@ pub trait ChannelStore: Send + Sync + 'static {
         &self,
         shop: &Shop,
         secret_hash: &str,
+        name: Option<&str>,
     ) -> Result<WidgetSession, StoreError>;
 
     async fn widget_session(&self, id: &str) -> Result<Option<WidgetSession>, StoreError>;

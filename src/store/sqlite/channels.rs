@@ -777,23 +777,26 @@ impl ChannelStore for SqliteStore {
         &self,
         shop: &Shop,
         secret_hash: &str,
+        name: Option<&str>,
     ) -> Result<WidgetSession, StoreError> {
         let session = WidgetSession {
             id: uuid::Uuid::now_v7().simple().to_string(),
             tenant_id: shop.tenant_id,
             shop: shop.clone(),
             secret_hash: secret_hash.to_owned(),
+            name: name.map(str::to_owned),
         };
         let at = ts(now());
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO widget_sessions (id, tenant_id, shop_id, secret_hash, created_at, \
-             last_seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO widget_sessions (id, tenant_id, shop_id, secret_hash, name, created_at, \
+             last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&session.id)
         .bind(shop.tenant_id.to_string())
         .bind(shop.id.to_string())
         .bind(secret_hash)
+        .bind(name)
         .bind(&at)
         .bind(&at)
         .execute(&mut *tx)
@@ -805,7 +808,7 @@ impl ChannelStore for SqliteStore {
     async fn widget_session(&self, id: &str) -> Result<Option<WidgetSession>, StoreError> {
         use sqlx::Row;
         let row = sqlx::query(&format!(
-            "SELECT {SHOP_COLUMNS}, w.id, w.secret_hash FROM widget_sessions w \
+            "SELECT {SHOP_COLUMNS}, w.id, w.secret_hash, w.name FROM widget_sessions w \
              JOIN shops s ON s.id = w.shop_id WHERE w.id = ?"
         ))
         .bind(id)
@@ -818,6 +821,7 @@ impl ChannelStore for SqliteStore {
                 tenant_id: shop.tenant_id,
                 shop,
                 secret_hash: row.try_get(7)?,
+                name: row.try_get(8)?,
             })
         })
         .transpose()
