@@ -85,6 +85,9 @@ pub async fn store(
     if from_seller && channels.store.is_own_message(shop.id, &message.id).await? {
         return Ok(Stored::Own);
     }
+    if channels.store.has_message(shop.id, &message.id).await? {
+        return Ok(Stored::Duplicate);
+    }
     let buyer = match &message.buyer {
         Some(buyer) => buyer.clone(),
         None => channels

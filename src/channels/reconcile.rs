@@ -23,7 +23,7 @@ use crate::metrics as m;
 
 /// Re-read this much before the previous run's start: messages stamped by
 /// the platform's clock may arrive a little late.
-const OVERLAP: chrono::Duration = chrono::Duration::minutes(5);
+const OVERLAP: chrono::Duration = chrono::Duration::minutes(1);
 const CURSOR: &str = "reconciled_from";
 
 /// What a run found.

@@ -263,6 +263,11 @@ pub trait ChannelStore: Send + Sync + 'static {
         buyer: &PlatformBuyerId,
     ) -> Result<Option<String>, StoreError>;
 
+    /// Whether a message with this external id is stored for the shop
+    /// (read without taking the write lock: reconciliation sees mostly
+    /// messages stored before).
+    async fn has_message(&self, shop: ShopId, external_id: &str) -> Result<bool, StoreError>;
+
     /// Whether kedai sent this platform message itself.
     async fn is_own_message(
         &self,

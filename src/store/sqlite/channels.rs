@@ -357,6 +357,16 @@ impl ChannelStore for SqliteStore {
         .await?)
     }
 
+    async fn has_message(&self, shop: ShopId, external_id: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM messages WHERE shop_id = ? AND external_id = ?")
+                .bind(shop.to_string())
+                .bind(external_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(found.is_some())
+    }
+
     async fn is_own_message(
         &self,
         shop: ShopId,
