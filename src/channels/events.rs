@@ -52,6 +52,64 @@ pub struct EventEnvelope {
     pub data: serde_json::Value,
 }
 
+/// Documents the outgoing event webhooks in the OpenAPI document's
+/// `webhooks` section (OpenAPI 3.1), one entry per event type.
+pub struct EventWebhooks;
+
+impl utoipa::Modify for EventWebhooks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::{PartialSchema, ToSchema};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .schemas
+            .insert(EventEnvelope::name().into_owned(), EventEnvelope::schema());
+        let header = |name: &str, description: &str| {
+            serde_json::json!({"name": name, "in": "header", "required": true,
+                "description": description, "schema": {"type": "string"}})
+        };
+        let describe = |kind: &str| match kind {
+            "message.received" => "A message was stored: a buyer's (from any channel) or one the seller wrote in a marketplace's own app.",
+            "decision.made" => "The reply pipeline decided on a buyer message (layer, action, reasons).",
+            "conversation.handed_off" => "A conversation went to a human: the pipeline's layer 3, or a reply that could not be delivered (`reason: delivery_failed`).",
+            "reply.sent" => "A reply reached the buyer's platform (with the platform's message ids).",
+            "conversation.resolved" => "A conversation was resolved.",
+            _ => "A buyer message nobody answered is near its platform's response deadline.",
+        };
+        let mut webhooks = serde_json::Map::new();
+        for kind in EVENT_TYPES {
+            webhooks.insert(
+                kind.to_owned(),
+                serde_json::json!({"post": {
+                    "tags": ["channels"],
+                    "summary": kind,
+                    "description": format!(
+                        "{} Sent to each endpoint added with `kedai events add`, from a durable \
+                         outbox with retries (exponential backoff with jitter, \
+                         `channels.event_max_attempts`); delivery is at least once, so deduplicate \
+                         by `id`. Verify `X-Kedai-Signature` = `v1=` + lowercase hex \
+                         HMAC-SHA256(secret, `X-Kedai-Timestamp` + \".\" + raw body), compared in \
+                         constant time, and refuse timestamps more than 5 minutes old (replays).",
+                        describe(kind)
+                    ),
+                    "parameters": [
+                        header("X-Kedai-Event", "The event type."),
+                        header("X-Kedai-Delivery", "This delivery's id (the same on retries)."),
+                        header("X-Kedai-Timestamp", "Unix seconds when this attempt was signed."),
+                        header("X-Kedai-Signature", "`v1=<hex HMAC-SHA256>` over timestamp, `.`, body."),
+                    ],
+                    "requestBody": {"required": true, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/EventEnvelope"}}}},
+                    "responses": {"2XX": {"description": "Received. Any other answer, or none within the timeout, is retried."}},
+                }}),
+            );
+        }
+        openapi
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("webhooks".into(), serde_json::Value::Object(webhooks));
+    }
+}
+
 /// The event types an audit row stands for.
 pub fn types_of(entry: &AuditEntry) -> Vec<&'static str> {
     let details = &entry.details;

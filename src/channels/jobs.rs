@@ -41,6 +41,9 @@ impl JobHandler for ChannelJobs {
         let Some(facts) = self.channels.store.message_facts(message).await? else {
             return self.inner.handle(job).await;
         };
+        // Orders the message names (an order card too) are fetched first,
+        // for the pipeline's answer or the human's context.
+        orders::ensure_for_message(&self.channels, &facts).await;
         if facts.kind != MessageKind::Text {
             let trace = serde_json::json!({
                 "layer": 3,
@@ -69,7 +72,6 @@ impl JobHandler for ChannelJobs {
                 .await?;
             return Ok(());
         }
-        orders::ensure_for_message(&self.channels, &facts).await;
         self.inner.handle(job).await
     }
 }

@@ -72,6 +72,9 @@ pub enum ChannelError {
     NotConnected,
     #[error("platform API: {0}")]
     Api(String),
+    /// An outgoing text the platform's chat rules do not allow.
+    #[error("{0}")]
+    NotAllowed(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error(transparent)]
@@ -91,7 +94,7 @@ pub struct Connected {
 const REGISTRY_TTL: Duration = Duration::from_secs(30);
 /// The fastest the registry reloads on a miss, so floods of bad pushes
 /// cannot turn into floods of store reads.
-const REGISTRY_MIN_RELOAD: Duration = Duration::from_secs(2);
+const REGISTRY_MIN_RELOAD: Duration = Duration::from_millis(500);
 
 /// Follow-up tasks of pushes running at once.
 const BACKGROUND_TASKS: usize = 8;
@@ -281,6 +284,26 @@ impl Channels {
             .get(&shop)
             .cloned()
             .ok_or(ChannelError::NotConnected)
+    }
+
+    /// Checks a reply a person is about to send to `conversation` against
+    /// its platform's chat rules; the error names what is not allowed.
+    pub async fn check_reply(
+        &self,
+        tenant: crate::domain::TenantId,
+        conversation: crate::domain::ConversationId,
+        text: &str,
+    ) -> Result<(), ChannelError> {
+        let Some(shop) = self.store.conversation_shop(tenant, conversation).await? else {
+            // Not found is the store's to report when the reply is added.
+            return Ok(());
+        };
+        let findings = rules::check(shop.platform, text, &self.allowed_hosts(shop.key.as_str()));
+        if findings.is_empty() {
+            Ok(())
+        } else {
+            Err(ChannelError::NotAllowed(rules::explain(&findings)))
+        }
     }
 
     /// Starts the background work: outbox delivery, event dispatch,

@@ -108,6 +108,7 @@ impl From<ChannelError> for ApiError {
             | ChannelError::Replay { .. } => ApiError::BadSignature(err.to_string()),
             ChannelError::MalformedPush(_) => ApiError::MalformedRequest(err.to_string()),
             ChannelError::Invalid(e) => ApiError::Invalid(e.to_string()),
+            ChannelError::NotAllowed(reason) => ApiError::Invalid(reason),
             ChannelError::UnknownShop { .. }
             | ChannelError::UnknownThread { .. }
             | ChannelError::NotConnected => ApiError::NotFound {

@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::channels::events::EventWebhooks;
 use crate::domain::TextLimits;
 use crate::engine::Engine;
 use crate::metrics as m;
@@ -77,7 +78,7 @@ pub struct AppState {
                        `kedai tenant create` or `kedai token create`.",
         license(name = "Apache-2.0")
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EventWebhooks),
     tags(
         (name = "messages", description = "Inbound buyer messages"),
         (name = "conversations", description = "Conversations, their messages, and replies"),

@@ -596,7 +596,7 @@ pub async fn put_status(
         (status = 404, description = "No such conversation for this tenant", body = ErrorBody),
         (status = 409, description = "external_id used by another conversation", body = ErrorBody),
         (status = 413, description = "Body over the configured limit", body = ErrorBody),
-        (status = 422, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid, or the text breaks the platform's chat rules (off-platform contact details, outside links, payment details, card numbers); the message says which", body = ErrorBody),
     )
 )]
 pub async fn post_reply(
@@ -607,6 +607,13 @@ pub async fn post_reply(
 ) -> Result<(StatusCode, Json<MessageDto>), ApiError> {
     let id = parse_conversation_id(&id)?;
     let reply = request.parse(&state)?;
+    if reply.direction == Direction::Outbound {
+        // What reaches a marketplace buyer must follow its chat rules.
+        state
+            .channels
+            .check_reply(tenant.id, id, reply.text.as_str())
+            .await?;
+    }
     let (message, repeated) = state
         .store
         .add_reply(tenant.id, id, &reply, &tenant.actor())

@@ -379,6 +379,13 @@ pub trait ChannelStore: Send + Sync + 'static {
     /// A tenant's flagged messages not answered yet, soonest due first.
     async fn at_risk(&self, tenant: TenantId) -> Result<Vec<DeadlineRecord>, StoreError>;
 
+    /// The shop a tenant's conversation belongs to.
+    async fn conversation_shop(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> Result<Option<Shop>, StoreError>;
+
     /// What a stored message is and where it came from.
     async fn message_facts(&self, message: MessageId) -> Result<Option<MessageFacts>, StoreError>;
 

@@ -2,6 +2,7 @@
 //! temporary data directory, spoken to over HTTP.
 
 mod api;
+mod channels;
 mod chat;
 mod cli;
 mod durability;

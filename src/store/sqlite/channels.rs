@@ -1058,6 +1058,22 @@ impl ChannelStore for SqliteStore {
             .collect()
     }
 
+    async fn conversation_shop(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> Result<Option<Shop>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SHOP_COLUMNS} FROM conversations c JOIN shops s ON s.id = c.shop_id \
+             WHERE c.tenant_id = ? AND c.id = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| shop_of(&row, 0)).transpose()
+    }
+
     async fn message_facts(&self, message: MessageId) -> Result<Option<MessageFacts>, StoreError> {
         use sqlx::Row;
         let row = sqlx::query(&format!(
