@@ -15,7 +15,7 @@ use super::events::EVENT_TYPES;
 use crate::cli::{tenant_named, Output};
 use crate::domain::{Platform, ShopKey};
 use crate::store::{
-    ChannelStore, CredentialsUpdate, NewShop, SqliteStore, StoreError, TenantStore,
+    ChannelStore, CredentialsUpdate, NewShop, OutboxStore, SqliteStore, StoreError, TenantStore,
 };
 
 #[derive(Debug, Subcommand)]

@@ -67,13 +67,15 @@ impl utoipa::Modify for EventWebhooks {
             serde_json::json!({"name": name, "in": "header", "required": true,
                 "description": description, "schema": {"type": "string"}})
         };
-        let describe = |kind: &str| match kind {
+        let describe = |kind: &str| {
+            match kind {
             "message.received" => "A message was stored: a buyer's (from any channel) or one the seller wrote in a marketplace's own app.",
             "decision.made" => "The reply pipeline decided on a buyer message (layer, action, reasons).",
             "conversation.handed_off" => "A conversation went to a human: the pipeline's layer 3, or a reply that could not be delivered (`reason: delivery_failed`).",
             "reply.sent" => "A reply reached the buyer's platform (with the platform's message ids).",
             "conversation.resolved" => "A conversation was resolved.",
             _ => "A buyer message nobody answered is near its platform's response deadline.",
+        }
         };
         let mut webhooks = serde_json::Map::new();
         for kind in EVENT_TYPES {

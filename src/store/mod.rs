@@ -10,6 +10,7 @@
 
 pub mod channels;
 pub mod kb;
+pub mod outbox;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -24,11 +25,14 @@ use crate::domain::{
 };
 
 pub use channels::{
-    AuditEntry, ChannelShop, ChannelStore, CredentialsUpdate, DeadlineAction, DeadlineRecord,
-    EventBatch, EventEndpoint, InFlightReply, MessageFacts, NewEvent, OutboxCounts, OutboxItem,
-    OutboxOutcome, OutboxTarget, Unanswered, VisitorMessage, WidgetSession,
+    ChannelShop, ChannelStore, CredentialsUpdate, DeadlineAction, DeadlineRecord, MessageFacts,
+    Unanswered, VisitorMessage, WidgetSession,
 };
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
+pub use outbox::{
+    AuditEntry, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts, OutboxItem,
+    OutboxOutcome, OutboxStore, OutboxTarget,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -577,7 +581,14 @@ pub trait JobStore: Send + Sync + 'static {
 /// aggregate has a trait of its own so that an implementation is one file
 /// per aggregate.
 pub trait Store:
-    TenantStore + ConversationStore + DecisionStore + OrderStore + AuditStore + JobStore + ChannelStore
+    TenantStore
+    + ConversationStore
+    + DecisionStore
+    + OrderStore
+    + AuditStore
+    + JobStore
+    + ChannelStore
+    + OutboxStore
 {
 }
 
@@ -588,7 +599,8 @@ impl<
             + OrderStore
             + AuditStore
             + JobStore
-            + ChannelStore,
+            + ChannelStore
+            + OutboxStore,
     > Store for T
 {
 }

@@ -28,6 +28,7 @@ mod decisions;
 mod jobs;
 mod kb;
 mod orders;
+mod outbox;
 mod tenants;
 
 use audit::insert_audit;

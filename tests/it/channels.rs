@@ -50,7 +50,12 @@ async fn connect(app: &TestApp, platform: Platform, account: &str, api_base: &st
     };
     let tenant = app.store.tenant_by_name("demo").await.unwrap().unwrap();
     let key = ShopKey::parse(&format!("demo-{platform}")).unwrap();
-    let shop = app.store.shop_by_key(tenant.id, &key).await.unwrap().unwrap();
+    let shop = app
+        .store
+        .shop_by_key(tenant.id, &key)
+        .await
+        .unwrap()
+        .unwrap();
     app.store
         .set_credentials(
             tenant.id,
@@ -99,7 +104,12 @@ fn push(platform: Platform, account: &str, id: &str, buyer: &str, text: &str, at
     }
 }
 
-async fn deliver(app: &TestApp, platform: Platform, body: &str, signature: Option<&str>) -> reqwest::Response {
+async fn deliver(
+    app: &TestApp,
+    platform: Platform,
+    body: &str,
+    signature: Option<&str>,
+) -> reqwest::Response {
     let mut request = app
         .client
         .post(app.url(&format!("/webhooks/{platform}")))
@@ -138,13 +148,21 @@ async fn footprint(store: &Arc<dyn Store>) -> (i64, i64, usize) {
         .unwrap();
     let messages = list.items.iter().map(|c| c.message_count).sum();
     let audit = store.audit_log(tenant.id, 10_000).await.unwrap().len();
-    (messages, jobs.queued + jobs.leased + jobs.done + jobs.dead, audit)
+    (
+        messages,
+        jobs.queued + jobs.leased + jobs.done + jobs.dead,
+        audit,
+    )
 }
 
 const ACCOUNTS: [(Platform, &str, &str); 3] = [
     (Platform::Shopee, "727720655", "165105353"),
     (Platform::Lazada, "1234567", "1891549323"),
-    (Platform::Tiktok, "7494049642642441621", "707885565181165594"),
+    (
+        Platform::Tiktok,
+        "7494049642642441621",
+        "707885565181165594",
+    ),
 ];
 
 #[tokio::test]
@@ -152,13 +170,28 @@ async fn a_signed_push_is_stored_once_and_acknowledged_with_an_empty_body() {
     let (app, _dir) = start().await;
     for (platform, account, buyer) in ACCOUNTS {
         connect(&app, platform, account, "http://127.0.0.1:9").await;
-        let body = push(platform, account, &format!("m-{platform}"), buyer, "Masih ada XL?", Utc::now().timestamp());
+        let body = push(
+            platform,
+            account,
+            &format!("m-{platform}"),
+            buyer,
+            "Masih ada XL?",
+            Utc::now().timestamp(),
+        );
         let signature = signer(platform).sign(body.as_bytes());
         let response = deliver(&app, platform, &body, Some(&signature)).await;
         assert_eq!(response.status(), 200, "{platform}");
-        assert_eq!(response.bytes().await.unwrap().len(), 0, "{platform}: empty body");
+        assert_eq!(
+            response.bytes().await.unwrap().len(),
+            0,
+            "{platform}: empty body"
+        );
         let again = deliver(&app, platform, &body, Some(&signature)).await;
-        assert_eq!(again.status(), 200, "{platform}: a redelivery is acknowledged");
+        assert_eq!(
+            again.status(),
+            200,
+            "{platform}: a redelivery is acknowledged"
+        );
     }
     let list = conversations(&app).await;
     assert_eq!(list.len(), 3, "{list:?}");
@@ -183,7 +216,8 @@ async fn bad_signatures_and_replays_get_401_and_change_nothing() {
         let body = push(platform, account, "m-1", buyer, "hello", now);
         let good = signer(platform).sign(body.as_bytes());
         let tampered = body.replace("hello", "hellp");
-        let reserialised = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
+        let reserialised =
+            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
         let wrong_key = PushSigner::app("not-the-secret".into(), "29a39d").sign(body.as_bytes());
         let old = push(platform, account, "m-old", buyer, "hello", now - 3 * 86_400);
         let old_signature = signer(platform).sign(old.as_bytes());
@@ -200,21 +234,47 @@ async fn bad_signatures_and_replays_get_401_and_change_nothing() {
             let response = deliver(&app, platform, body, signature).await;
             assert_eq!(response.status(), 401, "{platform}: {name}");
             let error: Value = response.json().await.unwrap();
-            assert_eq!(error["error"]["code"], "bad_signature", "{platform}: {name}");
+            assert_eq!(
+                error["error"]["code"], "bad_signature",
+                "{platform}: {name}"
+            );
         }
     }
-    assert_eq!(footprint(&app.store).await, before, "a refused push writes nothing");
+    assert_eq!(
+        footprint(&app.store).await,
+        before,
+        "a refused push writes nothing"
+    );
 }
 
 #[tokio::test]
 async fn a_validly_signed_push_for_a_shop_kedai_does_not_serve_is_404() {
     let (app, _dir) = start().await;
     connect(&app, Platform::Tiktok, "111", "http://127.0.0.1:9").await;
-    let body = push(Platform::Tiktok, "222", "m-1", "5", "hi", Utc::now().timestamp());
-    let response = deliver(&app, Platform::Tiktok, &body, Some(&signer(Platform::Tiktok).sign(body.as_bytes()))).await;
+    let body = push(
+        Platform::Tiktok,
+        "222",
+        "m-1",
+        "5",
+        "hi",
+        Utc::now().timestamp(),
+    );
+    let response = deliver(
+        &app,
+        Platform::Tiktok,
+        &body,
+        Some(&signer(Platform::Tiktok).sign(body.as_bytes())),
+    )
+    .await;
     assert_eq!(response.status(), 404);
     let malformed = "{\"type\": 14, \"shop_id\": \"111\"";
-    let response = deliver(&app, Platform::Tiktok, malformed, Some(&signer(Platform::Tiktok).sign(malformed.as_bytes()))).await;
+    let response = deliver(
+        &app,
+        Platform::Tiktok,
+        malformed,
+        Some(&signer(Platform::Tiktok).sign(malformed.as_bytes())),
+    )
+    .await;
     assert_eq!(response.status(), 400);
     assert!(conversations(&app).await.is_empty());
 }
@@ -225,14 +285,30 @@ async fn late_pushes_take_their_place_by_the_platforms_timestamps() {
     let (platform, account, buyer) = ACCOUNTS[1];
     connect(&app, platform, account, "http://127.0.0.1:9").await;
     let t = Utc::now().timestamp() - 60;
-    for (id, text, at) in [("m-2", "second", t + 10), ("m-3", "third", t + 20), ("m-1", "first", t)] {
+    for (id, text, at) in [
+        ("m-2", "second", t + 10),
+        ("m-3", "third", t + 20),
+        ("m-1", "first", t),
+    ] {
         let body = push(platform, account, id, buyer, text, at);
-        let status = deliver(&app, platform, &body, Some(&signer(platform).sign(body.as_bytes()))).await.status();
+        let status = deliver(
+            &app,
+            platform,
+            &body,
+            Some(&signer(platform).sign(body.as_bytes())),
+        )
+        .await
+        .status();
         assert_eq!(status, 200);
     }
     let list = conversations(&app).await;
     let d = detail(&app, list[0]["id"].as_str().unwrap()).await;
-    let texts: Vec<&str> = d["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = d["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, ["first", "second", "third"]);
 }
 
@@ -253,31 +329,59 @@ async fn the_sellers_own_messages_are_agent_messages_and_pictures_go_to_a_human(
             "message_type": "text", "content": {"text": "Halo kak, kami cek dulu ya"}, "created_timestamp": at + 1}}})
     .to_string();
     for body in [&picture, &seller] {
-        let status = deliver(&app, platform, body, Some(&signer(platform).sign(body.as_bytes()))).await.status();
+        let status = deliver(
+            &app,
+            platform,
+            body,
+            Some(&signer(platform).sign(body.as_bytes())),
+        )
+        .await
+        .status();
         assert_eq!(status, 200);
     }
     let list = conversations(&app).await;
     assert_eq!(list.len(), 1);
     let id = list[0]["id"].as_str().unwrap().to_owned();
-    eventually(Duration::from_secs(10), "the picture is handed to a human", || {
-        let app = &app;
-        let id = id.clone();
-        async move { detail(app, &id).await["decisions"].as_array().is_some_and(|d| !d.is_empty()) }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the picture is handed to a human",
+        || {
+            let app = &app;
+            let id = id.clone();
+            async move {
+                detail(app, &id).await["decisions"]
+                    .as_array()
+                    .is_some_and(|d| !d.is_empty())
+            }
+        },
+    )
     .await;
     let d = detail(&app, &id).await;
     let pic = &d["messages"][0];
     assert_eq!(pic["kind"], "image");
-    assert_eq!(pic["attachment"]["url"], "https://cf.shopee.co.id/file/abc<script>");
-    assert_eq!(pic["text"], "[image] https://cf.shopee.co.id/file/abc<script>");
+    assert_eq!(
+        pic["attachment"]["url"],
+        "https://cf.shopee.co.id/file/abc<script>"
+    );
+    assert_eq!(
+        pic["text"],
+        "[image] https://cf.shopee.co.id/file/abc<script>"
+    );
     let seller_message = &d["messages"][1];
     assert_eq!(seller_message["direction"], "outbound");
     assert_eq!(seller_message["author"], "agent");
     assert_eq!(seller_message["author_name"], "Demo shop");
     let decisions = d["decisions"].as_array().unwrap();
-    assert_eq!(decisions.len(), 1, "only the buyer's message is decided: {decisions:?}");
+    assert_eq!(
+        decisions.len(),
+        1,
+        "only the buyer's message is decided: {decisions:?}"
+    );
     assert_eq!(decisions[0]["layer"], 3);
-    assert_eq!(decisions[0]["trace"]["reasons"][0]["reason"], "non_text_message");
+    assert_eq!(
+        decisions[0]["trace"]["reasons"][0]["reason"],
+        "non_text_message"
+    );
     assert_eq!(d["status"], "pending");
     assert_eq!(buyer, d["buyer_profile"]["platform_id"]);
 }
@@ -297,19 +401,33 @@ async fn fake_send(
     Json(body): Json<Value>,
 ) -> Json<Value> {
     if fake.refuse.load(std::sync::atomic::Ordering::Relaxed) {
-        return Json(json!({"code": 45109001, "message": "Unable to send messages due to conversation rules"}));
+        return Json(
+            json!({"code": 45109001, "message": "Unable to send messages due to conversation rules"}),
+        );
     }
     let content: Value = serde_json::from_str(body["content"].as_str().unwrap_or("{}")).unwrap();
-    let key = headers.get("X-Kedai-Idempotency-Key").map(|k| k.to_str().unwrap().to_owned()).unwrap_or_default();
+    let key = headers
+        .get("X-Kedai-Idempotency-Key")
+        .map(|k| k.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     let mut sent = fake.sent.lock().unwrap();
-    sent.push((thread, content["content"].as_str().unwrap_or("").to_owned(), key));
-    Json(json!({"code": 0, "message": "Success", "data": {"message_id": format!("sent-{}", sent.len())}}))
+    sent.push((
+        thread,
+        content["content"].as_str().unwrap_or("").to_owned(),
+        key,
+    ));
+    Json(
+        json!({"code": 0, "message": "Success", "data": {"message_id": format!("sent-{}", sent.len())}}),
+    )
 }
 
 async fn serve_fake() -> (FakeTiktok, String) {
     let fake = FakeTiktok::default();
     let router = Router::new()
-        .route("/customer_service/202309/conversations/{id}/messages", post(fake_send))
+        .route(
+            "/customer_service/202309/conversations/{id}/messages",
+            post(fake_send),
+        )
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -319,9 +437,29 @@ async fn serve_fake() -> (FakeTiktok, String) {
 
 async fn tiktok_conversation(app: &TestApp) -> String {
     let (platform, account, buyer) = ACCOUNTS[2];
-    let body = push(platform, account, "m-q", buyer, "Apakah ada warna hitam?", Utc::now().timestamp());
-    assert_eq!(deliver(app, platform, &body, Some(&signer(platform).sign(body.as_bytes()))).await.status(), 200);
-    conversations(app).await[0]["id"].as_str().unwrap().to_owned()
+    let body = push(
+        platform,
+        account,
+        "m-q",
+        buyer,
+        "Apakah ada warna hitam?",
+        Utc::now().timestamp(),
+    );
+    assert_eq!(
+        deliver(
+            app,
+            platform,
+            &body,
+            Some(&signer(platform).sign(body.as_bytes()))
+        )
+        .await
+        .status(),
+        200
+    );
+    conversations(app).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn reply(app: &TestApp, conversation: &str, text: &str, external: &str) -> reqwest::Response {
@@ -341,8 +479,15 @@ async fn replies_leave_through_the_platform_once_in_parts_within_its_limit() {
     connect(&app, Platform::Tiktok, ACCOUNTS[2].1, &base).await;
     let conversation = tiktok_conversation(&app).await;
     let long = "Ukuran XL tersedia dalam warna hitam dan putih. ".repeat(60);
-    assert_eq!(reply(&app, &conversation, &long, "agent-1").await.status(), 201);
-    assert_eq!(reply(&app, &conversation, &long, "agent-1").await.status(), 200, "a repeat");
+    assert_eq!(
+        reply(&app, &conversation, &long, "agent-1").await.status(),
+        201
+    );
+    assert_eq!(
+        reply(&app, &conversation, &long, "agent-1").await.status(),
+        200,
+        "a repeat"
+    );
     eventually(Duration::from_secs(15), "both parts are sent", || {
         let fake = fake.clone();
         async move { fake.sent.lock().unwrap().len() >= 2 }
@@ -351,27 +496,64 @@ async fn replies_leave_through_the_platform_once_in_parts_within_its_limit() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = fake.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 2, "sent once, in two parts: {sent:?}");
-    assert!(sent.iter().all(|(thread, text, _)| thread == "c-707885565181165594" && text.chars().count() <= 2000));
-    assert_eq!(format!("{} {}", sent[0].1, sent[1].1).split_whitespace().count(), long.split_whitespace().count());
-    let message = detail(&app, &conversation).await["messages"][1]["id"].as_str().unwrap().to_owned();
+    assert!(sent
+        .iter()
+        .all(|(thread, text, _)| thread == "c-707885565181165594" && text.chars().count() <= 2000));
+    assert_eq!(
+        format!("{} {}", sent[0].1, sent[1].1)
+            .split_whitespace()
+            .count(),
+        long.split_whitespace().count()
+    );
+    let message = detail(&app, &conversation).await["messages"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(sent[0].2, format!("reply:{message}#0"));
     assert_eq!(sent[1].2, format!("reply:{message}#1"));
-    let log = app.store.audit_log(app.store.tenant_by_name("demo").await.unwrap().unwrap().id, 100).await.unwrap();
-    assert_eq!(log.iter().filter(|r| r.event.action == "reply.sent").count(), 1);
+    let log = app
+        .store
+        .audit_log(
+            app.store.tenant_by_name("demo").await.unwrap().unwrap().id,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|r| r.event.action == "reply.sent")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn a_reply_the_platform_refuses_is_handed_to_a_human_with_the_reason() {
     let (app, _dir) = start().await;
     let (fake, base) = serve_fake().await;
-    fake.refuse.store(true, std::sync::atomic::Ordering::Relaxed);
+    fake.refuse
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     connect(&app, Platform::Tiktok, ACCOUNTS[2].1, &base).await;
     let conversation = tiktok_conversation(&app).await;
-    assert_eq!(reply(&app, &conversation, "Ada kak, warna hitam ready.", "agent-1").await.status(), 201);
-    eventually(Duration::from_secs(15), "the conversation goes to a human", || {
-        let (app, id) = (&app, conversation.clone());
-        async move { detail(app, &id).await["messages"].as_array().unwrap().len() == 3 }
-    })
+    assert_eq!(
+        reply(
+            &app,
+            &conversation,
+            "Ada kak, warna hitam ready.",
+            "agent-1"
+        )
+        .await
+        .status(),
+        201
+    );
+    eventually(
+        Duration::from_secs(15),
+        "the conversation goes to a human",
+        || {
+            let (app, id) = (&app, conversation.clone());
+            async move { detail(app, &id).await["messages"].as_array().unwrap().len() == 3 }
+        },
+    )
     .await;
     let d = detail(&app, &conversation).await;
     assert_eq!(d["status"], "pending");
@@ -379,7 +561,10 @@ async fn a_reply_the_platform_refuses_is_handed_to_a_human_with_the_reason() {
     let note = &d["messages"][2];
     assert_eq!(note["direction"], "note");
     let text = note["text"].as_str().unwrap();
-    assert!(text.contains("could not be delivered") && text.contains("45109001"), "{text}");
+    assert!(
+        text.contains("could not be delivered") && text.contains("45109001"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -387,12 +572,27 @@ async fn a_human_reply_with_contact_details_gets_a_clear_422_on_a_marketplace() 
     let (app, _dir) = start().await;
     connect(&app, Platform::Tiktok, ACCOUNTS[2].1, "http://127.0.0.1:9").await;
     let conversation = tiktok_conversation(&app).await;
-    let response = reply(&app, &conversation, "WhatsApp me on +62 812 3456 7890", "a-1").await;
+    let response = reply(
+        &app,
+        &conversation,
+        "WhatsApp me on +62 812 3456 7890",
+        "a-1",
+    )
+    .await;
     assert_eq!(response.status(), 422);
     let error: Value = response.json().await.unwrap();
     let message = error["error"]["message"].as_str().unwrap();
-    assert!(message.contains("off-platform contact details"), "{message}");
-    assert_eq!(detail(&app, &conversation).await["messages"].as_array().unwrap().len(), 1);
+    assert!(
+        message.contains("off-platform contact details"),
+        "{message}"
+    );
+    assert_eq!(
+        detail(&app, &conversation).await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // An internal note may say anything; the buyer never sees it.
     let note = app
         .client
@@ -408,11 +608,27 @@ async fn a_human_reply_with_contact_details_gets_a_clear_422_on_a_marketplace() 
 async fn widget_session(app: &TestApp) -> (String, Value) {
     let page = app.client.get(app.url("/chat/demo")).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     let html = page.text().await.unwrap();
-    assert!(!html.contains("<script>") && !html.contains("style="), "no inline script or style");
-    let shop = html.split("data-kedai-shop=\"").nth(2).unwrap().split('"').next().unwrap().to_owned();
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "no inline script or style"
+    );
+    let shop = html
+        .split("data-kedai-shop=\"")
+        .nth(2)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
     let session: Value = app
         .client
         .post(app.url("/widget/v1/sessions"))
@@ -448,28 +664,77 @@ async fn widget_visitors_see_replies_live_over_server_sent_events() {
         .await
         .unwrap();
     assert_eq!(events.status(), 200);
-    let conversation = conversations(&app).await[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(detail(&app, &conversation).await["buyer_profile"]["name"], "Rina");
-    assert_eq!(reply(&app, &conversation, "Yes, we ship to Bali in 2-4 days.", "agent-1").await.status(), 201);
+    let conversation = conversations(&app).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        detail(&app, &conversation).await["buyer_profile"]["name"],
+        "Rina"
+    );
+    assert_eq!(
+        reply(
+            &app,
+            &conversation,
+            "Yes, we ship to Bali in 2-4 days.",
+            "agent-1"
+        )
+        .await
+        .status(),
+        201
+    );
     let mut stream = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !stream.contains("we ship to Bali") {
-        let chunk = tokio::time::timeout_at(deadline, events.chunk()).await.expect("the reply arrives").unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(deadline, events.chunk())
+            .await
+            .expect("the reply arrives")
+            .unwrap()
+            .unwrap();
         stream.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(stream.contains("event: message"), "{stream}");
-    assert!(stream.contains(r#""from":"visitor""#) && stream.contains(r#""from":"shop""#), "{stream}");
-    assert!(stream.contains("<b>do you ship to Bali?</b>"), "the text is data; the widget shows it with textContent");
+    assert!(
+        stream.contains(r#""from":"visitor""#) && stream.contains(r#""from":"shop""#),
+        "{stream}"
+    );
+    assert!(
+        stream.contains("<b>do you ship to Bali?</b>"),
+        "the text is data; the widget shows it with textContent"
+    );
 
-    let bad = app.client.get(app.url("/widget/v1/events")).bearer_auth("wgt_nope.nope").send().await.unwrap();
+    let bad = app
+        .client
+        .get(app.url("/widget/v1/events"))
+        .bearer_auth("wgt_nope.nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 401);
     let forged = token.rsplit_once('.').unwrap().0.to_owned() + ".00";
-    let bad = app.client.post(app.url("/widget/v1/messages")).bearer_auth(forged).json(&json!({"text": "x"})).send().await.unwrap();
+    let bad = app
+        .client
+        .post(app.url("/widget/v1/messages"))
+        .bearer_auth(forged)
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 401);
-    let empty = app.client.post(app.url("/widget/v1/messages")).bearer_auth(&token).json(&json!({"text": "  "})).send().await.unwrap();
+    let empty = app
+        .client
+        .post(app.url("/widget/v1/messages"))
+        .bearer_auth(&token)
+        .json(&json!({"text": "  "}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(empty.status(), 422);
     let script = app.client.get(app.url("/widget.js")).send().await.unwrap();
-    assert!(script.headers()["content-type"].to_str().unwrap().starts_with("application/javascript"));
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/javascript"));
     let script = script.text().await.unwrap();
     assert!(script.contains("textContent") && !script.contains("innerHTML"));
 }
@@ -494,10 +759,17 @@ async fn signed_events_reach_an_integration_endpoint() {
     tokio::spawn(async move { axum::serve(listener, router).await });
     let tenant = app.store.tenant_by_name("demo").await.unwrap().unwrap();
     app.store
-        .add_endpoint(tenant.id, &url, &SecretString::from("whsec_test"), &["message.received".to_string()])
+        .add_endpoint(
+            tenant.id,
+            &url,
+            &SecretString::from("whsec_test"),
+            &["message.received".to_string()],
+        )
         .await
         .unwrap();
-    let ack = app.ingest(&crate::helpers::message("demo-web", "m-1", "b-1", "hi")).await;
+    let ack = app
+        .ingest(&crate::helpers::message("demo-web", "m-1", "b-1", "hi"))
+        .await;
     assert_eq!(ack.status(), 202);
     eventually(Duration::from_secs(10), "the event arrives", || {
         let received = received.clone();
@@ -508,11 +780,19 @@ async fn signed_events_reach_an_integration_endpoint() {
     let event: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(event["type"], "message.received");
     assert_eq!(event["data"]["shop"], "demo-web");
-    let timestamp: i64 = headers["x-kedai-timestamp"].to_str().unwrap().parse().unwrap();
+    let timestamp: i64 = headers["x-kedai-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((Utc::now().timestamp() - timestamp).abs() < 60);
     let expected = kedai::channels::signature::event("whsec_test", timestamp, body.as_bytes());
     assert_eq!(headers["x-kedai-signature"].to_str().unwrap(), expected);
-    assert_eq!(received.lock().unwrap().len(), 1, "only the subscribed type");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "only the subscribed type"
+    );
 }
 
 #[tokio::test]
@@ -526,24 +806,42 @@ async fn conversations_near_their_deadline_are_flagged_and_acknowledged() {
     c.at_risk_before_mins = 40;
     c.auto_ack_before_mins = 35;
     let app = spawn.start().await;
-    let mut message = crate::helpers::message("demo-web", "m-1", "b-1", "Apakah bisa kirim ke Bali?");
+    let mut message =
+        crate::helpers::message("demo-web", "m-1", "b-1", "Apakah bisa kirim ke Bali?");
     message["sent_at"] = json!(Utc::now().to_rfc3339());
     assert_eq!(app.ingest(&message).await.status(), 202);
-    eventually(Duration::from_secs(15), "the conversation is at risk", || {
-        let app = &app;
-        async move {
-            let list = app.get_json("/api/v1/deadlines").await;
-            list["at_risk"].as_array().is_some_and(|l| l.len() == 1 && !l[0]["acknowledged_at"].is_null())
-        }
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the conversation is at risk",
+        || {
+            let app = &app;
+            async move {
+                let list = app.get_json("/api/v1/deadlines").await;
+                list["at_risk"]
+                    .as_array()
+                    .is_some_and(|l| l.len() == 1 && !l[0]["acknowledged_at"].is_null())
+            }
+        },
+    )
     .await;
-    let conversation = conversations(&app).await[0]["id"].as_str().unwrap().to_owned();
+    let conversation = conversations(&app).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let d = detail(&app, &conversation).await;
     let ack = &d["messages"][1];
     assert_eq!(ack["author"], "system");
-    assert!(ack["text"].as_str().unwrap().starts_with("Thank you for your message!"));
+    assert!(ack["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Thank you for your message!"));
     // A person's answer clears the flag; the acknowledgement did not.
-    assert_eq!(reply(&app, &conversation, "Bisa kak, 2-4 hari.", "agent-1").await.status(), 201);
+    assert_eq!(
+        reply(&app, &conversation, "Bisa kak, 2-4 hari.", "agent-1")
+            .await
+            .status(),
+        201
+    );
     let list = app.get_json("/api/v1/deadlines").await;
     assert_eq!(list["at_risk"].as_array().unwrap().len(), 0);
 }
@@ -553,8 +851,22 @@ fn simulate_keeps_every_guarantee_through_duplicates_drops_and_sigkills() {
     let dir = TempDir::new().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
         .args(["--json", "simulate", "--deliveries", "300", "--rate", "30"])
-        .args(["--duplicate-rate", "0.1", "--drop-rate", "0.05", "--reorder-window", "8"])
-        .args(["--kill-every", "2", "--agent-reply-rate", "0.5", "--seller-rate", "0.05"])
+        .args([
+            "--duplicate-rate",
+            "0.1",
+            "--drop-rate",
+            "0.05",
+            "--reorder-window",
+            "8",
+        ])
+        .args([
+            "--kill-every",
+            "2",
+            "--agent-reply-rate",
+            "0.5",
+            "--seller-rate",
+            "0.05",
+        ])
         .args(["--models", "none", "--settle-secs", "90", "--keep"])
         .arg(dir.path())
         .env("KEDAI__LOG__FILTER", "warn")
@@ -566,16 +878,35 @@ fn simulate_keeps_every_guarantee_through_duplicates_drops_and_sigkills() {
     assert!(report["kills"].as_u64().unwrap() >= 3, "{report}");
     let mut totals: HashMap<&str, u64> = HashMap::new();
     for (platform, r) in report["platforms"].as_object().unwrap() {
-        for key in ["lost", "lost_acked", "duplicate_messages", "duplicate_replies", "replies_missing", "refused", "misordered"] {
+        for key in [
+            "lost",
+            "lost_acked",
+            "duplicate_messages",
+            "duplicate_replies",
+            "replies_missing",
+            "refused",
+            "misordered",
+        ] {
             assert_eq!(r[key], 0, "{platform} {key}: {r}");
         }
-        assert_eq!(r["recovered"], r["dropped"], "{platform}: reconciliation recovers every dropped push");
+        assert_eq!(
+            r["recovered"], r["dropped"],
+            "{platform}: reconciliation recovers every dropped push"
+        );
         assert!(r["stored"].as_u64().unwrap() > 0);
-        for key in ["replies_sent", "dropped", "seller_messages_as_agent", "echoes"] {
+        for key in [
+            "replies_sent",
+            "dropped",
+            "seller_messages_as_agent",
+            "echoes",
+        ] {
             *totals.entry(key).or_default() += r[key].as_u64().unwrap();
         }
     }
-    assert!(totals.values().all(|n| *n > 0), "every path was exercised: {totals:?}");
+    assert!(
+        totals.values().all(|n| *n > 0),
+        "every path was exercised: {totals:?}"
+    );
     assert_eq!(report["ok"], true);
     assert!(output.status.success());
 }

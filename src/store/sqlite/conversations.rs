@@ -219,7 +219,7 @@ pub(super) async fn insert_message(
         .await?;
         // A reply to a shop with a channel leaves through the outbox, which
         // is written in this transaction: committed means it will be sent.
-        super::channels::enqueue_reply(tx, tenant, conversation, shop_id, message.id, at).await?;
+        super::outbox::enqueue_reply(tx, tenant, conversation, shop_id, message.id, at).await?;
     }
     Ok(message)
 }
