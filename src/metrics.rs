@@ -33,6 +33,7 @@ const WEBHOOKS: &str = "kedai_webhooks_total";
 const WEBHOOK_DURATION: &str = "kedai_webhook_ack_duration_seconds";
 const OUTBOX_DELIVERIES: &str = "kedai_outbox_deliveries_total";
 const OUTBOX_DURATION: &str = "kedai_outbox_delivery_duration_seconds";
+const OUTBOX_ROWS: &str = "kedai_outbox";
 const OUTBOX_IN_DOUBT: &str = "kedai_outbox_in_doubt_checks_total";
 const RECONCILED: &str = "kedai_reconciled_messages_total";
 const RECONCILE_FAILURES: &str = "kedai_reconcile_failures_total";
@@ -167,6 +168,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time one outbox delivery attempt took, by kind."
     );
+    describe_gauge!(
+        OUTBOX_ROWS,
+        "Outbox deliveries (replies and events), by state (pending, sending, sent, dead)."
+    );
     describe_counter!(
         OUTBOX_IN_DOUBT,
         "Checks of the platform before resending a reply whose earlier attempt may have landed, \
@@ -300,4 +305,15 @@ pub fn reconciled(platform: &'static str, messages: usize) {
 
 pub fn reconcile_failed(platform: &'static str) {
     counter!(RECONCILE_FAILURES, "platform" => platform).increment(1);
+}
+
+pub fn outbox_counts(counts: &crate::store::OutboxCounts) {
+    for (state, n) in [
+        ("pending", counts.pending),
+        ("sending", counts.sending),
+        ("sent", counts.sent),
+        ("dead", counts.dead),
+    ] {
+        gauge!(OUTBOX_ROWS, "state" => state).set(n as f64);
+    }
 }

@@ -52,7 +52,8 @@ pub async fn run(channels: Arc<Channels>, cancel: CancellationToken) {
     let poll = Duration::from_millis(channels.settings.outbox_poll_ms);
     let capacity = channels.settings.outbox_concurrency;
     let mut inflight: JoinSet<()> = JoinSet::new();
-    let mut last_prune = std::time::Instant::now();
+    let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+    let mut last_gauge = last_prune;
     loop {
         while inflight.try_join_next().is_some() {}
         let free = capacity.saturating_sub(inflight.len());
@@ -79,7 +80,14 @@ pub async fn run(channels: Arc<Channels>, cancel: CancellationToken) {
         }
         if last_prune.elapsed() > Duration::from_secs(600) {
             channels.limits.prune();
+            prune_sent(&channels).await;
             last_prune = std::time::Instant::now();
+        }
+        if last_gauge.elapsed() > Duration::from_secs(10) {
+            if let Ok(counts) = channels.store.outbox_counts().await {
+                m::outbox_counts(&counts);
+            }
+            last_gauge = std::time::Instant::now();
         }
         if idle || free == 0 {
             tokio::select! {
@@ -96,6 +104,19 @@ pub async fn run(channels: Arc<Channels>, cancel: CancellationToken) {
     // Deliveries in flight finish or are abandoned with the process; their
     // leases run out and the next start treats them as in doubt.
     inflight.abort_all();
+}
+
+/// How long delivered rows (and the platform ids that recognise kedai's
+/// own messages coming back) are kept: longer than any reconciliation
+/// reads back (`channels.reconcile_lookback_hours`, 72 by default).
+const KEEP_SENT: chrono::Duration = chrono::Duration::days(7);
+
+async fn prune_sent(channels: &Channels) {
+    match channels.store.prune_outbox(Utc::now() - KEEP_SENT).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(pruned = n, "pruned delivered outbox rows"),
+        Err(err) => tracing::warn!(error = %err, "could not prune the outbox"),
+    }
 }
 
 async fn deliver(channels: &Channels, owner: &str, item: OutboxItem) {

@@ -143,6 +143,15 @@ impl ChannelSettings {
                 self.outbox_lease_secs, self.send_timeout_secs
             ));
         }
+        // Delivered replies are remembered for a week, so a reconciliation
+        // reading further back could take kedai's own replies for the
+        // seller's.
+        if !(1..=168).contains(&self.reconcile_lookback_hours) {
+            return Err(format!(
+                "channels.reconcile_lookback_hours must be 1 to 168, got {}",
+                self.reconcile_lookback_hours
+            ));
+        }
         if self.outbox_concurrency == 0 || self.outbox_concurrency > 256 {
             return Err(format!(
                 "channels.outbox_concurrency must be 1 to 256, got {}",

@@ -182,6 +182,10 @@ pub trait OutboxStore: Send + Sync + 'static {
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 
+    /// Deletes deliveries that succeeded before `before`, and the record of
+    /// their platform ids (dead ones wait for a person); returns how many.
+    async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     async fn add_endpoint(
         &self,
         tenant: TenantId,

@@ -910,3 +910,203 @@ fn simulate_keeps_every_guarantee_through_duplicates_drops_and_sigkills() {
     assert_eq!(report["ok"], true);
     assert!(output.status.success());
 }
+
+fn kedai_cli(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("KEDAI__LOG__FILTER", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn shops_are_connected_from_the_command_line_and_their_secrets_never_printed() {
+    let dir = TempDir::new().unwrap();
+    let ok = |output: std::process::Output| -> Value {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    ok(kedai_cli(
+        dir.path(),
+        &["--json", "tenant", "create", "acme"],
+        None,
+    ));
+    let credentials = r#"{"app_key": "29a39d", "app_secret": "very-secret-value", "shop_id": "7494",
+        "shop_cipher": "GCP_x", "access_token": "token-secret-value"}"#;
+    let file = dir.path().join("tiktok.json");
+    std::fs::write(&file, credentials).unwrap();
+    let added = ok(kedai_cli(
+        dir.path(),
+        &[
+            "--json",
+            "shop",
+            "add",
+            "--tenant",
+            "acme",
+            "--platform",
+            "tiktok",
+            "--id",
+            "acme-my",
+            "--credentials",
+            file.to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert_eq!(added["connected"], true);
+    assert_eq!(added["account_id"], "7494");
+    let bad = kedai_cli(
+        dir.path(),
+        &[
+            "shop",
+            "set",
+            "--tenant",
+            "acme",
+            "--id",
+            "acme-my",
+            "--credentials",
+            "-",
+        ],
+        Some(r#"{"app_key": "29a39d"}"#),
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing field `app_secret`"));
+    let replaced = ok(kedai_cli(
+        dir.path(),
+        &[
+            "--json",
+            "shop",
+            "set",
+            "--tenant",
+            "acme",
+            "--id",
+            "acme-my",
+            "--credentials",
+            "-",
+        ],
+        Some(&credentials.replace("7494", "7495")),
+    ));
+    assert_eq!(replaced["account_id"], "7495");
+    ok(kedai_cli(
+        dir.path(),
+        &[
+            "shop",
+            "add",
+            "--tenant",
+            "acme",
+            "--platform",
+            "web",
+            "--id",
+            "acme-web",
+        ],
+        None,
+    ));
+    let listed = kedai_cli(
+        dir.path(),
+        &["--json", "shop", "list", "--tenant", "acme"],
+        None,
+    );
+    let human = kedai_cli(dir.path(), &["shop", "list", "--tenant", "acme"], None);
+    for output in [&listed, &human] {
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !text.contains("very-secret-value") && !text.contains("token-secret-value"),
+            "{text}"
+        );
+    }
+    let shops = ok(listed)["shops"].as_array().unwrap().clone();
+    assert_eq!(shops.len(), 2);
+    assert!(shops.iter().all(|s| s["connected"] == true), "{shops:?}");
+
+    let events = ok(kedai_cli(
+        dir.path(),
+        &[
+            "--json",
+            "events",
+            "add",
+            "--tenant",
+            "acme",
+            "--url",
+            "https://erp.example/hook",
+            "--event",
+            "reply.sent",
+        ],
+        None,
+    ));
+    let secret = events["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let listed = kedai_cli(
+        dir.path(),
+        &["--json", "events", "list", "--tenant", "acme"],
+        None,
+    );
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&secret));
+    let unknown = kedai_cli(
+        dir.path(),
+        &[
+            "events",
+            "add",
+            "--tenant",
+            "acme",
+            "--url",
+            "https://x",
+            "--event",
+            "nope",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("--event must be one of"));
+
+    let csv = dir.path().join("orders.csv");
+    std::fs::write(
+        &csv,
+        "shop,order_number,status,currency,total,placed_at,sku,item_name,quantity,unit_price\n\
+         acme-my,576461413038785752,in_transit,MYR,59.9,2026-11-20T09:30:00Z,CAP-1,Cap,1,59.9\n",
+    )
+    .unwrap();
+    let imported = ok(kedai_cli(
+        dir.path(),
+        &[
+            "--json",
+            "orders",
+            "import",
+            csv.to_str().unwrap(),
+            "--tenant",
+            "acme",
+        ],
+        None,
+    ));
+    assert_eq!(imported["orders"], 1);
+    std::fs::write(&csv, "shop,order_number,status,currency,total,placed_at,sku,item_name,quantity,unit_price\nnope,1,paid,MYR,1,2026-11-20T09:30:00Z,A,A,1,1\n").unwrap();
+    let refused = kedai_cli(
+        dir.path(),
+        &[
+            "orders",
+            "import",
+            csv.to_str().unwrap(),
+            "--tenant",
+            "acme",
+        ],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("orders.csv:2: unknown shop \"nope\"")
+    );
+}

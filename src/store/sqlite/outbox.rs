@@ -424,6 +424,24 @@ impl OutboxStore for SqliteStore {
         Ok(true)
     }
 
+    async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM channel_sent WHERE outbox_id IN \
+             (SELECT id FROM outbox WHERE state = 'sent' AND updated_at < ?)",
+        )
+        .bind(ts(before))
+        .execute(&mut *tx)
+        .await?;
+        let pruned = sqlx::query("DELETE FROM outbox WHERE state = 'sent' AND updated_at < ?")
+            .bind(ts(before))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state")
