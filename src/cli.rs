@@ -339,11 +339,24 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
                 );
                 println!("layer       {} -> {}", trace["layer"], text("action"));
                 println!("reasons     {}", trace["reasons"]);
+                let verified = match trace["answer"]["verification"]["passed"].as_bool() {
+                    Some(true) => ", verified",
+                    Some(false) => ", failed verification",
+                    None => "",
+                };
+                println!("answer      {}{verified}", text("answer_kind"));
                 if let Some(reply) = trace["reply"].as_str() {
                     println!("reply       {reply}");
                 }
                 if let Some(draft) = trace["draft"].as_str() {
                     println!("draft       {draft}");
+                }
+                for warning in trace["follow_up"]["warnings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    println!("warning     {}", warning.as_str().unwrap_or_default());
                 }
                 if let Some(summary) = trace["follow_up"]["summary"].as_str() {
                     println!("summary     {summary}");

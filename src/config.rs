@@ -53,8 +53,6 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSettings {
-    /// How the shop is named in prompts to the chat model.
-    pub shop_name: String,
     /// The language agents read (ISO 639-1).
     pub agent_language: String,
     pub retrieval_limit: usize,
@@ -423,27 +421,19 @@ mod tests {
     }
 
     #[test]
-    fn shop_policies_override_the_defaults_and_are_validated() {
+    fn l8_policy_defaults_load_and_shop_tables_are_refused_with_where_they_went() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("k.toml", "[policy.shops.demo-tiktok]\nmode = \"suggest\"\n")?;
-            let settings = Settings::load(Some(Path::new("k.toml"))).expect("valid");
-            let tiktok = settings.policy.for_shop("demo-tiktok");
-            assert_eq!(tiktok.mode, crate::pipeline::policy::Mode::Suggest);
-            assert_eq!(
-                settings.policy.for_shop("demo-shopee").mode,
-                crate::pipeline::policy::Mode::Auto
-            );
             jail.set_env("KEDAI__POLICY__DEFAULTS__AI_ENABLED", "false");
             let settings = Settings::load(None).expect("valid");
-            assert!(!settings.policy.for_shop("demo-web").ai_enabled);
-            jail.create_file(
-                "bad.toml",
-                "[policy.shops.demo-web]\nhuman_anger_level = 7\n",
-            )?;
+            assert!(!settings.policy.defaults.ai_enabled);
+            jail.create_file("k.toml", "[policy.shops.demo-tiktok]\nmode = \"suggest\"\n")?;
+            let err = Settings::load(Some(Path::new("k.toml"))).unwrap_err();
+            assert!(err.to_string().contains("stored with each shop"), "{err}");
+            jail.create_file("bad.toml", "[policy.defaults]\nhuman_anger_level = 7\n")?;
             let err = Settings::load(Some(Path::new("bad.toml"))).unwrap_err();
             assert!(
                 err.to_string()
-                    .contains("policy.shops.demo-web: human_anger_level"),
+                    .contains("policy.defaults: human_anger_level"),
                 "{err}"
             );
             Ok(())

@@ -11,6 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod market;
+pub use market::{CountryCode, CurrencyCode, LanguageCode, Market};
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -492,6 +495,41 @@ pub enum ConversationStatus {
     /// Handed to a human, who has not answered yet.
     Pending,
     Resolved,
+}
+
+/// What the reply pipeline did with a buyer message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The AI's answer was sent to the buyer.
+    Send,
+    /// A draft and a summary wait for a human, who sends it.
+    Draft,
+    /// Handed to a human now, with the handoff packet.
+    Handoff,
+    /// Shadow mode: recorded and scored; people answer elsewhere.
+    Observe,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Send => "send",
+            Action::Draft => "draft",
+            Action::Handoff => "handoff",
+            Action::Observe => "observe",
+        }
+    }
+}
+
+/// Who answers a conversation now. The AI holds every conversation until a
+/// person takes it over (from the workbench, or by replying); while a human
+/// holds it the AI may prepare drafts but never sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Custody {
+    Ai,
+    Human,
 }
 
 /// Which layer handled (or is handling) a conversation: 1 AI answers,

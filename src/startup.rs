@@ -25,7 +25,7 @@ use crate::kb::{Embedder, KbService};
 use crate::pipeline::stages::{
     EngineEmbedder, EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage,
 };
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::queue::{JobHandler, MarkProcessed, Queue};
 use crate::store::{KbStore, NewShop, SqliteStore, Store, StoreError};
 
@@ -66,6 +66,14 @@ pub async fn seed_demo(store: &dyn Store) -> Result<Option<DemoCredentials>, Sto
                 platform,
                 key: ShopKey::parse(key).expect("demo shop keys are valid"),
                 name: label.to_owned(),
+                // Cross-border shops: they sell to every country of the
+                // region, in US dollars, so only the currency is fixed.
+                market: crate::domain::Market {
+                    currency: Some(
+                        crate::domain::CurrencyCode::parse("USD").expect("USD is a currency"),
+                    ),
+                    ..Default::default()
+                },
                 credentials: SecretString::from("{}"),
             })
             .await?;
@@ -156,6 +164,7 @@ impl Application {
                 kb.clone(),
                 engine.clone(),
                 understand,
+                kb_embedder.clone(),
             )),
             // Without the embedding model nothing can be understood: messages
             // are stored and marked, and wait for a human.
@@ -203,6 +212,7 @@ impl Application {
             metrics,
             kb,
             engine,
+            policy: settings.policy.clone(),
             understand,
             channels,
         };
@@ -343,30 +353,33 @@ impl PipelineHarness {
             app.state.store.clone(),
             app.state.kb.clone(),
             engine,
-            understand_stage(&settings, embedder),
+            understand_stage(&settings, embedder.clone()),
+            Some(embedder),
         );
         Ok(PipelineHarness { app, pipeline })
     }
 }
 
 /// The reply pipeline over the real stages: the understand stage (trained
-/// from the exemplar folders), the
-/// knowledge base and the runtime's chat model.
+/// from the exemplar folders), the knowledge base, the runtime's chat model,
+/// and its embedding model for verifying translations.
 fn reply_pipeline(
     settings: &Settings,
     store: Arc<dyn Store>,
     kb: Arc<KbService>,
     engine: Engine,
     understand: Arc<UnderstandStage>,
+    meaning: Option<Arc<dyn Embedder>>,
 ) -> Pipeline {
-    Pipeline::new(
+    Pipeline::new(PipelineParts {
         store,
         understand,
-        Some(Arc::new(KbKnowledge { kb })),
-        Some(Arc::new(EngineWriter { engine })),
-        settings.policy.clone(),
-        PipelineConfig::from(&settings.pipeline),
-    )
+        knowledge: Some(Arc::new(KbKnowledge { kb })),
+        writer: Some(Arc::new(EngineWriter { engine })),
+        meaning,
+        policy: settings.policy.clone(),
+        config: PipelineConfig::from(&settings.pipeline),
+    })
 }
 
 /// The understand stage over the configured exemplar folders; its training

@@ -36,6 +36,16 @@ pub enum ShopCommand {
         /// are checked, kept secret, and never printed.
         #[arg(long)]
         credentials: Option<PathBuf>,
+        /// The country the shop sells in (ISO 3166-1, e.g. TH); leave out
+        /// for a cross-border shop selling to several.
+        #[arg(long, value_parser = |s: &str| crate::domain::CountryCode::parse(s).map_err(|e| e.to_string()))]
+        country: Option<crate::domain::CountryCode>,
+        /// The shop's currency (ISO 4217, e.g. THB).
+        #[arg(long, value_parser = |s: &str| crate::domain::CurrencyCode::parse(s).map_err(|e| e.to_string()))]
+        currency: Option<crate::domain::CurrencyCode>,
+        /// The shop's main language (ISO 639-1, e.g. th).
+        #[arg(long, value_parser = |s: &str| crate::domain::LanguageCode::parse(s).map_err(|e| e.to_string()))]
+        language: Option<crate::domain::LanguageCode>,
     },
     /// Replace a shop's platform credentials (a new access token, another
     /// push key, a regional API host).
@@ -133,6 +143,9 @@ pub async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyho
             id,
             name,
             credentials,
+            country,
+            currency,
+            language,
         } => {
             let tenant = tenant_named(&store, &tenant).await?;
             let key = ShopKey::parse(&id)?;
@@ -146,6 +159,11 @@ pub async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyho
                     platform,
                     name: name.unwrap_or_else(|| key.to_string()),
                     key,
+                    market: crate::domain::Market {
+                        country,
+                        currency,
+                        language,
+                    },
                     credentials: SecretString::from("{}"),
                 })
                 .await
@@ -171,7 +189,7 @@ pub async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyho
             output.print(
                 json!({
                     "shop_id": shop.id, "tenant_id": shop.tenant_id, "shop": shop.key,
-                    "platform": shop.platform, "name": shop.name,
+                    "platform": shop.platform, "name": shop.name, "market": shop.market,
                     "connected": update.is_some(), "account_id": account,
                 }),
                 || {

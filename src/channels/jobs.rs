@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{orders, Channels};
-use crate::domain::{ConversationStatus, Layer, MessageId, MessageKind};
+use crate::domain::{Action, ConversationStatus, Layer, MessageId, MessageKind};
 use crate::queue::{JobError, JobHandler};
 use crate::store::{Job, NewDecision, JOB_INBOUND_MESSAGE};
 
@@ -59,7 +59,7 @@ impl JobHandler for ChannelJobs {
                         conversation: facts.conversation_id,
                         message,
                         layer: Layer::try_from(3).expect("3 is a layer"),
-                        action: "handoff".into(),
+                        action: Action::Handoff,
                         language: None,
                         translation: None,
                         reply: None,

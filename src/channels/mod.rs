@@ -179,8 +179,8 @@ impl Channels {
 
     /// Hosts a shop's replies may link to (its policy's
     /// `allowed_link_hosts`), besides the platform's own.
-    pub fn allowed_hosts(&self, shop: &str) -> Vec<String> {
-        self.policy.for_shop(shop).allowed_link_hosts
+    pub fn allowed_hosts(&self, shop: &Shop) -> Vec<String> {
+        self.policy.for_shop(&shop.policy).0.allowed_link_hosts
     }
 
     /// The adapter for one shop and its credentials.
@@ -298,7 +298,7 @@ impl Channels {
             // Not found is the store's to report when the reply is added.
             return Ok(());
         };
-        let findings = rules::check(shop.platform, text, &self.allowed_hosts(shop.key.as_str()));
+        let findings = rules::check(shop.platform, text, &self.allowed_hosts(&shop));
         if findings.is_empty() {
             Ok(())
         } else {

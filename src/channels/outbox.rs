@@ -260,11 +260,7 @@ async fn deliver_reply(channels: &Channels, owner: &str, item: &OutboxItem) -> O
         }
     };
     let platform = channels.settings.platform(shop.platform);
-    let findings = rules::check(
-        shop.platform,
-        text,
-        &channels.allowed_hosts(shop.key.as_str()),
-    );
+    let findings = rules::check(shop.platform, text, &channels.allowed_hosts(shop));
     if !findings.is_empty() {
         return OutboxOutcome::Dead {
             error: rules::explain(&findings),

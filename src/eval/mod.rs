@@ -7,6 +7,7 @@
 pub mod intents;
 pub mod langid;
 pub mod retrieval;
+pub mod translations;
 
 use std::sync::Arc;
 
@@ -23,6 +24,9 @@ pub enum EvalCommand {
     /// shop (a fresh temporary data directory) and score layer, intent and
     /// facts.
     Replies(RepliesArgs),
+    /// How well the translation checks tell faithful translations of the
+    /// seller's answers from wrong ones (kb/eval/translations.jsonl).
+    Translations(TranslationsArgs),
     /// Intents, sentiment, data splits and language identification.
     #[command(flatten)]
     Understand(intents::EvalCommand),
@@ -36,6 +40,17 @@ pub struct RepliesArgs {
     /// Only the first N conversations.
     #[arg(long)]
     pub limit: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TranslationsArgs {
+    /// Faithful translations, one JSON object per line
+    /// (`{"source_id", "lang", "text"}`).
+    #[arg(long, default_value = "kb/eval/translations.jsonl")]
+    pub data: std::path::PathBuf,
+    /// The FAQ file holding the source answers.
+    #[arg(long, default_value = "kb/demo/faq.jsonl")]
+    pub faq: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +76,15 @@ pub fn load_embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
 pub fn run(command: EvalCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
     match command {
         EvalCommand::Replies(args) => replies(args, settings, output),
+        EvalCommand::Translations(args) => {
+            let pairs = translations::read(&args.data, &args.faq)?;
+            let report = translations::evaluate(&pairs, load_embedder(settings)?.as_ref())?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string(&report)?),
+                Output::Human => print!("{}", report.table()),
+            }
+            Ok(())
+        }
         EvalCommand::Understand(command) => intents::run(
             command,
             settings,

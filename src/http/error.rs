@@ -86,6 +86,7 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists { what } => {
                 ApiError::Conflict(format!("{what} already exists"))
             }
+            StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::Busy(_) => ApiError::Unavailable {
                 retry_after_secs: 1,
             },

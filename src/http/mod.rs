@@ -10,6 +10,7 @@ pub mod health;
 pub mod kb;
 pub mod openai;
 pub mod orders;
+pub mod shops;
 pub mod understand;
 pub mod v1;
 
@@ -62,6 +63,8 @@ pub struct AppState {
     pub kb: Arc<crate::kb::KbService>,
     /// The model runtime behind `/v1`.
     pub engine: Engine,
+    /// The server's policy defaults, which shops' own policies override.
+    pub policy: crate::pipeline::policy::PolicySettings,
     /// The reply pipeline's understand stage, retrained by
     /// `POST /api/v1/understand/reload`; `None` without an embedding model.
     pub understand: Option<Arc<crate::pipeline::stages::UnderstandStage>>,
@@ -88,6 +91,7 @@ pub struct AppState {
         (name = "openai", description = "OpenAI-compatible endpoints over the local models"),
         (name = "understand", description = "The intent and sentiment classifiers and their exemplars"),
         (name = "channels", description = "Marketplace webhooks (authenticated by the platforms' signatures), the web-chat widget (by per-visitor session secrets) and response deadlines"),
+        (name = "shops", description = "Each shop's own policy"),
     )
 )]
 struct ApiDoc;
@@ -111,6 +115,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(v1::get_conversation))
         .routes(routes!(v1::post_reply))
         .routes(routes!(v1::put_status))
+        .routes(routes!(v1::put_custody))
+        .routes(routes!(shops::get_policy, shops::put_policy))
+        .routes(routes!(shops::list_translations))
+        .routes(routes!(shops::review_translation))
         .routes(routes!(orders::upsert_order, orders::list_orders))
         .routes(routes!(orders::get_order))
         .routes(routes!(health::healthz))

@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Tenant};
 use super::AppState;
 use crate::domain::{
-    Author, BuyerRef, ConversationId, ConversationStatus, Direction, ExternalMessageId,
+    Author, BuyerRef, ConversationId, ConversationStatus, Custody, Direction, ExternalMessageId,
     InboundMessage, Layer, MessageKind, MessageText, NewReply, Platform, PlatformBuyerId, Sender,
     ShopKey, ValidationError,
 };
@@ -248,6 +248,11 @@ pub struct ConversationDto {
     pub status: ConversationStatus,
     /// 1, 2 or 3 once the pipeline has routed the conversation.
     pub layer: Option<u8>,
+    /// Who answers now: `ai`, or `human` once a person took it over (by
+    /// replying, from a handoff, or with `PUT .../custody`).
+    pub custody: Custody,
+    /// The person holding it, when one was named.
+    pub assignee: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_message_at: DateTime<Utc>,
     pub message_count: i64,
@@ -274,6 +279,8 @@ impl From<store::ConversationSummary> for ConversationDto {
             },
             status: c.status,
             layer: c.layer.map(Layer::get),
+            custody: c.custody,
+            assignee: c.assignee,
             created_at: c.created_at,
             last_message_at: c.last_message_at,
             message_count: c.message_count,
@@ -407,7 +414,7 @@ impl From<store::Decision> for DecisionDto {
             id: d.id.to_string(),
             message_id: d.message_id.to_string(),
             layer: d.layer.get(),
-            action: d.action,
+            action: d.action.as_str().to_owned(),
             draft: d.draft,
             reply_message_id: d.reply_message_id.map(|id| id.to_string()),
             trace: d.trace,
@@ -516,6 +523,70 @@ impl ReplyRequest {
                 .transpose()?,
         })
     }
+}
+
+/// Who should answer a conversation from now on.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustodyRequest {
+    /// `human`: a person takes it over and the AI stops answering;
+    /// `ai`: the AI answers the buyer's next messages again.
+    pub custody: Custody,
+    /// Who takes it over (with `human`), as agents know each other.
+    #[serde(default)]
+    pub assignee: Option<String>,
+}
+
+/// Take a conversation over from the AI, or give it back.
+#[utoipa::path(
+    put,
+    path = "/api/v1/conversations/{id}/custody",
+    tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    request_body = CustodyRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The conversation with its new custody", body = ConversationDto),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such conversation for this tenant", body = ErrorBody),
+        (status = 422, description = "Not a custody value, or an assignee too long", body = ErrorBody),
+    )
+)]
+pub async fn put_custody(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CustodyRequest>,
+) -> Result<Json<ConversationDto>, ApiError> {
+    let id = parse_conversation_id(&id)?;
+    let assignee = request
+        .assignee
+        .as_deref()
+        .map(|a| crate::domain::checked_key("assignee", a, 128))
+        .transpose()?;
+    let not_found = || ApiError::NotFound {
+        what: format!("conversation {id}"),
+    };
+    if !state
+        .store
+        .set_custody(
+            tenant.id,
+            id,
+            request.custody,
+            assignee.as_deref(),
+            &tenant.actor(),
+        )
+        .await?
+    {
+        return Err(not_found());
+    }
+    let detail = state
+        .store
+        .conversation(tenant.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(ConversationDto::from(detail.summary)))
 }
 
 /// A conversation's new status.

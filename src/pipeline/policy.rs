@@ -1,29 +1,37 @@
 //! Decide: which of the three layers handles a buyer message, and what kedai
 //! may do about it.
 //!
-//! This module is a pure function of its inputs: the signals the understand
-//! stage produced, the shop's policy (thresholds, lists, mode, business
-//! hours, kill switch) and the time. It does no I/O, reads no clock, runs no
-//! model and knows nothing of HTTP or the store, so every rule is table-tested
-//! below.
+//! [`decide`] is one pure function over everything known when a message is
+//! decided: the understand stage's signals, the candidate answer and where
+//! it came from (order record, catalogue, the seller's words, a translation
+//! and whether it was verified, a draft), whether text was held back, who
+//! holds the conversation, the shop's policy (thresholds, lists, mode,
+//! business hours, kill switch) and the time. It is called once, last;
+//! nothing patches its result. It does no I/O, reads no clock, runs no
+//! model and knows nothing of HTTP or the store, so every rule is
+//! table-tested below.
 //!
-//! - Layer 1, the AI answers: confident, an allowed intent, a grounded answer
-//!   exists, no anger, not a VIP, nothing risky.
+//! - Layer 1, the AI answers: confident, an allowed intent, an answer that
+//!   is the seller's own words, a template filled from records, or
+//!   machine-written text that passed verification; no anger, not a VIP,
+//!   nothing risky, and no person holding the conversation.
 //! - Layer 2, AI-assisted: a draft, a summary and the reasons go to a human.
 //! - Layer 3, a human now: anger, disputes, refunds and other binding
 //!   actions, an explicit request for a human, VIPs, a repeated question, low
 //!   confidence, out-of-scope, a suspected prompt injection.
 //!
-//! The layer says how hard the case is; the [`Action`] says what happens,
-//! after the shop's mode (shadow, suggest, auto) and kill switch are applied.
-//! Nothing here can make a message *less* guarded than its layer.
+//! The layer says how hard the case is and who acts; the [`Action`] follows
+//! from it (send, draft, handoff), except in shadow mode, which only
+//! observes. The kill switch and suggest mode move a layer-1 answer to layer
+//! 2. Nothing here can make a message *less* guarded than its layer.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Layer;
+use super::trace::Provenance;
+use crate::domain::{Custody, Layer};
 
 /// How a shop lets kedai act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,9 +103,9 @@ pub struct Policy {
     pub allowed_link_hosts: Vec<String>,
 }
 
-/// A shop's changes to the default policy (`[policy.shops.<shop>]`); every
-/// key is optional.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// A shop's changes to the default policy, stored with the shop; every key
+/// is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyOverride {
     pub ai_enabled: Option<bool>,
@@ -115,25 +123,235 @@ pub struct PolicyOverride {
     pub allowed_link_hosts: Option<Vec<String>>,
 }
 
-/// The `[policy]` section: defaults for every shop and per-shop overrides,
-/// keyed by the shop's key.
+/// The `[policy]` section: the server's defaults for every shop. Each shop's
+/// own changes are stored with the shop (`PUT /api/v1/shops/{shop}/policy`,
+/// the workbench's settings), so one tenant's setting never reaches another
+/// tenant's shop of the same name.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySettings {
     pub defaults: Policy,
+    /// Per-shop tables in the configuration file are refused with a message
+    /// saying where shop policies live now.
     #[serde(default)]
-    pub shops: BTreeMap<String, PolicyOverride>,
+    shops: Option<toml_table::Ignored>,
+}
+
+mod toml_table {
+    /// Anything at all; only its presence matters.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Ignored;
+
+    impl<'de> serde::Deserialize<'de> for Ignored {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            serde::de::IgnoredAny::deserialize(d).map(|_| Ignored)
+        }
+    }
 }
 
 impl PolicySettings {
-    /// The policy that applies to `shop`: the defaults with the shop's
-    /// overrides on top.
-    pub fn for_shop(&self, shop: &str) -> Policy {
-        let mut policy = self.defaults.clone();
-        let Some(o) = self.shops.get(shop) else {
-            return policy;
-        };
+    pub fn new(defaults: Policy) -> PolicySettings {
+        PolicySettings {
+            defaults,
+            shops: None,
+        }
+    }
+
+    /// The policy of a shop: the defaults with the shop's stored overrides
+    /// on top. A stored override that no longer validates (written by an
+    /// older kedai) is not applied half-way: the shop gets the defaults
+    /// with the AI switched off, and the error says why.
+    pub fn for_shop(&self, stored: &serde_json::Value) -> (Policy, Option<PolicyError>) {
+        let applied = PolicyOverride::from_stored(stored).and_then(|o| o.check(&self.defaults));
+        match applied {
+            Ok(policy) => (policy, None),
+            Err(err) => {
+                let safe = Policy {
+                    ai_enabled: false,
+                    ..self.defaults.clone()
+                };
+                (safe, Some(err))
+            }
+        }
+    }
+
+    /// Validates the defaults.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.shops.is_some() {
+            return Err(PolicyError::Invalid(
+                "policy.shops: per-shop policies are stored with each shop now; set them with \
+                 `PUT /api/v1/shops/{shop}/policy` or the workbench, and remove \
+                 [policy.shops.*] from the configuration"
+                    .into(),
+            ));
+        }
+        self.defaults
+            .validate()
+            .map_err(|e| PolicyError::Invalid(format!("policy.defaults: {e}")))
+    }
+}
+
+impl PolicyOverride {
+    /// A shop's stored override (a JSON object of `[policy.defaults]` keys).
+    pub fn from_stored(value: &serde_json::Value) -> Result<PolicyOverride, PolicyError> {
+        if value.is_null() {
+            return Ok(PolicyOverride::default());
+        }
+        serde_json::from_value(value.clone())
+            .map_err(|e| PolicyError::Invalid(format!("shop policy: {e}")))
+    }
+
+    /// Checks an override against the defaults it will be applied to.
+    pub fn check(&self, defaults: &Policy) -> Result<Policy, PolicyError> {
+        let policy = defaults.with_override(self);
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
+/// What the understand stage found, as the policy sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signals {
+    pub intent: String,
+    /// Calibrated probability of `intent`, 0..=1.
+    pub confidence: f32,
+    pub out_of_scope: bool,
+    /// 0 none, 1 annoyed, 2 angry.
+    pub anger: u8,
+    pub urgent: bool,
+    pub human_requested: bool,
+    /// The buyer already asked the same thing in this conversation.
+    pub repeated_question: bool,
+    pub vip: bool,
+    /// The buyer asks for something binding: a refund, compensation, a
+    /// discount, a price change, a cancellation.
+    pub risky_request: bool,
+    /// The message looks like an attempt to instruct the model.
+    pub injection_suspected: bool,
+}
+
+/// The answer the pipeline found or wrote, as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnswerEvidence {
+    pub provenance: Provenance,
+    /// For machine-written text: it passed verification and the output
+    /// guard. Always true for the seller's words and our templates.
+    pub verified: bool,
+    /// The order the answer tells about is past its expected delivery: the
+    /// record is true, but the buyer needs a person.
+    pub order_late: bool,
+}
+
+/// Who holds the conversation, as it stood when the message was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustodyEvidence {
+    pub holder: Custody,
+    /// A person wrote to the buyer after this message arrived.
+    pub human_replied_since: bool,
+    pub resolved: bool,
+}
+
+impl CustodyEvidence {
+    /// The AI holds the conversation and nobody answered since.
+    pub const AI: CustodyEvidence = CustodyEvidence {
+        holder: Custody::Ai,
+        human_replied_since: false,
+        resolved: false,
+    };
+
+    fn human_has_it(&self) -> bool {
+        self.holder == Custody::Human || self.human_replied_since || self.resolved
+    }
+}
+
+/// Everything known about a message when it is decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    pub signals: Signals,
+    /// The candidate answer; `None` when nothing answers the message.
+    pub answer: Option<AnswerEvidence>,
+    /// Text was written but held back because it only repeated the
+    /// conversation.
+    pub withheld: bool,
+    pub custody: CustodyEvidence,
+}
+
+/// Why a message went where it went. Serialised into the decision record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    KillSwitch,
+    Angry {
+        level: u8,
+    },
+    Annoyed,
+    HumanRequested,
+    Vip,
+    RepeatedQuestion,
+    OutOfScope,
+    LowConfidence {
+        confidence: f32,
+        threshold: f32,
+    },
+    BelowAutoConfidence {
+        confidence: f32,
+        threshold: f32,
+    },
+    BelowGeneratedConfidence {
+        confidence: f32,
+        threshold: f32,
+    },
+    HumanIntent {
+        intent: String,
+    },
+    IntentNotAutomated {
+        intent: String,
+    },
+    RiskyRequest,
+    InjectionSuspected,
+    /// Nothing the AI may say answers the message.
+    NoGroundedAnswer,
+    /// The AI wrote text that only repeated the conversation.
+    AnswerWithheld,
+    /// Machine-written text failed verification or the output guard.
+    Unverified,
+    /// The order the buyer asks about is late.
+    OrderLate,
+    /// A person holds the conversation, answered after this message, or
+    /// resolved it: the AI does not answer on top of them.
+    HumanHolds,
+    Urgent,
+    ModeShadow,
+    ModeSuggest,
+    OutsideBusinessHours,
+    /// The pipeline could not run for this message.
+    PipelineFailed,
+}
+
+pub use crate::domain::Action;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub layer: Layer,
+    pub action: Action,
+    /// Send the buyer a short holding reply ("a colleague will answer when
+    /// we open"): auto mode, a human is needed, and the team is away.
+    pub holding_reply: bool,
+    pub mode: Mode,
+    pub reasons: Vec<Reason>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Policy {
+    /// This policy with `o`'s keys on top.
+    pub fn with_override(&self, o: &PolicyOverride) -> Policy {
         let o = o.clone();
+        let mut policy = self.clone();
         if let Some(v) = o.ai_enabled {
             policy.ai_enabled = v;
         }
@@ -176,104 +394,6 @@ impl PolicySettings {
         policy
     }
 
-    /// Validates the defaults and every shop's resulting policy.
-    pub fn validate(&self) -> Result<(), PolicyError> {
-        self.defaults
-            .validate()
-            .map_err(|e| PolicyError::Invalid(format!("policy.defaults: {e}")))?;
-        for shop in self.shops.keys() {
-            self.for_shop(shop)
-                .validate()
-                .map_err(|e| PolicyError::Invalid(format!("policy.shops.{shop}: {e}")))?;
-        }
-        Ok(())
-    }
-}
-
-/// What the understand stage (and the answer lookup) found, as the policy
-/// sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Signals {
-    pub intent: String,
-    /// Calibrated probability of `intent`, 0..=1.
-    pub confidence: f32,
-    pub out_of_scope: bool,
-    /// 0 none, 1 annoyed, 2 angry.
-    pub anger: u8,
-    pub urgent: bool,
-    pub human_requested: bool,
-    /// The buyer already asked the same thing in this conversation.
-    pub repeated_question: bool,
-    pub vip: bool,
-    /// A grounded answer exists (a confident FAQ match, an order record, a
-    /// catalogue fact, or retrieved knowledge for a draft).
-    pub grounded_answer: bool,
-    /// That answer would be written by the chat model.
-    pub generated_answer: bool,
-    /// The buyer asks for something binding: a refund, compensation, a
-    /// discount, a price change, a cancellation.
-    pub risky_request: bool,
-    /// The message looks like an attempt to instruct the model.
-    pub injection_suspected: bool,
-}
-
-/// Why a message went where it went. Serialised into the decision record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum Reason {
-    KillSwitch,
-    Angry { level: u8 },
-    Annoyed,
-    HumanRequested,
-    Vip,
-    RepeatedQuestion,
-    OutOfScope,
-    LowConfidence { confidence: f32, threshold: f32 },
-    BelowAutoConfidence { confidence: f32, threshold: f32 },
-    BelowGeneratedConfidence { confidence: f32, threshold: f32 },
-    HumanIntent { intent: String },
-    IntentNotAutomated { intent: String },
-    RiskyRequest,
-    InjectionSuspected,
-    NoGroundedAnswer,
-    Urgent,
-    ModeShadow,
-    ModeSuggest,
-    OutsideBusinessHours,
-}
-
-/// What happens to the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Send the AI's answer to the buyer.
-    Send,
-    /// Prepare a draft and a summary; a human sends it.
-    Draft,
-    /// Hand off to a human now, with the handoff packet.
-    Handoff,
-    /// Shadow mode: record the decision, do nothing else.
-    Observe,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decision {
-    pub layer: Layer,
-    pub action: Action,
-    /// Send the buyer a short holding reply ("a colleague will answer when
-    /// we open"): auto mode, a human is needed, and the team is away.
-    pub holding_reply: bool,
-    pub mode: Mode,
-    pub reasons: Vec<Reason>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum PolicyError {
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Policy {
     pub fn validate(&self) -> Result<(), PolicyError> {
         let invalid = |msg: String| Err(PolicyError::Invalid(msg));
         for (name, value) in [
@@ -386,15 +506,9 @@ impl BusinessHours {
     }
 }
 
-/// Decides one message. `policy` must have passed [`Policy::validate`]; an
-/// invalid `business_hours` counts as "open" so no holding reply is sent.
-pub fn decide(policy: &Policy, signals: &Signals, now: DateTime<Utc>) -> Decision {
+/// Reasons that put a message in front of a person now (layer 3).
+fn human_reasons(policy: &Policy, signals: &Signals, confidence: f32) -> Vec<Reason> {
     let mut human = Vec::new();
-    let confidence = if signals.confidence.is_finite() {
-        signals.confidence.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
     if signals.anger >= policy.human_anger_level {
         human.push(Reason::Angry {
             level: signals.anger,
@@ -429,66 +543,99 @@ pub fn decide(policy: &Policy, signals: &Signals, now: DateTime<Utc>) -> Decisio
     if signals.injection_suspected {
         human.push(Reason::InjectionSuspected);
     }
+    human
+}
 
-    let (layer, mut reasons) = if !human.is_empty() {
+/// Reasons a person should read the AI's draft before the buyer does
+/// (layer 2); none means the AI may answer alone.
+fn assisted_reasons(policy: &Policy, evidence: &Evidence, confidence: f32) -> Vec<Reason> {
+    let signals = &evidence.signals;
+    let mut assisted = Vec::new();
+    if signals.anger > 0 {
+        assisted.push(Reason::Annoyed);
+    }
+    if signals.vip {
+        assisted.push(Reason::Vip);
+    }
+    if !policy.auto_intents.contains(&signals.intent) {
+        assisted.push(Reason::IntentNotAutomated {
+            intent: signals.intent.clone(),
+        });
+    }
+    let generated = evidence
+        .answer
+        .is_some_and(|a| a.provenance == Provenance::Generated);
+    if confidence < policy.auto_min_confidence {
+        assisted.push(Reason::BelowAutoConfidence {
+            confidence,
+            threshold: policy.auto_min_confidence,
+        });
+    } else if generated && confidence < policy.generated_min_confidence {
+        assisted.push(Reason::BelowGeneratedConfidence {
+            confidence,
+            threshold: policy.generated_min_confidence,
+        });
+    }
+    match evidence.answer {
+        None if evidence.withheld => assisted.push(Reason::AnswerWithheld),
+        None => assisted.push(Reason::NoGroundedAnswer),
+        Some(answer) => {
+            if !answer.verified {
+                assisted.push(Reason::Unverified);
+            }
+            if answer.order_late {
+                assisted.push(Reason::OrderLate);
+            }
+        }
+    }
+    if evidence.custody.human_has_it() {
+        assisted.push(Reason::HumanHolds);
+    }
+    assisted
+}
+
+/// Decides one message from everything known about it, once. `policy` must
+/// have passed [`Policy::validate`]; an invalid `business_hours` counts as
+/// "open" so no holding reply is sent.
+///
+/// Layer 1 and [`Action::Send`] go together: a message the AI does not
+/// answer is at layer 2 or 3, where people see it (shadow mode, where
+/// people answer elsewhere, only records what would have happened).
+pub fn decide(policy: &Policy, evidence: &Evidence, now: DateTime<Utc>) -> Decision {
+    let signals = &evidence.signals;
+    let confidence = if signals.confidence.is_finite() {
+        signals.confidence.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let human = human_reasons(policy, signals, confidence);
+    let (mut layer, mut reasons) = if !human.is_empty() {
         (3, human)
     } else {
-        let mut assisted = Vec::new();
-        if signals.anger > 0 {
-            assisted.push(Reason::Annoyed);
-        }
-        if signals.vip {
-            assisted.push(Reason::Vip);
-        }
-        if !policy.auto_intents.contains(&signals.intent) {
-            assisted.push(Reason::IntentNotAutomated {
-                intent: signals.intent.clone(),
-            });
-        }
-        if confidence < policy.auto_min_confidence {
-            assisted.push(Reason::BelowAutoConfidence {
-                confidence,
-                threshold: policy.auto_min_confidence,
-            });
-        } else if signals.generated_answer && confidence < policy.generated_min_confidence {
-            assisted.push(Reason::BelowGeneratedConfidence {
-                confidence,
-                threshold: policy.generated_min_confidence,
-            });
-        }
-        if !signals.grounded_answer {
-            assisted.push(Reason::NoGroundedAnswer);
-        }
-        if assisted.is_empty() {
-            (1, assisted)
-        } else {
-            (2, assisted)
-        }
+        let assisted = assisted_reasons(policy, evidence, confidence);
+        (if assisted.is_empty() { 1 } else { 2 }, assisted)
     };
     if signals.urgent {
         reasons.push(Reason::Urgent);
     }
 
     let mode = policy.mode_for(&signals.intent);
+    if layer == 1 && !policy.ai_enabled {
+        layer = 2;
+        reasons.push(Reason::KillSwitch);
+    }
+    if layer == 1 && mode == Mode::Suggest {
+        layer = 2;
+        reasons.push(Reason::ModeSuggest);
+    }
     let mut action = match layer {
         1 => Action::Send,
         2 => Action::Draft,
         _ => Action::Handoff,
     };
-    if !policy.ai_enabled && action == Action::Send {
-        action = Action::Draft;
-        reasons.push(Reason::KillSwitch);
-    }
-    match mode {
-        Mode::Shadow => {
-            action = Action::Observe;
-            reasons.push(Reason::ModeShadow);
-        }
-        Mode::Suggest if action == Action::Send => {
-            action = Action::Draft;
-            reasons.push(Reason::ModeSuggest);
-        }
-        Mode::Suggest | Mode::Auto => {}
+    if mode == Mode::Shadow {
+        action = Action::Observe;
+        reasons.push(Reason::ModeShadow);
     }
 
     let away = policy
@@ -499,6 +646,7 @@ pub fn decide(policy: &Policy, signals: &Signals, now: DateTime<Utc>) -> Decisio
     let holding_reply = away
         && policy.ai_enabled
         && mode == Mode::Auto
+        && !evidence.custody.human_has_it()
         && matches!(action, Action::Draft | Action::Handoff);
     if away && matches!(action, Action::Draft | Action::Handoff) {
         reasons.push(Reason::OutsideBusinessHours);
@@ -513,426 +661,25 @@ pub fn decide(policy: &Policy, signals: &Signals, now: DateTime<Utc>) -> Decisio
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn set(items: &[&str]) -> BTreeSet<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            ai_enabled: true,
-            mode: Mode::Auto,
-            intent_modes: BTreeMap::new(),
-            auto_min_confidence: 0.75,
-            generated_min_confidence: 0.95,
-            human_below_confidence: 0.35,
-            human_anger_level: 2,
-            vip_to_human: true,
-            auto_intents: set(&["order_status", "shipping_time_cost", "greeting"]),
-            human_intents: set(&["refund_request", "complaint", "ask_for_human"]),
-            business_hours: None,
-            reply_max_chars: 600,
-            allowed_link_hosts: vec![],
-        }
-    }
-
-    /// A routine, confident, grounded question: the layer-1 baseline that
-    /// each table row changes in one way.
-    fn routine() -> Signals {
-        Signals {
-            intent: "order_status".into(),
-            confidence: 0.93,
-            out_of_scope: false,
-            anger: 0,
-            urgent: false,
-            human_requested: false,
-            repeated_question: false,
-            vip: false,
-            grounded_answer: true,
-            generated_answer: false,
-            risky_request: false,
-            injection_suspected: false,
-        }
-    }
-
-    fn at(hour: u32, minute: u32) -> DateTime<Utc> {
-        // Wednesday 2026-11-18.
-        Utc.with_ymd_and_hms(2026, 11, 18, hour, minute, 0).unwrap()
-    }
-
-    fn names(reasons: &[Reason]) -> Vec<String> {
-        reasons
-            .iter()
-            .map(|r| {
-                serde_json::to_value(r).unwrap()["reason"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn routing_table() {
-        type Change = fn(&mut Signals);
-        let rows: &[(&str, Change, u8, Action, &[&str])] = &[
-            ("routine", |_| {}, 1, Action::Send, &[]),
-            ("angry", |s| s.anger = 2, 3, Action::Handoff, &["angry"]),
-            ("annoyed", |s| s.anger = 1, 2, Action::Draft, &["annoyed"]),
-            (
-                "asks for a human",
-                |s| s.human_requested = true,
-                3,
-                Action::Handoff,
-                &["human_requested"],
-            ),
-            ("vip", |s| s.vip = true, 3, Action::Handoff, &["vip"]),
-            (
-                "repeated",
-                |s| s.repeated_question = true,
-                3,
-                Action::Handoff,
-                &["repeated_question"],
-            ),
-            (
-                "out of scope",
-                |s| s.out_of_scope = true,
-                3,
-                Action::Handoff,
-                &["out_of_scope"],
-            ),
-            (
-                "low confidence",
-                |s| s.confidence = 0.2,
-                3,
-                Action::Handoff,
-                &["low_confidence"],
-            ),
-            (
-                "middling confidence",
-                |s| s.confidence = 0.6,
-                2,
-                Action::Draft,
-                &["below_auto_confidence"],
-            ),
-            (
-                "refund intent",
-                |s| s.intent = "refund_request".into(),
-                3,
-                Action::Handoff,
-                &["human_intent"],
-            ),
-            (
-                "risky request inside an allowed intent",
-                |s| s.risky_request = true,
-                3,
-                Action::Handoff,
-                &["risky_request"],
-            ),
-            (
-                "prompt injection",
-                |s| s.injection_suspected = true,
-                3,
-                Action::Handoff,
-                &["injection_suspected"],
-            ),
-            (
-                "not an automated intent",
-                |s| s.intent = "size_fit".into(),
-                2,
-                Action::Draft,
-                &["intent_not_automated"],
-            ),
-            (
-                "a written answer needs more confidence",
-                |s| s.generated_answer = true,
-                2,
-                Action::Draft,
-                &["below_generated_confidence"],
-            ),
-            (
-                "a written answer for a very clear question",
-                |s| {
-                    s.generated_answer = true;
-                    s.confidence = 0.97;
-                },
-                1,
-                Action::Send,
-                &[],
-            ),
-            (
-                "below both thresholds says it once",
-                |s| {
-                    s.generated_answer = true;
-                    s.confidence = 0.6;
-                },
-                2,
-                Action::Draft,
-                &["below_auto_confidence"],
-            ),
-            (
-                "no grounded answer",
-                |s| s.grounded_answer = false,
-                2,
-                Action::Draft,
-                &["no_grounded_answer"],
-            ),
-            (
-                "NaN confidence counts as none",
-                |s| s.confidence = f32::NAN,
-                3,
-                Action::Handoff,
-                &["low_confidence"],
-            ),
-            (
-                "urgent is recorded, not escalated",
-                |s| s.urgent = true,
-                1,
-                Action::Send,
-                &["urgent"],
-            ),
-            (
-                "several human reasons are all kept",
-                |s| {
-                    s.anger = 2;
-                    s.human_requested = true;
-                    s.intent = "complaint".into();
-                },
-                3,
-                Action::Handoff,
-                &["angry", "human_requested", "human_intent"],
-            ),
-        ];
-        for (name, change, layer, action, reasons) in rows {
-            let mut signals = routine();
-            change(&mut signals);
-            let decision = decide(&policy(), &signals, at(3, 0));
-            assert_eq!(decision.layer.get(), *layer, "{name}");
-            assert_eq!(decision.action, *action, "{name}");
-            assert_eq!(names(&decision.reasons), *reasons, "{name}");
-            assert!(!decision.holding_reply, "{name}");
-        }
-    }
-
-    #[test]
-    fn vip_gets_a_draft_when_vips_are_not_sent_to_humans() {
-        let policy = Policy {
-            vip_to_human: false,
-            ..policy()
-        };
-        let signals = Signals {
-            vip: true,
-            ..routine()
-        };
-        let decision = decide(&policy, &signals, at(3, 0));
-        assert_eq!(decision.layer.get(), 2);
-        assert_eq!(names(&decision.reasons), ["vip"]);
-    }
-
-    #[test]
-    fn kill_switch_stops_sending_within_one_message() {
-        let policy = Policy {
-            ai_enabled: false,
-            ..policy()
-        };
-        let decision = decide(&policy, &routine(), at(3, 0));
-        assert_eq!(decision.layer.get(), 1);
-        assert_eq!(decision.action, Action::Draft);
-        assert_eq!(names(&decision.reasons), ["kill_switch"]);
-        let angry = Signals {
-            anger: 2,
-            ..routine()
-        };
-        assert_eq!(decide(&policy, &angry, at(3, 0)).action, Action::Handoff);
-    }
-
-    #[test]
-    fn modes_never_loosen_a_decision() {
-        for (mode, routine_action, angry_action) in [
-            (Mode::Auto, Action::Send, Action::Handoff),
-            (Mode::Suggest, Action::Draft, Action::Handoff),
-            (Mode::Shadow, Action::Observe, Action::Observe),
-        ] {
-            let policy = Policy { mode, ..policy() };
-            let decision = decide(&policy, &routine(), at(3, 0));
-            assert_eq!(decision.action, routine_action, "{mode:?}");
-            assert_eq!(
-                decision.layer.get(),
-                1,
-                "{mode:?}: the layer is still scored"
-            );
-            let angry = Signals {
-                anger: 2,
-                ..routine()
-            };
-            let decision = decide(&policy, &angry, at(3, 0));
-            assert_eq!(decision.action, angry_action, "{mode:?}");
-            assert_eq!(decision.layer.get(), 3, "{mode:?}");
-        }
-    }
-
-    #[test]
-    fn intent_mode_overrides_the_shop_mode() {
-        let mut policy = Policy {
-            mode: Mode::Suggest,
-            ..policy()
-        };
-        policy
-            .intent_modes
-            .insert("order_status".into(), Mode::Auto);
-        assert_eq!(decide(&policy, &routine(), at(3, 0)).action, Action::Send);
-        let greeting = Signals {
-            intent: "greeting".into(),
-            ..routine()
-        };
-        assert_eq!(decide(&policy, &greeting, at(3, 0)).action, Action::Draft);
-    }
-
-    #[test]
-    fn business_hours_send_a_holding_reply_only_when_away_and_a_human_is_needed() {
-        // Jakarta, Monday to Friday 09:00-18:00 (UTC+7): open 02:00-11:00 UTC.
-        let policy = Policy {
-            business_hours: Some(BusinessHours {
-                utc_offset_minutes: 420,
-                days: ["mon", "tue", "wed", "thu", "fri"]
-                    .map(String::from)
-                    .to_vec(),
-                open: "09:00".into(),
-                close: "18:00".into(),
-            }),
-            ..policy()
-        };
-        policy.validate().unwrap();
-        let angry = Signals {
-            anger: 2,
-            ..routine()
-        };
-        let open = decide(&policy, &angry, at(3, 0));
-        assert!(!open.holding_reply);
-        let away = decide(&policy, &angry, at(12, 0));
-        assert!(away.holding_reply);
-        assert!(names(&away.reasons).contains(&"outside_business_hours".to_string()));
-        // Routine answers are sent at any hour, without a holding reply.
-        let routine_away = decide(&policy, &routine(), at(12, 0));
-        assert_eq!(routine_away.action, Action::Send);
-        assert!(!routine_away.holding_reply);
-    }
-
-    #[test]
-    fn business_hours_past_midnight_and_weekdays() {
-        let hours = BusinessHours {
-            utc_offset_minutes: 0,
-            days: vec!["wed".into()],
-            open: "22:00".into(),
-            close: "02:00".into(),
-        };
-        assert!(hours.is_open(at(23, 0)).unwrap());
-        assert!(
-            !hours.is_open(at(1, 0)).unwrap(),
-            "Tuesday's shift is not open"
-        );
-        let thursday_night = Utc.with_ymd_and_hms(2026, 11, 19, 1, 30, 0).unwrap();
-        assert!(hours.is_open(thursday_night).unwrap(), "Wednesday's shift");
-        assert!(!hours.is_open(at(21, 59)).unwrap());
-    }
-
-    #[test]
-    fn validation_names_the_bad_value() {
-        let cases: Vec<(Policy, &str)> = vec![
-            (
-                Policy {
-                    auto_min_confidence: 1.5,
-                    ..policy()
-                },
-                "auto_min_confidence",
-            ),
-            (
-                Policy {
-                    human_below_confidence: 0.9,
-                    ..policy()
-                },
-                "human_below_confidence (0.9)",
-            ),
-            (
-                Policy {
-                    human_anger_level: 0,
-                    ..policy()
-                },
-                "human_anger_level",
-            ),
-            (
-                Policy {
-                    auto_intents: set(&["complaint"]),
-                    ..policy()
-                },
-                "\"complaint\"",
-            ),
-            (
-                Policy {
-                    business_hours: Some(BusinessHours {
-                        utc_offset_minutes: 0,
-                        days: vec!["someday".into()],
-                        open: "09:00".into(),
-                        close: "17:00".into(),
-                    }),
-                    ..policy()
-                },
-                "someday",
-            ),
-            (
-                Policy {
-                    business_hours: Some(BusinessHours {
-                        utc_offset_minutes: 0,
-                        days: vec!["mon".into()],
-                        open: "9am".into(),
-                        close: "17:00".into(),
-                    }),
-                    ..policy()
-                },
-                "9am",
-            ),
-        ];
-        for (policy, needle) in cases {
-            let err = policy.validate().unwrap_err().to_string();
-            assert!(err.contains(needle), "{err} should mention {needle}");
-        }
-        policy().validate().unwrap();
-    }
-
-    #[test]
-    fn shop_overrides_apply_on_top_of_the_defaults() {
-        let settings = PolicySettings {
-            defaults: policy(),
-            shops: BTreeMap::from([(
-                "demo-tiktok".to_string(),
-                PolicyOverride {
-                    mode: Some(Mode::Suggest),
-                    ai_enabled: Some(false),
-                    ..PolicyOverride::default()
-                },
-            )]),
-        };
-        settings.validate().unwrap();
-        let tiktok = settings.for_shop("demo-tiktok");
-        assert_eq!(tiktok.mode, Mode::Suggest);
-        assert!(!tiktok.ai_enabled);
-        assert_eq!(tiktok.auto_min_confidence, 0.75);
-        assert_eq!(settings.for_shop("demo-shopee"), policy());
-        let broken = PolicySettings {
-            shops: BTreeMap::from([(
-                "demo-web".to_string(),
-                PolicyOverride {
-                    auto_min_confidence: Some(0.1),
-                    ..PolicyOverride::default()
-                },
-            )]),
-            ..settings
-        };
-        let err = broken.validate().unwrap_err().to_string();
-        assert!(err.starts_with("policy.shops.demo-web:"), "{err}");
-    }
+/// Whether writing an answer for this message is worth the chat model's
+/// time: the decision with a verified written answer would send it or put
+/// it in front of a person as a draft. Handoffs never wait for generation.
+pub fn wants_written_answer(policy: &Policy, signals: &Signals, custody: CustodyEvidence) -> bool {
+    let hypothetical = Evidence {
+        signals: signals.clone(),
+        answer: Some(AnswerEvidence {
+            provenance: Provenance::Generated,
+            verified: true,
+            order_late: false,
+        }),
+        withheld: false,
+        custody,
+    };
+    matches!(
+        decide(policy, &hypothetical, DateTime::<Utc>::MIN_UTC).action,
+        Action::Send | Action::Draft
+    )
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ pub mod channels;
 pub mod kb;
 pub mod outbox;
 pub mod sqlite;
+pub mod translations;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,9 +20,10 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::domain::{
-    Attachment, Author, BuyerId, ConversationId, ConversationStatus, DecisionId, Direction,
-    InboundMessage, JobId, Layer, MessageId, MessageKind, MessageText, NewReply, OrderId, Platform,
-    PlatformBuyerId, ShopId, ShopKey, TenantId, TenantName, TokenId,
+    Action, Attachment, Author, BuyerId, ConversationId, ConversationStatus, CountryCode,
+    CurrencyCode, Custody, DecisionId, Direction, InboundMessage, JobId, LanguageCode, Layer,
+    Market, MessageId, MessageKind, MessageText, NewReply, OrderId, Platform, PlatformBuyerId,
+    ShopId, ShopKey, TenantId, TenantName, TokenId,
 };
 
 pub use channels::{
@@ -34,6 +36,10 @@ pub use outbox::{
     OutboxOutcome, OutboxStore, OutboxTarget,
 };
 pub use sqlite::SqliteStore;
+pub use translations::{
+    NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
+    TranslationStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,6 +51,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database busy: {0}")]
     Busy(String),
+    /// The write depends on a state that changed meanwhile (a person took
+    /// the conversation over while the AI was answering); re-read and decide
+    /// again.
+    #[error("{0}")]
+    Conflict(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -70,7 +81,23 @@ pub struct Shop {
     pub platform: Platform,
     pub key: ShopKey,
     pub name: String,
+    /// Where the shop sells.
+    pub market: Market,
+    /// The keys of the server's `[policy.defaults]` this shop overrides, as
+    /// stored (a JSON object); the pipeline validates and applies them.
+    pub policy: serde_json::Value,
     pub created_at: DateTime<Utc>,
+}
+
+/// Changes to a shop; `None` keeps what is stored.
+#[derive(Debug, Default)]
+pub struct ShopUpdate {
+    pub name: Option<String>,
+    pub market: Option<Market>,
+    /// Replaces the whole override object.
+    pub policy: Option<serde_json::Value>,
+    /// Replaces the platform credentials (a JSON object kept secret).
+    pub credentials: Option<SecretString>,
 }
 
 /// A shop to register. Credentials are a JSON object kept secret: never
@@ -81,6 +108,7 @@ pub struct NewShop {
     pub platform: Platform,
     pub key: ShopKey,
     pub name: String,
+    pub market: Market,
     pub credentials: SecretString,
 }
 
@@ -135,6 +163,10 @@ pub struct ConversationSummary {
     pub buyer_name: Option<String>,
     pub status: ConversationStatus,
     pub layer: Option<Layer>,
+    /// Who answers now; the AI never sends while a person holds it.
+    pub custody: Custody,
+    /// The person holding it, when one was named.
+    pub assignee: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_message_at: DateTime<Utc>,
     pub message_count: i64,
@@ -263,18 +295,23 @@ pub struct NewDecision {
     /// The inbound message decided on; it is marked processed.
     pub message: MessageId,
     pub layer: Layer,
-    /// `send`, `draft`, `handoff` or `observe`.
-    pub action: String,
+    pub action: Action,
     /// The inbound message's detected language and its translation for
     /// agents.
     pub language: Option<String>,
     pub translation: Option<String>,
     /// A reply sent to the buyer now (layer 1, auto mode; or a holding
-    /// reply).
+    /// reply). Refused with [`StoreError::Conflict`] when, since the
+    /// message arrived, a person took the conversation over, replied, or
+    /// resolved it: the AI never answers on top of a human.
     pub reply: Option<NewReply>,
     /// A draft for a human to send.
     pub draft: Option<String>,
+    /// The conversation's status after this decision; applied only when no
+    /// later message of the conversation was decided already, and never to
+    /// a resolved conversation.
     pub status: ConversationStatus,
+    /// The pipeline's typed trace, serialised once.
     pub trace: serde_json::Value,
     /// Queue a [`JOB_ENRICH_DECISION`] job in the same transaction.
     pub follow_up: bool,
@@ -285,8 +322,9 @@ pub struct NewDecision {
 pub struct DecisionEnrichment {
     /// The inbound message in the agents' language, when it had none.
     pub translation: Option<String>,
-    /// Keys merged into the top level of the decision's trace.
-    pub trace: serde_json::Map<String, serde_json::Value>,
+    /// The follow-up's record (stored beside the trace, which is never
+    /// changed after the decision).
+    pub follow_up: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -295,10 +333,12 @@ pub struct Decision {
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
     pub layer: Layer,
-    pub action: String,
+    pub action: Action,
     pub draft: Option<String>,
     pub reply_message_id: Option<MessageId>,
     pub trace: serde_json::Value,
+    /// What the follow-up added, once it ran.
+    pub follow_up: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -409,6 +449,15 @@ pub trait TenantStore: Send + Sync + 'static {
     async fn add_shop(&self, shop: NewShop) -> Result<Shop, StoreError>;
 
     async fn list_shops(&self, tenant: TenantId) -> Result<Vec<Shop>, StoreError>;
+    /// Changes a shop's name, market, policy or credentials, with an audit
+    /// event naming what changed (never the credentials themselves).
+    async fn update_shop(
+        &self,
+        tenant: TenantId,
+        key: &ShopKey,
+        update: ShopUpdate,
+        actor: &str,
+    ) -> Result<Shop, StoreError>;
 
     async fn shop_by_key(
         &self,
@@ -459,6 +508,17 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Sets a conversation's status, with an audit event; a buyer's next
     /// message after `resolved` starts a new conversation. False when the
     /// tenant has no such conversation.
+    /// Gives the conversation to a person (`Custody::Human`, optionally
+    /// naming them) or back to the AI, with an audit event. False when the
+    /// tenant has no such conversation.
+    async fn set_custody(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        custody: Custody,
+        assignee: Option<&str>,
+        actor: &str,
+    ) -> Result<bool, StoreError>;
     async fn set_conversation_status(
         &self,
         tenant: TenantId,
@@ -500,6 +560,12 @@ pub trait DecisionStore: Send + Sync + 'static {
         enrichment: &DecisionEnrichment,
     ) -> Result<bool, StoreError>;
 
+    /// The decision on one inbound message, if it was decided.
+    async fn decision_for_message(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<Option<Decision>, StoreError>;
     /// A conversation's decisions, oldest first.
     async fn decisions(
         &self,
@@ -587,21 +653,22 @@ pub trait Store:
     + OrderStore
     + AuditStore
     + JobStore
+    + TranslationStore
     + ChannelStore
     + OutboxStore
 {
 }
 
-impl<
-        T: TenantStore
-            + ConversationStore
-            + DecisionStore
-            + OrderStore
-            + AuditStore
-            + JobStore
-            + ChannelStore
-            + OutboxStore,
-    > Store for T
+impl<T> Store for T where
+    T: TenantStore
+        + ConversationStore
+        + DecisionStore
+        + OrderStore
+        + AuditStore
+        + JobStore
+        + TranslationStore
+        + ChannelStore
+        + OutboxStore
 {
 }
 

@@ -30,6 +30,7 @@ mod kb;
 mod orders;
 mod outbox;
 mod tenants;
+mod translations;
 
 use audit::insert_audit;
 use conversations::insert_message;
@@ -115,19 +116,20 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testkit {
+    //! What the store tests of every aggregate share.
     use super::*;
     use crate::config::Settings;
     use crate::domain::{BuyerRef, TextLimits};
 
-    async fn open() -> (SqliteStore, tempfile::TempDir) {
+    pub async fn open() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::TempDir::new().unwrap();
         let mut settings = Settings::defaults().store;
         settings.data_dir = dir.path().to_path_buf();
         (SqliteStore::open(&settings).await.unwrap(), dir)
     }
 
-    async fn tenant_with_shop(store: &SqliteStore, name: &str) -> Shop {
+    pub async fn tenant_with_shop(store: &SqliteStore, name: &str) -> Shop {
         let tenant = store
             .create_tenant(&TenantName::parse(name).unwrap())
             .await
@@ -138,13 +140,14 @@ mod tests {
                 platform: Platform::Shopee,
                 key: ShopKey::parse("shop-1").unwrap(),
                 name: "Shop".into(),
+                market: Market::default(),
                 credentials: secrecy::SecretString::from(r#"{"partner_key":"s3cret"}"#),
             })
             .await
             .unwrap()
     }
 
-    fn inbound(external_id: &str, buyer: &str) -> InboundMessage {
+    pub fn inbound(external_id: &str, buyer: &str) -> InboundMessage {
         InboundMessage {
             shop: ShopKey::parse("shop-1").unwrap(),
             external_id: crate::domain::ExternalMessageId::parse(external_id).unwrap(),
@@ -159,7 +162,7 @@ mod tests {
         }
     }
 
-    fn order(number: &str, status: &str) -> OrderRecord {
+    pub fn order(number: &str, status: &str) -> OrderRecord {
         OrderRecord {
             order_number: number.into(),
             buyer: Some(PlatformBuyerId::parse("buyer-1").unwrap()),
@@ -185,6 +188,13 @@ mod tests {
             expected_delivery: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::testkit::{inbound, open, order, tenant_with_shop};
 
     #[tokio::test]
     async fn orders_upsert_by_number_and_attach_to_the_buyer() {
@@ -320,7 +330,7 @@ mod tests {
             conversation: ack.conversation_id,
             message: ack.message_id,
             layer: Layer::try_from(1).unwrap(),
-            action: "send".into(),
+            action: Action::Send,
             language: Some("id".into()),
             translation: Some("Where is my parcel?".into()),
             reply: Some(NewReply {
@@ -427,11 +437,9 @@ mod tests {
             ack.message_id.to_string()
         );
 
-        let mut added = serde_json::Map::new();
-        added.insert("summary".into(), serde_json::json!("Buyer asks for SPE-1."));
         let enrichment = DecisionEnrichment {
             translation: Some("Where is my parcel SPE-1?".into()),
-            trace: added,
+            follow_up: serde_json::json!({"summary": "Buyer asks for SPE-1."}),
         };
         assert!(store
             .enrich_decision(shop.tenant_id, ack.message_id, &enrichment)
@@ -448,8 +456,14 @@ mod tests {
             .decisions(shop.tenant_id, ack.conversation_id)
             .await
             .unwrap()[0];
-        assert_eq!(enriched.trace["summary"], "Buyer asks for SPE-1.");
-        assert_eq!(enriched.trace["intent"], "order_status", "the rest is kept");
+        assert_eq!(
+            enriched.follow_up.as_ref().unwrap()["summary"],
+            "Buyer asks for SPE-1."
+        );
+        assert_eq!(
+            enriched.trace["intent"], "order_status",
+            "the trace is kept"
+        );
         let detail = store
             .conversation(shop.tenant_id, ack.conversation_id)
             .await

@@ -194,6 +194,7 @@ async fn prepare_store(
                         platform: sim.platform,
                         key,
                         name: format!("Simulated {} shop", sim.platform),
+                        market: crate::domain::Market::default(),
                         credentials: SecretString::from("{}"),
                     })
                     .await?

@@ -4,8 +4,11 @@
 
 use super::*;
 
-pub(super) const SHOP_COLUMNS: &str =
-    "s.id, s.tenant_id, s.platform, s.shop_key, s.name, s.created_at";
+/// A shop's columns (as `tenants::ShopRow` reads them), first in a row.
+pub(super) const SHOP_COLUMNS: &str = "s.id, s.tenant_id, s.platform, s.shop_key, s.name, \
+     s.country, s.currency, s.language, s.policy, s.created_at";
+/// How many columns [`SHOP_COLUMNS`] takes.
+pub(super) const SHOP_WIDTH: usize = 10;
 
 pub(super) fn shop_of(row: &sqlx::sqlite::SqliteRow, offset: usize) -> Result<Shop, StoreError> {
     use sqlx::Row;
@@ -15,7 +18,11 @@ pub(super) fn shop_of(row: &sqlx::sqlite::SqliteRow, offset: usize) -> Result<Sh
         platform: row.try_get(offset + 2)?,
         shop_key: row.try_get(offset + 3)?,
         name: row.try_get(offset + 4)?,
-        created_at: row.try_get(offset + 5)?,
+        country: row.try_get(offset + 5)?,
+        currency: row.try_get(offset + 6)?,
+        language: row.try_get(offset + 7)?,
+        policy: row.try_get(offset + 8)?,
+        created_at: row.try_get(offset + 9)?,
     })
 }
 
@@ -49,8 +56,8 @@ impl ChannelStore for SqliteStore {
             .map(|row| {
                 Ok(ChannelShop {
                     shop: shop_of(row, 0)?,
-                    credentials: SecretString::from(row.try_get::<String, _>(6)?),
-                    account_id: row.try_get(7)?,
+                    credentials: SecretString::from(row.try_get::<String, _>(SHOP_WIDTH)?),
+                    account_id: row.try_get(SHOP_WIDTH + 1)?,
                 })
             })
             .collect()
@@ -68,8 +75,8 @@ impl ChannelStore for SqliteStore {
         row.map(|row| {
             Ok(ChannelShop {
                 shop: shop_of(&row, 0)?,
-                credentials: SecretString::from(row.try_get::<String, _>(6)?),
-                account_id: row.try_get(7)?,
+                credentials: SecretString::from(row.try_get::<String, _>(SHOP_WIDTH)?),
+                account_id: row.try_get(SHOP_WIDTH + 1)?,
             })
         })
         .transpose()
@@ -265,11 +272,11 @@ impl ChannelStore for SqliteStore {
         row.map(|row| {
             let shop = shop_of(&row, 0)?;
             Ok(WidgetSession {
-                id: row.try_get(6)?,
+                id: row.try_get(SHOP_WIDTH)?,
                 tenant_id: shop.tenant_id,
                 shop,
-                secret_hash: row.try_get(7)?,
-                name: row.try_get(8)?,
+                secret_hash: row.try_get(SHOP_WIDTH + 1)?,
+                name: row.try_get(SHOP_WIDTH + 2)?,
             })
         })
         .transpose()
@@ -528,10 +535,10 @@ impl ChannelStore for SqliteStore {
             Ok(MessageFacts {
                 tenant_id: shop.tenant_id,
                 shop,
-                conversation_id: parse_id(&row.try_get::<String, _>(6)?, "conversation")?,
-                kind: parse_enum(&row.try_get::<String, _>(7)?, "message kind")?,
-                text: row.try_get(8)?,
-                buyer: row.try_get(9)?,
+                conversation_id: parse_id(&row.try_get::<String, _>(SHOP_WIDTH)?, "conversation")?,
+                kind: parse_enum(&row.try_get::<String, _>(SHOP_WIDTH + 1)?, "message kind")?,
+                text: row.try_get(SHOP_WIDTH + 2)?,
+                buyer: row.try_get(SHOP_WIDTH + 3)?,
             })
         })
         .transpose()

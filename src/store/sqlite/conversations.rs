@@ -8,8 +8,8 @@ use super::*;
 use crate::domain::Sender;
 
 pub(super) const SUMMARY_COLUMNS: &str = "c.id, s.shop_key, s.platform, b.id AS buyer_id, \
-     b.platform_buyer_id, b.display_name, c.status, c.layer, c.created_at, \
-     c.last_message_at, c.message_count";
+     b.platform_buyer_id, b.display_name, c.status, c.layer, c.custody, c.assignee, \
+     c.created_at, c.last_message_at, c.message_count";
 
 pub(super) const SUMMARY_FROM: &str = "FROM conversations c \
      JOIN shops s ON s.id = c.shop_id \
@@ -25,6 +25,8 @@ pub(super) struct SummaryRow {
     pub(super) display_name: Option<String>,
     pub(super) status: String,
     pub(super) layer: Option<i64>,
+    pub(super) custody: String,
+    pub(super) assignee: Option<String>,
     pub(super) created_at: String,
     pub(super) last_message_at: String,
     pub(super) message_count: i64,
@@ -54,6 +56,8 @@ impl TryFrom<SummaryRow> for ConversationSummary {
             buyer_name: row.display_name,
             status: parse_enum(&row.status, "conversation status")?,
             layer,
+            custody: parse_enum(&row.custody, "custody")?,
+            assignee: row.assignee,
             created_at: parse_ts(&row.created_at)?,
             last_message_at: parse_ts(&row.last_message_at)?,
             message_count: row.message_count,
@@ -382,7 +386,18 @@ impl ConversationStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
 
-        if !from_seller {
+        if from_seller {
+            // The seller answered in the marketplace's app: a person holds
+            // the conversation now, as when an agent replies through kedai.
+            sqlx::query(
+                "UPDATE conversations SET custody = 'human', \
+                 assignee = COALESCE(assignee, ?) WHERE id = ?",
+            )
+            .bind(author_name)
+            .bind(conversation_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        } else {
             insert_job(
                 &mut tx,
                 shop.tenant_id,
@@ -558,6 +573,18 @@ impl ConversationStore for SqliteStore {
             }
         }
         let message = insert_message(&mut tx, tenant, conversation, &shop_id, reply, now()).await?;
+        if reply.direction == Direction::Outbound && reply.author == Author::Agent {
+            // A person answered: from now on they hold the conversation, and
+            // the AI does not answer on top of them until it is given back.
+            sqlx::query(
+                "UPDATE conversations SET custody = 'human', \
+                 assignee = COALESCE(assignee, ?) WHERE id = ?",
+            )
+            .bind(reply.author_name.as_deref())
+            .bind(conversation.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
         insert_audit(
             &mut tx,
             Some(tenant),
@@ -609,6 +636,48 @@ impl ConversationStore for SqliteStore {
                 subject_type: "conversation".into(),
                 subject_id: conversation.to_string(),
                 details: serde_json::json!({ "status": status }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_custody(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        custody: Custody,
+        assignee: Option<&str>,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let assignee = match custody {
+            Custody::Human => assignee,
+            Custody::Ai => None,
+        };
+        let changed = sqlx::query(
+            "UPDATE conversations SET custody = ?, assignee = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(enum_str(custody))
+        .bind(assignee)
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_audit(
+            &mut tx,
+            Some(tenant),
+            &AuditEvent {
+                actor: actor.into(),
+                action: "conversation.custody".into(),
+                subject_type: "conversation".into(),
+                subject_id: conversation.to_string(),
+                details: serde_json::json!({ "custody": custody, "assignee": assignee }),
             },
         )
         .await?;

@@ -12,6 +12,7 @@ pub(super) struct DecisionRow {
     pub(super) draft: Option<String>,
     pub(super) reply_message_id: Option<String>,
     pub(super) trace: String,
+    pub(super) follow_up: Option<String>,
     pub(super) created_at: String,
 }
 
@@ -20,7 +21,7 @@ pub(super) struct DecisionRow {
 pub(super) const ENRICH_MAX_ATTEMPTS: u32 = 3;
 
 pub(super) const DECISION_COLUMNS: &str = "id, conversation_id, message_id, layer, action, draft, \
-     reply_message_id, trace, created_at";
+     reply_message_id, trace, follow_up, created_at";
 
 impl TryFrom<DecisionRow> for Decision {
     type Error = StoreError;
@@ -34,7 +35,7 @@ impl TryFrom<DecisionRow> for Decision {
             conversation_id: parse_id(&row.conversation_id, "conversation")?,
             message_id: parse_id(&row.message_id, "message")?,
             layer,
-            action: row.action,
+            action: parse_enum(&row.action, "decision action")?,
             draft: row.draft,
             reply_message_id: row
                 .reply_message_id
@@ -43,9 +44,64 @@ impl TryFrom<DecisionRow> for Decision {
                 .transpose()?,
             trace: serde_json::from_str(&row.trace)
                 .map_err(|e| StoreError::Corrupt(format!("decision trace: {e}")))?,
+            follow_up: row
+                .follow_up
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("decision follow-up: {e}")))?,
             created_at: parse_ts(&row.created_at)?,
         })
     }
+}
+
+/// The conversation and message a decision is about, as they stand inside
+/// the decision's transaction.
+#[derive(sqlx::FromRow)]
+struct DecisionTarget {
+    shop_id: String,
+    status: String,
+    custody: String,
+    decided_seq: Option<i64>,
+    /// The decided message's position in its conversation.
+    seq: i64,
+}
+
+/// Refuses an AI reply when a person holds the conversation, resolved it,
+/// or wrote to the buyer after the message being answered: the pipeline
+/// decided on an older state and must decide again.
+async fn check_ai_may_send(
+    tx: &mut Transaction<'static, Sqlite>,
+    decision: &NewDecision,
+    target: &DecisionTarget,
+) -> Result<(), StoreError> {
+    if target.custody == "human" {
+        return Err(StoreError::Conflict(format!(
+            "conversation {} is held by a person",
+            decision.conversation
+        )));
+    }
+    if target.status == "resolved" {
+        return Err(StoreError::Conflict(format!(
+            "conversation {} is resolved",
+            decision.conversation
+        )));
+    }
+    let answered: Option<i64> = sqlx::query_scalar(
+        "SELECT seq FROM messages WHERE conversation_id = ? AND seq > ? \
+         AND direction = 'outbound' AND author = 'agent' LIMIT 1",
+    )
+    .bind(decision.conversation.to_string())
+    .bind(target.seq)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if answered.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "a person already answered in conversation {}",
+            decision.conversation
+        )));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -66,8 +122,9 @@ impl DecisionStore for SqliteStore {
         if let Some(existing) = existing {
             return Ok((Decision::try_from(existing)?, true));
         }
-        let shop_id: Option<String> = sqlx::query_scalar(
-            "SELECT c.shop_id FROM conversations c JOIN messages m ON m.conversation_id = c.id \
+        let target: Option<DecisionTarget> = sqlx::query_as(
+            "SELECT c.shop_id, c.status, c.custody, c.decided_seq, m.seq FROM conversations c \
+             JOIN messages m ON m.conversation_id = c.id \
              WHERE c.tenant_id = ? AND c.id = ? AND m.id = ? AND m.direction = 'inbound'",
         )
         .bind(tenant.to_string())
@@ -75,7 +132,7 @@ impl DecisionStore for SqliteStore {
         .bind(decision.message.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(shop_id) = shop_id else {
+        let Some(target) = target else {
             return Err(StoreError::NotFound {
                 what: format!(
                     "inbound message {} in conversation {}",
@@ -83,10 +140,21 @@ impl DecisionStore for SqliteStore {
                 ),
             });
         };
+        if decision.reply.is_some() {
+            check_ai_may_send(&mut tx, decision, &target).await?;
+        }
         let at = now();
         let reply = match &decision.reply {
             Some(reply) => Some(
-                insert_message(&mut tx, tenant, decision.conversation, &shop_id, reply, at).await?,
+                insert_message(
+                    &mut tx,
+                    tenant,
+                    decision.conversation,
+                    &target.shop_id,
+                    reply,
+                    at,
+                )
+                .await?,
             ),
             None => None,
         };
@@ -97,20 +165,22 @@ impl DecisionStore for SqliteStore {
             conversation_id: decision.conversation,
             message_id: decision.message,
             layer: decision.layer,
-            action: decision.action.clone(),
+            action: decision.action,
             draft: decision.draft.clone(),
             reply_message_id: reply.as_ref().map(|m| m.id),
             trace: decision.trace.clone(),
+            follow_up: None,
             created_at: at,
         };
         sqlx::query(&format!(
-            "INSERT INTO decisions ({DECISION_COLUMNS}, tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO decisions ({DECISION_COLUMNS}, tenant_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)"
         ))
         .bind(stored.id.to_string())
         .bind(stored.conversation_id.to_string())
         .bind(stored.message_id.to_string())
         .bind(i64::from(stored.layer.get()))
-        .bind(&stored.action)
+        .bind(stored.action.as_str())
         .bind(stored.draft.as_deref())
         .bind(stored.reply_message_id.map(|id| id.to_string()))
         .bind(trace)
@@ -128,12 +198,31 @@ impl DecisionStore for SqliteStore {
         .bind(decision.message.to_string())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE conversations SET layer = ?, status = ? WHERE id = ?")
+        if target.decided_seq.is_none_or(|seq| seq <= target.seq) {
+            // The latest message decided sets the route; a late decision on
+            // an older message never hides a newer escalation, and nothing
+            // reopens a resolved conversation.
+            let status = if target.status == "resolved" {
+                ConversationStatus::Resolved
+            } else {
+                decision.status
+            };
+            let custody = match decision.action {
+                Action::Handoff => "human",
+                _ => target.custody.as_str(),
+            };
+            sqlx::query(
+                "UPDATE conversations SET layer = ?, status = ?, custody = ?, decided_seq = ? \
+                 WHERE id = ?",
+            )
             .bind(i64::from(decision.layer.get()))
-            .bind(enum_str(decision.status))
+            .bind(enum_str(status))
+            .bind(custody)
+            .bind(target.seq)
             .bind(decision.conversation.to_string())
             .execute(&mut *tx)
             .await?;
+        }
         insert_audit(
             &mut tx,
             Some(tenant),
@@ -175,28 +264,17 @@ impl DecisionStore for SqliteStore {
         enrichment: &DecisionEnrichment,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, trace FROM decisions WHERE tenant_id = ? AND message_id = ?",
-        )
-        .bind(tenant.to_string())
-        .bind(message.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((id, trace)) = row else {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM decisions WHERE tenant_id = ? AND message_id = ?")
+                .bind(tenant.to_string())
+                .bind(message.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(id) = id else {
             return Ok(false);
         };
-        let mut trace: serde_json::Value = serde_json::from_str(&trace)
-            .map_err(|e| StoreError::Corrupt(format!("decision {id} trace: {e}")))?;
-        let Some(fields) = trace.as_object_mut() else {
-            return Err(StoreError::Corrupt(format!(
-                "decision {id} trace is not an object"
-            )));
-        };
-        for (key, value) in &enrichment.trace {
-            fields.insert(key.clone(), value.clone());
-        }
-        sqlx::query("UPDATE decisions SET trace = ? WHERE id = ?")
-            .bind(trace.to_string())
+        sqlx::query("UPDATE decisions SET follow_up = ? WHERE id = ?")
+            .bind(enrichment.follow_up.to_string())
             .bind(&id)
             .execute(&mut *tx)
             .await?;
@@ -218,7 +296,6 @@ impl DecisionStore for SqliteStore {
                 subject_id: message.to_string(),
                 details: serde_json::json!({
                     "decision_id": id,
-                    "added": enrichment.trace.keys().collect::<Vec<_>>(),
                     "translation": enrichment.translation.is_some(),
                 }),
             },
@@ -226,6 +303,22 @@ impl DecisionStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn decision_for_message(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<Option<Decision>, StoreError> {
+        sqlx::query_as::<_, DecisionRow>(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions WHERE tenant_id = ? AND message_id = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(message.to_string())
+        .fetch_optional(&self.reader)
+        .await?
+        .map(Decision::try_from)
+        .transpose()
     }
 
     async fn decisions(
@@ -244,5 +337,235 @@ impl DecisionStore for SqliteStore {
         .into_iter()
         .map(Decision::try_from)
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{inbound, open, tenant_with_shop};
+    use super::*;
+
+    fn decision(
+        ack: &IngestOutcome,
+        layer: u8,
+        action: Action,
+        reply: Option<&str>,
+    ) -> NewDecision {
+        NewDecision {
+            conversation: ack.conversation_id,
+            message: ack.message_id,
+            layer: Layer::try_from(layer).unwrap(),
+            action,
+            language: None,
+            translation: None,
+            reply: reply.map(|text| NewReply {
+                text: MessageText::from_stored(text.into()),
+                direction: Direction::Outbound,
+                author: Author::Ai,
+                author_name: None,
+                external_id: None,
+            }),
+            draft: None,
+            status: match action {
+                Action::Send | Action::Observe => ConversationStatus::Open,
+                Action::Draft | Action::Handoff => ConversationStatus::Pending,
+            },
+            trace: serde_json::json!({}),
+            follow_up: false,
+        }
+    }
+
+    fn agent_reply(text: &str) -> NewReply {
+        NewReply {
+            text: MessageText::from_stored(text.into()),
+            direction: Direction::Outbound,
+            author: Author::Agent,
+            author_name: Some("Ana".into()),
+            external_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn m3_a_late_decision_on_an_older_message_keeps_the_newer_escalation() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let tenant = shop.tenant_id;
+        let hello = store
+            .ingest(&shop, &inbound("m-1", "b-1"), 3)
+            .await
+            .unwrap();
+        let angry = store
+            .ingest(&shop, &inbound("m-2", "b-1"), 3)
+            .await
+            .unwrap();
+        store
+            .record_decision(tenant, &decision(&angry, 3, Action::Handoff, None))
+            .await
+            .unwrap();
+        store
+            .record_decision(tenant, &decision(&hello, 1, Action::Send, Some("Hi!")))
+            .await
+            .unwrap_err();
+        let detail = store
+            .conversation(tenant, hello.conversation_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail.summary.layer.map(Layer::get), Some(3));
+        assert_eq!(detail.summary.status, ConversationStatus::Pending);
+        assert_eq!(
+            detail.summary.custody,
+            Custody::Human,
+            "a handoff gives it to a person"
+        );
+        store
+            .record_decision(tenant, &decision(&hello, 1, Action::Draft, None))
+            .await
+            .unwrap();
+        let detail = store
+            .conversation(tenant, hello.conversation_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            detail.summary.layer.map(Layer::get),
+            Some(3),
+            "still escalated"
+        );
+    }
+
+    #[tokio::test]
+    async fn m3_no_ai_reply_after_an_agent_answered_took_over_or_resolved() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let tenant = shop.tenant_id;
+
+        let first = store
+            .ingest(&shop, &inbound("m-1", "b-1"), 3)
+            .await
+            .unwrap();
+        store
+            .add_reply(
+                tenant,
+                first.conversation_id,
+                &agent_reply("On it."),
+                "agent:ana",
+            )
+            .await
+            .unwrap();
+        let err = store
+            .record_decision(tenant, &decision(&first, 1, Action::Send, Some("Hello!")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        let detail = store
+            .conversation(tenant, first.conversation_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail.summary.custody, Custody::Human);
+        assert_eq!(detail.summary.assignee.as_deref(), Some("Ana"));
+        assert_eq!(detail.messages.len(), 2, "nothing was sent on top");
+
+        // Given back to the AI, it may answer the buyer's next message.
+        assert!(store
+            .set_custody(
+                tenant,
+                first.conversation_id,
+                Custody::Ai,
+                None,
+                "agent:ana"
+            )
+            .await
+            .unwrap());
+        let second = store
+            .ingest(&shop, &inbound("m-2", "b-1"), 3)
+            .await
+            .unwrap();
+        store
+            .record_decision(tenant, &decision(&second, 1, Action::Send, Some("Hello!")))
+            .await
+            .unwrap();
+
+        // Taken over without a word: still no AI reply.
+        let third = store
+            .ingest(&shop, &inbound("m-3", "b-1"), 3)
+            .await
+            .unwrap();
+        store
+            .set_custody(
+                tenant,
+                third.conversation_id,
+                Custody::Human,
+                Some("Budi"),
+                "agent:budi",
+            )
+            .await
+            .unwrap();
+        let err = store
+            .record_decision(tenant, &decision(&third, 1, Action::Send, Some("Hi")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+
+        // Resolved: no reply, and a late decision does not reopen it.
+        let fourth = store
+            .ingest(&shop, &inbound("m-4", "b-2"), 3)
+            .await
+            .unwrap();
+        store
+            .set_conversation_status(
+                tenant,
+                fourth.conversation_id,
+                ConversationStatus::Resolved,
+                "agent:ana",
+            )
+            .await
+            .unwrap();
+        assert!(store
+            .record_decision(tenant, &decision(&fourth, 1, Action::Send, Some("Hi")))
+            .await
+            .is_err());
+        store
+            .record_decision(tenant, &decision(&fourth, 2, Action::Draft, None))
+            .await
+            .unwrap();
+        let detail = store
+            .conversation(tenant, fourth.conversation_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail.summary.status, ConversationStatus::Resolved);
+    }
+
+    #[tokio::test]
+    async fn l2_a_decision_is_found_by_its_message() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let other = tenant_with_shop(&store, "u").await;
+        let ack = store
+            .ingest(&shop, &inbound("m-1", "b-1"), 3)
+            .await
+            .unwrap();
+        assert!(store
+            .decision_for_message(shop.tenant_id, ack.message_id)
+            .await
+            .unwrap()
+            .is_none());
+        store
+            .record_decision(shop.tenant_id, &decision(&ack, 2, Action::Draft, None))
+            .await
+            .unwrap();
+        let found = store
+            .decision_for_message(shop.tenant_id, ack.message_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.action, Action::Draft);
+        assert!(store
+            .decision_for_message(other.tenant_id, ack.message_id)
+            .await
+            .unwrap()
+            .is_none());
     }
 }

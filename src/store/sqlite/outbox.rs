@@ -6,7 +6,7 @@
 //! event dispatcher's endpoints and cursor. SQLite implementation of
 //! [`OutboxStore`].
 
-use super::channels::{note_safe, opt_ts, shop_of, SHOP_COLUMNS};
+use super::channels::{note_safe, opt_ts, shop_of, SHOP_COLUMNS, SHOP_WIDTH};
 use super::*;
 
 /// Writes the outbox row of an outbound message when its shop has a
@@ -71,14 +71,14 @@ async fn lease_one(
         .bind(id)
         .fetch_one(&mut **tx)
         .await?;
-        let buyer: String = detail.try_get(6)?;
+        let buyer: String = detail.try_get(SHOP_WIDTH)?;
         OutboxTarget::Reply {
             shop: shop_of(&detail, 0)?,
             conversation_id: parse_id(&row.try_get::<String, _>(7)?, "conversation")?,
             message_id: parse_id(&row.try_get::<String, _>(8)?, "message")?,
             buyer: PlatformBuyerId::parse(&buyer)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            text: detail.try_get(7)?,
+            text: detail.try_get(SHOP_WIDTH + 1)?,
             parts_sent: u32::try_from(row.try_get::<i64, _>(6)?).unwrap_or(0),
         }
     } else {

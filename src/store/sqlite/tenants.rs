@@ -27,8 +27,41 @@ pub(super) struct ShopRow {
     pub(super) platform: String,
     pub(super) shop_key: String,
     pub(super) name: String,
+    pub(super) country: Option<String>,
+    pub(super) currency: Option<String>,
+    pub(super) language: Option<String>,
+    pub(super) policy: String,
     pub(super) created_at: String,
 }
+
+fn market(
+    country: Option<String>,
+    currency: Option<String>,
+    language: Option<String>,
+) -> Result<Market, StoreError> {
+    let corrupt = |e: crate::domain::ValidationError| StoreError::Corrupt(e.to_string());
+    Ok(Market {
+        country: country
+            .as_deref()
+            .map(CountryCode::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        currency: currency
+            .as_deref()
+            .map(CurrencyCode::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        language: language
+            .as_deref()
+            .map(LanguageCode::parse)
+            .transpose()
+            .map_err(corrupt)?,
+    })
+}
+
+/// The columns of a `ShopRow`.
+const SHOP_COLUMNS: &str =
+    "id, tenant_id, platform, shop_key, name, country, currency, language, policy, created_at";
 
 impl TryFrom<ShopRow> for Shop {
     type Error = StoreError;
@@ -42,6 +75,9 @@ impl TryFrom<ShopRow> for Shop {
                 .map_err(|_| StoreError::Corrupt(format!("bad platform {:?}", row.platform)))?,
             key: ShopKey::parse(&row.shop_key).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             name: row.name,
+            market: market(row.country, row.currency, row.language)?,
+            policy: serde_json::from_str(&row.policy)
+                .map_err(|e| StoreError::Corrupt(format!("shop policy: {e}")))?,
             created_at: parse_ts(&row.created_at)?,
         })
     }
@@ -234,18 +270,23 @@ impl TenantStore for SqliteStore {
             platform: shop.platform,
             key: shop.key,
             name: shop.name,
+            market: shop.market,
+            policy: serde_json::json!({}),
             created_at: now(),
         };
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
-            "INSERT INTO shops (id, tenant_id, platform, shop_key, name, credentials, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO shops (id, tenant_id, platform, shop_key, name, country, currency, \
+             language, credentials, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(record.id.to_string())
         .bind(record.tenant_id.to_string())
         .bind(record.platform.as_str())
         .bind(record.key.as_str())
         .bind(&record.name)
+        .bind(record.market.country.as_ref().map(CountryCode::as_str))
+        .bind(record.market.currency.as_ref().map(CurrencyCode::as_str))
+        .bind(record.market.language.as_ref().map(LanguageCode::as_str))
         .bind(shop.credentials.expose_secret())
         .bind(ts(record.created_at))
         .execute(&mut *tx)
@@ -270,6 +311,7 @@ impl TenantStore for SqliteStore {
                     "platform": record.platform,
                     "shop": record.key,
                     "name": record.name,
+                    "market": record.market,
                 }),
             },
         )
@@ -279,10 +321,9 @@ impl TenantStore for SqliteStore {
     }
 
     async fn list_shops(&self, tenant: TenantId) -> Result<Vec<Shop>, StoreError> {
-        sqlx::query_as::<_, ShopRow>(
-            "SELECT id, tenant_id, platform, shop_key, name, created_at FROM shops \
-             WHERE tenant_id = ? ORDER BY shop_key",
-        )
+        sqlx::query_as::<_, ShopRow>(&format!(
+            "SELECT {SHOP_COLUMNS} FROM shops WHERE tenant_id = ? ORDER BY shop_key"
+        ))
         .bind(tenant.to_string())
         .fetch_all(&self.reader)
         .await?
@@ -291,15 +332,92 @@ impl TenantStore for SqliteStore {
         .collect()
     }
 
+    async fn update_shop(
+        &self,
+        tenant: TenantId,
+        key: &ShopKey,
+        update: ShopUpdate,
+        actor: &str,
+    ) -> Result<Shop, StoreError> {
+        if let Some(policy) = &update.policy {
+            if !policy.is_object() {
+                return Err(StoreError::Corrupt(
+                    "a shop policy must be a JSON object".into(),
+                ));
+            }
+        }
+        let mut tx = self.begin_write().await?;
+        let row: Option<ShopRow> = sqlx::query_as(&format!(
+            "SELECT {SHOP_COLUMNS} FROM shops WHERE tenant_id = ? AND shop_key = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(key.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                what: format!("shop {:?}", key.as_str()),
+            });
+        };
+        let mut shop = Shop::try_from(row)?;
+        let mut changed = Vec::new();
+        if let Some(name) = update.name {
+            shop.name = name;
+            changed.push("name");
+        }
+        if let Some(market) = update.market {
+            shop.market = market;
+            changed.push("market");
+        }
+        if let Some(policy) = update.policy {
+            shop.policy = policy;
+            changed.push("policy");
+        }
+        sqlx::query(
+            "UPDATE shops SET name = ?, country = ?, currency = ?, language = ?, policy = ?, \
+             credentials = COALESCE(?, credentials) WHERE id = ?",
+        )
+        .bind(&shop.name)
+        .bind(shop.market.country.as_ref().map(CountryCode::as_str))
+        .bind(shop.market.currency.as_ref().map(CurrencyCode::as_str))
+        .bind(shop.market.language.as_ref().map(LanguageCode::as_str))
+        .bind(shop.policy.to_string())
+        .bind(update.credentials.as_ref().map(|c| c.expose_secret()))
+        .bind(shop.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if update.credentials.is_some() {
+            changed.push("credentials");
+        }
+        insert_audit(
+            &mut tx,
+            Some(tenant),
+            &AuditEvent {
+                actor: actor.to_owned(),
+                action: "shop.updated".into(),
+                subject_type: "shop".into(),
+                subject_id: shop.id.to_string(),
+                details: serde_json::json!({
+                    "shop": shop.key,
+                    "changed": changed,
+                    "market": shop.market,
+                    "policy": shop.policy,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(shop)
+    }
+
     async fn shop_by_key(
         &self,
         tenant: TenantId,
         key: &ShopKey,
     ) -> Result<Option<Shop>, StoreError> {
-        sqlx::query_as::<_, ShopRow>(
-            "SELECT id, tenant_id, platform, shop_key, name, created_at FROM shops \
-             WHERE tenant_id = ? AND shop_key = ?",
-        )
+        sqlx::query_as::<_, ShopRow>(&format!(
+            "SELECT {SHOP_COLUMNS} FROM shops WHERE tenant_id = ? AND shop_key = ?"
+        ))
         .bind(tenant.to_string())
         .bind(key.as_str())
         .fetch_optional(&self.reader)

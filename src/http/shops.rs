@@ -1,0 +1,295 @@
+//! API v1 for what a seller sets per shop and what a person decides for the
+//! AI: each shop's own policy (modes, thresholds, business hours, the kill
+//! switch), and the machine translations of the seller's answers waiting
+//! for a person's approval.
+//!
+//! A shop's policy is stored with the shop, so it belongs to one tenant's
+//! shop only; it is validated against the server's defaults before it is
+//! stored, and takes effect from the next message decided.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, Tenant};
+use super::AppState;
+use crate::domain::ShopKey;
+use crate::pipeline::policy::PolicyOverride;
+use crate::store::{
+    KbKind, ShopUpdate, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
+};
+
+/// A shop's policy: what it overrides and what applies.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShopPolicyDto {
+    pub shop: String,
+    /// The keys this shop overrides (any key of `[policy.defaults]`).
+    #[schema(value_type = Object)]
+    pub overrides: serde_json::Value,
+    /// The policy that applies: the server's defaults with the overrides.
+    #[schema(value_type = Object)]
+    pub effective: serde_json::Value,
+}
+
+fn parse_shop(raw: &str) -> Result<ShopKey, ApiError> {
+    ShopKey::parse(raw).map_err(|_| ApiError::NotFound {
+        what: format!("shop {raw:?}"),
+    })
+}
+
+fn policy_dto(state: &AppState, shop: &str, overrides: serde_json::Value) -> ShopPolicyDto {
+    let (effective, _) = state.policy.for_shop(&overrides);
+    ShopPolicyDto {
+        shop: shop.to_string(),
+        overrides,
+        effective: serde_json::to_value(effective).unwrap_or_default(),
+    }
+}
+
+/// A shop's own policy and the policy that applies to it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/shops/{shop}/policy",
+    tag = "shops",
+    params(("shop" = String, Path, description = "The shop's key")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The shop's policy", body = ShopPolicyDto),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such shop for this tenant", body = ErrorBody),
+    )
+)]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(shop): Path<String>,
+) -> Result<Json<ShopPolicyDto>, ApiError> {
+    let key = parse_shop(&shop)?;
+    let shop = state
+        .store
+        .shop_by_key(tenant.id, &key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            what: format!("shop {:?}", key.as_str()),
+        })?;
+    Ok(Json(policy_dto(&state, shop.key.as_str(), shop.policy)))
+}
+
+/// Replace a shop's own policy: a JSON object with any keys of the server's
+/// `[policy.defaults]` (e.g. `{"mode": "suggest", "ai_enabled": false}`);
+/// `{}` returns the shop to the defaults. Takes effect from the next message.
+#[utoipa::path(
+    put,
+    path = "/api/v1/shops/{shop}/policy",
+    tag = "shops",
+    params(("shop" = String, Path, description = "The shop's key")),
+    request_body(content = Object, description = "Keys of [policy.defaults] to override"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The shop's new policy", body = ShopPolicyDto),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such shop for this tenant", body = ErrorBody),
+        (status = 422, description = "An unknown key or a value out of range, named", body = ErrorBody),
+    )
+)]
+pub async fn put_policy(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(shop): Path<String>,
+    ApiJson(overrides): ApiJson<serde_json::Value>,
+) -> Result<Json<ShopPolicyDto>, ApiError> {
+    let key = parse_shop(&shop)?;
+    if !overrides.is_object() {
+        return Err(ApiError::Invalid(
+            "a shop policy must be a JSON object".into(),
+        ));
+    }
+    PolicyOverride::from_stored(&overrides)
+        .and_then(|o| o.check(&state.policy.defaults))
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let shop = state
+        .store
+        .update_shop(
+            tenant.id,
+            &key,
+            ShopUpdate {
+                policy: Some(overrides),
+                ..ShopUpdate::default()
+            },
+            &tenant.actor(),
+        )
+        .await?;
+    Ok(Json(policy_dto(&state, shop.key.as_str(), shop.policy)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TranslationQuery {
+    /// `verified`, `unverified` (waiting for a person), `approved` or
+    /// `rejected`; all when absent.
+    pub status: Option<String>,
+    /// 1-500, default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranslationDto {
+    pub kind: String,
+    pub entry_id: String,
+    pub lang: String,
+    /// Identifies the source text translated; pass it back when reviewing.
+    pub source_hash: String,
+    pub source_text: String,
+    pub text: String,
+    pub status: TranslationStatus,
+    pub model: Option<String>,
+    /// The checks a machine translation passed or failed.
+    #[schema(value_type = Object)]
+    pub verification: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<StoredTranslation> for TranslationDto {
+    fn from(t: StoredTranslation) -> Self {
+        TranslationDto {
+            kind: t.key.kind.to_string(),
+            entry_id: t.key.entry_id,
+            lang: t.key.lang,
+            source_hash: t.key.source_hash,
+            source_text: t.source_text,
+            text: t.text,
+            status: t.status,
+            model: t.model,
+            verification: t.verification,
+            created_at: t.created_at,
+            reviewed_by: t.reviewed_by,
+            reviewed_at: t.reviewed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranslationList {
+    pub translations: Vec<TranslationDto>,
+}
+
+/// The seller's answers in other languages: machine translations (verified
+/// or waiting for a person) and those a person approved or rejected.
+#[utoipa::path(
+    get,
+    path = "/api/v1/kb/translations",
+    tag = "knowledge base",
+    params(TranslationQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Translations, newest first", body = TranslationList),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 422, description = "Not a status", body = ErrorBody),
+    )
+)]
+pub async fn list_translations(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiQuery(query): ApiQuery<TranslationQuery>,
+) -> Result<Json<TranslationList>, ApiError> {
+    let status = query
+        .status
+        .as_deref()
+        .map(|raw| {
+            serde_json::from_value::<TranslationStatus>(serde_json::Value::String(raw.into()))
+                .map_err(|_| {
+                    ApiError::Invalid(format!(
+                        "status must be verified, unverified, approved or rejected, got {raw:?}"
+                    ))
+                })
+        })
+        .transpose()?;
+    let translations = state
+        .store
+        .list_translations(tenant.id, status, query.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(TranslationList {
+        translations: translations.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A person's verdict on a translation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// The `source_hash` of the translation reviewed.
+    pub source_hash: String,
+    /// `approve` or `reject`.
+    pub verdict: String,
+    /// With `approve`: the person's corrected text, when they edited it.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// Approve (optionally with corrected text) or reject a translation. An
+/// approved translation is the seller's own words for that answer and
+/// language from then on, sent without further checks.
+#[utoipa::path(
+    put,
+    path = "/api/v1/kb/translations/{kind}/{id}/{lang}",
+    tag = "knowledge base",
+    params(
+        ("kind" = String, Path, description = "faq, policy, product or shipping"),
+        ("id" = String, Path, description = "Entry id"),
+        ("lang" = String, Path, description = "Language translated into"),
+    ),
+    request_body = ReviewRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The reviewed translation", body = TranslationDto),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such translation for this tenant", body = ErrorBody),
+        (status = 422, description = "Not a verdict, or empty text", body = ErrorBody),
+    )
+)]
+pub async fn review_translation(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path((kind, id, lang)): Path<(String, String, String)>,
+    ApiJson(request): ApiJson<ReviewRequest>,
+) -> Result<Json<TranslationDto>, ApiError> {
+    let kind: KbKind = kind.parse().map_err(|_| ApiError::NotFound {
+        what: format!("knowledge-base kind {kind:?}"),
+    })?;
+    let review = match request.verdict.as_str() {
+        "approve" => {
+            let text = match request.text {
+                Some(text) => Some(
+                    crate::domain::MessageText::parse(&text, state.limits.text)?
+                        .as_str()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            TranslationReview::Approve { text }
+        }
+        "reject" => TranslationReview::Reject,
+        other => {
+            return Err(ApiError::Invalid(format!(
+                "verdict must be approve or reject, got {other:?}"
+            )))
+        }
+    };
+    let key = TranslationKey {
+        kind,
+        entry_id: id,
+        source_hash: request.source_hash,
+        lang: lang.to_ascii_lowercase(),
+    };
+    let reviewed = state
+        .store
+        .review_translation(tenant.id, &key, &review, &tenant.actor())
+        .await?;
+    Ok(Json(reviewed.into()))
+}

@@ -1,0 +1,488 @@
+//! Ask, don't guess: recognise a question the shop cannot answer without
+//! one more fact from the buyer (which product, which order, which
+//! country), and the one short question to ask them, in their language.
+//!
+//! Also where the parcel is going, from what the buyer wrote (a country or
+//! a city), their orders, and the shop's market, so shipping knowledge is
+//! ranked and filtered to that country rather than answered for another.
+//!
+//! Pure functions; the caller passes the knowledge hits and records.
+
+use std::sync::LazyLock;
+
+use serde::Serialize;
+
+use super::ports::KnowledgeHit;
+use crate::domain::Market;
+use crate::store::Order;
+
+/// Why the buyer is asked a question instead of answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clarification {
+    /// A product question that names no product.
+    WhichProduct,
+    /// An order question with no order on record and none named.
+    WhichOrder,
+    /// A shipping question whose answer depends on a country nobody named.
+    WhichCountry,
+}
+
+/// Intents whose answer depends on which product is meant.
+pub const PRODUCT_INTENTS: &[&str] = &[
+    "product_specs",
+    "size_fit",
+    "colour_options",
+    "stock_availability",
+];
+
+/// Lowest similarity of the best product hit at which the message counts
+/// as naming that product even when no word of the product's name or tags
+/// appears in it (a name in another language). Measured on the product
+/// questions of `kb/eval/replies.jsonl` against our own unnamed probes: see
+/// docs/quality.md, "Ask, don't guess".
+pub const PRODUCT_NAMED_SIMILARITY: f32 = 0.86;
+
+/// Words of product names and tags that name no product by themselves.
+const GENERIC: &[&str] = &[
+    "men", "women", "unisex", "kids", "size", "colour", "color", "black", "white", "red", "blue",
+    "green", "navy", "pink", "grey", "gray", "shirt", "bag", "shoes", "case", "cable", "charger",
+    "with", "and", "for", "the", "new", "premium", "basic", "lite", "slim", "mini", "pro", "kd",
+];
+
+fn folded_words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Equal, or one a prefix of the other when both are long enough to be
+/// the same stem ("oversize" and "oversized").
+fn same_word(a: &str, b: &str) -> bool {
+    a == b
+        || (a.chars().count() >= 5
+            && b.chars().count() >= 5
+            && (a.starts_with(b) || b.starts_with(a)))
+}
+
+/// Whether `text` names one of the products among `hits`: by its SKU, by a
+/// distinctive word of its name or tags, or by a close dense match.
+pub fn names_a_product(text: &str, hits: &[KnowledgeHit]) -> bool {
+    let lower = text.to_lowercase();
+    let words = folded_words(text);
+    hits.iter().filter(|h| h.kind == "product").any(|hit| {
+        let sku = hit.fields["sku"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        if !sku.is_empty() && lower.contains(&sku) {
+            return true;
+        }
+        let mut terms: Vec<String> = folded_words(hit.fields["name"].as_str().unwrap_or(""));
+        if let Some(tags) = hit.fields["tags"].as_array() {
+            for tag in tags.iter().filter_map(|t| t.as_str()) {
+                let tag = tag.to_lowercase();
+                if tag.contains(' ') {
+                    // A multi-word tag ("power bank") names the product as a
+                    // phrase.
+                    if lower.contains(&tag) {
+                        return true;
+                    }
+                } else {
+                    terms.push(tag);
+                }
+            }
+        }
+        let lexical = terms
+            .iter()
+            .filter(|t| t.chars().count() >= 3 && !GENERIC.contains(&t.as_str()))
+            .any(|t| words.iter().any(|w| same_word(w, t)));
+        lexical
+            || hit
+                .similarity
+                .is_some_and(|s| s >= PRODUCT_NAMED_SIMILARITY)
+    })
+}
+
+/// Places buyers write, and the country each is in. Matched as whole words
+/// of the lower-cased text (diacritics as written and without).
+static PLACES: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
+    let table: &[(&str, &[&str])] = &[
+        (
+            "TH",
+            &[
+                "thailand",
+                "thai lan",
+                "thái lan",
+                "tailandia",
+                "tailândia",
+                "bangkok",
+                "chiang mai",
+                "phuket",
+                "pattaya",
+                "ประเทศไทย",
+                "กรุงเทพ",
+                "เชียงใหม่",
+                "泰国",
+                "曼谷",
+            ],
+        ),
+        (
+            "ID",
+            &[
+                "indonesia",
+                "jakarta",
+                "surabaya",
+                "bandung",
+                "medan",
+                "bali",
+                "yogyakarta",
+                "jogja",
+                "semarang",
+                "makassar",
+                "印尼",
+                "印度尼西亚",
+                "雅加达",
+            ],
+        ),
+        (
+            "VN",
+            &[
+                "vietnam",
+                "viet nam",
+                "việt nam",
+                "hanoi",
+                "ha noi",
+                "hà nội",
+                "ho chi minh",
+                "hồ chí minh",
+                "saigon",
+                "sai gon",
+                "sài gòn",
+                "da nang",
+                "đà nẵng",
+                "越南",
+            ],
+        ),
+        (
+            "MY",
+            &[
+                "malaysia",
+                "kuala lumpur",
+                "penang",
+                "johor",
+                "sabah",
+                "sarawak",
+                "selangor",
+                "马来西亚",
+                "吉隆坡",
+            ],
+        ),
+        (
+            "PH",
+            &[
+                "philippines",
+                "pilipinas",
+                "filipinas",
+                "manila",
+                "cebu",
+                "davao",
+                "quezon",
+                "luzon",
+                "visayas",
+                "mindanao",
+                "makati",
+                "菲律宾",
+                "马尼拉",
+            ],
+        ),
+        (
+            "BR",
+            &[
+                "brazil",
+                "brasil",
+                "são paulo",
+                "sao paulo",
+                "rio de janeiro",
+                "brasília",
+                "brasilia",
+                "belo horizonte",
+                "巴西",
+            ],
+        ),
+        ("SG", &["singapore", "singapura", "新加坡"]),
+    ];
+    table
+        .iter()
+        .flat_map(|(code, names)| names.iter().map(move |n| (*n, *code)))
+        .collect()
+});
+
+fn mentioned_country(text: &str) -> Option<&'static str> {
+    let lower = text.to_lowercase();
+    PLACES.iter().find_map(|(name, code)| {
+        let found = lower.match_indices(name).any(|(i, m)| {
+            let before = lower[..i].chars().next_back();
+            let after = lower[i + m.len()..].chars().next();
+            // CJK names stand without spaces around them.
+            let cjk = name.chars().any(|c| c as u32 >= 0x3000);
+            cjk || (!before.is_some_and(char::is_alphanumeric)
+                && !after.is_some_and(char::is_alphanumeric))
+        });
+        found.then_some(*code)
+    })
+}
+
+/// Where the buyer's parcel is going, and how kedai knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Destination {
+    pub country: String,
+    /// `message`, `order` or `shop`.
+    pub from: &'static str,
+}
+
+/// The destination of a shipping question: a place the buyer names (in this
+/// message or their earlier ones), else their latest order's destination,
+/// else the shop's own country.
+pub fn destination(
+    text: &str,
+    history: &[String],
+    orders: &[Order],
+    market: &Market,
+) -> Option<Destination> {
+    let named = std::iter::once(text)
+        .chain(history.iter().rev().map(String::as_str))
+        .find_map(mentioned_country);
+    if let Some(country) = named {
+        return Some(Destination {
+            country: country.into(),
+            from: "message",
+        });
+    }
+    if let Some(country) = orders.iter().find_map(|o| o.record.destination.clone()) {
+        return Some(Destination {
+            country: country.to_ascii_uppercase(),
+            from: "order",
+        });
+    }
+    market.country.as_ref().map(|c| Destination {
+        country: c.as_str().to_string(),
+        from: "shop",
+    })
+}
+
+/// The destination country a knowledge hit is about, when it is a shipping
+/// rule.
+pub fn hit_country(hit: &KnowledgeHit) -> Option<String> {
+    (hit.kind == "shipping")
+        .then(|| {
+            hit.fields["destination"]
+                .as_str()
+                .map(str::to_ascii_uppercase)
+        })
+        .flatten()
+}
+
+/// Keeps hits that are not shipping rules for another country than
+/// `country`; the order of the rest is kept.
+pub fn for_destination(hits: Vec<KnowledgeHit>, country: &str) -> Vec<KnowledgeHit> {
+    hits.into_iter()
+        .filter(|h| hit_country(h).is_none_or(|c| c == country))
+        .collect()
+}
+
+/// Shipping rules among the top hits cover more than one country.
+pub fn countries_disagree(hits: &[KnowledgeHit]) -> bool {
+    let mut countries: Vec<String> = hits.iter().take(3).filter_map(hit_country).collect();
+    countries.sort();
+    countries.dedup();
+    countries.len() > 1
+}
+
+/// The clarifying question for `why`, in `lang` (English when there is no
+/// template).
+pub fn question(why: Clarification, lang: &str) -> &'static str {
+    let lang = lang.split(['-', '_']).next().unwrap_or("en");
+    match why {
+        Clarification::WhichProduct => match lang {
+            "id" => "Produk yang mana ya, kak? Boleh kirim nama produknya (atau kirim produknya langsung dari toko kami), nanti kami cek.",
+            "ms" => "Produk yang mana ya? Boleh beritahu nama produk (atau hantar produk terus dari kedai kami), kami akan semak.",
+            "th" => "ลูกค้าหมายถึงสินค้าชิ้นไหนคะ รบกวนแจ้งชื่อสินค้า (หรือส่งสินค้าจากหน้าร้านมา) แล้วทางร้านจะเช็กให้ค่ะ",
+            "vi" => "Bạn đang hỏi sản phẩm nào ạ? Bạn gửi giúp shop tên sản phẩm (hoặc gửi sản phẩm từ shop) để shop kiểm tra nhé.",
+            "tl" => "Aling produkto po ang tinutukoy ninyo? Pakisabi po ang pangalan (o i-send ang produkto mula sa shop namin) at titingnan namin.",
+            "pt" => "Qual produto você quer dizer? Envie o nome (ou o produto direto da nossa loja) e verificamos para você.",
+            "es" => "¿A qué producto te refieres? Envíanos el nombre (o el producto desde nuestra tienda) y lo revisamos.",
+            "zh" => "请问您指的是哪一款商品？请告诉我们商品名称（或直接从店铺发送该商品），我们马上为您查询。",
+            _ => "Which product do you mean? Please send its name (or share the product from our shop) and we'll check for you.",
+        },
+        Clarification::WhichOrder => match lang {
+            "id" => "Boleh kirim nomor pesanannya, kak? Nanti kami cek statusnya.",
+            "ms" => "Boleh berikan nombor pesanan anda? Kami akan semak statusnya.",
+            "th" => "รบกวนแจ้งหมายเลขคำสั่งซื้อด้วยค่ะ ทางร้านจะเช็กสถานะให้ค่ะ",
+            "vi" => "Bạn gửi giúp shop mã đơn hàng nhé, shop sẽ kiểm tra tình trạng đơn ngay ạ.",
+            "tl" => "Pakisend po ang order number ninyo para ma-check namin ang status.",
+            "pt" => "Pode nos enviar o número do pedido? Vamos verificar o status para você.",
+            "es" => "¿Nos envías el número de pedido? Revisamos su estado enseguida.",
+            "zh" => "请提供您的订单号，我们马上为您查询订单状态。",
+            _ => "Could you send us your order number? We'll check its status for you.",
+        },
+        Clarification::WhichCountry => match lang {
+            "id" => "Paketnya mau dikirim ke negara mana, kak? Lama dan ongkos kirim tergantung tujuannya.",
+            "ms" => "Bungkusan akan dihantar ke negara mana? Tempoh dan kos penghantaran bergantung pada destinasi.",
+            "th" => "ต้องการส่งไปประเทศไหนคะ ระยะเวลาและค่าส่งขึ้นอยู่กับปลายทางค่ะ",
+            "vi" => "Bạn muốn giao hàng đến nước nào ạ? Thời gian và phí giao hàng tùy theo nơi nhận.",
+            "tl" => "Saang bansa po ipapadala ang parcel? Nakadepende sa destinasyon ang tagal at bayad sa shipping.",
+            "pt" => "Para qual país vai o pacote? O prazo e o frete dependem do destino.",
+            "es" => "¿A qué país va el paquete? El plazo y el costo de envío dependen del destino.",
+            "zh" => "请问包裹要寄到哪个国家？运送时间和运费取决于目的地。",
+            _ => "Which country is the parcel going to? Delivery time and cost depend on it.",
+        },
+    }
+}
+
+/// Whether `text` is one of our clarifying questions (in any language), so
+/// a buyer is never asked the same thing twice in a row.
+pub fn is_clarifying_question(text: &str) -> bool {
+    const LANGS: [&str; 9] = ["en", "id", "ms", "th", "vi", "tl", "pt", "es", "zh"];
+    let text = text.trim();
+    [
+        Clarification::WhichProduct,
+        Clarification::WhichOrder,
+        Clarification::WhichCountry,
+    ]
+    .iter()
+    .any(|why| LANGS.iter().any(|lang| question(*why, lang) == text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(sku: &str, name: &str, tags: &[&str], similarity: f32) -> KnowledgeHit {
+        KnowledgeHit {
+            id: format!("product:{sku}"),
+            kind: "product".into(),
+            title: name.into(),
+            text: name.into(),
+            answer: None,
+            language: Some("en".into()),
+            score: 0.1,
+            similarity: Some(similarity),
+            fields: serde_json::json!({"sku": sku, "name": name, "tags": tags}),
+            matched_variants: vec![],
+        }
+    }
+
+    fn shipping(country: &str) -> KnowledgeHit {
+        KnowledgeHit {
+            id: format!("shipping:{country}"),
+            kind: "shipping".into(),
+            title: format!("Shipping to {country}"),
+            text: String::new(),
+            answer: None,
+            language: Some("en".into()),
+            score: 0.1,
+            similarity: Some(0.85),
+            fields: serde_json::json!({"destination": country}),
+            matched_variants: vec![],
+        }
+    }
+
+    #[test]
+    fn a_product_is_named_by_sku_word_phrase_or_a_close_match() {
+        let hits = vec![
+            product(
+                "TEE-OVS-01",
+                "Oversized Cotton Tee",
+                &["tee", "t-shirt", "oversized"],
+                0.82,
+            ),
+            product(
+                "PWR-10K-01",
+                "Slim Power Bank",
+                &["power bank", "battery"],
+                0.80,
+            ),
+        ];
+        for text in [
+            "is the oversized tee available in XL?",
+            "TEE-OVS-01 còn size L không?",
+            "does your power bank have usb-c?",
+            "kaos oversize ada XL?",
+        ] {
+            assert!(names_a_product(text, &hits), "{text}");
+        }
+        assert!(!names_a_product("Apakah ukuran XL masih ada?", &hits));
+        assert!(!names_a_product(
+            "is size M still available in black?",
+            &hits
+        ));
+        let close = vec![product("AUD-ANC-01", "KD Audio Pods", &["earbuds"], 0.9)];
+        assert!(names_a_product("你们的蓝牙耳机防水吗？", &close));
+    }
+
+    #[test]
+    fn the_destination_comes_from_the_message_then_orders_then_the_shop() {
+        let market = Market {
+            country: Some(crate::domain::CountryCode::parse("TH").unwrap()),
+            ..Market::default()
+        };
+        let manila = destination("how long does shipping to Manila take?", &[], &[], &market);
+        assert_eq!(manila.unwrap().country, "PH");
+        let earlier = destination("how long?", &["I'm in Cebu".into()], &[], &market);
+        assert_eq!(earlier.unwrap().country, "PH");
+        assert_eq!(
+            destination("ship ke sini berapa hari?", &[], &[], &market),
+            Some(Destination {
+                country: "TH".into(),
+                from: "shop"
+            })
+        );
+        assert_eq!(
+            destination("寄到马尼拉要多久？", &[], &[], &Market::default())
+                .unwrap()
+                .country,
+            "PH"
+        );
+        assert!(
+            destination("kirim ke Bali berapa lama?", &[], &[], &Market::default())
+                .is_some_and(|d| d.country == "ID")
+        );
+        assert!(
+            destination("is this vintage?", &[], &[], &Market::default()).is_none(),
+            "no word inside another word counts"
+        );
+    }
+
+    #[test]
+    fn shipping_hits_are_filtered_to_the_destination() {
+        let hits = vec![
+            shipping("TH"),
+            shipping("PH"),
+            product("X-1", "Tee", &[], 0.5),
+        ];
+        assert!(countries_disagree(&hits));
+        let kept = for_destination(hits, "PH");
+        assert_eq!(kept.len(), 2);
+        assert!(!countries_disagree(&kept));
+    }
+
+    #[test]
+    fn every_question_exists_in_every_language_and_is_recognised() {
+        for why in [
+            Clarification::WhichProduct,
+            Clarification::WhichOrder,
+            Clarification::WhichCountry,
+        ] {
+            let mut seen = std::collections::BTreeSet::new();
+            for lang in ["en", "id", "ms", "th", "vi", "tl", "pt", "es", "zh"] {
+                let q = question(why, lang);
+                assert!(seen.insert(q), "{why:?} {lang} repeats another language");
+                assert!(is_clarifying_question(q));
+            }
+        }
+        assert!(!is_clarifying_question("Which product do you mean?"));
+    }
+}
