@@ -1007,6 +1007,7 @@ fn shops_are_connected_from_the_command_line_and_their_secrets_never_printed() {
     ok(kedai_cli(
         dir.path(),
         &[
+            "--json",
             "shop",
             "add",
             "--tenant",
