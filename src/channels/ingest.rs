@@ -82,10 +82,7 @@ pub async fn store(
     message: &ChannelMessage,
 ) -> Result<Stored, ChannelError> {
     let from_seller = matches!(message.sender, Sender::Seller { .. });
-    if from_seller && channels.store.is_own_message(shop.id, &message.id).await? {
-        return Ok(Stored::Own);
-    }
-    if channels.store.has_message(shop.id, &message.id).await? {
+    if !from_seller && channels.store.has_message(shop.id, &message.id).await? {
         return Ok(Stored::Duplicate);
     }
     let buyer = match &message.buyer {
@@ -99,8 +96,23 @@ pub async fn store(
             })?,
     };
     let buyer = PlatformBuyerId::parse(&buyer)?;
-    if from_seller && claim_echo(channels, shop, message, &buyer).await? {
+    // Is it kedai's own reply coming back? A reply already recorded as
+    // sent is recognised by its platform id. Otherwise it may be a part of
+    // the conversation's reply in flight whose outcome is not recorded yet
+    // (only that one reply is a candidate, so an earlier reply with the
+    // same words is never taken for it). The outbox records a part's id
+    // before it marks the reply delivered, so asking again afterwards
+    // closes the moment in which the reply was recorded between the two
+    // questions.
+    if from_seller
+        && (channels.store.is_own_message(shop.id, &message.id).await?
+            || claim_echo(channels, shop, message, &buyer).await?
+            || channels.store.is_own_message(shop.id, &message.id).await?)
+    {
         return Ok(Stored::Own);
+    }
+    if from_seller && channels.store.has_message(shop.id, &message.id).await? {
+        return Ok(Stored::Duplicate);
     }
     let max_chars = channels.text.max_chars;
     let text = match (&message.attachment, message.text.as_deref()) {

@@ -188,8 +188,10 @@ fn failed(
 }
 
 /// Whether the platform already has `part` from an earlier attempt: a
-/// seller message with exactly this text since that attempt began.
+/// seller message with exactly this text since that attempt began that is
+/// not already recorded as another reply of kedai's.
 async fn already_sent(
+    channels: &Channels,
     shop: &Connected,
     thread: Option<&str>,
     buyer: &str,
@@ -209,13 +211,14 @@ async fn already_sent(
         .adapter
         .list_messages(&remote, since - chrono::Duration::minutes(2))
         .await?;
-    Ok(listed
-        .into_iter()
-        .find(|m| {
-            matches!(m.sender, Sender::Seller { .. })
-                && m.text.as_deref().map(str::trim) == Some(part.trim())
-        })
-        .map(|m| m.id))
+    for m in listed {
+        let same = matches!(m.sender, Sender::Seller { .. })
+            && m.text.as_deref().map(str::trim) == Some(part.trim());
+        if same && !channels.store.is_own_message(shop.shop.id, &m.id).await? {
+            return Ok(Some(m.id));
+        }
+    }
+    Ok(None)
 }
 
 fn not_connected(channels: &Channels, item: &OutboxItem) -> OutboxOutcome {
@@ -284,7 +287,16 @@ async fn deliver_reply(channels: &Channels, owner: &str, item: &OutboxItem) -> O
         let index = index as u32;
         if in_doubt {
             let since = item.previous_attempt_at.unwrap_or(item.created_at);
-            match already_sent(&connected, thread.as_deref(), buyer.as_str(), part, since).await {
+            match already_sent(
+                channels,
+                &connected,
+                thread.as_deref(),
+                buyer.as_str(),
+                part,
+                since,
+            )
+            .await
+            {
                 Ok(Some(platform_id)) => {
                     m::outbox_in_doubt("found");
                     if let Err(outcome) =

@@ -209,11 +209,25 @@ pub fn spawn_thread(channels: &Arc<Channels>, shop: Connected, thread: String) {
             .await
             .ok()
             .flatten();
-        let remote = RemoteThread {
-            id: thread.clone(),
-            buyer,
-            buyer_name: None,
-            last_message_at: Utc::now(),
+        let remote = match buyer {
+            Some(buyer) => RemoteThread {
+                id: thread.clone(),
+                buyer: Some(buyer),
+                buyer_name: None,
+                last_message_at: Utc::now(),
+            },
+            // A conversation kedai has not seen: the platform's list says
+            // who it is with.
+            None => match shop.adapter.list_threads(since).await {
+                Ok(threads) => match threads.into_iter().find(|t| t.id == thread) {
+                    Some(found) => found,
+                    None => return,
+                },
+                Err(err) => {
+                    tracing::warn!(shop = %shop.shop.key, %thread, error = %err, "conversation not listed");
+                    return;
+                }
+            },
         };
         if let Err(err) = thread_messages(&channels, &shop, &remote, since).await {
             tracing::warn!(shop = %shop.shop.key, %thread, error = %err, "conversation not read");

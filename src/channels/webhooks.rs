@@ -102,11 +102,21 @@ pub async fn receive(
         receipt.ignored = push.events.len();
         return Ok(receipt);
     };
-    let shop = shops
-        .iter()
-        .find(|c| c.account.as_deref() == Some(account.as_str()))
-        .cloned()
-        .ok_or(ChannelError::UnknownShop { platform, account })?;
+    let find = |shops: &[Connected]| {
+        shops
+            .iter()
+            .find(|c| c.account.as_deref() == Some(account.as_str()))
+            .cloned()
+    };
+    let shop = match find(&shops) {
+        Some(shop) => shop,
+        None => {
+            // A shop of the same app connected since the last read.
+            channels.reload_soon().await?;
+            find(&signed_by(channels, platform, body, signature).await?)
+                .ok_or(ChannelError::UnknownShop { platform, account })?
+        }
+    };
     for event in push.events {
         match event {
             PushEvent::Message(message) => {

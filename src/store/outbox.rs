@@ -142,9 +142,12 @@ pub trait OutboxStore: Send + Sync + 'static {
         platform_message_id: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Replies to `buyer` not yet wholly delivered, oldest first: a message
-    /// the platform reports back may be one of their parts whose send
-    /// outcome kedai has not recorded yet.
+    /// Replies to `buyer` being sent now, or whose last attempt may have
+    /// landed (in doubt), oldest first: a message the platform reports back
+    /// may be one of their parts whose outcome kedai has not recorded yet.
+    /// Replies not attempted yet are left out: they cannot have landed. A
+    /// conversation's replies are sent one at a time, so at most one of a
+    /// conversation's replies is a candidate.
     async fn in_flight_replies(
         &self,
         shop: ShopId,

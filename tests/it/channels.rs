@@ -392,6 +392,10 @@ async fn the_sellers_own_messages_are_agent_messages_and_pictures_go_to_a_human(
 struct FakeTiktok {
     sent: Arc<Mutex<Vec<(String, String, String)>>>,
     refuse: Arc<std::sync::atomic::AtomicBool>,
+    /// Milliseconds each send takes.
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Answer the next send with 503 (overloaded, nothing sent).
+    fail_next: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn fake_send(
@@ -399,7 +403,20 @@ async fn fake_send(
     Path(thread): Path<String>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let delay = fake.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    if fake
+        .fail_next
+        .swap(false, std::sync::atomic::Ordering::Relaxed)
+    {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    fake_answer(fake, thread, headers, body).into_response()
+}
+
+fn fake_answer(fake: FakeTiktok, thread: String, headers: HeaderMap, body: Value) -> Json<Value> {
     if fake.refuse.load(std::sync::atomic::Ordering::Relaxed) {
         return Json(
             json!({"code": 45109001, "message": "Unable to send messages due to conversation rules"}),
@@ -524,6 +541,73 @@ async fn replies_leave_through_the_platform_once_in_parts_within_its_limit() {
             .filter(|r| r.event.action == "reply.sent")
             .count(),
         1
+    );
+}
+
+/// Found by the simulator: a late copy of an earlier reply, pushed back
+/// while a reply with the same words was being sent, was taken for the one
+/// in flight, which was then never sent.
+#[tokio::test]
+async fn a_late_echo_of_an_earlier_reply_is_not_taken_for_the_one_in_flight() {
+    let (app, _dir) = start().await;
+    let (fake, base) = serve_fake().await;
+    connect(&app, Platform::Tiktok, ACCOUNTS[2].1, &base).await;
+    let conversation = tiktok_conversation(&app).await;
+    let words = "Baik kak, kami cek dulu ya.";
+    assert_eq!(
+        reply(&app, &conversation, words, "agent-1").await.status(),
+        201
+    );
+    eventually(Duration::from_secs(10), "the first reply is sent", || {
+        let fake = fake.clone();
+        async move { fake.sent.lock().unwrap().len() == 1 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The second reply's first attempt is slow and then fails (nothing
+    // sent); its retry must still send it.
+    fake.delay_ms
+        .store(1500, std::sync::atomic::Ordering::Relaxed);
+    fake.fail_next
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        reply(&app, &conversation, words, "agent-2").await.status(),
+        201
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // TikTok Shop pushes the first reply back (a retry, late) while the
+    // second is on its way.
+    let (_, account, buyer) = ACCOUNTS[2];
+    let echo = json!({"type": 14, "tts_notification_id": "n-echo", "shop_id": account,
+        "timestamp": Utc::now().timestamp(), "data": {"content": json!({"content": words}).to_string(),
+            "conversation_id": format!("c-{buyer}"), "create_time": Utc::now().timestamp(),
+            "is_visible": true, "message_id": "sent-1", "type": "TEXT",
+            "sender": {"im_user_id": account, "role": "CUSTOMER_SERVICE"}}})
+    .to_string();
+    let status = deliver(
+        &app,
+        Platform::Tiktok,
+        &echo,
+        Some(&signer(Platform::Tiktok).sign(echo.as_bytes())),
+    )
+    .await
+    .status();
+    assert_eq!(status, 200);
+    eventually(
+        Duration::from_secs(10),
+        "the second reply is sent too",
+        || {
+            let fake = fake.clone();
+            async move { fake.sent.lock().unwrap().len() == 2 }
+        },
+    )
+    .await;
+    let d = detail(&app, &conversation).await;
+    let messages = d["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        3,
+        "the buyer's and two replies, no copy: {messages:?}"
     );
 }
 

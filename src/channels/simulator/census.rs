@@ -19,6 +19,8 @@ pub struct StoredMessage {
     pub direction: String,
     pub author: String,
     pub text: String,
+    /// The pipeline has decided on it (buyer messages).
+    pub decided: bool,
 }
 
 /// Every message of the tenant, conversation by conversation, in the
@@ -65,6 +67,12 @@ pub async fn read_all(
             .with_context(|| format!("reading conversation {id}"))?
             .json()
             .await?;
+        let decided: std::collections::HashSet<&str> = detail["decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["message_id"].as_str())
+            .collect();
         let messages = detail["messages"]
             .as_array()
             .into_iter()
@@ -76,6 +84,7 @@ pub async fn read_all(
                 direction: m["direction"].as_str().unwrap_or_default().to_owned(),
                 author: m["author"].as_str().unwrap_or_default().to_owned(),
                 text: m["text"].as_str().unwrap_or_default().to_owned(),
+                decided: m["id"].as_str().is_some_and(|id| decided.contains(id)),
             })
             .collect();
         all.push(messages);
@@ -132,6 +141,8 @@ pub struct PlatformReport {
     /// Adjacent messages kedai shows in another order than the platform's
     /// timestamps say they were sent.
     pub misordered: usize,
+    /// Buyer messages the pipeline has not decided on yet.
+    pub undecided: usize,
     /// Seller-app messages stored as agent messages.
     pub seller_messages_as_agent: usize,
     /// kedai's outbound messages to buyers, and those the platform got.
@@ -200,6 +211,9 @@ pub fn report(input: &CensusInput<'_>) -> BTreeMap<&'static str, PlatformReport>
                     stored_ids.insert(external);
                     if !g.from_buyer && m.direction == "outbound" && m.author == "agent" {
                         r.seller_messages_as_agent += 1;
+                    }
+                    if g.from_buyer && !m.decided {
+                        r.undecided += 1;
                     }
                     if last_time.is_some_and(|t| g.platform_time < t) {
                         r.misordered += 1;

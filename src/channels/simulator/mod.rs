@@ -311,9 +311,12 @@ async fn census_report(
         keys: &keys,
         shop_platform,
     });
-    let transcript = stored
-        .iter()
-        .filter(|c| c.len() >= 2)
+    // Conversations kedai answered first, one platform after another.
+    let mut shown: Vec<&Vec<census::StoredMessage>> =
+        stored.iter().filter(|c| c.len() >= 2).collect();
+    shown.sort_by_key(|c| !c.iter().any(|m| m.author == "ai"));
+    let transcript = shown
+        .into_iter()
         .take(6)
         .flat_map(|c| {
             let mut lines = vec![format!("[{}]", c[0].shop)];
@@ -430,9 +433,10 @@ async fn simulate(
     let deadline = Instant::now() + Duration::from_secs(args.settle_secs);
     while Instant::now() < deadline {
         let (reports, _) = census_report(&sim, &token, &shop_platform).await?;
-        let pending = reports
-            .values()
-            .any(|r| r.lost > 0 || r.replies_missing > 0);
+        // With models, also until kedai has decided on every message.
+        let pending = reports.values().any(|r| {
+            r.lost > 0 || r.replies_missing > 0 || (args.models != "none" && r.undecided > 0)
+        });
         if !pending {
             break;
         }
@@ -443,8 +447,16 @@ async fn simulate(
     if let Some(agents) = agents {
         let _ = agents.await;
     }
-    // Echoes and agent replies sent while settling are counted too.
-    let (reports, transcript) = census_report(&sim, &token, &shop_platform).await?;
+    // Replies the agent posted last are still leaving: give them a moment.
+    let mut final_report = census_report(&sim, &token, &shop_platform).await?;
+    for _ in 0..20 {
+        if final_report.0.values().all(|r| r.replies_missing == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        final_report = census_report(&sim, &token, &shop_platform).await?;
+    }
+    let (reports, transcript) = final_report;
     let kills = {
         let mut server = lock(&sim.server);
         let kills = server.kills;

@@ -45,7 +45,16 @@ const RETRY_LADDER: [f64; 6] = [1.0, 2.0, 4.0, 8.0, 15.0, 30.0];
 impl Sim {
     /// Pushes one body until kedai acknowledges it or the ladder runs out.
     /// A Shopee push that fails goes to the lost-push list too.
-    async fn push(self: Arc<Self>, platform: Platform, body: String, track: Option<String>) {
+    /// The first attempt's latency is measured from when it was due, so a
+    /// driver that fell behind shows up as latency, not as a lower rate.
+    async fn push(
+        self: Arc<Self>,
+        platform: Platform,
+        body: String,
+        track: Option<String>,
+        due: Option<Instant>,
+    ) {
+        let due = due.unwrap_or_else(Instant::now);
         let signature = {
             let world = world_lock(&self.world);
             let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
@@ -60,7 +69,7 @@ impl Sim {
         let url = format!("{}/webhooks/{platform}", self.base);
         let mut in_lost_list = false;
         for attempt in 0..=RETRY_LADDER.len() {
-            let started = Instant::now();
+            let started = if attempt == 0 { due } else { Instant::now() };
             let sent = self
                 .client
                 .post(&url)
@@ -126,7 +135,8 @@ pub(super) async fn drive(sim: &Arc<Sim>, args: &SimulateArgs, total: usize) -> 
     let started = tokio::time::Instant::now();
     let shop_count = world_lock(&sim.world).shops.len();
     for i in 0..total {
-        tokio::time::sleep_until(started + interval * i as u32).await;
+        let scheduled = started + interval * i as u32;
+        tokio::time::sleep_until(scheduled).await;
         let shop = i % shop_count;
         let buyer_n = rng.random_range(0..args.buyers.max(1));
         let from_buyer = rng.random::<f64>() >= args.seller_rate;
@@ -187,9 +197,10 @@ pub(super) async fn drive(sim: &Arc<Sim>, args: &SimulateArgs, total: usize) -> 
             } else {
                 Duration::ZERO
             };
+            let due = (scheduled + delay + extra).into_std();
             tasks.spawn(async move {
-                tokio::time::sleep(delay + extra).await;
-                sim.push(platform, body, Some(id)).await;
+                tokio::time::sleep_until(due.into()).await;
+                sim.push(platform, body, Some(id), Some(due)).await;
                 drop(permit);
             });
         }
@@ -219,7 +230,7 @@ pub(super) async fn echo(sim: Arc<Sim>, done: Arc<AtomicBool>) {
         };
         for (platform, body) in bodies {
             lock(&sim.stats).entry(platform).or_default().echoes += 1;
-            tokio::spawn(sim.clone().push(platform, body, None));
+            tokio::spawn(sim.clone().push(platform, body, None, None));
         }
         if done.load(Ordering::Relaxed) {
             return;

@@ -251,7 +251,8 @@ impl OutboxStore for SqliteStore {
              JOIN messages m ON m.id = o.message_id \
              JOIN conversations c ON c.id = o.conversation_id \
              JOIN buyers b ON b.id = c.buyer_id \
-             WHERE o.kind = 'reply' AND o.shop_id = ? AND o.state IN ('pending', 'sending') \
+             WHERE o.kind = 'reply' AND o.shop_id = ? \
+               AND (o.state = 'sending' OR (o.state = 'pending' AND o.doubt_since IS NOT NULL)) \
                AND b.platform_buyer_id = ? ORDER BY o.created_at, o.id",
         )
         .bind(shop.to_string())
