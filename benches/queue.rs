@@ -97,6 +97,8 @@ impl Backend {
                 text: MessageText::parse("where is my order?", TextLimits { max_chars: 100 })
                     .unwrap(),
                 sent_at: chrono::Utc::now(),
+                sender: kedai::domain::Sender::Buyer,
+                attachment: None,
             };
             self.store.ingest(&self.shop, &message, 5).await.unwrap();
         }

@@ -9,17 +9,16 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 mod migrate;
 
 use crate::config::Settings;
-use crate::domain::{Platform, ShopKey, TenantName};
+use crate::domain::TenantName;
 use crate::http::ModelReadiness;
 use crate::startup::{Application, BuildOptions};
-use crate::store::{NewShop, Schema, SqliteStore, StoreError, TenantStore};
+use crate::store::{Schema, SqliteStore, StoreError, TenantStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,9 +58,18 @@ pub enum Command {
     /// Manage tenants (seller organisations).
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Manage a tenant's shops.
+    /// Manage a tenant's shops and connect them to their platforms.
     #[command(subcommand)]
-    Shop(ShopCommand),
+    Shop(crate::channels::cli::ShopCommand),
+    /// Signed event webhooks for integrations.
+    #[command(subcommand)]
+    Events(crate::channels::cli::EventsCommand),
+    /// Import orders from a CSV or JSON file.
+    #[command(subcommand)]
+    Orders(crate::channels::cli::OrdersCommand),
+    /// Run fake Shopee, Lazada and TikTok Shop servers against a kedai it
+    /// starts (and kills), and report what was delivered, stored and sent.
+    Simulate(crate::channels::simulator::SimulateArgs),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -147,41 +155,6 @@ pub enum TenantCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ShopCommand {
-    /// Register a shop for a tenant.
-    Add {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long, value_parser = parse_platform)]
-        platform: Platform,
-        /// The shop's handle: the platform's shop id or a name of your choice.
-        #[arg(long)]
-        id: String,
-        /// Display name (defaults to the id).
-        #[arg(long)]
-        name: Option<String>,
-        /// JSON file with the platform credentials (kept secret).
-        #[arg(long)]
-        credentials: Option<PathBuf>,
-        /// The country the shop sells in (ISO 3166-1, e.g. TH); leave out
-        /// for a cross-border shop selling to several.
-        #[arg(long, value_parser = |s: &str| crate::domain::CountryCode::parse(s).map_err(|e| e.to_string()))]
-        country: Option<crate::domain::CountryCode>,
-        /// The shop's currency (ISO 4217, e.g. THB).
-        #[arg(long, value_parser = |s: &str| crate::domain::CurrencyCode::parse(s).map_err(|e| e.to_string()))]
-        currency: Option<crate::domain::CurrencyCode>,
-        /// The shop's main language (ISO 639-1, e.g. th).
-        #[arg(long, value_parser = |s: &str| crate::domain::LanguageCode::parse(s).map_err(|e| e.to_string()))]
-        language: Option<crate::domain::LanguageCode>,
-    },
-    /// List a tenant's shops.
-    List {
-        #[arg(long)]
-        tenant: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Issue a new API token for a tenant.
     Create {
@@ -210,11 +183,6 @@ pub enum TokenCommand {
     },
 }
 
-fn parse_platform(raw: &str) -> Result<Platform, String> {
-    raw.parse()
-        .map_err(|e: crate::domain::ValidationError| e.to_string())
-}
-
 /// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -223,7 +191,7 @@ pub enum Output {
 }
 
 impl Output {
-    fn print(self, value: serde_json::Value, human: impl FnOnce() -> String) {
+    pub(crate) fn print(self, value: serde_json::Value, human: impl FnOnce() -> String) {
         match self {
             Output::Json => println!("{value}"),
             Output::Human => println!("{}", human()),
@@ -258,7 +226,18 @@ pub fn run() -> anyhow::Result<()> {
             crate::bench::run(cmd, &settings, bench_output(output), cli.config.as_deref())
         }
         Command::Tenant(cmd) => admin(&settings, |store| tenant(store, cmd, output)),
-        Command::Shop(cmd) => admin(&settings, |store| shop(store, cmd, output)),
+        Command::Shop(cmd) => admin(&settings, |store| {
+            crate::channels::cli::shop(store, cmd, output)
+        }),
+        Command::Events(cmd) => admin(&settings, |store| {
+            crate::channels::cli::events(store, cmd, output)
+        }),
+        Command::Orders(cmd) => admin(&settings, |store| {
+            crate::channels::cli::orders(store, cmd, output)
+        }),
+        Command::Simulate(args) => {
+            crate::channels::simulator::run(args, &settings, cli.config.as_deref(), output)
+        }
         Command::Token(cmd) => admin(&settings, |store| token(store, cmd, output)),
         Command::Operator(cmd) => admin(&settings, |store| {
             crate::access_cli::operator(store, cmd, access_output(output))
@@ -378,6 +357,8 @@ fn ask(settings: Settings, args: AskArgs, output: Output) -> anyhow::Result<()> 
                     },
                     text,
                     sent_at: chrono::Utc::now(),
+                    sender: crate::domain::Sender::Buyer,
+                    attachment: None,
                 },
                 1,
             )
@@ -541,7 +522,7 @@ fn prepare_models(settings: &Settings) -> ModelReadiness {
     }
 }
 
-fn admin<F, Fut>(settings: &Settings, command: F) -> anyhow::Result<()>
+pub(crate) fn admin<F, Fut>(settings: &Settings, command: F) -> anyhow::Result<()>
 where
     F: FnOnce(SqliteStore) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -558,7 +539,10 @@ where
     })
 }
 
-async fn tenant_named(store: &SqliteStore, name: &str) -> anyhow::Result<crate::store::Tenant> {
+pub(crate) async fn tenant_named(
+    store: &SqliteStore,
+    name: &str,
+) -> anyhow::Result<crate::store::Tenant> {
     store
         .tenant_by_name(name)
         .await?
@@ -592,88 +576,6 @@ async fn tenant(store: SqliteStore, cmd: TenantCommand, output: Output) -> anyho
                 let mut out = format!("{:<38} {}", "ID", "NAME");
                 for t in &tenants {
                     out.push_str(&format!("\n{:<38} {}", t.id, t.name));
-                }
-                out
-            });
-        }
-    }
-    Ok(())
-}
-
-async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::Result<()> {
-    match cmd {
-        ShopCommand::Add {
-            tenant,
-            platform,
-            id,
-            name,
-            credentials,
-            country,
-            currency,
-            language,
-        } => {
-            let tenant = tenant_named(&store, &tenant).await?;
-            let key = ShopKey::parse(&id)?;
-            let credentials = match credentials {
-                Some(path) => {
-                    let raw = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    let value: serde_json::Value = serde_json::from_str(&raw)
-                        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-                    if !value.is_object() {
-                        bail!("{} must hold a JSON object", path.display());
-                    }
-                    SecretString::from(value.to_string())
-                }
-                None => SecretString::from("{}"),
-            };
-            let shop = match store
-                .add_shop(NewShop {
-                    tenant_id: tenant.id,
-                    platform,
-                    name: name.unwrap_or_else(|| key.to_string()),
-                    key,
-                    market: crate::domain::Market {
-                        country,
-                        currency,
-                        language,
-                    },
-                    credentials,
-                })
-                .await
-            {
-                Err(StoreError::AlreadyExists { what }) => {
-                    bail!("{what} already exists for tenant {:?}", tenant.name)
-                }
-                other => other?,
-            };
-            output.print(
-                json!({
-                    "shop_id": shop.id, "tenant_id": shop.tenant_id, "shop": shop.key,
-                    "platform": shop.platform, "name": shop.name, "market": shop.market,
-                }),
-                || {
-                    format!(
-                        "Added {} shop {:?} to tenant {:?}.",
-                        shop.platform,
-                        shop.key.as_str(),
-                        tenant.name
-                    )
-                },
-            );
-        }
-        ShopCommand::List { tenant } => {
-            let tenant = tenant_named(&store, &tenant).await?;
-            let shops = store.list_shops(tenant.id).await?;
-            output.print(json!({ "shops": shops }), || {
-                let mut out = format!("{:<24} {:<8} {}", "SHOP", "PLATFORM", "NAME");
-                for s in &shops {
-                    out.push_str(&format!(
-                        "\n{:<24} {:<8} {}",
-                        s.key.as_str(),
-                        s.platform,
-                        s.name
-                    ));
                 }
                 out
             });

@@ -4,7 +4,8 @@
 //! validated once, here, so the rest of kedai can trust its `Settings`.
 //!
 //! This module knows nothing of HTTP, the store or the models; it only says
-//! what the operator asked for.
+//! what the operator asked for (the pipeline's policy and the channels'
+//! settings are plain types those modules declare).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     pub web: crate::web::WebSettings,
     pub access: AccessSettings,
+    pub channels: crate::channels::ChannelSettings,
 }
 
 /// Authentication throttling and each tenant's share of the models
@@ -338,6 +340,7 @@ impl Settings {
         self.policy
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.channels.validate().map_err(ConfigError::Invalid)?;
         self.validate_runtime()?;
         Ok(())
     }

@@ -110,6 +110,12 @@ impl Platform {
         Platform::Generic,
     ];
 
+    /// Platforms kedai talks to through a channel adapter (webhooks in,
+    /// replies out); `generic` shops only use the HTTP API.
+    pub fn has_channel(self) -> bool {
+        !matches!(self, Platform::Generic)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Platform::Shopee => "shopee",
@@ -411,14 +417,135 @@ pub struct BuyerRef {
     pub name: Option<String>,
 }
 
-/// A buyer message as it enters kedai, from any channel.
+/// A message as it enters kedai from a channel: usually a buyer's, but a
+/// marketplace also reports what the seller wrote in its own app, which is
+/// stored as an agent's message and never processed as a buyer's.
 #[derive(Debug, Clone)]
 pub struct InboundMessage {
     pub shop: ShopKey,
     pub external_id: ExternalMessageId,
+    /// The buyer the conversation is with (the recipient when the seller
+    /// wrote).
     pub buyer: BuyerRef,
+    /// The text; for non-text messages a readable description of what the
+    /// attachment carries ([`Attachment::describe`]).
     pub text: MessageText,
+    /// When the sender sent it, by the platform's clock; conversations are
+    /// read in this order.
     pub sent_at: DateTime<Utc>,
+    pub sender: Sender,
+    /// What a non-text message (image, sticker, product or order card)
+    /// carries; `None` for text.
+    pub attachment: Option<Attachment>,
+}
+
+/// Who wrote an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    Buyer,
+    /// The seller or their staff, writing from the marketplace's own app.
+    Seller {
+        name: Option<String>,
+    },
+}
+
+/// What a message is, besides text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Text,
+    Image,
+    Sticker,
+    Video,
+    /// A product card.
+    Product,
+    /// An order card.
+    Order,
+    Voucher,
+    /// Anything else a platform sends (system cards, unknown types).
+    Other,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Image => "image",
+            MessageKind::Sticker => "sticker",
+            MessageKind::Video => "video",
+            MessageKind::Product => "product",
+            MessageKind::Order => "order",
+            MessageKind::Voucher => "voucher",
+            MessageKind::Other => "other",
+        }
+    }
+}
+
+/// The most fields an attachment keeps, and their longest key and value.
+const ATTACHMENT_MAX_FIELDS: usize = 16;
+const ATTACHMENT_MAX_KEY: usize = 64;
+const ATTACHMENT_MAX_VALUE: usize = 2048;
+
+/// What a non-text message carries: a kind and a few named values (`url`,
+/// `product_id`, `order_id`, `sticker_id`, ...), each checked: no control
+/// characters, bounded sizes. Shown to agents as data, never interpreted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub kind: MessageKind,
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+impl Attachment {
+    pub fn new(
+        kind: MessageKind,
+        fields: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Attachment, ValidationError> {
+        if kind == MessageKind::Text {
+            return Err(ValidationError::new(
+                "attachment.kind",
+                "a text message has no attachment",
+            ));
+        }
+        let mut kept = std::collections::BTreeMap::new();
+        for (key, value) in fields {
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            checked_key("attachment.key", &key, ATTACHMENT_MAX_KEY)?;
+            checked_key("attachment.value", value, ATTACHMENT_MAX_VALUE)?;
+            kept.insert(key, value.to_owned());
+            if kept.len() > ATTACHMENT_MAX_FIELDS {
+                return Err(ValidationError::new(
+                    "attachment",
+                    format!("must have at most {ATTACHMENT_MAX_FIELDS} fields"),
+                ));
+            }
+        }
+        Ok(Attachment { kind, fields: kept })
+    }
+
+    /// A one-line description for the message's text, e.g. `[image]
+    /// https://…` or `[order card] 220810QSK8S7BX`.
+    pub fn describe(&self) -> String {
+        let label = match self.kind {
+            MessageKind::Text => "text",
+            MessageKind::Image => "image",
+            MessageKind::Sticker => "sticker",
+            MessageKind::Video => "video",
+            MessageKind::Product => "product card",
+            MessageKind::Order => "order card",
+            MessageKind::Voucher => "voucher",
+            MessageKind::Other => "attachment",
+        };
+        let detail = ["order_id", "product_id", "item_id", "url", "voucher_id"]
+            .iter()
+            .find_map(|key| self.fields.get(*key));
+        match detail {
+            Some(detail) => format!("[{label}] {detail}"),
+            None => format!("[{label}]"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

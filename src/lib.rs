@@ -6,6 +6,7 @@
 pub mod access_cli;
 pub mod auth;
 pub mod bench;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod demo;

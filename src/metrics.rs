@@ -37,6 +37,14 @@ const UNDERSTAND_EXEMPLARS: &str = "kedai_understand_exemplars";
 const AUTH_REFUSED: &str = "kedai_auth_refused_total";
 const API_THROTTLED: &str = "kedai_api_throttled_total";
 const HTTP_SHED: &str = "kedai_http_shed_total";
+const WEBHOOKS: &str = "kedai_webhooks_total";
+const WEBHOOK_DURATION: &str = "kedai_webhook_ack_duration_seconds";
+const OUTBOX_DELIVERIES: &str = "kedai_outbox_deliveries_total";
+const OUTBOX_DURATION: &str = "kedai_outbox_delivery_duration_seconds";
+const OUTBOX_ROWS: &str = "kedai_outbox";
+const OUTBOX_IN_DOUBT: &str = "kedai_outbox_in_doubt_checks_total";
+const RECONCILED: &str = "kedai_reconciled_messages_total";
+const RECONCILE_FAILURES: &str = "kedai_reconcile_failures_total";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle;
 /// later calls (several servers in one test process) share it.
@@ -185,6 +193,43 @@ fn describe() {
         UNDERSTAND_EXEMPLARS,
         "Exemplars the classifiers in use were trained on, by kind (intent, sentiment)."
     );
+    describe_counter!(
+        WEBHOOKS,
+        "Marketplace pushes answered, by platform and outcome (stored, duplicate, ignored, \
+         bad_signature, replay, malformed, unknown_shop, error)."
+    );
+    describe_histogram!(
+        WEBHOOK_DURATION,
+        metrics::Unit::Seconds,
+        "Time from a push's arrival to its answer (after its messages are committed), by platform."
+    );
+    describe_counter!(
+        OUTBOX_DELIVERIES,
+        "Outbox delivery attempts, by kind (reply, event) and outcome (delivered, part, retry, \
+         deferred, dead)."
+    );
+    describe_histogram!(
+        OUTBOX_DURATION,
+        metrics::Unit::Seconds,
+        "Time one outbox delivery attempt took, by kind."
+    );
+    describe_gauge!(
+        OUTBOX_ROWS,
+        "Outbox deliveries (replies and events), by state (pending, sending, sent, dead)."
+    );
+    describe_counter!(
+        OUTBOX_IN_DOUBT,
+        "Checks of the platform before resending a reply whose earlier attempt may have landed, \
+         by result (found, not_found)."
+    );
+    describe_counter!(
+        RECONCILED,
+        "Messages recovered by reconciliation (missed pushes), by platform."
+    );
+    describe_counter!(
+        RECONCILE_FAILURES,
+        "Reconciliation runs of a shop that failed, by platform."
+    );
 }
 
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
@@ -316,4 +361,37 @@ pub fn api_throttled(cause: &'static str) {
 
 pub fn http_shed() {
     counter!(HTTP_SHED).increment(1);
+}
+
+pub fn webhook(platform: &'static str, outcome: &'static str, elapsed: Duration) {
+    counter!(WEBHOOKS, "platform" => platform, "outcome" => outcome).increment(1);
+    histogram!(WEBHOOK_DURATION, "platform" => platform).record(elapsed.as_secs_f64());
+}
+
+pub fn outbox_delivery(kind: &'static str, outcome: &'static str, elapsed: Duration) {
+    counter!(OUTBOX_DELIVERIES, "kind" => kind, "outcome" => outcome).increment(1);
+    histogram!(OUTBOX_DURATION, "kind" => kind).record(elapsed.as_secs_f64());
+}
+
+pub fn outbox_in_doubt(result: &'static str) {
+    counter!(OUTBOX_IN_DOUBT, "result" => result).increment(1);
+}
+
+pub fn reconciled(platform: &'static str, messages: usize) {
+    counter!(RECONCILED, "platform" => platform).increment(messages as u64);
+}
+
+pub fn reconcile_failed(platform: &'static str) {
+    counter!(RECONCILE_FAILURES, "platform" => platform).increment(1);
+}
+
+pub fn outbox_counts(counts: &crate::store::OutboxCounts) {
+    for (state, n) in [
+        ("pending", counts.pending),
+        ("sending", counts.sending),
+        ("sent", counts.sent),
+        ("dead", counts.dead),
+    ] {
+        gauge!(OUTBOX_ROWS, "state" => state).set(n as f64);
+    }
 }

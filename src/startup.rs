@@ -1,8 +1,9 @@
 //! Assembles a running kedai from `Settings`: opens the store, seeds the demo
 //! tenant when asked to (`server.demo`, `serve --demo`), starts the queue
-//! workers, the HTTP server (and the metrics listener, when configured) and
-//! the retention task, and shuts them down in order on a signal, closing the
-//! store last.
+//! workers, the channels' background work (outbox, events, reconciliation,
+//! deadlines), the HTTP server (and the metrics listener, when configured)
+//! and the retention task, and shuts them down in order on a signal, closing
+//! the store last.
 //!
 //! Model files are prepared by the caller before [`Application::build`]; the
 //! server never downloads anything while it serves requests. When they were
@@ -20,6 +21,8 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::jobs::ChannelJobs;
+use crate::channels::{Channels, ChannelsConfig};
 use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
 use crate::engine::Engine;
@@ -210,7 +213,26 @@ impl Application {
         if demo.is_some() {
             seed_demo_orders(store.as_ref(), &settings.kb.demo_orders).await;
         }
+        // The channels wake the queue when they store a message, and wrap
+        // the queue's handler; the queue is made after them.
+        let waker: Arc<std::sync::OnceLock<Queue>> = Arc::default();
+        let wake = waker.clone();
+        let channels = Channels::new(ChannelsConfig {
+            store: store.clone(),
+            settings: settings.channels.clone(),
+            text: TextLimits {
+                max_chars: settings.server.max_text_chars,
+            },
+            max_attempts: settings.queue.max_attempts,
+            inbound_wake: Arc::new(move || {
+                if let Some(queue) = wake.get() {
+                    queue.wake();
+                }
+            }),
+            policy: settings.policy.clone(),
+        });
         let queue = Queue::new(store.clone(), None, settings.queue.clone());
+        let _ = waker.set(queue.clone());
         let state = AppState {
             store,
             queue,
@@ -231,9 +253,10 @@ impl Application {
             policy: settings.policy.clone(),
             understand: Arc::new(std::sync::OnceLock::new()),
             access: Arc::new(crate::http::access::AccessState::new(&settings.access)),
+            channels,
         };
         match (options.handler, kb_embedder) {
-            (Some(handler), _) => state.queue.install(handler),
+            (Some(handler), _) => install_handler(&state, handler),
             (None, Some(embedder)) => install_pipeline(&state, &settings, embedder),
             // Without the embedding model nothing can be understood: the
             // workers take no jobs, and messages wait for the models.
@@ -312,6 +335,10 @@ impl Application {
     /// workers and hands their leased jobs back to the queue.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut workers = self.state.queue.spawn(shutdown.child_token());
+        if let Err(err) = self.state.channels.reload().await {
+            tracing::warn!(error = %err, "cannot read the shops' channel credentials yet");
+        }
+        let mut channel_tasks = self.state.channels.spawn(shutdown.child_token());
         let poll = self.settings.pipeline.exemplars_poll_secs;
         if let (Some(understand), true) = (self.state.understand.get(), poll > 0) {
             understand.watch(Duration::from_secs(poll), shutdown.child_token());
@@ -384,6 +411,7 @@ impl Application {
             }
         };
         while workers.join_next().await.is_some() {}
+        while channel_tasks.join_next().await.is_some() {}
         self.sqlite.close().await;
         tracing::info!("stopped");
         result
@@ -485,14 +513,26 @@ fn install_pipeline(state: &AppState, settings: &Settings, embedder: Arc<dyn Emb
         .understand
         .get_or_init(|| understand_stage(settings, embedder.clone()))
         .clone();
-    state.queue.install(Arc::new(TenantScoped(reply_pipeline(
-        settings,
-        state.store.clone(),
-        state.kb.clone(),
-        state.engine.clone(),
-        understand,
-        Some(embedder),
-    ))));
+    install_handler(
+        state,
+        Arc::new(TenantScoped(reply_pipeline(
+            settings,
+            state.store.clone(),
+            state.kb.clone(),
+            state.engine.clone(),
+            understand,
+            Some(embedder),
+        ))),
+    );
+}
+
+/// Gives the queue its handler, behind the channels' own step (orders
+/// fetched first, non-text messages handed to a person).
+fn install_handler(state: &AppState, handler: Arc<dyn JobHandler>) {
+    state.queue.install(Arc::new(ChannelJobs {
+        inner: handler,
+        channels: state.channels.clone(),
+    }));
 }
 
 /// Checks every `models.recheck_secs` whether the configured models are now

@@ -39,6 +39,11 @@ pub enum Access {
     Tenant(Scope),
     /// An operator token: the route acts on the whole server.
     Operator,
+    /// No kedai token: the route checks credentials of its own, a
+    /// platform's signature over the raw body (the webhooks) or a
+    /// web-chat visitor's session secret (the widget), and refuses
+    /// anything else itself.
+    OwnCredentials,
 }
 
 /// Every route of the API and what it requires. The OpenAPI document's
@@ -125,6 +130,13 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Tenant(Scope::Models),
     ),
     ("POST", "/api/v1/understand/reload", Access::Operator),
+    ("GET", "/api/v1/deadlines", Access::Tenant(Scope::Read)),
+    ("POST", "/webhooks/shopee", Access::OwnCredentials),
+    ("POST", "/webhooks/lazada", Access::OwnCredentials),
+    ("POST", "/webhooks/tiktok", Access::OwnCredentials),
+    ("POST", "/widget/v1/sessions", Access::OwnCredentials),
+    ("POST", "/widget/v1/messages", Access::OwnCredentials),
+    ("GET", "/widget/v1/events", Access::OwnCredentials),
 ];
 
 /// What `method path` requires; `None` for a route the table lacks.
@@ -309,8 +321,9 @@ pub async fn authorize(
     let Some(route) = request.extensions().get::<MatchedPath>().cloned() else {
         return next.run(request).await;
     };
-    let Some(access) = access_for(request.method().as_str(), route.as_str()) else {
-        // Not an API route (a webhook, a page): those authenticate
+    let access = access_for(request.method().as_str(), route.as_str());
+    let Some(access) = access.filter(|a| *a != Access::OwnCredentials) else {
+        // A webhook, the widget or a workbench page: those authenticate
         // themselves, and the API's extractors refuse without a caller.
         return next.run(request).await;
     };
@@ -350,7 +363,9 @@ async fn admit(
 ) -> Result<Admitted, ApiError> {
     let presented = bearer(headers);
     let token = match (access, presented) {
-        (Access::Public, _) | (Access::PublicWithDetails, None) => return Ok(Admitted::Anonymous),
+        (Access::Public | Access::OwnCredentials, _) | (Access::PublicWithDetails, None) => {
+            return Ok(Admitted::Anonymous)
+        }
         (_, None) => {
             m::auth_refused("missing");
             return Err(ApiError::MissingToken);
@@ -383,7 +398,7 @@ async fn admit(
         Err(Refusal::Expired) => return Err(refused("expired", ApiError::ExpiredToken)),
     };
     match (access, caller) {
-        (Access::Public, _) => Ok(Admitted::Anonymous),
+        (Access::Public | Access::OwnCredentials, _) => Ok(Admitted::Anonymous),
         (Access::PublicWithDetails, caller) => Ok(caller),
         (Access::Operator, Admitted::Operator(operator)) => Ok(Admitted::Operator(operator)),
         (Access::Operator, _) => {

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::channels::ChannelError;
 use crate::domain::ValidationError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
@@ -39,6 +40,10 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// A webhook or widget request whose signature or secret does not
+    /// check out (no `WWW-Authenticate`: it is not a bearer-token route).
+    #[error("{0}")]
+    BadSignature(String),
     #[error("{what} not found")]
     NotFound { what: String },
     #[error("{0}")]
@@ -110,6 +115,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ChannelError> for ApiError {
+    fn from(err: ChannelError) -> Self {
+        match err {
+            ChannelError::MissingSignature
+            | ChannelError::BadSignature
+            | ChannelError::Replay { .. } => ApiError::BadSignature(err.to_string()),
+            ChannelError::MalformedPush(_) => ApiError::MalformedRequest(err.to_string()),
+            ChannelError::Invalid(e) => ApiError::Invalid(e.to_string()),
+            ChannelError::NotAllowed(reason) => ApiError::Invalid(reason),
+            ChannelError::UnknownShop { .. }
+            | ChannelError::UnknownThread { .. }
+            | ChannelError::NotConnected => ApiError::NotFound {
+                what: err.to_string(),
+            },
+            ChannelError::Store(e) => ApiError::from(e),
+            ChannelError::Credentials(_) | ChannelError::Api(_) => {
+                ApiError::Internal(err.to_string())
+            }
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
         let retry_secs = |after: std::time::Duration| after.as_secs().max(1);
@@ -172,6 +199,11 @@ impl IntoResponse for ApiError {
                 "throttled",
                 "rate_limit_error",
             ),
+            ApiError::BadSignature(_) => (
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                "authentication_error",
+            ),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", "not_found_error"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", INVALID),
             ApiError::Unavailable { .. } => (
@@ -232,6 +264,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::MalformedRequest(_)
+            | ApiError::BadSignature(_)
             | ApiError::Invalid(_)
             | ApiError::PayloadTooLarge(_)
             | ApiError::UnsupportedMediaType(_)

@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::channels::events::EventWebhooks;
 use crate::domain::TextLimits;
 use crate::engine::Engine;
 use crate::metrics as m;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub understand: Arc<std::sync::OnceLock<Arc<crate::pipeline::stages::UnderstandStage>>>,
     /// Failed-authentication throttling and its settings.
     pub access: Arc<access::AccessState>,
+    /// Marketplace and widget channels (webhooks, widget, outbox).
+    pub channels: Arc<crate::channels::Channels>,
 }
 
 #[derive(OpenApi)]
@@ -91,7 +94,7 @@ pub struct AppState {
                        metrics.",
         license(name = "Apache-2.0")
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EventWebhooks),
     tags(
         (name = "messages", description = "Inbound buyer messages"),
         (name = "conversations", description = "Conversations, their messages, and replies"),
@@ -100,6 +103,7 @@ pub struct AppState {
         (name = "knowledge base", description = "FAQ, policies, products and shipping rules, and hybrid search over them"),
         (name = "openai", description = "OpenAI-compatible endpoints over the local models"),
         (name = "understand", description = "The intent and sentiment classifiers and their exemplars"),
+        (name = "channels", description = "Marketplace webhooks (authenticated by the platforms' signatures), the web-chat widget (by per-visitor session secrets) and response deadlines"),
         (name = "shops", description = "Each shop's own policy"),
     )
 )]
@@ -141,6 +145,8 @@ fn document_access(api: &mut utoipa::openapi::OpenApi) {
             };
             let operator = || SecurityRequirement::new("operator", Vec::<String>::new());
             let (security, refusals): (Vec<SecurityRequirement>, &[(&str, &str)]) = match access {
+                // Documented by the route itself (a signature, a session).
+                access::Access::OwnCredentials => continue,
                 access::Access::Public => (Vec::new(), &[]),
                 access::Access::PublicWithDetails => (
                     vec![
@@ -221,6 +227,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openai::embeddings))
         .routes(routes!(openai::chat_completions))
         .routes(routes!(understand::reload))
+        .merge(crate::channels::webhooks::routes())
 }
 
 /// The OpenAPI document, generated from the handlers' annotations, so it

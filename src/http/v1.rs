@@ -15,8 +15,8 @@ use super::extract::{ApiJson, ApiQuery, Tenant};
 use super::AppState;
 use crate::domain::{
     Author, BuyerRef, ConversationId, ConversationStatus, Custody, Direction, ExternalMessageId,
-    InboundMessage, Layer, MessageText, NewReply, Platform, PlatformBuyerId, ShopKey,
-    ValidationError,
+    InboundMessage, Layer, MessageKind, MessageText, NewReply, Platform, PlatformBuyerId, Sender,
+    ShopKey, ValidationError,
 };
 use crate::metrics as m;
 use crate::store::{self, ConversationFilter, PageCursor};
@@ -106,6 +106,8 @@ impl IngestRequest {
                 Some(raw) => parse_time("sent_at", raw)?,
                 None => Utc::now(),
             },
+            sender: Sender::Buyer,
+            attachment: None,
         })
     }
 }
@@ -345,7 +347,14 @@ pub struct MessageDto {
     pub direction: Direction,
     pub author: Author,
     pub author_name: Option<String>,
+    /// For non-text messages, a description of what they carry.
     pub text: String,
+    /// `text`, or a non-text kind (`image`, `sticker`, `video`, `product`,
+    /// `order`, `voucher`, `other`), which goes to a human.
+    pub kind: MessageKind,
+    /// What a non-text message carries (`url`, `product_id`, `order_id`,
+    /// ...), as the platform sent it: data to show, never to follow blindly.
+    pub attachment: Option<std::collections::BTreeMap<String, String>>,
     /// Detected language (BCP 47), once known.
     pub language: Option<String>,
     /// Translation into the agents' language, once made.
@@ -363,6 +372,8 @@ impl From<store::Message> for MessageDto {
             author: m.author,
             author_name: m.author_name,
             text: m.text.as_str().to_owned(),
+            kind: m.kind,
+            attachment: m.attachment.map(|a| a.fields),
             language: m.language,
             translation: m.translation,
             external_id: m.external_id,
@@ -699,7 +710,7 @@ pub async fn put_status(
         (status = 404, description = "No such conversation for this tenant", body = ErrorBody),
         (status = 409, description = "external_id used by another conversation", body = ErrorBody),
         (status = 413, description = "Body over the configured limit", body = ErrorBody),
-        (status = 422, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid, or the text breaks the platform's chat rules (off-platform contact details, outside links, payment details, card numbers); the message says which", body = ErrorBody),
     )
 )]
 pub async fn post_reply(
@@ -711,6 +722,13 @@ pub async fn post_reply(
     let id = parse_conversation_id(&id)?;
     let reply = request.parse(&state)?;
     check_conversation_shop(&state, &tenant, id).await?;
+    if reply.direction == Direction::Outbound {
+        // What reaches a marketplace buyer must follow its chat rules.
+        state
+            .channels
+            .check_reply(tenant.id, id, reply.text.as_str())
+            .await?;
+    }
     let (message, repeated) = state
         .store
         .add_reply(tenant.id, id, &reply, &tenant.actor())

@@ -199,6 +199,8 @@ pub async fn run(
                 },
                 text: MessageText::from_stored("Hello, is this shop open today?".into()),
                 sent_at: Utc::now(),
+                sender: crate::domain::Sender::Buyer,
+                attachment: None,
             };
             let ack = store.ingest(&shop, &warm_up, 1).await?;
             pipeline.process(tenant, ack.message_id, Utc::now()).await?;
@@ -220,6 +222,8 @@ pub async fn run(
             },
             text: MessageText::from_stored(crate::domain::redact_card_numbers(text)),
             sent_at: Utc::now(),
+            sender: crate::domain::Sender::Buyer,
+            attachment: None,
         };
         let mut conversation = None;
         for (turn, past) in case.history.iter().enumerate() {

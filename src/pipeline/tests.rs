@@ -246,6 +246,8 @@ impl Fixture {
                     },
                     text: MessageText::parse(text, TextLimits { max_chars: 5000 }).unwrap(),
                     sent_at: Utc::now(),
+                    sender: crate::domain::Sender::Buyer,
+                    attachment: None,
                 },
                 3,
             )
@@ -800,6 +802,8 @@ async fn h1_m1_an_unverified_translation_waits_for_a_person_and_an_approved_one_
                 text: MessageText::parse("berapa lama pengiriman?", TextLimits { max_chars: 100 })
                     .unwrap(),
                 sent_at: Utc::now(),
+                sender: crate::domain::Sender::Buyer,
+                attachment: None,
             },
             3,
         )

@@ -301,7 +301,7 @@ pub struct AuditFilter {
 pub trait DeskStore: Send + Sync + 'static {
     /// The shop a conversation belongs to; `None` when the tenant has no
     /// such conversation.
-    async fn conversation_shop(
+    async fn conversation_shop_id(
         &self,
         tenant: TenantId,
         conversation: ConversationId,

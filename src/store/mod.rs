@@ -9,10 +9,12 @@
 //! tenant's rows. The store knows nothing of HTTP, models or the pipeline.
 
 pub mod changes;
+pub mod channels;
 pub mod credentials;
 pub mod desk;
 pub mod kb;
 pub mod operators;
+pub mod outbox;
 pub mod privacy;
 pub mod private_file;
 pub mod sqlite;
@@ -26,16 +28,24 @@ use serde::Serialize;
 
 use crate::auth::Scopes;
 use crate::domain::{
-    Action, Author, BuyerId, ConversationId, ConversationStatus, CountryCode, CurrencyCode,
-    Custody, DecisionId, Direction, InboundMessage, JobId, LanguageCode, Layer, Market, MessageId,
-    MessageText, NewReply, OrderId, Platform, PlatformBuyerId, ShopId, ShopKey, TenantId,
-    TenantName, TokenId,
+    Action, Attachment, Author, BuyerId, ConversationId, ConversationStatus, CountryCode,
+    CurrencyCode, Custody, DecisionId, Direction, InboundMessage, JobId, LanguageCode, Layer,
+    Market, MessageId, MessageKind, MessageText, NewReply, OrderId, Platform, PlatformBuyerId,
+    ShopId, ShopKey, TenantId, TenantName, TokenId,
 };
 
 pub use changes::{Change, ChangeFeed, ChangeKind, InProcessFeed};
+pub use channels::{
+    ChannelShop, ChannelStore, CredentialsUpdate, DeadlineAction, DeadlineRecord, MessageFacts,
+    Unanswered, VisitorMessage, WidgetSession,
+};
 pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
+pub use outbox::{
+    AuditEntry, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts, OutboxItem,
+    OutboxOutcome, OutboxStore, OutboxTarget,
+};
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
 pub use translations::{
@@ -235,6 +245,10 @@ pub struct Message {
     pub author: Author,
     pub author_name: Option<String>,
     pub text: MessageText,
+    /// `text`, or what a non-text message is (its text then describes it).
+    pub kind: MessageKind,
+    /// What a non-text message carries.
+    pub attachment: Option<Attachment>,
     pub language: Option<String>,
     pub translation: Option<String>,
     pub sent_at: DateTime<Utc>,
@@ -578,7 +592,10 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Stores an inbound message once, with its buyer, conversation and the
     /// job that will process it, in one transaction that is durable before
     /// this returns. A redelivery of the same (shop, external id) changes
-    /// nothing and reports `duplicate: true`.
+    /// nothing and reports `duplicate: true`. A message the seller wrote in
+    /// the marketplace's own app ([`crate::domain::Sender::Seller`]) is
+    /// stored as an agent's outbound message, with no job: it was sent
+    /// already and is not a question.
     async fn ingest(
         &self,
         shop: &Shop,
@@ -775,6 +792,8 @@ pub trait Store:
     + AuditStore
     + JobStore
     + TranslationStore
+    + ChannelStore
+    + OutboxStore
     + UserStore
     + DeskStore
     + OperatorStore

@@ -21,6 +21,7 @@ use super::*;
 use crate::config::{Durability, StoreSettings};
 
 mod audit;
+mod channels;
 mod conversations;
 mod decisions;
 mod desk;
@@ -28,6 +29,7 @@ mod jobs;
 mod kb;
 mod operators;
 mod orders;
+mod outbox;
 mod privacy;
 mod schema;
 mod tenants;
@@ -317,6 +319,8 @@ pub(crate) mod testkit {
             },
             text: MessageText::parse("where is my order?", TextLimits { max_chars: 100 }).unwrap(),
             sent_at: Utc::now(),
+            sender: crate::domain::Sender::Buyer,
+            attachment: None,
         }
     }
 

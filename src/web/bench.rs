@@ -106,6 +106,8 @@ async fn seed(store: &dyn Store, conversations: usize) -> anyhow::Result<Vec<Str
             },
             text: MessageText::parse(text, limits).map_err(|e| anyhow::anyhow!(e.problem))?,
             sent_at: Utc::now(),
+            sender: crate::domain::Sender::Buyer,
+            attachment: None,
         };
         let outcome = store.ingest(shop, &message, 1).await?;
         let layer = [1u8, 2, 3][i % 3];

@@ -37,7 +37,7 @@ impl Listener {
                 .state
                 .app
                 .store
-                .conversation_shop(user.tenant_id, change.conversation)
+                .conversation_shop_id(user.tenant_id, change.conversation)
                 .await
                 .ok()
                 .flatten(),

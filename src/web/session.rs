@@ -166,7 +166,7 @@ impl Viewer {
         let shop = state
             .app
             .store
-            .conversation_shop(self.user.tenant_id, conversation)
+            .conversation_shop_id(self.user.tenant_id, conversation)
             .await?
             .ok_or_else(not_found)?;
         if self.user.shops.allows(shop) {

@@ -125,6 +125,17 @@ async fn m8_every_documented_route_enforces_its_scope() {
                         "{method} {path}: the document names the scope"
                     );
                 }
+                Access::OwnCredentials => {
+                    // A webhook or the widget: no kedai token opens it, and
+                    // without its own credentials it refuses.
+                    let (status, _) = call(&app, method, path, Some(&app.token)).await;
+                    assert!(
+                        (400..500).contains(&status),
+                        "{method} {path} with a tenant token: {status}"
+                    );
+                    let (status, _) = call(&app, method, path, None).await;
+                    assert!((400..500).contains(&status), "{method} {path}: {status}");
+                }
                 Access::Operator => {
                     let (status, _) = call(&app, method, path, Some(&app.token)).await;
                     assert_eq!(status, 403, "{method} {path} with a tenant admin token");

@@ -4,6 +4,7 @@
 mod access;
 mod api;
 mod browser;
+mod channels;
 mod chaos;
 mod chat;
 mod cli;

@@ -1,6 +1,11 @@
 //! Buyers, conversations and messages: ingest of inbound messages, replies and notes, and the conversation lists agents read. SQLite implementation of [`ConversationStore`].
+//!
+//! A conversation's messages are read in the order their senders sent them
+//! (the platform's `sent_at`, then arrival), so a delivery that arrives late
+//! still takes its place.
 
 use super::*;
+use crate::domain::Sender;
 
 pub(super) const SUMMARY_COLUMNS: &str = "c.id, s.shop_key, s.platform, b.id AS buyer_id, \
      b.platform_buyer_id, b.display_name, c.status, c.layer, c.custody, c.assignee, \
@@ -61,7 +66,7 @@ impl TryFrom<SummaryRow> for ConversationSummary {
 }
 
 pub(super) const MESSAGE_COLUMNS: &str = "id, conversation_id, external_id, direction, author, \
-     author_name, text, language, translation, sent_at, received_at";
+     author_name, text, kind, attachment, language, translation, sent_at, received_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct MessageRow {
@@ -72,6 +77,8 @@ pub(super) struct MessageRow {
     pub(super) author: String,
     pub(super) author_name: Option<String>,
     pub(super) text: String,
+    pub(super) kind: String,
+    pub(super) attachment: Option<String>,
     pub(super) language: Option<String>,
     pub(super) translation: Option<String>,
     pub(super) sent_at: String,
@@ -89,6 +96,13 @@ impl TryFrom<MessageRow> for Message {
             author: parse_enum(&row.author, "author")?,
             author_name: row.author_name,
             text: MessageText::from_stored(row.text),
+            kind: parse_enum(&row.kind, "message kind")?,
+            attachment: row
+                .attachment
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("message attachment: {e}")))?,
             language: row.language,
             translation: row.translation,
             sent_at: parse_ts(&row.sent_at)?,
@@ -171,6 +185,8 @@ pub(super) async fn insert_message(
         author: reply.author,
         author_name: reply.author_name.clone(),
         text: reply.text.clone(),
+        kind: MessageKind::Text,
+        attachment: None,
         language: None,
         translation: None,
         sent_at: at,
@@ -205,8 +221,97 @@ pub(super) async fn insert_message(
         .bind(conversation.to_string())
         .execute(&mut **tx)
         .await?;
+        // A reply to a shop with a channel leaves through the outbox, which
+        // is written in this transaction: committed means it will be sent.
+        super::outbox::enqueue_reply(tx, tenant, conversation, shop_id, message.id, at).await?;
     }
     Ok(message)
+}
+
+/// The buyer's open conversation, moved to now and reopened, or a new one.
+async fn buyer_conversation(
+    tx: &mut Transaction<'static, Sqlite>,
+    shop: &Shop,
+    buyer: BuyerId,
+    received_ts: &str,
+) -> Result<ConversationId, StoreError> {
+    let open: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE buyer_id = ? AND status != 'resolved' \
+         ORDER BY last_message_at DESC LIMIT 1",
+    )
+    .bind(buyer.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    match open {
+        Some(id) => {
+            sqlx::query(
+                "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1, \
+                 status = 'open' WHERE id = ?",
+            )
+            .bind(received_ts)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            parse_id(&id, "conversation")
+        }
+        None => new_conversation(tx, shop, buyer, "open", received_ts).await,
+    }
+}
+
+/// Where a message the seller wrote in the marketplace's app belongs: the
+/// buyer's latest conversation, whatever its status (the seller's words do
+/// not reopen it), or a new resolved one when the seller wrote first.
+async fn seller_conversation(
+    tx: &mut Transaction<'static, Sqlite>,
+    shop: &Shop,
+    buyer: BuyerId,
+    received_ts: &str,
+) -> Result<ConversationId, StoreError> {
+    let latest: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE buyer_id = ? \
+         ORDER BY (status != 'resolved') DESC, last_message_at DESC LIMIT 1",
+    )
+    .bind(buyer.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    match latest {
+        Some(id) => {
+            sqlx::query(
+                "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1 \
+                 WHERE id = ?",
+            )
+            .bind(received_ts)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            parse_id(&id, "conversation")
+        }
+        None => new_conversation(tx, shop, buyer, "resolved", received_ts).await,
+    }
+}
+
+async fn new_conversation(
+    tx: &mut Transaction<'static, Sqlite>,
+    shop: &Shop,
+    buyer: BuyerId,
+    status: &str,
+    received_ts: &str,
+) -> Result<ConversationId, StoreError> {
+    let id = ConversationId::new();
+    sqlx::query(
+        "INSERT INTO conversations (id, tenant_id, shop_id, buyer_id, status, created_at, \
+         last_message_at, message_count) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+    )
+    .bind(id.to_string())
+    .bind(shop.tenant_id.to_string())
+    .bind(shop.id.to_string())
+    .bind(buyer.to_string())
+    .bind(status)
+    .bind(received_ts)
+    .bind(received_ts)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 #[async_trait]
@@ -237,48 +342,32 @@ impl ConversationStore for SqliteStore {
         let received = now();
         let received_ts = ts(received);
         let buyer_id = upsert_buyer(&mut tx, shop, &message.buyer).await?;
-        let open: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE buyer_id = ? AND status != 'resolved' \
-             ORDER BY last_message_at DESC LIMIT 1",
-        )
-        .bind(buyer_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let conversation_id = match open {
-            Some(id) => {
-                sqlx::query(
-                    "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1, \
-                     status = 'open' WHERE id = ?",
-                )
-                .bind(&received_ts)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-                parse_id(&id, "conversation")?
-            }
-            None => {
-                let id = ConversationId::new();
-                sqlx::query(
-                    "INSERT INTO conversations (id, tenant_id, shop_id, buyer_id, status, created_at, \
-                     last_message_at, message_count) VALUES (?, ?, ?, ?, 'open', ?, ?, 1)",
-                )
-                .bind(id.to_string())
-                .bind(shop.tenant_id.to_string())
-                .bind(shop.id.to_string())
-                .bind(buyer_id.to_string())
-                .bind(&received_ts)
-                .bind(&received_ts)
-                .execute(&mut *tx)
-                .await?;
-                id
-            }
+        let from_seller = matches!(message.sender, Sender::Seller { .. });
+        let conversation_id = if from_seller {
+            seller_conversation(&mut tx, shop, buyer_id, &received_ts).await?
+        } else {
+            buyer_conversation(&mut tx, shop, buyer_id, &received_ts).await?
         };
+        let (direction, author, author_name) = match &message.sender {
+            Sender::Buyer => ("inbound", "buyer", message.buyer.name.as_deref()),
+            Sender::Seller { name } => ("outbound", "agent", name.as_deref()),
+        };
+        let kind = message
+            .attachment
+            .as_ref()
+            .map_or(MessageKind::Text, |a| a.kind);
+        let attachment = message
+            .attachment
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("attachment: {e}")))?;
 
         let message_id = MessageId::new();
         sqlx::query(
             "INSERT INTO messages (id, tenant_id, conversation_id, shop_id, external_id, direction, \
-             author, author_name, text, sent_at, received_at, seq) \
-             VALUES (?, ?, ?, ?, ?, 'inbound', 'buyer', ?, ?, ?, ?, \
+             author, author_name, text, kind, attachment, sent_at, received_at, seq) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
              (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?))",
         )
         .bind(message_id.to_string())
@@ -286,23 +375,40 @@ impl ConversationStore for SqliteStore {
         .bind(conversation_id.to_string())
         .bind(shop.id.to_string())
         .bind(message.external_id.as_str())
-        .bind(message.buyer.name.as_deref())
+        .bind(direction)
+        .bind(author)
+        .bind(author_name)
         .bind(message.text.as_str())
+        .bind(kind.as_str())
+        .bind(attachment)
         .bind(ts(message.sent_at))
         .bind(&received_ts)
         .bind(conversation_id.to_string())
         .execute(&mut *tx)
         .await?;
 
-        insert_job(
-            &mut tx,
-            shop.tenant_id,
-            JOB_INBOUND_MESSAGE,
-            message_id,
-            max_attempts,
-            &received_ts,
-        )
-        .await?;
+        if from_seller {
+            // The seller answered in the marketplace's app: a person holds
+            // the conversation now, as when an agent replies through kedai.
+            sqlx::query(
+                "UPDATE conversations SET custody = 'human', \
+                 assignee = COALESCE(assignee, ?) WHERE id = ?",
+            )
+            .bind(author_name)
+            .bind(conversation_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            insert_job(
+                &mut tx,
+                shop.tenant_id,
+                JOB_INBOUND_MESSAGE,
+                message_id,
+                max_attempts,
+                &received_ts,
+            )
+            .await?;
+        }
 
         insert_audit(
             &mut tx,
@@ -316,6 +422,8 @@ impl ConversationStore for SqliteStore {
                     "shop": shop.key,
                     "external_id": message.external_id,
                     "conversation_id": conversation_id,
+                    "author": author,
+                    "kind": kind,
                 }),
             },
         )
@@ -418,7 +526,7 @@ impl ConversationStore for SqliteStore {
         .fetch_one(&mut *conn)
         .await?;
         let messages = sqlx::query_as::<_, MessageRow>(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY sent_at, seq"
         ))
         .bind(id.to_string())
         .fetch_all(&mut *conn)

@@ -221,7 +221,7 @@ const APPROVAL_SELECT: &str = "SELECT a.id, a.conversation_id, a.message_id, a.k
 
 #[async_trait]
 impl DeskStore for SqliteStore {
-    async fn conversation_shop(
+    async fn conversation_shop_id(
         &self,
         tenant: TenantId,
         conversation: ConversationId,

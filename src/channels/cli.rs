@@ -1,0 +1,368 @@
+//! `kedai shop` (add, set, list: connect a shop to its platform with
+//! credentials that are checked and never printed), `kedai events` (signed
+//! event webhooks for integrations) and `kedai orders import`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use super::credentials::Credentials;
+use super::events::EVENT_TYPES;
+use crate::cli::{tenant_named, Output};
+use crate::domain::{Platform, ShopKey};
+use crate::store::{
+    ChannelStore, CredentialsUpdate, NewShop, OutboxStore, SqliteStore, StoreError, TenantStore,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum ShopCommand {
+    /// Register a shop for a tenant.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_parser = parse_platform)]
+        platform: Platform,
+        /// The shop's handle: the platform's shop id or a name of your choice.
+        #[arg(long)]
+        id: String,
+        /// Display name (defaults to the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// JSON file with the platform credentials (`-` reads stdin); they
+        /// are checked, kept secret, and never printed.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        /// The country the shop sells in (ISO 3166-1, e.g. TH); leave out
+        /// for a cross-border shop selling to several.
+        #[arg(long, value_parser = |s: &str| crate::domain::CountryCode::parse(s).map_err(|e| e.to_string()))]
+        country: Option<crate::domain::CountryCode>,
+        /// The shop's currency (ISO 4217, e.g. THB).
+        #[arg(long, value_parser = |s: &str| crate::domain::CurrencyCode::parse(s).map_err(|e| e.to_string()))]
+        currency: Option<crate::domain::CurrencyCode>,
+        /// The shop's main language (ISO 639-1, e.g. th).
+        #[arg(long, value_parser = |s: &str| crate::domain::LanguageCode::parse(s).map_err(|e| e.to_string()))]
+        language: Option<crate::domain::LanguageCode>,
+    },
+    /// Replace a shop's platform credentials (a new access token, another
+    /// push key, a regional API host).
+    Set {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        id: String,
+        /// JSON file with the platform credentials (`-` reads stdin).
+        #[arg(long)]
+        credentials: PathBuf,
+    },
+    /// List a tenant's shops and whether each is connected.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Add an endpoint; prints its signing secret once.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        /// Where events are POSTed (https:// in production).
+        #[arg(long)]
+        url: String,
+        /// Only these event types (repeatable); all when absent.
+        #[arg(long = "event")]
+        events: Vec<String>,
+    },
+    /// List a tenant's endpoints (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Stop sending events to an endpoint.
+    Remove {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// Import orders from a `.csv`, `.json` (an array) or `.jsonl` file:
+    /// all of them, or none when a line is invalid.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = crate::startup::DEMO_TENANT)]
+        tenant: String,
+    },
+}
+
+fn parse_platform(raw: &str) -> Result<Platform, String> {
+    raw.parse()
+        .map_err(|e: crate::domain::ValidationError| e.to_string())
+}
+
+/// Reads a credentials file (or stdin for `-`) as a JSON object.
+fn read_credentials(path: &Path) -> anyhow::Result<SecretString> {
+    let raw = if path == Path::new("-") {
+        let mut raw = String::new();
+        std::io::stdin()
+            .read_to_string(&mut raw)
+            .context("reading credentials from stdin")?;
+        raw
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let value: serde_json::Value = serde_json::from_str(&raw)
+        .map_err(|e| anyhow::anyhow!("{} is not valid JSON: {e}", path.display()))?;
+    if !value.is_object() {
+        bail!("{} must hold a JSON object", path.display());
+    }
+    Ok(SecretString::from(value.to_string()))
+}
+
+/// Checks credentials for `platform` and names the platform account.
+fn checked(platform: Platform, credentials: SecretString) -> anyhow::Result<CredentialsUpdate> {
+    let parsed = Credentials::parse(platform, &credentials)?;
+    Ok(CredentialsUpdate {
+        account_id: parsed.account_id(),
+        credentials,
+    })
+}
+
+pub async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::Result<()> {
+    match cmd {
+        ShopCommand::Add {
+            tenant,
+            platform,
+            id,
+            name,
+            credentials,
+            country,
+            currency,
+            language,
+        } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let key = ShopKey::parse(&id)?;
+            let update = match &credentials {
+                Some(path) => Some(checked(platform, read_credentials(path)?)?),
+                None => None,
+            };
+            let shop = match store
+                .add_shop(NewShop {
+                    tenant_id: tenant.id,
+                    platform,
+                    name: name.unwrap_or_else(|| key.to_string()),
+                    key,
+                    market: crate::domain::Market {
+                        country,
+                        currency,
+                        language,
+                    },
+                    credentials: SecretString::from("{}"),
+                })
+                .await
+            {
+                Err(StoreError::AlreadyExists { what }) => {
+                    bail!("{what} already exists for tenant {:?}", tenant.name)
+                }
+                other => other?,
+            };
+            if let Some(update) = &update {
+                store
+                    .set_credentials(tenant.id, shop.id, update, "cli")
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "shop {:?} was added but not connected; fix the credentials and run \
+                             `kedai shop set`",
+                            shop.key.as_str()
+                        )
+                    })?;
+            }
+            let account = update.as_ref().and_then(|u| u.account_id.clone());
+            output.print(
+                json!({
+                    "shop_id": shop.id, "tenant_id": shop.tenant_id, "shop": shop.key,
+                    "platform": shop.platform, "name": shop.name, "market": shop.market,
+                    "connected": update.is_some(), "account_id": account,
+                }),
+                || {
+                    format!(
+                        "Added {} shop {:?} to tenant {:?}{}.",
+                        shop.platform,
+                        shop.key.as_str(),
+                        tenant.name,
+                        match &account {
+                            Some(a) => format!(", connected to {} account {a}", shop.platform),
+                            None => String::new(),
+                        }
+                    )
+                },
+            );
+        }
+        ShopCommand::Set {
+            tenant,
+            id,
+            credentials,
+        } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let key = ShopKey::parse(&id)?;
+            let shop = store.shop_by_key(tenant.id, &key).await?.with_context(|| {
+                format!("no shop {:?} in tenant {:?}", key.as_str(), tenant.name)
+            })?;
+            let update = checked(shop.platform, read_credentials(&credentials)?)?;
+            store
+                .set_credentials(tenant.id, shop.id, &update, "cli")
+                .await?;
+            output.print(
+                json!({
+                    "shop_id": shop.id, "shop": shop.key, "platform": shop.platform,
+                    "connected": true, "account_id": update.account_id,
+                }),
+                || {
+                    format!(
+                        "Connected {} shop {:?}{}. A running server picks the credentials up \
+                         within 30 seconds.",
+                        shop.platform,
+                        shop.key.as_str(),
+                        update
+                            .account_id
+                            .as_deref()
+                            .map(|a| format!(" (account {a})"))
+                            .unwrap_or_default()
+                    )
+                },
+            );
+        }
+        ShopCommand::List { tenant } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let all = store.channel_shops(None).await?;
+            let shops: Vec<serde_json::Value> = all
+                .iter()
+                .filter(|s| s.shop.tenant_id == tenant.id)
+                .map(|s| {
+                    let connected = s.shop.platform.has_channel()
+                        && !matches!(
+                            Credentials::parse(s.shop.platform, &s.credentials),
+                            Ok(Credentials::NotConnected) | Err(_)
+                        );
+                    let mut value = serde_json::to_value(&s.shop).unwrap_or_default();
+                    value["connected"] = connected.into();
+                    value["account_id"] = s.account_id.clone().into();
+                    value
+                })
+                .collect();
+            output.print(json!({ "shops": shops }), || {
+                let mut out = format!(
+                    "{:<24} {:<8} {:<10} {:<22} {}",
+                    "SHOP", "PLATFORM", "CONNECTED", "ACCOUNT", "NAME"
+                );
+                for s in &shops {
+                    out.push_str(&format!(
+                        "\n{:<24} {:<8} {:<10} {:<22} {}",
+                        s["key"].as_str().unwrap_or(""),
+                        s["platform"].as_str().unwrap_or(""),
+                        if s["connected"] == true { "yes" } else { "no" },
+                        s["account_id"].as_str().unwrap_or("-"),
+                        s["name"].as_str().unwrap_or(""),
+                    ));
+                }
+                out
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn events(store: SqliteStore, cmd: EventsCommand, output: Output) -> anyhow::Result<()> {
+    match cmd {
+        EventsCommand::Add {
+            tenant,
+            url,
+            events,
+        } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let parsed =
+                reqwest::Url::parse(&url).map_err(|e| anyhow::anyhow!("--url {url:?}: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
+                bail!("--url must be an http(s) URL of at most 2048 characters, got {url:?}");
+            }
+            for event in &events {
+                if !EVENT_TYPES.contains(&event.as_str()) {
+                    bail!(
+                        "--event must be one of {}, got {event:?}",
+                        EVENT_TYPES.join(", ")
+                    );
+                }
+            }
+            let secret =
+                SecretString::from(format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>())));
+            let endpoint = store
+                .add_endpoint(tenant.id, &url, &secret, &events)
+                .await?;
+            let shown = secret.expose_secret().to_owned();
+            output.print(
+                json!({ "endpoint_id": endpoint.id, "url": endpoint.url, "events": endpoint.events, "secret": shown }),
+                || {
+                    format!(
+                        "Added endpoint {} for {:?}.\nSigning secret (shown only this once): {shown}\n\
+                         Verify X-Kedai-Signature = v1=HMAC-SHA256(secret, X-Kedai-Timestamp + \".\" + body).",
+                        endpoint.id, tenant.name
+                    )
+                },
+            );
+        }
+        EventsCommand::List { tenant } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let endpoints = store.list_endpoints(tenant.id).await?;
+            output.print(json!({ "endpoints": endpoints }), || {
+                let mut out = format!("{:<38} {:<40} {}", "ID", "URL", "EVENTS");
+                for e in &endpoints {
+                    let events = if e.events.is_empty() {
+                        "all".to_owned()
+                    } else {
+                        e.events.join(",")
+                    };
+                    out.push_str(&format!("\n{:<38} {:<40} {events}", e.id, e.url));
+                }
+                out
+            });
+        }
+        EventsCommand::Remove { tenant, id } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            if !store.remove_endpoint(tenant.id, &id).await? {
+                bail!(
+                    "no endpoint {id} in tenant {:?} (see `kedai events list`)",
+                    tenant.name
+                );
+            }
+            output.print(json!({ "endpoint_id": id, "removed": true }), || {
+                format!("Removed endpoint {id}.")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn orders(store: SqliteStore, cmd: OrdersCommand, output: Output) -> anyhow::Result<()> {
+    match cmd {
+        OrdersCommand::Import { file, tenant } => {
+            let tenant = tenant_named(&store, &tenant).await?;
+            let n = super::orders::import_file(&store, tenant.id, &file).await?;
+            output.print(json!({ "tenant": tenant.name, "orders": n }), || {
+                format!(
+                    "Imported {n} orders from {} into {:?}.",
+                    file.display(),
+                    tenant.name
+                )
+            });
+        }
+    }
+    Ok(())
+}
