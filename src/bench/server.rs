@@ -103,6 +103,9 @@ impl BenchServer {
             .tempdir()
             .context("cannot create a temporary data directory")?;
 
+        // The administrative commands below need the schema in place.
+        let _: serde_json::Value =
+            run_json(exe.command(data_dir.path()).args(["--json", "migrate"])).await?;
         let own_token = match setup {
             ServerSetup::IngestOnly => Some(create_tenant_and_shop(&exe, data_dir.path()).await?),
             ServerSetup::Demo => None,

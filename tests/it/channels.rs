@@ -22,10 +22,30 @@ use crate::helpers::{eventually, Spawn, TestApp};
 
 const CALLBACK: &str = "https://kedai.example/webhooks/shopee";
 
+/// Stands in for the reply pipeline: decides nothing, so what the
+/// channels' own step does with a message (orders, pictures) shows alone.
+struct NoPipeline;
+
+#[async_trait::async_trait]
+impl kedai::queue::JobHandler for NoPipeline {
+    async fn handle(&self, _: &kedai::store::Job) -> Result<(), kedai::queue::JobError> {
+        Ok(())
+    }
+
+    async fn give_up(
+        &self,
+        _: &kedai::store::Job,
+        _: &kedai::store::GiveUp,
+    ) -> Result<(), kedai::queue::JobError> {
+        Ok(())
+    }
+}
+
 /// A channel-ready test server: fast retries and polls.
 async fn start() -> (TestApp, TempDir) {
     let dir = TempDir::new().unwrap();
     let mut spawn = Spawn::new(dir.path());
+    spawn.handler = Some(std::sync::Arc::new(NoPipeline));
     let c = &mut spawn.settings.channels;
     c.outbox_poll_ms = 50;
     c.backoff_base_ms = 50;
@@ -1028,6 +1048,7 @@ fn shops_are_connected_from_the_command_line_and_their_secrets_never_printed() {
         );
         serde_json::from_slice(&output.stdout).unwrap()
     };
+    ok(kedai_cli(dir.path(), &["--json", "migrate"], None));
     ok(kedai_cli(
         dir.path(),
         &["--json", "tenant", "create", "acme"],

@@ -95,25 +95,26 @@ fn start(dir: &Path, life: usize) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kedai"))
         .arg("--config")
         .arg(dir.join("kedai.toml"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join("data"))
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
         .expect("kedai serve starts");
     let stdout = child.stdout.take().unwrap();
-    let mut token = None;
     let mut base = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        if let Some(t) = line.trim().strip_prefix("kd_") {
-            token = Some(format!("kd_{t}"));
-        }
         if let Some(address) = line.strip_prefix("kedai is listening on ") {
             base = Some(address.trim().to_owned());
             break;
         }
     }
+    // The first start writes the demo tenant's token to a private file.
+    let token = std::fs::read_to_string(dir.join("data").join("demo-token"))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
     Server {
         child,
         base: base.expect("the server announces its address"),
@@ -302,7 +303,7 @@ async fn sigkill_during_bursts_leaves_every_message_decided_once_in_order_and_in
     let token = server
         .token
         .clone()
-        .expect("the first start prints the demo token");
+        .expect("the first start writes the demo token");
     let base = Arc::new(RwLock::new(server.base.clone()));
     let acked: Arc<Mutex<Acked>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));

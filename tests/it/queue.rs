@@ -245,15 +245,24 @@ async fn m2_a_run_that_lost_its_lease_stops_and_records_nothing() {
     let mut spawn = spawn_with(&dir, handler.clone());
     spawn.settings.queue.lease_secs = 2;
     let app = spawn.start().await;
-    let before = app.get("/metrics").await.text().await.unwrap();
+    let before = app.get_as_operator("/metrics").await.text().await.unwrap();
     assert!(!before.contains("kedai_job_leases_lost_total{kind=\"inbound_message\"} 1"));
     app.ingest(&message("demo-web", "m", "b", "hi")).await;
     let client = app.client.clone();
     let url = app.url("/metrics");
+    let operator = app.operator.clone();
     eventually(Duration::from_secs(20), "the lost lease noticed", || {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, operator) = (client.clone(), url.clone(), operator.clone());
         async move {
-            let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+            let text = client
+                .get(&url)
+                .bearer_auth(&operator)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             text.contains("kedai_job_leases_lost_total{kind=\"inbound_message\"}")
         }
     })
@@ -310,7 +319,7 @@ async fn l3_a_panicking_handler_fails_its_job_and_the_worker_lives_on() {
         .unwrap();
     assert_eq!(report["workers"]["running"], 1, "{report}");
     assert_eq!(report["workers"]["restarts"], 0);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.get_as_operator("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("kedai_job_panics_total{kind=\"inbound_message\"}"),
         "{metrics}"
@@ -438,7 +447,7 @@ async fn m4_without_a_pipeline_messages_wait_in_the_queue_and_readyz_says_so() {
     assert_eq!(report["queue"]["queued"], 3, "{report}");
     assert_eq!(report["queue"]["done"], 0, "nothing consumed");
     assert_eq!(report["workers"]["processing"], false);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.get_as_operator("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("kedai_queue_jobs{state=\"queued\"} 3"),
         "{metrics}"
