@@ -8,7 +8,9 @@
 
 use super::policy::{CustodyEvidence, Policy, PolicySettings};
 use super::ports::StageError;
-use crate::domain::{Author, ConversationStatus, Direction, MessageId, PlatformBuyerId, TenantId};
+use crate::domain::{
+    Author, ConversationStatus, Direction, MessageId, PlatformBuyerId, ShopKey, TenantId,
+};
 use crate::store::{ConversationDetail, Decision, Order, OrderFilter, Shop, Store, StoreError};
 
 /// A store failure inside a stage: worth retrying.
@@ -95,21 +97,12 @@ impl Context {
             tracing::error!(shop = %shop.key, error = %err, "stored shop policy is invalid; the AI sends nothing for this shop");
         }
         let policy_problem = problem.map(|e| e.to_string());
-        // Fail closed: a buyer id that does not parse gets no orders, never
-        // an unfiltered list.
-        let orders = match PlatformBuyerId::parse(&detail.buyer.platform_buyer_id) {
-            Ok(buyer) => store
-                .list_orders(
-                    tenant,
-                    &OrderFilter {
-                        shop: Some(detail.summary.shop.clone()),
-                        buyer: Some(buyer),
-                        limit: 20,
-                    },
-                )
+        let orders = match buyer_orders(&detail.summary.shop, &detail.buyer.platform_buyer_id) {
+            Some(filter) => store
+                .list_orders(tenant, &filter)
                 .await
                 .map_err(store_error)?,
-            Err(_) => Vec::new(),
+            None => Vec::new(),
         };
         let messages = &detail.messages;
         let text = messages[position].text.as_str().to_string();
@@ -169,5 +162,39 @@ impl Context {
                     .map(|l| l.as_str().to_string())
             })
             .unwrap_or_else(|| "en".into())
+    }
+}
+
+/// The filter for one buyer's orders in one shop. Fails closed: a buyer id
+/// that does not parse gets no filter, and so no orders, never a list
+/// without the buyer filter (L7).
+fn buyer_orders(shop: &ShopKey, raw_buyer: &str) -> Option<OrderFilter> {
+    let buyer = PlatformBuyerId::parse(raw_buyer).ok()?;
+    Some(OrderFilter {
+        shop: Some(shop.clone()),
+        buyer: Some(buyer),
+        limit: 20,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l7_a_buyer_id_that_does_not_read_gets_no_orders_never_everyones() {
+        let shop = ShopKey::parse("demo-shopee").unwrap();
+        let filter = buyer_orders(&shop, "siti-165105353").expect("a valid buyer id");
+        assert_eq!(
+            filter.buyer.as_ref().map(|b| b.as_str()),
+            Some("siti-165105353")
+        );
+        assert_eq!(filter.shop.as_ref(), Some(&shop));
+        for unreadable in ["", "   ", "a\u{0}b", &"x".repeat(10_000)] {
+            assert!(
+                buyer_orders(&shop, unreadable).is_none(),
+                "{unreadable:?} must not widen to every buyer's orders"
+            );
+        }
     }
 }
