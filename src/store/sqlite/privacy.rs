@@ -56,6 +56,23 @@ impl Doomed<'_> {
             jobs = jobs.bind(bind);
         }
         let jobs = jobs.execute(&mut **tx).await?.rows_affected();
+        // What the channels and the workbench keep about these
+        // conversations: deadlines, approvals, and deliveries with the
+        // parts that were sent.
+        self.delete(tx, "response_deadlines", "conversation_id")
+            .await?;
+        self.delete(tx, "approvals", "conversation_id").await?;
+        let sent_sql = format!(
+            "DELETE FROM channel_sent WHERE outbox_id IN \
+             (SELECT id FROM outbox WHERE conversation_id IN ({}))",
+            self.subquery()
+        );
+        let mut sent = sqlx::query(&sent_sql);
+        for bind in &self.binds {
+            sent = sent.bind(bind);
+        }
+        sent.execute(&mut **tx).await?;
+        self.delete(tx, "outbox", "conversation_id").await?;
         let messages = self.delete(tx, "messages", "conversation_id").await?;
         let sql = format!("DELETE FROM conversations WHERE {}", self.condition);
         let mut query = sqlx::query(&sql);
@@ -96,6 +113,16 @@ impl PrivacyStore for SqliteStore {
             binds: vec![tenant.to_string(), buyer.clone()],
         };
         let (conversations, messages, decisions, jobs) = doomed.delete_all(&mut tx).await?;
+        // The platform's threads with this buyer name them too.
+        sqlx::query(
+            "DELETE FROM channel_threads WHERE platform_buyer_id = ? AND shop_id = \
+             (SELECT shop_id FROM buyers WHERE tenant_id = ? AND id = ?)",
+        )
+        .bind(platform_buyer_id)
+        .bind(tenant.to_string())
+        .bind(&buyer)
+        .execute(&mut *tx)
+        .await?;
         let orders = sqlx::query("DELETE FROM orders WHERE tenant_id = ? AND buyer_id = ?")
             .bind(tenant.to_string())
             .bind(&buyer)
@@ -176,5 +203,87 @@ impl PrivacyStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{inbound, open, tenant_with_shop};
+    use super::*;
+
+    /// A conversation with everything the channels keep about it: a
+    /// response deadline, a reply delivery and the part it sent, and the
+    /// platform's thread with the buyer.
+    async fn with_channel_rows(store: &SqliteStore, shop: &Shop) -> IngestOutcome {
+        let stored = store
+            .ingest(shop, &inbound("m-1", "buyer-1"), 5)
+            .await
+            .unwrap();
+        let at = "2026-12-01T10:00:00.000000Z";
+        for sql in [
+            "INSERT INTO response_deadlines (message_id, tenant_id, conversation_id, due_at) \
+             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO outbox (id, tenant_id, kind, idempotency_key, shop_id, conversation_id, \
+             message_id, payload, state, next_attempt_at, created_at, updated_at) \
+             VALUES ('o-1', ?2, 'reply', 'k-1', ?5, ?3, ?1, '{}', 'sent', ?4, ?4, ?4)",
+            "INSERT INTO channel_sent (shop_id, platform_message_id, outbox_id) \
+             VALUES (?5, 'p-1', 'o-1')",
+            "INSERT INTO channel_threads (shop_id, thread_id, platform_buyer_id, updated_at) \
+             VALUES (?5, 't-1', 'buyer-1', ?4)",
+        ] {
+            sqlx::query(sql)
+                .bind(stored.message_id.to_string())
+                .bind(shop.tenant_id.to_string())
+                .bind(stored.conversation_id.to_string())
+                .bind(at)
+                .bind(shop.id.to_string())
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+        stored
+    }
+
+    async fn count(store: &SqliteStore, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&store.reader)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn l10_retention_takes_the_channels_rows_of_a_conversation_with_it() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "acme").await;
+        with_channel_rows(&store, &shop).await;
+        let removed = store
+            .apply_retention(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!((removed.conversations, removed.messages), (1, 1));
+        for table in ["response_deadlines", "outbox", "channel_sent", "messages"] {
+            assert_eq!(count(&store, table).await, 0, "{table}");
+        }
+    }
+
+    #[tokio::test]
+    async fn l10_erasing_a_buyer_takes_their_channel_threads_and_deliveries() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "acme").await;
+        with_channel_rows(&store, &shop).await;
+        let erased = store
+            .erase_buyer(shop.tenant_id, &shop.key, "buyer-1", "test")
+            .await
+            .unwrap()
+            .expect("the buyer exists");
+        assert_eq!(erased.conversations, 1);
+        for table in [
+            "response_deadlines",
+            "outbox",
+            "channel_sent",
+            "channel_threads",
+        ] {
+            assert_eq!(count(&store, table).await, 0, "{table}");
+        }
     }
 }
