@@ -18,6 +18,7 @@
 //! `try_acquire` and a channel's `try_send`.
 
 mod lanes;
+pub mod priority;
 pub mod scope;
 mod worker;
 
@@ -91,6 +92,7 @@ pub fn init_threads(threads: usize) -> usize {
         match rayon::ThreadPoolBuilder::new()
             .num_threads(wanted)
             .thread_name(|i| format!("kedai-cpu-{i}"))
+            .start_handler(|_| priority::lower_this_thread())
             .build_global()
         {
             Ok(()) => wanted,

@@ -203,6 +203,7 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
         .spawn({
             let inner = inner.clone();
             move || {
+                super::priority::lower_this_thread();
                 let slot = &inner.embedding;
                 let loaded = load(slot, || {
                     let embedder = EmbedBackend::load(&model, &inner.device)?;
@@ -233,6 +234,7 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
         .spawn({
             let inner = inner.clone();
             move || {
+                super::priority::lower_this_thread();
                 let slot = &inner.chat;
                 let loaded = load(slot, || ChatBackend::load(&inner, &model));
                 if let Some(mut chat) = loaded {
@@ -256,6 +258,7 @@ fn own_pool() -> Option<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(rayon::current_num_threads())
         .thread_name(|i| format!("kedai-embed-cpu-{i}"))
+        .start_handler(|_| super::priority::lower_this_thread())
         .build()
         .map_err(|err| tracing::warn!(error = %err, "embeddings share the global thread pool"))
         .ok()
