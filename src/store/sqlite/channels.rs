@@ -601,3 +601,41 @@ const ANSWERED_UP_TO: &str = "COALESCE((SELECT MAX(r.seq) FROM messages r \
      WHERE r.conversation_id = c.id AND r.direction = 'outbound' AND r.author != 'system'), 0)";
 /// The same over a subquery's `messages r` rows.
 const ANSWERED_UP_TO_OF: &str = "COALESCE(MAX(r.seq), 0)";
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{open, tenant_with_shop};
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[tokio::test]
+    async fn l10_credentials_set_for_a_channel_are_sealed_at_rest_and_open_for_the_adapters() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "acme").await;
+        let plain = r#"{"partner_key":"channel-s3cret","shop_id":727720655}"#;
+        store
+            .set_credentials(
+                shop.tenant_id,
+                shop.id,
+                &CredentialsUpdate {
+                    credentials: SecretString::from(plain),
+                    account_id: Some("727720655".into()),
+                },
+                "test",
+            )
+            .await
+            .unwrap();
+        let stored: String = sqlx::query_scalar("SELECT credentials FROM shops WHERE id = ?")
+            .bind(shop.id.to_string())
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert!(stored.starts_with("enc:"), "{stored}");
+        assert!(!stored.contains("channel-s3cret"));
+        let channel = store.channel_shop(shop.id).await.unwrap().unwrap();
+        assert_eq!(channel.credentials.expose_secret(), plain);
+        assert_eq!(channel.account_id.as_deref(), Some("727720655"));
+        let listed = store.channel_shops(None).await.unwrap();
+        assert_eq!(listed[0].credentials.expose_secret(), plain);
+    }
+}
