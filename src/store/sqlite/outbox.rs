@@ -289,6 +289,20 @@ impl OutboxStore for SqliteStore {
         lease: chrono::Duration,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let at = now();
+        // The outbox polls several times a second; asking a read
+        // connection first keeps idle polls off the one write connection,
+        // where webhooks wait to commit.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM outbox WHERE (state = 'pending' AND next_attempt_at <= ?) \
+             OR (state = 'sending' AND lease_until <= ?) LIMIT 1",
+        )
+        .bind(ts(at))
+        .bind(ts(at))
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE outbox SET state = 'sending', lease_owner = ?, lease_until = ?, \
