@@ -18,7 +18,7 @@ use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, Tru
 use super::bert::HfBert;
 use super::e5::E5Model;
 use super::e5_cpu::E5Cpu;
-use super::embed_options::{gemma_files, gemma_prompts, EmbedderOptions};
+use super::embed_options::{gemma_files, gemma_prompts, EmbedTask, EmbedderOptions};
 use super::gemma_encoder::{GemmaConfig, GemmaEncoder};
 use super::pooling::Pooling;
 use super::InferenceError;
@@ -272,11 +272,19 @@ impl TextEmbedder {
             }
         };
         let (tokenizer, max_tokens) = load_tokenizer(tokenizer_path, backbone.max_positions())?;
+        // Vectors made under another task prompt are other vectors: the id
+        // says so, so caches and trained heads never mix them.
+        let model_id = match (&prefixes, options.task) {
+            (Prefixes::Prompts { .. }, EmbedTask::Classification) => {
+                format!("{}#task=classification", model.reference)
+            }
+            _ => model.reference.clone(),
+        };
         Ok(TextEmbedder {
             backbone,
             tokenizer,
             prefixes,
-            model_id: model.reference.clone(),
+            model_id,
             max_tokens,
             device: device.clone(),
         })

@@ -61,6 +61,13 @@ fn agreement(model: &crate::models::ResolvedModel, quant: QuantType) -> (f32, f3
         };
         let embedder = TextEmbedder::load_with(model, &Device::Cpu, options).unwrap();
         assert_eq!(embedder.dim(), 768);
+        let classifying = embedder.model_id().ends_with("#task=classification");
+        assert_eq!(
+            classifying,
+            task == EmbedTask::Classification,
+            "{}",
+            embedder.model_id()
+        );
         let ours = embedder.embed(&texts, role).unwrap();
         for (index, (got, want)) in ours.iter().zip(&expected.vectors[key]).enumerate() {
             let c = cosine(got, want);
