@@ -85,6 +85,19 @@ pub struct ClassifierArgs {
     /// Add the final layer's token-wise maximum as one more unit-length block.
     #[arg(long)]
     pub e5_max_pool: bool,
+    /// For models with task prompts (EmbeddingGemma): the prompt put before
+    /// every line. `retrieval` is the one the server's single embedding
+    /// model gives buyer messages today.
+    #[arg(long, value_enum, default_value_t = TaskPromptArg::Retrieval)]
+    pub task_prompt: TaskPromptArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskPromptArg {
+    /// The search prompt (`task: search result | query: `).
+    Retrieval,
+    /// The classification prompt (`task: classification | query: `).
+    Classification,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -333,7 +346,15 @@ fn evaluate(args: &ClassifierArgs, task: Task, settings: &Settings) -> anyhow::R
         PrepareMode::from_settings(&settings.models, Progress::Lines),
     )?;
     let device = select_device("auto")?;
-    let embedder = TextEmbedder::load(&model, &device)?;
+    let prompt_task = match args.task_prompt {
+        TaskPromptArg::Retrieval => crate::inference::EmbedTask::Retrieval,
+        TaskPromptArg::Classification => crate::inference::EmbedTask::Classification,
+    };
+    let options = crate::inference::EmbedderOptions {
+        task: prompt_task,
+        ..Default::default()
+    };
+    let embedder = TextEmbedder::load_with(&model, &device, options)?;
     let pooling = args.pooling(embedder.layers())?;
     let embedder = PooledQueries::new(embedder, pooling.clone())?;
     let cache_dir = args
@@ -694,6 +715,7 @@ mod tests {
             e5_layers: layers,
             e5_layer_mix: mix,
             e5_max_pool: max,
+            task_prompt: TaskPromptArg::Retrieval,
         };
         let plain = args(Vec::new(), LayerMixArg::Concat, false);
         assert!(plain.pooling(12).unwrap().is_final_mean(12));

