@@ -39,10 +39,7 @@ impl Tag {
                 ),
             ));
         }
-        if let Some(bad) = tag
-            .chars()
-            .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
-        {
+        if let Some(bad) = tag.chars().find(|c| !tag_char(*c)) {
             return Err(ValidationError::new(
                 "tag",
                 format!("may hold letters, digits, '_', '-', '.' and ':' only, got {bad:?}"),
@@ -58,7 +55,7 @@ impl Tag {
             .to_lowercase()
             .chars()
             .map(|c| if c.is_whitespace() { '_' } else { c })
-            .filter(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            .filter(|c| *c != ':' && tag_char(*c))
             .take(MAX_TAG_CHARS.saturating_sub(kind.len() + 1))
             .collect();
         (!value.is_empty())
@@ -75,6 +72,18 @@ impl std::fmt::Display for Tag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Letters and digits, the combining marks of scripts such as Thai, and
+/// `_ - . :`; no white space, control or format characters, and no other
+/// ASCII punctuation.
+fn tag_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(c, '_' | '-' | '.' | ':')
+        || (!c.is_ascii()
+            && !c.is_whitespace()
+            && !c.is_control()
+            && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'))
 }
 
 /// A person's edit of a conversation's tags: the latest one per tag wins.
@@ -174,7 +183,15 @@ mod tests {
             "intent:size_fit"
         );
         assert_eq!(Tag::parse("ลูกค้าประจำ").unwrap().as_str(), "ลูกค้าประจำ");
-        for bad in ["", "  ", "a b", "<script>", "x/y", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "  ",
+            "a b",
+            "<script>",
+            "x/y",
+            "a\u{200b}b",
+            &"a".repeat(65),
+        ] {
             assert!(Tag::parse(bad).is_err(), "{bad:?} passed");
         }
     }
