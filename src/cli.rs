@@ -88,6 +88,9 @@ pub enum Command {
     /// Import, list and search a tenant's knowledge base.
     #[command(subcommand)]
     Kb(KbCommand),
+    /// Reports over a tenant's conversations: involvement, automation,
+    /// resolution, response times, drafts, satisfaction, tags.
+    Report(crate::reports::cli::ReportArgs),
     /// Measure kedai's components on labelled data.
     #[command(subcommand)]
     Eval(crate::eval::EvalCommand),
@@ -246,6 +249,9 @@ pub fn run() -> anyhow::Result<()> {
             crate::access_cli::buyer(store, cmd, access_output(output))
         }),
         Command::User(cmd) => admin(&settings, |store| user(store, cmd, output)),
+        Command::Report(args) => admin(&settings, |store| {
+            crate::reports::cli::run(store, args, output == Output::Json)
+        }),
         Command::Kb(cmd) => {
             let kb_settings = settings.clone();
             admin(&settings, |store| kb(store, cmd, &kb_settings, output))

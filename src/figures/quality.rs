@@ -212,7 +212,7 @@ pub fn drafts(conversations: &[&ConversationFacts]) -> DraftFigures {
         figures.offered += 1;
         match fate.distance {
             None => figures.unanswered += 1,
-            Some(d) if d == 0.0 => figures.sent_unchanged += 1,
+            Some(d) if d <= 0.0 => figures.sent_unchanged += 1,
             Some(d) => {
                 figures.edited += 1;
                 distances.push(d);

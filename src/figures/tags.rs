@@ -53,7 +53,7 @@ pub fn outcomes(c: &ConversationFacts) -> BTreeSet<Outcome> {
     }
     for fate in draft_fates(c) {
         match fate.distance {
-            Some(d) if d == 0.0 => out.insert(Outcome::DraftSentAsIs),
+            Some(d) if d <= 0.0 => out.insert(Outcome::DraftSentAsIs),
             Some(_) => out.insert(Outcome::DraftEdited),
             None => false,
         };
