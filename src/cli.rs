@@ -91,6 +91,10 @@ pub enum Command {
     /// Reports over a tenant's conversations: involvement, automation,
     /// resolution, response times, drafts, satisfaction, tags.
     Report(crate::reports::cli::ReportArgs),
+    /// Run past buyer messages and people's replies through the pipeline
+    /// on a copy of the store, nothing sent: what kedai would have done,
+    /// agreement by meaning, projected automation, what it would get wrong.
+    Replay(crate::reports::cli::ReplayArgs),
     /// Measure kedai's components on labelled data.
     #[command(subcommand)]
     Eval(crate::eval::EvalCommand),
@@ -249,6 +253,9 @@ pub fn run() -> anyhow::Result<()> {
             crate::access_cli::buyer(store, cmd, access_output(output))
         }),
         Command::User(cmd) => admin(&settings, |store| user(store, cmd, output)),
+        Command::Replay(args) => {
+            crate::reports::cli::replay(&settings, args, output == Output::Json)
+        }
         Command::Report(args) => admin(&settings, |store| {
             crate::reports::cli::run(store, args, output == Output::Json)
         }),

@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::domain::{Author, Direction};
 use crate::store::desk::ConversationFacts;
 
+pub mod gaps;
 pub mod quality;
 pub mod report;
 pub mod tags;

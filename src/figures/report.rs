@@ -591,6 +591,34 @@ mod tests {
     }
 
     #[test]
+    fn unanswerable_questions_are_gaps_with_the_reply_that_resolved_them() {
+        use crate::figures::gaps::{gap_messages, GapWhy};
+        let mut h = history();
+        h[0].decisions[0].top_similarity = Some(0.5);
+        h[2].decisions[0].reasons.push("no_grounded_answer".into());
+        // B's draft was sent unchanged and D's intent is answered from
+        // records: neither is a gap.
+        h[3].decisions[0].top_similarity = Some(0.1);
+        let refs: Vec<&ConversationFacts> = h.iter().collect();
+        let gaps = gap_messages(&refs);
+        let seen: Vec<_> = gaps
+            .iter()
+            .map(|g| (g.text.as_str(), g.why, g.resolved_by.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "power bank on a plane?",
+                    GapWhy::WeakRetrieval,
+                    Some("Yes: up to 100 Wh in the cabin.")
+                ),
+                ("which size?", GapWhy::NoGroundedAnswer, Some("abcx")),
+            ]
+        );
+    }
+
+    #[test]
     fn resolution_applies_the_published_rule_to_the_selected_rows() {
         let h = history();
         let rows: Vec<ResolutionRow> = h

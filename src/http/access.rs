@@ -146,6 +146,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/reports/resolution",
         Access::Tenant(Scope::Read),
     ),
+    ("GET", "/api/v1/reports/gaps", Access::Tenant(Scope::Read)),
     // Tagging is part of answering conversations.
     (
         "PUT",

@@ -232,6 +232,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::summary))
         .routes(routes!(reports::conversations))
         .routes(routes!(reports::resolution))
+        .routes(routes!(reports::gaps))
         .routes(routes!(reports::put_tag, reports::delete_tag))
         .merge(crate::channels::webhooks::routes())
 }

@@ -27,6 +27,7 @@ impl From<ReportError> for ApiError {
         match err {
             ReportError::Invalid(message) => ApiError::Invalid(message),
             ReportError::Store(err) => err.into(),
+            ReportError::Embedding(message) => ApiError::Internal(message),
         }
     }
 }
@@ -215,6 +216,53 @@ pub async fn resolution(
         Format::Csv => csv(reports::csv::resolution(&resolution)),
         Format::Json => Json(resolution).into_response(),
     })
+}
+
+/// Knowledge gaps: buyer questions the knowledge base could not answer
+/// (no grounded answer, a weak best hit, a draft a person rewrote),
+/// grouped by meaning, most asked first, with examples per language and
+/// the replies people answered them with.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/gaps",
+    tag = "reports",
+    params(ReportQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Gaps, most asked first", body = Object),
+        (status = 400, description = "A bad filter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "The embedding model is not loaded", body = ErrorBody),
+    )
+)]
+pub async fn gaps(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiQuery(query): ApiQuery<ReportQuery>,
+) -> Result<Response, ApiError> {
+    if query.format()? == Format::Csv {
+        return Err(ApiError::Invalid("gaps come as JSON only".into()));
+    }
+    let report = report_for(&state, &tenant, &query).await?;
+    let embedding_ready = state.engine.models().iter().any(|m| {
+        m.kind == crate::engine::ModelKind::Embedding
+            && matches!(m.state, crate::engine::ModelState::Ready { .. })
+    });
+    let embedder = crate::pipeline::stages::EngineEmbedder::new(state.engine.clone())
+        .filter(|_| embedding_ready)
+        .ok_or_else(|| {
+            ApiError::NotReady(
+                "knowledge gaps need the embedding model, which is not loaded".into(),
+            )
+        })?;
+    let gaps = reports::gaps(
+        state.store.as_ref(),
+        tenant.id,
+        &report,
+        std::sync::Arc::new(embedder),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({ "gaps": gaps })).into_response())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -182,6 +183,150 @@ pub fn text(r: &Report, res: &Resolution) -> String {
             percent(row.involvement),
             percent(row.automation)
         );
+    }
+    out
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Past buyer messages: JSON lines, or CSV when the name ends in .csv
+    /// (conversation_id, shop, buyer_id, sent_at, text, human_reply).
+    history: std::path::PathBuf,
+    #[arg(long, default_value = crate::startup::DEMO_TENANT)]
+    tenant: String,
+    /// Replay into a fresh demo tenant instead of a copy of this data
+    /// directory's store.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// The e5 model of the runtime, behind [`Meaning`](super::replay::Meaning).
+struct EngineMeaning(std::sync::Arc<crate::pipeline::stages::EngineEmbedder>);
+
+#[async_trait::async_trait]
+impl super::replay::Meaning for EngineMeaning {
+    async fn similarity(&self, a: &str, b: &str) -> anyhow::Result<f32> {
+        use crate::kb::Embedder;
+        let embedder = self.0.clone();
+        let (a, b) = (a.to_owned(), b.to_owned());
+        let vectors = tokio::task::spawn_blocking(move || {
+            embedder.embed(&[&a, &b], crate::inference::EmbedRole::Query)
+        })
+        .await??;
+        Ok(vectors[0].iter().zip(&vectors[1]).map(|(x, y)| x * y).sum())
+    }
+}
+
+/// Copies the store into `into` (SQLite's `VACUUM INTO`, a consistent
+/// snapshot while the server runs); the credentials key stays behind, so
+/// nothing replayed can reach a platform.
+async fn copy_store(from: &std::path::Path, into: &std::path::Path) -> anyhow::Result<()> {
+    use sqlx::ConnectOptions;
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(from)
+        .read_only(true)
+        .connect()
+        .await
+        .with_context(|| format!("opening {}", from.display()))?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(into.to_string_lossy().into_owned())
+        .execute(&mut connection)
+        .await
+        .with_context(|| format!("copying {} for the replay", from.display()))?;
+    Ok(())
+}
+
+pub fn replay(
+    settings: &crate::config::Settings,
+    args: ReplayArgs,
+    json_output: bool,
+) -> anyhow::Result<()> {
+    let lines = super::replay::read_history(&args.history)?;
+    let scratch = tempfile::TempDir::new()?;
+    let mut settings = settings.clone();
+    let source = settings.database_path();
+    settings.store.data_dir = scratch.path().to_path_buf();
+    settings.server.demo = args.demo;
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            if !args.demo {
+                anyhow::ensure!(
+                    source.exists(),
+                    "no database at {}; run `kedai migrate` first or replay with --demo",
+                    source.display()
+                );
+                copy_store(&source, &settings.database_path()).await?;
+            }
+            let harness = crate::startup::PipelineHarness::start(settings).await?;
+            let store = harness.app.store();
+            let tenant = store
+                .tenant_by_name(&args.tenant)
+                .await?
+                .with_context(|| format!("no tenant named {:?} in the store", args.tenant))?
+                .id;
+            let embedder = crate::pipeline::stages::EngineEmbedder::new(harness.app.engine())
+                .context("replay needs the embedding model")?;
+            let meaning = EngineMeaning(std::sync::Arc::new(embedder));
+            let judged =
+                super::replay::run(store.as_ref(), tenant, &harness.pipeline, &meaning, &lines)
+                    .await?;
+            anyhow::Ok(super::replay::summarise(judged))
+        })?;
+    if json_output {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", replay_text(&report));
+    }
+    Ok(())
+}
+
+fn replay_text(r: &super::replay::ReplayReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} messages in {} conversations; kedai would have answered {} on its own; \
+         agreement with people's replies {} of {} compared (cosine >= {:.2})",
+        r.all.messages,
+        r.conversations,
+        percent(Some(r.all.projected_automation)),
+        percent(r.all.agreement),
+        r.all.compared,
+        r.agreement_min
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<6}{:<22}{:>6}{:>6}{:>6}{:>6}{:>12}{:>11}{:>7}",
+        "lang", "intent", "msgs", "L1", "L2", "L3", "automation", "agreement", "wrong"
+    );
+    for g in &r.groups {
+        let _ = writeln!(
+            out,
+            "{:<6}{:<22}{:>6}{:>6}{:>6}{:>6}{:>12}{:>11}{:>7}",
+            g.language,
+            g.intent,
+            g.messages,
+            g.layers[0],
+            g.layers[1],
+            g.layers[2],
+            percent(Some(g.projected_automation)),
+            percent(g.agreement),
+            g.wrong
+        );
+    }
+    if !r.wrong.is_empty() {
+        let _ = writeln!(out, "\nwould have sent, and the person said otherwise:");
+        for w in &r.wrong {
+            let _ = writeln!(
+                out,
+                "- [{}] {:?}\n  kedai:  {:?}\n  person: {:?}",
+                w.conversation_id,
+                w.text,
+                w.kedai_text.as_deref().unwrap_or_default(),
+                w.human_reply.as_deref().unwrap_or_default()
+            );
+        }
     }
     out
 }

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod csv;
+pub mod replay;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
@@ -29,6 +30,8 @@ pub enum ReportError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("embedding the questions failed: {0}")]
+    Embedding(String),
 }
 
 /// A report's filter as people write it.
@@ -167,6 +170,40 @@ pub async fn resolution(
         .await?;
     let selected: Vec<_> = report.conversations.iter().map(|c| c.id).collect();
     Ok(figures::resolution(rows, &selected))
+}
+
+/// The knowledge gaps among the conversations `report` covers (already
+/// narrowed to the caller's shops), their questions grouped by meaning
+/// with `embedder`'s vectors (run on a blocking thread).
+pub async fn gaps(
+    store: &dyn Store,
+    tenant: TenantId,
+    report: &Report,
+    embedder: std::sync::Arc<dyn crate::kb::Embedder>,
+) -> Result<Vec<figures::gaps::Gap>, ReportError> {
+    let selected: std::collections::HashSet<_> =
+        report.conversations.iter().map(|c| c.id).collect();
+    let facts = store
+        .conversation_facts(tenant, &ShopAccess::All, report.filter.since)
+        .await?;
+    let chosen: Vec<_> = facts.iter().filter(|c| selected.contains(&c.id)).collect();
+    let messages = figures::gaps::gap_messages(&chosen);
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let texts: Vec<String> = messages.iter().map(|m| m.text.clone()).collect();
+    let vectors = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        embedder.embed(&refs, crate::inference::EmbedRole::Query)
+    })
+    .await
+    .map_err(|e| ReportError::Embedding(e.to_string()))?
+    .map_err(|e| ReportError::Embedding(e.to_string()))?;
+    Ok(figures::gaps::cluster(
+        messages,
+        &vectors,
+        figures::gaps::SAME_QUESTION,
+    ))
 }
 
 /// One conversation's tags as people see them: kedai's, with people's

@@ -296,3 +296,21 @@ async fn another_tenant_and_another_shop_see_nothing_of_a_tenant_s_reports() {
         404
     );
 }
+
+/// The gaps themselves (which messages, grouped how) are checked on the
+/// store in `store::sqlite::reports`' tests and `figures::gaps`'; here the
+/// route: served where an embedding model runs, 503 where none does.
+#[tokio::test]
+async fn knowledge_gaps_need_an_embedding_model() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let app = crate::helpers::Spawn::stand_in(dir.path()).start().await;
+    let gaps = app.get_json("/api/v1/reports/gaps?since=7d").await;
+    assert!(gaps["gaps"].is_array(), "{gaps}");
+    assert_eq!(
+        app.get("/api/v1/reports/gaps?format=csv").await.status(),
+        422
+    );
+
+    let (plain, _dir) = spawn_app().await;
+    assert_eq!(plain.get("/api/v1/reports/gaps").await.status(), 503);
+}
