@@ -44,8 +44,8 @@ pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
 pub use outbox::{
-    AuditEntry, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts, OutboxItem,
-    OutboxOutcome, OutboxStore, OutboxTarget,
+    AuditEntry, DeliveryState, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts,
+    OutboxItem, OutboxOutcome, OutboxStore, OutboxTarget, ReplyDelivery,
 };
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use reports::ReportStore;
