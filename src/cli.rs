@@ -88,6 +88,13 @@ pub enum Command {
     /// Import, list and search a tenant's knowledge base.
     #[command(subcommand)]
     Kb(KbCommand),
+    /// Reports over a tenant's conversations: involvement, automation,
+    /// resolution, response times, drafts, satisfaction, tags.
+    Report(crate::reports::cli::ReportArgs),
+    /// Run past buyer messages and people's replies through the pipeline
+    /// on a copy of the store, nothing sent: what kedai would have done,
+    /// agreement by meaning, projected automation, what it would get wrong.
+    Replay(crate::reports::cli::ReplayArgs),
     /// Measure kedai's components on labelled data.
     #[command(subcommand)]
     Eval(crate::eval::EvalCommand),
@@ -246,6 +253,12 @@ pub fn run() -> anyhow::Result<()> {
             crate::access_cli::buyer(store, cmd, access_output(output))
         }),
         Command::User(cmd) => admin(&settings, |store| user(store, cmd, output)),
+        Command::Replay(args) => {
+            crate::reports::cli::replay(&settings, args, output == Output::Json)
+        }
+        Command::Report(args) => admin(&settings, |store| {
+            crate::reports::cli::run(store, args, output == Output::Json)
+        }),
         Command::Kb(cmd) => {
             let kb_settings = settings.clone();
             admin(&settings, |store| kb(store, cmd, &kb_settings, output))

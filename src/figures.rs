@@ -27,6 +27,13 @@ use serde::Serialize;
 use crate::domain::{Author, Direction};
 use crate::store::desk::ConversationFacts;
 
+pub mod gaps;
+pub mod quality;
+pub mod report;
+pub mod tags;
+
+pub use report::{report, resolution, Filter, Report, Resolution};
+
 /// How long a conversation with only AI replies must stay without a human
 /// message before it counts as automated.
 pub const AUTOMATION_QUIET: Duration = Duration::hours(24);
@@ -53,7 +60,7 @@ impl Spread {
     }
 }
 
-fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
@@ -107,13 +114,19 @@ fn is_reply(direction: Direction) -> bool {
 }
 
 /// Counts, most frequent first, ties by name.
-fn ranked(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
+pub(crate) fn ranked(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
     let mut items: Vec<_> = counts.into_iter().collect();
     items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     items
 }
 
 pub fn compute(conversations: &[ConversationFacts], now: DateTime<Utc>) -> Figures {
+    let refs: Vec<&ConversationFacts> = conversations.iter().collect();
+    compute_refs(&refs, now)
+}
+
+/// [`compute`] over borrowed conversations (a report's selection).
+pub fn compute_refs(conversations: &[&ConversationFacts], now: DateTime<Utc>) -> Figures {
     let mut figures = Figures {
         conversations: conversations.len(),
         ..Figures::default()
@@ -202,9 +215,11 @@ mod tests {
 
     fn msg(direction: Direction, author: Author, minute: i64) -> MessageFact {
         MessageFact {
+            id: crate::domain::MessageId::new(),
             direction,
             author,
             at: at(minute),
+            text: String::new(),
         }
     }
 
@@ -214,6 +229,7 @@ mod tests {
             action: action.into(),
             at: at(minute),
             reasons: reasons.iter().map(|r| r.to_string()).collect(),
+            ..DecisionFact::default()
         }
     }
 
@@ -235,6 +251,7 @@ mod tests {
             intent: Some(intent.into()),
             messages,
             decisions,
+            status_changes: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod queue;
+pub mod reports;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

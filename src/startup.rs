@@ -330,6 +330,11 @@ impl Application {
         self.state.readiness.clone()
     }
 
+    /// The model runtime.
+    pub fn engine(&self) -> Engine {
+        self.state.engine.clone()
+    }
+
     /// Serves until `shutdown` fires; then stops accepting, lets in-flight
     /// requests finish (up to `server.shutdown_grace_secs`), stops the
     /// workers and hands their leased jobs back to the queue.

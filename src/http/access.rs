@@ -131,6 +131,33 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ),
     ("POST", "/api/v1/understand/reload", Access::Operator),
     ("GET", "/api/v1/deadlines", Access::Tenant(Scope::Read)),
+    (
+        "GET",
+        "/api/v1/reports/summary",
+        Access::Tenant(Scope::Read),
+    ),
+    (
+        "GET",
+        "/api/v1/reports/conversations",
+        Access::Tenant(Scope::Read),
+    ),
+    (
+        "GET",
+        "/api/v1/reports/resolution",
+        Access::Tenant(Scope::Read),
+    ),
+    ("GET", "/api/v1/reports/gaps", Access::Tenant(Scope::Read)),
+    // Tagging is part of answering conversations.
+    (
+        "PUT",
+        "/api/v1/conversations/{id}/tags/{tag}",
+        Access::Tenant(Scope::Reply),
+    ),
+    (
+        "DELETE",
+        "/api/v1/conversations/{id}/tags/{tag}",
+        Access::Tenant(Scope::Reply),
+    ),
     ("POST", "/webhooks/shopee", Access::OwnCredentials),
     ("POST", "/webhooks/lazada", Access::OwnCredentials),
     ("POST", "/webhooks/tiktok", Access::OwnCredentials),

@@ -12,6 +12,7 @@ pub mod kb;
 pub mod openai;
 pub mod orders;
 pub mod quota;
+pub mod reports;
 pub mod serve;
 pub mod shops;
 pub mod understand;
@@ -105,6 +106,7 @@ pub struct AppState {
         (name = "understand", description = "The intent and sentiment classifiers and their exemplars"),
         (name = "channels", description = "Marketplace webhooks (authenticated by the platforms' signatures), the web-chat widget (by per-visitor session secrets) and response deadlines"),
         (name = "shops", description = "Each shop's own policy"),
+        (name = "reports", description = "Reports over conversations (JSON and CSV), the resolution figure with its rule and SQL, and conversation tags"),
     )
 )]
 struct ApiDoc;
@@ -227,6 +229,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openai::embeddings))
         .routes(routes!(openai::chat_completions))
         .routes(routes!(understand::reload))
+        .routes(routes!(reports::summary))
+        .routes(routes!(reports::conversations))
+        .routes(routes!(reports::resolution))
+        .routes(routes!(reports::gaps))
+        .routes(routes!(reports::put_tag, reports::delete_tag))
         .merge(crate::channels::webhooks::routes())
 }
 

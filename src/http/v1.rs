@@ -465,7 +465,7 @@ impl From<store::Decision> for DecisionDto {
 
 /// A shop-bound token sees its own shop's conversations only: any other is
 /// answered as if it did not exist.
-async fn check_conversation_shop(
+pub(crate) async fn check_conversation_shop(
     state: &AppState,
     tenant: &Tenant,
     id: ConversationId,
@@ -481,7 +481,7 @@ async fn check_conversation_shop(
     }
 }
 
-fn parse_conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
+pub(crate) fn parse_conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound {
         what: format!("conversation {raw:?}"),
     })

@@ -252,21 +252,52 @@ impl InboxCounts {
     }
 }
 
-/// One message of a conversation, as the dashboard needs it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One message of a conversation, as the dashboard and the reports need
+/// it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MessageFact {
+    pub id: MessageId,
     pub direction: Direction,
     pub author: Author,
     pub at: DateTime<Utc>,
+    /// The stored (validated, redacted) text.
+    pub text: String,
 }
 
-/// One pipeline decision, as the dashboard needs it.
-#[derive(Debug, Clone, PartialEq)]
+/// One pipeline decision, as the dashboard and the reports need it: the
+/// route and the few trace fields the figures read.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DecisionFact {
+    /// The buyer message decided on.
+    pub message_id: Option<MessageId>,
     pub layer: u8,
     pub action: String,
     pub at: DateTime<Utc>,
     pub reasons: Vec<String>,
+    pub language: Option<String>,
+    pub intent: Option<String>,
+    /// The trace's `answer_kind` (`faq`, `draft`, `order_status`, ...).
+    pub answer_kind: Option<String>,
+    /// The draft offered to a person (layers 2 and 3).
+    pub draft: Option<String>,
+    /// `positive`, `neutral` or `negative`.
+    pub sentiment: Option<String>,
+    /// 0 (calm) to 3.
+    pub anger: u8,
+    /// The buyer asked this already (by meaning).
+    pub repeated: bool,
+    /// The best knowledge-base hit's similarity, when retrieval ran.
+    pub top_similarity: Option<f32>,
+    /// `(kind, value)`: `order_number`, `sku`, `tracking_number`, ...
+    pub entities: Vec<(String, String)>,
+}
+
+/// A change of a conversation's status, from the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusFact {
+    pub at: DateTime<Utc>,
+    /// `open`, `pending` or `resolved`.
+    pub status: String,
 }
 
 /// A conversation's timeline: what the dashboard's figures are made of.
@@ -284,6 +315,8 @@ pub struct ConversationFacts {
     pub messages: Vec<MessageFact>,
     /// Oldest first.
     pub decisions: Vec<DecisionFact>,
+    /// Status changes people (or integrations) made, oldest first.
+    pub status_changes: Vec<StatusFact>,
 }
 
 #[derive(Debug, Clone, Default)]

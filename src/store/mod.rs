@@ -17,6 +17,7 @@ pub mod operators;
 pub mod outbox;
 pub mod privacy;
 pub mod private_file;
+pub mod reports;
 pub mod sqlite;
 pub mod translations;
 pub mod users;
@@ -47,6 +48,7 @@ pub use outbox::{
     OutboxItem, OutboxOutcome, OutboxStore, OutboxTarget, ReplyDelivery,
 };
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
+pub use reports::ReportStore;
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
@@ -798,6 +800,7 @@ pub trait Store:
     + DeskStore
     + OperatorStore
     + PrivacyStore
+    + ReportStore
 {
     /// Notes of committed changes to conversations, for live pages.
     fn changes(&self) -> &dyn ChangeFeed;

@@ -1,6 +1,8 @@
 //! The dashboard: the service figures of `figures` for the last days of
 //! the viewer's shops, as gauges, bar charts and a column chart a person
-//! would rather look at than read.
+//! would rather look at than read, with the reports' quality figures
+//! (resolved, drafts sent unchanged, AI answers asked again, inferred
+//! satisfaction; definitions in docs/reports.md).
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -37,6 +39,10 @@ fn every_day(counted: &[(String, usize)], days: u32, now: DateTime<Utc>) -> Vec<
             (day, count)
         })
         .collect()
+}
+
+fn share(part: usize, whole: usize) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
 }
 
 fn named_languages(counts: &[(String, usize)]) -> Vec<(String, usize)> {
@@ -103,6 +109,11 @@ pub async fn page(
         )
         .await?;
     let f = figures::compute(&facts, now);
+    let refs: Vec<&_> = facts.iter().collect();
+    let drafts = figures::quality::drafts(&refs);
+    let follow_ups = figures::quality::follow_ups(&refs);
+    let satisfaction = figures::quality::satisfaction(&refs);
+    let resolved = facts.iter().filter(|c| c.resolved).count();
     render(&DashboardPage {
         nav: Nav::new(&viewer, "dashboard"),
         days,
@@ -114,6 +125,19 @@ pub async fn page(
         gauges: vec![
             Gauge::new("AI involvement", f.involvement()),
             Gauge::new("Automation", f.automation()),
+            Gauge::new("Resolved", share(resolved, f.conversations)),
+            Gauge::new(
+                "Drafts sent unchanged",
+                share(drafts.sent_unchanged, drafts.sent_unchanged + drafts.edited),
+            ),
+            Gauge::new("AI answers asked again", follow_ups.share()),
+            Gauge::new(
+                "Buyers satisfied (inferred)",
+                share(
+                    satisfaction.satisfied,
+                    satisfaction.satisfied + satisfaction.neutral + satisfaction.dissatisfied,
+                ),
+            ),
         ],
         spreads: vec![
             SpreadView::new("First response, all", f.first_response),

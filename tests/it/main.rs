@@ -20,6 +20,8 @@ mod orders;
 mod pipeline;
 mod queue;
 mod redteam;
+mod replay;
+mod reports;
 mod stand_in;
 mod tokenizer;
 mod understand;

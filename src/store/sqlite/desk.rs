@@ -6,16 +6,14 @@
 //! `json_extract` (PostgreSQL: `trace::jsonb ->> 'field'`), and every read
 //! tolerates a field that is missing or shaped differently.
 
-use std::collections::HashMap;
-
 use sqlx::QueryBuilder;
 
 use super::conversations::{SummaryRow, SUMMARY_COLUMNS, SUMMARY_FROM};
 use super::*;
 use crate::domain::ApprovalId;
 use crate::store::desk::{
-    Approval, ApprovalLimit, AuditFilter, BindingKind, ConversationFacts, DecisionFact, Holder,
-    InboxCounts, InboxFilter, InboxRow, InboxTab, MessageFact, NewApproval, OpenRequest,
+    Approval, ApprovalLimit, AuditFilter, BindingKind, ConversationFacts, Holder, InboxCounts,
+    InboxFilter, InboxRow, InboxTab, NewApproval, OpenRequest,
 };
 use crate::store::users::ShopAccess;
 
@@ -28,7 +26,7 @@ const BINDING_INTENTS: &str =
     "('refund_request','return_request','damaged_item','wrong_item','not_received','cancel_order')";
 
 /// Restricts `c.shop_id` to the viewer's shops.
-fn push_access(query: &mut QueryBuilder<'_, Sqlite>, access: &ShopAccess) {
+pub(super) fn push_access(query: &mut QueryBuilder<'_, Sqlite>, access: &ShopAccess) {
     match access {
         ShopAccess::All => {}
         ShopAccess::Only(shops) if shops.is_empty() => {
@@ -157,7 +155,7 @@ fn binding_name(raw: Option<String>) -> Option<String> {
 }
 
 /// A trace's reasons as names: `[{"reason": "angry", ...}, "vip"]`.
-fn reason_names(raw: Option<&str>) -> Vec<String> {
+pub(super) fn reason_names(raw: Option<&str>) -> Vec<String> {
     let Some(Ok(serde_json::Value::Array(items))) = raw.map(serde_json::from_str) else {
         return Vec::new();
     };
@@ -550,7 +548,7 @@ impl DeskStore for SqliteStore {
         access: &ShopAccess,
         since: DateTime<Utc>,
     ) -> Result<Vec<ConversationFacts>, StoreError> {
-        conversation_facts(&self.reader, tenant, access, since).await
+        super::facts::conversation_facts(&self.reader, tenant, access, since).await
     }
 
     async fn audit_search(
@@ -613,104 +611,6 @@ impl DeskStore for SqliteStore {
             })
             .collect()
     }
-}
-
-async fn conversation_facts(
-    reader: &SqlitePool,
-    tenant: TenantId,
-    access: &ShopAccess,
-    since: DateTime<Utc>,
-) -> Result<Vec<ConversationFacts>, StoreError> {
-    let scope = |query: &mut QueryBuilder<'_, Sqlite>| {
-        query.push_bind(tenant.to_string());
-        query.push(" AND c.created_at >= ").push_bind(ts(since));
-        push_access(query, access);
-    };
-    let mut query = QueryBuilder::new(
-        "SELECT c.id, s.shop_key, s.platform, c.status, c.created_at FROM conversations c \
-         JOIN shops s ON s.id = c.shop_id WHERE c.tenant_id = ",
-    );
-    scope(&mut query);
-    query.push(" ORDER BY c.created_at");
-    let conversations: Vec<(String, String, String, String, String)> =
-        query.build_query_as().fetch_all(reader).await?;
-
-    let mut query = QueryBuilder::new(
-        "SELECT m.conversation_id, m.direction, m.author, m.received_at FROM messages m \
-         JOIN conversations c ON c.id = m.conversation_id WHERE c.tenant_id = ",
-    );
-    scope(&mut query);
-    query.push(" ORDER BY m.conversation_id, m.seq");
-    let messages: Vec<(String, String, String, String)> =
-        query.build_query_as().fetch_all(reader).await?;
-
-    let mut query = QueryBuilder::new(
-        "SELECT d.conversation_id, d.layer, d.action, d.created_at, \
-         json_extract(d.trace, '$.lang'), json_extract(d.trace, '$.intent'), \
-         json_extract(d.trace, '$.reasons') FROM decisions d \
-         JOIN conversations c ON c.id = d.conversation_id WHERE c.tenant_id = ",
-    );
-    scope(&mut query);
-    query.push(" ORDER BY d.conversation_id, d.created_at");
-    type DecisionRow = (
-        String,
-        i64,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let decisions: Vec<DecisionRow> = query.build_query_as().fetch_all(reader).await?;
-
-    let mut by_id: HashMap<String, ConversationFacts> = HashMap::new();
-    let mut order = Vec::with_capacity(conversations.len());
-    for (id, shop, platform, status, created_at) in conversations {
-        let facts = ConversationFacts {
-            id: parse_id(&id, "conversation")?,
-            shop: ShopKey::parse(&shop).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            platform: platform
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("bad platform {platform:?}")))?,
-            resolved: status == "resolved",
-            created_at: parse_ts(&created_at)?,
-            language: None,
-            intent: None,
-            messages: Vec::new(),
-            decisions: Vec::new(),
-        };
-        order.push(id.clone());
-        by_id.insert(id, facts);
-    }
-    for (conversation, direction, author, at) in messages {
-        if let Some(facts) = by_id.get_mut(&conversation) {
-            facts.messages.push(MessageFact {
-                direction: parse_enum(&direction, "direction")?,
-                author: parse_enum(&author, "author")?,
-                at: parse_ts(&at)?,
-            });
-        }
-    }
-    for (conversation, layer, action, at, lang, intent, reasons) in decisions {
-        if let Some(facts) = by_id.get_mut(&conversation) {
-            if facts.language.is_none() {
-                facts.language = lang;
-            }
-            if facts.intent.is_none() {
-                facts.intent = intent;
-            }
-            facts.decisions.push(DecisionFact {
-                layer: u8::try_from(layer).unwrap_or(0),
-                action,
-                at: parse_ts(&at)?,
-                reasons: reason_names(reasons.as_deref()),
-            });
-        }
-    }
-    Ok(order
-        .into_iter()
-        .filter_map(|id| by_id.remove(&id))
-        .collect())
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ impl Doomed<'_> {
         self.delete(tx, "response_deadlines", "conversation_id")
             .await?;
         self.delete(tx, "approvals", "conversation_id").await?;
+        self.delete(tx, "conversation_tags", "conversation_id")
+            .await?;
         let sent_sql = format!(
             "DELETE FROM channel_sent WHERE outbox_id IN \
              (SELECT id FROM outbox WHERE conversation_id IN ({}))",
