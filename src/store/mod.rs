@@ -10,11 +10,14 @@
 
 pub mod changes;
 pub mod channels;
+pub mod copy;
 pub mod credentials;
 pub mod desk;
 pub mod kb;
+pub mod open;
 pub mod operators;
 pub mod outbox;
+pub mod postgres;
 pub mod privacy;
 pub mod private_file;
 pub mod sqlite;
@@ -41,12 +44,14 @@ pub use channels::{
 };
 pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
+pub use open::OpenedStore;
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
 pub use outbox::{
     AuditEntry, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts, OutboxItem,
     OutboxOutcome, OutboxStore, OutboxTarget,
 };
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
+pub use postgres::PostgresStore;
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,

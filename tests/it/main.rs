@@ -20,6 +20,7 @@ mod orders;
 mod pipeline;
 mod queue;
 mod redteam;
+mod replicas;
 mod stand_in;
 mod tokenizer;
 mod understand;
