@@ -9,9 +9,7 @@ use serde_json::json;
 
 use crate::auth::{self, Scopes, TokenGrant};
 use crate::domain::ShopKey;
-use crate::store::{
-    OperatorTokenInfo, OpenedStore, Tenant, TokenInfo,
-};
+use crate::store::{OpenedStore, OperatorTokenInfo, Tenant, TokenInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {

@@ -112,6 +112,9 @@ pub struct ServerSettings {
     /// A second address serving only `/metrics`, without credentials, for
     /// a scraper on a private network; empty for none.
     pub metrics_listen: String,
+    /// This replica's name, the `instance` label on every metric; empty
+    /// for the host name.
+    pub instance: String,
     /// Seconds a client may take to send a request's headers.
     pub header_read_timeout_secs: u64,
     /// Requests handled at once; beyond, 503 with Retry-After.
@@ -197,6 +200,21 @@ impl StoreUrl {
 impl std::fmt::Debug for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl ServerSettings {
+    /// `server.instance`, or the host name when that is empty.
+    pub fn instance_name(&self) -> String {
+        let configured = self.instance.trim();
+        if !configured.is_empty() {
+            return configured.to_owned();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "kedai".into())
     }
 }
 

@@ -154,7 +154,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Application> {
-        let metrics = crate::metrics::install();
+        let metrics = crate::metrics::install(&settings.server.instance_name());
         if let ModelReadiness::Ready(prepared) = &options.models {
             if prepared.uses_stand_ins() {
                 tracing::warn!(

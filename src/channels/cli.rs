@@ -14,9 +14,7 @@ use super::credentials::Credentials;
 use super::events::EVENT_TYPES;
 use crate::cli::{tenant_named, Output};
 use crate::domain::{Platform, ShopKey};
-use crate::store::{
-    CredentialsUpdate, NewShop, OpenedStore, StoreError,
-};
+use crate::store::{CredentialsUpdate, NewShop, OpenedStore, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum ShopCommand {

@@ -53,9 +53,13 @@ pub async fn run(cmd: StoreCommand, settings: &Settings, output: Output) -> anyh
     let source = SqliteStore::open(&settings.store.sqlite_in(from.clone()), Schema::Current)
         .await
         .with_context(|| format!("opening the SQLite store in {}", from.display()))?;
-    let target = PostgresStore::open(&to, &settings.store.sqlite_in(from.clone()), Schema::Migrate)
-        .await
-        .with_context(|| format!("opening {}", to.redacted()))?;
+    let target = PostgresStore::open(
+        &to,
+        &settings.store.sqlite_in(from.clone()),
+        Schema::Migrate,
+    )
+    .await
+    .with_context(|| format!("opening {}", to.redacted()))?;
     let result = copy(source.pool(), target.pool()).await;
     source.close().await;
     target.close().await;

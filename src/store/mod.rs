@@ -50,8 +50,8 @@ pub use outbox::{
     AuditEntry, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts, OutboxItem,
     OutboxOutcome, OutboxStore, OutboxTarget,
 };
-pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use postgres::PostgresStore;
+pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,

@@ -32,9 +32,9 @@ impl OpenedStore {
             StoreLocation::Sqlite(dir) => OpenedStore::Sqlite(Arc::new(
                 SqliteStore::open(&settings.sqlite_in(dir), schema).await?,
             )),
-            StoreLocation::Postgres(url) => OpenedStore::Postgres(Arc::new(
-                PostgresStore::open(&url, settings, schema).await?,
-            )),
+            StoreLocation::Postgres(url) => {
+                OpenedStore::Postgres(Arc::new(PostgresStore::open(&url, settings, schema).await?))
+            }
         })
     }
 

@@ -137,6 +137,14 @@ impl PostgresStore {
             }
             _ => {}
         }
+        // The credentials key and the derived search indexes live here:
+        // the directory is the owner's alone, as on SQLite.
+        super::private_file::private_dir(&settings.data_dir).map_err(|source| {
+            StoreError::DataDir {
+                path: settings.data_dir.clone(),
+                source,
+            }
+        })?;
         let credentials = std::sync::Arc::new(super::credentials::CredentialKey::load(settings)?);
         let changes = DatabaseFeed::new(pool.clone());
         changes.spawn_listener();
@@ -205,10 +213,9 @@ pub(crate) fn latest_version() -> i64 {
 
 /// The highest migration applied to the database (0: none).
 async fn applied_version(pool: &PgPool) -> Result<i64, StoreError> {
-    let table: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-            .fetch_one(pool)
-            .await?;
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await?;
     if table.is_none() {
         return Ok(0);
     }
@@ -295,5 +302,22 @@ mod tests {
         for (sqlite, postgres) in cases {
             assert_eq!(pg(sqlite), postgres, "{sqlite}");
         }
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    #[test]
+    fn both_stores_carry_the_same_migration_versions() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut sqlite: Vec<i64> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .filter_map(|e| e.file_name().to_str()?.split('_').next()?.parse().ok())
+            .collect();
+        sqlite.sort();
+        let postgres: Vec<i64> = super::MIGRATOR.iter().map(|m| m.version).collect();
+        assert_eq!(sqlite, postgres);
     }
 }

@@ -73,7 +73,9 @@ pub fn postgres_for(data_dir: &Path) -> Option<String> {
     let name: String = format!("kedai_it_{}", hex::encode(&digest[..10]));
     let (root, _) = base.rsplit_once('/').expect("a URL with a database name");
     let url = format!("{root}/{name}");
-    let create = format!("CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'");
+    let create = format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+    );
     // Its own thread and runtime: callers may be inside a runtime or not.
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

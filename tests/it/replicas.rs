@@ -25,8 +25,10 @@ async fn replicas(shared: &Path, count: usize) -> Vec<TestApp> {
         std::fs::create_dir_all(&dir).unwrap();
         let mut spawn = Spawn::new(&dir);
         spawn.settings.store.url = kedai::config::StoreUrl(url.clone());
-        spawn.settings.store.credentials_key_file =
-            shared.join("credentials.key").to_string_lossy().into_owned();
+        spawn.settings.store.credentials_key_file = shared
+            .join("credentials.key")
+            .to_string_lossy()
+            .into_owned();
         spawn.kb_embedder = Some(Arc::new(HashingEmbedder::new(256)));
         apps.push(spawn.start().await);
     }
@@ -49,7 +51,10 @@ async fn ten_concurrent_deliveries_spread_over_three_replicas_store_it_once() {
         acks.push(response.json::<Value>().await.unwrap());
     }
     let fresh = acks.iter().filter(|a| a["duplicate"] == false).count();
-    assert_eq!(fresh, 1, "exactly one delivery stores the message: {acks:?}");
+    assert_eq!(
+        fresh, 1,
+        "exactly one delivery stores the message: {acks:?}"
+    );
     assert!(acks
         .iter()
         .all(|a| a["message_id"] == acks[0]["message_id"]));
@@ -99,11 +104,81 @@ async fn a_kb_edit_on_one_replica_is_found_by_a_search_on_another() {
 
     let after: Value = search(&apps[1]).await.unwrap().json().await.unwrap();
     assert_eq!(after["hits"][0]["id"], "gift-wrap", "{after}");
-    assert!(after["hits"][0]["text"]
-        .as_str()
-        .unwrap()
-        .contains("1 USD"));
+    assert!(after["hits"][0]["text"].as_str().unwrap().contains("1 USD"));
     for app in apps {
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn store_copy_moves_a_sqlite_directory_into_postgres_with_nothing_lost() {
+    if !on_postgres() {
+        eprintln!("replica tests need KEDAI_TEST_STORE=postgres; skipped");
+        return;
+    }
+    let source = TempDir::new().unwrap();
+    let mut spawn = Spawn::new(source.path());
+    spawn.settings.store.url = kedai::config::StoreUrl::default();
+    let app = spawn.start().await;
+    for (id, buyer) in [("c-1", "b-1"), ("c-2", "b-1"), ("c-3", "b-2")] {
+        let ack = app
+            .ingest(&message("demo-web", id, buyer, "Do you ship to Brazil?"))
+            .await;
+        assert_eq!(ack.status(), 202);
+    }
+    app.stop().await;
+
+    let target = TempDir::new().unwrap();
+    let url = postgres_for(target.path()).unwrap();
+    let copy = |to: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
+            .arg("--data-dir")
+            .arg(source.path())
+            .args(["--json", "store", "copy", "--from"])
+            .arg(format!("sqlite://{}", source.path().display()))
+            .args(["--to", to])
+            .env("KEDAI__LOG__FILTER", "warn")
+            .output()
+            .expect("kedai runs")
+    };
+    let output = copy(&url);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["rows"]["messages"], 3, "{report}");
+    assert_eq!(report["rows"]["conversations"], 2, "{report}");
+    assert_eq!(report["rows"]["jobs"], 3, "{report}");
+    assert!(report["rows"]["audit_log"].as_i64().unwrap() > 0, "{report}");
+
+    let again = copy(&url);
+    assert!(!again.status.success(), "a second copy into a database with data is refused");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // A replica on the copy, with the source's key, sees everything.
+    let replica_dir = target.path().join("replica");
+    let mut spawn = Spawn::new(&replica_dir);
+    spawn.settings.store.url = kedai::config::StoreUrl(url);
+    spawn.settings.store.credentials_key_file = source
+        .path()
+        .join("credentials.key")
+        .to_string_lossy()
+        .into_owned();
+    let replica = spawn.start().await;
+    let list = replica.get_json("/api/v1/conversations").await;
+    let mut counts: Vec<i64> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message_count"].as_i64().unwrap())
+        .collect();
+    counts.sort();
+    assert_eq!(counts, [1, 2], "{list}");
+    replica.stop().await;
 }

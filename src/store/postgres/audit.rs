@@ -7,9 +7,10 @@ pub(super) async fn insert_audit(
     tenant: Option<TenantId>,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
-    sqlx::query(&pg("INSERT INTO audit_log (tenant_id, at, actor, action, subject_type, subject_id, details) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)"),
-    )
+    sqlx::query(&pg(
+        "INSERT INTO audit_log (tenant_id, at, actor, action, subject_type, subject_id, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ))
     .bind(tenant.map(|t| t.to_string()))
     .bind(ts(now()))
     .bind(&event.actor)
@@ -50,9 +51,10 @@ impl AuditStore for PostgresStore {
             subject_id: String,
             details: String,
         }
-        sqlx::query_as::<_, Row>(&pg("SELECT seq, at, actor, action, subject_type, subject_id, details FROM audit_log \
-             WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?"),
-        )
+        sqlx::query_as::<_, Row>(&pg(
+            "SELECT seq, at, actor, action, subject_type, subject_id, details FROM audit_log \
+             WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?",
+        ))
         .bind(tenant.to_string())
         .bind(i64::from(limit))
         .fetch_all(&self.reader)

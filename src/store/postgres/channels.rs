@@ -110,12 +110,13 @@ impl ChannelStore for PostgresStore {
         actor: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let key: Option<String> =
-            sqlx::query_scalar(&pg("SELECT shop_key FROM shops WHERE tenant_id = ? AND id = ?"))
-                .bind(tenant.to_string())
-                .bind(shop.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let key: Option<String> = sqlx::query_scalar(&pg(
+            "SELECT shop_key FROM shops WHERE tenant_id = ? AND id = ?",
+        ))
+        .bind(tenant.to_string())
+        .bind(shop.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(key) = key else {
             return Err(StoreError::NotFound {
                 what: format!("shop {shop}"),
@@ -125,8 +126,9 @@ impl ChannelStore for PostgresStore {
             &credentials::binding(&tenant.to_string(), &key),
             &update.credentials,
         )?;
-        let platform: Option<String> = sqlx::query_scalar(&pg("UPDATE shops SET credentials = ? WHERE tenant_id = ? AND id = ? RETURNING platform"),
-        )
+        let platform: Option<String> = sqlx::query_scalar(&pg(
+            "UPDATE shops SET credentials = ? WHERE tenant_id = ? AND id = ? RETURNING platform",
+        ))
         .bind(sealed)
         .bind(tenant.to_string())
         .bind(shop.to_string())
@@ -184,10 +186,11 @@ impl ChannelStore for PostgresStore {
         buyer: &PlatformBuyerId,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(&pg("INSERT INTO channel_threads (shop_id, thread_id, platform_buyer_id, updated_at) \
+        sqlx::query(&pg(
+            "INSERT INTO channel_threads (shop_id, thread_id, platform_buyer_id, updated_at) \
              VALUES (?, ?, ?, ?) ON CONFLICT (shop_id, thread_id) DO UPDATE SET \
-             platform_buyer_id = excluded.platform_buyer_id, updated_at = excluded.updated_at"),
-        )
+             platform_buyer_id = excluded.platform_buyer_id, updated_at = excluded.updated_at",
+        ))
         .bind(shop.to_string())
         .bind(thread)
         .bind(buyer.as_str())
@@ -199,8 +202,9 @@ impl ChannelStore for PostgresStore {
     }
 
     async fn thread_buyer(&self, shop: ShopId, thread: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(&pg("SELECT platform_buyer_id FROM channel_threads WHERE shop_id = ? AND thread_id = ?"),
-        )
+        Ok(sqlx::query_scalar(&pg(
+            "SELECT platform_buyer_id FROM channel_threads WHERE shop_id = ? AND thread_id = ?",
+        ))
         .bind(shop.to_string())
         .bind(thread)
         .fetch_optional(&self.reader)
@@ -212,9 +216,10 @@ impl ChannelStore for PostgresStore {
         shop: ShopId,
         buyer: &PlatformBuyerId,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(&pg("SELECT thread_id FROM channel_threads WHERE shop_id = ? AND platform_buyer_id = ? \
-             ORDER BY updated_at DESC LIMIT 1"),
-        )
+        Ok(sqlx::query_scalar(&pg(
+            "SELECT thread_id FROM channel_threads WHERE shop_id = ? AND platform_buyer_id = ? \
+             ORDER BY updated_at DESC LIMIT 1",
+        ))
         .bind(shop.to_string())
         .bind(buyer.as_str())
         .fetch_optional(&self.reader)
@@ -222,31 +227,33 @@ impl ChannelStore for PostgresStore {
     }
 
     async fn has_message(&self, shop: ShopId, external_id: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> =
-            sqlx::query_scalar(&pg("SELECT 1 FROM messages WHERE shop_id = ? AND external_id = ?"))
-                .bind(shop.to_string())
-                .bind(external_id)
-                .fetch_optional(&self.reader)
-                .await?;
+        let found: Option<i64> = sqlx::query_scalar(&pg(
+            "SELECT 1::BIGINT FROM messages WHERE shop_id = ? AND external_id = ?",
+        ))
+        .bind(shop.to_string())
+        .bind(external_id)
+        .fetch_optional(&self.reader)
+        .await?;
         Ok(found.is_some())
     }
 
     async fn cursor(&self, scope: &str, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar(&pg("SELECT value FROM channel_cursors WHERE scope = ? AND name = ?"))
-                .bind(scope)
-                .bind(name)
-                .fetch_optional(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(&pg(
+            "SELECT value FROM channel_cursors WHERE scope = ? AND name = ?",
+        ))
+        .bind(scope)
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await?)
     }
 
     async fn set_cursor(&self, scope: &str, name: &str, value: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(&pg("INSERT INTO channel_cursors (scope, name, value, updated_at) VALUES (?, ?, ?, ?) \
+        sqlx::query(&pg(
+            "INSERT INTO channel_cursors (scope, name, value, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, \
-             updated_at = excluded.updated_at"),
-        )
+             updated_at = excluded.updated_at",
+        ))
         .bind(scope)
         .bind(name)
         .bind(value)
@@ -272,9 +279,10 @@ impl ChannelStore for PostgresStore {
         };
         let at = ts(now());
         let mut tx = self.begin_write().await?;
-        sqlx::query(&pg("INSERT INTO widget_sessions (id, tenant_id, shop_id, secret_hash, name, created_at, \
-             last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-        )
+        sqlx::query(&pg(
+            "INSERT INTO widget_sessions (id, tenant_id, shop_id, secret_hash, name, created_at, \
+             last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
         .bind(&session.id)
         .bind(shop.tenant_id.to_string())
         .bind(shop.id.to_string())
@@ -316,11 +324,12 @@ impl ChannelStore for PostgresStore {
         buyer: &PlatformBuyerId,
         limit: u32,
     ) -> Result<Vec<VisitorMessage>, StoreError> {
-        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(&pg("SELECT m.id, m.direction, m.author, m.text, m.sent_at FROM messages m \
+        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(&pg(
+            "SELECT m.id, m.direction, m.author, m.text, m.sent_at FROM messages m \
              JOIN conversations c ON c.id = m.conversation_id JOIN buyers b ON b.id = c.buyer_id \
              WHERE b.shop_id = ? AND b.platform_buyer_id = ? AND m.direction != 'note' \
-             ORDER BY m.sent_at DESC, m.id DESC LIMIT ?"),
-        )
+             ORDER BY m.sent_at DESC, m.id DESC LIMIT ?",
+        ))
         .bind(shop.to_string())
         .bind(buyer.as_str())
         .bind(i64::from(limit))
@@ -424,9 +433,10 @@ impl ChannelStore for PostgresStore {
             DeadlineAction::Acknowledge { due_at, .. } => (due_at, "acknowledged_at"),
         };
         let at = ts(now());
-        sqlx::query(&pg("INSERT INTO response_deadlines (message_id, tenant_id, conversation_id, due_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING"),
-        )
+        sqlx::query(&pg(
+            "INSERT INTO response_deadlines (message_id, tenant_id, conversation_id, due_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+        ))
         .bind(message.message_id.to_string())
         .bind(message.tenant_id.to_string())
         .bind(message.conversation_id.to_string())
@@ -575,8 +585,9 @@ impl ChannelStore for PostgresStore {
         shop: ShopId,
         order_number: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let at: Option<String> = sqlx::query_scalar(&pg("SELECT updated_at FROM orders WHERE shop_id = ? AND order_number = ?"),
-        )
+        let at: Option<String> = sqlx::query_scalar(&pg(
+            "SELECT updated_at FROM orders WHERE shop_id = ? AND order_number = ?",
+        ))
         .bind(shop.to_string())
         .bind(order_number)
         .fetch_optional(&self.reader)

@@ -191,11 +191,12 @@ pub(super) async fn insert_message(
         sent_at: at,
         received_at: at,
     };
-    sqlx::query(&pg("INSERT INTO messages (id, tenant_id, conversation_id, shop_id, external_id, direction, \
+    sqlx::query(&pg(
+        "INSERT INTO messages (id, tenant_id, conversation_id, shop_id, external_id, direction, \
          author, author_name, text, sent_at, received_at, seq) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?))"),
-    )
+         (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?))",
+    ))
     .bind(message.id.to_string())
     .bind(tenant.to_string())
     .bind(conversation.to_string())
@@ -211,9 +212,10 @@ pub(super) async fn insert_message(
     .execute(&mut **tx)
     .await?;
     if reply.direction == Direction::Outbound {
-        sqlx::query(&pg("UPDATE conversations SET last_message_at = ?, message_count = message_count + 1 \
-             WHERE id = ?"),
-        )
+        sqlx::query(&pg(
+            "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1 \
+             WHERE id = ?",
+        ))
         .bind(ts(at))
         .bind(conversation.to_string())
         .execute(&mut **tx)
@@ -232,17 +234,19 @@ async fn buyer_conversation(
     buyer: BuyerId,
     received_ts: &str,
 ) -> Result<ConversationId, StoreError> {
-    let open: Option<String> = sqlx::query_scalar(&pg("SELECT id FROM conversations WHERE buyer_id = ? AND status != 'resolved' \
-         ORDER BY last_message_at DESC LIMIT 1"),
-    )
+    let open: Option<String> = sqlx::query_scalar(&pg(
+        "SELECT id FROM conversations WHERE buyer_id = ? AND status != 'resolved' \
+         ORDER BY last_message_at DESC LIMIT 1",
+    ))
     .bind(buyer.to_string())
     .fetch_optional(&mut **tx)
     .await?;
     match open {
         Some(id) => {
-            sqlx::query(&pg("UPDATE conversations SET last_message_at = ?, message_count = message_count + 1, \
-                 status = 'open' WHERE id = ?"),
-            )
+            sqlx::query(&pg(
+                "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1, \
+                 status = 'open' WHERE id = ?",
+            ))
             .bind(received_ts)
             .bind(&id)
             .execute(&mut **tx)
@@ -262,17 +266,18 @@ async fn seller_conversation(
     buyer: BuyerId,
     received_ts: &str,
 ) -> Result<ConversationId, StoreError> {
-    let latest: Option<String> = sqlx::query_scalar(&pg("SELECT id FROM conversations WHERE buyer_id = ? \
-         ORDER BY (status != 'resolved') DESC, last_message_at DESC LIMIT 1"),
-    )
-    .bind(buyer.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
+    let latest: Option<String> =
+        sqlx::query_scalar(&pg("SELECT id FROM conversations WHERE buyer_id = ? \
+         ORDER BY (status != 'resolved') DESC, last_message_at DESC LIMIT 1"))
+        .bind(buyer.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
     match latest {
         Some(id) => {
-            sqlx::query(&pg("UPDATE conversations SET last_message_at = ?, message_count = message_count + 1 \
-                 WHERE id = ?"),
-            )
+            sqlx::query(&pg(
+                "UPDATE conversations SET last_message_at = ?, message_count = message_count + 1 \
+                 WHERE id = ?",
+            ))
             .bind(received_ts)
             .bind(&id)
             .execute(&mut **tx)
@@ -291,9 +296,10 @@ async fn new_conversation(
     received_ts: &str,
 ) -> Result<ConversationId, StoreError> {
     let id = ConversationId::new();
-    sqlx::query(&pg("INSERT INTO conversations (id, tenant_id, shop_id, buyer_id, status, created_at, \
-         last_message_at, message_count) VALUES (?, ?, ?, ?, ?, ?, ?, 1)"),
-    )
+    sqlx::query(&pg(
+        "INSERT INTO conversations (id, tenant_id, shop_id, buyer_id, status, created_at, \
+         last_message_at, message_count) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+    ))
     .bind(id.to_string())
     .bind(shop.tenant_id.to_string())
     .bind(shop.id.to_string())
@@ -315,13 +321,13 @@ impl ConversationStore for PostgresStore {
         max_attempts: u32,
     ) -> Result<IngestOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
-        let existing: Option<(String, String)> = sqlx::query_as(&pg("SELECT id, conversation_id FROM messages \
-             WHERE shop_id = ? AND external_id = ? AND direction = 'inbound'"),
-        )
-        .bind(shop.id.to_string())
-        .bind(message.external_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing: Option<(String, String)> =
+            sqlx::query_as(&pg("SELECT id, conversation_id FROM messages \
+             WHERE shop_id = ? AND external_id = ? AND direction = 'inbound'"))
+            .bind(shop.id.to_string())
+            .bind(message.external_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some((message_id, conversation_id)) = existing {
             return Ok(IngestOutcome {
                 message_id: parse_id(&message_id, "message")?,
@@ -381,8 +387,7 @@ impl ConversationStore for PostgresStore {
             // The seller answered in the marketplace's app: a person holds
             // the conversation now, as when an agent replies through kedai.
             sqlx::query(&pg("UPDATE conversations SET custody = 'human', \
-                 assignee = COALESCE(assignee, ?) WHERE id = ?"),
-            )
+                 assignee = COALESCE(assignee, ?) WHERE id = ?"))
             .bind(author_name)
             .bind(conversation_id.to_string())
             .execute(&mut *tx)
@@ -507,9 +512,10 @@ impl ConversationStore for PostgresStore {
             return Ok(None);
         };
         let summary = ConversationSummary::try_from(row)?;
-        let buyer: BuyerRow = sqlx::query_as(&pg("SELECT id, platform_buyer_id, display_name, language, member_level, is_vip, \
-             lifetime_value_cents, currency FROM buyers WHERE id = ?"),
-        )
+        let buyer: BuyerRow = sqlx::query_as(&pg(
+            "SELECT id, platform_buyer_id, display_name, language, member_level, is_vip, \
+             lifetime_value_cents, currency FROM buyers WHERE id = ?",
+        ))
         .bind(summary.buyer_id.to_string())
         .fetch_one(&mut *conn)
         .await?;
@@ -538,12 +544,13 @@ impl ConversationStore for PostgresStore {
         actor: &str,
     ) -> Result<(Message, bool), StoreError> {
         let mut tx = self.begin_write().await?;
-        let shop_id: Option<String> =
-            sqlx::query_scalar(&pg("SELECT shop_id FROM conversations WHERE tenant_id = ? AND id = ?"))
-                .bind(tenant.to_string())
-                .bind(conversation.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let shop_id: Option<String> = sqlx::query_scalar(&pg(
+            "SELECT shop_id FROM conversations WHERE tenant_id = ? AND id = ?",
+        ))
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(shop_id) = shop_id else {
             return Err(StoreError::NotFound {
                 what: format!("conversation {conversation}"),
@@ -573,8 +580,7 @@ impl ConversationStore for PostgresStore {
             // A person answered: from now on they hold the conversation, and
             // the AI does not answer on top of them until it is given back.
             sqlx::query(&pg("UPDATE conversations SET custody = 'human', \
-                 assignee = COALESCE(assignee, ?) WHERE id = ?"),
-            )
+                 assignee = COALESCE(assignee, ?) WHERE id = ?"))
             .bind(reply.author_name.as_deref())
             .bind(conversation.to_string())
             .execute(&mut *tx)
@@ -612,14 +618,15 @@ impl ConversationStore for PostgresStore {
         actor: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let changed =
-            sqlx::query(&pg("UPDATE conversations SET status = ? WHERE tenant_id = ? AND id = ?"))
-                .bind(enum_str(status))
-                .bind(tenant.to_string())
-                .bind(conversation.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let changed = sqlx::query(&pg(
+            "UPDATE conversations SET status = ? WHERE tenant_id = ? AND id = ?",
+        ))
+        .bind(enum_str(status))
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if changed == 0 {
             return Ok(false);
         }
@@ -653,8 +660,9 @@ impl ConversationStore for PostgresStore {
             Custody::Human => assignee,
             Custody::Ai => None,
         };
-        let changed = sqlx::query(&pg("UPDATE conversations SET custody = ?, assignee = ? WHERE tenant_id = ? AND id = ?"),
-        )
+        let changed = sqlx::query(&pg(
+            "UPDATE conversations SET custody = ?, assignee = ? WHERE tenant_id = ? AND id = ?",
+        ))
         .bind(enum_str(custody))
         .bind(assignee)
         .bind(tenant.to_string())
@@ -687,8 +695,9 @@ impl ConversationStore for PostgresStore {
         tenant: TenantId,
         message: MessageId,
     ) -> Result<Option<ConversationId>, StoreError> {
-        let id: Option<String> = sqlx::query_scalar(&pg("SELECT conversation_id FROM messages WHERE tenant_id = ? AND id = ?"),
-        )
+        let id: Option<String> = sqlx::query_scalar(&pg(
+            "SELECT conversation_id FROM messages WHERE tenant_id = ? AND id = ?",
+        ))
         .bind(tenant.to_string())
         .bind(message.to_string())
         .fetch_optional(&self.reader)
@@ -700,11 +709,13 @@ impl ConversationStore for PostgresStore {
 
     async fn mark_processed(&self, message: MessageId) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(&pg("UPDATE messages SET processed_at = COALESCE(processed_at, ?) WHERE id = ?"))
-            .bind(ts(now()))
-            .bind(message.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&pg(
+            "UPDATE messages SET processed_at = COALESCE(processed_at, ?) WHERE id = ?",
+        ))
+        .bind(ts(now()))
+        .bind(message.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -87,9 +87,10 @@ async fn check_ai_may_send(
             decision.conversation
         )));
     }
-    let answered: Option<i64> = sqlx::query_scalar(&pg("SELECT seq FROM messages WHERE conversation_id = ? AND seq > ? \
-         AND direction = 'outbound' AND author = 'agent' LIMIT 1"),
-    )
+    let answered: Option<i64> = sqlx::query_scalar(&pg(
+        "SELECT seq FROM messages WHERE conversation_id = ? AND seq > ? \
+         AND direction = 'outbound' AND author = 'agent' LIMIT 1",
+    ))
     .bind(decision.conversation.to_string())
     .bind(target.seq)
     .fetch_optional(&mut **tx)
@@ -121,10 +122,11 @@ impl DecisionStore for PostgresStore {
         if let Some(existing) = existing {
             return Ok((Decision::try_from(existing)?, true));
         }
-        let target: Option<DecisionTarget> = sqlx::query_as(&pg("SELECT c.shop_id, c.status, c.custody, c.decided_seq, m.seq FROM conversations c \
+        let target: Option<DecisionTarget> = sqlx::query_as(&pg(
+            "SELECT c.shop_id, c.status, c.custody, c.decided_seq, m.seq FROM conversations c \
              JOIN messages m ON m.conversation_id = c.id \
-             WHERE c.tenant_id = ? AND c.id = ? AND m.id = ? AND m.direction = 'inbound'"),
-        )
+             WHERE c.tenant_id = ? AND c.id = ? AND m.id = ? AND m.direction = 'inbound'",
+        ))
         .bind(tenant.to_string())
         .bind(decision.conversation.to_string())
         .bind(decision.message.to_string())
@@ -186,9 +188,10 @@ impl DecisionStore for PostgresStore {
         .bind(tenant.to_string())
         .execute(&mut *tx)
         .await?;
-        sqlx::query(&pg("UPDATE messages SET processed_at = COALESCE(processed_at, ?), \
-             language = COALESCE(?, language), translation = COALESCE(?, translation) WHERE id = ?"),
-        )
+        sqlx::query(&pg(
+            "UPDATE messages SET processed_at = COALESCE(processed_at, ?), \
+             language = COALESCE(?, language), translation = COALESCE(?, translation) WHERE id = ?",
+        ))
         .bind(ts(at))
         .bind(decision.language.as_deref())
         .bind(decision.translation.as_deref())
@@ -208,9 +211,10 @@ impl DecisionStore for PostgresStore {
                 Action::Handoff => "human",
                 _ => target.custody.as_str(),
             };
-            sqlx::query(&pg("UPDATE conversations SET layer = ?, status = ?, custody = ?, decided_seq = ? \
-                 WHERE id = ?"),
-            )
+            sqlx::query(&pg(
+                "UPDATE conversations SET layer = ?, status = ?, custody = ?, decided_seq = ? \
+                 WHERE id = ?",
+            ))
             .bind(i64::from(decision.layer.get()))
             .bind(enum_str(status))
             .bind(custody)
@@ -261,8 +265,9 @@ impl DecisionStore for PostgresStore {
         enrichment: &DecisionEnrichment,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let row: Option<(String, String)> = sqlx::query_as(&pg("SELECT id, conversation_id FROM decisions WHERE tenant_id = ? AND message_id = ?"),
-        )
+        let row: Option<(String, String)> = sqlx::query_as(&pg(
+            "SELECT id, conversation_id FROM decisions WHERE tenant_id = ? AND message_id = ?",
+        ))
         .bind(tenant.to_string())
         .bind(message.to_string())
         .fetch_optional(&mut *tx)
@@ -276,12 +281,14 @@ impl DecisionStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         if let Some(translation) = &enrichment.translation {
-            sqlx::query(&pg("UPDATE messages SET translation = ? WHERE tenant_id = ? AND id = ?"))
-                .bind(translation)
-                .bind(tenant.to_string())
-                .bind(message.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&pg(
+                "UPDATE messages SET translation = ? WHERE tenant_id = ? AND id = ?",
+            ))
+            .bind(translation)
+            .bind(tenant.to_string())
+            .bind(message.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         insert_audit(
             &mut tx,

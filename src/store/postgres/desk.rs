@@ -226,12 +226,13 @@ impl DeskStore for PostgresStore {
         tenant: TenantId,
         conversation: ConversationId,
     ) -> Result<Option<ShopId>, StoreError> {
-        let shop: Option<String> =
-            sqlx::query_scalar(&pg("SELECT shop_id FROM conversations WHERE tenant_id = ? AND id = ?"))
-                .bind(tenant.to_string())
-                .bind(conversation.to_string())
-                .fetch_optional(&self.reader)
-                .await?;
+        let shop: Option<String> = sqlx::query_scalar(&pg(
+            "SELECT shop_id FROM conversations WHERE tenant_id = ? AND id = ?",
+        ))
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
         shop.map(|s| parse_id(&s, "shop")).transpose()
     }
 
@@ -240,10 +241,11 @@ impl DeskStore for PostgresStore {
         tenant: TenantId,
         conversation: ConversationId,
     ) -> Result<Holder, StoreError> {
-        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(&pg("SELECT c.custody, c.assignee, u.display_name FROM conversations c \
+        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(&pg(
+            "SELECT c.custody, c.assignee, u.display_name FROM conversations c \
              LEFT JOIN users u ON u.id = c.assignee AND u.tenant_id = c.tenant_id \
-             WHERE c.tenant_id = ? AND c.id = ?"),
-        )
+             WHERE c.tenant_id = ? AND c.id = ?",
+        ))
         .bind(tenant.to_string())
         .bind(conversation.to_string())
         .fetch_optional(&self.reader)
@@ -315,9 +317,10 @@ impl DeskStore for PostgresStore {
     }
 
     async fn approval_limits(&self, tenant: TenantId) -> Result<Vec<ApprovalLimit>, StoreError> {
-        let rows: Vec<(String, i64, String, String)> = sqlx::query_as(&pg("SELECT kind, max_cents, updated_at, updated_by FROM approval_limits \
-             WHERE tenant_id = ? ORDER BY kind"),
-        )
+        let rows: Vec<(String, i64, String, String)> = sqlx::query_as(&pg(
+            "SELECT kind, max_cents, updated_at, updated_by FROM approval_limits \
+             WHERE tenant_id = ? ORDER BY kind",
+        ))
         .bind(tenant.to_string())
         .fetch_all(&self.reader)
         .await?;
@@ -341,11 +344,12 @@ impl DeskStore for PostgresStore {
         actor: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(&pg("INSERT INTO approval_limits (tenant_id, kind, max_cents, updated_at, updated_by) \
+        sqlx::query(&pg(
+            "INSERT INTO approval_limits (tenant_id, kind, max_cents, updated_at, updated_by) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, kind) DO UPDATE SET \
              max_cents = excluded.max_cents, updated_at = excluded.updated_at, \
-             updated_by = excluded.updated_by"),
-        )
+             updated_by = excluded.updated_by",
+        ))
         .bind(tenant.to_string())
         .bind(kind.as_str())
         .bind(max_cents)
@@ -376,12 +380,13 @@ impl DeskStore for PostgresStore {
         actor: &str,
     ) -> Result<(Approval, Message), StoreError> {
         let mut tx = self.begin_write().await?;
-        let shop_id: Option<String> =
-            sqlx::query_scalar(&pg("SELECT shop_id FROM conversations WHERE tenant_id = ? AND id = ?"))
-                .bind(tenant.to_string())
-                .bind(approval.conversation.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let shop_id: Option<String> = sqlx::query_scalar(&pg(
+            "SELECT shop_id FROM conversations WHERE tenant_id = ? AND id = ?",
+        ))
+        .bind(tenant.to_string())
+        .bind(approval.conversation.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(shop_id) = shop_id else {
             return Err(StoreError::NotFound {
                 what: format!("conversation {}", approval.conversation),
@@ -399,10 +404,11 @@ impl DeskStore for PostgresStore {
         .await?;
         let id = ApprovalId::new();
         let outcome = enum_str(approval.outcome);
-        let inserted = sqlx::query(&pg("INSERT INTO approvals (id, tenant_id, conversation_id, message_id, kind, outcome, \
+        let inserted = sqlx::query(&pg(
+            "INSERT INTO approvals (id, tenant_id, conversation_id, message_id, kind, outcome, \
              amount_cents, currency, order_number, decided_by, reply_message_id, created_at) \
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, id, ?, ? FROM users WHERE tenant_id = ? AND id = ?"),
-        )
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, id, ?, ? FROM users WHERE tenant_id = ? AND id = ?",
+        ))
         .bind(id.to_string())
         .bind(tenant.to_string())
         .bind(approval.conversation.to_string())
@@ -510,7 +516,7 @@ impl DeskStore for PostgresStore {
              JOIN messages m ON m.id = d.message_id \
              WHERE c.status != 'resolved' AND ((d.trace::jsonb ->> 'binding_request') IS NOT NULL \
              OR (d.trace::jsonb ->> 'intent') IN {BINDING_INTENTS}) \
-             AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.message_id = d.message_id) \
+             AND NOT EXISTS (SELECT 1::BIGINT FROM approvals a WHERE a.message_id = d.message_id) \
              AND d.tenant_id = "
         ));
         query.push_bind(tenant.to_string());

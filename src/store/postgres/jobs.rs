@@ -28,11 +28,12 @@ pub(super) async fn insert_job(
     max_attempts: u32,
     at: &str,
 ) -> Result<(), StoreError> {
-    let inserted = sqlx::query(&pg("INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, \
+    let inserted = sqlx::query(&pg(
+        "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, \
          created_at, updated_at, conversation_id, order_at, order_seq) \
          SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq \
-         FROM messages m WHERE m.id = ? AND m.tenant_id = ?"),
-    )
+         FROM messages m WHERE m.id = ? AND m.tenant_id = ?",
+    ))
     .bind(JobId::new().to_string())
     .bind(tenant.to_string())
     .bind(kind)
@@ -89,11 +90,11 @@ async fn next_due(
             "SELECT j.id FROM jobs j \
              WHERE {kind} AND {due} \
                AND (?3 IS NULL OR j.kind IN (SELECT value FROM jsonb_array_elements_text(?3::jsonb))) \
-               AND NOT EXISTS (SELECT 1 FROM jobs o \
+               AND NOT EXISTS (SELECT 1::BIGINT FROM jobs o \
                                WHERE o.conversation_id = j.conversation_id \
                                  AND o.state = 'leased' AND o.id != j.id) \
                AND (j.kind != ?1 OR NOT EXISTS ( \
-                      SELECT 1 FROM jobs e \
+                      SELECT 1::BIGINT FROM jobs e \
                       WHERE e.conversation_id = j.conversation_id AND e.kind = ?1 \
                         AND e.state IN ('queued', 'leased') AND e.id != j.id \
                         AND (e.order_at < j.order_at \
@@ -221,8 +222,7 @@ impl JobStore for PostgresStore {
         let at = now();
         let mut tx = self.begin_write().await?;
         let renewed = sqlx::query(&pg("UPDATE jobs SET lease_until = ?, updated_at = ? \
-             WHERE id = ? AND state = 'leased' AND lease_owner = ?"),
-        )
+             WHERE id = ? AND state = 'leased' AND lease_owner = ?"))
         .bind(ts(later(at, lease)))
         .bind(ts(at))
         .bind(id.to_string())
@@ -263,10 +263,11 @@ impl JobStore for PostgresStore {
             JobFailure::Dead => ("dead", at.clone(), None),
         };
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(&pg("UPDATE jobs SET state = ?, run_at = ?, last_error = ?, lease_owner = NULL, \
+        let updated = sqlx::query(&pg(
+            "UPDATE jobs SET state = ?, run_at = ?, last_error = ?, lease_owner = NULL, \
              lease_until = NULL, give_up = COALESCE(?, give_up), updated_at = ? \
-             WHERE id = ? AND state = 'leased' AND lease_owner = ?"),
-        )
+             WHERE id = ? AND state = 'leased' AND lease_owner = ?",
+        ))
         .bind(state)
         .bind(run_at)
         .bind(error)
@@ -283,10 +284,11 @@ impl JobStore for PostgresStore {
 
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let released = sqlx::query(&pg("UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
+        let released = sqlx::query(&pg(
+            "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
              attempts = GREATEST(attempts - 1, 0), updated_at = ? \
-             WHERE state = 'leased' AND lease_owner = ?"),
-        )
+             WHERE state = 'leased' AND lease_owner = ?",
+        ))
         .bind(ts(now()))
         .bind(owner)
         .execute(&mut *tx)
@@ -298,11 +300,13 @@ impl JobStore for PostgresStore {
 
     async fn prune_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let pruned = sqlx::query(&pg("DELETE FROM jobs WHERE state = 'done' AND updated_at < ?"))
-            .bind(ts(before))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let pruned = sqlx::query(&pg(
+            "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?",
+        ))
+        .bind(ts(before))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(pruned)
     }

@@ -48,8 +48,9 @@ async fn last_version(
     kind: KbKind,
     id: &str,
 ) -> Result<i64, StoreError> {
-    let version: Option<i64> = sqlx::query_scalar(&pg("SELECT MAX(version) FROM kb_versions WHERE tenant_id = ? AND kind = ? AND entry_id = ?"),
-    )
+    let version: Option<i64> = sqlx::query_scalar(&pg(
+        "SELECT MAX(version) FROM kb_versions WHERE tenant_id = ? AND kind = ? AND entry_id = ?",
+    ))
     .bind(tenant)
     .bind(kind.as_str())
     .bind(id)
@@ -65,9 +66,10 @@ async fn record_version(
     body: Option<&str>,
     actor: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(&pg("INSERT INTO kb_versions (tenant_id, kind, entry_id, version, body, actor, at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)"),
-    )
+    sqlx::query(&pg(
+        "INSERT INTO kb_versions (tenant_id, kind, entry_id, version, body, actor, at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ))
     .bind(tenant)
     .bind(kind.as_str())
     .bind(id)
@@ -105,14 +107,14 @@ impl KbStore for PostgresStore {
             match change {
                 KbChange::Put(doc) => {
                     let body = doc.body.to_string();
-                    let current: Option<(String, String)> = sqlx::query_as(&pg("SELECT body, lang FROM kb_entries \
-                         WHERE tenant_id = ? AND kind = ? AND entry_id = ?"),
-                    )
-                    .bind(&tenant_id)
-                    .bind(doc.kind.as_str())
-                    .bind(&doc.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    let current: Option<(String, String)> =
+                        sqlx::query_as(&pg("SELECT body, lang FROM kb_entries \
+                         WHERE tenant_id = ? AND kind = ? AND entry_id = ?"))
+                        .bind(&tenant_id)
+                        .bind(doc.kind.as_str())
+                        .bind(&doc.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     if let Some((old_body, old_lang)) = &current {
                         let old: serde_json::Value = serde_json::from_str(old_body)
                             .map_err(|e| StoreError::Corrupt(format!("kb entry json: {e}")))?;
@@ -128,8 +130,7 @@ impl KbStore for PostgresStore {
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
                          ON CONFLICT (tenant_id, kind, entry_id) DO UPDATE SET \
                            lang = excluded.lang, body = excluded.body, \
-                           version = excluded.version, updated_at = excluded.updated_at"),
-                    )
+                           version = excluded.version, updated_at = excluded.updated_at"))
                     .bind(&tenant_id)
                     .bind(doc.kind.as_str())
                     .bind(&doc.id)
@@ -163,8 +164,9 @@ impl KbStore for PostgresStore {
                     .await?;
                 }
                 KbChange::Delete { kind, id } => {
-                    let removed = sqlx::query(&pg("DELETE FROM kb_entries WHERE tenant_id = ? AND kind = ? AND entry_id = ?"),
-                    )
+                    let removed = sqlx::query(&pg(
+                        "DELETE FROM kb_entries WHERE tenant_id = ? AND kind = ? AND entry_id = ?",
+                    ))
                     .bind(&tenant_id)
                     .bind(kind.as_str())
                     .bind(id)
@@ -190,10 +192,11 @@ impl KbStore for PostgresStore {
         }
         let changed = applied.created + applied.updated + applied.deleted > 0;
         let revision: i64 = if changed {
-            sqlx::query_scalar(&pg("INSERT INTO kb_revisions (tenant_id, revision) VALUES (?, 1) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET revision = revision + 1 \
-                 RETURNING revision"),
-            )
+            sqlx::query_scalar(&pg(
+                "INSERT INTO kb_revisions (tenant_id, revision) VALUES (?, 1) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET revision = kb_revisions.revision + 1 \
+                 RETURNING revision",
+            ))
             .bind(&tenant_id)
             .fetch_one(&mut *tx)
             .await?
@@ -252,14 +255,14 @@ impl KbStore for PostgresStore {
         kind: KbKind,
         id: &str,
     ) -> Result<Vec<KbVersion>, StoreError> {
-        let rows: Vec<(i64, Option<String>, String, String)> = sqlx::query_as(&pg("SELECT version, body, actor, at FROM kb_versions \
-             WHERE tenant_id = ? AND kind = ? AND entry_id = ? ORDER BY version"),
-        )
-        .bind(tenant.to_string())
-        .bind(kind.as_str())
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows: Vec<(i64, Option<String>, String, String)> =
+            sqlx::query_as(&pg("SELECT version, body, actor, at FROM kb_versions \
+             WHERE tenant_id = ? AND kind = ? AND entry_id = ? ORDER BY version"))
+            .bind(tenant.to_string())
+            .bind(kind.as_str())
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await?;
         rows.into_iter()
             .map(|(version, body, actor, at)| {
                 Ok(KbVersion {

@@ -57,9 +57,10 @@ impl OperatorStore for PostgresStore {
             last_used_at: None,
         };
         let mut tx = self.begin_write().await?;
-        sqlx::query(&pg("INSERT INTO operator_tokens (id, label, token_hash, prefix, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?)"),
-        )
+        sqlx::query(&pg(
+            "INSERT INTO operator_tokens (id, label, token_hash, prefix, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        ))
         .bind(info.id.to_string())
         .bind(&info.label)
         .bind(&token.token_hash)
@@ -95,8 +96,9 @@ impl OperatorStore for PostgresStore {
 
     async fn revoke_operator_token(&self, id: TokenId) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let revoked = sqlx::query(&pg("UPDATE operator_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
-        )
+        let revoked = sqlx::query(&pg(
+            "UPDATE operator_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        ))
         .bind(ts(now()))
         .bind(id.to_string())
         .execute(&mut *tx)
@@ -132,11 +134,13 @@ impl OperatorStore for PostgresStore {
 
     async fn touch_operator_token(&self, id: TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(&pg("UPDATE operator_tokens SET last_used_at = ? WHERE id = ?"))
-            .bind(ts(at))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&pg(
+            "UPDATE operator_tokens SET last_used_at = ? WHERE id = ?",
+        ))
+        .bind(ts(at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

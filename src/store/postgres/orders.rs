@@ -66,9 +66,10 @@ pub(super) async fn upsert_buyer_profile(
     at: DateTime<Utc>,
 ) -> Result<BuyerId, StoreError> {
     let at = ts(at);
-    let id: String = sqlx::query_scalar(&pg("INSERT INTO buyers (id, tenant_id, shop_id, platform_buyer_id, display_name, language, \
+    let id: String = sqlx::query_scalar(&pg(
+        "INSERT INTO buyers (id, tenant_id, shop_id, platform_buyer_id, display_name, language, \
          member_level, is_vip, lifetime_value_cents, currency, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0), COALESCE(?, 0), ?, ?, ?) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE(?, FALSE), COALESCE(?, 0), ?, ?, ?) \
          ON CONFLICT (shop_id, platform_buyer_id) DO UPDATE SET \
            display_name = COALESCE(excluded.display_name, buyers.display_name), \
            language = COALESCE(excluded.language, buyers.language), \
@@ -77,8 +78,8 @@ pub(super) async fn upsert_buyer_profile(
            lifetime_value_cents = COALESCE(?, buyers.lifetime_value_cents), \
            currency = COALESCE(excluded.currency, buyers.currency), \
            updated_at = excluded.updated_at \
-         RETURNING id"),
-    )
+         RETURNING id",
+    ))
     .bind(BuyerId::new().to_string())
     .bind(shop.tenant_id.to_string())
     .bind(shop.id.to_string())
@@ -113,8 +114,9 @@ impl OrderStore for PostgresStore {
         }
         let buyer_id: Option<String> = match &order.buyer {
             Some(buyer) => {
-                sqlx::query_scalar(&pg("SELECT id FROM buyers WHERE shop_id = ? AND platform_buyer_id = ?"),
-                )
+                sqlx::query_scalar(&pg(
+                    "SELECT id FROM buyers WHERE shop_id = ? AND platform_buyer_id = ?",
+                ))
                 .bind(shop.id.to_string())
                 .bind(buyer.as_str())
                 .fetch_optional(&mut *tx)

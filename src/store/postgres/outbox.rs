@@ -53,9 +53,10 @@ async fn lease_one(
     id: &str,
 ) -> Result<Option<OutboxItem>, StoreError> {
     use sqlx::Row;
-    let row = sqlx::query(&pg("SELECT o.id, o.tenant_id, o.kind, o.attempts, o.doubt_since, o.created_at, o.parts_sent, \
-         o.conversation_id, o.message_id, o.endpoint_id, o.payload FROM outbox o WHERE o.id = ?"),
-    )
+    let row = sqlx::query(&pg(
+        "SELECT o.id, o.tenant_id, o.kind, o.attempts, o.doubt_since, o.created_at, o.parts_sent, \
+         o.conversation_id, o.message_id, o.endpoint_id, o.payload FROM outbox o WHERE o.id = ?",
+    ))
     .bind(id)
     .fetch_one(&mut **tx)
     .await?;
@@ -82,16 +83,18 @@ async fn lease_one(
         }
     } else {
         let endpoint_id: String = row.try_get(9)?;
-        let endpoint: Option<(String, String)> = sqlx::query_as(&pg("SELECT url, secret FROM event_endpoints WHERE id = ? AND removed_at IS NULL"),
-        )
+        let endpoint: Option<(String, String)> = sqlx::query_as(&pg(
+            "SELECT url, secret FROM event_endpoints WHERE id = ? AND removed_at IS NULL",
+        ))
         .bind(&endpoint_id)
         .fetch_optional(&mut **tx)
         .await?;
         let Some((url, secret)) = endpoint else {
             // The endpoint was removed: nothing left to deliver to.
-            sqlx::query(&pg("UPDATE outbox SET state = 'dead', last_error = 'endpoint removed', \
-                 lease_owner = NULL, lease_until = NULL WHERE id = ?"),
-            )
+            sqlx::query(&pg(
+                "UPDATE outbox SET state = 'dead', last_error = 'endpoint removed', \
+                 lease_owner = NULL, lease_until = NULL WHERE id = ?",
+            ))
             .bind(id)
             .execute(&mut **tx)
             .await?;
@@ -129,9 +132,10 @@ async fn dead_letter_handoff(
     id: &str,
     error: &str,
 ) -> Result<(), StoreError> {
-    let row: Option<(String, String, String, String, String)> = sqlx::query_as(&pg("SELECT o.tenant_id, o.conversation_id, o.shop_id, o.message_id, s.platform FROM outbox o \
-         JOIN shops s ON s.id = o.shop_id WHERE o.id = ? AND o.kind = 'reply'"),
-    )
+    let row: Option<(String, String, String, String, String)> = sqlx::query_as(&pg(
+        "SELECT o.tenant_id, o.conversation_id, o.shop_id, o.message_id, s.platform FROM outbox o \
+         JOIN shops s ON s.id = o.shop_id WHERE o.id = ? AND o.kind = 'reply'",
+    ))
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
@@ -140,10 +144,12 @@ async fn dead_letter_handoff(
     };
     let tenant: TenantId = parse_id(&tenant, "tenant")?;
     let conversation: ConversationId = parse_id(&conversation, "conversation")?;
-    sqlx::query(&pg("UPDATE conversations SET status = 'pending', layer = 3 WHERE id = ?"))
-        .bind(conversation.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(&pg(
+        "UPDATE conversations SET status = 'pending', layer = 3 WHERE id = ?",
+    ))
+    .bind(conversation.to_string())
+    .execute(&mut **tx)
+    .await?;
     let reason = note_safe(error, 300);
     let note = NewReply {
         text: MessageText::from_stored(format!(
@@ -181,7 +187,7 @@ async fn record_part(
     platform_message_id: &str,
 ) -> Result<(), StoreError> {
     let shop: Option<String> = sqlx::query_scalar(&pg("UPDATE outbox SET parts_sent = GREATEST(parts_sent, ?), doubt_since = NULL, updated_at = ?, \
-         platform_ids = CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements_text(platform_ids::jsonb) WHERE value = ?) \
+         platform_ids = CASE WHEN EXISTS (SELECT 1::BIGINT FROM jsonb_array_elements_text(platform_ids::jsonb) WHERE value = ?) \
                              THEN platform_ids ELSE (platform_ids::jsonb || to_jsonb(?::text))::text END \
          WHERE id = ? AND state IN ('pending', 'sending') RETURNING shop_id"),
     )
@@ -193,9 +199,10 @@ async fn record_part(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(shop) = shop {
-        sqlx::query(&pg("INSERT INTO channel_sent (shop_id, platform_message_id, outbox_id) VALUES (?, ?, ?) \
-             ON CONFLICT (shop_id, platform_message_id) DO NOTHING"),
-        )
+        sqlx::query(&pg(
+            "INSERT INTO channel_sent (shop_id, platform_message_id, outbox_id) VALUES (?, ?, ?) \
+             ON CONFLICT (shop_id, platform_message_id) DO NOTHING",
+        ))
         .bind(shop)
         .bind(platform_message_id)
         .bind(outbox_id)
@@ -225,8 +232,9 @@ impl OutboxStore for PostgresStore {
         shop: ShopId,
         platform_message_id: &str,
     ) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(&pg("SELECT 1 FROM channel_sent WHERE shop_id = ? AND platform_message_id = ?"),
-        )
+        let found: Option<i64> = sqlx::query_scalar(&pg(
+            "SELECT 1::BIGINT FROM channel_sent WHERE shop_id = ? AND platform_message_id = ?",
+        ))
         .bind(shop.to_string())
         .bind(platform_message_id)
         .fetch_optional(&self.reader)
@@ -239,18 +247,18 @@ impl OutboxStore for PostgresStore {
         shop: ShopId,
         buyer: &PlatformBuyerId,
     ) -> Result<Vec<InFlightReply>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(&pg("SELECT o.id, m.text, o.parts_sent FROM outbox o \
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as(&pg("SELECT o.id, m.text, o.parts_sent FROM outbox o \
              JOIN messages m ON m.id = o.message_id \
              JOIN conversations c ON c.id = o.conversation_id \
              JOIN buyers b ON b.id = c.buyer_id \
              WHERE o.kind = 'reply' AND o.shop_id = ? \
                AND (o.state = 'sending' OR (o.state = 'pending' AND o.doubt_since IS NOT NULL)) \
-               AND b.platform_buyer_id = ? ORDER BY o.created_at, o.id"),
-        )
-        .bind(shop.to_string())
-        .bind(buyer.as_str())
-        .fetch_all(&self.reader)
-        .await?;
+               AND b.platform_buyer_id = ? ORDER BY o.created_at, o.id"))
+            .bind(shop.to_string())
+            .bind(buyer.as_str())
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(outbox_id, text, parts)| InFlightReply {
@@ -289,7 +297,7 @@ impl OutboxStore for PostgresStore {
              WHERE id IN (SELECT o.id FROM outbox o \
                WHERE ((o.state = 'pending' AND o.next_attempt_at <= ?) \
                       OR (o.state = 'sending' AND o.lease_until <= ?)) \
-                 AND (o.kind = 'event' OR NOT EXISTS (SELECT 1 FROM outbox p \
+                 AND (o.kind = 'event' OR NOT EXISTS (SELECT 1::BIGINT FROM outbox p \
                       WHERE p.kind = 'reply' AND p.conversation_id = o.conversation_id \
                         AND p.state IN ('pending', 'sending') \
                         AND (p.created_at < o.created_at OR (p.created_at = o.created_at AND p.id < o.id)))) \
@@ -322,13 +330,13 @@ impl OutboxStore for PostgresStore {
         outcome: &OutboxOutcome,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let held: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(&pg("SELECT kind, message_id, conversation_id FROM outbox \
-             WHERE id = ? AND state = 'sending' AND lease_owner = ?"),
-        )
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let held: Option<(String, Option<String>, Option<String>)> =
+            sqlx::query_as(&pg("SELECT kind, message_id, conversation_id FROM outbox \
+             WHERE id = ? AND state = 'sending' AND lease_owner = ?"))
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((kind, message, conversation)) = held else {
             return Ok(false);
         };
@@ -338,21 +346,23 @@ impl OutboxStore for PostgresStore {
                 record_part(&mut tx, id, *part, platform_id).await?;
             }
             OutboxOutcome::Delivered => {
-                sqlx::query(&pg("UPDATE outbox SET state = 'sent', sent_at = ?, updated_at = ?, \
+                sqlx::query(&pg(
+                    "UPDATE outbox SET state = 'sent', sent_at = ?, updated_at = ?, \
                      lease_owner = NULL, lease_until = NULL, doubt_since = NULL, last_error = NULL \
-                     WHERE id = ?"),
-                )
+                     WHERE id = ?",
+                ))
                 .bind(&at)
                 .bind(&at)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
                 if kind == "reply" {
-                    let (tenant, platform_ids): (String, String) =
-                        sqlx::query_as(&pg("SELECT tenant_id, platform_ids FROM outbox WHERE id = ?"))
-                            .bind(id)
-                            .fetch_one(&mut *tx)
-                            .await?;
+                    let (tenant, platform_ids): (String, String) = sqlx::query_as(&pg(
+                        "SELECT tenant_id, platform_ids FROM outbox WHERE id = ?",
+                    ))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                     insert_audit(
                         &mut tx,
                         Some(parse_id(&tenant, "tenant")?),
@@ -378,13 +388,14 @@ impl OutboxStore for PostgresStore {
                 in_doubt,
                 counted,
             } => {
-                sqlx::query(&pg("UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, \
+                sqlx::query(&pg(
+                    "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, \
                      lease_owner = NULL, lease_until = NULL, updated_at = ?, \
                      attempts = CASE WHEN ? THEN attempts ELSE GREATEST(attempts - 1, 0) END, \
                      doubt_since = CASE WHEN ? THEN COALESCE(doubt_since, attempt_started_at) \
                                         ELSE doubt_since END \
-                     WHERE id = ?"),
-                )
+                     WHERE id = ?",
+                ))
                 .bind(ts(*retry_at))
                 .bind(note_safe(error, 1000))
                 .bind(&at)
@@ -395,9 +406,10 @@ impl OutboxStore for PostgresStore {
                 .await?;
             }
             OutboxOutcome::Dead { error } => {
-                sqlx::query(&pg("UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ?, \
-                     lease_owner = NULL, lease_until = NULL WHERE id = ?"),
-                )
+                sqlx::query(&pg(
+                    "UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ?, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                ))
                 .bind(note_safe(error, 1000))
                 .bind(&at)
                 .bind(id)
@@ -415,16 +427,17 @@ impl OutboxStore for PostgresStore {
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(&pg("DELETE FROM channel_sent WHERE outbox_id IN \
-             (SELECT id FROM outbox WHERE state = 'sent' AND updated_at < ?)"),
-        )
+             (SELECT id FROM outbox WHERE state = 'sent' AND updated_at < ?)"))
         .bind(ts(before))
         .execute(&mut *tx)
         .await?;
-        let pruned = sqlx::query(&pg("DELETE FROM outbox WHERE state = 'sent' AND updated_at < ?"))
-            .bind(ts(before))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let pruned = sqlx::query(&pg(
+            "DELETE FROM outbox WHERE state = 'sent' AND updated_at < ?",
+        ))
+        .bind(ts(before))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(pruned)
     }
@@ -462,9 +475,10 @@ impl OutboxStore for PostgresStore {
             created_at: now(),
         };
         let mut tx = self.begin_write().await?;
-        sqlx::query(&pg("INSERT INTO event_endpoints (id, tenant_id, url, secret, events, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)"),
-        )
+        sqlx::query(&pg(
+            "INSERT INTO event_endpoints (id, tenant_id, url, secret, events, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        ))
         .bind(&endpoint.id)
         .bind(tenant.to_string())
         .bind(url)
@@ -490,9 +504,10 @@ impl OutboxStore for PostgresStore {
     }
 
     async fn list_endpoints(&self, tenant: TenantId) -> Result<Vec<EventEndpoint>, StoreError> {
-        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(&pg("SELECT id, tenant_id, url, events, created_at FROM event_endpoints \
-             WHERE tenant_id = ? AND removed_at IS NULL ORDER BY created_at"),
-        )
+        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(&pg(
+            "SELECT id, tenant_id, url, events, created_at FROM event_endpoints \
+             WHERE tenant_id = ? AND removed_at IS NULL ORDER BY created_at",
+        ))
         .bind(tenant.to_string())
         .fetch_all(&self.reader)
         .await?;
@@ -502,8 +517,7 @@ impl OutboxStore for PostgresStore {
     async fn remove_endpoint(&self, tenant: TenantId, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let removed = sqlx::query(&pg("UPDATE event_endpoints SET removed_at = ? \
-             WHERE tenant_id = ? AND id = ? AND removed_at IS NULL"),
-        )
+             WHERE tenant_id = ? AND id = ? AND removed_at IS NULL"))
         .bind(ts(now()))
         .bind(tenant.to_string())
         .bind(id)
@@ -544,15 +558,17 @@ impl OutboxStore for PostgresStore {
             details: String,
         }
         let mut conn = self.reader.begin().await?;
-        let rows: Vec<Row> = sqlx::query_as(&pg("SELECT seq, tenant_id, at, action, subject_type, subject_id, details FROM audit_log \
-             WHERE seq > (SELECT audit_seq FROM event_cursor WHERE id = 1) ORDER BY seq LIMIT ?"),
-        )
+        let rows: Vec<Row> = sqlx::query_as(&pg(
+            "SELECT seq, tenant_id, at, action, subject_type, subject_id, details FROM audit_log \
+             WHERE seq > (SELECT audit_seq FROM event_cursor WHERE id = 1) ORDER BY seq LIMIT ?",
+        ))
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
-        let endpoints: Vec<(String, String, String, String, String, String)> = sqlx::query_as(&pg("SELECT id, tenant_id, url, events, created_at, secret FROM event_endpoints \
-             WHERE removed_at IS NULL"),
-        )
+        let endpoints: Vec<(String, String, String, String, String, String)> = sqlx::query_as(&pg(
+            "SELECT id, tenant_id, url, events, created_at, secret FROM event_endpoints \
+             WHERE removed_at IS NULL",
+        ))
         .fetch_all(&mut *conn)
         .await?;
         conn.commit().await?;
@@ -590,11 +606,12 @@ impl OutboxStore for PostgresStore {
         let at = ts(now());
         let mut tx = self.begin_write().await?;
         for event in &batch.events {
-            sqlx::query(&pg("INSERT INTO outbox (id, tenant_id, kind, idempotency_key, endpoint_id, payload, \
+            sqlx::query(&pg(
+                "INSERT INTO outbox (id, tenant_id, kind, idempotency_key, endpoint_id, payload, \
                  state, next_attempt_at, created_at, updated_at) \
                  VALUES (?, ?, 'event', ?, ?, ?, 'pending', ?, ?, ?) \
-                 ON CONFLICT (idempotency_key) DO NOTHING"),
-            )
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            ))
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(event.tenant_id.to_string())
             .bind(&event.idempotency_key)
@@ -606,10 +623,12 @@ impl OutboxStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(&pg("UPDATE event_cursor SET audit_seq = GREATEST(audit_seq, ?) WHERE id = 1"))
-            .bind(batch.through_seq)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&pg(
+            "UPDATE event_cursor SET audit_seq = GREATEST(audit_seq, ?) WHERE id = 1",
+        ))
+        .bind(batch.through_seq)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -98,10 +98,11 @@ impl PrivacyStore for PostgresStore {
         actor: &str,
     ) -> Result<Option<BuyerErasure>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let buyer: Option<String> = sqlx::query_scalar(&pg("SELECT b.id FROM buyers b JOIN shops s ON s.id = b.shop_id \
+        let buyer: Option<String> = sqlx::query_scalar(&pg(
+            "SELECT b.id FROM buyers b JOIN shops s ON s.id = b.shop_id \
              WHERE b.tenant_id = ? AND s.tenant_id = ? AND s.shop_key = ? \
-             AND b.platform_buyer_id = ?"),
-        )
+             AND b.platform_buyer_id = ?",
+        ))
         .bind(tenant.to_string())
         .bind(tenant.to_string())
         .bind(shop.as_str())
@@ -117,20 +118,23 @@ impl PrivacyStore for PostgresStore {
         };
         let (conversations, messages, decisions, jobs) = doomed.delete_all(&mut tx).await?;
         // The platform's threads with this buyer name them too.
-        sqlx::query(&pg("DELETE FROM channel_threads WHERE platform_buyer_id = ? AND shop_id = \
-             (SELECT shop_id FROM buyers WHERE tenant_id = ? AND id = ?)"),
-        )
+        sqlx::query(&pg(
+            "DELETE FROM channel_threads WHERE platform_buyer_id = ? AND shop_id = \
+             (SELECT shop_id FROM buyers WHERE tenant_id = ? AND id = ?)",
+        ))
         .bind(platform_buyer_id)
         .bind(tenant.to_string())
         .bind(&buyer)
         .execute(&mut *tx)
         .await?;
-        let orders = sqlx::query(&pg("DELETE FROM orders WHERE tenant_id = ? AND buyer_id = ?"))
-            .bind(tenant.to_string())
-            .bind(&buyer)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let orders = sqlx::query(&pg(
+            "DELETE FROM orders WHERE tenant_id = ? AND buyer_id = ?",
+        ))
+        .bind(tenant.to_string())
+        .bind(&buyer)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         sqlx::query(&pg("DELETE FROM buyers WHERE tenant_id = ? AND id = ?"))
             .bind(tenant.to_string())
             .bind(&buyer)
@@ -169,8 +173,9 @@ impl PrivacyStore for PostgresStore {
 
     async fn apply_retention(&self, before: DateTime<Utc>) -> Result<RetentionOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
-        let tenants: Vec<String> = sqlx::query_scalar(&pg("SELECT DISTINCT tenant_id FROM conversations WHERE last_message_at < ?"),
-        )
+        let tenants: Vec<String> = sqlx::query_scalar(&pg(
+            "SELECT DISTINCT tenant_id FROM conversations WHERE last_message_at < ?",
+        ))
         .bind(ts(before))
         .fetch_all(&mut *tx)
         .await?;

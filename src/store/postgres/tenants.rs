@@ -7,9 +7,10 @@ impl PostgresStore {
     /// Seals credentials stored before they were encrypted; runs when the
     /// store opens, and does nothing once every row is sealed.
     pub(super) async fn seal_plain_credentials(&self) -> Result<(), StoreError> {
-        let plain: Vec<(String, String, String, String)> = sqlx::query_as(&pg("SELECT id, tenant_id, shop_key, credentials FROM shops \
-             WHERE credentials NOT LIKE 'enc:%'"),
-        )
+        let plain: Vec<(String, String, String, String)> = sqlx::query_as(&pg(
+            "SELECT id, tenant_id, shop_key, credentials FROM shops \
+             WHERE credentials NOT LIKE 'enc:%'",
+        ))
         .fetch_all(&self.writer)
         .await?;
         if plain.is_empty() {
@@ -186,12 +187,14 @@ impl TenantStore for PostgresStore {
             created_at: now(),
         };
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(&pg("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)"))
-            .bind(tenant.id.to_string())
-            .bind(&tenant.name)
-            .bind(ts(tenant.created_at))
-            .execute(&mut *tx)
-            .await;
+        let inserted = sqlx::query(&pg(
+            "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)",
+        ))
+        .bind(tenant.id.to_string())
+        .bind(&tenant.name)
+        .bind(ts(tenant.created_at))
+        .execute(&mut *tx)
+        .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::AlreadyExists {
@@ -217,21 +220,25 @@ impl TenantStore for PostgresStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
-        sqlx::query_as::<_, TenantRow>(&pg("SELECT id, name, created_at FROM tenants WHERE name = ?"))
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?
-            .map(Tenant::try_from)
-            .transpose()
+        sqlx::query_as::<_, TenantRow>(&pg(
+            "SELECT id, name, created_at FROM tenants WHERE name = ?",
+        ))
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await?
+        .map(Tenant::try_from)
+        .transpose()
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        sqlx::query_as::<_, TenantRow>(&pg("SELECT id, name, created_at FROM tenants ORDER BY name"))
-            .fetch_all(&self.reader)
-            .await?
-            .into_iter()
-            .map(Tenant::try_from)
-            .collect()
+        sqlx::query_as::<_, TenantRow>(&pg(
+            "SELECT id, name, created_at FROM tenants ORDER BY name",
+        ))
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(Tenant::try_from)
+        .collect()
     }
 
     async fn create_token(&self, token: NewToken) -> Result<TokenInfo, StoreError> {
@@ -261,9 +268,10 @@ impl TenantStore for PostgresStore {
                 });
             }
         }
-        sqlx::query(&pg("INSERT INTO api_tokens (id, tenant_id, label, token_hash, prefix, scopes, shop_id, \
-             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-        )
+        sqlx::query(&pg(
+            "INSERT INTO api_tokens (id, tenant_id, label, token_hash, prefix, scopes, shop_id, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
         .bind(info.id.to_string())
         .bind(info.tenant_id.to_string())
         .bind(&info.label)
@@ -299,9 +307,10 @@ impl TenantStore for PostgresStore {
 
     async fn revoke_token(&self, id: TokenId) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let tenant: Option<String> = sqlx::query_scalar(&pg("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
-             RETURNING tenant_id"),
-        )
+        let tenant: Option<String> = sqlx::query_scalar(&pg(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
+             RETURNING tenant_id",
+        ))
         .bind(ts(now()))
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
@@ -338,10 +347,11 @@ impl TenantStore for PostgresStore {
     }
 
     async fn authenticate(&self, token_hash: &str) -> Result<Option<TokenGrantRecord>, StoreError> {
-        let row: Option<GrantRow> = sqlx::query_as(&pg("SELECT t.tenant_id, t.id, t.scopes, t.expires_at, s.shop_key, t.last_used_at \
+        let row: Option<GrantRow> = sqlx::query_as(&pg(
+            "SELECT t.tenant_id, t.id, t.scopes, t.expires_at, s.shop_key, t.last_used_at \
              FROM api_tokens t LEFT JOIN shops s ON s.id = t.shop_id AND s.tenant_id = t.tenant_id \
-             WHERE t.token_hash = ? AND t.revoked_at IS NULL"),
-        )
+             WHERE t.token_hash = ? AND t.revoked_at IS NULL",
+        ))
         .bind(token_hash)
         .fetch_optional(&self.reader)
         .await?;
@@ -385,9 +395,10 @@ impl TenantStore for PostgresStore {
             created_at: now(),
         };
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(&pg("INSERT INTO shops (id, tenant_id, platform, shop_key, name, country, currency, \
-             language, credentials, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-        )
+        let inserted = sqlx::query(&pg(
+            "INSERT INTO shops (id, tenant_id, platform, shop_key, name, country, currency, \
+             language, credentials, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
         .bind(record.id.to_string())
         .bind(record.tenant_id.to_string())
         .bind(record.platform.as_str())
@@ -449,8 +460,9 @@ impl TenantStore for PostgresStore {
         tenant: TenantId,
         key: &ShopKey,
     ) -> Result<Option<SecretString>, StoreError> {
-        let stored: Option<String> = sqlx::query_scalar(&pg("SELECT credentials FROM shops WHERE tenant_id = ? AND shop_key = ?"),
-        )
+        let stored: Option<String> = sqlx::query_scalar(&pg(
+            "SELECT credentials FROM shops WHERE tenant_id = ? AND shop_key = ?",
+        ))
         .bind(tenant.to_string())
         .bind(key.as_str())
         .fetch_optional(&self.reader)
@@ -506,9 +518,10 @@ impl TenantStore for PostgresStore {
             shop.policy = policy;
             changed.push("policy");
         }
-        sqlx::query(&pg("UPDATE shops SET name = ?, country = ?, currency = ?, language = ?, policy = ?, \
-             credentials = COALESCE(?, credentials) WHERE id = ?"),
-        )
+        sqlx::query(&pg(
+            "UPDATE shops SET name = ?, country = ?, currency = ?, language = ?, policy = ?, \
+             credentials = COALESCE(?, credentials) WHERE id = ?",
+        ))
         .bind(&shop.name)
         .bind(shop.market.country.as_ref().map(CountryCode::as_str))
         .bind(shop.market.currency.as_ref().map(CurrencyCode::as_str))

@@ -83,11 +83,12 @@ impl TranslationStore for PostgresStore {
     ) -> Result<StoredTranslation, StoreError> {
         let mut tx = self.begin_write().await?;
         let key = &translation.key;
-        sqlx::query(&pg("INSERT INTO kb_translations (tenant_id, kind, entry_id, source_hash, lang, \
+        sqlx::query(&pg(
+            "INSERT INTO kb_translations (tenant_id, kind, entry_id, source_hash, lang, \
              source_text, text, status, model, verification, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, kind, entry_id, source_hash, lang) DO NOTHING"),
-        )
+             ON CONFLICT (tenant_id, kind, entry_id, source_hash, lang) DO NOTHING",
+        ))
         .bind(tenant.to_string())
         .bind(key.kind.as_str())
         .bind(&key.entry_id)
@@ -132,9 +133,10 @@ impl TranslationStore for PostgresStore {
             TranslationReview::Reject => (TranslationStatus::Rejected, before.text.clone()),
         };
         let at = now();
-        sqlx::query(&pg("UPDATE kb_translations SET status = ?, text = ?, reviewed_by = ?, reviewed_at = ? \
-             WHERE tenant_id = ? AND kind = ? AND entry_id = ? AND source_hash = ? AND lang = ?"),
-        )
+        sqlx::query(&pg(
+            "UPDATE kb_translations SET status = ?, text = ?, reviewed_by = ?, reviewed_at = ? \
+             WHERE tenant_id = ? AND kind = ? AND entry_id = ? AND source_hash = ? AND lang = ?",
+        ))
         .bind(status.as_str())
         .bind(&text)
         .bind(actor)

@@ -29,8 +29,9 @@ impl PostgresStore {
         let shops = if row.all_shops {
             ShopAccess::All
         } else {
-            let ids: Vec<String> = sqlx::query_scalar(&pg("SELECT shop_id FROM user_shops WHERE user_id = ? ORDER BY shop_id"),
-            )
+            let ids: Vec<String> = sqlx::query_scalar(&pg(
+                "SELECT shop_id FROM user_shops WHERE user_id = ? ORDER BY shop_id",
+            ))
             .bind(&row.id)
             .fetch_all(&self.reader)
             .await?;
@@ -70,8 +71,7 @@ async fn write_shops(
     };
     for shop in shops {
         let inserted = sqlx::query(&pg("INSERT INTO user_shops (user_id, shop_id) \
-             SELECT ?, id FROM shops WHERE tenant_id = ? AND id = ?"),
-        )
+             SELECT ?, id FROM shops WHERE tenant_id = ? AND id = ?"))
         .bind(user.to_string())
         .bind(tenant.to_string())
         .bind(shop.to_string())
@@ -102,9 +102,10 @@ impl UserStore for PostgresStore {
     async fn create_user(&self, user: &NewUser, actor: &str) -> Result<User, StoreError> {
         let id = UserId::new();
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(&pg("INSERT INTO users (id, tenant_id, email, display_name, role, password_hash, \
-             language, all_shops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-        )
+        let inserted = sqlx::query(&pg(
+            "INSERT INTO users (id, tenant_id, email, display_name, role, password_hash, \
+             language, all_shops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
         .bind(id.to_string())
         .bind(user.tenant_id.to_string())
         .bind(user.email.as_str())
@@ -196,14 +197,15 @@ impl UserStore for PostgresStore {
         actor: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let changed =
-            sqlx::query(&pg("UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?"))
-                .bind(password_hash)
-                .bind(tenant.to_string())
-                .bind(user.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let changed = sqlx::query(&pg(
+            "UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?",
+        ))
+        .bind(password_hash)
+        .bind(tenant.to_string())
+        .bind(user.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if changed == 0 {
             return Ok(false);
         }
@@ -235,10 +237,11 @@ impl UserStore for PostgresStore {
         actor: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(&pg("UPDATE users SET role = ?, language = ?, all_shops = ?, \
+        let changed = sqlx::query(&pg(
+            "UPDATE users SET role = ?, language = ?, all_shops = ?, \
              disabled_at = CASE WHEN ? THEN COALESCE(disabled_at, ?) ELSE NULL END \
-             WHERE tenant_id = ? AND id = ?"),
-        )
+             WHERE tenant_id = ? AND id = ?",
+        ))
         .bind(access.role.as_str())
         .bind(&access.language)
         .bind(access.shops == ShopAccess::All)
@@ -287,9 +290,10 @@ impl UserStore for PostgresStore {
             .bind(ts(at))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&pg("INSERT INTO web_sessions (id_hash, user_id, tenant_id, csrf_token, created_at, \
-             expires_at) VALUES (?, ?, ?, ?, ?, ?)"),
-        )
+        sqlx::query(&pg(
+            "INSERT INTO web_sessions (id_hash, user_id, tenant_id, csrf_token, created_at, \
+             expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ))
         .bind(&session.id_hash)
         .bind(session.user.to_string())
         .bind(session.tenant.to_string())
@@ -314,10 +318,11 @@ impl UserStore for PostgresStore {
             csrf_token: String,
             expires_at: String,
         }
-        let row: Option<Row> = sqlx::query_as(&pg("SELECT s.user_id, s.tenant_id, s.csrf_token, s.expires_at FROM web_sessions s \
+        let row: Option<Row> = sqlx::query_as(&pg(
+            "SELECT s.user_id, s.tenant_id, s.csrf_token, s.expires_at FROM web_sessions s \
              JOIN users u ON u.id = s.user_id AND u.tenant_id = s.tenant_id \
-             WHERE s.id_hash = ? AND s.expires_at > ? AND u.disabled_at IS NULL"),
-        )
+             WHERE s.id_hash = ? AND s.expires_at > ? AND u.disabled_at IS NULL",
+        ))
         .bind(id_hash)
         .bind(ts(now))
         .fetch_optional(&self.reader)
