@@ -125,6 +125,17 @@ impl Platform {
             Platform::Generic => "generic",
         }
     }
+
+    /// The name people know the platform by.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Platform::Shopee => "Shopee",
+            Platform::Lazada => "Lazada",
+            Platform::Tiktok => "TikTok Shop",
+            Platform::Web => "web chat",
+            Platform::Generic => "API",
+        }
+    }
 }
 
 impl fmt::Display for Platform {

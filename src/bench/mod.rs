@@ -11,6 +11,7 @@
 
 pub(crate) mod client;
 pub mod ingest;
+pub mod load;
 mod messages;
 pub mod models;
 pub mod replies;
@@ -36,6 +37,10 @@ pub enum Output {
 pub enum BenchCommand {
     /// Ingest acknowledgement latency and throughput
     Ingest(ingest::IngestArgs),
+    /// Many conversations at once at fixed rates with a shop's mix of
+    /// messages: time to the AI's decision per layer, queue depth, and the
+    /// highest rate at which layer-1 answers stay within a target
+    Load(load::LoadArgs),
     /// Load time, embedding, prefill and decode speed, peak RSS of the models
     Models(models::ModelsArgs),
     /// Acknowledgement-to-decision latency of labelled buyer messages, per
@@ -61,6 +66,7 @@ pub fn run(
         BenchCommand::Ingest(args) => {
             runtime()?.block_on(ingest::run(args, settings, output, config))
         }
+        BenchCommand::Load(args) => runtime()?.block_on(load::run(args, settings, output, config)),
         BenchCommand::Models(args) => models::run(args, settings, output),
         BenchCommand::Replies(args) => {
             runtime()?.block_on(replies::run(args, settings, output, config))

@@ -362,6 +362,38 @@ pub struct MessageDto {
     pub external_id: Option<String>,
     pub sent_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
+    /// For replies sent through a marketplace or the web chat: where the
+    /// reply stands on its way there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryDto {
+    /// `queued`, `sending`, `delivered`, or `failed` (given up; the
+    /// conversation was handed to a person).
+    pub state: String,
+    pub attempts: u32,
+    /// Parts of a long reply already delivered.
+    pub parts_sent: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&store::ReplyDelivery> for DeliveryDto {
+    fn from(d: &store::ReplyDelivery) -> Self {
+        DeliveryDto {
+            state: serde_json::to_value(d.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            attempts: d.attempts,
+            parts_sent: d.parts_sent,
+            last_error: d.last_error.clone(),
+            updated_at: d.updated_at,
+        }
+    }
 }
 
 impl From<store::Message> for MessageDto {
@@ -379,6 +411,7 @@ impl From<store::Message> for MessageDto {
             external_id: m.external_id,
             sent_at: m.sent_at,
             received_at: m.received_at,
+            delivery: None,
         }
     }
 }
@@ -485,7 +518,19 @@ pub async fn get_conversation(
         .ok_or_else(|| ApiError::NotFound {
             what: format!("conversation {id}"),
         })?;
+    let deliveries = state.store.reply_deliveries(tenant.id, id).await?;
     let buyer = detail.buyer;
+    let messages = detail
+        .messages
+        .into_iter()
+        .map(|m| {
+            let delivery = deliveries.iter().find(|d| d.message_id == m.id);
+            MessageDto {
+                delivery: delivery.map(DeliveryDto::from),
+                ..MessageDto::from(m)
+            }
+        })
+        .collect();
     Ok(Json(ConversationDetailDto {
         conversation: detail.summary.into(),
         buyer_profile: BuyerDetailDto {
@@ -498,7 +543,7 @@ pub async fn get_conversation(
             lifetime_value_cents: buyer.lifetime_value_cents,
             currency: buyer.currency,
         },
-        messages: detail.messages.into_iter().map(MessageDto::from).collect(),
+        messages,
         decisions: decisions.into_iter().map(DecisionDto::from).collect(),
     }))
 }

@@ -21,6 +21,8 @@ pub enum ChangeKind {
     Reply,
     /// Status, holder or assignment changed.
     State,
+    /// A reply reached the platform, or an attempt to send it failed.
+    Delivery,
 }
 
 impl ChangeKind {
@@ -30,6 +32,7 @@ impl ChangeKind {
             ChangeKind::Decision => "decision",
             ChangeKind::Reply => "reply",
             ChangeKind::State => "state",
+            ChangeKind::Delivery => "delivery",
         }
     }
 }

@@ -47,8 +47,8 @@ pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbSt
 pub use open::OpenedStore;
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
 pub use outbox::{
-    AuditEntry, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts, OutboxItem,
-    OutboxOutcome, OutboxStore, OutboxTarget,
+    AuditEntry, DeliveryState, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts,
+    OutboxItem, OutboxOutcome, OutboxStore, OutboxTarget, ReplyDelivery,
 };
 pub use postgres::PostgresStore;
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};

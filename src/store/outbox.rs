@@ -132,6 +132,45 @@ pub struct InFlightReply {
     pub parts_sent: u32,
 }
 
+/// Where one reply stands on its way to the buyer's platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplyDelivery {
+    pub message_id: MessageId,
+    pub state: DeliveryState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Parts of a long reply already delivered.
+    pub parts_sent: u32,
+    /// Why the last attempt failed, as the platform or the network said.
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its turn or for a retry.
+    Queued,
+    /// An attempt is under way.
+    Sending,
+    /// The platform accepted every part.
+    Delivered,
+    /// Given up; the conversation was handed to a person.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn parse(raw: &str) -> Option<DeliveryState> {
+        Some(match raw {
+            "pending" => DeliveryState::Queued,
+            "sending" => DeliveryState::Sending,
+            "sent" => DeliveryState::Delivered,
+            "dead" => DeliveryState::Failed,
+            _ => return None,
+        })
+    }
+}
+
 /// The durable outbox and the event dispatcher's state.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + 'static {
@@ -184,6 +223,16 @@ pub trait OutboxStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Where each of a conversation's replies stands on its way to the
+    /// platform, oldest first. Replies on a channel without a send API have
+    /// none, and delivered ones pruned by [`OutboxStore::prune_outbox`]
+    /// are no longer listed.
+    async fn reply_deliveries(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> Result<Vec<ReplyDelivery>, StoreError>;
 
     /// Deletes deliveries that succeeded before `before`, and the record of
     /// their platform ids (dead ones wait for a person); returns how many.

@@ -21,10 +21,11 @@ use super::view::{ago, language_name, money, render, stamp, Nav};
 use super::{see_other, WebError, WebState};
 use crate::domain::Custody;
 use crate::domain::{
-    Author, ConversationId, ConversationStatus, Direction, ExternalMessageId, MessageText, NewReply,
+    Author, ConversationId, ConversationStatus, Direction, ExternalMessageId, MessageText,
+    NewReply, Platform,
 };
 use crate::store::desk::{Holder, InboxFilter, InboxTab};
-use crate::store::{ConversationDetail, Decision, Order};
+use crate::store::{ConversationDetail, Decision, DeliveryState, Order, ReplyDelivery};
 
 pub fn parse_id(raw: &str) -> Result<ConversationId, WebError> {
     raw.parse()
@@ -44,6 +45,39 @@ pub struct MessageView {
     pub why: Option<Why>,
     /// For buyer messages: how the pipeline read them.
     pub read_as: Option<Why>,
+    /// For replies through a platform: where the reply stands.
+    pub delivery: Option<DeliveryView>,
+}
+
+/// A reply's way to the buyer's platform, as a badge.
+pub struct DeliveryView {
+    /// `queued`, `sending`, `delivered` or `failed`.
+    pub state: &'static str,
+    pub label: String,
+}
+
+impl DeliveryView {
+    fn new(delivery: &ReplyDelivery, platform: Platform) -> DeliveryView {
+        let to = platform.display_name();
+        let error = delivery.last_error.as_deref().unwrap_or("no answer");
+        let (state, label) = match delivery.state {
+            DeliveryState::Queued if delivery.attempts > 0 => (
+                "queued",
+                format!(
+                    "Not yet delivered to {to} after {} tries ({error}); trying again",
+                    delivery.attempts
+                ),
+            ),
+            DeliveryState::Queued => ("queued", format!("Waiting to be sent to {to}")),
+            DeliveryState::Sending => ("sending", format!("Sending to {to}")),
+            DeliveryState::Delivered => ("delivered", format!("Delivered to {to}")),
+            DeliveryState::Failed => (
+                "failed",
+                format!("Not delivered to {to}: {error}. The conversation waits for a person."),
+            ),
+        };
+        DeliveryView { state, label }
+    }
 }
 
 pub struct OrderView {
@@ -139,7 +173,11 @@ fn holder_label(holder: &Holder) -> String {
     }
 }
 
-fn message_views(detail: &ConversationDetail, decisions: &[Decision]) -> Vec<MessageView> {
+fn message_views(
+    detail: &ConversationDetail,
+    decisions: &[Decision],
+    deliveries: &[ReplyDelivery],
+) -> Vec<MessageView> {
     let now = Utc::now();
     detail
         .messages
@@ -183,6 +221,10 @@ fn message_views(detail: &ConversationDetail, decisions: &[Decision]) -> Vec<Mes
                 stamp: stamp(m.received_at),
                 why,
                 read_as,
+                delivery: deliveries
+                    .iter()
+                    .find(|d| d.message_id == m.id)
+                    .map(|d| DeliveryView::new(d, detail.summary.platform)),
             }
         })
         .collect()
@@ -249,10 +291,11 @@ pub async fn render_page(
         .conversation(tenant, id)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("conversation {id}")))?;
-    let (orders, holder, users) = tokio::try_join!(
+    let (orders, holder, users, deliveries) = tokio::try_join!(
         store.orders_for_buyer(tenant, detail.buyer.id),
         store.holder(tenant, id),
         store.list_users(tenant),
+        store.reply_deliveries(tenant, id),
     )?;
     let language = buyer_language(&detail, &decisions, &viewer.user.language);
     let approval = approvals::panel(state, viewer, &detail, &decisions, &orders, &language).await?;
@@ -284,7 +327,7 @@ pub async fn render_page(
         suggestions: latest
             .map(|d| trace::suggestions(&d.trace))
             .unwrap_or_default(),
-        messages: message_views(&detail, &decisions),
+        messages: message_views(&detail, &decisions, &deliveries),
         buyer: BuyerCard {
             name: detail
                 .buyer

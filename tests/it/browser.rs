@@ -411,6 +411,8 @@ async fn the_workbench_in_chromium() {
     wait_for_text(&client, "#approval-status", "Refund approved: 25.90 USD").await;
     assert_no_injection(&client).await;
 
+    reply_reaches_the_marketplace(&client, &app).await;
+
     // The knowledge base shows an entry with a payload as text.
     put_faq(&app, "xss", json!({"id": "xss", "questions": [XSS], "answer": "<script>alert('kb')</script>", "lang": "en"})).await;
     client
@@ -471,4 +473,112 @@ async fn the_workbench_in_chromium() {
     assert!(page.contains("Not found") && !page.contains("Barangnya rusak"));
 
     client.close().await.unwrap();
+}
+
+/// A TikTok Shop buyer writes through the platform; the agent answers in
+/// the workbench; the reply leaves through the platform's send API, once,
+/// in the buyer's thread, and the page shows it was delivered without a
+/// reload.
+async fn reply_reaches_the_marketplace(client: &Client, app: &TestApp) {
+    use crate::channels::{connect, conversations, deliver, push, serve_fake, signer, ACCOUNTS};
+    let (fake, api) = serve_fake().await;
+    let (platform, account, buyer) = ACCOUNTS[2];
+    connect(app, platform, account, &api).await;
+    let known: Vec<String> = conversations(app)
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let body = push(
+        platform,
+        account,
+        "m-browser-1",
+        buyer,
+        "Kak, pesanan saya sudah dikirim belum?",
+        chrono::Utc::now().timestamp(),
+    );
+    let signature = signer(platform).sign(body.as_bytes());
+    assert_eq!(
+        deliver(app, platform, &body, Some(&signature))
+            .await
+            .status(),
+        200
+    );
+    let conversation = conversations(app)
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .find(|id| !known.contains(id))
+        .expect("the push opened a conversation");
+    let detail = app
+        .get_json(&format!("/api/v1/conversations/{conversation}"))
+        .await;
+    let pushed = crate::web::Ingested {
+        conversation: conversation.parse().unwrap(),
+        message: detail["messages"][0]["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    };
+    decide(
+        app,
+        &pushed,
+        2,
+        Some("Sudah kak."),
+        json!({"lang": "id", "intent": "order_status", "confidence": 0.64,
+        "reasons": [{"reason": "mode_suggest"}]}),
+    )
+    .await;
+
+    client
+        .goto(&format!("{}/app/c/{conversation}", app.base))
+        .await
+        .unwrap();
+    let reply = client.find(Locator::Id("reply-text")).await.unwrap();
+    assert_eq!(
+        reply.prop("value").await.unwrap().as_deref(),
+        Some("Sudah kak.")
+    );
+    reply.clear().await.unwrap();
+    let text = "Sudah dikirim kemarin kak, resi JT0001234 via J&T.";
+    reply.send_keys(text).await.unwrap();
+    client
+        .find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, "#thread .msg.agent .text", text).await;
+    wait_for_text(
+        client,
+        "#thread .delivery.delivered",
+        "Delivered to TikTok Shop",
+    )
+    .await;
+    screenshot(client, "conversation-delivered").await;
+
+    let sent = |fake: &crate::channels::FakeTiktok| {
+        fake.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(thread, body, _)| thread == &format!("c-{buyer}") && body == text)
+            .count()
+    };
+    assert_eq!(sent(&fake), 1, "the reply reached the platform");
+    // Nothing sends it again: the outbox polls several times meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sent(&fake), 1, "the reply was sent twice");
+    let delivery = &app
+        .get_json(&format!("/api/v1/conversations/{conversation}"))
+        .await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["text"] == text)
+        .unwrap()["delivery"]
+        .clone();
+    assert_eq!(delivery["state"], "delivered", "{delivery}");
 }

@@ -58,7 +58,7 @@ async fn start() -> (TestApp, TempDir) {
 
 /// Connects the demo shop of `platform` to account `account`, with its API
 /// at `api_base`, and waits for the server to see it.
-async fn connect(app: &TestApp, platform: Platform, account: &str, api_base: &str) {
+pub(crate) async fn connect(app: &TestApp, platform: Platform, account: &str, api_base: &str) {
     let credentials = match platform {
         Platform::Shopee => json!({"partner_id": 2001887, "partner_key": "partner-key",
             "callback_url": CALLBACK, "shop_id": account.parse::<u64>().unwrap(),
@@ -92,7 +92,7 @@ async fn connect(app: &TestApp, platform: Platform, account: &str, api_base: &st
     tokio::time::sleep(Duration::from_millis(600)).await;
 }
 
-fn signer(platform: Platform) -> PushSigner {
+pub(crate) fn signer(platform: Platform) -> PushSigner {
     match platform {
         Platform::Shopee => PushSigner::shopee("partner-key".into(), CALLBACK),
         Platform::Lazada => PushSigner::app("lazada-secret".into(), "123456"),
@@ -101,7 +101,14 @@ fn signer(platform: Platform) -> PushSigner {
 }
 
 /// A buyer's text message push in the platform's envelope.
-fn push(platform: Platform, account: &str, id: &str, buyer: &str, text: &str, at: i64) -> String {
+pub(crate) fn push(
+    platform: Platform,
+    account: &str,
+    id: &str,
+    buyer: &str,
+    text: &str,
+    at: i64,
+) -> String {
     match platform {
         Platform::Shopee => json!({"msg_id": "", "shop_id": account.parse::<u64>().unwrap(), "code": 10,
             "timestamp": at, "data": {"type": "message", "content": {
@@ -124,7 +131,7 @@ fn push(platform: Platform, account: &str, id: &str, buyer: &str, text: &str, at
     }
 }
 
-async fn deliver(
+pub(crate) async fn deliver(
     app: &TestApp,
     platform: Platform,
     body: &str,
@@ -141,7 +148,7 @@ async fn deliver(
     request.send().await.unwrap()
 }
 
-async fn conversations(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn conversations(app: &TestApp) -> Vec<Value> {
     app.get_json("/api/v1/conversations?limit=200").await["conversations"]
         .as_array()
         .unwrap()
@@ -175,7 +182,7 @@ async fn footprint(store: &Arc<dyn Store>) -> (i64, i64, usize) {
     )
 }
 
-const ACCOUNTS: [(Platform, &str, &str); 3] = [
+pub(crate) const ACCOUNTS: [(Platform, &str, &str); 3] = [
     (Platform::Shopee, "727720655", "165105353"),
     (Platform::Lazada, "1234567", "1891549323"),
     (
@@ -409,8 +416,8 @@ async fn the_sellers_own_messages_are_agent_messages_and_pictures_go_to_a_human(
 /// A fake TikTok Shop send API: records what arrives; `refuse` makes it
 /// answer with a conversation-rules error.
 #[derive(Clone, Default)]
-struct FakeTiktok {
-    sent: Arc<Mutex<Vec<(String, String, String)>>>,
+pub(crate) struct FakeTiktok {
+    pub(crate) sent: Arc<Mutex<Vec<(String, String, String)>>>,
     refuse: Arc<std::sync::atomic::AtomicBool>,
     /// Milliseconds each send takes.
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -458,7 +465,7 @@ fn fake_answer(fake: FakeTiktok, thread: String, headers: HeaderMap, body: Value
     )
 }
 
-async fn serve_fake() -> (FakeTiktok, String) {
+pub(crate) async fn serve_fake() -> (FakeTiktok, String) {
     let fake = FakeTiktok::default();
     let router = Router::new()
         .route(
@@ -548,6 +555,9 @@ async fn replies_leave_through_the_platform_once_in_parts_within_its_limit() {
         .to_owned();
     assert_eq!(sent[0].2, format!("reply:{message}#0"));
     assert_eq!(sent[1].2, format!("reply:{message}#1"));
+    let delivery = &detail(&app, &conversation).await["messages"][1]["delivery"];
+    assert_eq!(delivery["state"], "delivered", "{delivery}");
+    assert_eq!(delivery["parts_sent"], 2, "{delivery}");
     let log = app
         .store
         .audit_log(
@@ -668,6 +678,17 @@ async fn a_reply_the_platform_refuses_is_handed_to_a_human_with_the_reason() {
     assert!(
         text.contains("could not be delivered") && text.contains("45109001"),
         "{text}"
+    );
+    let delivery = &d["messages"][1]["delivery"];
+    assert_eq!(delivery["state"], "failed", "{delivery}");
+    assert!(delivery["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("45109001"));
+    assert_eq!(
+        d["messages"][0]["delivery"],
+        Value::Null,
+        "buyer messages have none"
     );
 }
 

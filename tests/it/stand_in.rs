@@ -113,3 +113,69 @@ async fn stand_in_models_run_the_whole_pipeline_and_say_what_they_are() {
     .await;
     app.stop().await;
 }
+
+/// `kedai bench load` drives a running server: every message it sends is
+/// decided and counted once, per layer, with the queue depth sampled. A
+/// plumbing test on the stand-ins; the figures come from the real models.
+#[tokio::test]
+async fn bench_load_drives_a_running_server_and_accounts_for_every_message() {
+    let dir = TempDir::new().unwrap();
+    let app = Spawn::stand_in(dir.path()).start().await;
+    let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb/eval/replies.jsonl");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kedai"));
+    command
+        .arg("--data-dir")
+        .arg(dir.path().join("bench-cli"))
+        .args(["--json", "bench", "load", "--url", &app.base])
+        .args(["--token", &app.token, "--operator-token", &app.operator])
+        .arg("--cases")
+        .arg(&cases)
+        .args(["--conversations", "6", "--rates", "4,8", "--duration", "2"])
+        .args([
+            "--follow-ups",
+            "50",
+            "--poll-ms",
+            "50",
+            "--drain-timeout-secs",
+            "60",
+        ])
+        .env("KEDAI__LOG__FILTER", "warn");
+    let output = command.output().await.expect("kedai runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["benchmark"], "load");
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{report}");
+    for (step, sent) in steps.iter().zip([8, 16]) {
+        assert_eq!(step["sent"], sent, "{step}");
+        assert_eq!(step["decided"], sent, "{step}");
+        assert_eq!(step["timed_out"], 0, "{step}");
+        let counted: u64 = step["by_layer"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["n"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, sent, "every decision in one layer: {step}");
+        assert!(step["queue_max"].as_u64().is_some(), "{step}");
+        assert!(step["follow_ups"].as_u64().unwrap() > 0, "{step}");
+    }
+    // Six conversations and 24 messages: the rest went into open ones.
+    let tenant = app.store.tenant_by_name("demo").await.unwrap().unwrap();
+    let list = app
+        .store
+        .list_conversations(
+            tenant.id,
+            &kedai::store::ConversationFilter {
+                limit: 200,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(list.items.len() <= 6, "{} conversations", list.items.len());
+}
