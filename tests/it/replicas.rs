@@ -151,10 +151,16 @@ async fn store_copy_moves_a_sqlite_directory_into_postgres_with_nothing_lost() {
     assert_eq!(report["rows"]["messages"], 3, "{report}");
     assert_eq!(report["rows"]["conversations"], 2, "{report}");
     assert_eq!(report["rows"]["jobs"], 3, "{report}");
-    assert!(report["rows"]["audit_log"].as_i64().unwrap() > 0, "{report}");
+    assert!(
+        report["rows"]["audit_log"].as_i64().unwrap() > 0,
+        "{report}"
+    );
 
     let again = copy(&url);
-    assert!(!again.status.success(), "a second copy into a database with data is refused");
+    assert!(
+        !again.status.success(),
+        "a second copy into a database with data is refused"
+    );
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("not empty"),
         "{}",

@@ -86,8 +86,48 @@ async fn next_due(
     kinds: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
     for (kind, due) in SEARCHES {
-        let sql = format!(
-            "SELECT j.id FROM jobs j \
+        let sql = pg(&due_search(kind, due));
+        let id: Option<String> = sqlx::query_scalar(&sql)
+            .bind(JOB_INBOUND_MESSAGE)
+            .bind(ts(at))
+            .bind(kinds)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if id.is_some() {
+            return Ok(id);
+        }
+    }
+    Ok(None)
+}
+
+/// Whether [`next_due`] would find a job, asked of a read connection.
+/// Workers poll and wake far more often than jobs arrive; asking first
+/// keeps an idle poll off the one write connection, where it would hold
+/// up webhooks waiting to commit. A job committed after this read is
+/// found by the wake-up its commit sends, or the next poll.
+async fn any_due(
+    reader: &PgPool,
+    at: DateTime<Utc>,
+    kinds: Option<&str>,
+) -> Result<bool, StoreError> {
+    for (kind, due) in SEARCHES {
+        let sql = pg(&due_search(kind, due));
+        let id: Option<String> = sqlx::query_scalar(&sql)
+            .bind(JOB_INBOUND_MESSAGE)
+            .bind(ts(at))
+            .bind(kinds)
+            .fetch_optional(reader)
+            .await?;
+        if id.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn due_search(kind: &str, due: &str) -> String {
+    format!(
+        "SELECT j.id FROM jobs j \
              WHERE {kind} AND {due} \
                AND (?3 IS NULL OR j.kind IN (SELECT value FROM jsonb_array_elements_text(?3::jsonb))) \
                AND NOT EXISTS (SELECT 1::BIGINT FROM jobs o \
@@ -100,18 +140,7 @@ async fn next_due(
                         AND (e.order_at < j.order_at \
                              OR (e.order_at = j.order_at AND e.order_seq < j.order_seq)))) \
              ORDER BY j.run_at LIMIT 1"
-        );
-        let id: Option<String> = sqlx::query_scalar(&pg(&sql))
-            .bind(JOB_INBOUND_MESSAGE)
-            .bind(ts(at))
-            .bind(kinds)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if id.is_some() {
-            return Ok(id);
-        }
-    }
-    Ok(None)
+    )
 }
 
 /// What `last_error` says of a job whose last attempt never finished.
@@ -177,6 +206,9 @@ impl JobStore for PostgresStore {
         let kinds = request
             .kinds
             .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
+        if !any_due(&self.reader, at, kinds.as_deref()).await? {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let mut leased = Vec::new();
         // One job per statement: each sees the leases taken before it in

@@ -131,6 +131,7 @@ fn parse_change(payload: &str) -> Option<Change> {
         "decision" => ChangeKind::Decision,
         "reply" => ChangeKind::Reply,
         "state" => ChangeKind::State,
+        "delivery" => ChangeKind::Delivery,
         _ => return None,
     };
     Some(Change {
@@ -153,6 +154,7 @@ mod tests {
                 ChangeKind::Decision,
                 ChangeKind::Reply,
                 ChangeKind::State,
+                ChangeKind::Delivery,
             ] {
                 let change = Change {
                     tenant: TenantId::new(),

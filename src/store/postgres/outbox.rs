@@ -288,6 +288,20 @@ impl OutboxStore for PostgresStore {
         lease: chrono::Duration,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let at = now();
+        // The outbox polls several times a second; asking a read
+        // connection first keeps idle polls off the one write connection,
+        // where webhooks wait to commit.
+        let due: Option<i64> = sqlx::query_scalar(&pg(
+            "SELECT 1::BIGINT FROM outbox WHERE (state = 'pending' AND next_attempt_at <= ?) \
+             OR (state = 'sending' AND lease_until <= ?) LIMIT 1",
+        ))
+        .bind(ts(at))
+        .bind(ts(at))
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let ids: Vec<String> = sqlx::query_scalar(&pg("UPDATE outbox SET state = 'sending', lease_owner = ?, lease_until = ?, \
              attempts = attempts + 1, \
@@ -330,15 +344,24 @@ impl OutboxStore for PostgresStore {
         outcome: &OutboxOutcome,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let held: Option<(String, Option<String>, Option<String>)> =
-            sqlx::query_as(&pg("SELECT kind, message_id, conversation_id FROM outbox \
-             WHERE id = ? AND state = 'sending' AND lease_owner = ?"))
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((kind, message, conversation)) = held else {
+        let held: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(&pg(
+            "SELECT kind, tenant_id, message_id, conversation_id FROM outbox \
+             WHERE id = ? AND state = 'sending' AND lease_owner = ?",
+        ))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((kind, tenant, message, conversation)) = held else {
             return Ok(false);
+        };
+        // Open conversation pages show where a reply stands.
+        let announce = match (kind.as_str(), &conversation) {
+            ("reply", Some(conversation)) => Some((
+                parse_id::<TenantId>(&tenant, "tenant")?,
+                parse_id::<ConversationId>(conversation, "conversation")?,
+            )),
+            _ => None,
         };
         let at = ts(now());
         match outcome {
@@ -357,12 +380,11 @@ impl OutboxStore for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
                 if kind == "reply" {
-                    let (tenant, platform_ids): (String, String) = sqlx::query_as(&pg(
-                        "SELECT tenant_id, platform_ids FROM outbox WHERE id = ?",
-                    ))
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    let platform_ids: String =
+                        sqlx::query_scalar(&pg("SELECT platform_ids FROM outbox WHERE id = ?"))
+                            .bind(id)
+                            .fetch_one(&mut *tx)
+                            .await?;
                     insert_audit(
                         &mut tx,
                         Some(parse_id(&tenant, "tenant")?),
@@ -421,6 +443,9 @@ impl OutboxStore for PostgresStore {
             }
         }
         tx.commit().await?;
+        if let Some((tenant, conversation)) = announce {
+            self.announce(tenant, conversation, None, ChangeKind::Delivery);
+        }
         Ok(true)
     }
 
@@ -458,6 +483,36 @@ impl OutboxStore for PostgresStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn reply_deliveries(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> Result<Vec<ReplyDelivery>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, Option<String>, String)> = sqlx::query_as(&pg(
+            "SELECT message_id, state, attempts, parts_sent, last_error, updated_at FROM outbox \
+             WHERE tenant_id = ? AND conversation_id = ? AND kind = 'reply' \
+             ORDER BY created_at, id",
+        ))
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(message, state, attempts, parts, error, updated)| {
+                Ok(ReplyDelivery {
+                    message_id: parse_id(&message, "message")?,
+                    state: DeliveryState::parse(&state).ok_or_else(|| {
+                        StoreError::Corrupt(format!("bad outbox state {state:?}"))
+                    })?,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                    parts_sent: u32::try_from(parts).unwrap_or(0),
+                    last_error: error,
+                    updated_at: parse_ts(&updated)?,
+                })
+            })
+            .collect()
     }
 
     async fn add_endpoint(
