@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kedai::domain::ConversationId;
-use kedai::store::{ConversationStore, JobStore, SqliteStore, TenantStore};
+use kedai::store::OpenedStore;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -165,7 +165,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_message() {
         acked.len()
     );
 
-    let store = SqliteStore::open(
+    let store = OpenedStore::open(
         &test_settings(dir.path()).store,
         kedai::store::Schema::Current,
     )

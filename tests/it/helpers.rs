@@ -368,3 +368,29 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// `/metrics` text without the `instance` label every line carries, so a
+/// test can look for a series by its own labels.
+pub fn without_instance(metrics: &str) -> String {
+    let mut out = String::with_capacity(metrics.len());
+    let mut rest = metrics;
+    while let Some(start) = rest.find("instance=\"") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "instance=\"".len()..];
+        let end = after.find('"').map_or(after.len(), |e| e + 1);
+        rest = after[end..].strip_prefix(',').unwrap_or(&after[end..]);
+    }
+    out.push_str(rest);
+    out.replace("{}", "")
+}
+
+/// `kedai --data-dir <data_dir>`, on the test run's store: on PostgreSQL
+/// the data directory's own database, as the servers of that directory use.
+pub fn kedai_command(data_dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"));
+    command.arg("--data-dir").arg(data_dir);
+    if let Some(url) = postgres_for(data_dir) {
+        command.env("KEDAI__STORE__URL", url);
+    }
+    command
+}
