@@ -99,10 +99,10 @@ impl PostgresStore {
             .parse::<PgConnectOptions>()
             .map_err(|e| StoreError::Schema(format!("store.url {}: {e}", url.redacted())))?
             .log_statements(tracing::log::LevelFilter::Trace);
-        // Writers wait for the write lock holding a connection, so the
-        // pool is larger than SQLite's readers: four per configured reader.
+        // One pool for reads and writes; a writer waiting for the write
+        // lock holds one of its connections.
         let pool = PgPoolOptions::new()
-            .max_connections((settings.read_connections * 4).max(8))
+            .max_connections(settings.read_connections.max(4))
             .acquire_timeout(Duration::from_millis(settings.busy_timeout_ms.max(1000)))
             .connect_with(options)
             .await?;
