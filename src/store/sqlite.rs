@@ -25,6 +25,7 @@ mod channels;
 mod conversations;
 mod decisions;
 mod desk;
+mod ingest_batch;
 mod jobs;
 mod kb;
 mod operators;
@@ -49,6 +50,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     credentials: std::sync::Arc<super::credentials::CredentialKey>,
     changes: std::sync::Arc<InProcessFeed>,
+    ingests: ingest_batch::IngestQueue,
 }
 
 impl Store for SqliteStore {
@@ -204,11 +206,13 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(Self::options(settings).read_only(true))
             .await?;
+        let changes: std::sync::Arc<InProcessFeed> = Default::default();
         let store = SqliteStore {
+            ingests: ingest_batch::IngestQueue::start(writer.clone(), changes.clone()),
             writer,
             reader,
             credentials,
-            changes: Default::default(),
+            changes,
         };
         store.seal_plain_credentials().await?;
         Ok(store)

@@ -314,22 +314,22 @@ async fn new_conversation(
     Ok(id)
 }
 
-#[async_trait]
-impl ConversationStore for SqliteStore {
-    async fn ingest(
-        &self,
-        shop: &Shop,
-        message: &InboundMessage,
-        max_attempts: u32,
-    ) -> Result<IngestOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
+/// Stores one inbound message in `tx`: the whole of an ingest but the
+/// commit, so that [`super::ingest_batch`] can commit several together.
+pub(super) async fn ingest_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    shop: &Shop,
+    message: &InboundMessage,
+    max_attempts: u32,
+) -> Result<IngestOutcome, StoreError> {
+    {
         let existing: Option<(String, String)> = sqlx::query_as(
             "SELECT id, conversation_id FROM messages \
              WHERE shop_id = ? AND external_id = ? AND direction = 'inbound'",
         )
         .bind(shop.id.to_string())
         .bind(message.external_id.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         if let Some((message_id, conversation_id)) = existing {
             return Ok(IngestOutcome {
@@ -341,12 +341,12 @@ impl ConversationStore for SqliteStore {
 
         let received = now();
         let received_ts = ts(received);
-        let buyer_id = upsert_buyer(&mut tx, shop, &message.buyer).await?;
+        let buyer_id = upsert_buyer(tx, shop, &message.buyer).await?;
         let from_seller = matches!(message.sender, Sender::Seller { .. });
         let conversation_id = if from_seller {
-            seller_conversation(&mut tx, shop, buyer_id, &received_ts).await?
+            seller_conversation(tx, shop, buyer_id, &received_ts).await?
         } else {
-            buyer_conversation(&mut tx, shop, buyer_id, &received_ts).await?
+            buyer_conversation(tx, shop, buyer_id, &received_ts).await?
         };
         let (direction, author, author_name) = match &message.sender {
             Sender::Buyer => ("inbound", "buyer", message.buyer.name.as_deref()),
@@ -384,7 +384,7 @@ impl ConversationStore for SqliteStore {
         .bind(ts(message.sent_at))
         .bind(&received_ts)
         .bind(conversation_id.to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
 
         if from_seller {
@@ -396,11 +396,11 @@ impl ConversationStore for SqliteStore {
             )
             .bind(author_name)
             .bind(conversation_id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         } else {
             insert_job(
-                &mut tx,
+                tx,
                 shop.tenant_id,
                 JOB_INBOUND_MESSAGE,
                 message_id,
@@ -411,7 +411,7 @@ impl ConversationStore for SqliteStore {
         }
 
         insert_audit(
-            &mut tx,
+            tx,
             Some(shop.tenant_id),
             &AuditEvent {
                 actor: format!("channel:{}", shop.platform),
@@ -428,18 +428,25 @@ impl ConversationStore for SqliteStore {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.announce(
-            shop.tenant_id,
-            conversation_id,
-            Some(shop.id),
-            ChangeKind::Message,
-        );
         Ok(IngestOutcome {
             message_id,
             conversation_id,
             duplicate: false,
         })
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SqliteStore {
+    async fn ingest(
+        &self,
+        shop: &Shop,
+        message: &InboundMessage,
+        max_attempts: u32,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.ingests
+            .ingest(shop.clone(), message.clone(), max_attempts)
+            .await
     }
 
     async fn list_conversations(
