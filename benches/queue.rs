@@ -24,7 +24,7 @@ use kedai::domain::{
     BuyerRef, ExternalMessageId, InboundMessage, MessageText, Platform, PlatformBuyerId, ShopKey,
     TenantName, TextLimits,
 };
-use kedai::store::{LeaseRequest, NewShop, Schema, Shop, SqliteStore, Store};
+use kedai::store::{LeaseRequest, NewShop, PostgresStore, Schema, Shop, SqliteStore, Store};
 use tempfile::TempDir;
 
 const BACKLOGS: [usize; 3] = [100, 1_000, 10_000];
@@ -41,14 +41,20 @@ struct Backend {
 }
 
 /// Every backend and durability the queue runs on, by name.
+/// PostgreSQL joins when `KEDAI_BENCH_POSTGRES_URL` names a database
+/// (`.ci/postgres start` makes one).
 fn backends(rt: &tokio::runtime::Runtime) -> Vec<(String, Backend)> {
-    [Durability::Full, Durability::Normal]
+    let mut backends: Vec<(String, Backend)> = [Durability::Full, Durability::Normal]
         .into_iter()
         .map(|durability| {
             let name = format!("sqlite-{}", format!("{durability:?}").to_lowercase());
             (name, rt.block_on(sqlite(durability)))
         })
-        .collect()
+        .collect();
+    if let Ok(url) = std::env::var("KEDAI_BENCH_POSTGRES_URL") {
+        backends.push(("postgres".into(), rt.block_on(postgres(url))));
+    }
+    backends
 }
 
 async fn sqlite(durability: Durability) -> Backend {
@@ -58,8 +64,27 @@ async fn sqlite(durability: Durability) -> Backend {
     settings.durability = durability;
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&settings, Schema::Migrate).await.unwrap());
+    with_shop(store, dir).await
+}
+
+async fn postgres(url: String) -> Backend {
+    let dir = TempDir::new().unwrap();
+    let mut settings = Settings::defaults().store;
+    settings.data_dir = dir.path().to_path_buf();
+    let url = kedai::config::StoreUrl(url);
+    let store: Arc<dyn Store> = Arc::new(
+        PostgresStore::open(&url, &settings, Schema::Migrate)
+            .await
+            .unwrap(),
+    );
+    with_shop(store, dir).await
+}
+
+/// A tenant of its own (a PostgreSQL database may hold earlier runs').
+async fn with_shop(store: Arc<dyn Store>, dir: TempDir) -> Backend {
+    let name = format!("bench-{}", &uuid::Uuid::now_v7().simple().to_string()[..16]);
     let tenant = store
-        .create_tenant(&TenantName::parse("bench").unwrap())
+        .create_tenant(&TenantName::parse(&name).unwrap())
         .await
         .unwrap();
     let shop = store

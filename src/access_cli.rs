@@ -9,9 +9,7 @@ use serde_json::json;
 
 use crate::auth::{self, Scopes, TokenGrant};
 use crate::domain::ShopKey;
-use crate::store::{
-    OperatorStore, OperatorTokenInfo, PrivacyStore, SqliteStore, Tenant, TenantStore, TokenInfo,
-};
+use crate::store::{OpenedStore, OperatorTokenInfo, Tenant, TokenInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -79,7 +77,7 @@ pub struct GrantArgs {
 /// Turns `token create`'s options into a grant, checking the shop belongs
 /// to the tenant and that a shop-bound token holds no tenant-wide scope.
 pub async fn token_grant(
-    store: &SqliteStore,
+    store: &OpenedStore,
     tenant: &Tenant,
     args: GrantArgs,
 ) -> anyhow::Result<TokenGrant> {
@@ -174,7 +172,7 @@ fn operator_table(tokens: &[OperatorTokenInfo]) -> String {
 }
 
 pub async fn operator(
-    store: SqliteStore,
+    store: OpenedStore,
     cmd: OperatorCommand,
     output: Output,
 ) -> anyhow::Result<()> {
@@ -186,7 +184,7 @@ pub async fn operator(
                 .map(|raw| auth::parse_expiry(raw, chrono::Utc::now()))
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let (info, token) = auth::issue_operator_token(&store, &label, expires_at).await?;
+            let (info, token) = auth::issue_operator_token(&*store, &label, expires_at).await?;
             output.print(
                 json!({
                     "token_id": info.id, "label": info.label,
@@ -214,7 +212,7 @@ pub async fn operator(
     Ok(())
 }
 
-pub async fn buyer(store: SqliteStore, cmd: BuyerCommand, output: Output) -> anyhow::Result<()> {
+pub async fn buyer(store: OpenedStore, cmd: BuyerCommand, output: Output) -> anyhow::Result<()> {
     let BuyerCommand::Erase {
         tenant,
         shop,

@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::domain::TenantName;
 use crate::http::ModelReadiness;
 use crate::startup::{Application, BuildOptions};
-use crate::store::{Schema, SqliteStore, StoreError, TenantStore};
+use crate::store::{OpenedStore, Schema, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,6 +102,10 @@ pub enum Command {
     /// database is kept in <data dir>/backups first); stop the server
     /// before. `kedai serve` does this itself at start.
     Migrate,
+    /// Move a store to another database: `kedai store copy --from
+    /// sqlite://./data --to postgres://...`.
+    #[command(subcommand)]
+    Store(crate::store::copy::StoreCommand),
     /// Run the whole reply pipeline once on a message and print its trace
     /// (the message is stored as the buyer's, like one from a marketplace).
     Ask {
@@ -229,6 +233,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::Models(cmd) => crate::models::run(cmd, &settings, models_output(output)),
         Command::Migrate => migrate::run(&settings, output),
+        Command::Store(cmd) => runtime()?.block_on(crate::store::copy::run(cmd, &settings, output)),
         Command::Bench(cmd) => {
             crate::bench::run(cmd, &settings, bench_output(output), cli.config.as_deref())
         }
@@ -537,15 +542,13 @@ fn prepare_models(settings: &Settings) -> ModelReadiness {
 
 pub(crate) fn admin<F, Fut>(settings: &Settings, command: F) -> anyhow::Result<()>
 where
-    F: FnOnce(SqliteStore) -> Fut,
+    F: FnOnce(OpenedStore) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     runtime()?.block_on(async {
-        let store = SqliteStore::open(&settings.store, Schema::Current)
+        let store = OpenedStore::open(&settings.store, Schema::Current)
             .await
-            .with_context(|| {
-                format!("opening the store in {}", settings.store.data_dir.display())
-            })?;
+            .with_context(|| format!("opening {}", OpenedStore::describe(&settings.store)))?;
         let result = command(store.clone()).await;
         store.close().await;
         result
@@ -553,7 +556,7 @@ where
 }
 
 pub(crate) async fn tenant_named(
-    store: &SqliteStore,
+    store: &OpenedStore,
     name: &str,
 ) -> anyhow::Result<crate::store::Tenant> {
     store
@@ -562,7 +565,7 @@ pub(crate) async fn tenant_named(
         .with_context(|| format!("no tenant named {name:?} (see `kedai tenant list`)"))
 }
 
-async fn tenant(store: SqliteStore, cmd: TenantCommand, output: Output) -> anyhow::Result<()> {
+async fn tenant(store: OpenedStore, cmd: TenantCommand, output: Output) -> anyhow::Result<()> {
     match cmd {
         TenantCommand::Create { name } => {
             let name = TenantName::parse(&name)?;
@@ -572,7 +575,7 @@ async fn tenant(store: SqliteStore, cmd: TenantCommand, output: Output) -> anyho
                 }
                 other => other?,
             };
-            let (_, token) = crate::auth::issue_token(&store, tenant.id, "initial").await?;
+            let (_, token) = crate::auth::issue_token(&*store, tenant.id, "initial").await?;
             output.print(
                 json!({ "tenant_id": tenant.id, "name": tenant.name, "token": token }),
                 || {
@@ -598,11 +601,11 @@ async fn tenant(store: SqliteStore, cmd: TenantCommand, output: Output) -> anyho
 }
 
 async fn user(
-    store: SqliteStore,
+    store: OpenedStore,
     cmd: crate::web::cli::UserCommand,
     output: Output,
 ) -> anyhow::Result<()> {
-    let u = crate::web::cli::run(&store, cmd).await?;
+    let u = crate::web::cli::run(&*store, cmd).await?;
     output.print(
         json!({ "user_id": u.id, "email": u.email, "role": u.role, "tenant": u.tenant }),
         || {
@@ -615,7 +618,7 @@ async fn user(
     Ok(())
 }
 
-async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow::Result<()> {
+async fn token(store: OpenedStore, cmd: TokenCommand, output: Output) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Create {
             tenant,
@@ -636,7 +639,7 @@ async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow:
                 },
             )
             .await?;
-            let (info, token) = crate::auth::issue_scoped_token(&store, grant).await?;
+            let (info, token) = crate::auth::issue_scoped_token(&*store, grant).await?;
             output.print(
                 json!({
                     "token_id": info.id, "tenant_id": tenant.id, "label": info.label,
@@ -679,7 +682,7 @@ async fn token(store: SqliteStore, cmd: TokenCommand, output: Output) -> anyhow:
 }
 
 async fn kb(
-    store: SqliteStore,
+    store: OpenedStore,
     cmd: KbCommand,
     settings: &Settings,
     output: Output,
@@ -687,13 +690,8 @@ async fn kb(
     use crate::kb::{KbQuery, KbService, SearchMode};
     use crate::store::KbKind;
 
-    let service = |embedder| {
-        KbService::new(
-            std::sync::Arc::new(store.clone()),
-            embedder,
-            settings.store.data_dir.join("kb"),
-        )
-    };
+    let service =
+        |embedder| KbService::new(store.kb(), embedder, settings.store.data_dir.join("kb"));
     match cmd {
         KbCommand::Import { dir, tenant } => {
             let tenant = tenant_named(&store, &tenant).await?;

@@ -112,6 +112,9 @@ pub struct ServerSettings {
     /// A second address serving only `/metrics`, without credentials, for
     /// a scraper on a private network; empty for none.
     pub metrics_listen: String,
+    /// This replica's name, the `instance` label on every metric; empty
+    /// for the host name.
+    pub instance: String,
     /// Seconds a client may take to send a request's headers.
     pub header_read_timeout_secs: u64,
     /// Requests handled at once; beyond, 503 with Retry-After.
@@ -129,6 +132,110 @@ impl ServerSettings {
     }
 }
 
+/// `store.url` as configured; `{:?}` hides a password in it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct StoreUrl(pub String);
+
+/// The database a [`StoreUrl`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// SQLite in this directory.
+    Sqlite(PathBuf),
+    /// PostgreSQL at this connection URL.
+    Postgres(StoreUrl),
+}
+
+impl StoreUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Empty and `sqlite://` URLs use `data_dir`; `sqlite://<dir>` another
+    /// directory; `postgres://` and `postgresql://` PostgreSQL.
+    pub fn location(&self, data_dir: &std::path::Path) -> Result<StoreLocation, String> {
+        let url = self.0.trim();
+        if url.is_empty() {
+            return Ok(StoreLocation::Sqlite(data_dir.to_path_buf()));
+        }
+        if let Some(dir) = url.strip_prefix("sqlite://") {
+            return Ok(StoreLocation::Sqlite(if dir.is_empty() {
+                data_dir.to_path_buf()
+            } else {
+                PathBuf::from(dir)
+            }));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(StoreUrl(url.to_owned())));
+        }
+        Err(format!(
+            "store.url must start with sqlite:// or postgres://, got {:?}",
+            self.redacted()
+        ))
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://") else {
+            return url.clone();
+        };
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => match rest[..at].find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &rest[..colon],
+                    &rest[at..]
+                ),
+                None => url.clone(),
+            },
+            None => url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl ServerSettings {
+    /// `server.instance`, or the host name when that is empty.
+    pub fn instance_name(&self) -> String {
+        let configured = self.instance.trim();
+        if !configured.is_empty() {
+            return configured.to_owned();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "kedai".into())
+    }
+}
+
+impl StoreSettings {
+    /// The database these settings name (validated at start).
+    pub fn location(&self) -> StoreLocation {
+        self.url
+            .location(&self.data_dir)
+            .unwrap_or_else(|_| StoreLocation::Sqlite(self.data_dir.clone()))
+    }
+
+    /// The same settings with SQLite's directory taken from `sqlite://<dir>`.
+    pub fn sqlite_in(&self, dir: PathBuf) -> StoreSettings {
+        StoreSettings {
+            url: StoreUrl::default(),
+            data_dir: dir,
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
@@ -141,6 +248,10 @@ pub enum Durability {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
+    /// Which database: empty or `sqlite://<dir>` for the embedded SQLite
+    /// store (in `data_dir`, or `<dir>` when given), or
+    /// `postgres://user:password@host:port/db` for PostgreSQL.
+    pub url: StoreUrl,
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub busy_timeout_ms: u64,
@@ -304,6 +415,10 @@ impl Settings {
         if self.store.read_connections == 0 {
             return invalid("store.read_connections must be > 0, got 0".into());
         }
+        self.store
+            .url
+            .location(&self.store.data_dir)
+            .map_err(ConfigError::Invalid)?;
         self.validate_access()?;
         self.validate_queue()?;
         if self.models.embedding.trim().is_empty() || self.models.chat.trim().is_empty() {

@@ -47,8 +47,9 @@ const RECONCILED: &str = "kedai_reconciled_messages_total";
 const RECONCILE_FAILURES: &str = "kedai_reconcile_failures_total";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle;
-/// later calls (several servers in one test process) share it.
-pub fn install() -> PrometheusHandle {
+/// later calls (several servers in one test process) share it. Every
+/// metric carries `instance`, the replica's name, set by the first call.
+pub fn install(instance: &str) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -57,6 +58,7 @@ pub fn install() -> PrometheusHandle {
                 10.0, 30.0,
             ];
             let handle = PrometheusBuilder::new()
+                .add_global_label("instance", instance)
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .expect("bucket list is not empty")
                 .set_buckets_for_metric(

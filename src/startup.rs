@@ -33,7 +33,7 @@ use crate::pipeline::stages::{
 };
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::queue::{JobHandler, Queue};
-use crate::store::{KbStore, NewShop, Schema, SqliteStore, Store, StoreError};
+use crate::store::{KbStore, NewShop, OpenedStore, Schema, Store, StoreError};
 
 pub const DEMO_TENANT: &str = "demo";
 
@@ -146,14 +146,15 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     settings: Settings,
-    /// The store, closed (its write-ahead log checkpointed) on shutdown.
-    sqlite: Arc<SqliteStore>,
+    /// The store, closed (on SQLite, its write-ahead log checkpointed) on
+    /// shutdown.
+    opened: OpenedStore,
     pub demo: Option<DemoCredentials>,
 }
 
 impl Application {
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Application> {
-        let metrics = crate::metrics::install();
+        let metrics = crate::metrics::install(&settings.server.instance_name());
         if let ModelReadiness::Ready(prepared) = &options.models {
             if prepared.uses_stand_ins() {
                 tracing::warn!(
@@ -164,15 +165,11 @@ impl Application {
                 );
             }
         }
-        let sqlite = Arc::new(
-            SqliteStore::open(&settings.store, options.schema)
-                .await
-                .with_context(|| {
-                    format!("opening the store in {}", settings.store.data_dir.display())
-                })?,
-        );
-        let store: Arc<dyn Store> = sqlite.clone();
-        let kb_store: Arc<dyn KbStore> = sqlite.clone();
+        let opened = OpenedStore::open(&settings.store, options.schema)
+            .await
+            .with_context(|| format!("opening {}", OpenedStore::describe(&settings.store)))?;
+        let store: Arc<dyn Store> = opened.store();
+        let kb_store: Arc<dyn KbStore> = opened.kb();
         let demo = if settings.server.demo {
             seed_demo(store.as_ref(), &settings.store.data_dir)
                 .await
@@ -233,6 +230,17 @@ impl Application {
         });
         let queue = Queue::new(store.clone(), None, settings.queue.clone());
         let _ = waker.set(queue.clone());
+        if let OpenedStore::Postgres(postgres) = &opened {
+            // Jobs queued by other replicas wake this one's workers too.
+            let queued = postgres.jobs_queued();
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                loop {
+                    queued.notified().await;
+                    queue.wake();
+                }
+            });
+        }
         let state = AppState {
             store,
             queue,
@@ -283,7 +291,7 @@ impl Application {
             metrics_listener,
             state,
             settings,
-            sqlite,
+            opened,
             demo,
         })
     }
@@ -417,7 +425,7 @@ impl Application {
         };
         while workers.join_next().await.is_some() {}
         while channel_tasks.join_next().await.is_some() {}
-        self.sqlite.close().await;
+        self.opened.close().await;
         tracing::info!("stopped");
         result
     }

@@ -14,9 +14,7 @@ use super::credentials::Credentials;
 use super::events::EVENT_TYPES;
 use crate::cli::{tenant_named, Output};
 use crate::domain::{Platform, ShopKey};
-use crate::store::{
-    ChannelStore, CredentialsUpdate, NewShop, OutboxStore, SqliteStore, StoreError, TenantStore,
-};
+use crate::store::{CredentialsUpdate, NewShop, OpenedStore, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum ShopCommand {
@@ -135,7 +133,7 @@ fn checked(platform: Platform, credentials: SecretString) -> anyhow::Result<Cred
     })
 }
 
-pub async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyhow::Result<()> {
+pub async fn shop(store: OpenedStore, cmd: ShopCommand, output: Output) -> anyhow::Result<()> {
     match cmd {
         ShopCommand::Add {
             tenant,
@@ -280,7 +278,7 @@ pub async fn shop(store: SqliteStore, cmd: ShopCommand, output: Output) -> anyho
     Ok(())
 }
 
-pub async fn events(store: SqliteStore, cmd: EventsCommand, output: Output) -> anyhow::Result<()> {
+pub async fn events(store: OpenedStore, cmd: EventsCommand, output: Output) -> anyhow::Result<()> {
     match cmd {
         EventsCommand::Add {
             tenant,
@@ -350,11 +348,11 @@ pub async fn events(store: SqliteStore, cmd: EventsCommand, output: Output) -> a
     Ok(())
 }
 
-pub async fn orders(store: SqliteStore, cmd: OrdersCommand, output: Output) -> anyhow::Result<()> {
+pub async fn orders(store: OpenedStore, cmd: OrdersCommand, output: Output) -> anyhow::Result<()> {
     match cmd {
         OrdersCommand::Import { file, tenant } => {
             let tenant = tenant_named(&store, &tenant).await?;
-            let n = super::orders::import_file(&store, tenant.id, &file).await?;
+            let n = super::orders::import_file(&*store, tenant.id, &file).await?;
             output.print(json!({ "tenant": tenant.name, "orders": n }), || {
                 format!(
                     "Imported {n} orders from {} into {:?}.",

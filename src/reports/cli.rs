@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{build, resolution, FilterText};
 use crate::figures::{Report, Resolution, Spread};
 use crate::store::users::ShopAccess;
-use crate::store::SqliteStore;
+use crate::store::OpenedStore;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CsvTable {
@@ -54,7 +54,7 @@ pub struct ReportArgs {
     csv: Option<CsvTable>,
 }
 
-pub async fn run(store: SqliteStore, args: ReportArgs, json_output: bool) -> anyhow::Result<()> {
+pub async fn run(store: OpenedStore, args: ReportArgs, json_output: bool) -> anyhow::Result<()> {
     let tenant = crate::cli::tenant_named(&store, &args.tenant).await?;
     let now = chrono::Utc::now();
     let filter = FilterText {
@@ -67,8 +67,8 @@ pub async fn run(store: SqliteStore, args: ReportArgs, json_output: bool) -> any
         tag: args.tag,
     }
     .parse(now)?;
-    let report = build(&store, tenant.id, &ShopAccess::All, &filter, now).await?;
-    let resolved = resolution(&store, tenant.id, &report).await?;
+    let report = build(&*store, tenant.id, &ShopAccess::All, &filter, now).await?;
+    let resolved = resolution(&*store, tenant.id, &report).await?;
     match (args.csv, json_output) {
         (Some(CsvTable::Summary), _) => print!("{}", super::csv::summary(&report)),
         (Some(CsvTable::Conversations), _) => print!("{}", super::csv::conversations(&report)),
@@ -242,10 +242,21 @@ pub fn replay(
     json_output: bool,
 ) -> anyhow::Result<()> {
     let lines = super::replay::read_history(&args.history)?;
+    if !args.demo {
+        if let crate::config::StoreLocation::Postgres(_) = settings.store.location() {
+            anyhow::bail!(
+                "kedai replay works on a copy of a SQLite store, and store.url names \
+                 PostgreSQL; replay a SQLite copy of the history (--data-dir) or the demo \
+                 shops (--demo)"
+            );
+        }
+    }
     let scratch = tempfile::TempDir::new()?;
     let mut settings = settings.clone();
     let source = settings.database_path();
     settings.store.data_dir = scratch.path().to_path_buf();
+    // The replay's own store is always the scratch SQLite copy.
+    settings.store.url = crate::config::StoreUrl::default();
     settings.server.demo = args.demo;
     let report = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,11 +10,14 @@
 
 pub mod changes;
 pub mod channels;
+pub mod copy;
 pub mod credentials;
 pub mod desk;
 pub mod kb;
+pub mod open;
 pub mod operators;
 pub mod outbox;
+pub mod postgres;
 pub mod privacy;
 pub mod private_file;
 pub mod reports;
@@ -42,11 +45,13 @@ pub use channels::{
 };
 pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
+pub use open::OpenedStore;
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
 pub use outbox::{
     AuditEntry, DeliveryState, EventBatch, EventEndpoint, InFlightReply, NewEvent, OutboxCounts,
     OutboxItem, OutboxOutcome, OutboxStore, OutboxTarget, ReplyDelivery,
 };
+pub use postgres::PostgresStore;
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use reports::ReportStore;
 pub use sqlite::{MigrationReport, Schema, SqliteStore};

@@ -236,6 +236,11 @@ impl SqliteStore {
         });
     }
 
+    /// The writer's connection, for `kedai store copy`.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     /// Checkpoints the write-ahead log into the database file and closes
     /// both pools; the server calls it on shutdown, after its workers have
     /// stopped, so the database is whole in one file.

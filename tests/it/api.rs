@@ -598,6 +598,10 @@ async fn health_readiness_and_metrics_answer() {
     let metrics = app.get_as_operator("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("kedai_ingest_messages_total"), "{metrics}");
     assert!(
+        metrics.contains("instance=\""),
+        "every metric names its replica: {metrics}"
+    );
+    assert!(
         metrics.contains("kedai_http_request_duration_seconds_bucket"),
         "{metrics}"
     );

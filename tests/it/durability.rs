@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kedai::domain::ConversationId;
-use kedai::store::{ConversationStore, JobStore, SqliteStore, TenantStore};
+use kedai::store::OpenedStore;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -73,9 +73,9 @@ struct ServerProcess {
 }
 
 fn start_server(data_dir: &std::path::Path) -> ServerProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kedai"))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+    // On PostgreSQL runs, the data directory's own database.
+    let mut child = crate::helpers::kedai_command(data_dir)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
         .env("KEDAI__MODELS__FETCH_ON_START", "false")
         .env("KEDAI__MODELS__REQUIRED", "false")
         .env("KEDAI__LOG__FILTER", "warn")
@@ -165,7 +165,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_message() {
         acked.len()
     );
 
-    let store = SqliteStore::open(
+    let store = OpenedStore::open(
         &test_settings(dir.path()).store,
         kedai::store::Schema::Current,
     )

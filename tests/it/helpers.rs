@@ -37,6 +37,9 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.demo = true;
     settings.store.data_dir = data_dir.to_path_buf();
+    if let Some(url) = postgres_for(data_dir) {
+        settings.store.url = kedai::config::StoreUrl(url);
+    }
     settings.models.fetch_on_start = false;
     settings.models.required = false;
     settings.models.recheck_secs = 0;
@@ -46,6 +49,57 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     settings.kb.demo_dir = String::new();
     settings.kb.demo_orders = String::new();
     settings
+}
+
+/// Whether this run tests the PostgreSQL store (`KEDAI_TEST_STORE=postgres`,
+/// with the cluster's URL in `KEDAI_TEST_POSTGRES_URL`; `.ci/postgres`
+/// starts one) rather than SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("KEDAI_TEST_STORE").is_ok_and(|store| store == "postgres")
+}
+
+/// On PostgreSQL, the URL of a database of this data directory's own,
+/// created empty on first use: a server restarted on the same directory
+/// finds the same database, and no two tests share one.
+pub fn postgres_for(data_dir: &Path) -> Option<String> {
+    use sha2::Digest;
+    use sqlx::Connection;
+    if !on_postgres() {
+        return None;
+    }
+    let base = std::env::var("KEDAI_TEST_POSTGRES_URL")
+        .expect("KEDAI_TEST_STORE=postgres needs KEDAI_TEST_POSTGRES_URL (see .ci/postgres)");
+    let digest = sha2::Sha256::digest(data_dir.to_string_lossy().as_bytes());
+    let name: String = format!("kedai_it_{}", hex::encode(&digest[..10]));
+    let (root, _) = base.rsplit_once('/').expect("a URL with a database name");
+    let url = format!("{root}/{name}");
+    let create = format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+    );
+    // Its own thread and runtime: callers may be inside a runtime or not.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("the test PostgreSQL cluster accepts connections");
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                    .bind(&name)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .unwrap();
+            if exists.is_none() {
+                sqlx::query(&create).execute(&mut conn).await.unwrap();
+            }
+        })
+    })
+    .join()
+    .unwrap();
+    Some(url)
 }
 
 pub struct Spawn {
@@ -313,4 +367,30 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// `/metrics` text without the `instance` label every line carries, so a
+/// test can look for a series by its own labels.
+pub fn without_instance(metrics: &str) -> String {
+    let mut out = String::with_capacity(metrics.len());
+    let mut rest = metrics;
+    while let Some(start) = rest.find("instance=\"") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "instance=\"".len()..];
+        let end = after.find('"').map_or(after.len(), |e| e + 1);
+        rest = after[end..].strip_prefix(',').unwrap_or(&after[end..]);
+    }
+    out.push_str(rest);
+    out.replace("{}", "")
+}
+
+/// `kedai --data-dir <data_dir>`, on the test run's store: on PostgreSQL
+/// the data directory's own database, as the servers of that directory use.
+pub fn kedai_command(data_dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"));
+    command.arg("--data-dir").arg(data_dir);
+    if let Some(url) = postgres_for(data_dir) {
+        command.env("KEDAI__STORE__URL", url);
+    }
+    command
 }

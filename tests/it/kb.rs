@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use kedai::kb::HashingEmbedder;
-use kedai::store::KbStore;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -425,12 +424,8 @@ async fn a_missing_stale_or_half_written_index_is_rebuilt_from_the_store() {
     assert_eq!(ids(&results)[0], "faq:warranty-electronics");
 
     // Stale: the store moved on behind the server's back (another process).
-    let sqlite = kedai::store::SqliteStore::open(
-        &{
-            let mut s = kedai::config::Settings::defaults().store;
-            s.data_dir = dir.path().to_path_buf();
-            s
-        },
+    let other = kedai::store::OpenedStore::open(
+        &crate::helpers::test_settings(dir.path()).store,
         kedai::store::Schema::Current,
     )
     .await
@@ -440,7 +435,8 @@ async fn a_missing_stale_or_half_written_index_is_rebuilt_from_the_store() {
         json!({"id": "loyalty", "questions": ["Do you have a loyalty programme?"], "answer": "Every 10th order ships free.", "lang": "en"}),
     )
     .unwrap();
-    sqlite
+    other
+        .kb()
         .kb_apply(
             tenant,
             &[kedai::store::KbChange::Put(entry.to_document())],

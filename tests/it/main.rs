@@ -21,6 +21,7 @@ mod pipeline;
 mod queue;
 mod redteam;
 mod replay;
+mod replicas;
 mod reports;
 mod stand_in;
 mod tokenizer;

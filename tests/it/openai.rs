@@ -574,8 +574,10 @@ async fn model_metrics_are_exported() {
     let text = app.get_as_operator("/metrics").await.text().await.unwrap();
     for needle in [
         "kedai_model_batch_inputs_bucket",
-        "kedai_model_tokens_total{model=\"multilingual-e5-small\",kind=\"input\"}",
-        "kedai_model_tokens_total{model=\"smollm2-135m-instruct\",kind=\"completion\"}",
+        // Every metric also carries the replica's `instance`.
+        "model=\"multilingual-e5-small\",kind=\"input\"",
+        "model=\"smollm2-135m-instruct\",kind=\"completion\"",
+        "kedai_model_tokens_total{",
         "kedai_model_forward_duration_seconds_bucket",
         "kedai_model_request_duration_seconds_bucket",
         "kedai_model_queue_wait_seconds_bucket",

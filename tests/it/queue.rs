@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kedai::http::ModelReadiness;
 use kedai::queue::{JobError, JobHandler};
-use kedai::store::{GiveUp, GiveUpCause, Job, JobCounts, JobStore, Store};
+use kedai::store::{GiveUp, GiveUpCause, Job, JobCounts, Store};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -136,7 +136,7 @@ async fn shutdown_hands_leased_jobs_back_without_counting_the_attempt() {
     app.ingest(&message("demo-web", "m", "b", "hi")).await;
     wait_for_counts(&app, "job leased", |c| c.leased == 1).await;
     app.stop().await;
-    let store = kedai::store::SqliteStore::open(
+    let store = kedai::store::OpenedStore::open(
         &crate::helpers::test_settings(dir.path()).store,
         kedai::store::Schema::Current,
     )
@@ -217,14 +217,28 @@ struct Robbed {
 #[async_trait]
 impl JobHandler for Robbed {
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&self.database);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        sqlx::query("UPDATE jobs SET lease_owner = 'another-worker' WHERE id = ?")
-            .bind(job.id.to_string())
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+        let dir = self.database.parent().unwrap();
+        match crate::helpers::postgres_for(dir) {
+            Some(url) => {
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                sqlx::query("UPDATE jobs SET lease_owner = 'another-worker' WHERE id = $1")
+                    .bind(job.id.to_string())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&self.database);
+                let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+                sqlx::query("UPDATE jobs SET lease_owner = 'another-worker' WHERE id = ?")
+                    .bind(job.id.to_string())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+        }
         tokio::time::sleep(Duration::from_secs(30)).await;
         self.finished.store(true, Ordering::SeqCst);
         Ok(())
@@ -245,7 +259,9 @@ async fn m2_a_run_that_lost_its_lease_stops_and_records_nothing() {
     let mut spawn = spawn_with(&dir, handler.clone());
     spawn.settings.queue.lease_secs = 2;
     let app = spawn.start().await;
-    let before = app.get_as_operator("/metrics").await.text().await.unwrap();
+    let before = crate::helpers::without_instance(
+        &app.get_as_operator("/metrics").await.text().await.unwrap(),
+    );
     assert!(!before.contains("kedai_job_leases_lost_total{kind=\"inbound_message\"} 1"));
     app.ingest(&message("demo-web", "m", "b", "hi")).await;
     let client = app.client.clone();
@@ -263,7 +279,8 @@ async fn m2_a_run_that_lost_its_lease_stops_and_records_nothing() {
                 .text()
                 .await
                 .unwrap();
-            text.contains("kedai_job_leases_lost_total{kind=\"inbound_message\"}")
+            crate::helpers::without_instance(&text)
+                .contains("kedai_job_leases_lost_total{kind=\"inbound_message\"}")
         }
     })
     .await;
@@ -319,7 +336,9 @@ async fn l3_a_panicking_handler_fails_its_job_and_the_worker_lives_on() {
         .unwrap();
     assert_eq!(report["workers"]["running"], 1, "{report}");
     assert_eq!(report["workers"]["restarts"], 0);
-    let metrics = app.get_as_operator("/metrics").await.text().await.unwrap();
+    let metrics = crate::helpers::without_instance(
+        &app.get_as_operator("/metrics").await.text().await.unwrap(),
+    );
     assert!(
         metrics.contains("kedai_job_panics_total{kind=\"inbound_message\"}"),
         "{metrics}"
@@ -447,7 +466,9 @@ async fn m4_without_a_pipeline_messages_wait_in_the_queue_and_readyz_says_so() {
     assert_eq!(report["queue"]["queued"], 3, "{report}");
     assert_eq!(report["queue"]["done"], 0, "nothing consumed");
     assert_eq!(report["workers"]["processing"], false);
-    let metrics = app.get_as_operator("/metrics").await.text().await.unwrap();
+    let metrics = crate::helpers::without_instance(
+        &app.get_as_operator("/metrics").await.text().await.unwrap(),
+    );
     assert!(
         metrics.contains("kedai_queue_jobs{state=\"queued\"} 3"),
         "{metrics}"

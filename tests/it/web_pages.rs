@@ -279,15 +279,12 @@ async fn the_store_announces_committed_changes() {
 
 #[tokio::test]
 async fn machine_translations_that_failed_a_check_wait_for_a_person_to_approve_or_reject() {
-    use kedai::store::{
-        KbKind, NewTranslation, SqliteStore, TranslationKey, TranslationStatus, TranslationStore,
-    };
+    use kedai::store::{KbKind, NewTranslation, OpenedStore, TranslationKey, TranslationStatus};
     let (app, dir) = spawn_app().await;
     create_user(&app, "agent@shop.test", Role::Agent, None).await;
     let tenant = demo_tenant(&app).await;
-    let mut settings = kedai::config::Settings::defaults().store;
-    settings.data_dir = dir.path().to_path_buf();
-    let store = SqliteStore::open(&settings, kedai::store::Schema::Current)
+    let settings = crate::helpers::test_settings(dir.path()).store;
+    let store = OpenedStore::open(&settings, kedai::store::Schema::Current)
         .await
         .unwrap();
     let source = "Returns are free within 15 days.";
@@ -364,9 +361,7 @@ fn kedai_user_create(
     password: &str,
 ) -> std::process::Output {
     use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
-        .arg("--data-dir")
-        .arg(data_dir)
+    let mut child = crate::helpers::kedai_command(data_dir)
         .args(["user", "create"])
         .args(args)
         .env("KEDAI__LOG__FILTER", "warn")
@@ -387,17 +382,13 @@ fn kedai_user_create(
 #[tokio::test]
 async fn kedai_user_create_makes_the_first_admin_who_can_log_in() {
     let dir = tempfile::TempDir::new().unwrap();
-    let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
-        .arg("--data-dir")
-        .arg(dir.path())
+    let migrated = crate::helpers::kedai_command(dir.path())
         .arg("migrate")
         .env("KEDAI__LOG__FILTER", "warn")
         .output()
         .unwrap();
     assert!(migrated.status.success());
-    let tenant = std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
-        .arg("--data-dir")
-        .arg(dir.path())
+    let tenant = crate::helpers::kedai_command(dir.path())
         .args(["tenant", "create", "shopco", "--json"])
         .env("KEDAI__LOG__FILTER", "warn")
         .output()

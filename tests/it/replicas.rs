@@ -1,0 +1,190 @@
+//! Several kedai replicas on one PostgreSQL database, each with a data
+//! directory of its own (only the credentials key is shared, as an
+//! operator shares it): deliveries spread over replicas are stored once,
+//! and a knowledge-base edit made on one replica is searched on another.
+//! These run only on PostgreSQL (`KEDAI_TEST_STORE=postgres`); on SQLite
+//! they return at once, saying so.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use kedai::kb::HashingEmbedder;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::helpers::{message, on_postgres, postgres_for, Spawn, TestApp};
+
+/// `count` replicas on the database of `shared`, each in its own directory
+/// under it; the first seeds the demo tenant.
+async fn replicas(shared: &Path, count: usize) -> Vec<TestApp> {
+    let url = postgres_for(shared).expect("on PostgreSQL");
+    let mut apps = Vec::new();
+    for i in 0..count {
+        let dir = shared.join(format!("replica-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut spawn = Spawn::new(&dir);
+        spawn.settings.store.url = kedai::config::StoreUrl(url.clone());
+        spawn.settings.store.credentials_key_file = shared
+            .join("credentials.key")
+            .to_string_lossy()
+            .into_owned();
+        spawn.kb_embedder = Some(Arc::new(HashingEmbedder::new(256)));
+        apps.push(spawn.start().await);
+    }
+    apps
+}
+
+#[tokio::test]
+async fn ten_concurrent_deliveries_spread_over_three_replicas_store_it_once() {
+    if !on_postgres() {
+        eprintln!("replica tests need KEDAI_TEST_STORE=postgres; skipped");
+        return;
+    }
+    let shared = TempDir::new().unwrap();
+    let apps = replicas(shared.path(), 3).await;
+    let body = message("demo-tiktok", "spread-1", "b-9", "Is this waterproof?");
+    let responses = join_all((0..10).map(|i| apps[i % 3].ingest(&body))).await;
+    let mut acks = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), 202);
+        acks.push(response.json::<Value>().await.unwrap());
+    }
+    let fresh = acks.iter().filter(|a| a["duplicate"] == false).count();
+    assert_eq!(
+        fresh, 1,
+        "exactly one delivery stores the message: {acks:?}"
+    );
+    assert!(acks
+        .iter()
+        .all(|a| a["message_id"] == acks[0]["message_id"]));
+    for app in &apps {
+        let list = app.get_json("/api/v1/conversations").await;
+        assert_eq!(list["conversations"].as_array().unwrap().len(), 1);
+        assert_eq!(list["conversations"][0]["message_count"], 1);
+    }
+    let jobs = apps[0].store.job_counts().await.unwrap();
+    assert_eq!(
+        jobs.queued + jobs.leased + jobs.done + jobs.dead,
+        1,
+        "{jobs:?}"
+    );
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_kb_edit_on_one_replica_is_found_by_a_search_on_another() {
+    if !on_postgres() {
+        eprintln!("replica tests need KEDAI_TEST_STORE=postgres; skipped");
+        return;
+    }
+    let shared = TempDir::new().unwrap();
+    let apps = replicas(shared.path(), 2).await;
+    let search = |app: &TestApp| {
+        app.client
+            .post(app.url("/api/v1/kb/search"))
+            .bearer_auth(&app.token)
+            .json(&json!({"query": "gift wrapping", "top_k": 1}))
+            .send()
+    };
+    let before: Value = search(&apps[1]).await.unwrap().json().await.unwrap();
+    assert!(before["hits"].as_array().unwrap().is_empty(), "{before}");
+
+    let created = apps[0]
+        .client
+        .put(apps[0].url("/api/v1/kb/entries/faq/gift-wrap"))
+        .bearer_auth(&apps[0].token)
+        .json(&json!({"questions": ["Do you offer gift wrapping?"], "answer": "Gift wrapping costs 1 USD.", "lang": "en"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let after: Value = search(&apps[1]).await.unwrap().json().await.unwrap();
+    assert_eq!(after["hits"][0]["id"], "gift-wrap", "{after}");
+    assert!(after["hits"][0]["text"].as_str().unwrap().contains("1 USD"));
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn store_copy_moves_a_sqlite_directory_into_postgres_with_nothing_lost() {
+    if !on_postgres() {
+        eprintln!("replica tests need KEDAI_TEST_STORE=postgres; skipped");
+        return;
+    }
+    let source = TempDir::new().unwrap();
+    let mut spawn = Spawn::new(source.path());
+    spawn.settings.store.url = kedai::config::StoreUrl::default();
+    let app = spawn.start().await;
+    for (id, buyer) in [("c-1", "b-1"), ("c-2", "b-1"), ("c-3", "b-2")] {
+        let ack = app
+            .ingest(&message("demo-web", id, buyer, "Do you ship to Brazil?"))
+            .await;
+        assert_eq!(ack.status(), 202);
+    }
+    app.stop().await;
+
+    let target = TempDir::new().unwrap();
+    let url = postgres_for(target.path()).unwrap();
+    let copy = |to: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kedai"))
+            .arg("--data-dir")
+            .arg(source.path())
+            .args(["--json", "store", "copy", "--from"])
+            .arg(format!("sqlite://{}", source.path().display()))
+            .args(["--to", to])
+            .env("KEDAI__LOG__FILTER", "warn")
+            .output()
+            .expect("kedai runs")
+    };
+    let output = copy(&url);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["rows"]["messages"], 3, "{report}");
+    assert_eq!(report["rows"]["conversations"], 2, "{report}");
+    assert_eq!(report["rows"]["jobs"], 3, "{report}");
+    assert!(
+        report["rows"]["audit_log"].as_i64().unwrap() > 0,
+        "{report}"
+    );
+
+    let again = copy(&url);
+    assert!(
+        !again.status.success(),
+        "a second copy into a database with data is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // A replica on the copy, with the source's key, sees everything.
+    let replica_dir = target.path().join("replica");
+    let mut spawn = Spawn::new(&replica_dir);
+    spawn.settings.store.url = kedai::config::StoreUrl(url);
+    spawn.settings.store.credentials_key_file = source
+        .path()
+        .join("credentials.key")
+        .to_string_lossy()
+        .into_owned();
+    let replica = spawn.start().await;
+    let list = replica.get_json("/api/v1/conversations").await;
+    let mut counts: Vec<i64> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message_count"].as_i64().unwrap())
+        .collect();
+    counts.sort();
+    assert_eq!(counts, [1, 2], "{list}");
+    replica.stop().await;
+}
