@@ -163,6 +163,9 @@ struct ConversationPage {
     agents: Vec<AgentChoice>,
     approval: ApprovalPanel,
     next: Option<String>,
+    /// The intents an agent may correct a reading to; empty when the
+    /// classifiers are not trained.
+    intents: Vec<String>,
 }
 
 fn holder_label(holder: &Holder) -> String {
@@ -328,6 +331,7 @@ pub async fn render_page(
             .map(|d| trace::suggestions(&d.trace))
             .unwrap_or_default(),
         messages: message_views(&detail, &decisions, &deliveries),
+        intents: state.app.learning.known_intents(),
         buyer: BuyerCard {
             name: detail
                 .buyer
