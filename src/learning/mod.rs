@@ -13,6 +13,7 @@
 pub mod measure;
 pub mod service;
 pub mod train;
+pub mod translations;
 
 pub use measure::{Case, CaseSource, Comparison, Figures, Score};
 pub use service::{Correction, Learning};

@@ -469,3 +469,97 @@ async fn a_correction_that_makes_the_tenant_s_confirmed_routing_worse_is_refused
     let nothing = post(&app, &token, "/api/v1/learning/heads/rollback", json!({})).await;
     assert_eq!(nothing.status(), 409);
 }
+
+#[tokio::test]
+async fn an_agent_s_edit_of_a_machine_translation_becomes_the_approved_translation() {
+    use kedai::store::translations::{NewTranslation, TranslationKey, TranslationStatus};
+    use kedai::store::KbKind;
+    let (app, _dir) = crate::helpers::spawn_app().await;
+    let tenant = crate::web::demo_tenant(&app).await;
+    let source = "Returns are accepted within 7 days of delivery.";
+    let machine = "Devoluciones aceptadas dentro de 7 días de entrega.";
+    let key = TranslationKey::new(KbKind::Faq, "returns-window", source, "es");
+    app.store
+        .save_translation(
+            tenant,
+            &NewTranslation {
+                key: key.clone(),
+                source_text: source.into(),
+                text: machine.into(),
+                status: TranslationStatus::Verified,
+                model: Some("test".into()),
+                verification: json!({"passed": true}),
+            },
+        )
+        .await
+        .unwrap();
+    let asked = crate::web::ingest(
+        &app,
+        &message("demo-shopee", "tr-1", "shopee:ana", "¿puedo devolverlo?"),
+    )
+    .await;
+    let trace = json!({
+        "lang": "es", "intent": "return_request", "layer": 2,
+        "answer": {"provenance": "machine_translation", "text": machine,
+                   "sources": ["faq:returns-window"]},
+    });
+    crate::web::decide(&app, &asked, 2, Some(machine), trace).await;
+
+    let edited = "Aceptamos devoluciones hasta 7 días después de recibir tu pedido.";
+    let sent = post(
+        &app,
+        &app.token,
+        &format!("/api/v1/conversations/{}/replies", asked.conversation),
+        json!({"text": edited}),
+    )
+    .await;
+    assert_eq!(sent.status(), 201, "{:?}", sent.text().await);
+    let stored = app.store.translation(tenant, &key).await.unwrap().unwrap();
+    assert_eq!(stored.status, TranslationStatus::Approved);
+    assert_eq!(stored.text, edited);
+    assert!(stored.reviewed_by.is_some());
+
+    // A draft sent unchanged approves nothing.
+    let other_key = TranslationKey::new(KbKind::Faq, "returns-window", source, "pt");
+    let machine_pt = "Devoluções aceitas em até 7 dias.";
+    app.store
+        .save_translation(
+            tenant,
+            &NewTranslation {
+                key: other_key.clone(),
+                source_text: source.into(),
+                text: machine_pt.into(),
+                status: TranslationStatus::Verified,
+                model: None,
+                verification: json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    let asked = crate::web::ingest(
+        &app,
+        &message("demo-shopee", "tr-2", "shopee:bia", "posso devolver?"),
+    )
+    .await;
+    let trace = json!({
+        "lang": "pt", "intent": "return_request", "layer": 2,
+        "answer": {"provenance": "machine_translation", "text": machine_pt,
+                   "sources": ["faq:returns-window"]},
+    });
+    crate::web::decide(&app, &asked, 2, Some(machine_pt), trace).await;
+    let sent = post(
+        &app,
+        &app.token,
+        &format!("/api/v1/conversations/{}/replies", asked.conversation),
+        json!({"text": machine_pt}),
+    )
+    .await;
+    assert_eq!(sent.status(), 201);
+    let stored = app
+        .store
+        .translation(tenant, &other_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, TranslationStatus::Verified);
+}
