@@ -438,7 +438,10 @@ struct TenantScoped<H>(H);
 
 #[async_trait::async_trait]
 impl<H: JobHandler> JobHandler for TenantScoped<H> {
-    async fn handle(&self, job: &crate::store::Job) -> Result<(), crate::queue::JobError> {
+    async fn handle(
+        &self,
+        job: &crate::store::Job,
+    ) -> Result<crate::queue::Handled, crate::queue::JobError> {
         let owner = job.tenant_id.map_or(0, |t| t.0.as_u128());
         crate::engine::scope::within(crate::engine::scope::pipeline(owner), self.0.handle(job))
             .await
@@ -619,6 +622,7 @@ fn reply_pipeline(
         policy: settings.policy.clone(),
         config: PipelineConfig::from(&settings.pipeline),
     })
+    .with_draft_lane(settings.queue.draft_workers > 0)
 }
 
 /// The understand stage over the configured exemplar folders; its training
