@@ -23,6 +23,7 @@ pub mod privacy;
 pub mod private_file;
 pub mod reports;
 pub mod sqlite;
+pub mod suggestions;
 pub mod translations;
 pub mod users;
 
@@ -57,6 +58,7 @@ pub use postgres::PostgresStore;
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use reports::ReportStore;
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
+pub use suggestions::SuggestionStore;
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
     TranslationStore,
@@ -850,6 +852,7 @@ pub trait Store:
     + PrivacyStore
     + ReportStore
     + LearningStore
+    + suggestions::SuggestionStore
 {
     /// Notes of committed changes to conversations, for live pages.
     fn changes(&self) -> &dyn ChangeFeed;

@@ -41,6 +41,7 @@ mod orders;
 mod outbox;
 mod privacy;
 mod reports;
+mod suggestions;
 mod tenants;
 mod translations;
 mod users;
