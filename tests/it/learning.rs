@@ -734,3 +734,86 @@ async fn an_agent_s_answer_to_a_knowledge_gap_becomes_a_suggested_faq_entry_acce
     let bogus = "/api/v1/learning/faq-suggestions/not-an-id/accept";
     assert_eq!(post(&app, &app.token, bogus, json!({})).await.status(), 404);
 }
+
+/// The workbench's learning page lists the suggestion (buyer and agent
+/// text escaped), an agent accepts it as edited in its form, and the FAQ
+/// entry has the edits; a read-only user sees no form, and a user limited
+/// to one shop neither sees suggestions nor decides them.
+#[tokio::test]
+async fn the_learning_page_lists_suggestions_escaped_and_an_agent_accepts_one_edited() {
+    use kedai::store::users::Role;
+    let dir = TempDir::new().unwrap();
+    let mut spawn = crate::helpers::Spawn::new(&dir.path().join("data"));
+    spawn.kb_embedder = Some(crate::understand::e5());
+    let app = spawn.start().await;
+    let answer = "We take bank transfers <img src=x onerror=alert(1)>";
+    let asked = unanswered(&app, "pay0", "can I pay with a bank transfer?").await;
+    unanswered(&app, "pay1", "can I pay by bank transfer?").await;
+    let sent = post(
+        &app,
+        &app.token,
+        &format!("/api/v1/conversations/{}/replies", asked.conversation),
+        json!({ "text": answer }),
+    )
+    .await;
+    assert_eq!(sent.status(), 201);
+
+    crate::web::create_user(&app, "reader@demo.example", Role::Readonly, None).await;
+    crate::web::create_user(
+        &app,
+        "lazada@demo.example",
+        Role::Agent,
+        Some(&["demo-lazada"]),
+    )
+    .await;
+    crate::web::create_user(&app, "agent@demo.example", Role::Agent, None).await;
+    let reader = Desk::login(&app, "reader@demo.example").await;
+    let page = reader.page("/app/learning").await;
+    assert!(page.contains("id=\"faq-suggestions\""), "{page}");
+    assert!(page.contains("can I pay with a bank transfer?"));
+    assert!(!page.contains(crate::web::XSS));
+    assert!(page.contains(&crate::web::escaped(crate::web::XSS)));
+    assert!(!page.contains("/accept\""), "a read-only user gets no form");
+
+    let limited = Desk::login(&app, "lazada@demo.example").await;
+    let page = limited.page("/app/learning").await;
+    assert!(!page.contains("can I pay with a bank transfer?"));
+    let id = app.get_json("/api/v1/learning/faq-suggestions").await["suggestions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let accept = format!("/app/learning/faq/{id}/accept");
+    let edited = [
+        (
+            "questions",
+            "can I pay by bank transfer?\n\ndo you accept bank transfers?",
+        ),
+        ("answer", "Yes, we accept bank transfers."),
+    ];
+    let refused = limited.post(&accept, "/app/learning", &edited).await;
+    assert_eq!(refused.status(), 403);
+
+    let agent = Desk::login(&app, "agent@demo.example").await;
+    assert!(agent.page("/app/learning").await.contains(&accept));
+    let done = agent.post(&accept, "/app/learning", &edited).await;
+    assert_eq!(done.status(), 303);
+    let decided = app
+        .get_json("/api/v1/learning/faq-suggestions?status=accepted")
+        .await;
+    let entry_id = decided["suggestions"][0]["entry_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let entry = app
+        .get_json(&format!("/api/v1/kb/entries/faq/{entry_id}"))
+        .await;
+    assert_eq!(entry["entry"]["answer"], "Yes, we accept bank transfers.");
+    assert_eq!(
+        entry["entry"]["questions"],
+        json!([
+            "can I pay by bank transfer?",
+            "do you accept bank transfers?"
+        ])
+    );
+    assert!(!agent.page("/app/learning").await.contains(&accept));
+}
