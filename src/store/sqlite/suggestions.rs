@@ -228,3 +228,72 @@ impl SuggestionStore for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{open, tenant_with_shop};
+    use super::*;
+
+    fn suggestion(answer: &str, questions: &[&str]) -> NewFaqSuggestion {
+        NewFaqSuggestion {
+            answer_key: format!("key:{answer}"),
+            questions: questions.iter().map(|q| q.to_string()).collect(),
+            answer: answer.into(),
+            lang: "en".into(),
+            asked: questions.len() as i64,
+            conversations: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn suggestions_refresh_while_pending_are_decided_once_and_stay_with_their_tenant() {
+        let (store, _dir) = open().await;
+        let one = tenant_with_shop(&store, "one").await.tenant_id;
+        let two = tenant_with_shop(&store, "two").await.tenant_id;
+        let first = suggestion("Yes, under 100 Wh.", &["plane?"]);
+        assert!(store.upsert_faq_suggestion(one, &first).await.unwrap());
+        // The same answer again refreshes the pending suggestion.
+        let more = suggestion("Yes, under 100 Wh.", &["plane?", "flight?"]);
+        assert!(!store.upsert_faq_suggestion(one, &more).await.unwrap());
+        let listed = store.faq_suggestions(one, None).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].questions, vec!["plane?", "flight?"]);
+        assert_eq!(listed[0].asked, 2);
+        let id = listed[0].id;
+        // Another tenant neither sees nor decides it.
+        assert!(store.faq_suggestions(two, None).await.unwrap().is_empty());
+        assert!(store.faq_suggestion(two, id).await.unwrap().is_none());
+        let accept = SuggestionDecision::Accept {
+            entry_id: "learned-1".into(),
+        };
+        assert!(!store
+            .decide_faq_suggestion(two, id, &accept, "user:b")
+            .await
+            .unwrap());
+        // Decided once; a decided one is not refreshed.
+        assert!(store
+            .decide_faq_suggestion(one, id, &accept, "user:a")
+            .await
+            .unwrap());
+        assert!(!store
+            .decide_faq_suggestion(one, id, &SuggestionDecision::Dismiss, "user:a")
+            .await
+            .unwrap());
+        let again = suggestion("Yes, under 100 Wh.", &["plane?", "flight?", "fly?"]);
+        assert!(!store.upsert_faq_suggestion(one, &again).await.unwrap());
+        let decided = store.faq_suggestion(one, id).await.unwrap().unwrap();
+        assert_eq!(decided.status, SuggestionStatus::Accepted);
+        assert_eq!(decided.entry_id.as_deref(), Some("learned-1"));
+        assert_eq!(decided.asked, 2);
+        assert!(store
+            .faq_suggestions(one, Some(SuggestionStatus::Pending))
+            .await
+            .unwrap()
+            .is_empty());
+        // A failed entry write returns it to pending.
+        store.reopen_faq_suggestion(one, id).await.unwrap();
+        let reopened = store.faq_suggestion(one, id).await.unwrap().unwrap();
+        assert_eq!(reopened.status, SuggestionStatus::Pending);
+        assert_eq!(reopened.entry_id, None);
+    }
+}
