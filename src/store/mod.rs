@@ -22,6 +22,7 @@ pub mod privacy;
 pub mod private_file;
 pub mod reports;
 pub mod sqlite;
+pub mod timers;
 pub mod translations;
 pub mod users;
 
@@ -55,6 +56,7 @@ pub use postgres::PostgresStore;
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use reports::ReportStore;
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
+pub use timers::TimerStore;
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
     TranslationStore,
@@ -806,6 +808,7 @@ pub trait Store:
     + OperatorStore
     + PrivacyStore
     + ReportStore
+    + TimerStore
 {
     /// Notes of committed changes to conversations, for live pages.
     fn changes(&self) -> &dyn ChangeFeed;

@@ -41,6 +41,7 @@ mod outbox;
 mod privacy;
 mod reports;
 mod tenants;
+mod timers;
 mod translations;
 mod users;
 

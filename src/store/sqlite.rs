@@ -35,6 +35,7 @@ mod privacy;
 mod reports;
 mod schema;
 mod tenants;
+mod timers;
 mod translations;
 mod users;
 

@@ -188,3 +188,146 @@ async fn store_copy_moves_a_sqlite_directory_into_postgres_with_nothing_lost() {
     assert_eq!(counts, [1, 2], "{list}");
     replica.stop().await;
 }
+
+/// A fake TikTok Shop API that counts conversation listings (what a
+/// reconciliation pass asks first) and has none to list.
+async fn counting_platform() -> (Arc<std::sync::atomic::AtomicUsize>, String) {
+    use axum::routing::get;
+    let listings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = listings.clone();
+    let router = axum::Router::new().route(
+        "/customer_service/202309/conversations",
+        get(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                axum::Json(json!({"code": 0, "message": "Success",
+                    "data": {"conversations": [], "next_page_token": ""}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (listings, base)
+}
+
+/// Every replica's reconciliation timer fires each second; across the
+/// three the platform is asked at most once per second (once per replica
+/// per second without the claims).
+#[tokio::test]
+async fn a_timer_on_three_replicas_does_its_work_once_per_period() {
+    if !on_postgres() {
+        eprintln!("replica tests need KEDAI_TEST_STORE=postgres; skipped");
+        return;
+    }
+    let (listings, api_base) = counting_platform().await;
+    let shared = TempDir::new().unwrap();
+    let url = postgres_for(shared.path()).expect("on PostgreSQL");
+    let spawn = |i: usize| {
+        let dir = shared.path().join(format!("replica-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut spawn = Spawn::new(&dir);
+        spawn.settings.store.url = kedai::config::StoreUrl(url.clone());
+        spawn.settings.store.credentials_key_file = shared
+            .path()
+            .join("credentials.key")
+            .to_string_lossy()
+            .into_owned();
+        spawn.settings.channels.reconcile_on_start = false;
+        spawn.settings.channels.tiktok.reconcile_interval_secs = 1;
+        spawn
+    };
+    // The shop is connected before the replicas start, so every one of
+    // them reconciles it (each reads its shops every 30 s).
+    let setup = spawn(0).start().await;
+    let (platform, account, _) = crate::channels::ACCOUNTS[2];
+    crate::channels::connect(&setup, platform, account, &api_base).await;
+    setup.stop().await;
+    let mut apps = Vec::new();
+    for i in 0..3 {
+        apps.push(spawn(i).start().await);
+    }
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(20),
+        "a replica reconciles the shop",
+        || {
+            let listings = listings.clone();
+            async move { listings.load(std::sync::atomic::Ordering::SeqCst) > 0 }
+        },
+    )
+    .await;
+    let first = listings.load(std::sync::atomic::Ordering::SeqCst);
+    let window = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let calls = listings.load(std::sync::atomic::Ordering::SeqCst) - first;
+    let periods = window.elapsed().as_secs_f64().ceil() as usize;
+    assert!(
+        calls <= periods + 1,
+        "{calls} reconciliations in {periods} one-second periods over three replicas"
+    );
+    assert!(calls >= 1, "the timer kept running");
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// Claims raced from two stores on one database: one wins each period.
+#[tokio::test]
+async fn concurrent_timer_claims_from_two_stores_are_won_once_per_period() {
+    use kedai::store::{PostgresStore, Schema, TimerStore};
+    if !on_postgres() {
+        eprintln!("replica tests need KEDAI_TEST_STORE=postgres; skipped");
+        return;
+    }
+    let shared = TempDir::new().unwrap();
+    let url = kedai::config::StoreUrl(postgres_for(shared.path()).unwrap());
+    let mut stores = Vec::new();
+    for name in ["a", "b"] {
+        let mut settings = kedai::config::Settings::defaults().store;
+        settings.data_dir = shared.path().join(name);
+        settings.credentials_key_file = shared
+            .path()
+            .join("credentials.key")
+            .to_string_lossy()
+            .into_owned();
+        stores.push(
+            PostgresStore::open(&url, &settings, Schema::Migrate)
+                .await
+                .unwrap(),
+        );
+    }
+    let race = |name: &'static str, period: std::time::Duration| {
+        join_all((0..8).map(|i| stores[i % 2].claim_timer(name, period)))
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    let won: Vec<bool> = race("sweep", hour)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let again: Vec<bool> = race("sweep", hour)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(again.iter().all(|w| !w), "claimed again within the hour");
+
+    let short = std::time::Duration::from_secs(2);
+    for round in 0..2 {
+        let won: Vec<bool> = race("tick", short)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {won:?}"
+        );
+        tokio::time::sleep(short + std::time::Duration::from_millis(50)).await;
+    }
+    for store in stores {
+        store.close().await;
+    }
+}
