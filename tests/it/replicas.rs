@@ -331,3 +331,147 @@ async fn concurrent_timer_claims_from_two_stores_are_won_once_per_period() {
         store.close().await;
     }
 }
+
+/// Workers of two replicas lease one database's jobs at once (SKIP LOCKED,
+/// no global lock): no conversation ever has two jobs held at once, and each
+/// conversation's messages are taken in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_of_two_replicas_lease_one_job_per_conversation_in_order() {
+    use kedai::domain::{
+        BuyerRef, ExternalMessageId, InboundMessage, MessageText, PlatformBuyerId, ShopKey,
+        TextLimits,
+    };
+    use kedai::store::{LeaseRequest, PostgresStore, Schema, Store};
+    if !on_postgres() {
+        eprintln!("replica tests need KEDAI_TEST_STORE=postgres; skipped");
+        return;
+    }
+    const CONVERSATIONS: usize = 12;
+    const PER_CONVERSATION: usize = 6;
+    let shared = TempDir::new().unwrap();
+    let url = kedai::config::StoreUrl(postgres_for(shared.path()).unwrap());
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for name in ["a", "b"] {
+        let mut settings = kedai::config::Settings::defaults().store;
+        settings.data_dir = shared.path().join(name);
+        settings.credentials_key_file = shared
+            .path()
+            .join("credentials.key")
+            .to_string_lossy()
+            .into_owned();
+        stores.push(Arc::new(
+            PostgresStore::open(&url, &settings, Schema::Migrate)
+                .await
+                .unwrap(),
+        ));
+    }
+    kedai::startup::seed_demo(&*stores[0], &shared.path().join("a"))
+        .await
+        .unwrap();
+    let tenant = stores[0].tenant_by_name("demo").await.unwrap().unwrap();
+    let shop = stores[0]
+        .shop_by_key(tenant.id, &ShopKey::parse("demo-web").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let start = chrono::Utc::now() - chrono::Duration::minutes(5);
+    // message id -> its place in its conversation
+    let mut place = std::collections::HashMap::new();
+    for n in 0..PER_CONVERSATION {
+        for c in 0..CONVERSATIONS {
+            let message = InboundMessage {
+                shop: shop.key.clone(),
+                external_id: ExternalMessageId::parse(&format!("m-{c}-{n}")).unwrap(),
+                buyer: BuyerRef {
+                    id: PlatformBuyerId::parse(&format!("b-{c}")).unwrap(),
+                    name: None,
+                },
+                text: MessageText::parse(&format!("question {n}"), TextLimits { max_chars: 100 })
+                    .unwrap(),
+                sent_at: start + chrono::Duration::seconds(n as i64),
+                sender: kedai::domain::Sender::Buyer,
+                attachment: None,
+            };
+            let stored = stores[c % 2].ingest(&shop, &message, 3).await.unwrap();
+            place.insert(stored.message_id.to_string(), n);
+        }
+    }
+
+    // conversation -> the job held now; conversation -> messages taken.
+    let held: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>> = Arc::default();
+    let taken: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>> =
+        Arc::default();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = stores[w % 2].clone();
+            let (held, taken) = (held.clone(), taken.clone());
+            tokio::spawn(async move {
+                let owner = format!("worker-{w}");
+                let mut idle = 0;
+                while idle < 20 {
+                    let jobs = store
+                        .lease_jobs(LeaseRequest {
+                            owner: &owner,
+                            limit: 2,
+                            lease: chrono::Duration::seconds(60),
+                            kinds: None,
+                        })
+                        .await
+                        .unwrap();
+                    if jobs.is_empty() {
+                        idle += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    idle = 0;
+                    for job in &jobs {
+                        let conversation = job.conversation_id.unwrap().to_string();
+                        let message = job.payload["message_id"].as_str().unwrap().to_owned();
+                        if let Some(other) = held
+                            .lock()
+                            .unwrap()
+                            .insert(conversation.clone(), job.id.to_string())
+                        {
+                            panic!(
+                                "conversation {conversation}: job {} leased while {other} was held",
+                                job.id
+                            );
+                        }
+                        taken
+                            .lock()
+                            .unwrap()
+                            .entry(conversation)
+                            .or_default()
+                            .push(message);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    for job in &jobs {
+                        let conversation = job.conversation_id.unwrap().to_string();
+                        held.lock().unwrap().remove(&conversation);
+                        assert!(store.complete_job(job.id, &owner).await.unwrap());
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let counts = stores[0].job_counts().await.unwrap();
+    assert_eq!(
+        counts.done as usize,
+        CONVERSATIONS * PER_CONVERSATION,
+        "{counts:?}"
+    );
+    // Taken in the order the buyer wrote them.
+    let taken = taken.lock().unwrap().clone();
+    assert_eq!(taken.len(), CONVERSATIONS);
+    for (conversation, messages) in taken {
+        let order: Vec<usize> = messages.iter().map(|m| place[m]).collect();
+        assert_eq!(
+            order,
+            (0..PER_CONVERSATION).collect::<Vec<_>>(),
+            "conversation {conversation}"
+        );
+    }
+}
