@@ -475,3 +475,56 @@ async fn workers_of_two_replicas_lease_one_job_per_conversation_in_order() {
         );
     }
 }
+
+/// The audit log and the knowledge-base history refuse every rewrite in
+/// the database itself, whoever connects: UPDATE, DELETE and TRUNCATE fail
+/// and the rows stay as written.
+#[tokio::test]
+async fn the_audit_log_and_kb_history_are_append_only_in_postgres() {
+    if !on_postgres() {
+        eprintln!("replica tests need KEDAI_TEST_STORE=postgres; skipped");
+        return;
+    }
+    let shared = TempDir::new().unwrap();
+    let app = replicas(shared.path(), 1).await.pop().unwrap();
+    let created = app
+        .client
+        .put(app.url("/api/v1/kb/entries/faq/gift-wrap"))
+        .bearer_auth(&app.token)
+        .json(&json!({"questions": ["Do you offer gift wrapping?"], "answer": "Gift wrapping costs 1 USD.", "lang": "en"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let pool = sqlx::PgPool::connect(&postgres_for(shared.path()).unwrap())
+        .await
+        .unwrap();
+    for table in ["audit_log", "kb_versions"] {
+        let count = format!("SELECT COUNT(*) FROM {table}");
+        let before: i64 = sqlx::query_scalar(&count).fetch_one(&pool).await.unwrap();
+        assert!(before > 0, "{table} has rows to protect");
+        let column = if table == "audit_log" {
+            "actor"
+        } else {
+            "tenant_id"
+        };
+        for statement in [
+            format!("UPDATE {table} SET {column} = {column}"),
+            format!("DELETE FROM {table}"),
+            format!("TRUNCATE {table}"),
+        ] {
+            let err = sqlx::query(&statement)
+                .execute(&pool)
+                .await
+                .expect_err(&statement);
+            assert!(
+                err.to_string().contains("append-only"),
+                "{statement}: {err}"
+            );
+        }
+        let after: i64 = sqlx::query_scalar(&count).fetch_one(&pool).await.unwrap();
+        assert_eq!(before, after, "{table}");
+    }
+    pool.close().await;
+    app.stop().await;
+}
