@@ -145,6 +145,7 @@ impl Backend {
                 limit: 1,
                 lease: LEASE,
                 kinds: None,
+                lane: Some(kedai::store::JobLane::Fast),
             })
             .await
             .unwrap();
@@ -161,6 +162,7 @@ impl Backend {
                 limit: 1,
                 lease: LEASE,
                 kinds: None,
+                lane: Some(kedai::store::JobLane::Fast),
             })
             .await
             .unwrap()
@@ -288,6 +290,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, backlogs: &[usize]) {
                                         limit: 1,
                                         lease: LEASE,
                                         kinds: None,
+                                        lane: None,
                                     })
                                     .await
                                     .unwrap();

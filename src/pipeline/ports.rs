@@ -19,6 +19,14 @@ pub struct StageError {
     pub retryable: bool,
 }
 
+impl StageError {
+    /// The run stopped because its answer needs the chat model and the
+    /// queue's draft lane writes it (see `Generation::Defer`).
+    pub fn is_deferred(&self) -> bool {
+        self.stage == super::run::DRAFT_LANE
+    }
+}
+
 /// What the understand stage found in one buyer message.
 #[derive(Debug, Clone, Serialize)]
 pub struct Understood {

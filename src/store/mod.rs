@@ -476,6 +476,39 @@ pub struct Job {
     /// Set once the job has failed for good: the handler's give-up hook
     /// is due instead of the job itself.
     pub give_up: Option<GiveUp>,
+    /// Which workers take it.
+    pub lane: JobLane,
+}
+
+/// The workers a job waits for. Every job starts in the fast lane; a buyer
+/// message whose answer needs the chat model moves to the draft lane, so
+/// answers from records and the knowledge base never queue behind drafts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobLane {
+    #[default]
+    Fast,
+    Draft,
+}
+
+impl JobLane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobLane::Fast => "fast",
+            JobLane::Draft => "draft",
+        }
+    }
+}
+
+impl std::str::FromStr for JobLane {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<JobLane, StoreError> {
+        match s {
+            "fast" => Ok(JobLane::Fast),
+            "draft" => Ok(JobLane::Draft),
+            other => Err(StoreError::Corrupt(format!("job lane {other:?}"))),
+        }
+    }
 }
 
 /// Why the queue gives up on a job, and what happened.
@@ -532,6 +565,8 @@ pub struct LeaseRequest<'a> {
     /// Only jobs of these kinds; all kinds when `None`. Whatever the kinds,
     /// buyer messages are leased before follow-ups.
     pub kinds: Option<&'a [&'a str]>,
+    /// Only jobs in this lane; every lane when `None`.
+    pub lane: Option<JobLane>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -782,6 +817,12 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Gives back every job `owner` holds, without counting the attempt.
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Gives back a job `owner` holds into `lane`, without counting the
+    /// attempt; it keeps its place in the queue and in its conversation.
+    /// False if `owner` no longer holds it.
+    async fn move_to_lane(&self, id: JobId, owner: &str, lane: JobLane)
+        -> Result<bool, StoreError>;
 
     async fn job_counts(&self) -> Result<JobCounts, StoreError>;
 

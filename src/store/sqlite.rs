@@ -580,6 +580,7 @@ mod tests {
             limit,
             lease: chrono::Duration::seconds(30),
             kinds,
+            lane: None,
         };
         let buyers_only = [JOB_INBOUND_MESSAGE];
         let first = store.lease_jobs(lease(1, None)).await.unwrap();
@@ -664,6 +665,7 @@ mod tests {
             limit,
             lease: chrono::Duration::seconds(30),
             kinds: None,
+            lane: None,
         };
         let jobs = store.lease_jobs(lease(2)).await.unwrap();
         assert!(store.complete_job(jobs[0].id, "w").await.unwrap());
@@ -789,6 +791,7 @@ mod tests {
             limit: 10,
             lease: chrono::Duration::milliseconds(-1),
             kinds: None,
+            lane: None,
         };
         let first = store.lease_jobs(short).await.unwrap();
         assert_eq!(first.len(), 1);
@@ -799,6 +802,7 @@ mod tests {
                 limit: 10,
                 lease: chrono::Duration::seconds(60),
                 kinds: None,
+                lane: None,
             })
             .await
             .unwrap();

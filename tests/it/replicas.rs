@@ -415,6 +415,7 @@ async fn workers_of_two_replicas_lease_one_job_per_conversation_in_order() {
                             limit: 2,
                             lease: chrono::Duration::seconds(60),
                             kinds: None,
+                            lane: None,
                         })
                         .await
                         .unwrap();

@@ -88,6 +88,7 @@ async fn next_due(
     tx: &mut Transaction<'static, Postgres>,
     at: DateTime<Utc>,
     kinds: Option<&str>,
+    lane: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
     for (kind, due) in SEARCHES {
         let sql = pg(&format!(
@@ -98,6 +99,7 @@ async fn next_due(
             .bind(JOB_INBOUND_MESSAGE)
             .bind(ts(at))
             .bind(kinds)
+            .bind(lane)
             .fetch_optional(&mut **tx)
             .await?;
         if id.is_some() {
@@ -116,6 +118,7 @@ async fn any_due(
     reader: &PgPool,
     at: DateTime<Utc>,
     kinds: Option<&str>,
+    lane: Option<&str>,
 ) -> Result<bool, StoreError> {
     for (kind, due) in SEARCHES {
         let sql = pg(&due_search(kind, due));
@@ -123,6 +126,7 @@ async fn any_due(
             .bind(JOB_INBOUND_MESSAGE)
             .bind(ts(at))
             .bind(kinds)
+            .bind(lane)
             .fetch_optional(reader)
             .await?;
         if id.is_some() {
@@ -146,6 +150,7 @@ fn due_search(kind: &str, due: &str) -> String {
                         AND e.state IN ('queued', 'leased') AND e.id != j.id \
                         AND (e.order_at < j.order_at \
                              OR (e.order_at = j.order_at AND e.order_seq < j.order_seq)))) \
+               AND (CAST(?4 AS TEXT) IS NULL OR j.lane = ?4) \
              ORDER BY j.run_at LIMIT 1"
     )
 }
@@ -166,6 +171,7 @@ struct JobRow {
     created_at: String,
     give_up: Option<String>,
     last_error: Option<String>,
+    lane: String,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -200,6 +206,7 @@ impl TryFrom<JobRow> for Job {
                 .transpose()?,
             created_at: parse_ts(&row.created_at)?,
             give_up,
+            lane: row.lane.parse()?,
         })
     }
 }
@@ -213,7 +220,8 @@ impl JobStore for PostgresStore {
         let kinds = request
             .kinds
             .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
-        if !any_due(&self.reader, at, kinds.as_deref()).await? {
+        let lane = request.lane.map(JobLane::as_str);
+        if !any_due(&self.reader, at, kinds.as_deref(), lane).await? {
             return Ok(Vec::new());
         }
         let mut leased = Vec::new();
@@ -221,7 +229,7 @@ impl JobStore for PostgresStore {
         // committed, so two jobs of one conversation are never taken.
         while leased.len() < request.limit as usize {
             let mut tx = self.writer.begin().await?;
-            let Some(id) = next_due(&mut tx, at, kinds.as_deref()).await? else {
+            let Some(id) = next_due(&mut tx, at, kinds.as_deref(), lane).await? else {
                 break;
             };
             // A lease that ends before `at` (only ever asked for by tests)
@@ -237,7 +245,7 @@ impl JobStore for PostgresStore {
                                      AND attempts >= max_attempts THEN ? ELSE last_error END \
                  WHERE id = ? \
                  RETURNING id, tenant_id, kind, payload, attempts, max_attempts, conversation_id, \
-                   created_at, give_up, last_error"),
+                   created_at, give_up, last_error, lane"),
             )
             .bind(request.owner)
             .bind(ts(later(at, request.lease)))
@@ -342,6 +350,29 @@ impl JobStore for PostgresStore {
         .rows_affected();
         tx.commit().await?;
         Ok(released)
+    }
+
+    async fn move_to_lane(
+        &self,
+        id: JobId,
+        owner: &str,
+        lane: JobLane,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(&pg(
+            "UPDATE jobs SET state = 'queued', lane = ?, lease_owner = NULL, lease_until = NULL, \
+             attempts = GREATEST(attempts - 1, 0), updated_at = ? \
+             WHERE id = ? AND state = 'leased' AND lease_owner = ?",
+        ))
+        .bind(lane.as_str())
+        .bind(ts(now()))
+        .bind(id.to_string())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved == 1)
     }
 
     async fn prune_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
