@@ -501,6 +501,72 @@ fn connect(dir: &Path, api_base: &str) {
     assert!(child.wait().unwrap().success(), "kedai shop set");
 }
 
+/// Every acknowledged push stored once, nothing else stored; each AI reply
+/// the reply of one decision.
+async fn check_messages(pool: &PgPool, acked: &HashSet<String>) {
+    assert_eq!(acked.len(), MESSAGES);
+    let stored: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT external_id, COUNT(*) FROM messages WHERE direction = 'inbound' \
+         GROUP BY external_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let stored: HashMap<String, i64> = stored.into_iter().collect();
+    for id in acked {
+        assert_eq!(stored.get(id), Some(&1), "message {id}");
+    }
+    assert_eq!(stored.len(), MESSAGES, "nothing stored that was not sent");
+    // Each AI reply is the reply of one decision (none written twice).
+    let stray_ai_replies = count(
+        pool,
+        "SELECT COUNT(*) FROM messages m WHERE m.author = 'ai' AND m.direction = 'outbound' \
+         AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.reply_message_id = m.id)",
+    )
+    .await;
+    assert_eq!(stray_ai_replies, 0, "AI replies that no decision sent");
+    let conversations = count(pool, "SELECT COUNT(*) FROM conversations").await;
+    assert_eq!(conversations, CONVERSATIONS as i64);
+}
+
+/// No reply part reached the platform twice; every part the outbox
+/// recorded as sent reached it, and it received nothing else.
+async fn check_deliveries(pool: &PgPool, sent: &[Sent]) {
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    for s in sent {
+        assert!(!s.key.is_empty(), "every send carries its idempotency key");
+        *keys.entry(s.key.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = keys.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "replies sent twice: {twice:?}");
+    let delivered: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT message_id, parts_sent FROM outbox WHERE kind = 'reply' AND state = 'sent'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    // A part recorded as sent reached the platform (an in-doubt part was
+    // found there under its first attempt's key); the platform got nothing
+    // the outbox does not know as sent.
+    let recorded: HashSet<String> = delivered
+        .iter()
+        .flat_map(|(message, parts)| (0..*parts).map(move |i| format!("reply:{message}#{i}")))
+        .collect();
+    let unsent: Vec<_> = recorded
+        .iter()
+        .filter(|k| !keys.contains_key(k.as_str()))
+        .collect();
+    assert!(
+        unsent.is_empty(),
+        "recorded as sent, never received: {unsent:?}"
+    );
+    let unrecorded: Vec<_> = keys.keys().filter(|k| !recorded.contains(**k)).collect();
+    assert!(
+        unrecorded.is_empty(),
+        "received, not recorded as sent: {unrecorded:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_replicas_lose_nothing_decide_once_and_never_send_twice() {
     if !on_postgres() {
@@ -579,32 +645,8 @@ async fn sigkilled_replicas_lose_nothing_decide_once_and_never_send_twice() {
         ended.push(life);
     }
 
-    // Every acknowledged push stored once; every buyer message decided once.
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    assert_eq!(acked.len(), MESSAGES);
-    let stored: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT external_id, COUNT(*) FROM messages WHERE direction = 'inbound' \
-         GROUP BY external_id",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let stored: HashMap<String, i64> = stored.into_iter().collect();
-    for id in &acked {
-        assert_eq!(stored.get(id), Some(&1), "message {id}");
-    }
-    assert_eq!(stored.len(), MESSAGES, "nothing stored that was not sent");
-    // Each AI reply is the reply of one decision (none written twice).
-    let stray_ai_replies = count(
-        &pool,
-        "SELECT COUNT(*) FROM messages m WHERE m.author = 'ai' AND m.direction = 'outbound' \
-         AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.reply_message_id = m.id)",
-    )
-    .await;
-    assert_eq!(stray_ai_replies, 0, "AI replies that no decision sent");
-    let conversations = count(&pool, "SELECT COUNT(*) FROM conversations").await;
-    assert_eq!(conversations, CONVERSATIONS as i64);
-
+    check_messages(&pool, &acked).await;
     // No conversation's jobs ran at once, on any replica, in any life.
     let runs = check_no_concurrent_runs(&ended);
     assert!(
@@ -619,41 +661,8 @@ async fn sigkilled_replicas_lose_nothing_decide_once_and_never_send_twice() {
     .await;
     assert!(retaken >= 1, "no kill met a buyer's job in hand");
 
-    // No reply reached the platform twice; every sent one reached it once.
     let sent = fake.sent.lock().unwrap().clone();
-    let mut keys: HashMap<&str, usize> = HashMap::new();
-    for s in &sent {
-        assert!(!s.key.is_empty(), "every send carries its idempotency key");
-        *keys.entry(s.key.as_str()).or_default() += 1;
-    }
-    let twice: Vec<_> = keys.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "replies sent twice: {twice:?}");
-    let delivered: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT message_id, parts_sent FROM outbox WHERE kind = 'reply' AND state = 'sent'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    // A part recorded as sent reached the platform (an in-doubt part was
-    // found there under its first attempt's key); the platform got nothing
-    // the outbox does not know as sent.
-    let recorded: HashSet<String> = delivered
-        .iter()
-        .flat_map(|(message, parts)| (0..*parts).map(move |i| format!("reply:{message}#{i}")))
-        .collect();
-    let unsent: Vec<_> = recorded
-        .iter()
-        .filter(|k| !keys.contains_key(k.as_str()))
-        .collect();
-    assert!(
-        unsent.is_empty(),
-        "recorded as sent, never received: {unsent:?}"
-    );
-    let unrecorded: Vec<_> = keys.keys().filter(|k| !recorded.contains(**k)).collect();
-    assert!(
-        unrecorded.is_empty(),
-        "received, not recorded as sent: {unrecorded:?}"
-    );
+    check_deliveries(&pool, &sent).await;
     let agent_replies = agent_replies.load(Ordering::SeqCst);
     assert!(agent_replies >= 3, "only {agent_replies} agent replies");
     assert!(!sent.is_empty(), "replies reached the platform");
