@@ -95,6 +95,11 @@ pub struct PipelineSettings {
     /// check off (`POST /api/v1/understand/reload` still retrains).
     #[serde(default = "default_exemplars_poll_secs")]
     pub exemplars_poll_secs: u64,
+    /// The evaluation set (`kb/eval/replies.jsonl`: `message` and
+    /// `expected_intent`, `expected_layer`) every tenant's retrained heads
+    /// are measured on before they are promoted; empty for none.
+    #[serde(default)]
+    pub learning_eval_set: String,
 }
 
 fn default_exemplars_poll_secs() -> u64 {

@@ -241,6 +241,8 @@ impl Application {
                 }
             });
         }
+        let understand = Arc::new(std::sync::OnceLock::new());
+        let store_for_learning = store.clone();
         let state = AppState {
             store,
             queue,
@@ -259,9 +261,15 @@ impl Application {
             kb,
             engine,
             policy: settings.policy.clone(),
-            understand: Arc::new(std::sync::OnceLock::new()),
+            understand: understand.clone(),
             access: Arc::new(crate::http::access::AccessState::new(&settings.access)),
             channels,
+            learning: Arc::new(crate::learning::Learning::new(
+                store_for_learning,
+                understand,
+                (!settings.pipeline.learning_eval_set.is_empty())
+                    .then(|| settings.pipeline.learning_eval_set.clone().into()),
+            )),
         };
         match (options.handler, kb_embedder) {
             (Some(handler), _) => install_handler(&state, handler),
@@ -527,6 +535,15 @@ fn install_pipeline(state: &AppState, settings: &Settings, embedder: Arc<dyn Emb
         .understand
         .get_or_init(|| understand_stage(settings, embedder.clone()))
         .clone();
+    // Tenants' own classifiers come back once the shared ones are trained;
+    // until then their messages are read with the shared ones.
+    let learning = state.learning.clone();
+    let training = understand.clone();
+    tokio::spawn(async move {
+        if training.trained().await.is_ok() {
+            learning.restore().await;
+        }
+    });
     install_handler(
         state,
         Arc::new(TenantScoped(reply_pipeline(

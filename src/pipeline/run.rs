@@ -262,7 +262,10 @@ impl Pipeline {
             _ => ctx.text.clone(),
         };
         let t = Instant::now();
-        let understood = self.understand.understand(&query, &ctx.history).await?;
+        let understood = self
+            .understand
+            .understand_for(ctx.tenant, &query, &ctx.history)
+            .await?;
         timings.insert("understand", ms(t));
         let injection = prompt::injection_attempt(&ctx.text);
         let lang = ctx.reply_language(understood.language.as_deref());

@@ -14,6 +14,7 @@ pub mod copy;
 pub mod credentials;
 pub mod desk;
 pub mod kb;
+pub mod learning;
 pub mod open;
 pub mod operators;
 pub mod outbox;
@@ -46,6 +47,7 @@ pub use channels::{
 };
 pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
+pub use learning::LearningStore;
 pub use open::OpenedStore;
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
 pub use outbox::{
@@ -850,6 +852,7 @@ pub trait Store:
     + PrivacyStore
     + ReportStore
     + TimerStore
+    + LearningStore
 {
     /// Notes of committed changes to conversations, for live pages.
     fn changes(&self) -> &dyn ChangeFeed;

@@ -39,6 +39,7 @@ mod desk;
 mod facts;
 mod jobs;
 mod kb;
+mod learning;
 mod notify;
 mod operators;
 mod orders;

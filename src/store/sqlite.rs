@@ -28,6 +28,7 @@ mod desk;
 mod facts;
 mod jobs;
 mod kb;
+mod learning;
 mod operators;
 mod orders;
 mod outbox;
