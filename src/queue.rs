@@ -119,7 +119,14 @@ async fn prune_done_jobs(store: Arc<dyn Store>, hours: u64, cancel: Cancellation
         let before = Utc::now()
             .checked_sub_signed(keep)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        match store.prune_done_jobs(before).await {
+        // Once per period across every replica of the database.
+        let claimed = store.claim_timer("prune_done_jobs", PRUNE_EVERY).await;
+        let pruned = match claimed {
+            Ok(true) => store.prune_done_jobs(before).await,
+            Ok(false) => Ok(0),
+            Err(err) => Err(err),
+        };
+        match pruned {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, keep_done_hours = hours, "pruned done jobs"),
             Err(err) => tracing::warn!(error = %err, "could not prune done jobs"),

@@ -23,6 +23,7 @@ pub mod privacy;
 pub mod private_file;
 pub mod reports;
 pub mod sqlite;
+pub mod timers;
 pub mod translations;
 pub mod users;
 
@@ -57,6 +58,7 @@ pub use postgres::PostgresStore;
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use reports::ReportStore;
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
+pub use timers::TimerStore;
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
     TranslationStore,
@@ -849,6 +851,7 @@ pub trait Store:
     + OperatorStore
     + PrivacyStore
     + ReportStore
+    + TimerStore
     + LearningStore
 {
     /// Notes of committed changes to conversations, for live pages.

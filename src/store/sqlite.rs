@@ -36,6 +36,7 @@ mod privacy;
 mod reports;
 mod schema;
 mod tenants;
+mod timers;
 mod translations;
 mod users;
 

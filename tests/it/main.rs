@@ -22,6 +22,7 @@ mod pipeline;
 mod queue;
 mod redteam;
 mod replay;
+mod replica_kill;
 mod replicas;
 mod reports;
 mod stand_in;

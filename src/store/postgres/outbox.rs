@@ -302,7 +302,11 @@ impl OutboxStore for PostgresStore {
         if due.is_none() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write().await?;
+        // No global write lock: the search locks what it takes `FOR UPDATE
+        // SKIP LOCKED`, so replicas' outbox workers take different
+        // deliveries at once. A reply whose earlier sibling another replica
+        // is taking is still `pending` to this search, so it waits its turn.
+        let mut tx = self.writer.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(&pg("UPDATE outbox SET state = 'sending', lease_owner = ?, lease_until = ?, \
              attempts = attempts + 1, \
              doubt_since = CASE WHEN state = 'sending' THEN COALESCE(doubt_since, attempt_started_at) \
@@ -315,7 +319,8 @@ impl OutboxStore for PostgresStore {
                       WHERE p.kind = 'reply' AND p.conversation_id = o.conversation_id \
                         AND p.state IN ('pending', 'sending') \
                         AND (p.created_at < o.created_at OR (p.created_at = o.created_at AND p.id < o.id)))) \
-               ORDER BY o.next_attempt_at, o.created_at LIMIT ?) \
+               ORDER BY o.next_attempt_at, o.created_at LIMIT ? \
+               FOR UPDATE OF o SKIP LOCKED) \
              RETURNING id"),
         )
         .bind(owner)
