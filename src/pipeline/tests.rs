@@ -580,6 +580,7 @@ async fn a_failing_stage_hands_the_message_to_a_human() {
         conversation_id: None,
         created_at: Utc::now(),
         give_up: None,
+        traceparent: None,
     };
     pipeline.handle(&job).await.unwrap();
     let conversation = f
@@ -616,6 +617,7 @@ async fn m2_giving_up_on_a_message_hands_it_to_a_human_once() {
         conversation_id: None,
         created_at: Utc::now(),
         give_up: None,
+        traceparent: None,
     };
     let why = crate::store::GiveUp {
         cause: crate::store::GiveUpCause::LeaseExpired,
