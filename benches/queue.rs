@@ -142,6 +142,7 @@ impl Backend {
                 limit: 1,
                 lease: LEASE,
                 kinds: None,
+                lane: Some(kedai::store::JobLane::Fast),
             })
             .await
             .unwrap();
@@ -158,6 +159,7 @@ impl Backend {
                 limit: 1,
                 lease: LEASE,
                 kinds: None,
+                lane: Some(kedai::store::JobLane::Fast),
             })
             .await
             .unwrap()

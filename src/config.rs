@@ -96,6 +96,11 @@ pub struct PipelineSettings {
     /// check off (`POST /api/v1/understand/reload` still retrains).
     #[serde(default = "default_exemplars_poll_secs")]
     pub exemplars_poll_secs: u64,
+    /// The evaluation set (`kb/eval/replies.jsonl`: `message` and
+    /// `expected_intent`, `expected_layer`) every tenant's retrained heads
+    /// are measured on before they are promoted; empty for none.
+    #[serde(default)]
+    pub learning_eval_set: String,
 }
 
 fn default_exemplars_poll_secs() -> u64 {
@@ -334,6 +339,9 @@ impl ModelsSettings {
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
     pub workers: usize,
+    /// Workers of the draft lane (buyer messages whose answer needs the
+    /// chat model); 0 leaves drafts to `workers`.
+    pub draft_workers: usize,
     pub lease_secs: u64,
     pub max_attempts: u32,
     pub backoff_base_ms: u64,
@@ -539,6 +547,19 @@ impl Settings {
                 "queue.workers must be 0 to 64, got {}",
                 q.workers
             )));
+        }
+        if q.draft_workers > 16 {
+            return Err(ConfigError::Invalid(format!(
+                "queue.draft_workers must be 0 to 16, got {}",
+                q.draft_workers
+            )));
+        }
+        if q.draft_workers > 0 && q.workers == 0 {
+            return Err(ConfigError::Invalid(
+                "queue.draft_workers needs queue.workers above 0: every message starts in the \
+                 fast lane"
+                    .into(),
+            ));
         }
         if q.backoff_base_ms > q.backoff_max_ms {
             return Err(ConfigError::Invalid(format!(

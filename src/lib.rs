@@ -17,6 +17,7 @@ pub mod figures;
 pub mod http;
 pub mod inference;
 pub mod kb;
+pub mod learning;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;

@@ -33,6 +33,7 @@ const MODEL_FORWARD: &str = "kedai_model_forward_duration_seconds";
 const MODEL_REQUEST: &str = "kedai_model_request_duration_seconds";
 const MODEL_QUEUE_WAIT: &str = "kedai_model_queue_wait_seconds";
 const UNDERSTAND_RELOADS: &str = "kedai_understand_reloads_total";
+const LEARNING_EVENTS: &str = "kedai_learning_events_total";
 const UNDERSTAND_EXEMPLARS: &str = "kedai_understand_exemplars";
 const AUTH_REFUSED: &str = "kedai_auth_refused_total";
 const API_THROTTLED: &str = "kedai_api_throttled_total";
@@ -75,6 +76,11 @@ pub fn install(instance: &str) -> PrometheusHandle {
 }
 
 fn describe() {
+    describe_counter!(
+        LEARNING_EVENTS,
+        "The learning loop, by event (correction, promoted, refused, rolled_back, \
+         retrain_failed)."
+    );
     describe_counter!(
         AUTH_REFUSED,
         "Requests refused by authentication or authorisation, by cause (missing, malformed, \
@@ -346,6 +352,10 @@ pub fn model_queue_wait(model: &str, waited: Duration) {
 
 pub fn understand_reload(trigger: &'static str, outcome: &'static str) {
     counter!(UNDERSTAND_RELOADS, "trigger" => trigger, "outcome" => outcome).increment(1);
+}
+
+pub fn learning_event(event: &'static str) {
+    counter!(LEARNING_EVENTS, "event" => event).increment(1);
 }
 
 pub fn understand_exemplars(intents: usize, sentiment: usize) {

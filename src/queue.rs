@@ -16,6 +16,13 @@
 //! handler's [`JobHandler::give_up`] hook runs (the reply pipeline hands the
 //! message to a human) before the job rests as dead.
 //!
+//! Jobs wait in lanes ([`JobLane`]): `queue.workers` take the fast lane,
+//! where every job starts; a handler that finds a buyer message needs the
+//! chat model moves it to the draft lane ([`Handled::ToLane`], the attempt
+//! not counted), which `queue.draft_workers` of its own take. Answers from
+//! records and the knowledge base thus never queue behind drafts, and past
+//! capacity it is drafts that wait.
+//!
 //! Until a handler is installed ([`Queue::install`]: the reply pipeline
 //! once the models are ready) the workers lease nothing, so messages wait in
 //! the queue. A panicking handler fails only its job; a worker that ends
@@ -45,7 +52,7 @@ use tracing::Instrument;
 use crate::config::QueueSettings;
 use crate::metrics as m;
 use crate::store::{
-    GiveUp, GiveUpCause, Job, JobFailure, JobStore, LeaseRequest, Store, StoreError,
+    GiveUp, GiveUpCause, Job, JobFailure, JobLane, JobStore, LeaseRequest, Store, StoreError,
     JOB_INBOUND_MESSAGE,
 };
 
@@ -70,11 +77,22 @@ impl From<StoreError> for JobError {
     }
 }
 
+/// What a handler's run of a job came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// The job's work is done.
+    Done,
+    /// The job needs another lane's workers: it goes back to the queue in
+    /// that lane, keeping its place, this attempt not counted. Only asked
+    /// for a lane that has workers (`queue.draft_workers` for drafts).
+    ToLane(JobLane),
+}
+
 /// What runs a leased job.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     /// Runs the job. Must be idempotent: a job can run more than once.
-    async fn handle(&self, job: &Job) -> Result<(), JobError>;
+    async fn handle(&self, job: &Job) -> Result<Handled, JobError>;
 
     /// The queue gives up on `job` for the reason in `why` (its attempts
     /// ran out or it failed permanently, its last attempt never finished,
@@ -204,6 +222,8 @@ pub struct Queue {
 /// What a run decided for its job, before it is recorded.
 enum Verdict {
     Done,
+    /// Back to the queue in another lane.
+    ToLane(JobLane),
     Retry {
         error: String,
         at: DateTime<Utc>,
@@ -225,12 +245,24 @@ impl Verdict {
     fn label(&self) -> &'static str {
         match self {
             Verdict::Done => "done",
+            Verdict::ToLane(_) => "to_lane",
             Verdict::Retry { .. } => "retry",
             Verdict::GiveUpAgain { .. } => "give_up_retry",
             Verdict::Dead { .. } => "dead",
             Verdict::LeaseLost => "lease_lost",
         }
     }
+}
+
+/// What a worker takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Buyer messages of the fast lane, then follow-ups.
+    Background,
+    /// Buyer messages of the fast lane.
+    Fast,
+    /// Buyer messages of the draft lane.
+    Draft,
 }
 
 /// What became of one run of a job.
@@ -248,7 +280,7 @@ impl Queue {
         handler: Option<Arc<dyn JobHandler>>,
         settings: QueueSettings,
     ) -> Queue {
-        let health = Arc::new(WorkerHealth::new(settings.workers));
+        let health = Arc::new(WorkerHealth::new(settings.workers + settings.draft_workers));
         health.processing.store(handler.is_some(), Ordering::SeqCst);
         Queue {
             store,
@@ -303,7 +335,8 @@ impl Queue {
             set.spawn(async move { prune_done_jobs(store, hours, cancel).await });
         }
         let process = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
-        for index in 0..self.settings.workers {
+        for index in 0..self.settings.workers + self.settings.draft_workers {
+            let role = self.role(index);
             let queue = self.clone();
             let prefix = format!("{process}-w{index}");
             let cancel = cancel.clone();
@@ -318,7 +351,7 @@ impl Queue {
                         let store = queue.store.clone();
                         let mut worker = AbortOnDrop(tokio::spawn(queue.run_worker(
                             owner.clone(),
-                            index == 0,
+                            role,
                             cancel,
                         )));
                         let ended = (&mut worker.0).await;
@@ -335,10 +368,39 @@ impl Queue {
         set
     }
 
-    /// A worker leases buyer messages; the `background` one also takes
-    /// follow-ups (after any waiting message), so at most one follow-up
-    /// runs at a time and the other workers stay free for buyers.
-    async fn run_worker(self, owner: String, background: bool, cancel: CancellationToken) {
+    /// What worker `index` does: the first takes follow-ups too, the next
+    /// `workers - 1` buyer messages, the last `draft_workers` the draft lane.
+    fn role(&self, index: usize) -> Role {
+        match index {
+            0 => Role::Background,
+            i if i < self.settings.workers => Role::Fast,
+            _ => Role::Draft,
+        }
+    }
+
+    /// The jobs a worker of `role` leases. Fast workers take buyer
+    /// messages of the fast lane; the background one also takes follow-ups
+    /// (after any waiting message), so at most one follow-up runs at a time
+    /// and the other workers stay free for buyers; draft workers take the
+    /// draft lane. Without draft workers the fast lane's workers take every
+    /// lane, so a job moved there earlier still runs.
+    fn lease_request<'a>(&self, owner: &'a str, role: Role) -> LeaseRequest<'a> {
+        let fast = (self.settings.draft_workers > 0).then_some(JobLane::Fast);
+        let (kinds, lane) = match role {
+            Role::Background => (None, fast),
+            Role::Fast => (Some(&[JOB_INBOUND_MESSAGE][..]), fast),
+            Role::Draft => (Some(&[JOB_INBOUND_MESSAGE][..]), Some(JobLane::Draft)),
+        };
+        LeaseRequest {
+            owner,
+            limit: 1,
+            lease: self.lease(),
+            kinds,
+            lane,
+        }
+    }
+
+    async fn run_worker(self, owner: String, role: Role, cancel: CancellationToken) {
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         while !cancel.is_cancelled() {
             let Some(handler) = self.handler() else {
@@ -351,12 +413,7 @@ impl Queue {
             };
             let leased = self
                 .store
-                .lease_jobs(LeaseRequest {
-                    owner: &owner,
-                    limit: 1,
-                    lease: self.lease(),
-                    kinds: (!background).then_some(&[JOB_INBOUND_MESSAGE][..]),
-                })
+                .lease_jobs(self.lease_request(&owner, role))
                 .await;
             let jobs = match leased {
                 Ok(jobs) => jobs,
@@ -427,6 +484,7 @@ impl Queue {
         let store = &self.store;
         match verdict {
             Verdict::Done => store.complete_job(job.id, owner).await,
+            Verdict::ToLane(lane) => store.move_to_lane(job.id, owner, lane).await,
             Verdict::Retry { error, at } => {
                 store
                     .fail_job(job.id, owner, &error, JobFailure::RetryAt(at))
@@ -473,7 +531,28 @@ impl Queue {
             Ran::LeaseLost => return Verdict::LeaseLost,
         };
         match result {
-            Ok(()) => Verdict::Done,
+            Ok(Handled::Done) => Verdict::Done,
+            Ok(Handled::ToLane(lane)) if lane == job.lane => {
+                tracing::error!(
+                    lane = lane.as_str(),
+                    "the handler sent the job to the lane it is in"
+                );
+                Verdict::Retry {
+                    error: format!(
+                        "the handler sent the job to the {} lane it is in",
+                        lane.as_str()
+                    ),
+                    at: after(backoff(&self.settings, job.attempts, rand::rng().random())),
+                }
+            }
+            Ok(Handled::ToLane(JobLane::Draft)) if self.settings.draft_workers == 0 => {
+                tracing::error!("the handler asked for the draft lane, which has no workers");
+                Verdict::Retry {
+                    error: "the draft lane has no workers (queue.draft_workers = 0)".into(),
+                    at: after(backoff(&self.settings, job.attempts, rand::rng().random())),
+                }
+            }
+            Ok(Handled::ToLane(lane)) => Verdict::ToLane(lane),
             Err(JobError::Retryable(error)) if job.attempts < job.max_attempts => {
                 let delay = backoff(&self.settings, job.attempts, rand::rng().random());
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
@@ -548,12 +627,12 @@ impl Queue {
     /// Runs `work` (a handler call) to its end while renewing the job's
     /// lease every third of `lease_secs`. A panic becomes a retryable
     /// failure; a renewal that finds the lease lost drops `work` at once.
-    async fn with_lease(
+    async fn with_lease<T>(
         &self,
         owner: &str,
         job: &Job,
-        work: impl Future<Output = Result<(), JobError>>,
-    ) -> Ran<Result<(), JobError>> {
+        work: impl Future<Output = Result<T, JobError>>,
+    ) -> Ran<Result<T, JobError>> {
         let work = AssertUnwindSafe(work).catch_unwind().map(|result| {
             result.unwrap_or_else(|payload| {
                 let reason = panic_reason(payload.as_ref());

@@ -241,6 +241,8 @@ impl Application {
                 }
             });
         }
+        let understand = Arc::new(std::sync::OnceLock::new());
+        let store_for_learning = store.clone();
         let state = AppState {
             store,
             queue,
@@ -259,9 +261,15 @@ impl Application {
             kb,
             engine,
             policy: settings.policy.clone(),
-            understand: Arc::new(std::sync::OnceLock::new()),
+            understand: understand.clone(),
             access: Arc::new(crate::http::access::AccessState::new(&settings.access)),
             channels,
+            learning: Arc::new(crate::learning::Learning::new(
+                store_for_learning,
+                understand,
+                (!settings.pipeline.learning_eval_set.is_empty())
+                    .then(|| settings.pipeline.learning_eval_set.clone().into()),
+            )),
         };
         match (options.handler, kb_embedder) {
             (Some(handler), _) => install_handler(&state, handler),
@@ -364,10 +372,8 @@ impl Application {
                 shutdown.child_token(),
             ));
         }
-        tokio::spawn(warm_kb_indexes(
-            self.state.store.clone(),
-            self.state.kb.clone(),
-        ));
+        tokio::spawn(warm_kb_indexes(self.state.clone()));
+        tokio::spawn(announce_ready(self.state.clone(), shutdown.child_token()));
         if self.settings.store.retention_days > 0 {
             tokio::spawn(apply_retention(
                 self.state.store.clone(),
@@ -438,7 +444,10 @@ struct TenantScoped<H>(H);
 
 #[async_trait::async_trait]
 impl<H: JobHandler> JobHandler for TenantScoped<H> {
-    async fn handle(&self, job: &crate::store::Job) -> Result<(), crate::queue::JobError> {
+    async fn handle(
+        &self,
+        job: &crate::store::Job,
+    ) -> Result<crate::queue::Handled, crate::queue::JobError> {
         let owner = job.tenant_id.map_or(0, |t| t.0.as_u128());
         crate::engine::scope::within(crate::engine::scope::pipeline(owner), self.0.handle(job))
             .await
@@ -526,6 +535,15 @@ fn install_pipeline(state: &AppState, settings: &Settings, embedder: Arc<dyn Emb
         .understand
         .get_or_init(|| understand_stage(settings, embedder.clone()))
         .clone();
+    // Tenants' own classifiers come back once the shared ones are trained;
+    // until then their messages are read with the shared ones.
+    let learning = state.learning.clone();
+    let training = understand.clone();
+    tokio::spawn(async move {
+        if training.trained().await.is_ok() {
+            learning.restore().await;
+        }
+    });
     install_handler(
         state,
         Arc::new(TenantScoped(reply_pipeline(
@@ -594,7 +612,7 @@ async fn await_models(state: AppState, settings: Settings, cancel: CancellationT
         if let (Some(understand), true) = (state.understand.get(), poll > 0) {
             understand.watch(Duration::from_secs(poll), cancel.clone());
         }
-        tokio::spawn(warm_kb_indexes(state.store.clone(), state.kb.clone()));
+        tokio::spawn(warm_kb_indexes(state.clone()));
         return;
     }
 }
@@ -619,6 +637,7 @@ fn reply_pipeline(
         policy: settings.policy.clone(),
         config: PipelineConfig::from(&settings.pipeline),
     })
+    .with_draft_lane(settings.queue.draft_workers > 0)
 }
 
 /// The understand stage over the configured exemplar folders; its training
@@ -708,20 +727,63 @@ async fn seed_demo_kb(store: &dyn Store, kb: &KbService, demo_dir: &str) {
 /// Brings every tenant's knowledge-base index up to date in the background
 /// after a start, so a missing, stale or half-built index (a crash) is
 /// rebuilt before the first search needs it.
-async fn warm_kb_indexes(store: Arc<dyn Store>, kb: Arc<KbService>) {
+async fn warm_kb_indexes(state: AppState) {
+    let (store, kb) = (state.store.clone(), state.kb.clone());
+    // Indexes built before the embedding model arrives lack vectors and
+    // are built again then; readiness waits for the ones that serve.
+    let serving = state.queue.health().report().processing;
+    if serving {
+        state.readiness.knowledge_warming();
+    }
     let tenants = match store.list_tenants().await {
         Ok(tenants) => tenants,
         Err(err) => {
             tracing::warn!(error = %err, "cannot list tenants to warm kb indexes");
+            // Built on first use instead; not worth holding readiness.
+            if serving {
+                state.readiness.knowledge_warm();
+            }
             return;
         }
     };
+    let started = std::time::Instant::now();
     for tenant in tenants {
         if matches!(kb.revision(tenant.id).await, Ok(0)) {
             continue;
         }
         if let Err(err) = kb.current(tenant.id).await {
             tracing::warn!(tenant = %tenant.id, error = %err, "kb index not built");
+        }
+    }
+    if serving {
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "knowledge indexes built"
+        );
+        state.readiness.knowledge_warm();
+    }
+}
+
+/// Logs once that kedai answers messages now: the models loaded, the
+/// classifiers trained and the knowledge indexes built (what `/readyz`
+/// waits for), with the seconds it took since start.
+async fn announce_ready(state: AppState, stop: CancellationToken) {
+    let started = std::time::Instant::now();
+    loop {
+        let processing = state.queue.health().report().processing;
+        let trained = state.understand.get().is_some_and(|u| u.is_ready());
+        let indexed = state.readiness.knowledge_is_warm() == Some(true);
+        if processing && trained && indexed {
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "kedai is ready: the models are loaded, the classifiers trained and the \
+                 knowledge indexes built"
+            );
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use super::{orders, Channels};
 use crate::domain::{Action, ConversationStatus, Layer, MessageId, MessageKind};
-use crate::queue::{JobError, JobHandler};
+use crate::queue::{Handled, JobError, JobHandler};
 use crate::store::{GiveUp, Job, NewDecision, JOB_INBOUND_MESSAGE};
 
 pub struct ChannelJobs {
@@ -31,7 +31,7 @@ fn message_of(job: &Job) -> Option<MessageId> {
 
 #[async_trait]
 impl JobHandler for ChannelJobs {
-    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, job: &Job) -> Result<Handled, JobError> {
         if job.kind != JOB_INBOUND_MESSAGE {
             return self.inner.handle(job).await;
         }
@@ -70,7 +70,7 @@ impl JobHandler for ChannelJobs {
                     },
                 )
                 .await?;
-            return Ok(());
+            return Ok(Handled::Done);
         }
         self.inner.handle(job).await
     }

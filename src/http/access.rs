@@ -147,6 +147,19 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Tenant(Scope::Read),
     ),
     ("GET", "/api/v1/reports/gaps", Access::Tenant(Scope::Read)),
+    // Correcting what kedai read is part of answering conversations;
+    // rolling the tenant's classifiers back is knowledge management.
+    (
+        "POST",
+        "/api/v1/learning/corrections",
+        Access::Tenant(Scope::Reply),
+    ),
+    ("GET", "/api/v1/learning/heads", Access::Tenant(Scope::Read)),
+    (
+        "POST",
+        "/api/v1/learning/heads/rollback",
+        Access::Tenant(Scope::Kb),
+    ),
     // Tagging is part of answering conversations.
     (
         "PUT",

@@ -47,13 +47,42 @@ pub enum ModelReadiness {
 pub struct Readiness {
     models: RwLock<ModelReadiness>,
     job_counts: tokio::sync::Mutex<Option<(Instant, JobCounts)>>,
+    /// The knowledge indexes built since start: [`KNOWLEDGE_UNTRACKED`],
+    /// [`KNOWLEDGE_WARMING`] or [`KNOWLEDGE_WARM`].
+    knowledge: std::sync::atomic::AtomicU8,
 }
+
+const KNOWLEDGE_UNTRACKED: u8 = 0;
+const KNOWLEDGE_WARMING: u8 = 1;
+const KNOWLEDGE_WARM: u8 = 2;
 
 impl Readiness {
     pub fn new(models: ModelReadiness) -> Readiness {
         Readiness {
             models: RwLock::new(models),
             job_counts: tokio::sync::Mutex::new(None),
+            knowledge: std::sync::atomic::AtomicU8::new(KNOWLEDGE_UNTRACKED),
+        }
+    }
+
+    /// Every tenant's knowledge index is being built (at start, or once
+    /// the models arrive): not ready until [`Readiness::knowledge_warm`].
+    pub fn knowledge_warming(&self) {
+        self.knowledge
+            .store(KNOWLEDGE_WARMING, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn knowledge_warm(&self) {
+        self.knowledge
+            .store(KNOWLEDGE_WARM, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the knowledge indexes are built: `None` while nobody builds
+    /// them (no reply pipeline).
+    pub fn knowledge_is_warm(&self) -> Option<bool> {
+        match self.knowledge.load(std::sync::atomic::Ordering::SeqCst) {
+            KNOWLEDGE_UNTRACKED => None,
+            state => Some(state == KNOWLEDGE_WARM),
         }
     }
 
@@ -111,11 +140,16 @@ pub struct ReadinessReport {
     pub store: Option<CheckReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<CheckReport>,
-    /// The reply pipeline's classifiers: `trained`, `training` (messages
-    /// wait for it; still ready) or `{"failed": why}` (not ready: every
-    /// message would go to a human). Absent without a reply pipeline.
+    /// The reply pipeline's classifiers: `trained`, `training` (not ready
+    /// yet: messages wait for it, and are answered within seconds once
+    /// ready) or `{"failed": why}` (not ready: every message would go to a
+    /// human). Absent without a reply pipeline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub understand: Option<CheckReport>,
+    /// Every tenant's knowledge index: `building` (not ready yet) or
+    /// `built`. Absent without a reply pipeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<CheckReport>,
     /// Jobs over every tenant; operator only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueReport>,
@@ -154,7 +188,8 @@ pub struct CheckReport {
 }
 
 /// Readiness: the store answers, the configured models are present and
-/// loaded, and the reply pipeline's classifiers have not failed to train.
+/// loaded, the reply pipeline's classifiers are trained and every tenant's
+/// knowledge index is built, so a message is answered at once.
 /// Anyone learns whether; an operator token learns why.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
@@ -176,8 +211,13 @@ pub async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoR
         .get()
         .map(|stage| understand_check(stage.state(), viewer));
     let understand_ok = understand.as_ref().is_none_or(|u| u.ok);
+    let knowledge = state.readiness.knowledge_is_warm().map(|warm| CheckReport {
+        ok: warm,
+        detail: serde_json::json!(if warm { "built" } else { "building" }),
+    });
+    let knowledge_ok = knowledge.as_ref().is_none_or(|k| k.ok);
     let workers = state.queue.health().report();
-    let ready = store_ok && models.ok && understand_ok && workers.all_running();
+    let ready = store_ok && models.ok && understand_ok && knowledge_ok && workers.all_running();
     let workers = WorkersCheck {
         configured: workers.configured,
         running: workers.running,
@@ -195,6 +235,7 @@ pub async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoR
             store: None,
             models: None,
             understand: None,
+            knowledge: None,
             queue: None,
             workers: None,
         },
@@ -206,6 +247,7 @@ pub async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoR
             }),
             models: Some(models),
             understand,
+            knowledge,
             queue: match (viewer, counts) {
                 (Viewer::Operator, Ok(counts)) => Some(QueueReport {
                     queued: counts.queued,
@@ -260,7 +302,9 @@ fn model_states(engine: &Engine, ok: bool) -> serde_json::Value {
 fn understand_check(state: UnderstandState, viewer: Viewer) -> CheckReport {
     let (ok, detail) = match state {
         UnderstandState::Trained => (true, serde_json::json!("trained")),
-        UnderstandState::Training => (true, serde_json::json!("training")),
+        // The first training: messages wait for it, so the server is not
+        // ready to answer them yet.
+        UnderstandState::Training => (false, serde_json::json!("training")),
         UnderstandState::Failed(why) => match viewer {
             Viewer::Operator => (false, serde_json::json!({ "failed": why })),
             Viewer::TenantAdmin | Viewer::Anonymous => (false, serde_json::json!("failed")),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod kb;
+pub mod learning;
 pub mod openai;
 pub mod orders;
 pub mod quota;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub access: Arc<access::AccessState>,
     /// Marketplace and widget channels (webhooks, widget, outbox).
     pub channels: Arc<crate::channels::Channels>,
+    /// The learning loop: corrections, measured retraining, rollback.
+    pub learning: Arc<crate::learning::Learning>,
 }
 
 #[derive(OpenApi)]
@@ -106,6 +109,7 @@ pub struct AppState {
         (name = "understand", description = "The intent and sentiment classifiers and their exemplars"),
         (name = "channels", description = "Marketplace webhooks (authenticated by the platforms' signatures), the web-chat widget (by per-visitor session secrets) and response deadlines"),
         (name = "shops", description = "Each shop's own policy"),
+        (name = "learning", description = "Intent corrections learned per tenant, measured before they go live, and rolled back in one action"),
         (name = "reports", description = "Reports over conversations (JSON and CSV), the resolution figure with its rule and SQL, and conversation tags"),
     )
 )]
@@ -229,6 +233,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openai::embeddings))
         .routes(routes!(openai::chat_completions))
         .routes(routes!(understand::reload))
+        .routes(routes!(learning::correct))
+        .routes(routes!(learning::heads))
+        .routes(routes!(learning::rollback))
         .routes(routes!(reports::summary))
         .routes(routes!(reports::conversations))
         .routes(routes!(reports::resolution))

@@ -791,6 +791,20 @@ pub async fn post_reply(
         .store
         .add_reply(tenant.id, id, &reply, &tenant.actor())
         .await?;
+    if !repeated && reply.direction == Direction::Outbound && reply.author == Author::Agent {
+        // An agent's edit of a machine translation becomes the approved one.
+        let learned = crate::learning::translations::approve_edited_translation(
+            state.store.as_ref(),
+            tenant.id,
+            id,
+            reply.text.as_str(),
+            &tenant.actor(),
+        )
+        .await;
+        if let Err(err) = learned {
+            tracing::warn!(error = %err, "an edited translation was not recorded");
+        }
+    }
     let status = if repeated {
         StatusCode::OK
     } else {

@@ -18,7 +18,7 @@ use super::guard::{self, GuardContext, Violation};
 use super::policy::AnswerEvidence;
 use super::ports::{KnowledgeHit, StageError, Understood, Written};
 use super::prompt::{self, DraftRequest, Source, Turn};
-use super::run::Pipeline;
+use super::run::{Generation, Pipeline, DRAFT_LANE};
 use super::templates;
 use super::trace::{AnswerRecord, Provenance};
 use super::verify::{self, Verification};
@@ -100,6 +100,9 @@ pub struct AnswerInput<'a> {
     /// The message asks several questions: no single template or FAQ
     /// answer covers it.
     pub several_questions: bool,
+    /// Whether the chat model may write here, or the run stops for the
+    /// draft lane.
+    pub generation: Generation,
 }
 
 pub fn same_language(a: &str, b: &str) -> bool {
@@ -227,6 +230,19 @@ impl Pipeline {
         self.written_if_wanted(input, models).await
     }
 
+    /// Stops the run for the draft lane when the chat model may not write
+    /// here.
+    fn may_generate(&self, input: &AnswerInput<'_>) -> Result<(), StageError> {
+        match input.generation {
+            Generation::Inline => Ok(()),
+            Generation::Defer => Err(StageError {
+                stage: DRAFT_LANE,
+                message: "the answer needs the chat model: the draft lane writes it".into(),
+                retryable: true,
+            }),
+        }
+    }
+
     /// A draft when the policy would use one and the knowledge grounds it.
     async fn written_if_wanted(
         &self,
@@ -240,6 +256,7 @@ impl Pipeline {
             .is_some_and(|s| s >= self.config.draft_min_similarity);
         if input.wants_text && grounded {
             if let Some(writer) = &self.writer {
+                self.may_generate(input)?;
                 models.push(writer.model_id());
             }
             return self.drafted(input).await;
@@ -374,6 +391,9 @@ impl Pipeline {
                 hit.id
             ));
             return Ok(None);
+        }
+        if self.writer.is_some() {
+            self.may_generate(input)?;
         }
         let Some(written) = self.translate(&source, input.lang, false).await else {
             notes.push(format!(

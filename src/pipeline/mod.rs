@@ -40,4 +40,4 @@ pub mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use run::{Pipeline, PipelineConfig, PipelineParts};
+pub use run::{Generation, Pipeline, PipelineConfig, PipelineParts};

@@ -19,6 +19,14 @@ pub struct StageError {
     pub retryable: bool,
 }
 
+impl StageError {
+    /// The run stopped because its answer needs the chat model and the
+    /// queue's draft lane writes it (see `Generation::Defer`).
+    pub fn is_deferred(&self) -> bool {
+        self.stage == super::run::DRAFT_LANE
+    }
+}
+
 /// What the understand stage found in one buyer message.
 #[derive(Debug, Clone, Serialize)]
 pub struct Understood {
@@ -51,6 +59,18 @@ pub trait Understand: Send + Sync {
     /// `history`: the buyer's earlier messages in this conversation, oldest
     /// first.
     async fn understand(&self, text: &str, history: &[String]) -> Result<Understood, StageError>;
+
+    /// As [`Understand::understand`] for a message of `tenant`, with the
+    /// heads that tenant learned when it has some of its own.
+    async fn understand_for(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        history: &[String],
+    ) -> Result<Understood, StageError> {
+        let _ = tenant;
+        self.understand(text, history).await
+    }
 }
 
 /// One knowledge-base hit.

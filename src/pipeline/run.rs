@@ -35,9 +35,10 @@ use crate::domain::{
     Author, ConversationStatus, Direction, Layer, MessageId, MessageText, NewReply, TenantId,
 };
 use crate::kb::Embedder;
-use crate::queue::{JobError, JobHandler};
+use crate::queue::{Handled, JobError, JobHandler};
 use crate::store::{
-    GiveUp, Job, NewDecision, Order, Store, StoreError, JOB_ENRICH_DECISION, JOB_INBOUND_MESSAGE,
+    GiveUp, Job, JobLane, NewDecision, Order, Store, StoreError, JOB_ENRICH_DECISION,
+    JOB_INBOUND_MESSAGE,
 };
 use crate::understand::lang::LanguageDetector;
 
@@ -108,7 +109,23 @@ pub struct Pipeline {
     pub(super) detector: LanguageDetector,
     pub(super) policy: PolicySettings,
     pub(super) config: PipelineConfig,
+    /// Whether a queued message whose answer needs the chat model is
+    /// handed to the queue's draft lane instead of written in place.
+    draft_lane: bool,
 }
+
+/// Whether a run may use the chat model for the answer, or must stop and
+/// say so ([`StageError::is_deferred`]) because the queue's draft lane
+/// writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    Inline,
+    Defer,
+}
+
+/// The stage of the error that stops a run whose answer needs the chat
+/// model under [`Generation::Defer`].
+pub(super) const DRAFT_LANE: &str = "draft_lane";
 
 pub(super) fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0
@@ -155,7 +172,16 @@ impl Pipeline {
             detector: LanguageDetector::default(),
             policy: parts.policy,
             config: parts.config,
+            draft_lane: false,
         }
+    }
+
+    /// Queued messages whose answer needs the chat model go to the queue's
+    /// draft lane (its workers run them with the model) instead of holding
+    /// a fast-lane worker while the model writes.
+    pub fn with_draft_lane(mut self, on: bool) -> Pipeline {
+        self.draft_lane = on;
+        self
     }
 
     /// Runs the pipeline for one stored inbound message and stores the
@@ -167,12 +193,26 @@ impl Pipeline {
         message: MessageId,
         now: DateTime<Utc>,
     ) -> Result<serde_json::Value, StageError> {
+        self.process_with(tenant, message, now, Generation::Inline)
+            .await
+    }
+
+    /// [`Pipeline::process`], where under [`Generation::Defer`] a message
+    /// whose answer needs the chat model stops before it with the
+    /// [`DRAFT_LANE`] stage error, nothing stored.
+    pub async fn process_with(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+        now: DateTime<Utc>,
+        generation: Generation,
+    ) -> Result<serde_json::Value, StageError> {
         let started = Instant::now();
         let ctx = match Context::load(self.store.as_ref(), &self.policy, tenant, message).await? {
             Loaded::Decided(existing) => return Ok(existing.trace),
             Loaded::Fresh(ctx) => ctx,
         };
-        let mut findings = self.find(&ctx, now).await?;
+        let mut findings = self.find(&ctx, now, generation).await?;
         findings.timings.insert("load_and_find", ms(started));
         let mut ctx = ctx;
         for _ in 0..CUSTODY_RETRIES {
@@ -202,7 +242,12 @@ impl Pipeline {
 
     /// Understands the message, retrieves knowledge and builds the
     /// candidate answer.
-    async fn find(&self, ctx: &Context, now: DateTime<Utc>) -> Result<Findings, StageError> {
+    async fn find(
+        &self,
+        ctx: &Context,
+        now: DateTime<Utc>,
+        generation: Generation,
+    ) -> Result<Findings, StageError> {
         let mut timings = BTreeMap::new();
         let mut notes = Vec::new();
         if let Some(problem) = &ctx.policy_problem {
@@ -217,7 +262,10 @@ impl Pipeline {
             _ => ctx.text.clone(),
         };
         let t = Instant::now();
-        let understood = self.understand.understand(&query, &ctx.history).await?;
+        let understood = self
+            .understand
+            .understand_for(ctx.tenant, &query, &ctx.history)
+            .await?;
         timings.insert("understand", ms(t));
         let injection = prompt::injection_attempt(&ctx.text);
         let lang = ctx.reply_language(understood.language.as_deref());
@@ -298,6 +346,7 @@ impl Pipeline {
                     wants_text,
                     destination_known: destination.is_some(),
                     several_questions,
+                    generation,
                 },
                 &mut notes,
                 &mut models,
@@ -659,7 +708,7 @@ fn summary(understood: &Understood, reasons: &[Reason], order: Option<&Order>) -
 
 #[async_trait]
 impl JobHandler for Pipeline {
-    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, job: &Job) -> Result<Handled, JobError> {
         if job.kind != JOB_INBOUND_MESSAGE && job.kind != JOB_ENRICH_DECISION {
             return Err(JobError::Permanent(format!(
                 "unknown job kind {:?}",
@@ -677,18 +726,30 @@ impl JobHandler for Pipeline {
             .ok_or_else(|| JobError::Permanent("payload has no valid message_id".into()))?;
         if job.kind == JOB_ENRICH_DECISION {
             return match self.follow_up(tenant, message).await {
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(Handled::Done),
                 Err(e) if e.retryable && job.attempts < job.max_attempts => {
                     Err(JobError::Retryable(e.to_string()))
                 }
                 Err(e) => {
                     // The decision stands without its follow-up.
                     tracing::warn!(%message, error = %e, "decision follow-up abandoned");
-                    Ok(())
+                    Ok(Handled::Done)
                 }
             };
         }
-        match self.process(tenant, message, Utc::now()).await {
+        let generation = if self.draft_lane && job.lane == JobLane::Fast {
+            Generation::Defer
+        } else {
+            Generation::Inline
+        };
+        match self
+            .process_with(tenant, message, Utc::now(), generation)
+            .await
+        {
+            Err(e) if e.is_deferred() => {
+                tracing::debug!(%message, "the answer needs the chat model; to the draft lane");
+                Ok(Handled::ToLane(JobLane::Draft))
+            }
             Ok(trace) => {
                 tracing::info!(
                     %message,
@@ -697,7 +758,7 @@ impl JobHandler for Pipeline {
                     total_ms = trace["timings_ms"]["total"].as_f64().unwrap_or_default(),
                     "message decided"
                 );
-                Ok(())
+                Ok(Handled::Done)
             }
             Err(e) if e.retryable && job.attempts < job.max_attempts => {
                 Err(JobError::Retryable(e.to_string()))
@@ -707,7 +768,7 @@ impl JobHandler for Pipeline {
                 self.hand_off_after_failure(tenant, message, &e)
                     .await
                     .map_err(|store| JobError::Retryable(store.to_string()))?;
-                Ok(())
+                Ok(Handled::Done)
             }
         }
     }

@@ -20,8 +20,8 @@ use crate::inference::EmbedRole;
 use crate::kb::service::MAX_QUERY_CHARS;
 use crate::kb::{Embedder, KbError, KbQuery, KbService};
 use crate::understand::{
-    retrain, CachedEmbedder, ExemplarSources, Heads, QueryEmbedder, TrainConfig, TrainingReport,
-    UnderstandError, Understander,
+    retrain, CachedEmbedder, ExemplarSet, ExemplarSources, Heads, QueryEmbedder, TrainConfig,
+    TrainingReport, UnderstandError, Understander,
 };
 
 /// Knowledge-base search for the pipeline.
@@ -636,17 +636,78 @@ fn train(
 #[async_trait]
 impl Understand for UnderstandStage {
     async fn understand(&self, text: &str, history: &[String]) -> Result<Understood, StageError> {
+        self.understand_as(None, text, history).await
+    }
+
+    async fn understand_for(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        history: &[String],
+    ) -> Result<Understood, StageError> {
+        self.understand_as(Some(tenant), text, history).await
+    }
+}
+
+impl UnderstandStage {
+    /// The understander when it is trained, without waiting.
+    pub fn current(&self) -> Option<Arc<Understander>> {
+        self.inner.ready.get().cloned()
+    }
+
+    /// The trained understander, waiting for the first training.
+    pub async fn trained(&self) -> Result<Arc<Understander>, StageError> {
+        self.understander().await
+    }
+
+    /// What a tenant's own heads are trained from besides its learned
+    /// exemplars: the embedder with the exemplar vector cache, and the
+    /// shipped exemplars as the folders hold them now. Blocks (reads the
+    /// folders); run it off the async runtime.
+    pub fn training_parts(
+        &self,
+    ) -> Result<(CachedEmbedder<SharedQueryEmbedder>, ExemplarSet), ReloadError> {
+        let (embedder, sources) = self.inner.source.as_ref().ok_or(ReloadError::NoSources)?;
+        let io = |e: UnderstandError| ReloadError::Training(e.to_string());
+        std::fs::create_dir_all(&sources.cache_dir)
+            .map_err(|e| ReloadError::Training(format!("{}: {e}", sources.cache_dir.display())))?;
+        let cached =
+            CachedEmbedder::open(SharedQueryEmbedder(embedder.clone()), &sources.cache_dir)
+                .map_err(io)?;
+        let set = ExemplarSet::load(&sources.intents_dir, sources.sentiment_dir.as_deref())
+            .map_err(|e| ReloadError::Exemplars(sources.redact_paths(&e.to_string())))?;
+        Ok((cached, set))
+    }
+
+    /// Runs `work` while no other training of this process runs: they
+    /// share the exemplar vector cache.
+    pub fn exclusive_training<T>(work: impl FnOnce() -> T) -> T {
+        let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+        work()
+    }
+
+    async fn understand_as(
+        &self,
+        tenant: Option<TenantId>,
+        text: &str,
+        history: &[String],
+    ) -> Result<Understood, StageError> {
         let understander = self.understander().await?;
         let text = text.to_string();
         let history = history.to_vec();
         let understood = tokio::task::spawn_blocking(scope::carry(move || {
             let history: Vec<&str> = history.iter().map(String::as_str).collect();
-            let heads = understander.heads();
+            let heads = match tenant {
+                Some(tenant) => understander.heads_for(tenant),
+                None => understander.heads(),
+            };
             let mut models = vec![heads.intents.model_id().to_string()];
             models.dedup();
-            understander
-                .understand(&text, &history)
-                .map(|u| (u, models))
+            let understood = match tenant {
+                Some(tenant) => understander.understand_for(tenant, &text, &history),
+                None => understander.understand(&text, &history),
+            };
+            understood.map(|u| (u, models))
         }))
         .await
         .map_err(|e| StageError {

@@ -581,6 +581,7 @@ async fn a_failing_stage_hands_the_message_to_a_human() {
         created_at: Utc::now(),
         give_up: None,
         traceparent: None,
+        lane: Default::default(),
     };
     pipeline.handle(&job).await.unwrap();
     let conversation = f
@@ -618,6 +619,7 @@ async fn m2_giving_up_on_a_message_hands_it_to_a_human_once() {
         created_at: Utc::now(),
         give_up: None,
         traceparent: None,
+        lane: Default::default(),
     };
     let why = crate::store::GiveUp {
         cause: crate::store::GiveUpCause::LeaseExpired,
@@ -906,4 +908,86 @@ async fn a_product_question_naming_no_product_is_asked_about_once() {
             .any(|s| s["id"] == "product:TEE-1"),
         "{trace:#}"
     );
+}
+
+async fn decided(f: &Fixture, message: MessageId) -> Vec<crate::store::Decision> {
+    let conversation = f
+        .store
+        .message_conversation(f.shop.tenant_id, message)
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .decisions(f.shop.tenant_id, conversation)
+        .await
+        .unwrap()
+}
+
+fn queued_job(f: &Fixture, message: MessageId, lane: crate::store::JobLane) -> Job {
+    Job {
+        id: crate::domain::JobId::new(),
+        tenant_id: Some(f.shop.tenant_id),
+        kind: JOB_INBOUND_MESSAGE.into(),
+        payload: serde_json::json!({ "message_id": message }),
+        attempts: 1,
+        max_attempts: 5,
+        conversation_id: None,
+        created_at: Utc::now(),
+        give_up: None,
+        traceparent: None,
+        lane,
+    }
+}
+
+#[tokio::test]
+async fn with_a_draft_lane_only_answers_that_need_the_chat_model_move_there() {
+    use crate::queue::Handled;
+    use crate::store::JobLane;
+    let f = fixture().await;
+    let pipeline = f
+        .pipeline(Some(
+            "Pengiriman ke Thailand butuh 3-6 hari dari Guangzhou.",
+        ))
+        .with_draft_lane(true);
+    // An FAQ answer the chat model must translate: the fast lane hands it
+    // on without storing anything, and the draft lane writes it.
+    let translated = f.say("m-1", "budi", "berapa lama pengiriman?").await;
+    let handled = pipeline
+        .handle(&queued_job(&f, translated, JobLane::Fast))
+        .await
+        .unwrap();
+    assert_eq!(handled, Handled::ToLane(JobLane::Draft));
+    assert!(
+        decided(&f, translated).await.is_empty(),
+        "nothing stored yet"
+    );
+    let handled = pipeline
+        .handle(&queued_job(&f, translated, JobLane::Draft))
+        .await
+        .unwrap();
+    assert_eq!(handled, Handled::Done);
+    let decisions = decided(&f, translated).await;
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].trace["answer_kind"], "faq_translated");
+
+    // An answer from the order record is decided in the fast lane.
+    let order = f.say("m-2", "nadia", "where is my order?").await;
+    let handled = pipeline
+        .handle(&queued_job(&f, order, JobLane::Fast))
+        .await
+        .unwrap();
+    assert_eq!(handled, Handled::Done);
+    assert_eq!(decided(&f, order).await.len(), 1);
+
+    // Without a draft lane the fast lane writes in place.
+    let inline = f.pipeline(Some(
+        "Pengiriman ke Thailand butuh 3-6 hari dari Guangzhou.",
+    ));
+    let again = f.say("m-3", "citra", "berapa lama pengiriman?").await;
+    let handled = inline
+        .handle(&queued_job(&f, again, JobLane::Fast))
+        .await
+        .unwrap();
+    assert_eq!(handled, Handled::Done);
+    assert_eq!(decided(&f, again).await.len(), 1);
 }

@@ -14,6 +14,7 @@ pub mod copy;
 pub mod credentials;
 pub mod desk;
 pub mod kb;
+pub mod learning;
 pub mod open;
 pub mod operators;
 pub mod outbox;
@@ -45,6 +46,7 @@ pub use channels::{
 };
 pub use desk::DeskStore;
 pub use kb::{KbApplied, KbChange, KbDocument, KbKind, KbRecord, KbSnapshot, KbStore, KbVersion};
+pub use learning::LearningStore;
 pub use open::OpenedStore;
 pub use operators::{NewOperatorToken, OperatorStore, OperatorTokenInfo};
 pub use outbox::{
@@ -477,6 +479,39 @@ pub struct Job {
     /// The W3C trace context of the span that queued the job, which its
     /// run continues (`telemetry::continue_trace`).
     pub traceparent: Option<String>,
+    /// Which workers take it.
+    pub lane: JobLane,
+}
+
+/// The workers a job waits for. Every job starts in the fast lane; a buyer
+/// message whose answer needs the chat model moves to the draft lane, so
+/// answers from records and the knowledge base never queue behind drafts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobLane {
+    #[default]
+    Fast,
+    Draft,
+}
+
+impl JobLane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobLane::Fast => "fast",
+            JobLane::Draft => "draft",
+        }
+    }
+}
+
+impl std::str::FromStr for JobLane {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<JobLane, StoreError> {
+        match s {
+            "fast" => Ok(JobLane::Fast),
+            "draft" => Ok(JobLane::Draft),
+            other => Err(StoreError::Corrupt(format!("job lane {other:?}"))),
+        }
+    }
 }
 
 /// Why the queue gives up on a job, and what happened.
@@ -533,6 +568,8 @@ pub struct LeaseRequest<'a> {
     /// Only jobs of these kinds; all kinds when `None`. Whatever the kinds,
     /// buyer messages are leased before follow-ups.
     pub kinds: Option<&'a [&'a str]>,
+    /// Only jobs in this lane; every lane when `None`.
+    pub lane: Option<JobLane>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -784,6 +821,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// Gives back every job `owner` holds, without counting the attempt.
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;
 
+    /// Gives back a job `owner` holds into `lane`, without counting the
+    /// attempt; it keeps its place in the queue and in its conversation.
+    /// False if `owner` no longer holds it.
+    async fn move_to_lane(&self, id: JobId, owner: &str, lane: JobLane)
+        -> Result<bool, StoreError>;
+
     async fn job_counts(&self) -> Result<JobCounts, StoreError>;
 
     /// Deletes jobs that finished before `before` (not dead ones, which
@@ -809,6 +852,7 @@ pub trait Store:
     + OperatorStore
     + PrivacyStore
     + ReportStore
+    + LearningStore
 {
     /// Notes of committed changes to conversations, for live pages.
     fn changes(&self) -> &dyn ChangeFeed;

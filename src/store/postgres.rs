@@ -34,6 +34,7 @@ mod desk;
 mod facts;
 mod jobs;
 mod kb;
+mod learning;
 mod notify;
 mod operators;
 mod orders;

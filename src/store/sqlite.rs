@@ -28,6 +28,7 @@ mod desk;
 mod facts;
 mod jobs;
 mod kb;
+mod learning;
 mod operators;
 mod orders;
 mod outbox;
@@ -579,6 +580,7 @@ mod tests {
             limit,
             lease: chrono::Duration::seconds(30),
             kinds,
+            lane: None,
         };
         let buyers_only = [JOB_INBOUND_MESSAGE];
         let first = store.lease_jobs(lease(1, None)).await.unwrap();
@@ -663,6 +665,7 @@ mod tests {
             limit,
             lease: chrono::Duration::seconds(30),
             kinds: None,
+            lane: None,
         };
         let jobs = store.lease_jobs(lease(2)).await.unwrap();
         assert!(store.complete_job(jobs[0].id, "w").await.unwrap());
@@ -788,6 +791,7 @@ mod tests {
             limit: 10,
             lease: chrono::Duration::milliseconds(-1),
             kinds: None,
+            lane: None,
         };
         let first = store.lease_jobs(short).await.unwrap();
         assert_eq!(first.len(), 1);
@@ -798,6 +802,7 @@ mod tests {
                 limit: 10,
                 lease: chrono::Duration::seconds(60),
                 kinds: None,
+                lane: None,
             })
             .await
             .unwrap();

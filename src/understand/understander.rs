@@ -2,8 +2,11 @@
 //! computed with one batched embedding call (the message and, when needed,
 //! the buyer's recent messages), the trained heads, the language detector
 //! and the pattern matchers. Heads can be swapped at run time, so new
-//! exemplars take effect without a restart.
+//! exemplars take effect without a restart. A tenant may have heads of its
+//! own (the shared exemplars plus what its people taught it), used only for
+//! that tenant's messages; every other tenant keeps the shared heads.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -17,6 +20,7 @@ use super::human;
 use super::lang::{LanguageDetector, LanguageGuess};
 use super::repeat::{find_repeat, RepeatConfig, RepeatMatch};
 use super::{QueryEmbedder, UnderstandError};
+use crate::domain::TenantId;
 
 /// The taxonomy's intent for an explicit request for a person.
 pub const ASK_FOR_HUMAN: &str = "ask_for_human";
@@ -184,6 +188,8 @@ impl Heads {
 pub struct Understander {
     embedder: Arc<dyn QueryEmbedder>,
     heads: RwLock<Arc<Heads>>,
+    /// Heads of tenants that have learned exemplars of their own.
+    tenant_heads: RwLock<HashMap<TenantId, Arc<Heads>>>,
     language: LanguageDetector,
     repeat: RepeatConfig,
 }
@@ -197,6 +203,7 @@ impl Understander {
         Ok(Understander {
             embedder,
             heads: RwLock::new(Arc::new(heads)),
+            tenant_heads: RwLock::new(HashMap::new()),
             language: LanguageDetector::default(),
             repeat: RepeatConfig::default(),
         })
@@ -223,10 +230,70 @@ impl Understander {
         self.embedder.as_ref()
     }
 
-    /// Understands `text`, given the buyer's previous messages in this
-    /// conversation, oldest first (used only to spot repeats).
+    /// Gives `tenant` heads of its own (`Some`), or back the shared ones
+    /// (`None`); its messages understood from now on use them.
+    pub fn set_tenant_heads(
+        &self,
+        tenant: TenantId,
+        heads: Option<Heads>,
+    ) -> Result<(), UnderstandError> {
+        let mut all = self.tenant_heads.write().unwrap_or_else(|e| e.into_inner());
+        match heads {
+            Some(heads) => {
+                check_model(self.embedder.as_ref(), &heads)?;
+                all.insert(tenant, Arc::new(heads));
+            }
+            None => {
+                all.remove(&tenant);
+            }
+        }
+        Ok(())
+    }
+
+    /// The heads `tenant`'s messages are understood with: its own when it
+    /// has some, otherwise the shared ones.
+    pub fn heads_for(&self, tenant: TenantId) -> Arc<Heads> {
+        let own = self
+            .tenant_heads
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant)
+            .cloned();
+        own.unwrap_or_else(|| self.heads())
+    }
+
+    /// Whether `tenant` has heads of its own.
+    pub fn has_tenant_heads(&self, tenant: TenantId) -> bool {
+        self.tenant_heads
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&tenant)
+    }
+
+    /// As [`Understander::understand`], with `tenant`'s heads.
+    pub fn understand_for(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        history: &[&str],
+    ) -> Result<Understanding, UnderstandError> {
+        self.understand_with(&self.heads_for(tenant), text, history)
+    }
+
+    /// Understands `text` with the shared heads, given the buyer's previous
+    /// messages in this conversation, oldest first (used only to spot
+    /// repeats).
     pub fn understand(
         &self,
+        text: &str,
+        history: &[&str],
+    ) -> Result<Understanding, UnderstandError> {
+        self.understand_with(&self.heads(), text, history)
+    }
+
+    fn understand_with(
+        &self,
+        heads: &Heads,
         text: &str,
         history: &[&str],
     ) -> Result<Understanding, UnderstandError> {
@@ -252,7 +319,6 @@ impl Understander {
                 binding_request,
             });
         }
-        let heads = self.heads();
         let start = history.len().saturating_sub(self.repeat.window);
         let earlier: Vec<(usize, &str)> = history[start..]
             .iter()

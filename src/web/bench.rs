@@ -161,6 +161,7 @@ pub async fn run(args: WebArgs, settings: &Settings, output: Output) -> anyhow::
     settings.kb.demo_orders = String::new();
     settings.server.demo = true;
     settings.queue.workers = 0;
+    settings.queue.draft_workers = 0;
     let app = Application::build(
         settings,
         BuildOptions {

@@ -163,6 +163,9 @@ struct ConversationPage {
     agents: Vec<AgentChoice>,
     approval: ApprovalPanel,
     next: Option<String>,
+    /// The intents an agent may correct a reading to; empty when the
+    /// classifiers are not trained.
+    intents: Vec<String>,
 }
 
 fn holder_label(holder: &Holder) -> String {
@@ -328,6 +331,7 @@ pub async fn render_page(
             .map(|d| trace::suggestions(&d.trace))
             .unwrap_or_default(),
         messages: message_views(&detail, &decisions, &deliveries),
+        intents: state.app.learning.known_intents(),
         buyer: BuyerCard {
             name: detail
                 .buyer
@@ -466,6 +470,25 @@ pub async fn reply(
         .store
         .add_reply(tenant, id, &reply, &viewer.user.actor())
         .await?;
+    // Sent as typed (not through the preview's translation): an edited
+    // machine translation becomes the approved one.
+    if form
+        .translated
+        .as_deref()
+        .is_none_or(|t| t.trim().is_empty())
+    {
+        let learned = crate::learning::translations::approve_edited_translation(
+            state.app.store.as_ref(),
+            tenant,
+            id,
+            reply.text.as_str(),
+            &viewer.user.actor(),
+        )
+        .await;
+        if let Err(err) = learned {
+            tracing::warn!(error = %err, "an edited translation was not recorded");
+        }
+    }
     // Whoever answers a conversation nobody holds now holds it.
     if unclaimed {
         let me = viewer.user.id.to_string();

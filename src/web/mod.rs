@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod inbox;
 pub mod kb;
+pub mod learning;
 pub mod login;
 pub mod policy;
 pub mod session;
@@ -128,6 +129,9 @@ pub fn router(state: WebState) -> Router {
         .route("/app/c/{id}/holder", post(conversation::holder))
         .route("/app/c/{id}/status", post(conversation::status))
         .route("/app/c/{id}/approval", post(approvals::decide))
+        .route("/app/c/{id}/intent", post(learning::correct))
+        .route("/app/learning", get(learning::page))
+        .route("/app/learning/rollback", post(learning::rollback))
         .route("/app/approvals", get(approvals::page))
         .route("/app/kb", get(kb::page))
         .route("/app/kb/new", get(kb::new_entry))

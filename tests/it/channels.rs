@@ -28,8 +28,11 @@ struct NoPipeline;
 
 #[async_trait::async_trait]
 impl kedai::queue::JobHandler for NoPipeline {
-    async fn handle(&self, _: &kedai::store::Job) -> Result<(), kedai::queue::JobError> {
-        Ok(())
+    async fn handle(
+        &self,
+        _: &kedai::store::Job,
+    ) -> Result<kedai::queue::Handled, kedai::queue::JobError> {
+        Ok(kedai::queue::Handled::Done)
     }
 
     async fn give_up(

@@ -19,6 +19,7 @@ async fn a_restart_keeps_every_acknowledged_message_and_pending_job() {
     let dir = TempDir::new().unwrap();
     let mut spawn = Spawn::new(dir.path());
     spawn.settings.queue.workers = 0;
+    spawn.settings.queue.draft_workers = 0;
     let app = spawn.start().await;
     let mut acks = Vec::new();
     for i in 0..20 {
@@ -37,6 +38,7 @@ async fn a_restart_keeps_every_acknowledged_message_and_pending_job() {
 
     let mut spawn = Spawn::new(dir.path());
     spawn.settings.queue.workers = 0;
+    spawn.settings.queue.draft_workers = 0;
     let app = spawn.start().await;
     assert_eq!(app.store.job_counts().await.unwrap().queued, 20);
     for ack in &acks {

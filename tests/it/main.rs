@@ -13,6 +13,7 @@ mod embeddings;
 mod fairness;
 mod helpers;
 mod kb;
+mod learning;
 mod models;
 mod openai;
 mod openapi;

@@ -186,8 +186,17 @@ async fn models_are_listed_ready_and_readyz_reports_each() {
         .iter()
         .all(|m| m["state"] == "ready"));
 
+    // Ready once the classifiers are trained and the knowledge indexes
+    // built (seconds with the exemplar vectors cached).
+    let app_ref = &app;
+    crate::helpers::eventually(Duration::from_secs(300), "ready", || async move {
+        app_ref.get("/readyz").await.status() == 200
+    })
+    .await;
     let ready: Value = app.get_as_operator("/readyz").await.json().await.unwrap();
     assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["understand"]["detail"], "trained", "{ready}");
+    assert_eq!(ready["knowledge"]["detail"], "built", "{ready}");
     let runtime = &ready["models"]["detail"]["runtime"];
     assert_eq!(runtime[E5]["state"], "ready", "{ready}");
     assert_eq!(runtime[SMOL]["state"], "ready", "{ready}");

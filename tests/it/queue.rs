@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kedai::http::ModelReadiness;
-use kedai::queue::{JobError, JobHandler};
+use kedai::queue::{Handled, JobError, JobHandler};
 use kedai::store::{GiveUp, GiveUpCause, Job, JobCounts, Store};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -60,14 +60,14 @@ impl Flaky {
 
 #[async_trait]
 impl JobHandler for Flaky {
-    async fn handle(&self, _job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, _job: &Job) -> Result<Handled, JobError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let left = self.failures_left.load(Ordering::SeqCst);
         if left > 0 {
             self.failures_left.store(left - 1, Ordering::SeqCst);
             return Err(JobError::Retryable("model busy".into()));
         }
-        Ok(())
+        Ok(Handled::Done)
     }
 
     async fn give_up(&self, _job: &Job, why: &GiveUp) -> Result<(), JobError> {
@@ -119,7 +119,7 @@ struct Stuck {
 
 #[async_trait]
 impl JobHandler for Stuck {
-    async fn handle(&self, _job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, _job: &Job) -> Result<Handled, JobError> {
         std::future::pending().await
     }
 
@@ -183,10 +183,10 @@ struct Slow {
 
 #[async_trait]
 impl JobHandler for Slow {
-    async fn handle(&self, _job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, _job: &Job) -> Result<Handled, JobError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(5)).await;
-        Ok(())
+        Ok(Handled::Done)
     }
 
     async fn give_up(&self, _job: &Job, _why: &GiveUp) -> Result<(), JobError> {
@@ -216,7 +216,7 @@ struct Robbed {
 
 #[async_trait]
 impl JobHandler for Robbed {
-    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, job: &Job) -> Result<Handled, JobError> {
         let dir = self.database.parent().unwrap();
         match crate::helpers::postgres_for(dir) {
             Some(url) => {
@@ -241,7 +241,7 @@ impl JobHandler for Robbed {
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
         self.finished.store(true, Ordering::SeqCst);
-        Ok(())
+        Ok(Handled::Done)
     }
 
     async fn give_up(&self, _job: &Job, _why: &GiveUp) -> Result<(), JobError> {
@@ -304,11 +304,11 @@ struct PanicsOnce {
 
 #[async_trait]
 impl JobHandler for PanicsOnce {
-    async fn handle(&self, _job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, _job: &Job) -> Result<Handled, JobError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
             panic!("poison message");
         }
-        Ok(())
+        Ok(Handled::Done)
     }
 
     async fn give_up(&self, _job: &Job, _why: &GiveUp) -> Result<(), JobError> {
@@ -322,6 +322,7 @@ async fn l3_a_panicking_handler_fails_its_job_and_the_worker_lives_on() {
     let handler = Arc::new(PanicsOnce::default());
     let mut spawn = spawn_with(&dir, handler.clone());
     spawn.settings.queue.workers = 1;
+    spawn.settings.queue.draft_workers = 0;
     let app = spawn.start().await;
     app.ingest(&message("demo-web", "m-1", "b", "hi")).await;
     wait_for_counts(&app, "the job retried after the panic", |c| c.done == 1).await;
@@ -356,7 +357,7 @@ struct Recorder {
 
 #[async_trait]
 impl JobHandler for Recorder {
-    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, job: &Job) -> Result<Handled, JobError> {
         let conversation = job.conversation_id.unwrap().to_string();
         {
             let mut running = self.running.lock().unwrap();
@@ -390,7 +391,7 @@ impl JobHandler for Recorder {
             .unwrap()
             .push((detail.buyer.platform_buyer_id.clone(), text));
         *self.running.lock().unwrap().get_mut(&conversation).unwrap() -= 1;
-        Ok(())
+        Ok(Handled::Done)
     }
 
     async fn give_up(&self, _job: &Job, _why: &GiveUp) -> Result<(), JobError> {
@@ -541,4 +542,87 @@ async fn m4_a_message_that_waited_too_long_goes_to_a_human_not_a_late_answer() {
     assert_eq!(decisions[0]["action"], "handoff");
     let error = decisions[0]["trace"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("too_old"), "{error}");
+}
+
+/// Sends the first message it sees to the draft lane, where it waits
+/// until released, as a draft waits for the chat model; everything else is
+/// done at once.
+#[derive(Default)]
+struct Laned {
+    release: AtomicBool,
+    moved: AtomicBool,
+    drafted: AtomicU32,
+    fast: AtomicU32,
+}
+
+#[async_trait]
+impl JobHandler for Laned {
+    async fn handle(&self, job: &Job) -> Result<Handled, JobError> {
+        let wants_draft =
+            job.lane == kedai::store::JobLane::Fast && !self.moved.swap(true, Ordering::SeqCst);
+        match job.lane {
+            kedai::store::JobLane::Fast if wants_draft => {
+                Ok(Handled::ToLane(kedai::store::JobLane::Draft))
+            }
+            kedai::store::JobLane::Fast => {
+                self.fast.fetch_add(1, Ordering::SeqCst);
+                Ok(Handled::Done)
+            }
+            kedai::store::JobLane::Draft => {
+                while !self.release.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                self.drafted.fetch_add(1, Ordering::SeqCst);
+                Ok(Handled::Done)
+            }
+        }
+    }
+
+    async fn give_up(&self, _job: &Job, _why: &GiveUp) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn messages_answered_without_the_chat_model_do_not_wait_behind_drafts() {
+    let dir = TempDir::new().unwrap();
+    let handler = Arc::new(Laned::default());
+    let mut spawn = spawn_with(&dir, handler.clone());
+    spawn.settings.queue.workers = 1;
+    spawn.settings.queue.draft_workers = 1;
+    let app = spawn.start().await;
+    // The first message goes to the draft lane and holds its one worker;
+    // the one fast worker goes on with the others.
+    app.ingest(&message("demo-web", "d-1", "slow", "draft"))
+        .await;
+    eventually(Duration::from_secs(20), "the first job moved", || async {
+        app.store.job_counts().await.unwrap().leased == 1
+            && handler.fast.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    for i in 0..5 {
+        app.ingest(&message(
+            "demo-web",
+            &format!("f-{i}"),
+            &format!("b{i}"),
+            "hi",
+        ))
+        .await;
+    }
+    wait_for_counts(&app, "the fast lane's five done", |c| c.done == 5).await;
+    assert_eq!(
+        handler.drafted.load(Ordering::SeqCst),
+        0,
+        "the draft still waits"
+    );
+    let report = app
+        .get_as_operator("/readyz")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(report["workers"]["configured"], 2, "{report}");
+    handler.release.store(true, Ordering::SeqCst);
+    wait_for_counts(&app, "the draft done", |c| c.done == 6 && c.leased == 0).await;
+    assert_eq!(handler.drafted.load(Ordering::SeqCst), 1);
 }

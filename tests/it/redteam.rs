@@ -25,7 +25,7 @@ use kedai::pipeline::ports::{
 };
 use kedai::pipeline::run::PipelineParts;
 use kedai::pipeline::{Pipeline, PipelineConfig};
-use kedai::queue::{JobError, JobHandler};
+use kedai::queue::{Handled, JobError, JobHandler};
 use kedai::store::{GiveUp, Job};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -69,7 +69,7 @@ struct Deferred(OnceLock<Arc<Pipeline>>);
 
 #[async_trait]
 impl JobHandler for Deferred {
-    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+    async fn handle(&self, job: &Job) -> Result<Handled, JobError> {
         match self.0.get() {
             Some(pipeline) => pipeline.handle(job).await,
             None => Err(JobError::Retryable("the pipeline is not ready yet".into())),

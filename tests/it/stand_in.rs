@@ -50,6 +50,10 @@ async fn stand_in_models_run_the_whole_pipeline_and_say_what_they_are() {
         .unwrap();
     assert_eq!(report["models"]["detail"]["stand_in"], true, "{report}");
     assert_eq!(report["models"]["detail"]["chat"]["source"], "stand-in");
+    // Ready means a message is answered at once: the classifiers are
+    // trained and the knowledge indexes built before.
+    assert_eq!(report["understand"]["detail"], "trained", "{report}");
+    assert_eq!(report["knowledge"]["detail"], "built", "{report}");
 
     let chat: Value = app
         .client

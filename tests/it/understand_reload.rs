@@ -229,9 +229,11 @@ async fn readiness_reports_classifiers_that_failed_to_train() {
     let app = &app;
 
     eventually(Duration::from_secs(60), "training to fail", || async move {
-        app.get("/readyz").await.status() == 503
+        let report: Value = app.get_as_operator("/readyz").await.json().await.unwrap();
+        report["understand"]["detail"]["failed"].is_string()
     })
     .await;
+    assert_eq!(app.get("/readyz").await.status(), 503);
     let report: Value = app.get_as_operator("/readyz").await.json().await.unwrap();
     assert_eq!(report["ready"], false, "{report:#}");
     assert_eq!(report["store"]["ok"], true);

@@ -85,6 +85,7 @@ async fn next_due(
     tx: &mut Transaction<'static, Postgres>,
     at: DateTime<Utc>,
     kinds: Option<&str>,
+    lane: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
     for (kind, due) in SEARCHES {
         let sql = pg(&due_search(kind, due));
@@ -92,6 +93,7 @@ async fn next_due(
             .bind(JOB_INBOUND_MESSAGE)
             .bind(ts(at))
             .bind(kinds)
+            .bind(lane)
             .fetch_optional(&mut **tx)
             .await?;
         if id.is_some() {
@@ -110,6 +112,7 @@ async fn any_due(
     reader: &PgPool,
     at: DateTime<Utc>,
     kinds: Option<&str>,
+    lane: Option<&str>,
 ) -> Result<bool, StoreError> {
     for (kind, due) in SEARCHES {
         let sql = pg(&due_search(kind, due));
@@ -117,6 +120,7 @@ async fn any_due(
             .bind(JOB_INBOUND_MESSAGE)
             .bind(ts(at))
             .bind(kinds)
+            .bind(lane)
             .fetch_optional(reader)
             .await?;
         if id.is_some() {
@@ -140,6 +144,7 @@ fn due_search(kind: &str, due: &str) -> String {
                         AND e.state IN ('queued', 'leased') AND e.id != j.id \
                         AND (e.order_at < j.order_at \
                              OR (e.order_at = j.order_at AND e.order_seq < j.order_seq)))) \
+               AND (CAST(?4 AS TEXT) IS NULL OR j.lane = ?4) \
              ORDER BY j.run_at LIMIT 1"
     )
 }
@@ -161,6 +166,7 @@ struct JobRow {
     give_up: Option<String>,
     last_error: Option<String>,
     traceparent: Option<String>,
+    lane: String,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -196,6 +202,7 @@ impl TryFrom<JobRow> for Job {
             created_at: parse_ts(&row.created_at)?,
             give_up,
             traceparent: row.traceparent,
+            lane: row.lane.parse()?,
         })
     }
 }
@@ -209,7 +216,8 @@ impl JobStore for PostgresStore {
         let kinds = request
             .kinds
             .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
-        if !any_due(&self.reader, at, kinds.as_deref()).await? {
+        let lane = request.lane.map(JobLane::as_str);
+        if !any_due(&self.reader, at, kinds.as_deref(), lane).await? {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
@@ -217,7 +225,7 @@ impl JobStore for PostgresStore {
         // One job per statement: each sees the leases taken before it in
         // this transaction, so two jobs of one conversation are never taken.
         while leased.len() < request.limit as usize {
-            let Some(id) = next_due(&mut tx, at, kinds.as_deref()).await? else {
+            let Some(id) = next_due(&mut tx, at, kinds.as_deref(), lane).await? else {
                 break;
             };
             // A lease that ends before `at` (only ever asked for by tests)
@@ -233,7 +241,7 @@ impl JobStore for PostgresStore {
                                      AND attempts >= max_attempts THEN ? ELSE last_error END \
                  WHERE id = ? \
                  RETURNING id, tenant_id, kind, payload, attempts, max_attempts, conversation_id, \
-                   created_at, give_up, last_error, traceparent"),
+                   created_at, give_up, last_error, lane, traceparent"),
             )
             .bind(request.owner)
             .bind(ts(later(at, request.lease)))
@@ -331,6 +339,29 @@ impl JobStore for PostgresStore {
         .rows_affected();
         tx.commit().await?;
         Ok(released)
+    }
+
+    async fn move_to_lane(
+        &self,
+        id: JobId,
+        owner: &str,
+        lane: JobLane,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(&pg(
+            "UPDATE jobs SET state = 'queued', lane = ?, lease_owner = NULL, lease_until = NULL, \
+             attempts = GREATEST(attempts - 1, 0), updated_at = ? \
+             WHERE id = ? AND state = 'leased' AND lease_owner = ?",
+        ))
+        .bind(lane.as_str())
+        .bind(ts(now()))
+        .bind(id.to_string())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved == 1)
     }
 
     async fn prune_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

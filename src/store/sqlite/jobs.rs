@@ -80,12 +80,14 @@ async fn next_due(
     tx: &mut Transaction<'static, Sqlite>,
     at: DateTime<Utc>,
     kinds: Option<&str>,
+    lane: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
     for (kind, due) in SEARCHES {
         let id: Option<String> = sqlx::query_scalar(&due_search(kind, due))
             .bind(JOB_INBOUND_MESSAGE)
             .bind(ts(at))
             .bind(kinds)
+            .bind(lane)
             .fetch_optional(&mut **tx)
             .await?;
         if id.is_some() {
@@ -104,12 +106,14 @@ async fn any_due(
     reader: &SqlitePool,
     at: DateTime<Utc>,
     kinds: Option<&str>,
+    lane: Option<&str>,
 ) -> Result<bool, StoreError> {
     for (kind, due) in SEARCHES {
         let id: Option<String> = sqlx::query_scalar(&due_search(kind, due))
             .bind(JOB_INBOUND_MESSAGE)
             .bind(ts(at))
             .bind(kinds)
+            .bind(lane)
             .fetch_optional(reader)
             .await?;
         if id.is_some() {
@@ -133,6 +137,7 @@ fn due_search(kind: &str, due: &str) -> String {
                         AND e.state IN ('queued', 'leased') AND e.id != j.id \
                         AND (e.order_at < j.order_at \
                              OR (e.order_at = j.order_at AND e.order_seq < j.order_seq)))) \
+               AND (CAST(?4 AS TEXT) IS NULL OR j.lane = ?4) \
              ORDER BY j.run_at LIMIT 1"
     )
 }
@@ -154,6 +159,7 @@ struct JobRow {
     give_up: Option<String>,
     last_error: Option<String>,
     traceparent: Option<String>,
+    lane: String,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -189,6 +195,7 @@ impl TryFrom<JobRow> for Job {
             created_at: parse_ts(&row.created_at)?,
             give_up,
             traceparent: row.traceparent,
+            lane: row.lane.parse()?,
         })
     }
 }
@@ -202,7 +209,8 @@ impl JobStore for SqliteStore {
         let kinds = request
             .kinds
             .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
-        if !any_due(&self.reader, at, kinds.as_deref()).await? {
+        let lane = request.lane.map(JobLane::as_str);
+        if !any_due(&self.reader, at, kinds.as_deref(), lane).await? {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
@@ -210,7 +218,7 @@ impl JobStore for SqliteStore {
         // One job per statement: each sees the leases taken before it in
         // this transaction, so two jobs of one conversation are never taken.
         while leased.len() < request.limit as usize {
-            let Some(id) = next_due(&mut tx, at, kinds.as_deref()).await? else {
+            let Some(id) = next_due(&mut tx, at, kinds.as_deref(), lane).await? else {
                 break;
             };
             // A lease that ends before `at` (only ever asked for by tests)
@@ -227,7 +235,7 @@ impl JobStore for SqliteStore {
                                      AND attempts >= max_attempts THEN ? ELSE last_error END \
                  WHERE id = ? \
                  RETURNING id, tenant_id, kind, payload, attempts, max_attempts, conversation_id, \
-                   created_at, give_up, last_error, traceparent",
+                   created_at, give_up, last_error, lane, traceparent",
             )
             .bind(request.owner)
             .bind(ts(later(at, request.lease)))
@@ -330,6 +338,29 @@ impl JobStore for SqliteStore {
         Ok(released)
     }
 
+    async fn move_to_lane(
+        &self,
+        id: JobId,
+        owner: &str,
+        lane: JobLane,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(
+            "UPDATE jobs SET state = 'queued', lane = ?, lease_owner = NULL, lease_until = NULL, \
+             attempts = MAX(attempts - 1, 0), updated_at = ? \
+             WHERE id = ? AND state = 'leased' AND lease_owner = ?",
+        )
+        .bind(lane.as_str())
+        .bind(ts(now()))
+        .bind(id.to_string())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved == 1)
+    }
+
     async fn prune_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let pruned = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < ?")
@@ -371,6 +402,7 @@ mod tests {
             limit,
             lease: chrono::Duration::seconds(30),
             kinds: None,
+            lane: None,
         }
     }
 
@@ -442,6 +474,63 @@ mod tests {
             store.lease_jobs(lease("w3", 10)).await.unwrap().is_empty(),
             "m-3 waits for m-1: {m3:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_moved_to_the_draft_lane_keeps_its_place_and_its_attempt() {
+        let (store, _dir) = open().await;
+        let shop = tenant_with_shop(&store, "t").await;
+        let m1 = store
+            .ingest(&shop, &sent("m-1", "ana", 3), 3)
+            .await
+            .unwrap();
+        let m2 = store
+            .ingest(&shop, &sent("m-2", "ana", 2), 3)
+            .await
+            .unwrap();
+        let m3 = store
+            .ingest(&shop, &sent("m-3", "ben", 1), 3)
+            .await
+            .unwrap();
+        let lane = |owner, lane| LeaseRequest {
+            lane: Some(lane),
+            ..lease(owner, 1)
+        };
+        let first = store.lease_jobs(lane("fast", JobLane::Fast)).await.unwrap();
+        assert_eq!(message_of(&first[0]), m1.message_id.to_string());
+        assert_eq!(first[0].lane, JobLane::Fast);
+        assert!(!store
+            .move_to_lane(first[0].id, "someone-else", JobLane::Draft)
+            .await
+            .unwrap());
+        assert!(store
+            .move_to_lane(first[0].id, "fast", JobLane::Draft)
+            .await
+            .unwrap());
+
+        // The fast lane goes on with other conversations; ana's next
+        // message waits for the one before it, in the draft lane.
+        let next = store.lease_jobs(lane("fast", JobLane::Fast)).await.unwrap();
+        assert_eq!(
+            next.iter().map(message_of).collect::<Vec<_>>(),
+            [m3.message_id.to_string()]
+        );
+        assert!(store
+            .lease_jobs(lane("fast2", JobLane::Fast))
+            .await
+            .unwrap()
+            .is_empty());
+
+        let drafted = store
+            .lease_jobs(lane("draft", JobLane::Draft))
+            .await
+            .unwrap();
+        assert_eq!(message_of(&drafted[0]), m1.message_id.to_string());
+        assert_eq!(drafted[0].lane, JobLane::Draft);
+        assert_eq!(drafted[0].attempts, 1, "the move did not count an attempt");
+        assert!(store.complete_job(drafted[0].id, "draft").await.unwrap());
+        let last = store.lease_jobs(lane("fast", JobLane::Fast)).await.unwrap();
+        assert_eq!(message_of(&last[0]), m2.message_id.to_string());
     }
 
     #[tokio::test]

@@ -1,0 +1,441 @@
+//! [`Learning`]: the loop from a person's correction to heads in use, per
+//! tenant. A correction is stored as the tenant's pending exemplar and a
+//! retraining starts in the background (one at a time per tenant); the
+//! retrained heads are measured against the tenant's confirmed history and
+//! the shipped evaluation set, stored as a version with the comparison,
+//! and swapped in for that tenant only when promoted. Rolling back
+//! re-fits the previous version (fitting is deterministic) or returns the
+//! tenant to the shared heads. Knows nothing of HTTP or pages.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::measure::{Case, CaseSource, Comparison};
+use super::train::{eval_cases, tenant_heads, train_and_measure};
+use super::LearningError;
+use crate::domain::{Author, Direction, MessageId, TenantId};
+use crate::figures::quality::edit_distance;
+use crate::pipeline::stages::UnderstandStage;
+use crate::store::desk::ConversationFacts;
+use crate::store::learning::{
+    ExemplarStatus, HeadVersion, LearnedExemplar, NewHeadVersion, NewLearnedExemplar,
+};
+use crate::store::users::ShopAccess;
+use crate::store::Store;
+use crate::understand::{Example, Heads};
+
+/// A person's correction of the intent kedai read in a buyer message.
+#[derive(Debug, Clone)]
+pub struct Correction {
+    pub message: MessageId,
+    pub intent: String,
+    /// Who corrected it, for the audit log.
+    pub actor: String,
+}
+
+/// The learning loop of every tenant; one per server.
+pub struct Learning {
+    store: Arc<dyn Store>,
+    /// The reply pipeline's understand stage, set once the embedding model
+    /// is ready.
+    stage: Arc<OnceLock<Arc<UnderstandStage>>>,
+    eval_set: Option<PathBuf>,
+    /// One retraining or rollback at a time per tenant.
+    tenants: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Learning {
+    pub fn new(
+        store: Arc<dyn Store>,
+        stage: Arc<OnceLock<Arc<UnderstandStage>>>,
+        eval_set: Option<PathBuf>,
+    ) -> Learning {
+        Learning {
+            store,
+            stage,
+            eval_set,
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn stage(&self) -> Result<Arc<UnderstandStage>, LearningError> {
+        self.stage.get().cloned().ok_or_else(|| {
+            LearningError::NotReady(
+                "learning needs the embedding model, which is not loaded".into(),
+            )
+        })
+    }
+
+    fn tenant_lock(&self, tenant: TenantId) -> Arc<tokio::sync::Mutex<()>> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(tenant)
+            .or_default()
+            .clone()
+    }
+
+    /// The intents a correction may name: the shared classifiers' labels;
+    /// empty until they are trained.
+    pub fn known_intents(&self) -> Vec<String> {
+        self.stage
+            .get()
+            .and_then(|stage| stage.current())
+            .map(|u| u.heads().intents.head().labels().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Records `correction` as the tenant's exemplar. The intent must be
+    /// one the classifiers know and differ from what kedai read; the
+    /// message must be a buyer's message of this tenant.
+    pub async fn correct(
+        &self,
+        tenant: TenantId,
+        correction: &Correction,
+    ) -> Result<LearnedExemplar, LearningError> {
+        let stage = self.stage()?;
+        let understander = stage.trained().await.map_err(|e| {
+            LearningError::NotReady(format!("the classifiers are not trained: {e}"))
+        })?;
+        let known = understander.heads().intents.head().labels().to_vec();
+        if !known.contains(&correction.intent) {
+            return Err(LearningError::Invalid(format!(
+                "`intent` must be one of {}, got {:?}",
+                known.join(", "),
+                correction.intent
+            )));
+        }
+        let not_found = || LearningError::NotFound(format!("message {}", correction.message));
+        let conversation = self
+            .store
+            .message_conversation(tenant, correction.message)
+            .await?
+            .ok_or_else(not_found)?;
+        let detail = self
+            .store
+            .conversation(tenant, conversation)
+            .await?
+            .ok_or_else(not_found)?;
+        let message = detail
+            .messages
+            .iter()
+            .find(|m| m.id == correction.message)
+            .ok_or_else(not_found)?;
+        if message.direction != Direction::Inbound || message.author != Author::Buyer {
+            return Err(LearningError::Invalid(format!(
+                "message {} is not a buyer's message; only what buyers wrote is learned from",
+                correction.message
+            )));
+        }
+        let previous = self
+            .store
+            .decision_for_message(tenant, correction.message)
+            .await?
+            .and_then(|d| d.trace.get("intent")?.as_str().map(str::to_owned));
+        if previous.as_deref() == Some(correction.intent.as_str()) {
+            return Err(LearningError::Invalid(format!(
+                "kedai already read message {} as `{}`; nothing to correct",
+                correction.message, correction.intent
+            )));
+        }
+        let exemplar = self
+            .store
+            .add_learned_exemplar(
+                tenant,
+                &NewLearnedExemplar {
+                    message_id: Some(correction.message),
+                    text: message.text.as_str().to_owned(),
+                    label: correction.intent.clone(),
+                    previous_label: previous,
+                    created_by: correction.actor.clone(),
+                },
+            )
+            .await?;
+        crate::metrics::learning_event("correction");
+        Ok(exemplar)
+    }
+
+    /// Starts [`Learning::retrain`] for `tenant` in the background; the
+    /// outcome is stored as a version (or logged when training failed).
+    pub fn retrain_in_background(self: &Arc<Self>, tenant: TenantId, actor: String) {
+        let learning = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = learning.retrain(tenant, &actor).await {
+                crate::metrics::learning_event("retrain_failed");
+                tracing::error!(%tenant, error = %err, "retraining a tenant's classifiers failed");
+            }
+        });
+    }
+
+    /// Retrains `tenant`'s heads from its active version's exemplars plus
+    /// the pending ones, measures them, stores the version and, when it is
+    /// promoted, swaps the heads in for that tenant. `None`: nothing was
+    /// pending.
+    pub async fn retrain(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+    ) -> Result<Option<HeadVersion>, LearningError> {
+        let stage = self.stage()?;
+        let lock = self.tenant_lock(tenant);
+        let _one = lock.lock().await;
+        let exemplars = self.store.learned_exemplars(tenant).await?;
+        let versions = self.store.head_versions(tenant).await?;
+        let base: HashSet<Uuid> = versions
+            .iter()
+            .find(|v| v.active)
+            .map(|v| v.exemplar_ids.iter().copied().collect())
+            .unwrap_or_default();
+        let pending: Vec<&LearnedExemplar> = exemplars
+            .iter()
+            .filter(|e| e.status == ExemplarStatus::Pending)
+            .collect();
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let used: Vec<&LearnedExemplar> = exemplars
+            .iter()
+            .filter(|e| base.contains(&e.id) || e.status == ExemplarStatus::Pending)
+            .collect();
+        let cases = self.cases(tenant, &exemplars, &base).await?;
+        let understander = stage
+            .trained()
+            .await
+            .map_err(|e| LearningError::NotReady(e.to_string()))?;
+        let learned: Vec<Example> = used
+            .iter()
+            .map(|e| Example::new(e.text.clone(), e.label.clone()))
+            .collect();
+        let current = understander.heads_for(tenant);
+        let training = stage.clone();
+        let (heads, comparison) = tokio::task::spawn_blocking(move || {
+            UnderstandStage::exclusive_training(|| {
+                let (embedder, shipped) = training
+                    .training_parts()
+                    .map_err(|e| LearningError::Training(e.to_string()))?;
+                train_and_measure(&embedder, &shipped, &learned, &current, &cases)
+                    .map_err(|e| LearningError::Training(e.to_string()))
+            })
+        })
+        .await
+        .map_err(|e| LearningError::Training(format!("the training task failed: {e}")))??;
+        let version = self
+            .store
+            .record_head_version(
+                tenant,
+                &NewHeadVersion {
+                    exemplar_ids: used.iter().map(|e| e.id).collect(),
+                    measured_ids: pending.iter().map(|e| e.id).collect(),
+                    comparison: serde_json::to_value(&comparison)
+                        .map_err(|e| LearningError::Training(e.to_string()))?,
+                    promoted: comparison.promoted,
+                    reason: (!comparison.promoted).then(|| comparison.reasons.join("; ")),
+                    created_by: actor.to_owned(),
+                },
+            )
+            .await?;
+        if comparison.promoted {
+            understander
+                .set_tenant_heads(tenant, Some(heads))
+                .map_err(|e| LearningError::Training(e.to_string()))?;
+            crate::metrics::learning_event("promoted");
+        } else {
+            crate::metrics::learning_event("refused");
+        }
+        tracing::info!(
+            %tenant,
+            version = version.number,
+            promoted = comparison.promoted,
+            reasons = ?comparison.reasons,
+            "a tenant's retrained classifiers were measured"
+        );
+        Ok(Some(version))
+    }
+
+    /// Restores the version promoted before the active one (or the shared
+    /// heads when there is none) with one action; returns the version now
+    /// active, `None` for the shared heads.
+    pub async fn rollback(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+    ) -> Result<Option<HeadVersion>, LearningError> {
+        let stage = self.stage()?;
+        let lock = self.tenant_lock(tenant);
+        let _one = lock.lock().await;
+        let versions = self.store.head_versions(tenant).await?;
+        let active = versions.iter().find(|v| v.active).ok_or_else(|| {
+            LearningError::Conflict(
+                "this tenant uses the shared classifiers; there is nothing to roll back".into(),
+            )
+        })?;
+        let previous = versions
+            .iter()
+            .filter(|v| v.promoted && v.number < active.number)
+            .max_by_key(|v| v.number)
+            .cloned();
+        let heads = match &previous {
+            Some(version) => Some(self.fit(&stage, tenant, &version.exemplar_ids).await?),
+            None => None,
+        };
+        self.store
+            .activate_head_version(tenant, previous.as_ref().map(|v| v.id), actor)
+            .await?;
+        stage
+            .trained()
+            .await
+            .map_err(|e| LearningError::NotReady(e.to_string()))?
+            .set_tenant_heads(tenant, heads)
+            .map_err(|e| LearningError::Training(e.to_string()))?;
+        crate::metrics::learning_event("rolled_back");
+        Ok(previous.map(|v| HeadVersion { active: true, ..v }))
+    }
+
+    /// Fits every tenant's active version again, so their heads survive a
+    /// restart. Failures are logged; those tenants keep the shared heads.
+    pub async fn restore(&self) {
+        let Ok(stage) = self.stage() else { return };
+        let active = match self.store.active_head_versions().await {
+            Ok(active) => active,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the tenants' classifier versions");
+                return;
+            }
+        };
+        for (tenant, version) in active {
+            let fitted = self.fit(&stage, tenant, &version.exemplar_ids).await;
+            let installed = match (fitted, stage.trained().await) {
+                (Ok(heads), Ok(understander)) => understander
+                    .set_tenant_heads(tenant, Some(heads))
+                    .map_err(|e| e.to_string()),
+                (Err(e), _) => Err(e.to_string()),
+                (_, Err(e)) => Err(e.to_string()),
+            };
+            match installed {
+                Ok(()) => {
+                    tracing::info!(%tenant, version = version.number, "tenant classifiers restored")
+                }
+                Err(error) => {
+                    tracing::error!(%tenant, %error, "tenant classifiers not restored; it uses the shared ones")
+                }
+            }
+        }
+    }
+
+    /// The heads of the version trained on `ids`.
+    async fn fit(
+        &self,
+        stage: &Arc<UnderstandStage>,
+        tenant: TenantId,
+        ids: &[Uuid],
+    ) -> Result<Heads, LearningError> {
+        let exemplars = self.store.learned_exemplars(tenant).await?;
+        let learned: Vec<Example> = exemplars
+            .iter()
+            .filter(|e| ids.contains(&e.id))
+            .map(|e| Example::new(e.text.clone(), e.label.clone()))
+            .collect();
+        let stage = stage.clone();
+        tokio::task::spawn_blocking(move || {
+            UnderstandStage::exclusive_training(|| {
+                let (embedder, shipped) = stage
+                    .training_parts()
+                    .map_err(|e| LearningError::Training(e.to_string()))?;
+                tenant_heads(&embedder, &shipped, &learned)
+                    .map_err(|e| LearningError::Training(e.to_string()))
+            })
+        })
+        .await
+        .map_err(|e| LearningError::Training(format!("the training task failed: {e}")))?
+    }
+
+    /// What retrained heads are measured on: the tenant's confirmed
+    /// history (drafts sent unchanged, live corrections; never the
+    /// messages being corrected now) and the shipped evaluation set.
+    async fn cases(
+        &self,
+        tenant: TenantId,
+        exemplars: &[LearnedExemplar],
+        base: &HashSet<Uuid>,
+    ) -> Result<Vec<Case>, LearningError> {
+        let corrected: HashSet<&str> = exemplars.iter().map(|e| e.text.as_str()).collect();
+        let facts = self
+            .store
+            .conversation_facts(tenant, &ShopAccess::All, DateTime::<Utc>::UNIX_EPOCH)
+            .await?;
+        let mut cases: Vec<Case> = confirmed_decisions(&facts)
+            .into_iter()
+            .filter(|c| !corrected.contains(c.text.as_str()))
+            .collect();
+        cases.extend(
+            exemplars
+                .iter()
+                .filter(|e| base.contains(&e.id))
+                .map(|e| Case {
+                    text: e.text.clone(),
+                    intent: e.label.clone(),
+                    source: CaseSource::Correction,
+                    needs_person: false,
+                }),
+        );
+        if let Some(path) = &self.eval_set {
+            let path = path.clone();
+            let eval = tokio::task::spawn_blocking(move || eval_cases(&path))
+                .await
+                .map_err(|e| LearningError::Training(e.to_string()))?
+                .map_err(|e| LearningError::Training(e.to_string()))?;
+            cases.extend(eval);
+        }
+        Ok(cases)
+    }
+
+    /// The tenant's versions (newest first) and learned exemplars (oldest
+    /// first).
+    pub async fn overview(
+        &self,
+        tenant: TenantId,
+    ) -> Result<(Vec<HeadVersion>, Vec<LearnedExemplar>), LearningError> {
+        Ok((
+            self.store.head_versions(tenant).await?,
+            self.store.learned_exemplars(tenant).await?,
+        ))
+    }
+}
+
+/// The buyer messages whose drafts an agent sent unchanged, with the
+/// intent kedai read in them: decisions a person confirmed.
+pub fn confirmed_decisions(conversations: &[ConversationFacts]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for c in conversations {
+        for d in &c.decisions {
+            let (Some(draft), Some(intent), Some(message)) =
+                (d.draft.as_deref(), d.intent.as_deref(), d.message_id)
+            else {
+                continue;
+            };
+            let reply = c.messages.iter().find(|m| {
+                m.direction == Direction::Outbound && m.author == Author::Agent && m.at >= d.at
+            });
+            let unchanged = reply.is_some_and(|r| edit_distance(draft, &r.text) <= 0.0);
+            let asked = c.messages.iter().find(|m| m.id == message);
+            if let (true, Some(asked)) = (unchanged, asked) {
+                cases.push(Case {
+                    text: asked.text.clone(),
+                    intent: intent.to_owned(),
+                    source: CaseSource::ConfirmedDecision,
+                    needs_person: false,
+                });
+            }
+        }
+    }
+    cases
+}
+
+/// The comparison stored with a version, read back.
+pub fn stored_comparison(version: &HeadVersion) -> Option<Comparison> {
+    serde_json::from_value(version.comparison.clone()).ok()
+}

@@ -1,0 +1,242 @@
+//! The learning page of the workbench (`/app/learning`): the tenant's
+//! classifier versions with their before/after figures and why each was
+//! promoted or refused, the corrections its people made, and the rollback
+//! button; and the intent correction an agent makes from a conversation
+//! (`POST /app/c/{id}/intent`). The loop itself is `crate::learning`'s.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::Form;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::session::Viewer;
+use super::view::{ago, render, Nav};
+use super::{see_other, WebError, WebState};
+use crate::domain::{ConversationId, MessageId};
+use crate::learning::{Comparison, Correction, LearningError};
+use crate::store::learning::HeadVersion;
+
+impl From<LearningError> for WebError {
+    fn from(err: LearningError) -> Self {
+        match err {
+            LearningError::NotReady(message) => WebError::Unavailable(message),
+            LearningError::Invalid(message) => WebError::Invalid(message),
+            LearningError::NotFound(what) => WebError::NotFound(what),
+            LearningError::Conflict(message) => WebError::Conflict(message),
+            LearningError::Training(message) => WebError::Internal(message),
+            LearningError::Store(err) => WebError::Store(err),
+        }
+    }
+}
+
+/// One figure before and after, as `7 of 9 → 8 of 9`.
+pub struct FigureView {
+    pub name: &'static str,
+    pub before: String,
+    pub after: String,
+    pub worse: bool,
+}
+
+pub struct VersionView {
+    pub number: i64,
+    pub when: String,
+    pub by: String,
+    pub exemplars: usize,
+    pub verdict: &'static str,
+    pub active: bool,
+    pub reason: String,
+    pub figures: Vec<FigureView>,
+    /// "text: expected, read before → after" for each case that changed.
+    pub regressions: Vec<String>,
+    pub fixes: Vec<String>,
+}
+
+pub struct ExemplarView {
+    pub text: String,
+    pub previous: String,
+    pub intent: String,
+    pub status: &'static str,
+    pub by: String,
+    pub when: String,
+}
+
+#[derive(Template)]
+#[template(path = "web/learning.html")]
+struct LearningPage {
+    nav: Nav,
+    using: &'static str,
+    can_roll_back: bool,
+    versions: Vec<VersionView>,
+    exemplars: Vec<ExemplarView>,
+}
+
+fn figure(
+    name: &'static str,
+    before: crate::learning::Score,
+    after: crate::learning::Score,
+) -> FigureView {
+    let shown = |s: crate::learning::Score| format!("{} of {}", s.correct, s.total);
+    FigureView {
+        name,
+        before: shown(before),
+        after: shown(after),
+        worse: after.correct < before.correct,
+    }
+}
+
+fn version_view(v: HeadVersion, now: chrono::DateTime<Utc>) -> VersionView {
+    let comparison: Option<Comparison> = serde_json::from_value(v.comparison.clone()).ok();
+    let changes = |list: &[crate::learning::measure::Change]| {
+        list.iter()
+            .map(|c| {
+                format!(
+                    "{}: {}, read {} → {}",
+                    c.text, c.expected, c.before, c.after
+                )
+            })
+            .collect()
+    };
+    VersionView {
+        number: v.number,
+        when: ago(v.created_at, now),
+        by: v.created_by,
+        exemplars: v.exemplar_ids.len(),
+        verdict: if v.promoted { "promoted" } else { "refused" },
+        active: v.active,
+        reason: v.reason.unwrap_or_default(),
+        figures: comparison
+            .as_ref()
+            .map(|c| {
+                vec![
+                    figure(
+                        "Routing (your confirmed history)",
+                        c.before.routing,
+                        c.after.routing,
+                    ),
+                    figure(
+                        "Accuracy (evaluation set)",
+                        c.before.accuracy,
+                        c.after.accuracy,
+                    ),
+                    figure(
+                        "Safety (messages that need a person)",
+                        c.before.safety,
+                        c.after.safety,
+                    ),
+                ]
+            })
+            .unwrap_or_default(),
+        regressions: comparison
+            .as_ref()
+            .map(|c| changes(&c.regressions))
+            .unwrap_or_default(),
+        fixes: comparison
+            .as_ref()
+            .map(|c| changes(&c.fixes))
+            .unwrap_or_default(),
+    }
+}
+
+pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Response, WebError> {
+    let tenant = viewer.user.tenant_id;
+    let (versions, exemplars) = state.app.learning.overview(tenant).await?;
+    let now = Utc::now();
+    let active = versions.iter().any(|v| v.active);
+    render(&LearningPage {
+        nav: Nav::new(&viewer, "learning"),
+        using: if active {
+            "classifiers retrained with your corrections"
+        } else {
+            "kedai's shared classifiers"
+        },
+        can_roll_back: active && viewer.user.role.is_admin(),
+        versions: versions.into_iter().map(|v| version_view(v, now)).collect(),
+        exemplars: exemplars
+            .into_iter()
+            .rev()
+            .map(|e| ExemplarView {
+                text: e.text,
+                previous: e.previous_label.unwrap_or_else(|| "not decided".into()),
+                intent: e.label,
+                status: e.status.as_str(),
+                by: e.created_by,
+                when: ago(e.created_at, now),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// The rollback button: an admin's one action.
+pub async fn rollback(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require_admin()?;
+    state
+        .app
+        .learning
+        .rollback(viewer.user.tenant_id, &viewer.user.actor())
+        .await?;
+    Ok(see_other("/app/learning"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IntentForm {
+    csrf: String,
+    message: String,
+    intent: String,
+}
+
+/// An agent's intent correction from the conversation page.
+pub async fn correct(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<IntentForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require_agent()?;
+    let tenant = viewer.user.tenant_id;
+    let not_found = || WebError::NotFound(format!("conversation {id}"));
+    let conversation: ConversationId = id.parse().map_err(|_| not_found())?;
+    let message: MessageId = form
+        .message
+        .parse()
+        .map_err(|_| WebError::Invalid(format!("not a message id: {:?}", form.message)))?;
+    viewer.conversation_shop(&state, conversation).await?;
+    let detail = state
+        .app
+        .store
+        .conversation(tenant, conversation)
+        .await?
+        .ok_or_else(not_found)?;
+    if !detail.messages.iter().any(|m| m.id == message) {
+        return Err(WebError::NotFound(format!("message {message}")));
+    }
+    state
+        .app
+        .learning
+        .correct(
+            tenant,
+            &Correction {
+                message,
+                intent: form.intent.trim().to_owned(),
+                actor: viewer.user.actor(),
+            },
+        )
+        .await?;
+    state
+        .app
+        .learning
+        .retrain_in_background(tenant, viewer.user.actor());
+    Ok(see_other(&format!("/app/c/{conversation}#m-{message}")))
+}
