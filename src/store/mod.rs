@@ -478,6 +478,9 @@ pub struct Job {
     /// Set once the job has failed for good: the handler's give-up hook
     /// is due instead of the job itself.
     pub give_up: Option<GiveUp>,
+    /// The W3C trace context of the span that queued the job, which its
+    /// run continues (`telemetry::continue_trace`).
+    pub traceparent: Option<String>,
     /// Which workers take it.
     pub lane: JobLane,
 }

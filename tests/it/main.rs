@@ -18,6 +18,7 @@ mod models;
 mod openai;
 mod openapi;
 mod orders;
+mod otel;
 mod pipeline;
 mod queue;
 mod redteam;

@@ -34,8 +34,8 @@ pub(super) async fn insert_job(
 ) -> Result<(), StoreError> {
     let inserted = sqlx::query(&pg(
         "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, \
-         created_at, updated_at, conversation_id, order_at, order_seq) \
-         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq \
+         created_at, updated_at, conversation_id, order_at, order_seq, traceparent) \
+         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq, ? \
          FROM messages m WHERE m.id = ? AND m.tenant_id = ?",
     ))
     .bind(JobId::new().to_string())
@@ -46,6 +46,7 @@ pub(super) async fn insert_job(
     .bind(at)
     .bind(at)
     .bind(at)
+    .bind(crate::telemetry::current_traceparent())
     .bind(message_id.to_string())
     .bind(tenant.to_string())
     .execute(&mut **tx)
@@ -171,6 +172,7 @@ struct JobRow {
     created_at: String,
     give_up: Option<String>,
     last_error: Option<String>,
+    traceparent: Option<String>,
     lane: String,
 }
 
@@ -206,6 +208,7 @@ impl TryFrom<JobRow> for Job {
                 .transpose()?,
             created_at: parse_ts(&row.created_at)?,
             give_up,
+            traceparent: row.traceparent,
             lane: row.lane.parse()?,
         })
     }
@@ -245,7 +248,7 @@ impl JobStore for PostgresStore {
                                      AND attempts >= max_attempts THEN ? ELSE last_error END \
                  WHERE id = ? \
                  RETURNING id, tenant_id, kind, payload, attempts, max_attempts, conversation_id, \
-                   created_at, give_up, last_error, lane"),
+                   created_at, give_up, last_error, lane, traceparent"),
             )
             .bind(request.owner)
             .bind(ts(later(at, request.lease)))
