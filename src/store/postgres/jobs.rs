@@ -361,7 +361,8 @@ impl JobStore for PostgresStore {
         owner: &str,
         lane: JobLane,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        // One row its owner holds, as `fail_job`: no global write lock.
+        let mut tx = self.writer.begin().await?;
         let moved = sqlx::query(&pg(
             "UPDATE jobs SET state = 'queued', lane = ?, lease_owner = NULL, lease_until = NULL, \
              attempts = GREATEST(attempts - 1, 0), updated_at = ? \
