@@ -13,6 +13,9 @@
 //! measurements. After criterion's runs, the percentiles of 2,000 single
 //! round trips per case are printed.
 //!
+//! Then the same round trips by eight workers at once, as the workers of
+//! several replicas lease: jobs per second through the store's locking.
+//!
 //! `cargo bench --bench queue` (`QUEUE_BENCH_BACKLOG=10000` for one size)
 
 use std::sync::Arc;
@@ -254,6 +257,67 @@ fn percentiles(rt: &tokio::runtime::Runtime, backlogs: &[usize]) {
     }
 }
 
+/// Workers leasing at once in [`concurrent`].
+const WORKERS: usize = 8;
+
+/// Round trips per second with [`WORKERS`] workers leasing and completing
+/// at once, as the workers of several replicas do: what the store's
+/// locking lets through, not one round trip's latency.
+fn concurrent(rt: &tokio::runtime::Runtime, backlogs: &[usize]) {
+    const ROUND_TRIPS: usize = 2_000;
+    println!("\n{WORKERS} workers leasing and completing at once:");
+    println!(
+        "{:>14} {:>8} {:>12} {:>14}",
+        "store", "backlog", "jobs/s", "empty leases"
+    );
+    for (name, mut backend) in backends(rt) {
+        for &backlog in backlogs {
+            let (per_sec, empty) = rt.block_on(async {
+                backend.fill(backlog, ROUND_TRIPS).await;
+                let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let empty = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let started = Instant::now();
+                let workers: Vec<_> = (0..WORKERS)
+                    .map(|w| {
+                        let store = backend.store.clone();
+                        let (done, empty) = (done.clone(), empty.clone());
+                        tokio::spawn(async move {
+                            let owner = format!("bench-{w}");
+                            while done.load(std::sync::atomic::Ordering::SeqCst) < ROUND_TRIPS {
+                                let jobs = store
+                                    .lease_jobs(LeaseRequest {
+                                        owner: &owner,
+                                        limit: 1,
+                                        lease: LEASE,
+                                        kinds: None,
+                                        lane: None,
+                                    })
+                                    .await
+                                    .unwrap();
+                                let Some(job) = jobs.first() else {
+                                    empty.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                    continue;
+                                };
+                                assert!(store.complete_job(job.id, &owner).await.unwrap());
+                                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        })
+                    })
+                    .collect();
+                for worker in workers {
+                    worker.await.unwrap();
+                }
+                let n = done.load(std::sync::atomic::Ordering::SeqCst);
+                (
+                    n as f64 / started.elapsed().as_secs_f64(),
+                    empty.load(std::sync::atomic::Ordering::SeqCst),
+                )
+            });
+            println!("{name:>14} {backlog:>8} {per_sec:>12.0} {empty:>14}");
+        }
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -270,4 +334,5 @@ fn main() {
     bench(&mut criterion, &rt, &backlogs);
     criterion.final_summary();
     percentiles(&rt, &backlogs);
+    concurrent(&rt, &backlogs);
 }

@@ -217,7 +217,12 @@ pub fn run() -> anyhow::Result<()> {
     if let Some(dir) = &cli.data_dir {
         settings.store.data_dir = dir.clone();
     }
-    crate::telemetry::init(&settings.log);
+    // Dropped when the command ends, after its runtime: flushes the last spans.
+    let _exporter = crate::telemetry::init(
+        &settings.log,
+        &settings.telemetry,
+        &settings.server.instance_name(),
+    )?;
     let output = if cli.json {
         Output::Json
     } else {

@@ -46,6 +46,7 @@ pub struct Settings {
     pub models: ModelsSettings,
     pub queue: QueueSettings,
     pub log: LogSettings,
+    pub telemetry: crate::telemetry::TelemetrySettings,
     pub kb: KbSettings,
     pub policy: crate::pipeline::policy::PolicySettings,
     pub pipeline: PipelineSettings,
@@ -464,6 +465,7 @@ impl Settings {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.channels.validate().map_err(ConfigError::Invalid)?;
+        self.telemetry.validate().map_err(ConfigError::Invalid)?;
         self.validate_runtime()?;
         Ok(())
     }

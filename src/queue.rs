@@ -119,7 +119,14 @@ async fn prune_done_jobs(store: Arc<dyn Store>, hours: u64, cancel: Cancellation
         let before = Utc::now()
             .checked_sub_signed(keep)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        match store.prune_done_jobs(before).await {
+        // Once per period across every replica of the database.
+        let claimed = store.claim_timer("prune_done_jobs", PRUNE_EVERY).await;
+        let pruned = match claimed {
+            Ok(true) => store.prune_done_jobs(before).await,
+            Ok(false) => Ok(0),
+            Err(err) => Err(err),
+        };
+        match pruned {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, keep_done_hours = hours, "pruned done jobs"),
             Err(err) => tracing::warn!(error = %err, "could not prune done jobs"),
@@ -432,9 +439,7 @@ impl Queue {
                 continue;
             }
             for job in jobs {
-                let span = tracing::info_span!(
-                    "job", id = %job.id, kind = %job.kind, attempt = job.attempts
-                );
+                let span = job_span(&job);
                 tokio::select! {
                     _ = self.run_job(&owner, handler.as_ref(), &job).instrument(span) => {}
                     _ = cancel.cancelled() => {
@@ -467,6 +472,7 @@ impl Queue {
         };
         m::job_duration(&job.kind, started.elapsed());
         let outcome = verdict.label();
+        tracing::Span::current().record("outcome", outcome);
         tracing::info!(job = %job.id, conversation, outcome, "job ran");
         match self.record(owner, job, verdict).await {
             Ok(true) => m::job_finished(&job.kind, outcome),
@@ -668,6 +674,27 @@ impl Queue {
             }
         }
     }
+}
+
+/// The `queue.job` span of one run, continuing the trace of whoever queued
+/// the job (the ingest request, or the job run whose decision queued a
+/// follow-up), on whichever replica that was.
+fn job_span(job: &Job) -> tracing::Span {
+    let id = job.id.to_string();
+    let tenant = job.tenant_id.map(|t| t.to_string()).unwrap_or_default();
+    let conversation = job
+        .conversation_id
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    crate::telemetry::job_span(crate::telemetry::Leased {
+        id: &id,
+        kind: &job.kind,
+        attempt: job.attempts,
+        tenant: &tenant,
+        conversation_id: &conversation,
+        message_id: job.payload["message_id"].as_str().unwrap_or_default(),
+        traceparent: job.traceparent.as_deref(),
+    })
 }
 
 fn panic_reason(payload: &(dyn std::any::Any + Send)) -> String {

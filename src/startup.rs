@@ -788,11 +788,19 @@ async fn announce_ready(state: AppState, stop: CancellationToken) {
     }
 }
 
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
 /// Deletes conversations older than `days` once an hour until `stop`.
 async fn apply_retention(store: Arc<dyn Store>, days: u32, stop: CancellationToken) {
     loop {
         let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
-        match store.apply_retention(before).await {
+        // Once per period across every replica of the database.
+        let pass = match store.claim_timer("retention", RETENTION_EVERY).await {
+            Ok(true) => store.apply_retention(before).await,
+            Ok(false) => Ok(Default::default()),
+            Err(err) => Err(err),
+        };
+        match pass {
             Ok(outcome) if outcome.conversations > 0 => tracing::info!(
                 conversations = outcome.conversations,
                 messages = outcome.messages,
@@ -803,7 +811,7 @@ async fn apply_retention(store: Arc<dyn Store>, days: u32, stop: CancellationTok
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
         }
     }
 }

@@ -209,7 +209,12 @@ struct Decision {
 /// What happened to one message.
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
-    Decided { layer: u8, ms: f64 },
+    /// `follow_up`: sent into a conversation that already had a message.
+    Decided {
+        layer: u8,
+        ms: f64,
+        follow_up: bool,
+    },
     TimedOut,
     Failed,
 }
@@ -234,6 +239,11 @@ struct StepReport {
     timed_out: usize,
     failed: usize,
     by_layer: Vec<LayerLatency>,
+    /// Layer-1 answers split by whether the message opened its
+    /// conversation or followed one up: a follow-up waits for its
+    /// conversation's earlier message (a draft, maybe) to be decided first.
+    layer1_first_messages: Option<LayerLatency>,
+    layer1_follow_ups: Option<LayerLatency>,
     /// Queued plus running jobs, sampled every second: the largest, and a
     /// sample every five seconds.
     queue_max: Option<u64>,
@@ -376,7 +386,9 @@ async fn measure(
                 "text": case.message,
             });
             let api = api.clone();
-            tasks.push(tokio::spawn(async move { api.send_and_wait(body).await }));
+            tasks.push(tokio::spawn(async move {
+                api.send_and_wait(body, follow_up).await
+            }));
         }
         let mut outcomes = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -404,6 +416,18 @@ async fn measure(
     Ok(steps)
 }
 
+fn latency(layer: u8, mut ms: Vec<f64>) -> LayerLatency {
+    ms.sort_by(f64::total_cmp);
+    LayerLatency {
+        layer,
+        n: ms.len(),
+        p50_ms: percentile(&ms, 50.0),
+        p95_ms: percentile(&ms, 95.0),
+        p99_ms: percentile(&ms, 99.0),
+        max_ms: ms.last().copied().unwrap_or(0.0),
+    }
+}
+
 fn step_report(
     rate: f64,
     args: &LoadArgs,
@@ -414,27 +438,30 @@ fn step_report(
     drained: Option<Duration>,
 ) -> StepReport {
     let mut by_layer: BTreeMap<u8, Vec<f64>> = BTreeMap::new();
+    let (mut layer1_first, mut layer1_follow_ups) = (Vec::new(), Vec::new());
     let (mut timed_out, mut failed) = (0, 0);
     for outcome in outcomes {
         match *outcome {
-            Outcome::Decided { layer, ms } => by_layer.entry(layer).or_default().push(ms),
+            Outcome::Decided {
+                layer,
+                ms,
+                follow_up,
+            } => {
+                by_layer.entry(layer).or_default().push(ms);
+                if layer == 1 {
+                    match follow_up {
+                        true => layer1_follow_ups.push(ms),
+                        false => layer1_first.push(ms),
+                    }
+                }
+            }
             Outcome::TimedOut => timed_out += 1,
             Outcome::Failed => failed += 1,
         }
     }
     let by_layer: Vec<LayerLatency> = by_layer
         .into_iter()
-        .map(|(layer, mut ms)| {
-            ms.sort_by(f64::total_cmp);
-            LayerLatency {
-                layer,
-                n: ms.len(),
-                p50_ms: percentile(&ms, 50.0),
-                p95_ms: percentile(&ms, 95.0),
-                p99_ms: percentile(&ms, 99.0),
-                max_ms: ms.last().copied().unwrap_or(0.0),
-            }
-        })
+        .map(|(layer, ms)| latency(layer, ms))
         .collect();
     let layer1_ok = by_layer
         .iter()
@@ -451,6 +478,8 @@ fn step_report(
         timed_out,
         failed,
         by_layer,
+        layer1_first_messages: (!layer1_first.is_empty()).then(|| latency(1, layer1_first)),
+        layer1_follow_ups: (!layer1_follow_ups.is_empty()).then(|| latency(1, layer1_follow_ups)),
         queue_max,
         queue_timeline,
         layer1_p95_within_target: layer1_ok,
@@ -495,7 +524,7 @@ impl Api {
 
     /// Sends one message and polls its conversation until the decision on
     /// it is stored.
-    async fn send_and_wait(&self, body: serde_json::Value) -> Outcome {
+    async fn send_and_wait(&self, body: serde_json::Value, follow_up: bool) -> Outcome {
         let Ok(ack) = self
             .json::<Ack>(Method::POST, "/api/v1/messages", Some(&body))
             .await
@@ -524,6 +553,7 @@ impl Api {
                 return Outcome::Decided {
                     layer: decision.layer,
                     ms,
+                    follow_up,
                 };
             }
             if Instant::now() >= deadline {
@@ -629,6 +659,19 @@ fn table(report: &LoadReport) -> String {
             ));
         }
     }
+    for step in &report.steps {
+        for (what, layer) in [
+            ("first messages", &step.layer1_first_messages),
+            ("follow-ups", &step.layer1_follow_ups),
+        ] {
+            if let Some(l) = layer {
+                out.push_str(&format!(
+                    "{}/s layer 1, {what}: n {} p50 {:.0} ms p95 {:.0} ms\n",
+                    step.rate, l.n, l.p50_ms, l.p95_ms
+                ));
+            }
+        }
+    }
     out.push_str(&match report.highest_rate_within_target {
         Some(rate) => format!(
             "\nhighest rate with layer-1 p95 <= {} ms: {rate}/s\n",
@@ -709,16 +752,23 @@ mod tests {
             .map(|n| Outcome::Decided {
                 layer: 1,
                 ms: 100.0 + f64::from(n),
+                follow_up: n % 4 == 0,
             })
             .chain([Outcome::Decided {
                 layer: 2,
                 ms: 9000.0,
+                follow_up: false,
             }])
             .collect();
         let step = step_report(1.0, &args, &fast, 0, Some(3), vec![3], None);
         assert!(step.layer1_p95_within_target, "slow drafts do not count");
         assert_eq!(step.by_layer[0].n, 20);
         assert_eq!(step.by_layer[0].max_ms, 119.0);
+        assert_eq!(step.layer1_follow_ups.as_ref().map(|l| l.n), Some(5));
+        assert_eq!(
+            step.layer1_first_messages.as_ref().map(|l| l.max_ms),
+            Some(119.0)
+        );
         let mut lost = fast.clone();
         lost.push(Outcome::TimedOut);
         let step = step_report(1.0, &args, &lost, 0, None, vec![], None);

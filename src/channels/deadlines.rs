@@ -93,8 +93,15 @@ pub async fn scan_once(channels: &Channels) -> Result<usize, crate::store::Store
 pub async fn run(channels: Arc<Channels>, cancel: CancellationToken) {
     let every = Duration::from_secs(channels.settings.deadline_scan_secs);
     loop {
-        if let Err(err) = scan_once(&channels).await {
-            tracing::warn!(error = %err, "deadline scan failed");
+        // Once per period across every replica of the database.
+        match channels.store.claim_timer("deadlines", every).await {
+            Ok(true) => {
+                if let Err(err) = scan_once(&channels).await {
+                    tracing::warn!(error = %err, "deadline scan failed");
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "deadline timer not claimed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

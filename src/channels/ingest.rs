@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::adapter::ChannelMessage;
 use super::{rules, ChannelError, Channels};
 use crate::domain::{
@@ -148,10 +150,22 @@ pub async fn store(
         attachment: message.attachment.clone(),
     };
     let started = std::time::Instant::now();
+    let span = crate::telemetry::ingest_span(
+        &shop.tenant_id.to_string(),
+        shop.key.as_str(),
+        shop.platform.as_str(),
+    );
     let outcome = channels
         .store
         .ingest(shop, &inbound, channels.max_attempts)
+        .instrument(span.clone())
         .await?;
+    span.record("message_id", tracing::field::display(outcome.message_id));
+    span.record(
+        "conversation_id",
+        tracing::field::display(outcome.conversation_id),
+    );
+    span.record("duplicate", outcome.duplicate);
     m::ingest_stored(outcome.duplicate, started.elapsed());
     if outcome.duplicate {
         return Ok(Stored::Duplicate);

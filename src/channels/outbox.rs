@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::adapter::{Recipient, RemoteThread, SendError};
 use super::{rules, signature, ChannelError, Channels, Connected};
@@ -119,7 +120,36 @@ async fn prune_sent(channels: &Channels) {
     }
 }
 
+/// The `outbox.deliver` span of one attempt, continuing the trace of the
+/// job run that wrote the row.
+fn delivery_span(item: &OutboxItem) -> tracing::Span {
+    let (kind, conversation, message) = match &item.target {
+        OutboxTarget::Reply {
+            conversation_id,
+            message_id,
+            ..
+        } => ("reply", conversation_id.to_string(), message_id.to_string()),
+        OutboxTarget::Event { .. } => ("event", String::new(), String::new()),
+    };
+    crate::telemetry::outbox_span(crate::telemetry::Leased {
+        id: &item.id,
+        kind,
+        attempt: item.attempts,
+        tenant: &item.tenant_id.to_string(),
+        conversation_id: &conversation,
+        message_id: &message,
+        traceparent: item.traceparent.as_deref(),
+    })
+}
+
 async fn deliver(channels: &Channels, owner: &str, item: OutboxItem) {
+    let span = delivery_span(&item);
+    deliver_attempt(channels, owner, item)
+        .instrument(span)
+        .await
+}
+
+async fn deliver_attempt(channels: &Channels, owner: &str, item: OutboxItem) {
     let started = std::time::Instant::now();
     let (kind, outcome) = match &item.target {
         OutboxTarget::Reply { .. } => ("reply", deliver_reply(channels, owner, &item).await),
@@ -132,6 +162,7 @@ async fn deliver(channels: &Channels, owner: &str, item: OutboxItem) {
         OutboxOutcome::Dead { .. } => "dead",
         OutboxOutcome::PartSent { .. } => "part",
     };
+    tracing::Span::current().record("outcome", label);
     if let OutboxOutcome::Dead { error } = &outcome {
         tracing::warn!(outbox = %item.id, kind, %error, "delivery dead-lettered");
     }

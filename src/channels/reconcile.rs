@@ -235,7 +235,33 @@ pub fn spawn_thread(channels: &Arc<Channels>, shop: Connected, thread: String) {
     });
 }
 
-/// Reconciles on start, then each platform on its own interval.
+/// A replica starting within this long of another's reconciliation of a
+/// platform with no interval leaves it to that one.
+const START_CLAIM: Duration = Duration::from_secs(300);
+
+/// Whether this replica reconciles `platform` now: once per interval (or
+/// per [`START_CLAIM`] when it has none) across every replica.
+async fn claimed(channels: &Channels, platform: Platform) -> bool {
+    let interval = channels
+        .settings
+        .platform(platform)
+        .map_or(0, |s| s.reconcile_interval_secs);
+    let period = match interval {
+        0 => START_CLAIM,
+        secs => Duration::from_secs(secs),
+    };
+    let name = format!("reconcile:{platform}");
+    match channels.store.claim_timer(&name, period).await {
+        Ok(claimed) => claimed,
+        Err(err) => {
+            tracing::warn!(%platform, error = %err, "reconciliation timer not claimed");
+            false
+        }
+    }
+}
+
+/// Reconciles on start, then each platform on its own interval; each
+/// platform once per period across every replica.
 pub async fn run(channels: Arc<Channels>, cancel: CancellationToken) {
     let platforms = [Platform::Shopee, Platform::Lazada, Platform::Tiktok];
     if channels.settings.reconcile_on_start {
@@ -243,7 +269,9 @@ pub async fn run(channels: Arc<Channels>, cancel: CancellationToken) {
             if cancel.is_cancelled() {
                 return;
             }
-            platform(&channels, p).await;
+            if claimed(&channels, p).await {
+                platform(&channels, p).await;
+            }
         }
     }
     let mut last_run: Vec<(Platform, std::time::Instant)> = platforms
@@ -264,7 +292,9 @@ pub async fn run(channels: Arc<Channels>, cancel: CancellationToken) {
                 continue;
             }
             *at = std::time::Instant::now();
-            platform(&channels, *p).await;
+            if claimed(&channels, *p).await {
+                platform(&channels, *p).await;
+            }
         }
     }
 }

@@ -300,12 +300,40 @@ pub fn router(state: AppState) -> Router {
         .layer(
             // Server errors are logged where they happen (ApiError::Internal);
             // a 503 from /readyz is routine and must not read as an error.
-            TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(record_status)
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
         .with_state(state)
+}
+
+/// The span of one request, named by its route (never its full path or
+/// query, which may hold ids and search text), continuing the caller's W3C
+/// trace when it sent one. Ingest, webhook and reply spans are its
+/// children, and the jobs they queue continue its trace.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_from_headers(&span, request.headers());
+    span
+}
+
+fn record_status<B>(response: &axum::http::Response<B>, _latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
 }
 
 /// The `/v1` endpoints take batches of documents: they get a body limit of

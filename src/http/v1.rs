@@ -2,6 +2,7 @@
 //! and are parsed into domain types before anything reaches the store.
 
 use std::time::Instant;
+use tracing::Instrument;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -153,10 +154,22 @@ pub async fn ingest_message(
             }
         })?;
     let started = Instant::now();
+    let span = crate::telemetry::ingest_span(
+        &tenant.id.to_string(),
+        shop.key.as_str(),
+        shop.platform.as_str(),
+    );
     let outcome = state
         .store
         .ingest(&shop, &message, state.limits.max_attempts)
+        .instrument(span.clone())
         .await?;
+    span.record("message_id", tracing::field::display(outcome.message_id));
+    span.record(
+        "conversation_id",
+        tracing::field::display(outcome.conversation_id),
+    );
+    span.record("duplicate", outcome.duplicate);
     m::ingest_stored(outcome.duplicate, started.elapsed());
     if !outcome.duplicate {
         state.queue.wake();

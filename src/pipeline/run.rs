@@ -462,7 +462,13 @@ impl Pipeline {
             )
             .await;
         match recorded {
-            Ok((stored, _)) => Ok(stored.trace),
+            Ok((stored, _)) => {
+                // The job's `queue.job` span, exported when tracing is on.
+                let span = tracing::Span::current();
+                span.record("layer", decision.layer.get());
+                span.record("action", tracing::field::debug(decision.action));
+                Ok(stored.trace)
+            }
             Err(StoreError::Conflict(why)) => Err(StageError {
                 stage: "custody",
                 message: why,

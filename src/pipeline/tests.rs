@@ -580,6 +580,7 @@ async fn a_failing_stage_hands_the_message_to_a_human() {
         conversation_id: None,
         created_at: Utc::now(),
         give_up: None,
+        traceparent: None,
         lane: Default::default(),
     };
     pipeline.handle(&job).await.unwrap();
@@ -617,6 +618,7 @@ async fn m2_giving_up_on_a_message_hands_it_to_a_human_once() {
         conversation_id: None,
         created_at: Utc::now(),
         give_up: None,
+        traceparent: None,
         lane: Default::default(),
     };
     let why = crate::store::GiveUp {
@@ -932,6 +934,7 @@ fn queued_job(f: &Fixture, message: MessageId, lane: crate::store::JobLane) -> J
         conversation_id: None,
         created_at: Utc::now(),
         give_up: None,
+        traceparent: None,
         lane,
     }
 }

@@ -40,6 +40,10 @@ const BATCH_ROWS: usize = 500;
 /// Tables the migrations fill themselves; replaced, not counted as data.
 const SEEDED: &[&str] = &["event_cursor"];
 
+/// PostgreSQL's own tables, with no SQLite counterpart: the replicas'
+/// timer claims (migration 0015), which start empty.
+const POSTGRES_ONLY: &[&str] = &["timers"];
+
 pub async fn run(cmd: StoreCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
     let StoreCommand::Copy { from, to } = cmd;
     let from = match StoreUrl(from).location(&settings.store.data_dir) {
@@ -102,7 +106,11 @@ pub async fn copy(source: &SqlitePool, target: &PgPool) -> anyhow::Result<BTreeM
              {target_version}; run `kedai migrate` on the SQLite data directory first"
         );
     }
-    let tables = tables_in_order(target).await?;
+    let tables: Vec<String> = tables_in_order(target)
+        .await?
+        .into_iter()
+        .filter(|t| !POSTGRES_ONLY.contains(&t.as_str()))
+        .collect();
     let mut tx = target.begin().await?;
     for table in &tables {
         if SEEDED.contains(&table.as_str()) {

@@ -24,6 +24,7 @@ pub mod private_file;
 pub mod reports;
 pub mod sqlite;
 pub mod suggestions;
+pub mod timers;
 pub mod translations;
 pub mod users;
 
@@ -59,6 +60,7 @@ pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use reports::ReportStore;
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
 pub use suggestions::SuggestionStore;
+pub use timers::TimerStore;
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
     TranslationStore,
@@ -478,6 +480,9 @@ pub struct Job {
     /// Set once the job has failed for good: the handler's give-up hook
     /// is due instead of the job itself.
     pub give_up: Option<GiveUp>,
+    /// The W3C trace context of the span that queued the job, which its
+    /// run continues (`telemetry::continue_trace`).
+    pub traceparent: Option<String>,
     /// Which workers take it.
     pub lane: JobLane,
 }
@@ -851,6 +856,7 @@ pub trait Store:
     + OperatorStore
     + PrivacyStore
     + ReportStore
+    + TimerStore
     + LearningStore
     + suggestions::SuggestionStore
 {

@@ -31,6 +31,9 @@ pub struct OutboxItem {
     /// When the previous attempt started, for the in-doubt check.
     pub previous_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The W3C trace context of the job run that wrote the row, which its
+    /// delivery continues.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -9,8 +9,13 @@
 //! the read-then-write steps of ingest, leasing and the outbox keep the
 //! guarantees they have on SQLite (acknowledged means committed, one job
 //! per conversation, one message per delivery) without re-deriving each
-//! under READ COMMITTED. Reads never take it. docs/scaling.md says what
-//! this costs and what to partition when it becomes the bottleneck.
+//! under READ COMMITTED. Reads never take it, and neither do the queue's
+//! per-job statements (lease, renew, complete, fail, release) and the
+//! outbox's lease: they lock the rows they take `FOR UPDATE SKIP LOCKED`
+//! and lean on the schema's unique indexes (`jobs.rs`, `outbox.rs` say
+//! how), so workers of every replica lease side by side. docs/scaling.md
+//! says what this costs and what to partition when it becomes the
+//! bottleneck.
 //!
 //! The module knows nothing of HTTP, models or the pipeline, and nothing of
 //! SQLite's files: its schema is `migrations/postgres/`, numbered in step
@@ -43,6 +48,7 @@ mod privacy;
 mod reports;
 mod suggestions;
 mod tenants;
+mod timers;
 mod translations;
 mod users;
 

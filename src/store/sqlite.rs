@@ -37,6 +37,7 @@ mod reports;
 mod schema;
 mod suggestions;
 mod tenants;
+mod timers;
 mod translations;
 mod users;
 

@@ -5,15 +5,19 @@
 //!
 //! A lease finds one due job at a time (`next_due`: a few index walks in
 //! `run_at` order that stop at the first eligible job, so its cost does not
-//! grow with the backlog) and takes it with one `UPDATE`, all inside a
-//! `BEGIN IMMEDIATE` transaction, so SQLite's single writer makes it
-//! atomic. The partial unique index `jobs_one_leased_per_conversation`
-//! (migration 0006) guarantees the one-per-conversation rule whatever the
-//! statements do. On PostgreSQL the same statements work with `FOR UPDATE
-//! SKIP LOCKED` on the search; two replicas leasing jobs of one
-//! conversation at once then meet the unique index, and the loser's
-//! `UPDATE` fails with a unique violation, which must be read as "nothing
-//! leased this round".
+//! grow with the backlog) and takes it with one `UPDATE`, each job in a
+//! transaction of its own. Unlike every other write here, leasing, renewal,
+//! completion, failure and release do not take the global write lock: the
+//! search locks the job it finds `FOR UPDATE SKIP LOCKED`, so workers of
+//! every replica walk past each other's candidates instead of queueing
+//! behind one lock, and the other statements touch one row each, matched
+//! by id and lease owner. What the global lock used to guarantee, the
+//! schema now does: two replicas leasing two jobs of one conversation at
+//! once meet the partial unique index `jobs_one_leased_per_conversation`
+//! (migration 0006), and the later `UPDATE` fails with a unique violation,
+//! read as "nothing leased this round"; a buyer message whose earlier
+//! sibling is being leased by another replica is still `queued` to this
+//! one's search, so it waits its turn.
 
 use super::*;
 
@@ -30,8 +34,8 @@ pub(super) async fn insert_job(
 ) -> Result<(), StoreError> {
     let inserted = sqlx::query(&pg(
         "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, \
-         created_at, updated_at, conversation_id, order_at, order_seq) \
-         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq \
+         created_at, updated_at, conversation_id, order_at, order_seq, traceparent) \
+         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq, ? \
          FROM messages m WHERE m.id = ? AND m.tenant_id = ?",
     ))
     .bind(JobId::new().to_string())
@@ -42,6 +46,7 @@ pub(super) async fn insert_job(
     .bind(at)
     .bind(at)
     .bind(at)
+    .bind(crate::telemetry::current_traceparent())
     .bind(message_id.to_string())
     .bind(tenant.to_string())
     .execute(&mut **tx)
@@ -87,7 +92,10 @@ async fn next_due(
     lane: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
     for (kind, due) in SEARCHES {
-        let sql = pg(&due_search(kind, due));
+        let sql = pg(&format!(
+            "{} FOR UPDATE OF j SKIP LOCKED",
+            due_search(kind, due)
+        ));
         let id: Option<String> = sqlx::query_scalar(&sql)
             .bind(JOB_INBOUND_MESSAGE)
             .bind(ts(at))
@@ -164,6 +172,7 @@ struct JobRow {
     created_at: String,
     give_up: Option<String>,
     last_error: Option<String>,
+    traceparent: Option<String>,
     lane: String,
 }
 
@@ -199,6 +208,7 @@ impl TryFrom<JobRow> for Job {
                 .transpose()?,
             created_at: parse_ts(&row.created_at)?,
             give_up,
+            traceparent: row.traceparent,
             lane: row.lane.parse()?,
         })
     }
@@ -217,11 +227,11 @@ impl JobStore for PostgresStore {
         if !any_due(&self.reader, at, kinds.as_deref(), lane).await? {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write().await?;
         let mut leased = Vec::new();
-        // One job per statement: each sees the leases taken before it in
-        // this transaction, so two jobs of one conversation are never taken.
+        // One job per transaction, each found after the ones before were
+        // committed, so two jobs of one conversation are never taken.
         while leased.len() < request.limit as usize {
+            let mut tx = self.writer.begin().await?;
             let Some(id) = next_due(&mut tx, at, kinds.as_deref(), lane).await? else {
                 break;
             };
@@ -230,7 +240,7 @@ impl JobStore for PostgresStore {
             if leased.iter().any(|job: &Job| job.id.to_string() == id) {
                 break;
             }
-            let row: JobRow = sqlx::query_as(&pg("UPDATE jobs SET state = 'leased', lease_owner = ?, lease_until = ?, \
+            let taken = sqlx::query_as::<_, JobRow>(&pg("UPDATE jobs SET state = 'leased', lease_owner = ?, lease_until = ?, \
                    attempts = attempts + 1, updated_at = ?, \
                    give_up = CASE WHEN give_up IS NULL AND state = 'leased' \
                                   AND attempts >= max_attempts THEN 'lease_expired' ELSE give_up END, \
@@ -238,7 +248,7 @@ impl JobStore for PostgresStore {
                                      AND attempts >= max_attempts THEN ? ELSE last_error END \
                  WHERE id = ? \
                  RETURNING id, tenant_id, kind, payload, attempts, max_attempts, conversation_id, \
-                   created_at, give_up, last_error, lane"),
+                   created_at, give_up, last_error, lane, traceparent"),
             )
             .bind(request.owner)
             .bind(ts(later(at, request.lease)))
@@ -246,10 +256,17 @@ impl JobStore for PostgresStore {
             .bind(LEASE_EXPIRED)
             .bind(&id)
             .fetch_one(&mut *tx)
-            .await?;
+            .await;
+            let row = match taken {
+                Ok(row) => row,
+                // Another replica leased a job of this conversation
+                // meanwhile: nothing more this round.
+                Err(err) if is_unique_violation(&err) => break,
+                Err(err) => return Err(err.into()),
+            };
+            tx.commit().await?;
             leased.push(Job::try_from(row)?);
         }
-        tx.commit().await?;
         Ok(leased)
     }
 
@@ -260,7 +277,7 @@ impl JobStore for PostgresStore {
         lease: chrono::Duration,
     ) -> Result<bool, StoreError> {
         let at = now();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let renewed = sqlx::query(&pg("UPDATE jobs SET lease_until = ?, updated_at = ? \
              WHERE id = ? AND state = 'leased' AND lease_owner = ?"))
         .bind(ts(later(at, lease)))
@@ -275,7 +292,7 @@ impl JobStore for PostgresStore {
     }
 
     async fn complete_job(&self, id: JobId, owner: &str) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(&pg("UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = ? \
              WHERE id = ? AND state = 'leased' AND lease_owner = ?"),
         )
@@ -302,7 +319,7 @@ impl JobStore for PostgresStore {
             JobFailure::GiveUpAt { cause, at: when } => ("queued", ts(when), Some(cause.as_str())),
             JobFailure::Dead => ("dead", at.clone(), None),
         };
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(&pg(
             "UPDATE jobs SET state = ?, run_at = ?, last_error = ?, lease_owner = NULL, \
              lease_until = NULL, give_up = COALESCE(?, give_up), updated_at = ? \
@@ -323,7 +340,7 @@ impl JobStore for PostgresStore {
     }
 
     async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.begin().await?;
         let released = sqlx::query(&pg(
             "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
              attempts = GREATEST(attempts - 1, 0), updated_at = ? \
@@ -344,7 +361,8 @@ impl JobStore for PostgresStore {
         owner: &str,
         lane: JobLane,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        // One row its owner holds, as `fail_job`: no global write lock.
+        let mut tx = self.writer.begin().await?;
         let moved = sqlx::query(&pg(
             "UPDATE jobs SET state = 'queued', lane = ?, lease_owner = NULL, lease_until = NULL, \
              attempts = GREATEST(attempts - 1, 0), updated_at = ? \

@@ -27,8 +27,8 @@ pub(super) async fn enqueue_reply(
         .collect();
     let at = ts(at);
     sqlx::query(&pg("INSERT INTO outbox (id, tenant_id, kind, idempotency_key, shop_id, conversation_id, \
-         message_id, payload, state, next_attempt_at, created_at, updated_at) \
-         SELECT ?, ?, 'reply', ?, s.id, ?, ?, '{}', 'pending', ?, ?, ? FROM shops s \
+         message_id, payload, state, next_attempt_at, created_at, updated_at, traceparent) \
+         SELECT ?, ?, 'reply', ?, s.id, ?, ?, '{}', 'pending', ?, ?, ?, ? FROM shops s \
          WHERE s.id = ? AND s.tenant_id = ? AND s.platform IN (SELECT value FROM jsonb_array_elements_text(?::jsonb)) \
          ON CONFLICT (idempotency_key) DO NOTHING"),
     )
@@ -40,6 +40,7 @@ pub(super) async fn enqueue_reply(
     .bind(&at)
     .bind(&at)
     .bind(&at)
+    .bind(crate::telemetry::current_traceparent())
     .bind(shop_id)
     .bind(tenant.to_string())
     .bind(serde_json::to_string(&with_channel).unwrap_or_else(|_| "[]".into()))
@@ -55,7 +56,8 @@ async fn lease_one(
     use sqlx::Row;
     let row = sqlx::query(&pg(
         "SELECT o.id, o.tenant_id, o.kind, o.attempts, o.doubt_since, o.created_at, o.parts_sent, \
-         o.conversation_id, o.message_id, o.endpoint_id, o.payload FROM outbox o WHERE o.id = ?",
+         o.conversation_id, o.message_id, o.endpoint_id, o.payload, o.traceparent \
+         FROM outbox o WHERE o.id = ?",
     ))
     .bind(id)
     .fetch_one(&mut **tx)
@@ -121,6 +123,7 @@ async fn lease_one(
         in_doubt: row.try_get::<Option<String>, _>(4)?.is_some(),
         previous_attempt_at: opt_ts(row.try_get(4)?)?,
         created_at: parse_ts(&row.try_get::<String, _>(5)?)?,
+        traceparent: row.try_get(11)?,
     }))
 }
 
@@ -302,7 +305,11 @@ impl OutboxStore for PostgresStore {
         if due.is_none() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write().await?;
+        // No global write lock: the search locks what it takes `FOR UPDATE
+        // SKIP LOCKED`, so replicas' outbox workers take different
+        // deliveries at once. A reply whose earlier sibling another replica
+        // is taking is still `pending` to this search, so it waits its turn.
+        let mut tx = self.writer.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(&pg("UPDATE outbox SET state = 'sending', lease_owner = ?, lease_until = ?, \
              attempts = attempts + 1, \
              doubt_since = CASE WHEN state = 'sending' THEN COALESCE(doubt_since, attempt_started_at) \
@@ -315,7 +322,8 @@ impl OutboxStore for PostgresStore {
                       WHERE p.kind = 'reply' AND p.conversation_id = o.conversation_id \
                         AND p.state IN ('pending', 'sending') \
                         AND (p.created_at < o.created_at OR (p.created_at = o.created_at AND p.id < o.id)))) \
-               ORDER BY o.next_attempt_at, o.created_at LIMIT ?) \
+               ORDER BY o.next_attempt_at, o.created_at LIMIT ? \
+               FOR UPDATE OF o SKIP LOCKED) \
              RETURNING id"),
         )
         .bind(owner)

@@ -30,8 +30,8 @@ pub(super) async fn insert_job(
 ) -> Result<(), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, \
-         created_at, updated_at, conversation_id, order_at, order_seq) \
-         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq \
+         created_at, updated_at, conversation_id, order_at, order_seq, traceparent) \
+         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq, ? \
          FROM messages m WHERE m.id = ? AND m.tenant_id = ?",
     )
     .bind(JobId::new().to_string())
@@ -42,6 +42,7 @@ pub(super) async fn insert_job(
     .bind(at)
     .bind(at)
     .bind(at)
+    .bind(crate::telemetry::current_traceparent())
     .bind(message_id.to_string())
     .bind(tenant.to_string())
     .execute(&mut **tx)
@@ -157,6 +158,7 @@ struct JobRow {
     created_at: String,
     give_up: Option<String>,
     last_error: Option<String>,
+    traceparent: Option<String>,
     lane: String,
 }
 
@@ -192,6 +194,7 @@ impl TryFrom<JobRow> for Job {
                 .transpose()?,
             created_at: parse_ts(&row.created_at)?,
             give_up,
+            traceparent: row.traceparent,
             lane: row.lane.parse()?,
         })
     }
@@ -232,7 +235,7 @@ impl JobStore for SqliteStore {
                                      AND attempts >= max_attempts THEN ? ELSE last_error END \
                  WHERE id = ? \
                  RETURNING id, tenant_id, kind, payload, attempts, max_attempts, conversation_id, \
-                   created_at, give_up, last_error, lane",
+                   created_at, give_up, last_error, lane, traceparent",
             )
             .bind(request.owner)
             .bind(ts(later(at, request.lease)))

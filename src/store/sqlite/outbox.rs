@@ -28,8 +28,8 @@ pub(super) async fn enqueue_reply(
     let at = ts(at);
     sqlx::query(
         "INSERT INTO outbox (id, tenant_id, kind, idempotency_key, shop_id, conversation_id, \
-         message_id, payload, state, next_attempt_at, created_at, updated_at) \
-         SELECT ?, ?, 'reply', ?, s.id, ?, ?, '{}', 'pending', ?, ?, ? FROM shops s \
+         message_id, payload, state, next_attempt_at, created_at, updated_at, traceparent) \
+         SELECT ?, ?, 'reply', ?, s.id, ?, ?, '{}', 'pending', ?, ?, ?, ? FROM shops s \
          WHERE s.id = ? AND s.tenant_id = ? AND s.platform IN (SELECT value FROM json_each(?)) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
@@ -41,6 +41,7 @@ pub(super) async fn enqueue_reply(
     .bind(&at)
     .bind(&at)
     .bind(&at)
+    .bind(crate::telemetry::current_traceparent())
     .bind(shop_id)
     .bind(tenant.to_string())
     .bind(serde_json::to_string(&with_channel).unwrap_or_else(|_| "[]".into()))
@@ -56,7 +57,8 @@ async fn lease_one(
     use sqlx::Row;
     let row = sqlx::query(
         "SELECT o.id, o.tenant_id, o.kind, o.attempts, o.doubt_since, o.created_at, o.parts_sent, \
-         o.conversation_id, o.message_id, o.endpoint_id, o.payload FROM outbox o WHERE o.id = ?",
+         o.conversation_id, o.message_id, o.endpoint_id, o.payload, o.traceparent \
+         FROM outbox o WHERE o.id = ?",
     )
     .bind(id)
     .fetch_one(&mut **tx)
@@ -122,6 +124,7 @@ async fn lease_one(
         in_doubt: row.try_get::<Option<String>, _>(4)?.is_some(),
         previous_attempt_at: opt_ts(row.try_get(4)?)?,
         created_at: parse_ts(&row.try_get::<String, _>(5)?)?,
+        traceparent: row.try_get(11)?,
     }))
 }
 
