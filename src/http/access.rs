@@ -160,6 +160,23 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/learning/heads/rollback",
         Access::Tenant(Scope::Kb),
     ),
+    // Suggested FAQ entries are read like the gaps report; accepting one
+    // writes the knowledge base.
+    (
+        "GET",
+        "/api/v1/learning/faq-suggestions",
+        Access::Tenant(Scope::Read),
+    ),
+    (
+        "POST",
+        "/api/v1/learning/faq-suggestions/{id}/accept",
+        Access::Tenant(Scope::Kb),
+    ),
+    (
+        "POST",
+        "/api/v1/learning/faq-suggestions/{id}/dismiss",
+        Access::Tenant(Scope::Kb),
+    ),
     // Tagging is part of answering conversations.
     (
         "PUT",

@@ -3,21 +3,27 @@
 //! `GET /api/v1/learning/heads` (the tenant's versions with their
 //! before/after figures and verdicts, and its learned exemplars), and
 //! `POST /api/v1/learning/heads/rollback` (the previous version back in
-//! one action). Wire types only; the loop is `crate::learning`'s.
+//! one action), and the suggested FAQ entries made from knowledge gaps
+//! people answered (`GET /api/v1/learning/faq-suggestions`, `POST
+//! …/{id}/accept` and `…/{id}/dismiss`). Wire types only; the loop is
+//! `crate::learning`'s.
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Tenant};
+use super::extract::{ApiJson, ApiQuery, Tenant};
 use super::v1::check_conversation_shop;
 use super::AppState;
 use crate::domain::MessageId;
+use crate::learning::suggestions::{self, FaqEdit};
 use crate::learning::{Correction, LearningError};
 use crate::store::learning::{HeadVersion, LearnedExemplar};
+use crate::store::suggestions::{FaqSuggestion, SuggestionStatus};
 
 impl From<LearningError> for ApiError {
     fn from(err: LearningError) -> Self {
@@ -241,4 +247,233 @@ pub async fn rollback(
     Ok(Json(RollbackDto {
         active: active.map(Into::into),
     }))
+}
+
+/// A suggested FAQ entry: a knowledge gap a person answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaqSuggestionDto {
+    pub id: String,
+    /// The buyers' questions, the gap's central one first.
+    pub questions: Vec<String>,
+    /// The reply a person answered them with.
+    pub answer: String,
+    pub lang: String,
+    /// How many buyer messages asked it.
+    pub asked: i64,
+    pub conversations: Vec<String>,
+    /// `pending`, `accepted` or `dismissed`.
+    pub status: String,
+    /// The FAQ entry made from it, once accepted.
+    pub entry_id: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub created_at: String,
+}
+
+impl From<FaqSuggestion> for FaqSuggestionDto {
+    fn from(s: FaqSuggestion) -> Self {
+        FaqSuggestionDto {
+            id: s.id.to_string(),
+            questions: s.questions,
+            answer: s.answer,
+            lang: s.lang,
+            asked: s.asked,
+            conversations: s.conversations.iter().map(|c| c.to_string()).collect(),
+            status: s.status.as_str().into(),
+            entry_id: s.entry_id,
+            decided_by: s.decided_by,
+            decided_at: s.decided_at.map(|t| t.to_rfc3339()),
+            created_at: s.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaqSuggestionsDto {
+    /// Whether the history was read again for new suggestions (it is
+    /// when the embedding model is loaded).
+    pub refreshed: bool,
+    /// Most asked first.
+    pub suggestions: Vec<FaqSuggestionDto>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SuggestionsQuery {
+    /// `pending` (the default), `accepted`, `dismissed` or `all`.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    /// The entry's questions, in place of the suggested ones.
+    pub questions: Option<Vec<String>>,
+    /// The entry's answer, in place of the person's reply.
+    pub answer: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedDto {
+    pub suggestion: FaqSuggestionDto,
+    /// The FAQ entry written to the knowledge base.
+    #[schema(value_type = Object)]
+    pub entry: serde_json::Value,
+}
+
+/// Suggestions are made from every shop's buyers: a token bound to one
+/// shop sees none.
+fn whole_tenant(tenant: &Tenant) -> Result<(), ApiError> {
+    match &tenant.shop {
+        Some(shop) => Err(ApiError::Forbidden(format!(
+            "FAQ suggestions come from every shop's conversations; this token acts for shop {:?} only",
+            shop.as_str()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn suggestion_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    raw.trim().parse().map_err(|_| ApiError::NotFound {
+        what: format!("faq suggestion {raw:?}"),
+    })
+}
+
+/// The tenant's suggested FAQ entries.
+///
+/// Knowledge gaps of the last 90 days (buyer questions the knowledge base
+/// could not answer, grouped by meaning) that a person answered become
+/// suggestions: the buyers' questions and the person's reply. They are
+/// read again from the history first when the embedding model is loaded.
+/// Nothing is added to the knowledge base until a person accepts one.
+#[utoipa::path(
+    get,
+    path = "/api/v1/learning/faq-suggestions",
+    tag = "learning",
+    params(SuggestionsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Suggestions, most asked first", body = FaqSuggestionsDto),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "A shop-bound token", body = ErrorBody),
+        (status = 422, description = "An unknown status", body = ErrorBody),
+    )
+)]
+pub async fn faq_suggestions(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiQuery(query): ApiQuery<SuggestionsQuery>,
+) -> Result<Json<FaqSuggestionsDto>, ApiError> {
+    whole_tenant(&tenant)?;
+    let status = match query.status.as_deref().map(str::trim) {
+        None | Some("pending") => Some(SuggestionStatus::Pending),
+        Some("all") => None,
+        Some(raw) => Some(SuggestionStatus::parse(raw).map_err(|_| {
+            ApiError::Invalid(format!(
+                "`status` must be pending, accepted, dismissed or all, got {raw:?}"
+            ))
+        })?),
+    };
+    let embedder = state.kb.embedder();
+    let refreshed = embedder.is_some();
+    if let Some(embedder) = embedder {
+        suggestions::refresh(
+            state.store.as_ref(),
+            tenant.id,
+            embedder,
+            chrono::Utc::now(),
+        )
+        .await?;
+    }
+    let list = state.store.faq_suggestions(tenant.id, status).await?;
+    Ok(Json(FaqSuggestionsDto {
+        refreshed,
+        suggestions: list.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Accept a suggestion: its FAQ entry is written to the knowledge base.
+///
+/// The body is optional: `questions` and `answer` replace the suggested
+/// ones. The entry (id `learned-…`, tag `learned`) is versioned, audited,
+/// indexed and searched like any other; the suggestion becomes
+/// `accepted` with the entry's id.
+#[utoipa::path(
+    post,
+    path = "/api/v1/learning/faq-suggestions/{id}/accept",
+    tag = "learning",
+    params(("id" = String, Path, description = "The suggestion's id")),
+    request_body(content = AcceptRequest, description = "Optional edits"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Accepted; the FAQ entry exists", body = AcceptedDto),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "A shop-bound token", body = ErrorBody),
+        (status = 404, description = "No such suggestion for this tenant", body = ErrorBody),
+        (status = 409, description = "Already accepted or dismissed", body = ErrorBody),
+        (status = 422, description = "An edit leaves no question, no answer, or too long a text", body = ErrorBody),
+    )
+)]
+pub async fn accept_faq_suggestion(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<AcceptedDto>), ApiError> {
+    whole_tenant(&tenant)?;
+    let id = suggestion_id(&id)?;
+    let request: AcceptRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        AcceptRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::MalformedRequest(format!("malformed JSON: {e}")))?
+    };
+    let edit = FaqEdit {
+        questions: request.questions,
+        answer: request.answer,
+    };
+    let (suggestion, entry) = suggestions::accept(
+        state.store.as_ref(),
+        &state.kb,
+        tenant.id,
+        id,
+        &edit,
+        &tenant.actor(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AcceptedDto {
+            suggestion: suggestion.into(),
+            entry: entry.to_json(),
+        }),
+    ))
+}
+
+/// Dismiss a suggestion: nothing is added, and the same answer is not
+/// suggested again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/learning/faq-suggestions/{id}/dismiss",
+    tag = "learning",
+    params(("id" = String, Path, description = "The suggestion's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Dismissed", body = FaqSuggestionDto),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "A shop-bound token", body = ErrorBody),
+        (status = 404, description = "No such suggestion for this tenant", body = ErrorBody),
+        (status = 409, description = "Already accepted or dismissed", body = ErrorBody),
+    )
+)]
+pub async fn dismiss_faq_suggestion(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<FaqSuggestionDto>, ApiError> {
+    whole_tenant(&tenant)?;
+    let id = suggestion_id(&id)?;
+    let suggestion =
+        suggestions::dismiss(state.store.as_ref(), tenant.id, id, &tenant.actor()).await?;
+    Ok(Json(suggestion.into()))
 }

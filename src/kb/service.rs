@@ -493,7 +493,8 @@ impl KbService {
         self.embedder().is_some()
     }
 
-    fn embedder(&self) -> Option<Arc<dyn Embedder>> {
+    /// The embedder in use, if any (knowledge gaps are grouped with it).
+    pub fn embedder(&self) -> Option<Arc<dyn Embedder>> {
         self.embedder
             .read()
             .unwrap_or_else(|e| e.into_inner())

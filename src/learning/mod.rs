@@ -12,6 +12,7 @@
 
 pub mod measure;
 pub mod service;
+pub mod suggestions;
 pub mod train;
 pub mod translations;
 

@@ -187,7 +187,15 @@ pub async fn gaps(
         .conversation_facts(tenant, &ShopAccess::All, report.filter.since)
         .await?;
     let chosen: Vec<_> = facts.iter().filter(|c| selected.contains(&c.id)).collect();
-    let messages = figures::gaps::gap_messages(&chosen);
+    group_gaps(figures::gaps::gap_messages(&chosen), embedder).await
+}
+
+/// Groups gap messages by meaning with `embedder`'s vectors (run on a
+/// blocking thread), most asked first.
+pub async fn group_gaps(
+    messages: Vec<figures::gaps::GapMessage>,
+    embedder: std::sync::Arc<dyn crate::kb::Embedder>,
+) -> Result<Vec<figures::gaps::Gap>, ReportError> {
     if messages.is_empty() {
         return Ok(Vec::new());
     }

@@ -23,6 +23,7 @@ pub mod privacy;
 pub mod private_file;
 pub mod reports;
 pub mod sqlite;
+pub mod suggestions;
 pub mod timers;
 pub mod translations;
 pub mod users;
@@ -58,6 +59,7 @@ pub use postgres::PostgresStore;
 pub use privacy::{BuyerErasure, PrivacyStore, RetentionOutcome};
 pub use reports::ReportStore;
 pub use sqlite::{MigrationReport, Schema, SqliteStore};
+pub use suggestions::SuggestionStore;
 pub use timers::TimerStore;
 pub use translations::{
     NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
@@ -856,6 +858,7 @@ pub trait Store:
     + ReportStore
     + TimerStore
     + LearningStore
+    + suggestions::SuggestionStore
 {
     /// Notes of committed changes to conversations, for live pages.
     fn changes(&self) -> &dyn ChangeFeed;

@@ -46,6 +46,7 @@ mod orders;
 mod outbox;
 mod privacy;
 mod reports;
+mod suggestions;
 mod tenants;
 mod timers;
 mod translations;

@@ -35,6 +35,7 @@ mod outbox;
 mod privacy;
 mod reports;
 mod schema;
+mod suggestions;
 mod tenants;
 mod timers;
 mod translations;

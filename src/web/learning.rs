@@ -2,7 +2,8 @@
 //! classifier versions with their before/after figures and why each was
 //! promoted or refused, the corrections its people made, and the rollback
 //! button; and the intent correction an agent makes from a conversation
-//! (`POST /app/c/{id}/intent`). The loop itself is `crate::learning`'s.
+//! (`POST /app/c/{id}/intent`); the suggested FAQ entries section is
+//! `suggestions`'. The loop itself is `crate::learning`'s.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -70,6 +71,9 @@ struct LearningPage {
     can_roll_back: bool,
     versions: Vec<VersionView>,
     exemplars: Vec<ExemplarView>,
+    show_suggestions: bool,
+    can_decide: bool,
+    suggestions: Vec<super::suggestions::SuggestionView>,
 }
 
 fn figure(
@@ -144,7 +148,11 @@ pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Respo
     let (versions, exemplars) = state.app.learning.overview(tenant).await?;
     let now = Utc::now();
     let active = versions.iter().any(|v| v.active);
+    let suggestions = super::suggestions::pending(&state, &viewer).await?;
     render(&LearningPage {
+        show_suggestions: super::suggestions::may_see(&viewer),
+        can_decide: viewer.user.role.can_act(),
+        suggestions,
         nav: Nav::new(&viewer, "learning"),
         using: if active {
             "classifiers retrained with your corrections"

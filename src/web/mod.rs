@@ -28,6 +28,7 @@ pub mod login;
 pub mod policy;
 pub mod session;
 pub mod settings;
+pub mod suggestions;
 pub mod trace;
 pub mod translate;
 pub mod view;
@@ -132,6 +133,8 @@ pub fn router(state: WebState) -> Router {
         .route("/app/c/{id}/intent", post(learning::correct))
         .route("/app/learning", get(learning::page))
         .route("/app/learning/rollback", post(learning::rollback))
+        .route("/app/learning/faq/{id}/accept", post(suggestions::accept))
+        .route("/app/learning/faq/{id}/dismiss", post(suggestions::dismiss))
         .route("/app/approvals", get(approvals::page))
         .route("/app/kb", get(kb::page))
         .route("/app/kb/new", get(kb::new_entry))

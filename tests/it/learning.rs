@@ -563,3 +563,257 @@ async fn an_agent_s_edit_of_a_machine_translation_becomes_the_approved_translati
         .unwrap();
     assert_eq!(stored.status, TranslationStatus::Verified);
 }
+
+/// A buyer asks `text` in a conversation of their own; kedai found no
+/// grounded answer in the knowledge base.
+async fn unanswered(app: &TestApp, buyer: &str, text: &str) -> crate::web::Ingested {
+    let asked = crate::web::ingest(
+        app,
+        &message(
+            "demo-shopee",
+            &format!("gap-{buyer}"),
+            &format!("shopee:{buyer}"),
+            text,
+        ),
+    )
+    .await;
+    let trace = json!({
+        "lang": "en", "intent": "product_specs", "layer": 3,
+        "reasons": ["no_grounded_answer"], "answer_kind": "none",
+    });
+    crate::web::decide(app, &asked, 3, None, trace).await;
+    asked
+}
+
+async fn suggestions(app: &TestApp, token: &str) -> Vec<Value> {
+    let response = app
+        .client
+        .get(app.url("/api/v1/learning/faq-suggestions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["refreshed"], true, "{body}");
+    body["suggestions"].as_array().unwrap().clone()
+}
+
+const FLY: [&str; 3] = [
+    "can I take this power bank on a plane?",
+    "can I bring the power bank on a plane?",
+    "can I take the power bank on an airplane?",
+];
+const FLY_ANSWER: &str =
+    "Yes: it is 74 Wh, under the 100 Wh airline limit, so it can go in your hand luggage.";
+
+/// Several buyers ask the same question the knowledge base cannot
+/// answer and an agent answers one of them: a suggestion appears with the
+/// buyers' questions and the agent's answer, for that tenant only;
+/// accepting it adds the FAQ entry and the next buyer's question finds
+/// it; dismissing another adds nothing. Real e5 vectors group the
+/// questions, as in the gaps report.
+#[tokio::test]
+async fn an_agent_s_answer_to_a_knowledge_gap_becomes_a_suggested_faq_entry_accepted_by_a_person() {
+    let dir = TempDir::new().unwrap();
+    let mut spawn = crate::helpers::Spawn::new(&dir.path().join("data"));
+    spawn.kb_embedder = Some(crate::understand::e5());
+    let app = spawn.start().await;
+    let other = other_tenant(&app).await;
+
+    let mut asked = Vec::new();
+    for (i, text) in FLY.iter().enumerate() {
+        asked.push(unanswered(&app, &format!("fly{i}"), text).await);
+    }
+    let reply = |conversation: kedai::domain::ConversationId, text: &'static str| {
+        let app = &app;
+        async move {
+            let sent = post(
+                app,
+                &app.token,
+                &format!("/api/v1/conversations/{conversation}/replies"),
+                json!({ "text": text }),
+            )
+            .await;
+            assert_eq!(sent.status(), 201, "{:?}", sent.text().await);
+        }
+    };
+    reply(asked[1].conversation, FLY_ANSWER).await;
+    // A second gap an agent answered, to dismiss; and one nobody answered.
+    let ship = unanswered(&app, "ship0", "do you ship to Brunei?").await;
+    unanswered(&app, "ship1", "do you deliver to Brunei?").await;
+    reply(ship.conversation, "We do not ship to Brunei yet, sorry.").await;
+    unanswered(
+        &app,
+        "warranty",
+        "how long is the warranty on the charger cable?",
+    )
+    .await;
+
+    let list = suggestions(&app, &app.token).await;
+    assert_eq!(list.len(), 2, "{list:#?}");
+    let fly = list
+        .iter()
+        .find(|s| s["answer"] == FLY_ANSWER)
+        .unwrap_or_else(|| panic!("no suggestion with the agent's answer: {list:#?}"));
+    assert_eq!(fly["asked"], 3);
+    let questions: Vec<&str> = fly["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q.as_str().unwrap())
+        .collect();
+    for text in FLY {
+        assert!(questions.contains(&text), "{text:?} not in {questions:?}");
+    }
+    assert_eq!(fly["status"], "pending");
+    let ship = list.iter().find(|s| s["answer"] != FLY_ANSWER).unwrap();
+
+    // Another seller sees none of it and cannot decide it.
+    assert!(suggestions(&app, &other).await.is_empty());
+    let id = fly["id"].as_str().unwrap();
+    let path = format!("/api/v1/learning/faq-suggestions/{id}/accept");
+    assert_eq!(post(&app, &other, &path, json!({})).await.status(), 404);
+
+    // Nothing reached the knowledge base before a person accepted it.
+    let search = |query: &'static str| {
+        let app = &app;
+        async move {
+            let response = post(
+                app,
+                &app.token,
+                "/api/v1/kb/search",
+                json!({"query": query}),
+            )
+            .await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    const NEXT: &str = "is the power bank allowed on a flight?";
+    let before = search(NEXT).await;
+    assert!(!before.to_string().contains("learned-"), "{before:#}");
+
+    let accepted = post(&app, &app.token, &path, json!({})).await;
+    assert_eq!(accepted.status(), 201);
+    let accepted: Value = accepted.json().await.unwrap();
+    let entry_id = accepted["suggestion"]["entry_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(accepted["suggestion"]["status"], "accepted");
+    assert_eq!(accepted["entry"]["answer"], FLY_ANSWER);
+    let entry = app
+        .get_json(&format!("/api/v1/kb/entries/faq/{entry_id}"))
+        .await;
+    assert_eq!(entry["entry"]["answer"], FLY_ANSWER, "{entry:#}");
+    // The next buyer asking is answered from it.
+    let after = search(NEXT).await;
+    assert_eq!(after["hits"][0]["id"], entry_id.as_str(), "{after:#}");
+    assert_eq!(after["hits"][0]["kind"], "faq");
+    // Once decided, it is not decided again, nor suggested again.
+    assert_eq!(post(&app, &app.token, &path, json!({})).await.status(), 409);
+
+    // Dismissing adds nothing.
+    let entries_before = app.get_json("/api/v1/kb/entries?kind=faq").await;
+    let ship_id = ship["id"].as_str().unwrap();
+    let dismissed = post(
+        &app,
+        &app.token,
+        &format!("/api/v1/learning/faq-suggestions/{ship_id}/dismiss"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(dismissed.status(), 200);
+    assert_eq!(
+        app.get_json("/api/v1/kb/entries?kind=faq").await,
+        entries_before
+    );
+    assert!(suggestions(&app, &app.token).await.is_empty());
+    // An id that is no suggestion is not found.
+    let bogus = "/api/v1/learning/faq-suggestions/not-an-id/accept";
+    assert_eq!(post(&app, &app.token, bogus, json!({})).await.status(), 404);
+}
+
+/// The workbench's learning page lists the suggestion (buyer and agent
+/// text escaped), an agent accepts it as edited in its form, and the FAQ
+/// entry has the edits; a read-only user sees no form, and a user limited
+/// to one shop neither sees suggestions nor decides them.
+#[tokio::test]
+async fn the_learning_page_lists_suggestions_escaped_and_an_agent_accepts_one_edited() {
+    use kedai::store::users::Role;
+    let dir = TempDir::new().unwrap();
+    let mut spawn = crate::helpers::Spawn::new(&dir.path().join("data"));
+    spawn.kb_embedder = Some(crate::understand::e5());
+    let app = spawn.start().await;
+    let answer = "We take bank transfers <img src=x onerror=alert(1)>";
+    let asked = unanswered(&app, "pay0", "can I pay with a bank transfer?").await;
+    unanswered(&app, "pay1", "can I pay by bank transfer?").await;
+    let sent = post(
+        &app,
+        &app.token,
+        &format!("/api/v1/conversations/{}/replies", asked.conversation),
+        json!({ "text": answer }),
+    )
+    .await;
+    assert_eq!(sent.status(), 201);
+
+    crate::web::create_user(&app, "reader@demo.example", Role::Readonly, None).await;
+    crate::web::create_user(
+        &app,
+        "lazada@demo.example",
+        Role::Agent,
+        Some(&["demo-lazada"]),
+    )
+    .await;
+    crate::web::create_user(&app, "agent@demo.example", Role::Agent, None).await;
+    let reader = Desk::login(&app, "reader@demo.example").await;
+    let page = reader.page("/app/learning").await;
+    assert!(page.contains("id=\"faq-suggestions\""), "{page}");
+    assert!(page.contains("can I pay with a bank transfer?"));
+    assert!(!page.contains(crate::web::XSS));
+    assert!(page.contains(&crate::web::escaped(crate::web::XSS)));
+    assert!(!page.contains("/accept\""), "a read-only user gets no form");
+
+    let limited = Desk::login(&app, "lazada@demo.example").await;
+    let page = limited.page("/app/learning").await;
+    assert!(!page.contains("can I pay with a bank transfer?"));
+    let id = app.get_json("/api/v1/learning/faq-suggestions").await["suggestions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let accept = format!("/app/learning/faq/{id}/accept");
+    let edited = [
+        (
+            "questions",
+            "can I pay by bank transfer?\n\ndo you accept bank transfers?",
+        ),
+        ("answer", "Yes, we accept bank transfers."),
+    ];
+    let refused = limited.post(&accept, "/app/learning", &edited).await;
+    assert_eq!(refused.status(), 403);
+
+    let agent = Desk::login(&app, "agent@demo.example").await;
+    assert!(agent.page("/app/learning").await.contains(&accept));
+    let done = agent.post(&accept, "/app/learning", &edited).await;
+    assert_eq!(done.status(), 303);
+    let decided = app
+        .get_json("/api/v1/learning/faq-suggestions?status=accepted")
+        .await;
+    let entry_id = decided["suggestions"][0]["entry_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let entry = app
+        .get_json(&format!("/api/v1/kb/entries/faq/{entry_id}"))
+        .await;
+    assert_eq!(entry["entry"]["answer"], "Yes, we accept bank transfers.");
+    assert_eq!(
+        entry["entry"]["questions"],
+        json!([
+            "can I pay by bank transfer?",
+            "do you accept bank transfers?"
+        ])
+    );
+    assert!(!agent.page("/app/learning").await.contains(&accept));
+}
