@@ -718,3 +718,95 @@ async fn l10_retention_deletes_old_conversations_and_records_the_pass() {
     let audit = app.store.audit_log(tenant.id, 50).await.unwrap();
     assert!(audit.iter().any(|r| r.event.action == "retention.applied"));
 }
+
+/// What was learned from a buyer's words goes with them: the exemplar made
+/// of their corrected message, and a pending suggestion quoting them;
+/// another buyer's stay.
+#[tokio::test]
+async fn erasing_a_buyer_removes_what_was_learned_from_their_words() {
+    use kedai::store::learning::NewLearnedExemplar;
+    use kedai::store::suggestions::NewFaqSuggestion;
+    let (app, _dir) = spawn_app().await;
+    let ack = |body: Value| {
+        let app = &app;
+        async move {
+            let ack: Value = app.ingest(&body).await.json().await.unwrap();
+            (
+                ack["message_id"].as_str().unwrap().parse().unwrap(),
+                ack["conversation_id"].as_str().unwrap().parse().unwrap(),
+            )
+        }
+    };
+    let (erin_message, erin_conversation) = ack(message(
+        "demo-web",
+        "e1",
+        "web:erin",
+        "can the power bank go in hand luggage?",
+    ))
+    .await;
+    let (kept_message, kept_conversation) = ack(message(
+        "demo-web",
+        "k1",
+        "web:kept",
+        "power bank in cabin bag ok?",
+    ))
+    .await;
+    let tenant = demo_tenant(&app).await;
+    for (message_id, text) in [
+        (erin_message, "can the power bank go in hand luggage?"),
+        (kept_message, "power bank in cabin bag ok?"),
+    ] {
+        app.store
+            .add_learned_exemplar(
+                tenant.id,
+                &NewLearnedExemplar {
+                    message_id: Some(message_id),
+                    text: text.into(),
+                    label: "product_question".into(),
+                    previous_label: Some("out_of_scope".into()),
+                    created_by: "user:agent".into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let suggestion = |key: &str, conversations| NewFaqSuggestion {
+        answer_key: key.into(),
+        questions: vec!["can the power bank go in hand luggage?".into()],
+        answer: format!("Yes ({key})"),
+        lang: "en".into(),
+        asked: 2,
+        conversations,
+    };
+    app.store
+        .upsert_faq_suggestion(
+            tenant.id,
+            &suggestion("both", vec![erin_conversation, kept_conversation]),
+        )
+        .await
+        .unwrap();
+    app.store
+        .upsert_faq_suggestion(tenant.id, &suggestion("kept", vec![kept_conversation]))
+        .await
+        .unwrap();
+
+    let shop = ShopKey::parse("demo-web").unwrap();
+    app.store
+        .erase_buyer(tenant.id, &shop, "web:erin", "test")
+        .await
+        .unwrap()
+        .expect("the buyer exists");
+    let learned = app.store.learned_exemplars(tenant.id).await.unwrap();
+    assert_eq!(
+        learned.iter().map(|e| e.message_id).collect::<Vec<_>>(),
+        [Some(kept_message)]
+    );
+    let suggestions = app.store.faq_suggestions(tenant.id, None).await.unwrap();
+    assert_eq!(
+        suggestions
+            .iter()
+            .map(|s| s.answer.as_str())
+            .collect::<Vec<_>>(),
+        ["Yes (kept)"]
+    );
+}

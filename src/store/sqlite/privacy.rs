@@ -64,6 +64,33 @@ impl Doomed<'_> {
         self.delete(tx, "approvals", "conversation_id").await?;
         self.delete(tx, "conversation_tags", "conversation_id")
             .await?;
+        // What was learned from these buyers' words: their corrected
+        // messages as exemplars (a tenant's heads fitted again later leave
+        // them out), and suggested FAQ entries quoting them: pending and
+        // dismissed ones go (they are suggested again from what remains),
+        // accepted ones keep only the entry a person made of them.
+        let learned_sql = format!(
+            "DELETE FROM learned_exemplars WHERE message_id IN \
+             (SELECT id FROM messages WHERE conversation_id IN ({}))",
+            self.subquery()
+        );
+        let suggestions = "EXISTS (SELECT 1 FROM json_each(faq_suggestions.conversations) c WHERE c.value IN ({sub}))";
+        let dropped_sql = format!(
+            "DELETE FROM faq_suggestions WHERE status != 'accepted' AND {}",
+            suggestions.replace("{sub}", &self.subquery())
+        );
+        let scrubbed_sql = format!(
+            "UPDATE faq_suggestions SET questions = '[]', conversations = '[]' \
+             WHERE status = 'accepted' AND {}",
+            suggestions.replace("{sub}", &self.subquery())
+        );
+        for sql in [learned_sql, dropped_sql, scrubbed_sql] {
+            let mut query = sqlx::query(&sql);
+            for bind in &self.binds {
+                query = query.bind(bind);
+            }
+            query.execute(&mut **tx).await?;
+        }
         let sent_sql = format!(
             "DELETE FROM channel_sent WHERE outbox_id IN \
              (SELECT id FROM outbox WHERE conversation_id IN ({}))",
