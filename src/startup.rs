@@ -374,6 +374,14 @@ impl Application {
         }
         tokio::spawn(warm_kb_indexes(self.state.clone()));
         tokio::spawn(announce_ready(self.state.clone(), shutdown.child_token()));
+        // A tenant's classifiers promoted or rolled back on another replica
+        // of the same database are used here within seconds.
+        tokio::spawn(
+            self.state
+                .learning
+                .clone()
+                .follow(LEARNING_FOLLOW_EVERY, shutdown.child_token()),
+        );
         if self.settings.store.retention_days > 0 {
             tokio::spawn(apply_retention(
                 self.state.store.clone(),
@@ -763,6 +771,10 @@ async fn warm_kb_indexes(state: AppState) {
         state.readiness.knowledge_warm();
     }
 }
+
+/// How often a replica checks which version of each tenant's classifiers
+/// is active in the store.
+const LEARNING_FOLLOW_EVERY: Duration = Duration::from_secs(5);
 
 /// Logs once that kedai answers messages now: the models loaded, the
 /// classifiers trained and the knowledge indexes built (what `/readyz`

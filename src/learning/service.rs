@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::measure::{Case, CaseSource, Comparison};
@@ -46,6 +47,9 @@ pub struct Learning {
     eval_set: Option<PathBuf>,
     /// One retraining or rollback at a time per tenant.
     tenants: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The version whose heads this process reads each tenant with;
+    /// absent: the shared heads.
+    installed: Mutex<HashMap<TenantId, Uuid>>,
 }
 
 impl Learning {
@@ -59,7 +63,24 @@ impl Learning {
             stage,
             eval_set,
             tenants: Mutex::new(HashMap::new()),
+            installed: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn set_installed(&self, tenant: TenantId, version: Option<Uuid>) {
+        let mut installed = self.installed.lock().unwrap_or_else(|e| e.into_inner());
+        match version {
+            Some(id) => installed.insert(tenant, id),
+            None => installed.remove(&tenant),
+        };
+    }
+
+    fn installed(&self, tenant: TenantId) -> Option<Uuid> {
+        self.installed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tenant)
+            .copied()
     }
 
     fn stage(&self) -> Result<Arc<UnderstandStage>, LearningError> {
@@ -242,6 +263,7 @@ impl Learning {
             understander
                 .set_tenant_heads(tenant, Some(heads))
                 .map_err(|e| LearningError::Training(e.to_string()))?;
+            self.set_installed(tenant, Some(version.id));
             crate::metrics::learning_event("promoted");
         } else {
             crate::metrics::learning_event("refused");
@@ -291,6 +313,7 @@ impl Learning {
             .map_err(|e| LearningError::NotReady(e.to_string()))?
             .set_tenant_heads(tenant, heads)
             .map_err(|e| LearningError::Training(e.to_string()))?;
+        self.set_installed(tenant, previous.as_ref().map(|v| v.id));
         crate::metrics::learning_event("rolled_back");
         Ok(previous.map(|v| HeadVersion { active: true, ..v }))
     }
@@ -298,6 +321,15 @@ impl Learning {
     /// Fits every tenant's active version again, so their heads survive a
     /// restart. Failures are logged; those tenants keep the shared heads.
     pub async fn restore(&self) {
+        self.sync().await;
+    }
+
+    /// Brings the heads this process reads each tenant with in line with
+    /// the versions active in the database: fits a version another replica
+    /// promoted or rolled back to, and returns a tenant another replica
+    /// rolled back to the shared heads. Failures are logged (that tenant
+    /// is tried again next time).
+    pub async fn sync(&self) {
         let Ok(stage) = self.stage() else { return };
         let active = match self.store.active_head_versions().await {
             Ok(active) => active,
@@ -306,22 +338,68 @@ impl Learning {
                 return;
             }
         };
-        for (tenant, version) in active {
-            let fitted = self.fit(&stage, tenant, &version.exemplar_ids).await;
+        let wanted: HashMap<TenantId, HeadVersion> = active.into_iter().collect();
+        let mut tenants: HashSet<TenantId> = wanted.keys().copied().collect();
+        tenants.extend(
+            self.installed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .copied(),
+        );
+        for tenant in tenants {
+            let version = wanted.get(&tenant);
+            if self.installed(tenant) == version.map(|v| v.id) {
+                continue;
+            }
+            let lock = self.tenant_lock(tenant);
+            let _one = lock.lock().await;
+            // This process may have installed it meanwhile.
+            if self.installed(tenant) == version.map(|v| v.id) {
+                continue;
+            }
+            let fitted = match version {
+                Some(version) => self
+                    .fit(&stage, tenant, &version.exemplar_ids)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string()),
+                None => Ok(None),
+            };
             let installed = match (fitted, stage.trained().await) {
                 (Ok(heads), Ok(understander)) => understander
-                    .set_tenant_heads(tenant, Some(heads))
+                    .set_tenant_heads(tenant, heads)
                     .map_err(|e| e.to_string()),
-                (Err(e), _) => Err(e.to_string()),
+                (Err(e), _) => Err(e),
                 (_, Err(e)) => Err(e.to_string()),
             };
             match installed {
                 Ok(()) => {
-                    tracing::info!(%tenant, version = version.number, "tenant classifiers restored")
+                    self.set_installed(tenant, version.map(|v| v.id));
+                    tracing::info!(
+                        %tenant,
+                        version = version.map(|v| v.number),
+                        "tenant classifiers follow the version active in the store"
+                    )
                 }
                 Err(error) => {
-                    tracing::error!(%tenant, %error, "tenant classifiers not restored; it uses the shared ones")
+                    tracing::error!(%tenant, %error, "tenant classifiers not installed; it keeps the ones it had")
                 }
+            }
+        }
+    }
+
+    /// Calls [`Learning::sync`] every `every` once the shared classifiers
+    /// are trained, so a version promoted or rolled back on another
+    /// replica of the same database is used here within seconds.
+    pub async fn follow(self: Arc<Self>, every: std::time::Duration, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            if self.stage.get().is_some_and(|stage| stage.is_ready()) {
+                self.sync().await;
             }
         }
     }

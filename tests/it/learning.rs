@@ -44,6 +44,10 @@ async fn agent_desk(app: &TestApp, tenant: kedai::domain::TenantId) -> Desk {
 /// fixture exemplars; drafts cannot be written (no chat model), so every
 /// decision is a handoff, but each records the intent it read.
 async fn learning_app(dir: &Path) -> TestApp {
+    learning_spawn(dir).start().await
+}
+
+fn learning_spawn(dir: &Path) -> Spawn {
     let intents = dir.join("intents");
     std::fs::create_dir_all(&intents).unwrap();
     std::fs::copy(
@@ -57,7 +61,7 @@ async fn learning_app(dir: &Path) -> TestApp {
     spawn.settings.pipeline.exemplars_poll_secs = 0;
     spawn.settings.models.dir = dir.join("models").to_string_lossy().into_owned();
     spawn.kb_embedder = Some(crate::understand::e5());
-    spawn.start().await
+    spawn
 }
 
 /// A second tenant with one web shop, and its admin token.
@@ -816,4 +820,68 @@ async fn the_learning_page_lists_suggestions_escaped_and_an_agent_accepts_one_ed
         ])
     );
     assert!(!agent.page("/app/learning").await.contains(&accept));
+}
+
+/// Two replicas of one PostgreSQL database: a version promoted on one is
+/// used by the other within seconds, and so is a rollback. PostgreSQL only.
+#[tokio::test]
+async fn a_version_promoted_or_rolled_back_on_one_replica_is_used_by_another() {
+    if !crate::helpers::on_postgres() {
+        eprintln!("skipped: replicas share a PostgreSQL database (KEDAI_TEST_STORE=postgres)");
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let url = crate::helpers::postgres_for(dir.path()).unwrap();
+    let mut apps = Vec::new();
+    for i in 0..2 {
+        let replica = dir.path().join(format!("replica-{i}"));
+        let mut app = learning_spawn(&replica);
+        app.settings.store.url = kedai::config::StoreUrl(url.clone());
+        app.settings.store.credentials_key_file = dir
+            .path()
+            .join("credentials.key")
+            .to_string_lossy()
+            .into_owned();
+        apps.push(app.start().await);
+    }
+    let (a, b) = (&apps[0], &apps[1]);
+    let token = &a.token;
+    let (before, misread) = read_as(b, token, "demo-web", MISREAD).await;
+    assert_ne!(
+        before, TARGET,
+        "the fixture classifiers must misread the probe"
+    );
+
+    let corrected = post(
+        a,
+        token,
+        "/api/v1/learning/corrections",
+        json!({"message_id": misread, "intent": TARGET}),
+    )
+    .await;
+    assert_eq!(corrected.status(), 202);
+    let heads = versions(a, token, 1).await;
+    assert_eq!(heads["versions"][0]["promoted"], true, "{heads:#}");
+    reads_eventually(b, token, TARGET).await;
+
+    let rolled = post(a, token, "/api/v1/learning/heads/rollback", json!({})).await;
+    assert_eq!(rolled.status(), 200);
+    reads_eventually(b, token, &before).await;
+}
+
+/// Sends [`MISREAD_AGAIN`] to `app` until it is read as `intent`, for at
+/// most a minute.
+async fn reads_eventually(app: &TestApp, token: &str, intent: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (read, _) = read_as(app, token, "demo-web", MISREAD_AGAIN).await;
+        if read == intent {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other replica still reads {read}, not {intent}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
