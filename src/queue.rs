@@ -531,6 +531,19 @@ impl Queue {
         })
     }
 
+    /// Why `job` cannot move to `lane`: it is there already, or no
+    /// worker takes that lane. A handler's mistake: the job is retried.
+    fn lane_refusal(&self, job: &Job, lane: JobLane) -> Option<String> {
+        if lane == job.lane {
+            return Some(format!(
+                "the handler sent the job to the {} lane it is in",
+                lane.as_str()
+            ));
+        }
+        (lane == JobLane::Draft && self.settings.draft_workers == 0)
+            .then(|| "the draft lane has no workers (queue.draft_workers = 0)".to_owned())
+    }
+
     /// Runs the handler; a failure for good goes on to the give-up hook.
     async fn handle(&self, owner: &str, handler: &dyn JobHandler, job: &Job) -> Verdict {
         let result = match self.with_lease(owner, job, handler.handle(job)).await {
@@ -539,27 +552,16 @@ impl Queue {
         };
         match result {
             Ok(Handled::Done) => Verdict::Done,
-            Ok(Handled::ToLane(lane)) if lane == job.lane => {
-                tracing::error!(
-                    lane = lane.as_str(),
-                    "the handler sent the job to the lane it is in"
-                );
-                Verdict::Retry {
-                    error: format!(
-                        "the handler sent the job to the {} lane it is in",
-                        lane.as_str()
-                    ),
-                    at: after(backoff(&self.settings, job.attempts, rand::rng().random())),
+            Ok(Handled::ToLane(lane)) => match self.lane_refusal(job, lane) {
+                None => Verdict::ToLane(lane),
+                Some(error) => {
+                    tracing::error!(%error, "the job cannot move to the lane its handler asked for");
+                    Verdict::Retry {
+                        error,
+                        at: after(backoff(&self.settings, job.attempts, rand::rng().random())),
+                    }
                 }
-            }
-            Ok(Handled::ToLane(JobLane::Draft)) if self.settings.draft_workers == 0 => {
-                tracing::error!("the handler asked for the draft lane, which has no workers");
-                Verdict::Retry {
-                    error: "the draft lane has no workers (queue.draft_workers = 0)".into(),
-                    at: after(backoff(&self.settings, job.attempts, rand::rng().random())),
-                }
-            }
-            Ok(Handled::ToLane(lane)) => Verdict::ToLane(lane),
+            },
             Err(JobError::Retryable(error)) if job.attempts < job.max_attempts => {
                 let delay = backoff(&self.settings, job.attempts, rand::rng().random());
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
