@@ -278,8 +278,17 @@ pub struct ModelsSettings {
     /// whether they have been put in place; 0 waits for a restart.
     pub recheck_secs: u64,
     pub required: bool,
+    /// The embedding and chat models every role uses unless the profile or
+    /// `roles` says otherwise.
     pub embedding: String,
     pub chat: String,
+    /// A named set of role choices (`small`, `quality`); see
+    /// [`ModelsSettings::roles`].
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// Each role's model, overriding the profile's choice.
+    #[serde(default)]
+    pub roles: RoleSettings,
     /// The pip command used to fetch bundle artifacts (split on whitespace,
     /// so `python3 -m pip` works).
     pub pip: String,
@@ -318,7 +327,114 @@ pub struct ModelsSettings {
     pub stand_in_delay_ms: u64,
 }
 
+fn default_profile() -> String {
+    "small".into()
+}
+
+/// `[models.roles]`: one model per job the models do. A key left out takes
+/// the profile's choice, else `models.embedding` / `models.chat`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSettings {
+    /// The encoder behind the intent, sentiment and anger heads.
+    pub understand: Option<String>,
+    /// The encoder behind knowledge-base search and translation checks.
+    pub retrieval: Option<String>,
+    /// The chat model writing buyer-facing drafts.
+    pub drafts: Option<String>,
+    /// The chat model writing translations and agent summaries.
+    pub translations: Option<String>,
+}
+
+/// Which model serves each role, resolved from `models.roles`, the profile
+/// and `models.embedding` / `models.chat`, in that order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRoles {
+    pub understand: String,
+    pub retrieval: String,
+    pub drafts: String,
+    pub translations: String,
+}
+
+/// The profiles `models.profile` may name, and the roles each sets; a role
+/// a profile leaves out takes `models.embedding` / `models.chat`. The
+/// choices are measured in docs/quality.md ("Model roles and profiles").
+const PROFILES: &[(&str, &[(&str, &str)])] = &[
+    ("small", &[]),
+    (
+        "quality",
+        &[
+            ("understand", "bundle:embeddinggemma-300m"),
+            ("translations", "bundle:qwen2.5-coder-1.5b-instruct"),
+        ],
+    ),
+];
+
+impl ModelRoles {
+    /// Distinct embedding references, the heads' encoder first.
+    pub fn embeddings(&self) -> Vec<String> {
+        distinct([&self.understand, &self.retrieval])
+    }
+
+    /// Distinct chat references, the drafts' model first.
+    pub fn chats(&self) -> Vec<String> {
+        distinct([&self.drafts, &self.translations])
+    }
+
+    /// Every distinct reference, embeddings first.
+    pub fn all(&self) -> Vec<String> {
+        let mut all = self.embeddings();
+        all.extend(self.chats());
+        all
+    }
+}
+
+fn distinct<const N: usize>(references: [&String; N]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for reference in references {
+        if !out.contains(reference) {
+            out.push(reference.clone());
+        }
+    }
+    out
+}
+
 impl ModelsSettings {
+    /// Each role's model: `models.roles.<role>` when set, else the
+    /// profile's choice, else `models.embedding` (understand, retrieval) or
+    /// `models.chat` (drafts, translations).
+    pub fn roles(&self) -> Result<ModelRoles, String> {
+        let profile = self.profile.trim();
+        let Some((_, chosen)) = PROFILES.iter().find(|(name, _)| *name == profile) else {
+            let known: Vec<&str> = PROFILES.iter().map(|(name, _)| *name).collect();
+            return Err(format!(
+                "models.profile must be one of {}, got {profile:?}",
+                known.join(", ")
+            ));
+        };
+        let pick = |role: &str, explicit: &Option<String>, base: &str| match explicit {
+            Some(reference) if reference.trim().is_empty() => Err(format!(
+                "models.roles.{role} must name a model when set, got {reference:?}; leave it \
+                 out to use the profile's choice"
+            )),
+            Some(reference) => Ok(reference.trim().to_owned()),
+            None => Ok(chosen
+                .iter()
+                .find(|(name, _)| *name == role)
+                .map_or(base, |(_, reference)| *reference)
+                .trim()
+                .to_owned()),
+        };
+        let (embedding, chat) = (self.embedding.as_str(), self.chat.as_str());
+        let roles = &self.roles;
+        Ok(ModelRoles {
+            understand: pick("understand", &roles.understand, embedding)?,
+            retrieval: pick("retrieval", &roles.retrieval, embedding)?,
+            drafts: pick("drafts", &roles.drafts, chat)?,
+            translations: pick("translations", &roles.translations, chat)?,
+        })
+    }
+
     /// The model cache directory: `models.dir`, else `$KEDAI_MODELS`, else
     /// `<user cache dir>/kedai/models`.
     pub fn cache_dir(&self) -> PathBuf {
@@ -433,6 +549,7 @@ impl Settings {
         if self.models.embedding.trim().is_empty() || self.models.chat.trim().is_empty() {
             return invalid("models.embedding and models.chat must not be empty".into());
         }
+        self.models.roles().map_err(ConfigError::Invalid)?;
         let p = &self.pipeline;
         if !(1..=50).contains(&p.retrieval_limit) {
             return invalid(format!(
@@ -784,5 +901,69 @@ mod tests {
     fn missing_config_file_is_a_clear_error() {
         let err = Settings::load(Some(Path::new("/nonexistent/kedai.toml"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/kedai.toml"), "{err}");
+    }
+
+    #[test]
+    fn model_roles_default_to_embedding_and_chat() {
+        let settings = Settings::defaults();
+        assert_eq!(settings.models.profile, "small");
+        let roles = settings.models.roles().unwrap();
+        assert_eq!(roles.understand, "bundle:multilingual-e5-small");
+        assert_eq!(roles.retrieval, "bundle:multilingual-e5-small");
+        assert_eq!(roles.drafts, "bundle:qwen2.5-coder-0.5b-instruct");
+        assert_eq!(roles.translations, "bundle:qwen2.5-coder-0.5b-instruct");
+        assert_eq!(roles.embeddings(), ["bundle:multilingual-e5-small"]);
+        assert_eq!(roles.chats(), ["bundle:qwen2.5-coder-0.5b-instruct"]);
+    }
+
+    #[test]
+    fn model_role_keys_override_the_profile_and_unknown_profiles_or_blank_roles_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEDAI__MODELS__PROFILE", "quality");
+            let roles = Settings::load(None).expect("valid").models.roles().unwrap();
+            assert_eq!(roles.understand, "bundle:embeddinggemma-300m");
+            assert_eq!(roles.retrieval, "bundle:multilingual-e5-small");
+            assert_eq!(roles.drafts, "bundle:qwen2.5-coder-0.5b-instruct");
+            assert_eq!(roles.translations, "bundle:qwen2.5-coder-1.5b-instruct");
+
+            jail.create_file(
+                "k.toml",
+                "[models.roles]\nunderstand = \"bundle:multilingual-e5-small\"\n\
+                 drafts = \"bundle:smollm2-135m-instruct\"\n",
+            )?;
+            let settings = Settings::load(Some(Path::new("k.toml"))).expect("valid");
+            let roles = settings.models.roles().unwrap();
+            assert_eq!(roles.understand, "bundle:multilingual-e5-small", "key wins");
+            assert_eq!(roles.drafts, "bundle:smollm2-135m-instruct");
+            assert_eq!(roles.translations, "bundle:qwen2.5-coder-1.5b-instruct");
+            assert_eq!(
+                roles.all(),
+                [
+                    "bundle:multilingual-e5-small",
+                    "bundle:smollm2-135m-instruct",
+                    "bundle:qwen2.5-coder-1.5b-instruct"
+                ]
+            );
+
+            jail.set_env("KEDAI__MODELS__PROFILE", "huge");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("models.profile must be one of small, quality"),
+                "{err}"
+            );
+
+            jail.set_env("KEDAI__MODELS__PROFILE", "small");
+            jail.set_env("KEDAI__MODELS__ROLES__TRANSLATIONS", " ");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("models.roles.translations must name a model"),
+                "{err}"
+            );
+
+            jail.create_file("bad.toml", "[models.roles]\nsummaries = \"x\"\n")?;
+            let err = Settings::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.to_string().contains("summaries"), "{err}");
+            Ok(())
+        });
     }
 }

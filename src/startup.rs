@@ -25,8 +25,9 @@ use crate::channels::jobs::ChannelJobs;
 use crate::channels::{Channels, ChannelsConfig};
 use crate::config::Settings;
 use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
-use crate::engine::Engine;
+use crate::engine::{Engine, Role};
 use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
+use crate::inference::EmbedTask;
 use crate::kb::{Embedder, KbService};
 use crate::pipeline::stages::{
     EngineEmbedder, EngineWriter, KbKnowledge, UnderstandSources, UnderstandStage,
@@ -158,8 +159,8 @@ impl Application {
         if let ModelReadiness::Ready(prepared) = &options.models {
             if prepared.uses_stand_ins() {
                 tracing::warn!(
-                    embedding = %prepared.embedding.reference,
-                    chat = %prepared.chat.reference,
+                    embedding = %prepared.roles.retrieval,
+                    chat = %prepared.roles.drafts,
                     "running with STAND-IN models: replies are placeholders, not answers; \
                      for plumbing tests and the simulator only, never for real buyers"
                 );
@@ -195,7 +196,8 @@ impl Application {
         let kb_embedder: Option<Arc<dyn Embedder>> = match options.kb_embedder {
             Some(embedder) => Some(embedder),
             None if matches!(options.models, ModelReadiness::Ready(_)) => {
-                EngineEmbedder::new(engine.clone()).map(|e| Arc::new(e) as Arc<dyn Embedder>)
+                EngineEmbedder::new(engine.clone(), Role::Retrieval)
+                    .map(|e| Arc::new(e) as Arc<dyn Embedder>)
             }
             None => None,
         };
@@ -311,6 +313,7 @@ impl Application {
         // say that a translation cannot be shown.
         let writer: Arc<dyn crate::pipeline::ports::Writer> = Arc::new(EngineWriter {
             engine: self.state.engine.clone(),
+            role: Role::Translations,
         });
         crate::web::WebState {
             app: self.state.clone(),
@@ -522,14 +525,16 @@ impl PipelineHarness {
             anyhow::bail!("the models did not load: {:?}", engine.models());
         }
         let embedder: Arc<dyn Embedder> = Arc::new(
-            EngineEmbedder::new(engine.clone()).context("no embedding model is configured")?,
+            EngineEmbedder::new(engine.clone(), Role::Retrieval)
+                .context("no embedding model is configured")?,
         );
+        let heads = heads_embedder(&engine, &embedder);
         let pipeline = reply_pipeline(
             &settings,
             app.state.store.clone(),
             app.state.kb.clone(),
             engine,
-            understand_stage(&settings, embedder.clone()),
+            understand_stage(&settings, heads),
             Some(embedder),
         );
         Ok(PipelineHarness { app, pipeline })
@@ -541,7 +546,7 @@ impl PipelineHarness {
 fn install_pipeline(state: &AppState, settings: &Settings, embedder: Arc<dyn Embedder>) {
     let understand = state
         .understand
-        .get_or_init(|| understand_stage(settings, embedder.clone()))
+        .get_or_init(|| understand_stage(settings, heads_embedder(&state.engine, &embedder)))
         .clone();
     // Tenants' own classifiers come back once the shared ones are trained;
     // until then their messages are read with the shared ones.
@@ -609,7 +614,7 @@ async fn await_models(state: AppState, settings: Settings, cancel: CancellationT
         tracing::info!("the models are in place: loading them and processing waiting messages");
         state.engine.load(&prepared);
         state.readiness.set_models(ModelReadiness::Ready(prepared));
-        let Some(embedder) = EngineEmbedder::new(state.engine.clone()) else {
+        let Some(embedder) = EngineEmbedder::new(state.engine.clone(), Role::Retrieval) else {
             tracing::error!("no embedding model is configured; messages keep waiting");
             return;
         };
@@ -640,12 +645,44 @@ fn reply_pipeline(
         store,
         understand,
         knowledge: Some(Arc::new(KbKnowledge { kb })),
-        writer: Some(Arc::new(EngineWriter { engine })),
+        writer: Some(Arc::new(EngineWriter {
+            engine: engine.clone(),
+            role: Role::Drafts,
+        })),
         meaning,
         policy: settings.policy.clone(),
         config: PipelineConfig::from(&settings.pipeline),
     })
     .with_draft_lane(settings.queue.draft_workers > 0)
+    .with_translator(translator(&engine))
+}
+
+/// The writer of translations and summaries when the translations role
+/// names another chat model than drafts; `None` when one model does both.
+fn translator(engine: &Engine) -> Option<Arc<dyn crate::pipeline::ports::Writer>> {
+    (engine.model_for(Role::Translations) != engine.model_for(Role::Drafts)).then(|| {
+        Arc::new(EngineWriter {
+            engine: engine.clone(),
+            role: Role::Translations,
+        }) as Arc<dyn crate::pipeline::ports::Writer>
+    })
+}
+
+/// The encoder behind the heads: `retrieval` itself when the understand
+/// role names the same model and its vectors are the same (no task
+/// prompts), so a message is embedded once for both; else the runtime's
+/// understand model, queries under its classification prompt.
+fn heads_embedder(engine: &Engine, retrieval: &Arc<dyn Embedder>) -> Arc<dyn Embedder> {
+    let model = engine.model_for(Role::Understand);
+    let same = model == engine.model_for(Role::Retrieval)
+        && engine.vector_id(&model, EmbedTask::Classification) == model;
+    if same {
+        return retrieval.clone();
+    }
+    match EngineEmbedder::new(engine.clone(), Role::Understand) {
+        Some(heads) => Arc::new(heads),
+        None => retrieval.clone(),
+    }
 }
 
 /// The understand stage over the configured exemplar folders; its training

@@ -31,9 +31,9 @@ use candle_core::Device;
 use serde::Serialize;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::ModelsSettings;
+use crate::config::{ModelRoles, ModelsSettings};
 use crate::inference::chat::{CacheScope, ChatMessage, ChatModel, Generation, GenerationParams};
-use crate::inference::{EmbedRole, InferenceError, InputReport};
+use crate::inference::{EmbedRole, EmbedTask, InferenceError, InputReport};
 use crate::metrics as m;
 use crate::models::{PreparedModels, ResolvedModel};
 pub use lanes::Lane;
@@ -121,6 +121,55 @@ impl ModelKind {
     }
 }
 
+/// A job the models do; the configuration gives each its model
+/// (`models.roles`), and several roles may share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The encoder behind the intent, sentiment and anger heads.
+    Understand,
+    /// The encoder behind knowledge-base search and translation checks.
+    Retrieval,
+    /// The chat model writing buyer-facing drafts.
+    Drafts,
+    /// The chat model writing translations and agent summaries.
+    Translations,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Understand,
+        Role::Retrieval,
+        Role::Drafts,
+        Role::Translations,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Understand => "understand",
+            Role::Retrieval => "retrieval",
+            Role::Drafts => "drafts",
+            Role::Translations => "translations",
+        }
+    }
+
+    pub fn kind(self) -> ModelKind {
+        match self {
+            Role::Understand | Role::Retrieval => ModelKind::Embedding,
+            Role::Drafts | Role::Translations => ModelKind::Chat,
+        }
+    }
+
+    fn reference(self, roles: &ModelRoles) -> &str {
+        match self {
+            Role::Understand => &roles.understand,
+            Role::Retrieval => &roles.retrieval,
+            Role::Drafts => &roles.drafts,
+            Role::Translations => &roles.translations,
+        }
+    }
+}
+
 /// Where a model is in its life.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -145,6 +194,8 @@ pub struct ModelInfo {
     /// The configured reference, e.g. `bundle:multilingual-e5-small`.
     pub reference: String,
     pub kind: ModelKind,
+    /// The roles this model serves.
+    pub roles: Vec<Role>,
     /// One of kedai's stand-ins (`stand-in:...`), not a model.
     pub stand_in: bool,
     #[serde(flatten)]
@@ -224,6 +275,7 @@ struct Admitted<J> {
 struct EmbedJob {
     texts: Vec<String>,
     role: EmbedRole,
+    task: EmbedTask,
     reply: oneshot::Sender<Result<EmbedOutput, EngineError>>,
 }
 
@@ -282,11 +334,17 @@ struct Slot<J> {
     /// length; 0 until it has loaded.
     max_input_tokens: AtomicUsize,
     dimension: AtomicUsize,
+    /// Whether the model has task prompts, so its query vectors differ by
+    /// [`EmbedTask`]; known once [`Engine::load`] has seen its files.
+    task_prompts: std::sync::atomic::AtomicBool,
+    roles: Vec<Role>,
 }
 
 impl<J> Slot<J> {
     fn new(reference: &str, kind: ModelKind, capacity: usize, pipeline: usize) -> Slot<J> {
         Slot {
+            task_prompts: std::sync::atomic::AtomicBool::new(false),
+            roles: Vec::new(),
             id: public_id(reference).into(),
             reference: reference.to_owned(),
             kind,
@@ -327,6 +385,7 @@ impl<J> Slot<J> {
             id: self.id.to_string(),
             reference: self.reference.clone(),
             kind: self.kind,
+            roles: self.roles.clone(),
             stand_in: self.reference.starts_with("stand-in:"),
             state: self.state(),
             in_flight: self.in_flight(),
@@ -410,8 +469,11 @@ impl<J> Slot<J> {
 }
 
 struct Inner {
-    embedding: Slot<EmbedJob>,
-    chat: Slot<ChatJob>,
+    /// One slot per distinct embedding model, the heads' encoder first.
+    embeddings: Vec<Slot<EmbedJob>>,
+    /// One slot per distinct chat model, the drafts' model first.
+    chats: Vec<Slot<ChatJob>>,
+    roles: ModelRoles,
     device: String,
     chat_weights: String,
     chat_guessing: bool,
@@ -437,21 +499,33 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// A runtime for the configured models, none of them loaded yet: every
     /// request answers `Unavailable` until [`Engine::load`] has finished.
+    ///
+    /// Each role gets the model the configuration names for it
+    /// ([`ModelsSettings::roles`]); a model several roles name has one slot
+    /// and is loaded once. Settings that were never validated fall back to
+    /// `models.embedding` / `models.chat` for every role.
     pub fn new(settings: &ModelsSettings) -> Engine {
+        let roles = settings.roles().unwrap_or_else(|_| ModelRoles {
+            understand: settings.embedding.trim().to_owned(),
+            retrieval: settings.embedding.trim().to_owned(),
+            drafts: settings.chat.trim().to_owned(),
+            translations: settings.chat.trim().to_owned(),
+        });
         Engine {
             inner: Arc::new(Inner {
-                embedding: Slot::new(
-                    settings.embedding.trim(),
+                embeddings: slots_for(
+                    &roles,
                     ModelKind::Embedding,
                     settings.embedding_queue_capacity,
                     settings.pipeline_embedding_capacity,
                 ),
-                chat: Slot::new(
-                    settings.chat.trim(),
+                chats: slots_for(
+                    &roles,
                     ModelKind::Chat,
                     settings.chat_queue_capacity,
                     settings.pipeline_chat_capacity,
                 ),
+                roles: roles.clone(),
                 device: settings.device.clone(),
                 chat_weights: settings.chat_weights.clone(),
                 chat_guessing: settings.chat_guessing,
@@ -469,13 +543,40 @@ impl Engine {
     /// Starts each model's worker thread, which loads the model and then
     /// serves its queue. Returns at once; [`Engine::models`] shows progress.
     /// Models already loading or loaded are left alone.
+    /// A model `prepared` does not hold is marked failed.
     pub fn load(&self, prepared: &PreparedModels) {
-        if self.start_slot(&self.inner.embedding) {
-            worker::spawn_embedder(self.inner.clone(), prepared.embedding.clone());
+        for (index, slot) in self.inner.embeddings.iter().enumerate() {
+            let Some(model) = self.prepared_for(slot, prepared) else {
+                continue;
+            };
+            slot.task_prompts
+                .store(crate::inference::has_task_prompts(model), Ordering::Relaxed);
+            if self.start_slot(slot) {
+                worker::spawn_embedder(self.inner.clone(), index, model.clone());
+            }
         }
-        if self.start_slot(&self.inner.chat) {
-            worker::spawn_chat(self.inner.clone(), prepared.chat.clone());
+        for (index, slot) in self.inner.chats.iter().enumerate() {
+            let Some(model) = self.prepared_for(slot, prepared) else {
+                continue;
+            };
+            if self.start_slot(slot) {
+                worker::spawn_chat(self.inner.clone(), index, model.clone());
+            }
         }
+    }
+
+    fn prepared_for<'p, J>(
+        &self,
+        slot: &Slot<J>,
+        prepared: &'p PreparedModels,
+    ) -> Option<&'p ResolvedModel> {
+        let model = prepared.get(&slot.reference);
+        if model.is_none() {
+            slot.set_state(ModelState::Failed {
+                reason: format!("`{}` was not prepared", slot.reference),
+            });
+        }
+        model
     }
 
     fn start_slot<J>(&self, slot: &Slot<J>) -> bool {
@@ -502,7 +603,55 @@ impl Engine {
 
     /// Every configured model and its state.
     pub fn models(&self) -> Vec<ModelInfo> {
-        vec![self.inner.embedding.info(), self.inner.chat.info()]
+        let embeddings = self.inner.embeddings.iter().map(Slot::info);
+        embeddings
+            .chain(self.inner.chats.iter().map(Slot::info))
+            .collect()
+    }
+
+    /// The name (as clients use it) of the model serving `role`.
+    pub fn model_for(&self, role: Role) -> String {
+        let reference = role.reference(&self.inner.roles);
+        let found = match role.kind() {
+            ModelKind::Embedding => self
+                .inner
+                .embeddings
+                .iter()
+                .find(|s| s.reference == reference)
+                .map(|s| s.id.to_string()),
+            ModelKind::Chat => self
+                .inner
+                .chats
+                .iter()
+                .find(|s| s.reference == reference)
+                .map(|s| s.id.to_string()),
+        };
+        found.unwrap_or_else(|| public_id(reference))
+    }
+
+    /// The id of the vectors `model` makes for `task`: the model's name,
+    /// with `#task=classification` when the model has task prompts and
+    /// `task` is classification, so caches and trained heads never mix
+    /// vectors made under two prompts (or by two models).
+    pub fn vector_id(&self, model: &str, task: EmbedTask) -> String {
+        let prompts = self
+            .embedding_slot(model)
+            .is_some_and(|s| s.task_prompts.load(Ordering::Relaxed));
+        match task {
+            EmbedTask::Classification if prompts => format!("{model}#task=classification"),
+            _ => model.to_owned(),
+        }
+    }
+
+    fn embedding_slot(&self, model: &str) -> Option<&Slot<EmbedJob>> {
+        self.inner
+            .embeddings
+            .iter()
+            .find(|s| s.matches(model.trim()))
+    }
+
+    fn chat_slot(&self, model: &str) -> Option<&Slot<ChatJob>> {
+        self.inner.chats.iter().find(|s| s.matches(model.trim()))
     }
 
     /// Whether every configured model is loaded and serving.
@@ -522,15 +671,16 @@ impl Engine {
 
     fn find(&self, name: &str, wanted: ModelKind) -> Result<(), EngineError> {
         let name = name.trim();
-        let kind = if self.inner.embedding.matches(name) {
+        let kind = if self.embedding_slot(name).is_some() {
             ModelKind::Embedding
-        } else if self.inner.chat.matches(name) {
+        } else if self.chat_slot(name).is_some() {
             ModelKind::Chat
         } else {
             m::model_rejected("unknown", "unknown_model");
+            let names: Vec<String> = self.models().into_iter().map(|m| m.id).collect();
             return Err(EngineError::UnknownModel {
                 model: name.to_owned(),
-                available: format!("{}, {}", self.inner.embedding.id, self.inner.chat.id),
+                available: names.join(", "),
             });
         };
         if kind != wanted {
@@ -544,18 +694,20 @@ impl Engine {
     }
 
     /// Requests of the reply pipeline ([`Lane::Reply`] and
-    /// [`Lane::FollowUp`]) admitted to the `kind` model and not yet answered.
-    pub fn pipeline_in_flight(&self, kind: ModelKind) -> usize {
-        match kind {
-            ModelKind::Embedding => self.inner.embedding.pipeline_in_flight(),
-            ModelKind::Chat => self.inner.chat.pipeline_in_flight(),
+    /// [`Lane::FollowUp`]) admitted to the model named `model` and not yet
+    /// answered; 0 for a model that is not configured.
+    pub fn pipeline_in_flight(&self, model: &str) -> usize {
+        if let Some(slot) = self.embedding_slot(model) {
+            return slot.pipeline_in_flight();
         }
+        self.chat_slot(model).map_or(0, Slot::pipeline_in_flight)
     }
 
     /// The embedding model's vector length, once it has loaded: read from
     /// the model itself, never guessed.
-    pub fn embedding_dimension(&self) -> Option<usize> {
-        Some(self.inner.embedding.dimension.load(Ordering::Relaxed)).filter(|d| *d > 0)
+    pub fn embedding_dimension(&self, model: &str) -> Option<usize> {
+        let slot = self.embedding_slot(model)?;
+        Some(slot.dimension.load(Ordering::Relaxed)).filter(|d| *d > 0)
     }
 
     /// Embeds `texts` for a client of the `/v1` endpoints; see
@@ -577,11 +729,32 @@ impl Engine {
         &self,
         lane: Lane,
         model: &str,
-        mut texts: Vec<String>,
+        texts: Vec<String>,
         role: EmbedRole,
     ) -> Result<EmbedOutput, EngineError> {
+        let how = EmbedAs {
+            role,
+            task: EmbedTask::Retrieval,
+        };
+        self.embed_as(lane, model, texts, how).await
+    }
+
+    /// As [`Engine::embed_in`], with queries under `how.task`'s prompt
+    /// (models without task prompts ignore it).
+    pub async fn embed_as(
+        &self,
+        lane: Lane,
+        model: &str,
+        mut texts: Vec<String>,
+        how: EmbedAs,
+    ) -> Result<EmbedOutput, EngineError> {
+        let EmbedAs { role, task } = how;
         self.find(model, ModelKind::Embedding)?;
-        let slot = &self.inner.embedding;
+        let Some(slot) = self.embedding_slot(model) else {
+            return Err(EngineError::Invalid(format!(
+                "no embedding model `{model}`"
+            )));
+        };
         let invalid = |message: String| {
             m::model_rejected(&slot.id, "invalid");
             Err(EngineError::Invalid(message))
@@ -608,7 +781,15 @@ impl Engine {
             .map(|text| cut_to_chars(text, tokens * EMBED_CHARS_PER_TOKEN))
             .collect();
         let (reply, done) = oneshot::channel();
-        slot.admit(lane, EmbedJob { texts, role, reply })?;
+        slot.admit(
+            lane,
+            EmbedJob {
+                texts,
+                role,
+                task,
+                reply,
+            },
+        )?;
         let mut output = done.await.unwrap_or_else(|_| {
             Err(EngineError::WorkerPanicked {
                 model: slot.id.to_string(),
@@ -702,7 +883,9 @@ impl Engine {
             scope,
         } = how;
         self.find(model, ModelKind::Chat)?;
-        let slot = &self.inner.chat;
+        let Some(slot) = self.chat_slot(model) else {
+            return Err(EngineError::Invalid(format!("no chat model `{model}`")));
+        };
         let invalid = |message: String| {
             m::model_rejected(&slot.id, "invalid");
             Err(EngineError::Invalid(message))
@@ -773,6 +956,13 @@ struct ChatAdmission {
     scope: CacheScope,
 }
 
+/// What an embedding request's texts are and what their vectors are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbedAs {
+    pub role: EmbedRole,
+    pub task: EmbedTask,
+}
+
 /// How [`Engine::chat_with`] runs a request.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatOptions {
@@ -780,6 +970,31 @@ pub struct ChatOptions {
     pub stream: bool,
     /// Whose cached work the prompt may reuse.
     pub scope: CacheScope,
+}
+
+/// One slot per distinct model `roles` gives to roles of `kind`, each
+/// knowing which roles it serves.
+fn slots_for<J>(
+    roles: &ModelRoles,
+    kind: ModelKind,
+    capacity: usize,
+    pipeline: usize,
+) -> Vec<Slot<J>> {
+    let references = match kind {
+        ModelKind::Embedding => roles.embeddings(),
+        ModelKind::Chat => roles.chats(),
+    };
+    references
+        .iter()
+        .map(|reference| {
+            let mut slot = Slot::new(reference, kind, capacity, pipeline);
+            slot.roles = Role::ALL
+                .into_iter()
+                .filter(|r| r.kind() == kind && r.reference(roles) == reference)
+                .collect();
+            slot
+        })
+        .collect()
 }
 
 /// Cuts `text` to at most `chars` characters, at a character boundary;

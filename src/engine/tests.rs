@@ -187,3 +187,165 @@ async fn m6_oversized_inputs_are_refused_or_cut_before_anything_tokenises_them()
     let mut short = "hi".to_owned();
     assert!(!cut_to_chars(&mut short, 2048));
 }
+
+fn roles_settings(roles: [&str; 4]) -> ModelsSettings {
+    let mut settings = Settings::defaults().models;
+    let [understand, retrieval, drafts, translations] = roles.map(|r| Some(r.to_owned()));
+    settings.roles = crate::config::RoleSettings {
+        understand,
+        retrieval,
+        drafts,
+        translations,
+    };
+    settings
+}
+
+#[tokio::test]
+async fn each_role_is_routed_to_its_model_and_a_shared_model_has_one_slot() {
+    let engine = Engine::new(&roles_settings([
+        "bundle:multilingual-e5-small",
+        "bundle:multilingual-e5-small",
+        "bundle:qwen2.5-coder-0.5b-instruct",
+        "bundle:smollm2-135m-instruct",
+    ]));
+    let models = engine.models();
+    let summary: Vec<(&str, Vec<Role>)> = models
+        .iter()
+        .map(|m| (m.id.as_str(), m.roles.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "multilingual-e5-small",
+                vec![Role::Understand, Role::Retrieval]
+            ),
+            ("qwen2.5-coder-0.5b-instruct", vec![Role::Drafts]),
+            ("smollm2-135m-instruct", vec![Role::Translations]),
+        ]
+    );
+    assert_eq!(
+        engine.model_for(Role::Drafts),
+        "qwen2.5-coder-0.5b-instruct"
+    );
+    assert_eq!(
+        engine.model_for(Role::Translations),
+        "smollm2-135m-instruct"
+    );
+    assert_eq!(engine.model_for(Role::Understand), "multilingual-e5-small");
+    // Both chat models are known (not loaded yet), each by its own name.
+    let user = vec![ChatMessage::new(
+        crate::inference::chat::ChatRole::User,
+        "hi",
+    )];
+    for model in ["qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct"] {
+        let err = engine
+            .chat(model, user.clone(), GenerationParams::default(), false)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, EngineError::Unavailable { model: m, .. } if m == model),
+            "{err}"
+        );
+    }
+    let err = engine
+        .chat("gpt-4", user, GenerationParams::default(), false)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("multilingual-e5-small, qwen2.5-coder-0.5b-instruct, smollm2-135m-instruct"),
+        "{err}"
+    );
+    // A model without task prompts makes the same vectors for both tasks.
+    assert_eq!(
+        engine.vector_id("multilingual-e5-small", EmbedTask::Classification),
+        "multilingual-e5-small"
+    );
+}
+
+#[tokio::test]
+async fn models_shared_by_roles_are_loaded_once_and_serve_every_role() {
+    let mut settings = roles_settings(["stand-in:hashing"; 4]);
+    settings.roles.drafts = Some("stand-in:echo".into());
+    settings.roles.translations = None;
+    settings.chat = "stand-in:echo".into();
+    settings.dir = "/nonexistent/kedai-models".into();
+    let prepared = crate::models::prepare(
+        &settings,
+        crate::models::PrepareMode {
+            fetch: crate::models::FetchPolicy::Offline,
+            progress: crate::models::Progress::Silent,
+        },
+    )
+    .unwrap();
+    assert_eq!(prepared.models.len(), 2, "{prepared:?}");
+    let engine = Engine::new(&settings);
+    engine.load(&prepared);
+    assert!(engine.wait_until_settled(Duration::from_secs(30)));
+    assert!(engine.all_ready(), "{:?}", engine.models());
+    assert_eq!(engine.models().len(), 2);
+    let vectors = engine
+        .embed_as(
+            Lane::Reply,
+            &engine.model_for(Role::Understand),
+            vec!["is the black tee in L?".into()],
+            EmbedAs {
+                role: EmbedRole::Query,
+                task: EmbedTask::Classification,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(vectors.vectors.len(), 1);
+    let stream = engine
+        .chat(
+            &engine.model_for(Role::Translations),
+            vec![ChatMessage::new(
+                crate::inference::chat::ChatRole::User,
+                "hi",
+            )],
+            GenerationParams::default(),
+            false,
+        )
+        .unwrap();
+    assert!(stream
+        .done
+        .await
+        .unwrap()
+        .unwrap()
+        .text
+        .contains("stand-in"));
+}
+
+#[test]
+fn an_unprepared_role_model_fails_its_slot_instead_of_loading_another() {
+    let settings = roles_settings([
+        "stand-in:hashing",
+        "stand-in:hashing",
+        "stand-in:echo",
+        "bundle:smollm2-135m-instruct",
+    ]);
+    let engine = Engine::new(&settings);
+    // Prepared for another configuration: the translations model is missing.
+    let mut other = settings.clone();
+    other.roles.translations = None;
+    other.chat = "stand-in:echo".into();
+    let prepared = crate::models::prepare(
+        &other,
+        crate::models::PrepareMode {
+            fetch: crate::models::FetchPolicy::Offline,
+            progress: crate::models::Progress::Silent,
+        },
+    )
+    .unwrap();
+    engine.load(&prepared);
+    assert!(engine.wait_until_settled(Duration::from_secs(30)));
+    let smol = engine
+        .models()
+        .into_iter()
+        .find(|m| m.id == "smollm2-135m-instruct")
+        .unwrap();
+    assert!(matches!(smol.state, ModelState::Failed { .. }), "{smol:?}");
+    assert!(!engine.all_ready());
+}

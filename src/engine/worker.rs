@@ -22,7 +22,9 @@ use crate::inference::chat::{
     CacheScope, ChatMessage, ChatModel, FinishReason, Generation, GenerationParams,
 };
 use crate::inference::stand_in::{StandInChat, StandInEmbedder};
-use crate::inference::{select_device, EmbedRole, Embeddings, InferenceError, TextEmbedder};
+use crate::inference::{
+    select_device, EmbedRole, EmbedTask, Embeddings, InferenceError, TextEmbedder,
+};
 use crate::metrics as m;
 use crate::models::ResolvedModel;
 
@@ -107,9 +109,14 @@ impl EmbedBackend {
         TextEmbedder::load(model, &device).map(|m| EmbedBackend::Model(Box::new(m)))
     }
 
-    fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Embeddings, InferenceError> {
+    fn embed(
+        &self,
+        texts: &[&str],
+        role: EmbedRole,
+        task: EmbedTask,
+    ) -> Result<Embeddings, InferenceError> {
         match self {
-            EmbedBackend::Model(model) => model.embed(texts, role),
+            EmbedBackend::Model(model) => model.embed_for(texts, role, task),
             EmbedBackend::StandIn(stand_in) => stand_in.embed(texts, role),
         }
     }
@@ -190,11 +197,10 @@ impl ChatBackend {
     }
 }
 
-/// Starts the embedding model's thread.
-pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
+/// Starts the thread of the embedding model in slot `index`.
+pub(super) fn spawn_embedder(inner: Arc<Inner>, index: usize, model: ResolvedModel) {
     let queue = Arc::new(LaneQueue::new());
-    *inner
-        .embedding
+    *inner.embeddings[index]
         .queue
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
@@ -204,7 +210,7 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
             let inner = inner.clone();
             move || {
                 super::priority::lower_this_thread();
-                let slot = &inner.embedding;
+                let slot = &inner.embeddings[index];
                 let loaded = load(slot, || {
                     let embedder = EmbedBackend::load(&model, &inner.device)?;
                     // Known before the slot reads ready.
@@ -219,23 +225,26 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, model: ResolvedModel) {
             }
         });
     if let Err(err) = spawned {
-        inner.embedding.set_state(ModelState::Failed {
+        inner.embeddings[index].set_state(ModelState::Failed {
             reason: format!("cannot start its thread: {err}"),
         });
     }
 }
 
-/// Starts the chat model's thread.
-pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
+/// Starts the thread of the chat model in slot `index`.
+pub(super) fn spawn_chat(inner: Arc<Inner>, index: usize, model: ResolvedModel) {
     let queue = Arc::new(LaneQueue::new());
-    *inner.chat.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
+    *inner.chats[index]
+        .queue
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
     let spawned = std::thread::Builder::new()
         .name("kedai-chat".into())
         .spawn({
             let inner = inner.clone();
             move || {
                 super::priority::lower_this_thread();
-                let slot = &inner.chat;
+                let slot = &inner.chats[index];
                 let loaded = load(slot, || ChatBackend::load(&inner, &model));
                 if let Some(mut chat) = loaded {
                     serve_chat(slot, &mut chat, inner.limits, &queue);
@@ -243,7 +252,7 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, model: ResolvedModel) {
             }
         });
     if let Err(err) = spawned {
-        inner.chat.set_state(ModelState::Failed {
+        inner.chats[index].set_state(ModelState::Failed {
             reason: format!("cannot start its thread: {err}"),
         });
     }
@@ -338,10 +347,18 @@ fn run_embedding_batch(
     for admitted in &batch {
         m::model_queue_wait(&slot.id, started.duration_since(admitted.enqueued));
     }
-    let (queries, passages): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .partition(|j| j.job.role == EmbedRole::Query);
-    for group in [queries, passages] {
+    // One forward call per role and task: their prompts differ.
+    let mut groups: Vec<Vec<Admitted<EmbedJob>>> = Vec::new();
+    for admitted in batch {
+        let same = |g: &&mut Vec<Admitted<EmbedJob>>| {
+            (g[0].job.role, g[0].job.task) == (admitted.job.role, admitted.job.task)
+        };
+        match groups.iter_mut().find(same) {
+            Some(group) => group.push(admitted),
+            None => groups.push(vec![admitted]),
+        }
+    }
+    for group in groups {
         if group.is_empty() {
             continue;
         }
@@ -389,10 +406,10 @@ fn embed_group(
         .iter()
         .flat_map(|j| j.job.texts.iter().map(String::as_str))
         .collect();
-    let role = group[0].job.role;
+    let (role, task) = (group[0].job.role, group[0].job.task);
     let started = Instant::now();
     let embeddings = guarded(&slot.id, || {
-        embedder.embed(&texts, role).map_err(inference_error)
+        embedder.embed(&texts, role, task).map_err(inference_error)
     })?;
     let elapsed = started.elapsed();
     let tokens: usize = embeddings.inputs().iter().map(|i| i.tokens).sum();
@@ -551,6 +568,7 @@ mod tests {
             job: EmbedJob {
                 texts: texts.iter().map(|t| (*t).to_owned()).collect(),
                 role: EmbedRole::Query,
+                task: EmbedTask::Retrieval,
                 reply,
             },
             _ticket: super::super::Ticket {

@@ -56,6 +56,10 @@ pub struct ModelObject {
     pub kind: &'static str,
     /// kedai extension: `not_loaded`, `loading`, `ready` or `failed`.
     pub state: &'static str,
+    /// kedai extension: the jobs the server gives this model
+    /// (`understand`, `retrieval`, `drafts`, `translations`).
+    #[schema(example = json!(["drafts"]))]
+    pub roles: Vec<&'static str>,
 }
 
 /// The configured models and whether each is loaded.
@@ -84,6 +88,7 @@ pub async fn list_models(_tenant: Tenant, State(state): State<AppState>) -> Json
                 "kedai"
             },
             kind: model.kind.as_str(),
+            roles: model.roles.iter().map(|r| r.as_str()).collect(),
             state: match model.state {
                 ModelState::NotLoaded => "not_loaded",
                 ModelState::Loading => "loading",

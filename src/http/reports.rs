@@ -248,13 +248,14 @@ pub async fn gaps(
         m.kind == crate::engine::ModelKind::Embedding
             && matches!(m.state, crate::engine::ModelState::Ready { .. })
     });
-    let embedder = crate::pipeline::stages::EngineEmbedder::new(state.engine.clone())
-        .filter(|_| embedding_ready)
-        .ok_or_else(|| {
-            ApiError::NotReady(
-                "knowledge gaps need the embedding model, which is not loaded".into(),
-            )
-        })?;
+    let embedder = crate::pipeline::stages::EngineEmbedder::new(
+        state.engine.clone(),
+        crate::engine::Role::Retrieval,
+    )
+    .filter(|_| embedding_ready)
+    .ok_or_else(|| {
+        ApiError::NotReady("knowledge gaps need the embedding model, which is not loaded".into())
+    })?;
     let gaps = reports::gaps(
         state.store.as_ref(),
         tenant.id,

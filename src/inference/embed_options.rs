@@ -41,12 +41,17 @@ impl Default for EmbedderOptions {
     }
 }
 
+/// Whether `model`'s files are a model with task prompts (EmbeddingGemma),
+/// whose query vectors differ by [`EmbedTask`]. Reads `config.json` only.
+pub fn has_task_prompts(model: &ResolvedModel) -> bool {
+    model
+        .file("config.json")
+        .is_some_and(super::gemma_encoder::GemmaConfig::is_gemma)
+}
+
 /// EmbeddingGemma's prompts, from `config_sentence_transformers.json` when
 /// the model has one, else the ones its model card gives.
-pub(super) fn gemma_prompts(
-    model: &ResolvedModel,
-    task: EmbedTask,
-) -> Result<Prefixes, InferenceError> {
+pub(super) fn gemma_prompts(model: &ResolvedModel) -> Result<Prefixes, InferenceError> {
     #[derive(serde::Deserialize)]
     struct SentenceTransformers {
         #[serde(default)]
@@ -66,12 +71,9 @@ pub(super) fn gemma_prompts(
         prompts = parsed.prompts;
     }
     let prompt = |key: &str, fallback: &str| prompts.get(key).cloned().unwrap_or(fallback.into());
-    let query = match task {
-        EmbedTask::Retrieval => prompt("query", "task: search result | query: "),
-        EmbedTask::Classification => prompt("Classification", "task: classification | query: "),
-    };
     Ok(Prefixes::Prompts {
-        query,
+        query: prompt("query", "task: search result | query: "),
+        classification: prompt("Classification", "task: classification | query: "),
         passage: prompt("document", "title: none | text: "),
     })
 }

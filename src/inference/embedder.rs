@@ -46,11 +46,11 @@ pub enum EmbedRole {
 pub(super) enum Prefixes {
     /// `query: ` / `passage: `, as the e5 family was trained.
     E5,
-    /// Task prompts, as EmbeddingGemma was trained: one for queries (the
-    /// search prompt, or the classification prompt for heads), one for
-    /// documents.
+    /// Task prompts, as EmbeddingGemma was trained: one for search
+    /// queries, one for texts read by classifier heads, one for documents.
     Prompts {
         query: String,
+        classification: String,
         passage: String,
     },
     None,
@@ -74,10 +74,15 @@ impl Prefixes {
         }
     }
 
-    fn apply(&self, text: &str, role: EmbedRole) -> String {
+    fn apply(&self, text: &str, role: EmbedRole, task: EmbedTask) -> String {
         match (self, role) {
             (Prefixes::E5, EmbedRole::Query) => format!("query: {text}"),
             (Prefixes::E5, EmbedRole::Passage) => format!("passage: {text}"),
+            (Prefixes::Prompts { classification, .. }, EmbedRole::Query)
+                if task == EmbedTask::Classification =>
+            {
+                format!("{classification}{text}")
+            }
             (Prefixes::Prompts { query, .. }, EmbedRole::Query) => format!("{query}{text}"),
             (Prefixes::Prompts { passage, .. }, EmbedRole::Passage) => format!("{passage}{text}"),
             (Prefixes::None, _) => text.to_owned(),
@@ -202,6 +207,8 @@ pub struct TextEmbedder {
     backbone: Backbone,
     tokenizer: Tokenizer,
     prefixes: Prefixes,
+    /// The task `embed` puts queries under.
+    task: EmbedTask,
     model_id: String,
     max_tokens: usize,
     device: Device,
@@ -258,7 +265,7 @@ impl TextEmbedder {
             let files = gemma_files(model, config)?;
             (
                 Backbone::Gemma(GemmaEncoder::load(&files, options.gemma_quant)?),
-                gemma_prompts(model, options.task)?,
+                gemma_prompts(model)?,
             )
         } else {
             match (model.file("config.json"), model.file("model.safetensors")) {
@@ -284,6 +291,7 @@ impl TextEmbedder {
             backbone,
             tokenizer,
             prefixes,
+            task: options.task,
             model_id,
             max_tokens,
             device: device.clone(),
@@ -320,7 +328,26 @@ impl TextEmbedder {
     /// since it would embed nothing but the prefix and match everything
     /// equally; an empty slice gives empty `Embeddings`.
     pub fn embed(&self, texts: &[&str], role: EmbedRole) -> Result<Embeddings, InferenceError> {
-        self.embed_with(texts, role, None)
+        self.embed_with(texts, (role, self.task), None)
+    }
+
+    /// As [`TextEmbedder::embed`], with queries under `task`'s prompt
+    /// rather than the one chosen at load, so one loaded model serves both
+    /// retrieval and classifier heads. Models without task prompts ignore
+    /// `task`.
+    pub fn embed_for(
+        &self,
+        texts: &[&str],
+        role: EmbedRole,
+        task: EmbedTask,
+    ) -> Result<Embeddings, InferenceError> {
+        self.embed_with(texts, (role, task), None)
+    }
+
+    /// Whether the model has task prompts, so that its vectors differ by
+    /// [`EmbedTask`].
+    pub fn has_task_prompts(&self) -> bool {
+        matches!(self.prefixes, Prefixes::Prompts { .. })
     }
 
     /// Like [`TextEmbedder::embed`], but each vector is the blocks of
@@ -345,13 +372,13 @@ impl TextEmbedder {
                  gives only its final layer's mean"
             )));
         }
-        self.embed_with(texts, role, Some(pooling))
+        self.embed_with(texts, (role, self.task), Some(pooling))
     }
 
     fn embed_with(
         &self,
         texts: &[&str],
-        role: EmbedRole,
+        (role, task): (EmbedRole, EmbedTask),
         pooling: Option<&Pooling>,
     ) -> Result<Embeddings, InferenceError> {
         if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
@@ -359,7 +386,7 @@ impl TextEmbedder {
         }
         let inputs: Vec<String> = texts
             .iter()
-            .map(|text| self.prefixes.apply(text, role))
+            .map(|text| self.prefixes.apply(text, role, task))
             .collect();
         let encodings = self
             .tokenizer
@@ -602,9 +629,18 @@ mod tests {
                 "{reference}"
             );
         }
-        assert_eq!(Prefixes::E5.apply("hi", EmbedRole::Query), "query: hi");
-        assert_eq!(Prefixes::E5.apply("hi", EmbedRole::Passage), "passage: hi");
-        assert_eq!(Prefixes::None.apply("hi", EmbedRole::Query), "hi");
+        assert_eq!(
+            Prefixes::E5.apply("hi", EmbedRole::Query, EmbedTask::Retrieval),
+            "query: hi"
+        );
+        assert_eq!(
+            Prefixes::E5.apply("hi", EmbedRole::Passage, EmbedTask::Retrieval),
+            "passage: hi"
+        );
+        assert_eq!(
+            Prefixes::None.apply("hi", EmbedRole::Query, EmbedTask::Retrieval),
+            "hi"
+        );
     }
 
     #[test]
@@ -672,6 +708,7 @@ mod tests {
             backbone: Backbone::E5(E5Model::load(bin, &Device::Cpu).unwrap()),
             tokenizer,
             prefixes: Prefixes::E5,
+            task: EmbedTask::Retrieval,
             model_id: model.reference.clone(),
             max_tokens,
             device: Device::Cpu,

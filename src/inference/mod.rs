@@ -27,7 +27,7 @@ use candle_core::Device;
 /// optimise them.
 pub use kedai_kernels as kernels;
 
-pub use embed_options::{EmbedTask, EmbedderOptions};
+pub use embed_options::{has_task_prompts, EmbedTask, EmbedderOptions};
 pub use embedder::{EmbedRole, Embeddings, InputReport, TextEmbedder};
 pub use pooling::{LayerMix, Pooling};
 

@@ -50,10 +50,17 @@ pub fn run(cmd: ModelsCommand, settings: &Settings, output: Output) -> anyhow::R
             cache: &cache_dir,
             pip: &settings.models.pip,
         },
-        configured: vec![
-            settings.models.embedding.clone(),
-            settings.models.chat.clone(),
-        ],
+        // Every role's model (an invalid configuration was refused at load).
+        configured: settings
+            .models
+            .roles()
+            .map(|r| r.all())
+            .unwrap_or_else(|_| {
+                vec![
+                    settings.models.embedding.clone(),
+                    settings.models.chat.clone(),
+                ]
+            }),
     };
     let mut stdout = std::io::stdout().lock();
     execute(cmd, &context, output, &mut stdout)
@@ -62,7 +69,7 @@ pub fn run(cmd: ModelsCommand, settings: &Settings, output: Output) -> anyhow::R
 /// Everything a command needs besides its arguments.
 struct CliContext<'a> {
     store: ModelCache<'a>,
-    /// `models.embedding` and `models.chat`, the default targets.
+    /// Every role's model, the default targets.
     configured: Vec<String>,
 }
 

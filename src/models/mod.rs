@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::ModelsSettings;
+use crate::config::{ModelRoles, ModelsSettings};
 
 pub use cache::{ArtifactStatus, FileCheck, FileReport, FileState, FileStatus};
 pub use cli::{run, ModelsCommand};
@@ -137,37 +137,87 @@ impl ResolvedModel {
     }
 }
 
-/// The models the server runs with.
+/// The models the server runs with: each role's model, every distinct
+/// model resolved once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedModels {
-    pub embedding: ResolvedModel,
-    pub chat: ResolvedModel,
+    pub roles: ModelRoles,
+    /// One per distinct reference of `roles`, embeddings first.
+    pub models: Vec<ResolvedModel>,
 }
 
 impl PreparedModels {
+    /// One embedding and one chat model serving every role.
+    pub fn pair(embedding: ResolvedModel, chat: ResolvedModel) -> PreparedModels {
+        PreparedModels {
+            roles: ModelRoles {
+                understand: embedding.reference.clone(),
+                retrieval: embedding.reference.clone(),
+                drafts: chat.reference.clone(),
+                translations: chat.reference.clone(),
+            },
+            models: vec![embedding, chat],
+        }
+    }
+
+    /// The model resolved for `reference`, as `roles` names it.
+    pub fn get(&self, reference: &str) -> Option<&ResolvedModel> {
+        self.models.iter().find(|m| m.reference == reference)
+    }
+
+    /// `embedding` and `chat` describe the models behind retrieval and
+    /// drafts (what answers buyers), `roles` which model each role uses,
+    /// `models` every model loaded.
     pub fn summary(&self) -> serde_json::Value {
+        let summary = |reference: &str| self.get(reference).map(ResolvedModel::summary);
         json!({
-            "embedding": self.embedding.summary(),
-            "chat": self.chat.summary(),
+            "embedding": summary(&self.roles.retrieval),
+            "chat": summary(&self.roles.drafts),
+            "roles": {
+                "understand": self.roles.understand,
+                "retrieval": self.roles.retrieval,
+                "drafts": self.roles.drafts,
+                "translations": self.roles.translations,
+            },
+            "models": self.models.iter().map(ResolvedModel::summary).collect::<Vec<_>>(),
             "stand_in": self.uses_stand_ins(),
         })
     }
 
-    /// Whether either model is a stand-in: the server then answers with
-    /// text that means nothing and must not face buyers.
+    /// Whether any model is a stand-in: the server then answers with text
+    /// that means nothing and must not face buyers.
     pub fn uses_stand_ins(&self) -> bool {
-        self.embedding.is_stand_in() || self.chat.is_stand_in()
+        self.models.iter().any(ResolvedModel::is_stand_in)
     }
 }
 
-/// Resolves `models.embedding` and `models.chat` to local files, fetching
-/// missing bundle artifacts when `mode` allows and checking every bundle file
-/// (by its stamp, or by re-hashing when the file changed since).
+/// Resolves every role's model (`models.roles`, the profile,
+/// `models.embedding` and `models.chat`) to local files, fetching missing
+/// bundle artifacts when `mode` allows and checking every bundle file (by
+/// its stamp, or by re-hashing when the file changed since). A model two
+/// roles share is resolved once.
 pub fn prepare(settings: &ModelsSettings, mode: PrepareMode) -> Result<PreparedModels, ModelError> {
-    let refs = [settings.embedding.parse()?, settings.chat.parse()?];
-    check_stand_in_roles(&refs)?;
-    let [embedding, chat] = resolve_in_cache(settings, &refs, mode)?;
-    Ok(PreparedModels { embedding, chat })
+    let roles = settings
+        .roles()
+        .map_err(|reason| ModelError::BadReference {
+            reference: settings.profile.clone(),
+            reason,
+        })?;
+    check_stand_in_roles(&roles)?;
+    let refs = roles
+        .all()
+        .iter()
+        .map(|r| r.parse())
+        .collect::<Result<Vec<ModelRef>, _>>()?;
+    let catalog = Catalog::builtin();
+    let cache_dir = settings.cache_dir();
+    let cache = ModelCache {
+        catalog: &catalog,
+        cache: &cache_dir,
+        pip: &settings.pip,
+    };
+    let models = cache.resolve_all(&refs, mode)?;
+    Ok(PreparedModels { roles, models })
 }
 
 /// Resolves one model reference (`bundle:NAME`, `hf:...` or a path) the way
@@ -183,13 +233,24 @@ pub fn resolve(
 }
 
 /// `stand-in:hashing` can only embed and `stand-in:echo` only chat.
-fn check_stand_in_roles(refs: &[ModelRef; 2]) -> Result<(), ModelError> {
+fn check_stand_in_roles(roles: &ModelRoles) -> Result<(), ModelError> {
     let roles = [
-        ("models.embedding", StandInKind::Hashing),
-        ("models.chat", StandInKind::Echo),
+        (
+            "the understand role",
+            &roles.understand,
+            StandInKind::Hashing,
+        ),
+        ("the retrieval role", &roles.retrieval, StandInKind::Hashing),
+        ("the drafts role", &roles.drafts, StandInKind::Echo),
+        (
+            "the translations role",
+            &roles.translations,
+            StandInKind::Echo,
+        ),
     ];
-    for (reference, (key, wanted)) in refs.iter().zip(roles) {
-        if let ModelRef::StandIn(kind) = reference {
+    for (key, reference, wanted) in roles {
+        let reference: ModelRef = reference.parse()?;
+        if let ModelRef::StandIn(kind) = &reference {
             if *kind != wanted {
                 return Err(ModelError::BadReference {
                     reference: reference.to_string(),
@@ -259,6 +320,17 @@ impl ModelCache<'_> {
         refs: &[ModelRef; N],
         mode: PrepareMode,
     ) -> Result<[ResolvedModel; N], ModelError> {
+        Ok(self
+            .resolve_all(refs, mode)?
+            .try_into()
+            .expect("one resolved model per reference"))
+    }
+
+    fn resolve_all(
+        &self,
+        refs: &[ModelRef],
+        mode: PrepareMode,
+    ) -> Result<Vec<ResolvedModel>, ModelError> {
         let mut artifacts: Vec<&Artifact> = Vec::new();
         for reference in refs {
             if let ModelRef::Bundle(name) = reference {
@@ -289,13 +361,11 @@ impl ModelCache<'_> {
                 }
             }
         }
-        let mut resolved = Vec::with_capacity(N);
+        let mut resolved = Vec::with_capacity(refs.len());
         for reference in refs {
             resolved.push(self.resolve_one(reference, mode)?);
         }
-        Ok(resolved
-            .try_into()
-            .expect("one resolved model per reference"))
+        Ok(resolved)
     }
 
     fn is_complete(&self, artifact: &Artifact) -> Result<bool, ModelError> {
@@ -593,7 +663,7 @@ mod tests {
         settings.chat = "stand-in:echo".into();
         let prepared = prepare(&settings, mode(FetchPolicy::FetchMissing)).unwrap();
         assert!(prepared.uses_stand_ins());
-        assert!(prepared.chat.files.is_empty());
+        assert!(prepared.models.iter().all(|m| m.files.is_empty()));
         let summary = prepared.summary();
         assert_eq!(summary["stand_in"], json!(true));
         assert_eq!(summary["embedding"]["source"], json!("stand-in"));
@@ -603,6 +673,6 @@ mod tests {
         let err = prepare(&settings, mode(FetchPolicy::Offline))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("models.chat takes stand-in:echo"), "{err}");
+        assert!(err.contains("the drafts role takes stand-in:echo"), "{err}");
     }
 }

@@ -402,7 +402,7 @@ impl Pipeline {
             ));
             return Ok(None);
         };
-        if let Some(writer) = &self.writer {
+        if let Some(writer) = self.translator() {
             models.push(writer.model_id());
         }
         let verification = self
@@ -421,7 +421,7 @@ impl Pipeline {
                     } else {
                         TranslationStatus::Unverified
                     },
-                    model: self.writer.as_ref().map(|w| w.model_id()),
+                    model: self.translator().map(|w| w.model_id()),
                     verification: serde_json::to_value(&verification.checks).unwrap_or_default(),
                 },
             )
@@ -611,7 +611,7 @@ impl Pipeline {
         to: &str,
         background: bool,
     ) -> Option<Written> {
-        let writer = self.writer.as_ref()?;
+        let writer = self.translator()?;
         let target = templates::language_name(to);
         // The system turn is the same for every translation, so the chat
         // model keeps its keys and values; the target goes last.

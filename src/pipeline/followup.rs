@@ -89,7 +89,7 @@ impl Pipeline {
         tenant: TenantId,
         message: MessageId,
     ) -> Result<Option<serde_json::Value>, StageError> {
-        let Some(writer) = &self.writer else {
+        let Some(writer) = self.translator() else {
             return Ok(None);
         };
         let Some(decision) = self

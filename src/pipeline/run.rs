@@ -102,6 +102,9 @@ pub struct Pipeline {
     pub(super) understand: Arc<dyn Understand>,
     pub(super) knowledge: Option<Arc<dyn Knowledge>>,
     pub(super) writer: Option<Arc<dyn Writer>>,
+    /// The writer of translations and agent summaries, when another model
+    /// than the drafts' writes them.
+    translator: Option<Arc<dyn Writer>>,
     pub(super) meaning: Option<Arc<dyn Embedder>>,
     /// Promises recognised by meaning in drafted replies, with the same
     /// embedding model.
@@ -164,6 +167,7 @@ impl Pipeline {
             understand: parts.understand,
             knowledge: parts.knowledge,
             writer: parts.writer,
+            translator: None,
             promises: parts
                 .meaning
                 .clone()
@@ -182,6 +186,19 @@ impl Pipeline {
     pub fn with_draft_lane(mut self, on: bool) -> Pipeline {
         self.draft_lane = on;
         self
+    }
+
+    /// Translations and agent summaries are written by `translator`
+    /// rather than by the drafts' writer (`models.roles.translations`).
+    pub fn with_translator(mut self, translator: Option<Arc<dyn Writer>>) -> Pipeline {
+        self.translator = translator;
+        self
+    }
+
+    /// The writer of translations and summaries: the translator when one
+    /// is set, else the drafts' writer.
+    pub(super) fn translator(&self) -> Option<&Arc<dyn Writer>> {
+        self.translator.as_ref().or(self.writer.as_ref())
     }
 
     /// Runs the pipeline for one stored inbound message and stores the

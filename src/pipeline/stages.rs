@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 
 use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer, Written};
 use crate::domain::TenantId;
-use crate::engine::{scope, ChatOptions, Engine, EngineError, Lane, ModelKind, ModelState};
+use crate::engine::{
+    scope, ChatOptions, EmbedAs, Engine, EngineError, Lane, ModelKind, ModelState, Role,
+};
 use crate::inference::chat::{ChatMessage, FinishReason, GenerationParams};
-use crate::inference::EmbedRole;
+use crate::inference::{EmbedRole, EmbedTask};
 use crate::kb::service::MAX_QUERY_CHARS;
 use crate::kb::{Embedder, KbError, KbQuery, KbService};
 use crate::understand::{
@@ -73,19 +75,21 @@ impl Knowledge for KbKnowledge {
     }
 }
 
-/// The chat model in the runtime, for drafts and translations: greedy, so
-/// the same message gets the same draft.
+/// The chat model the runtime gives `role` (drafts, or translations and
+/// summaries): greedy, so the same message gets the same draft.
 pub struct EngineWriter {
     pub engine: Engine,
+    pub role: Role,
 }
 
 impl EngineWriter {
     fn chat_model(&self) -> Option<String> {
+        let model = self.engine.model_for(self.role);
         self.engine
             .models()
-            .into_iter()
-            .find(|m| m.kind == ModelKind::Chat)
-            .map(|m| m.id)
+            .iter()
+            .any(|m| m.kind == ModelKind::Chat && m.id == model)
+            .then_some(model)
     }
 }
 
@@ -99,7 +103,8 @@ impl Writer for EngineWriter {
     /// their own and are served after the pipeline, so their traffic must
     /// not hold follow-ups back.
     fn in_flight(&self) -> usize {
-        self.engine.pipeline_in_flight(ModelKind::Chat)
+        self.chat_model()
+            .map_or(0, |model| self.engine.pipeline_in_flight(&model))
     }
 
     async fn write(
@@ -771,7 +776,12 @@ fn wire_name<T: serde::Serialize>(value: T) -> String {
 /// or is busy.
 pub struct EngineEmbedder {
     engine: Engine,
+    /// The model's name, as the runtime knows it.
     model: String,
+    /// The prompt task queries are embedded under.
+    task: EmbedTask,
+    /// The model and task, naming the vectors (see [`Engine::vector_id`]).
+    vector_id: String,
     handle: tokio::runtime::Handle,
     recent: Mutex<RecentQueries>,
 }
@@ -821,17 +831,27 @@ impl RecentQueries {
 const EMBED_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl EngineEmbedder {
-    /// `None` when the runtime has no embedding model. Must be called from
-    /// within the tokio runtime whose handle the calls will use.
-    pub fn new(engine: Engine) -> Option<EngineEmbedder> {
-        let model = engine
+    /// The embedder of `role` (understand: the heads' encoder, queries
+    /// under the classification prompt; retrieval: search and translation
+    /// checks); `None` when the runtime has no embedding model for it. Must
+    /// be called from within the tokio runtime whose handle the calls will
+    /// use, after [`Engine::load`].
+    pub fn new(engine: Engine, role: Role) -> Option<EngineEmbedder> {
+        let model = engine.model_for(role);
+        engine
             .models()
-            .into_iter()
-            .find(|m| m.kind == ModelKind::Embedding)?
-            .id;
+            .iter()
+            .find(|m| m.kind == ModelKind::Embedding && m.id == model)?;
+        let task = match role {
+            Role::Understand => EmbedTask::Classification,
+            _ => EmbedTask::Retrieval,
+        };
+        let vector_id = engine.vector_id(&model, task);
         Some(EngineEmbedder {
             engine,
             model,
+            task,
+            vector_id,
             handle: tokio::runtime::Handle::current(),
             recent: Mutex::new(RecentQueries {
                 vectors: HashMap::new(),
@@ -847,11 +867,14 @@ impl EngineEmbedder {
             EmbedRole::Passage => Lane::FollowUp,
         };
         loop {
-            let request = self.engine.embed_in(
+            let request = self.engine.embed_as(
                 lane,
                 &self.model,
                 texts.iter().map(|t| t.to_string()).collect(),
-                role,
+                EmbedAs {
+                    role,
+                    task: self.task,
+                },
             );
             match self.handle.block_on(request) {
                 Ok(output) => return Ok(output.vectors),
@@ -872,7 +895,7 @@ impl EngineEmbedder {
 
 impl Embedder for EngineEmbedder {
     fn model_id(&self) -> &str {
-        &self.model
+        &self.vector_id
     }
 
     /// The loaded model's own dimension, waiting while it loads. Nothing
@@ -881,14 +904,14 @@ impl Embedder for EngineEmbedder {
     fn dim(&self) -> usize {
         let started = Instant::now();
         loop {
-            if let Some(dimension) = self.engine.embedding_dimension() {
+            if let Some(dimension) = self.engine.embedding_dimension(&self.model) {
                 return dimension;
             }
             let loading = self
                 .engine
                 .models()
                 .iter()
-                .any(|m| m.kind == ModelKind::Embedding && m.state == ModelState::Loading);
+                .any(|m| m.id == self.model && m.state == ModelState::Loading);
             if !loading || started.elapsed() >= EMBED_WAIT {
                 return 0;
             }

@@ -277,8 +277,11 @@ pub fn replay(
                 .await?
                 .with_context(|| format!("no tenant named {:?} in the store", args.tenant))?
                 .id;
-            let embedder = crate::pipeline::stages::EngineEmbedder::new(harness.app.engine())
-                .context("replay needs the embedding model")?;
+            let embedder = crate::pipeline::stages::EngineEmbedder::new(
+                harness.app.engine(),
+                crate::engine::Role::Retrieval,
+            )
+            .context("replay needs the embedding model")?;
             let meaning = EngineMeaning(std::sync::Arc::new(embedder));
             let judged =
                 super::replay::run(store.as_ref(), tenant, &harness.pipeline, &meaning, &lines)

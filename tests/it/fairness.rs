@@ -122,6 +122,7 @@ async fn m6_a_tenant_flooding_v1_does_not_starve_a_buyers_reply() {
     };
     let writer = EngineWriter {
         engine: engine.clone(),
+        role: kedai::engine::Role::Drafts,
     };
     let deciding = async {
         // Let the flood take every /v1 slot of the chat model first.
@@ -131,7 +132,7 @@ async fn m6_a_tenant_flooding_v1_does_not_starve_a_buyers_reply() {
                 .into_iter()
                 .find(|m| m.kind == kedai::engine::ModelKind::Chat)
                 .unwrap();
-            chat.in_flight - engine.pipeline_in_flight(kedai::engine::ModelKind::Chat)
+            chat.in_flight - engine.pipeline_in_flight(&chat.id)
         };
         let full = tokio::time::Instant::now() + Duration::from_secs(120);
         while api_busy() < 2 {
@@ -243,7 +244,7 @@ async fn l4_the_embedding_dimension_comes_from_the_loaded_model_and_a_failure_is
         .await
         .unwrap();
     let engine = Engine::new(&settings.models);
-    let embedder = EngineEmbedder::new(engine.clone()).unwrap();
+    let embedder = EngineEmbedder::new(engine.clone(), kedai::engine::Role::Retrieval).unwrap();
     let embedder = Arc::new(embedder);
     let probe = embedder.clone();
     let before = tokio::task::spawn_blocking(move || probe.dim())
@@ -262,5 +263,8 @@ async fn l4_the_embedding_dimension_comes_from_the_loaded_model_and_a_failure_is
         .await
         .unwrap();
     assert_eq!(after, 384, "the model's own dimension, not the earlier 0");
-    assert_eq!(engine.embedding_dimension(), Some(384));
+    assert_eq!(
+        engine.embedding_dimension("multilingual-e5-small"),
+        Some(384)
+    );
 }

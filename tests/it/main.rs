@@ -26,6 +26,7 @@ mod replay;
 mod replica_kill;
 mod replicas;
 mod reports;
+mod roles;
 mod stand_in;
 mod tokenizer;
 mod understand;

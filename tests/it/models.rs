@@ -22,7 +22,7 @@ fn the_default_bundle_is_pulled_and_every_file_verifies() {
     let settings = Settings::defaults().models;
     let prepared = models::prepare(&settings, fetch_mode()).expect("default bundle prepared");
 
-    let embedding = &prepared.embedding;
+    let embedding = prepared.get(&prepared.roles.retrieval).unwrap();
     assert_eq!(embedding.source, ModelSource::Bundle);
     assert_eq!(embedding.artifact.as_deref(), Some("multilingual-e5-small"));
     for name in ["e5-small-q4.bin", "tokenizer.json", "e5.c"] {
@@ -32,7 +32,8 @@ fn the_default_bundle_is_pulled_and_every_file_verifies() {
         assert!(path.is_file(), "{}", path.display());
     }
     let gguf = prepared
-        .chat
+        .get(&prepared.roles.drafts)
+        .unwrap()
         .file_with_extension("gguf")
         .expect("chat gguf resolved");
     assert!(gguf.starts_with(settings.cache_dir()), "{}", gguf.display());

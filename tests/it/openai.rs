@@ -22,10 +22,10 @@ const E5: &str = "multilingual-e5-small";
 const SMOL: &str = "smollm2-135m-instruct";
 
 fn prepared(embedding: &str) -> PreparedModels {
-    PreparedModels {
-        embedding: crate::embeddings::resolve(embedding),
-        chat: crate::embeddings::resolve(SMOL),
-    }
+    PreparedModels::pair(
+        crate::embeddings::resolve(embedding),
+        crate::embeddings::resolve(SMOL),
+    )
 }
 
 fn settings_for(embedding: &str) -> Settings {

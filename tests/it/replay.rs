@@ -71,8 +71,13 @@ async fn replaying_the_evaluation_conversations_reproduces_eval_replies() {
             human_reply: Some(c.notes.clone()).filter(|n| !n.is_empty()),
         })
         .collect();
-    let meaning =
-        Cosine(kedai::pipeline::stages::EngineEmbedder::new(harness.app.engine()).unwrap());
+    let meaning = Cosine(
+        kedai::pipeline::stages::EngineEmbedder::new(
+            harness.app.engine(),
+            kedai::engine::Role::Retrieval,
+        )
+        .unwrap(),
+    );
     let judged = replay::run(
         store.as_ref(),
         tenant,
