@@ -458,6 +458,11 @@ pub struct DecisionDto {
     /// findings, model ids and per-stage timings.
     #[schema(value_type = Object)]
     pub trace: serde_json::Value,
+    /// What the follow-up added once it ran: the agents' translation of
+    /// the message, a summary, and the model that wrote them; null until
+    /// then.
+    #[schema(value_type = Option<Object>)]
+    pub follow_up: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -471,6 +476,7 @@ impl From<store::Decision> for DecisionDto {
             draft: d.draft,
             reply_message_id: d.reply_message_id.map(|id| id.to_string()),
             trace: d.trace,
+            follow_up: d.follow_up,
             created_at: d.created_at,
         }
     }
