@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::measure::{Case, CaseSource, Comparison};
 use super::train::{eval_cases, tenant_heads, train_and_measure};
+use super::vectors::{RememberedVectors, REMEMBERED_VECTORS};
 use super::LearningError;
 use crate::domain::{Author, Direction, MessageId, TenantId};
 use crate::figures::quality::edit_distance;
@@ -64,6 +65,9 @@ pub struct Learning {
     /// When a retraining of the tenant last failed here: pending
     /// corrections are not resumed again before the lease ends.
     failed: Mutex<HashMap<TenantId, Instant>>,
+    /// Vectors of the gap messages suggestions are grouped from, so a
+    /// listing embeds only the messages asked since the last one.
+    gap_vectors: Arc<RememberedVectors>,
 }
 
 impl Learning {
@@ -79,7 +83,17 @@ impl Learning {
             tenants: Mutex::new(HashMap::new()),
             installed: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            gap_vectors: Arc::new(RememberedVectors::new(REMEMBERED_VECTORS)),
         }
+    }
+
+    /// `embedder` remembering the vectors of the gap messages it embedded
+    /// (for [`super::suggestions::refresh`]).
+    pub fn gap_embedder(
+        &self,
+        embedder: Arc<dyn crate::kb::Embedder>,
+    ) -> Arc<dyn crate::kb::Embedder> {
+        self.gap_vectors.embedder(embedder)
     }
 
     fn set_installed(&self, tenant: TenantId, version: Option<Uuid>) {
