@@ -251,6 +251,10 @@ impl Learning {
         }
         match self.retrain_locked(tenant, actor).await {
             Ok(version) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&tenant);
                 self.store.release_retraining(tenant).await?;
                 Ok(version)
             }
