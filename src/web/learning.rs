@@ -6,7 +6,7 @@
 //! `suggestions`'. The loop itself is `crate::learning`'s.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Form;
 use chrono::Utc;
@@ -71,6 +71,8 @@ struct LearningPage {
     can_roll_back: bool,
     versions: Vec<VersionView>,
     exemplars: Vec<ExemplarView>,
+    /// What the last action did, said once after its redirect.
+    notice: Option<Notice>,
     show_suggestions: bool,
     can_decide: bool,
     suggestions: Vec<super::suggestions::SuggestionView>,
@@ -143,13 +145,64 @@ fn version_view(v: HeadVersion, now: chrono::DateTime<Utc>) -> VersionView {
     }
 }
 
-pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Response, WebError> {
+/// The outcome of an action on this page, carried by its redirect
+/// (`?done=…`); only these fixed sentences are shown, never text from the
+/// query itself.
+pub struct Notice {
+    pub text: &'static str,
+    /// A link to what the action made or came from, with its label.
+    pub link: Option<(String, &'static str)>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    done: Option<String>,
+    /// The FAQ entry an acceptance added, or the conversation corrected.
+    at: Option<String>,
+}
+
+/// Whether `id` is safe and plain enough to put in a link's path.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn notice(query: &PageQuery) -> Option<Notice> {
+    let at = query.at.as_deref().filter(|id| plain_id(id));
+    let (text, link) = match query.done.as_deref()? {
+        "corrected" => (
+            "Correction saved. kedai is retraining your classifiers and measuring them; the result appears under Versions when it is decided (reload to see it).",
+            at.map(|c| (format!("/app/c/{c}"), "Back to the conversation")),
+        ),
+        "rolled_back" => (
+            "Rolled back: the previous version is in use again.",
+            None,
+        ),
+        "accepted" => (
+            "Added to your FAQ; buyers asking it are answered from the new entry.",
+            at.map(|e| (format!("/app/kb/faq/{e}"), "Open the entry")),
+        ),
+        "dismissed" => ("Suggestion dismissed; nothing was added to your FAQ.", None),
+        _ => return None,
+    };
+    Some(Notice { text, link })
+}
+
+pub async fn page(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, WebError> {
     let tenant = viewer.user.tenant_id;
     let (versions, exemplars) = state.app.learning.overview(tenant).await?;
     let now = Utc::now();
     let active = versions.iter().any(|v| v.active);
     let suggestions = super::suggestions::pending(&state, &viewer).await?;
     render(&LearningPage {
+        notice: notice(&query),
         show_suggestions: super::suggestions::may_see(&viewer),
         can_decide: viewer.user.role.can_act(),
         suggestions,
@@ -194,7 +247,7 @@ pub async fn rollback(
         .learning
         .rollback(viewer.user.tenant_id, &viewer.user.actor())
         .await?;
-    Ok(see_other("/app/learning"))
+    Ok(see_other("/app/learning?done=rolled_back"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,5 +299,7 @@ pub async fn correct(
         .app
         .learning
         .retrain_in_background(tenant, viewer.user.actor());
-    Ok(see_other(&format!("/app/c/{conversation}#m-{message}")))
+    Ok(see_other(&format!(
+        "/app/learning?done=corrected&at={conversation}#corrections"
+    )))
 }

@@ -96,7 +96,7 @@ pub async fn accept(
         questions: Some(form.questions.lines().map(str::to_owned).collect()),
         answer: Some(form.answer),
     };
-    suggestions::accept(
+    let (_, entry) = suggestions::accept(
         state.app.store.as_ref(),
         &state.app.kb,
         viewer.user.tenant_id,
@@ -105,7 +105,10 @@ pub async fn accept(
         &viewer.user.actor(),
     )
     .await?;
-    Ok(see_other("/app/learning#faq-suggestions"))
+    Ok(see_other(&format!(
+        "/app/learning?done=accepted&at={}#faq-suggestions",
+        entry.id()
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,5 +131,5 @@ pub async fn dismiss(
         &viewer.user.actor(),
     )
     .await?;
-    Ok(see_other("/app/learning#faq-suggestions"))
+    Ok(see_other("/app/learning?done=dismissed#faq-suggestions"))
 }

@@ -110,7 +110,12 @@ pub(crate) async fn read_as(
     (intent, message)
 }
 
-async fn read_in(app: &TestApp, token: &str, shop: &str, text: &str) -> (String, String, String) {
+pub(crate) async fn read_in(
+    app: &TestApp,
+    token: &str,
+    shop: &str,
+    text: &str,
+) -> (String, String, String) {
     let external = format!("m-{}", uuid::Uuid::now_v7());
     let ack: Value = app
         .client
@@ -575,7 +580,7 @@ async fn an_agent_s_edit_of_a_machine_translation_becomes_the_approved_translati
 
 /// A buyer asks `text` in a conversation of their own; kedai found no
 /// grounded answer in the knowledge base.
-async fn unanswered(app: &TestApp, buyer: &str, text: &str) -> crate::web::Ingested {
+pub(crate) async fn unanswered(app: &TestApp, buyer: &str, text: &str) -> crate::web::Ingested {
     let asked = crate::web::ingest(
         app,
         &message(
