@@ -9,6 +9,8 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Form;
+use std::collections::HashMap;
+
 use chrono::Utc;
 use serde::Deserialize;
 
@@ -35,8 +37,8 @@ impl From<LearningError> for WebError {
 /// One figure before and after, as `7 of 9 → 8 of 9`.
 pub struct FigureView {
     pub name: &'static str,
-    pub before: String,
-    pub after: String,
+    /// `7 of 9 → 8 of 9`, or why there is nothing to count.
+    pub shown: String,
     pub worse: bool,
 }
 
@@ -83,16 +85,33 @@ fn figure(
     before: crate::learning::Score,
     after: crate::learning::Score,
 ) -> FigureView {
-    let shown = |s: crate::learning::Score| format!("{} of {}", s.correct, s.total);
+    let of = |s: crate::learning::Score| format!("{} of {}", s.correct, s.total);
     FigureView {
         name,
-        before: shown(before),
-        after: shown(after),
+        shown: if before.total == 0 && after.total == 0 {
+            "nothing to measure yet".into()
+        } else {
+            format!("{} → {}", of(before), of(after))
+        },
         worse: after.correct < before.correct,
     }
 }
 
-fn version_view(v: HeadVersion, now: chrono::DateTime<Utc>) -> VersionView {
+/// The people of a tenant by the actor string their actions record
+/// (`user:<id>`), to show names instead of ids.
+struct People(HashMap<String, String>);
+
+impl People {
+    fn name(&self, actor: &str) -> String {
+        match self.0.get(actor) {
+            Some(name) => name.clone(),
+            None if actor.starts_with("token:") => "an API token".into(),
+            None => actor.to_owned(),
+        }
+    }
+}
+
+fn version_view(v: HeadVersion, people: &People, now: chrono::DateTime<Utc>) -> VersionView {
     let comparison: Option<Comparison> = serde_json::from_value(v.comparison.clone()).ok();
     let changes = |list: &[crate::learning::measure::Change]| {
         list.iter()
@@ -107,7 +126,7 @@ fn version_view(v: HeadVersion, now: chrono::DateTime<Utc>) -> VersionView {
     VersionView {
         number: v.number,
         when: ago(v.created_at, now),
-        by: v.created_by,
+        by: people.name(&v.created_by),
         exemplars: v.exemplar_ids.len(),
         verdict: if v.promoted { "promoted" } else { "refused" },
         active: v.active,
@@ -170,11 +189,17 @@ fn plain_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn notice(query: &PageQuery) -> Option<Notice> {
+/// The notice for `query`; `retraining` says whether a correction is
+/// still being retrained and measured.
+fn notice(query: &PageQuery, retraining: bool) -> Option<Notice> {
     let at = query.at.as_deref().filter(|id| plain_id(id));
     let (text, link) = match query.done.as_deref()? {
-        "corrected" => (
+        "corrected" if retraining => (
             "Correction saved. kedai is retraining your classifiers and measuring them; the result appears under Versions when it is decided (reload to see it).",
+            at.map(|c| (format!("/app/c/{c}"), "Back to the conversation")),
+        ),
+        "corrected" => (
+            "Correction saved and measured: its result is under Versions.",
             at.map(|c| (format!("/app/c/{c}"), "Back to the conversation")),
         ),
         "rolled_back" => (
@@ -200,9 +225,22 @@ pub async fn page(
     let (versions, exemplars) = state.app.learning.overview(tenant).await?;
     let now = Utc::now();
     let active = versions.iter().any(|v| v.active);
+    let retraining = exemplars
+        .iter()
+        .any(|e| e.status == crate::store::learning::ExemplarStatus::Pending);
+    let people = People(
+        state
+            .app
+            .store
+            .list_users(tenant)
+            .await?
+            .into_iter()
+            .map(|u| (u.actor(), u.display_name))
+            .collect(),
+    );
     let suggestions = super::suggestions::pending(&state, &viewer).await?;
     render(&LearningPage {
-        notice: notice(&query),
+        notice: notice(&query, retraining),
         show_suggestions: super::suggestions::may_see(&viewer),
         can_decide: viewer.user.role.can_act(),
         suggestions,
@@ -213,7 +251,10 @@ pub async fn page(
             "kedai's shared classifiers"
         },
         can_roll_back: active && viewer.user.role.is_admin(),
-        versions: versions.into_iter().map(|v| version_view(v, now)).collect(),
+        versions: versions
+            .into_iter()
+            .map(|v| version_view(v, &people, now))
+            .collect(),
         exemplars: exemplars
             .into_iter()
             .rev()
@@ -222,7 +263,7 @@ pub async fn page(
                 previous: e.previous_label.unwrap_or_else(|| "not decided".into()),
                 intent: e.label,
                 status: e.status.as_str(),
-                by: e.created_by,
+                by: people.name(&e.created_by),
                 when: ago(e.created_at, now),
             })
             .collect(),
