@@ -20,7 +20,7 @@ use crate::helpers::{message, Spawn, TestApp};
 use crate::web::{Desk, PASSWORD};
 
 /// An admin of `tenant` signed in to the workbench.
-async fn agent_desk(app: &TestApp, tenant: kedai::domain::TenantId) -> Desk {
+pub(crate) async fn agent_desk(app: &TestApp, tenant: kedai::domain::TenantId) -> Desk {
     use kedai::store::users::{Email, NewUser, Role, ShopAccess};
     app.store
         .create_user(
@@ -328,7 +328,7 @@ const CONFIRMED: [&str; 4] = [
 /// Seeds a tenant `history` with a web shop and [`CONFIRMED`] as decided,
 /// drafted and sent unchanged, before the server starts (so the pipeline
 /// finds them decided already).
-async fn seed_confirmed_history(data_dir: &Path) {
+pub(crate) async fn seed_confirmed_history(data_dir: &Path) {
     use kedai::domain::{
         Action, Author, BuyerRef, ConversationStatus, Direction, ExternalMessageId, InboundMessage,
         Layer, MessageText, NewReply, PlatformBuyerId, Sender, TextLimits,

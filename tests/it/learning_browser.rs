@@ -17,7 +17,9 @@ use tempfile::TempDir;
 use crate::browser::{
     assert_no_injection, chromium, login, screenshot, start_browser, wait_for_text,
 };
-use crate::learning::{learning_spawn, read_in, unanswered, MISREAD, TARGET};
+use crate::learning::{
+    agent_desk, learning_spawn, read_in, seed_confirmed_history, unanswered, MISREAD, TARGET,
+};
 use crate::web::create_user;
 
 const OWNER: &str = "owner@shop.test";
@@ -29,6 +31,7 @@ async fn the_learning_page_in_chromium() {
     };
     let (_driver, client) = start_browser(&browser, &driver).await;
     a_correction_is_measured_shown_and_rolled_back(&client).await;
+    a_correction_that_makes_routing_worse_is_shown_refused_with_why(&client).await;
     suggested_faq_entries_are_accepted_edited_or_dismissed(&client).await;
     client.close().await.unwrap();
 }
@@ -69,6 +72,7 @@ async fn a_correction_is_measured_shown_and_rolled_back(client: &Client) {
         .find(Locator::Css("form.correct-intent"))
         .await
         .expect("a correction form under the message");
+    screenshot(client, "learning-correction-form").await;
     form.find(Locator::Css("select[name=intent]"))
         .await
         .unwrap()
@@ -152,6 +156,59 @@ async fn a_correction_is_measured_shown_and_rolled_back(client: &Client) {
     let heads = app.get_json("/api/v1/learning/heads").await;
     assert_eq!(heads["using"], "shared", "{heads:#}");
     screenshot(client, "learning-rolled-back").await;
+}
+
+/// A tenant whose people confirmed parcel questions as `order_status`:
+/// an agent's slip (a parcel question labelled a greeting) is measured,
+/// refused, and the page says why and which confirmed messages it would
+/// have read worse; the shared classifiers stay in use.
+async fn a_correction_that_makes_routing_worse_is_shown_refused_with_why(client: &Client) {
+    let dir = TempDir::new().unwrap();
+    seed_confirmed_history(&dir.path().join("data")).await;
+    let app = learning_spawn(dir.path()).start().await;
+    let tenant = app.store.tenant_by_name("history").await.unwrap().unwrap();
+    let (_, token) = kedai::auth::issue_token(app.store.as_ref(), tenant.id, "history")
+        .await
+        .unwrap();
+    let question = "where is my package?? it has been a week already";
+    let (read, _, conversation) = read_in(&app, &token, "history-web", question).await;
+    assert_eq!(read, "order_status");
+    agent_desk(&app, tenant.id).await;
+
+    client.delete_all_cookies().await.unwrap();
+    login(client, &app, "agent@history.example").await;
+    client
+        .goto(&format!("{}/app/c/{conversation}", app.base))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form.correct-intent select[name=intent]"))
+        .await
+        .unwrap()
+        .select_by_label("greeting")
+        .await
+        .unwrap();
+    click(client, "form.correct-intent button[type=submit]").await;
+    wait_for_text(client, "#notice", "Correction saved").await;
+
+    let row = decided_version(client).await;
+    assert!(row.contains("refused"), "{row}");
+    assert!(
+        row.contains("confirmed history would get worse"),
+        "the reason: {row}"
+    );
+    assert!(!row.contains("in use"), "{row}");
+    let worse = text_of(client, "tr.version dl.figures dd.worse").await;
+    assert!(worse.contains('→'), "routing drops: {worse}");
+    click(client, "tr.version details summary").await;
+    wait_for_text(client, "tr.version details", "greeting").await;
+    assert_eq!(
+        text_of(client, "#using").await,
+        "kedai's shared classifiers"
+    );
+    assert!(client.find(Locator::Css("#rollback")).await.is_err());
+    assert!(text_of(client, "#corrections").await.contains("refused"));
+    screenshot(client, "learning-refused").await;
 }
 
 /// Reloads the Learning page until a version is decided; its row's text.
