@@ -344,3 +344,77 @@ pub async fn correct(
         "/app/learning?done=corrected&at={conversation}#corrections"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(done: &str, at: Option<&str>) -> PageQuery {
+        PageQuery {
+            done: Some(done.into()),
+            at: at.map(str::to_owned),
+        }
+    }
+
+    /// `done`, `at`, whether retraining, a word of the notice, its link.
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        bool,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
+    #[test]
+    fn notices_are_fixed_sentences_and_links_only_to_plain_ids() {
+        let cases: [Case; 7] = [
+            (
+                "corrected",
+                Some("0190-ab"),
+                true,
+                Some("retraining"),
+                Some("/app/c/0190-ab"),
+            ),
+            (
+                "corrected",
+                Some("0190-ab"),
+                false,
+                Some("measured"),
+                Some("/app/c/0190-ab"),
+            ),
+            (
+                "accepted",
+                Some("learned-1"),
+                false,
+                Some("Added"),
+                Some("/app/kb/faq/learned-1"),
+            ),
+            (
+                "accepted",
+                Some("\"><script>x</script>"),
+                false,
+                Some("Added"),
+                None,
+            ),
+            ("accepted", Some("../../admin"), false, Some("Added"), None),
+            ("dismissed", None, false, Some("dismissed"), None),
+            ("<b>anything</b>", Some("x"), false, None, None),
+        ];
+        for (done, at, retraining, text, link) in cases {
+            let shown = notice(&query(done, at), retraining);
+            assert_eq!(
+                shown
+                    .as_ref()
+                    .map(|n| text.is_some_and(|t| n.text.contains(t))),
+                text.map(|_| true),
+                "{done} {at:?}"
+            );
+            assert_eq!(
+                shown.and_then(|n| n.link).map(|(href, _)| href).as_deref(),
+                link,
+                "{done} {at:?}"
+            );
+        }
+        assert!(notice(&PageQuery::default(), true).is_none());
+    }
+}
