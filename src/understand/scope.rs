@@ -466,13 +466,13 @@ mod tests {
 
     #[test]
     fn top_two_gives_the_best_label_and_its_margin() {
-        let table: [(&[f32], (usize, f32, f32)); 3] = [
-            (&[0.1, 0.7, 0.2], (1, 0.7, 0.5)),
-            (&[0.5, 0.5], (0, 0.5, 0.0)),
-            (&[1.0], (0, 1.0, 1.0)),
+        let table = [
+            (vec![0.1, 0.7, 0.2], (1, 0.7, 0.5)),
+            (vec![0.5, 0.5], (0, 0.5, 0.0)),
+            (vec![1.0], (0, 1.0, 1.0)),
         ];
         for (p, expected) in table {
-            let (best, confidence, margin) = top_two(p);
+            let (best, confidence, margin) = top_two(&p);
             assert_eq!(best, expected.0);
             assert!((confidence - expected.1).abs() < 1e-6);
             assert!((margin - expected.2).abs() < 1e-6, "{p:?}");
