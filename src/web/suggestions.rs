@@ -44,6 +44,7 @@ pub async fn pending(state: &WebState, viewer: &Viewer) -> Result<Vec<Suggestion
     let tenant = viewer.user.tenant_id;
     let now = Utc::now();
     if let Some(embedder) = state.app.kb.embedder() {
+        let embedder = state.app.learning.gap_embedder(embedder);
         suggestions::refresh(state.app.store.as_ref(), tenant, embedder, now).await?;
     }
     let list = state

@@ -14,6 +14,7 @@ mod fairness;
 mod helpers;
 mod kb;
 mod learning;
+mod learning_resume;
 mod models;
 mod openai;
 mod openapi;
