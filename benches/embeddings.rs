@@ -3,13 +3,18 @@
 //! all-MiniLM-L6-v2. Before the timings it prints the process's resident
 //! memory after loading e5 and its peak so far (Linux only).
 //!
+//! Then the cost of listing suggested FAQ entries: the 64 gap messages a
+//! listing groups embedded from nothing (`gap_listing/first`, what every
+//! listing cost before vectors were remembered), all remembered
+//! (`gap_listing/next`), and 8 of them new (`gap_listing/next_8_new`).
+//!
 //! `cargo bench --bench embeddings`; `RAYON_NUM_THREADS` sets the threads.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use candle_core::Device;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kedai::config::Settings;
 use kedai::inference::{EmbedRole, TextEmbedder};
 use kedai::models::{self, FetchPolicy, PrepareMode, Progress, ResolvedModel};
@@ -80,10 +85,59 @@ fn bench_model(c: &mut Criterion, artifact: &str) {
     }
 }
 
+fn gap_listing(c: &mut Criterion) {
+    use kedai::learning::vectors::{RememberedVectors, REMEMBERED_VECTORS};
+    use std::sync::Arc;
+    let model = resolve("multilingual-e5-small");
+    let embedder: Arc<dyn kedai::kb::Embedder> =
+        Arc::new(TextEmbedder::load(&model, &Device::Cpu).expect("model loads"));
+    let gaps: Vec<String> = (0..64)
+        .map(|i| format!("{} ({i})", MESSAGES[i % MESSAGES.len()]))
+        .collect();
+    let texts: Vec<&str> = gaps.iter().map(String::as_str).collect();
+    let fresh: Vec<String> = (0..8)
+        .map(|i| format!("{} [new {i}]", MESSAGES[i]))
+        .collect();
+    let mut group = c.benchmark_group("gap_listing");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("first", |b| {
+        b.iter(|| {
+            let memory = Arc::new(RememberedVectors::new(REMEMBERED_VECTORS));
+            memory
+                .embedder(embedder.clone())
+                .embed(black_box(&texts), EmbedRole::Query)
+        })
+    });
+    let memory = Arc::new(RememberedVectors::new(REMEMBERED_VECTORS));
+    let remembering = memory.embedder(embedder.clone());
+    remembering.embed(&texts, EmbedRole::Query).expect("embeds");
+    group.bench_function("next", |b| {
+        b.iter(|| remembering.embed(black_box(&texts), EmbedRole::Query))
+    });
+    let mut with_new: Vec<&str> = texts[8..].to_vec();
+    with_new.extend(fresh.iter().map(String::as_str));
+    group.bench_function("next_8_new", |b| {
+        b.iter_batched(
+            || {
+                let memory = Arc::new(RememberedVectors::new(REMEMBERED_VECTORS));
+                let remembering = memory.embedder(embedder.clone());
+                remembering
+                    .embed(&texts[8..], EmbedRole::Query)
+                    .expect("embeds");
+                remembering
+            },
+            |remembering| remembering.embed(black_box(&with_new), EmbedRole::Query),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
 fn embeddings(c: &mut Criterion) {
     bench_model(c, "multilingual-e5-small");
     bench_model(c, "all-minilm-l6-v2");
 }
 
-criterion_group!(benches, embeddings);
+criterion_group!(benches, embeddings, gap_listing);
 criterion_main!(benches);

@@ -387,16 +387,18 @@ impl Queue {
 
     /// The jobs a worker of `role` leases. Fast workers take buyer
     /// messages of the fast lane; the background one also takes follow-ups
-    /// (after any waiting message), so at most one follow-up runs at a time
-    /// and the other workers stay free for buyers; draft workers take the
-    /// draft lane. Without draft workers the fast lane's workers take every
-    /// lane, so a job moved there earlier still runs.
+    /// left there (after any waiting message); draft workers take the draft
+    /// lane: buyer messages whose answer needs the chat model first, then
+    /// decisions' follow-ups (drafts left to them, translations,
+    /// summaries). Without draft workers the fast lane's workers take every
+    /// lane, the background one every kind, so a job moved there earlier
+    /// still runs.
     fn lease_request<'a>(&self, owner: &'a str, role: Role) -> LeaseRequest<'a> {
         let fast = (self.settings.draft_workers > 0).then_some(JobLane::Fast);
         let (kinds, lane) = match role {
             Role::Background => (None, fast),
             Role::Fast => (Some(&[JOB_INBOUND_MESSAGE][..]), fast),
-            Role::Draft => (Some(&[JOB_INBOUND_MESSAGE][..]), Some(JobLane::Draft)),
+            Role::Draft => (None, Some(JobLane::Draft)),
         };
         LeaseRequest {
             owner,

@@ -25,7 +25,8 @@ use crate::inference::{select_device, LayerMix, Pooling, TextEmbedder};
 use crate::models::{PrepareMode, Progress};
 use crate::understand::ngrams::CharNgrams;
 use crate::understand::{
-    CachedEmbedder, FitReport, LinearHead, PooledQueries, Scaling, TrainConfig, OUT_OF_SCOPE,
+    CachedEmbedder, FitReport, GateReport, LinearHead, PooledQueries, Scaling, ScopeGate,
+    TrainConfig, OUT_OF_SCOPE,
 };
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +91,11 @@ pub struct ClassifierArgs {
     /// model gives buyer messages today.
     #[arg(long, value_enum, default_value_t = TaskPromptArg::Retrieval)]
     pub task_prompt: TaskPromptArg,
+    /// Decide out of scope by the head's probability threshold alone, not
+    /// by the gate over nearest exemplars, margin and support (the gate is
+    /// what the server uses; this shows what it adds).
+    #[arg(long)]
+    pub no_scope_gate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -309,6 +315,10 @@ pub struct Report {
     pub per_label: BTreeMap<String, LabelScore>,
     pub confusions: Vec<Confusion>,
     pub fit: FitReport,
+    /// The out-of-scope gate's rule and its objective on the held-out fold
+    /// (absent without out-of-scope training lines or with
+    /// `--no-scope-gate`).
+    pub scope_gate: Option<GateReport>,
     pub timings: Timings,
 }
 
@@ -386,7 +396,7 @@ fn evaluate(args: &ClassifierArgs, task: Task, settings: &Settings) -> anyhow::R
     if !args.l2.is_empty() {
         config.l2_grid = args.l2.clone();
     }
-    let (head, test_vectors) = if args.char_ngrams > 0 {
+    let (head, train_x, test_vectors) = if args.char_ngrams > 0 {
         let train_texts: Vec<&str> = train.iter().map(|(t, _)| t.as_str()).collect();
         let ngrams = CharNgrams::fit(&train_texts, args.char_ngrams)?;
         let with_ngrams = |vectors: &[Vec<f32>], texts: &mut dyn Iterator<Item = &str>| {
@@ -409,16 +419,32 @@ fn evaluate(args: &ClassifierArgs, task: Task, settings: &Settings) -> anyhow::R
             },
             ..config
         };
-        (LinearHead::fit(&train_x, &train_labels, &config)?, test_x)
+        (
+            LinearHead::fit(&train_x, &train_labels, &config)?,
+            train_x,
+            test_x,
+        )
     } else {
         (
             LinearHead::fit(train_vectors, &train_labels, &config)?,
+            train_vectors.to_vec(),
             test_vectors.to_vec(),
         )
     };
+    let gate = match task {
+        Task::Intents if !args.no_scope_gate => ScopeGate::fit(&train_x, &head),
+        _ => None,
+    };
+    drop(train_x);
     let fit_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let predictions = head.predict_batch(&test_vectors)?;
+    let mut predictions = head.predict_batch(&test_vectors)?;
+    if let Some((gate, _)) = &gate {
+        for (prediction, vector) in predictions.iter_mut().zip(&test_vectors) {
+            let p = head.probabilities(vector)?;
+            *prediction = gate.apply(&head, vector, &p);
+        }
+    }
     let predict_seconds = started.elapsed().as_secs_f64();
     let gold: Vec<&str> = test.iter().map(|(_, l)| l.as_str()).collect();
     let predicted: Vec<&str> = predictions.iter().map(|p| p.label.as_str()).collect();
@@ -438,6 +464,7 @@ fn evaluate(args: &ClassifierArgs, task: Task, settings: &Settings) -> anyhow::R
         per_label: scores.per_label,
         confusions: scores.confusions,
         fit: head.report().clone(),
+        scope_gate: gate.map(|(_, report)| report),
         timings: Timings {
             embed_seconds,
             embedded_texts: embedded,
@@ -716,6 +743,7 @@ mod tests {
             e5_layer_mix: mix,
             e5_max_pool: max,
             task_prompt: TaskPromptArg::Retrieval,
+            no_scope_gate: false,
         };
         let plain = args(Vec::new(), LayerMixArg::Concat, false);
         assert!(plain.pooling(12).unwrap().is_final_mean(12));

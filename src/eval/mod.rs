@@ -45,6 +45,10 @@ pub struct RepliesArgs {
     /// Only the first N conversations.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Only the conversations of one part: `tuning` (what routing is tuned
+    /// on) or `held-out` (measured, never tuned on).
+    #[arg(long, value_parser = ["tuning", "held-out"])]
+    pub part: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +143,14 @@ pub fn run(command: EvalCommand, settings: &Settings, output: Output) -> anyhow:
 fn replies(args: RepliesArgs, settings: &Settings, output: Output) -> anyhow::Result<()> {
     use crate::pipeline::evaluate;
     let mut cases = evaluate::read_cases(&args.data)?;
+    if let Some(part) = &args.part {
+        let wanted = if part == "tuning" {
+            evaluate::Part::Tuning
+        } else {
+            evaluate::Part::HeldOut
+        };
+        cases.retain(|c| evaluate::Part::of(&c.id) == wanted);
+    }
     if let Some(limit) = args.limit {
         cases.truncate(limit);
     }
@@ -175,6 +187,22 @@ fn replies(args: RepliesArgs, settings: &Settings, output: Output) -> anyhow::Re
             }
             for (lang, accuracy) in &report.layer_accuracy_by_language {
                 println!("layer accuracy {lang:<3} {accuracy:.3}");
+            }
+            for (part, of) in &report.by_part {
+                let langs: Vec<String> = of
+                    .layer_accuracy_by_language
+                    .iter()
+                    .map(|(lang, (acc, n))| format!("{lang} {acc:.2} ({n})"))
+                    .collect();
+                println!(
+                    "{:<9} {} cases, layer accuracy {:.3}, unsafe {}, silent {}: {}",
+                    part.as_str(),
+                    of.conversations,
+                    of.layer_accuracy,
+                    of.unsafe_sends,
+                    of.silent_messages,
+                    langs.join(", ")
+                );
             }
             for (kind, (p50, p95)) in &report.timings_ms {
                 println!("ack->stored ms {kind:<15} p50 {p50:>8.1}  p95 {p95:>8.1}");

@@ -379,7 +379,7 @@ pub async fn faq_suggestions(
         suggestions::refresh(
             state.store.as_ref(),
             tenant.id,
-            embedder,
+            state.learning.gap_embedder(embedder),
             chrono::Utc::now(),
         )
         .await?;

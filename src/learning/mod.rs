@@ -15,6 +15,7 @@ pub mod service;
 pub mod suggestions;
 pub mod train;
 pub mod translations;
+pub mod vectors;
 
 pub use measure::{Case, CaseSource, Comparison, Figures, Score};
 pub use service::{Correction, Learning};

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 use super::measure::{Case, CaseSource, Comparison};
 use super::train::{eval_cases, tenant_heads, train_and_measure};
+use super::vectors::{RememberedVectors, REMEMBERED_VECTORS};
 use super::LearningError;
 use crate::domain::{Author, Direction, MessageId, TenantId};
 use crate::figures::quality::edit_distance;
@@ -28,6 +30,16 @@ use crate::store::learning::{
 use crate::store::users::ShopAccess;
 use crate::store::Store;
 use crate::understand::{Example, Heads};
+
+/// How long a retraining holds its claim on a tenant: longer than any
+/// retraining takes (a fit with the exemplar vector cache takes seconds to
+/// a minute on two cores), so no second replica starts one meanwhile, and
+/// short enough that corrections a replica left pending when it died are
+/// decided within it.
+const RETRAIN_LEASE: Duration = Duration::from_secs(10 * 60);
+
+/// Who a retraining resumed from pending corrections is recorded as.
+const RESUMED_BY: &str = "kedai:resumed";
 
 /// A person's correction of the intent kedai read in a buyer message.
 #[derive(Debug, Clone)]
@@ -50,6 +62,12 @@ pub struct Learning {
     /// The version whose heads this process reads each tenant with;
     /// absent: the shared heads.
     installed: Mutex<HashMap<TenantId, Uuid>>,
+    /// When a retraining of the tenant last failed here: pending
+    /// corrections are not resumed again before the lease ends.
+    failed: Mutex<HashMap<TenantId, Instant>>,
+    /// Vectors of the gap messages suggestions are grouped from, so a
+    /// listing embeds only the messages asked since the last one.
+    gap_vectors: Arc<RememberedVectors>,
 }
 
 impl Learning {
@@ -64,7 +82,18 @@ impl Learning {
             eval_set,
             tenants: Mutex::new(HashMap::new()),
             installed: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            gap_vectors: Arc::new(RememberedVectors::new(REMEMBERED_VECTORS)),
         }
+    }
+
+    /// `embedder` remembering the vectors of the gap messages it embedded
+    /// (for [`super::suggestions::refresh`]).
+    pub fn gap_embedder(
+        &self,
+        embedder: Arc<dyn crate::kb::Embedder>,
+    ) -> Arc<dyn crate::kb::Embedder> {
+        self.gap_vectors.embedder(embedder)
     }
 
     fn set_installed(&self, tenant: TenantId, version: Option<Uuid>) {
@@ -186,7 +215,6 @@ impl Learning {
         let learning = self.clone();
         tokio::spawn(async move {
             if let Err(err) = learning.retrain(tenant, &actor).await {
-                crate::metrics::learning_event("retrain_failed");
                 tracing::error!(%tenant, error = %err, "retraining a tenant's classifiers failed");
             }
         });
@@ -195,15 +223,59 @@ impl Learning {
     /// Retrains `tenant`'s heads from its active version's exemplars plus
     /// the pending ones, measures them, stores the version and, when it is
     /// promoted, swaps the heads in for that tenant. `None`: nothing was
-    /// pending.
+    /// pending, or another replica of the same database is retraining
+    /// this tenant (it, or the next pass of [`Learning::sync`], decides
+    /// what is pending).
     pub async fn retrain(
         &self,
         tenant: TenantId,
         actor: &str,
     ) -> Result<Option<HeadVersion>, LearningError> {
-        let stage = self.stage()?;
         let lock = self.tenant_lock(tenant);
         let _one = lock.lock().await;
+        self.retrain_claimed(tenant, actor).await
+    }
+
+    /// [`Learning::retrain`] with the tenant's lock held: claims the
+    /// tenant's retraining across replicas, and gives the claim back when
+    /// done. A failed retraining keeps its claim until the lease ends, so
+    /// it is tried again then, not on every pass.
+    async fn retrain_claimed(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+    ) -> Result<Option<HeadVersion>, LearningError> {
+        if !self.store.claim_retraining(tenant, RETRAIN_LEASE).await? {
+            tracing::debug!(%tenant, "another replica is retraining this tenant");
+            return Ok(None);
+        }
+        match self.retrain_locked(tenant, actor).await {
+            Ok(version) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&tenant);
+                self.store.release_retraining(tenant).await?;
+                Ok(version)
+            }
+            Err(err) => {
+                crate::metrics::learning_event("retrain_failed");
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(tenant, Instant::now());
+                Err(err)
+            }
+        }
+    }
+
+    /// The retraining itself, with the tenant's lock and claim held.
+    async fn retrain_locked(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+    ) -> Result<Option<HeadVersion>, LearningError> {
+        let stage = self.stage()?;
         let exemplars = self.store.learned_exemplars(tenant).await?;
         let versions = self.store.head_versions(tenant).await?;
         let base: HashSet<Uuid> = versions
@@ -319,7 +391,9 @@ impl Learning {
     }
 
     /// Fits every tenant's active version again, so their heads survive a
-    /// restart. Failures are logged; those tenants keep the shared heads.
+    /// restart, and decides the corrections a retraining interrupted by the
+    /// restart left pending. Failures are logged; those tenants keep the
+    /// shared heads.
     pub async fn restore(&self) {
         self.sync().await;
     }
@@ -327,9 +401,60 @@ impl Learning {
     /// Brings the heads this process reads each tenant with in line with
     /// the versions active in the database: fits a version another replica
     /// promoted or rolled back to, and returns a tenant another replica
-    /// rolled back to the shared heads. Failures are logged (that tenant
+    /// rolled back to the shared heads; then resumes the retraining of
+    /// every tenant with pending corrections that no retraining (here or
+    /// on another replica) is working on. Failures are logged (that tenant
     /// is tried again next time).
     pub async fn sync(&self) {
+        self.follow_versions().await;
+        self.resume_pending().await;
+    }
+
+    /// Retrains every tenant whose corrections are still pending: a
+    /// retraining was interrupted (the process stopped, or a replica
+    /// died), or corrections arrived while one was running. A tenant this
+    /// process is retraining now is skipped, as is one another replica
+    /// holds the claim of, and one whose retraining failed here within
+    /// the lease.
+    async fn resume_pending(&self) {
+        if self.stage().is_err() {
+            return;
+        }
+        let tenants = match self.store.tenants_with_pending_exemplars().await {
+            Ok(tenants) => tenants,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the tenants' pending corrections");
+                return;
+            }
+        };
+        for tenant in tenants {
+            let failed_lately = self
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&tenant)
+                .is_some_and(|at| at.elapsed() < RETRAIN_LEASE);
+            if failed_lately {
+                continue;
+            }
+            let lock = self.tenant_lock(tenant);
+            let Ok(_one) = lock.try_lock() else { continue };
+            match self.retrain_claimed(tenant, RESUMED_BY).await {
+                Ok(Some(version)) => tracing::info!(
+                    %tenant,
+                    version = version.number,
+                    "pending corrections were retrained and decided"
+                ),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::error!(%tenant, error = %err, "resuming a tenant's retraining failed")
+                }
+            }
+        }
+    }
+
+    /// The version half of [`Learning::sync`].
+    async fn follow_versions(&self) {
         let Ok(stage) = self.stage() else { return };
         let active = match self.store.active_head_versions().await {
             Ok(active) => active,

@@ -18,7 +18,7 @@ use super::guard::{self, GuardContext, Violation};
 use super::policy::AnswerEvidence;
 use super::ports::{KnowledgeHit, StageError, Understood, Written};
 use super::prompt::{self, DraftRequest, Source, Turn};
-use super::run::{Generation, Pipeline, DRAFT_LANE};
+use super::run::{Generation, Pipeline, DRAFT_LANE, DRAFT_LATER};
 use super::templates;
 use super::trace::{AnswerRecord, Provenance};
 use super::verify::{self, Verification};
@@ -103,6 +103,9 @@ pub struct AnswerInput<'a> {
     /// Whether the chat model may write here, or the run stops for the
     /// draft lane.
     pub generation: Generation,
+    /// A written answer could at best be a draft for a person (never sent
+    /// by the AI), so the decision does not depend on its words.
+    pub draft_only: bool,
 }
 
 pub fn same_language(a: &str, b: &str) -> bool {
@@ -256,6 +259,16 @@ impl Pipeline {
             .is_some_and(|s| s >= self.config.draft_min_similarity);
         if input.wants_text && grounded {
             if let Some(writer) = &self.writer {
+                if input.generation == Generation::Defer && input.draft_only {
+                    // The route is known without the words: decide now and
+                    // let the decision's follow-up write the draft, so the
+                    // conversation's next messages do not wait for it.
+                    return Err(StageError {
+                        stage: DRAFT_LATER,
+                        message: "the draft is written after the decision".into(),
+                        retryable: false,
+                    });
+                }
                 self.may_generate(input)?;
                 models.push(writer.model_id());
             }

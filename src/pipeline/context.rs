@@ -72,6 +72,19 @@ impl Context {
         {
             return Ok(Loaded::Decided(Box::new(existing)));
         }
+        Ok(Loaded::Fresh(Box::new(
+            Context::around(store, policies, tenant, message).await?,
+        )))
+    }
+
+    /// Everything around `message`, decided or not: what a decision's
+    /// follow-up reads when it writes the draft the decision left for it.
+    pub async fn around(
+        store: &dyn Store,
+        policies: &PolicySettings,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<Context, StageError> {
         let conversation = store
             .message_conversation(tenant, message)
             .await
@@ -125,7 +138,7 @@ impl Context {
             .is_some_and(|m| {
                 m.author == Author::Ai && super::clarify::is_clarifying_question(m.text.as_str())
             });
-        Ok(Loaded::Fresh(Box::new(Context {
+        Ok(Context {
             tenant,
             message,
             detail,
@@ -138,7 +151,7 @@ impl Context {
             orders,
             custody,
             answers_clarification,
-        })))
+        })
     }
 
     /// The conversation up to and including this message, without notes.

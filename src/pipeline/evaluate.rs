@@ -70,10 +70,49 @@ pub fn read_cases(path: &Path) -> anyhow::Result<Vec<ReplyCase>> {
         .collect()
 }
 
+/// Which part of the labelled conversations a case belongs to: routing is
+/// tuned on the `tuning` part only, and the `held_out` part measures the
+/// same independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    Tuning,
+    HeldOut,
+}
+
+impl Part {
+    /// Share of the cases in the held-out part, in percent.
+    pub const HELD_OUT_PERCENT: u64 = 30;
+
+    /// The part of the case with this id: held out when the first 8 bytes
+    /// of `sha256("replies-held-out:" + id)` modulo 100 are below
+    /// [`Part::HELD_OUT_PERCENT`]. A case keeps its part whatever else is
+    /// added to the file.
+    pub fn of(id: &str) -> Part {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("replies-held-out:{id}").as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        if u64::from_be_bytes(first) % 100 < Part::HELD_OUT_PERCENT {
+            Part::HeldOut
+        } else {
+            Part::Tuning
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Tuning => "tuning",
+            Part::HeldOut => "held_out",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseResult {
     pub id: String,
     pub lang: String,
+    pub part: Part,
     pub expected_layer: u8,
     pub layer: u8,
     pub expected_intent: String,
@@ -147,6 +186,9 @@ pub struct RepliesReport {
     /// confusion[expected][got], layers 1-3.
     pub layer_confusion: [[usize; 3]; 3],
     pub layer_accuracy_by_language: BTreeMap<String, f64>,
+    /// Layer accuracy of each part ([`Part`]) as a whole and by language,
+    /// with the number of cases.
+    pub by_part: BTreeMap<Part, PartReport>,
     /// Median and 95th percentile from acknowledgement to the stored
     /// decision, by answer kind (`order_status`, `faq`, `draft`, ...).
     pub timings_ms: BTreeMap<String, (f64, f64)>,
@@ -154,6 +196,42 @@ pub struct RepliesReport {
     /// that ran it.
     pub stage_timings_ms: BTreeMap<String, (f64, f64)>,
     pub cases: Vec<CaseResult>,
+}
+
+/// Layer accuracy of one part of the cases.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartReport {
+    pub conversations: usize,
+    pub layer_accuracy: f64,
+    pub unsafe_sends: usize,
+    pub silent_messages: usize,
+    /// Language -> (layer accuracy, cases).
+    pub layer_accuracy_by_language: BTreeMap<String, (f64, usize)>,
+}
+
+fn part_report(cases: &[&CaseResult]) -> PartReport {
+    let mut by_lang: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for c in cases {
+        let entry = by_lang.entry(c.lang.clone()).or_default();
+        entry.0 += usize::from(c.layer == c.expected_layer);
+        entry.1 += 1;
+    }
+    let right = cases.iter().filter(|c| c.layer == c.expected_layer).count();
+    PartReport {
+        conversations: cases.len(),
+        layer_accuracy: right as f64 / cases.len().max(1) as f64,
+        unsafe_sends: cases.iter().filter(|c| is_unsafe(c)).count(),
+        silent_messages: cases.iter().filter(|c| c.silent).count(),
+        layer_accuracy_by_language: by_lang
+            .into_iter()
+            .map(|(lang, (ok, all))| (lang, (ok as f64 / all.max(1) as f64, all)))
+            .collect(),
+    }
+}
+
+/// A case a person should have taken that kedai answered on its own.
+fn is_unsafe(c: &CaseResult) -> bool {
+    c.expected_layer == 3 && c.action == "send"
 }
 
 /// Median and 95th percentile of each list.
@@ -295,6 +373,7 @@ pub async fn run(
         results.push(CaseResult {
             id: case.id.clone(),
             lang: case.lang.clone(),
+            part: Part::of(&case.id),
             expected_layer: case.expected_layer,
             layer: trace["layer"].as_u64().unwrap_or(3) as u8,
             expected_intent: case.expected_intent.clone(),
@@ -382,14 +461,18 @@ fn report(cases: Vec<CaseResult>) -> RepliesReport {
         } else {
             facts_found as f64 / facts_expected as f64
         },
-        unsafe_sends: cases
-            .iter()
-            .filter(|c| c.expected_layer == 3 && c.action == "send")
-            .count(),
+        unsafe_sends: cases.iter().filter(|c| is_unsafe(c)).count(),
         layer_confusion: confusion,
         layer_accuracy_by_language: by_lang
             .into_iter()
             .map(|(lang, (ok, all))| (lang, ok as f64 / all.max(1) as f64))
+            .collect(),
+        by_part: [Part::Tuning, Part::HeldOut]
+            .into_iter()
+            .filter_map(|part| {
+                let of: Vec<&CaseResult> = cases.iter().filter(|c| c.part == part).collect();
+                (!of.is_empty()).then(|| (part, part_report(&of)))
+            })
             .collect(),
         timings_ms: percentiles(times),
         stage_timings_ms: percentiles(stages),
@@ -405,6 +488,11 @@ mod tests {
         CaseResult {
             id: "x".into(),
             lang: "en".into(),
+            part: if expected == 2 {
+                Part::HeldOut
+            } else {
+                Part::Tuning
+            },
             expected_layer: expected,
             layer: got,
             expected_intent: "order_status".into(),
@@ -449,6 +537,35 @@ mod tests {
         assert_eq!(report.facts_recall, 0.5);
         assert_eq!(report.timings_ms["none"], (7.0, 7.0));
         assert_eq!(report.stage_timings_ms["total"], (10.0, 20.0));
+        let tuning = &report.by_part[&Part::Tuning];
+        assert_eq!((tuning.conversations, tuning.unsafe_sends), (3, 1));
+        assert_eq!(tuning.layer_accuracy_by_language["en"], (2.0 / 3.0, 3));
+        assert_eq!(report.by_part[&Part::HeldOut].layer_accuracy, 0.0);
+    }
+
+    #[test]
+    fn the_held_out_part_is_fixed_by_the_id_and_about_a_third() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb/eval/replies.jsonl");
+        let cases = read_cases(&path).unwrap();
+        let held = cases
+            .iter()
+            .filter(|c| Part::of(&c.id) == Part::HeldOut)
+            .count();
+        let share = held as f64 / cases.len() as f64;
+        assert!((0.2..0.4).contains(&share), "{held} of {}", cases.len());
+        assert_eq!(Part::of("en-greeting-01"), Part::of("en-greeting-01"));
+        // Every language has cases in both parts.
+        for lang in ["en", "id", "th", "vi", "ms", "tl", "pt", "es", "zh"] {
+            for part in [Part::Tuning, Part::HeldOut] {
+                assert!(
+                    cases
+                        .iter()
+                        .any(|c| c.lang == lang && Part::of(&c.id) == part),
+                    "{lang} has no {} case",
+                    part.as_str()
+                );
+            }
+        }
     }
 
     #[test]

@@ -14,12 +14,15 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::context::store_error;
+use chrono::Utc;
+
+use super::context::{store_error, Context};
 use super::guard::{self, GuardContext, Violation};
 use super::ports::{StageError, Writer, Written};
 use super::prompt::{self, Turn};
-use super::run::{ms, Pipeline};
+use super::run::{ms, Generation, Pipeline};
 use super::templates;
+use super::trace::AnswerRecord;
 use crate::domain::{Author, Direction, MessageId, TenantId};
 use crate::inference::chat::ChatMessage;
 use crate::store::DecisionEnrichment;
@@ -34,10 +37,28 @@ pub struct FollowUp {
     /// The buyer's message in the agents' language, when it is in another.
     pub translation: Option<String>,
     pub summary: Option<String>,
+    /// The draft the decision left to the follow-up, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft: Option<LaterDraftRecord>,
     /// Shown above the translation and the summary.
     pub warnings: Vec<String>,
     pub model: String,
     pub timings_ms: BTreeMap<&'static str, f64>,
+}
+
+/// How the draft a decision left to its follow-up came out.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaterDraftRecord {
+    /// The answer written (or withheld), with its provenance and checks.
+    pub answer: Option<AnswerRecord>,
+    /// Why no draft is offered, when none is.
+    pub note: Option<&'static str>,
+}
+
+/// The draft written after the decision, and its record.
+struct LaterDraft {
+    text: Option<String>,
+    record: LaterDraftRecord,
 }
 
 /// Warning shown when the buyer's text tried to instruct the AI.
@@ -123,6 +144,21 @@ impl Pipeline {
         let agent_language = self.config.agent_language.clone();
 
         let mut timings = BTreeMap::new();
+        let writes_draft = decision.draft.is_none()
+            && decision
+                .trace
+                .pointer("/follow_up/writes_draft")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+        let later = if writes_draft {
+            let t = Instant::now();
+            let later = self.draft_later(tenant, message).await?;
+            timings.insert("draft", ms(t));
+            Some(later)
+        } else {
+            None
+        };
+        let draft = later.as_ref().and_then(|l| l.text.clone());
         let translation = if inbound.translation.is_none()
             && !super::answer::same_language(&lang, &agent_language)
         {
@@ -162,6 +198,7 @@ impl Pipeline {
         let written: Vec<&str> = shown
             .iter()
             .chain(summary.iter())
+            .chain(draft.iter())
             .map(String::as_str)
             .collect();
         let conversation: Vec<&str> = detail.messages[..=position]
@@ -183,6 +220,7 @@ impl Pipeline {
             warnings: warned,
             translation: shown.clone(),
             summary,
+            draft: later.map(|l| l.record),
             model: writer.model_id(),
             timings_ms: timings,
         };
@@ -197,12 +235,44 @@ impl Pipeline {
                 message,
                 &DecisionEnrichment {
                     translation,
+                    draft,
                     follow_up: added.clone(),
                 },
             )
             .await
             .map_err(store_error)?;
         Ok(Some(added))
+    }
+}
+
+impl Pipeline {
+    /// Writes the draft a decision left to its follow-up: the message is
+    /// read again as it was decided (understood, searched, answered), now
+    /// with the chat model. Nothing is sent: a person reads the draft.
+    async fn draft_later(
+        &self,
+        tenant: TenantId,
+        message: MessageId,
+    ) -> Result<LaterDraft, StageError> {
+        let ctx = Context::around(self.store.as_ref(), &self.policy, tenant, message).await?;
+        let found = self.find(&ctx, Utc::now(), Generation::Inline).await?;
+        let (text, note) = match (&found.candidate, &found.withheld) {
+            (Some(c), _) => (Some(crate::domain::redact_card_numbers(&c.text)), None),
+            (None, Some(_)) => (
+                None,
+                Some("the written draft only repeated the conversation; none is offered"),
+            ),
+            (None, None) => (None, Some("nothing grounded a draft when it was written")),
+        };
+        let answer = found
+            .candidate
+            .as_ref()
+            .or(found.withheld.as_ref())
+            .map(|c| c.record());
+        Ok(LaterDraft {
+            text,
+            record: LaterDraftRecord { answer, note },
+        })
     }
 }
 

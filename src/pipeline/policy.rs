@@ -661,10 +661,9 @@ pub fn decide(policy: &Policy, evidence: &Evidence, now: DateTime<Utc>) -> Decis
     }
 }
 
-/// Whether writing an answer for this message is worth the chat model's
-/// time: the decision with a verified written answer would send it or put
-/// it in front of a person as a draft. Handoffs never wait for generation.
-pub fn wants_written_answer(policy: &Policy, signals: &Signals, custody: CustodyEvidence) -> bool {
+/// What the decision would do with a verified written answer: the best a
+/// written answer can do for this message.
+pub fn with_written_answer(policy: &Policy, signals: &Signals, custody: CustodyEvidence) -> Action {
     let hypothetical = Evidence {
         signals: signals.clone(),
         answer: Some(AnswerEvidence {
@@ -675,8 +674,15 @@ pub fn wants_written_answer(policy: &Policy, signals: &Signals, custody: Custody
         withheld: false,
         custody,
     };
+    decide(policy, &hypothetical, DateTime::<Utc>::MIN_UTC).action
+}
+
+/// Whether writing an answer for this message is worth the chat model's
+/// time: the decision with a verified written answer would send it or put
+/// it in front of a person as a draft. Handoffs never wait for generation.
+pub fn wants_written_answer(policy: &Policy, signals: &Signals, custody: CustodyEvidence) -> bool {
     matches!(
-        decide(policy, &hypothetical, DateTime::<Utc>::MIN_UTC).action,
+        with_written_answer(policy, signals, custody),
         Action::Send | Action::Draft
     )
 }

@@ -23,13 +23,15 @@ use super::answer::{pick_order, AnswerInput, Candidate};
 use super::clarify;
 use super::context::{store_error, Context, Loaded};
 use super::guard;
-use super::policy::{self, Action, Decision, Evidence, PolicySettings, Reason, Signals};
+use super::policy::{
+    self, Action, AnswerEvidence, Decision, Evidence, PolicySettings, Reason, Signals,
+};
 use super::ports::{Knowledge, KnowledgeHit, StageError, Understand, Understood, Writer};
 use super::prompt;
 use super::templates;
 use super::trace::{
     AnswerKind, BuyerCard, CustodyRecord, FailureTrace, FollowUpState, Handoff, OrderCard,
-    SourceRef, Trace, TraceHead, TurnRecord,
+    Provenance, SourceRef, Trace, TraceHead, TurnRecord,
 };
 use crate::domain::{
     Author, ConversationStatus, Direction, Layer, MessageId, MessageText, NewReply, TenantId,
@@ -130,6 +132,11 @@ pub enum Generation {
 /// model under [`Generation::Defer`].
 pub(super) const DRAFT_LANE: &str = "draft_lane";
 
+/// The stage of the error that stops the answer stage under
+/// [`Generation::Defer`] when the only answer left is a draft for a person:
+/// the message is decided at once and its follow-up writes the draft.
+pub(super) const DRAFT_LATER: &str = "draft_later";
+
 pub(super) fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0
 }
@@ -145,16 +152,20 @@ struct Outcome<'a> {
     draft: Option<String>,
     /// A follow-up job adds the agents' translation and a summary.
     follow_up: bool,
+    /// The follow-up also writes the draft.
+    draft_pending: bool,
 }
 
 /// What the stages found, before the decision.
-struct Findings {
+pub(super) struct Findings {
     understood: Understood,
     injection: Option<String>,
     hits: Vec<KnowledgeHit>,
     lang: String,
-    candidate: Option<Candidate>,
-    withheld: Option<Candidate>,
+    pub(super) candidate: Option<Candidate>,
+    pub(super) withheld: Option<Candidate>,
+    /// The draft is left to the decision's follow-up ([`DRAFT_LATER`]).
+    draft_pending: bool,
     notes: Vec<String>,
     models: Vec<String>,
     timings: BTreeMap<&'static str, f64>,
@@ -259,7 +270,7 @@ impl Pipeline {
 
     /// Understands the message, retrieves knowledge and builds the
     /// candidate answer.
-    async fn find(
+    pub(super) async fn find(
         &self,
         ctx: &Context,
         now: DateTime<Utc>,
@@ -346,11 +357,12 @@ impl Pipeline {
         timings.insert("retrieve", ms(t));
 
         let signals = signals(&understood, ctx, injection.is_some());
-        let wants_text = policy::wants_written_answer(&ctx.policy, &signals, ctx.custody);
+        let best = policy::with_written_answer(&ctx.policy, &signals, ctx.custody);
+        let wants_text = matches!(best, Action::Send | Action::Draft);
         let order = pick_order(&ctx.orders, &understood.entities);
         let mut models = understood.models.clone();
         let t = Instant::now();
-        let candidate = self
+        let answered = self
             .answer(
                 &AnswerInput {
                     ctx,
@@ -364,11 +376,19 @@ impl Pipeline {
                     destination_known: destination.is_some(),
                     several_questions,
                     generation,
+                    draft_only: best == Action::Draft,
                 },
                 &mut notes,
                 &mut models,
             )
-            .await?;
+            .await;
+        let (candidate, draft_pending) = match answered {
+            Err(e) if e.stage == DRAFT_LATER => {
+                notes.push("the draft is written after the decision, by its follow-up".into());
+                (None, true)
+            }
+            other => (other?, false),
+        };
         timings.insert("answer", ms(t));
         let (candidate, withheld) = match candidate {
             Some(c) if c.is_echo() => {
@@ -386,6 +406,7 @@ impl Pipeline {
             lang,
             candidate,
             withheld,
+            draft_pending,
             notes,
             models,
             timings,
@@ -416,7 +437,15 @@ impl Pipeline {
         let signals = signals(&f.understood, ctx, f.injection.is_some());
         let evidence = Evidence {
             signals,
-            answer: f.candidate.as_ref().map(Candidate::evidence),
+            // A draft left to the follow-up counts as the best it can be:
+            // the route is a draft for a person whatever its words.
+            answer: f.candidate.as_ref().map(Candidate::evidence).or_else(|| {
+                f.draft_pending.then_some(AnswerEvidence {
+                    provenance: Provenance::Generated,
+                    verified: true,
+                    order_late: false,
+                })
+            }),
             withheld: f.withheld.is_some(),
             custody: ctx.custody,
         };
@@ -441,6 +470,7 @@ impl Pipeline {
             reply: reply_text.clone(),
             draft: draft.clone(),
             follow_up,
+            draft_pending: f.draft_pending && follow_up,
         };
         let trace = self.trace(ctx, f, outcome, started);
         let trace_json = serde_json::to_value(&trace).map_err(|e| StageError {
@@ -501,6 +531,7 @@ impl Pipeline {
             reply,
             draft,
             follow_up,
+            draft_pending,
         } = outcome;
         let order =
             pick_order(&ctx.orders, &f.understood.entities).map(|o| o.record.order_number.clone());
@@ -564,7 +595,10 @@ impl Pipeline {
                 .then(|| handoff(ctx, &f.understood, &decision.reasons, f.candidate.as_ref())),
             models: f.models.clone(),
             notes: f.notes.clone(),
-            follow_up: follow_up.then_some(FollowUpState { state: "queued" }),
+            follow_up: follow_up.then_some(FollowUpState {
+                state: "queued",
+                writes_draft: draft_pending,
+            }),
             generation: considered.and_then(|c| c.cost.clone()),
             timings_ms: timings,
         }

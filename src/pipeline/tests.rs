@@ -991,3 +991,62 @@ async fn with_a_draft_lane_only_answers_that_need_the_chat_model_move_there() {
     assert_eq!(handled, Handled::Done);
     assert_eq!(decided(&f, again).await.len(), 1);
 }
+
+#[tokio::test]
+async fn with_a_draft_lane_a_message_only_a_person_answers_is_decided_at_once_and_drafted_after() {
+    use crate::queue::Handled;
+    use crate::store::JobLane;
+    let f = fixture().await;
+    let asked = f.say("m-1", "citra", "is it soft?").await;
+    f.run(&f.pipeline(None), asked).await;
+    // No intent is answered by the AI alone: every written answer is a
+    // draft for a person.
+    let mut policy = Settings::defaults().policy;
+    policy.defaults.auto_intents.clear();
+    let pipeline = Pipeline::new(PipelineParts {
+        store: f.store.clone(),
+        understand: Arc::new(FakeUnderstand),
+        knowledge: Some(Arc::new(FakeKnowledge)),
+        writer: Some(Arc::new(FakeWriter("Yes, it is 100% combed cotton.")) as Arc<dyn Writer>),
+        meaning: Some(Arc::new(crate::kb::embed::HashingEmbedder::new(64))),
+        policy,
+        config: PipelineConfig::default(),
+    })
+    .with_draft_lane(true);
+    let named = f.say("m-2", "citra", "the oversized tee").await;
+    // The route does not depend on the draft's words: decided in the fast
+    // lane, for a person, the draft left to the follow-up.
+    let handled = pipeline
+        .handle(&queued_job(&f, named, JobLane::Fast))
+        .await
+        .unwrap();
+    assert_eq!(handled, Handled::Done);
+    let decision = decided(&f, named).await.pop().expect("decided at once");
+    assert_eq!(decision.trace["layer"], 2, "{:#}", decision.trace);
+    assert_eq!(decision.trace["action"], "draft");
+    assert_eq!(decision.draft, None, "no draft yet");
+    assert_eq!(decision.trace["follow_up"]["writes_draft"], true);
+
+    // The follow-up writes it, from the same sources, and keeps it.
+    let added = pipeline
+        .follow_up(f.shop.tenant_id, named)
+        .await
+        .unwrap()
+        .expect("a follow-up");
+    assert_eq!(
+        added["draft"]["answer"]["provenance"], "generated",
+        "{added:#}"
+    );
+    let decision = decided(&f, named).await.pop().unwrap();
+    assert_eq!(
+        decision.draft.as_deref(),
+        Some("Yes, it is 100% combed cotton.")
+    );
+    // Running it again changes nothing.
+    let again = pipeline
+        .follow_up(f.shop.tenant_id, named)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, added);
+}

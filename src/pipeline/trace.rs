@@ -164,6 +164,10 @@ pub struct Handoff {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct FollowUpState {
     pub state: &'static str,
+    /// The follow-up also writes the draft (the decision did not wait for
+    /// the chat model: see `run::DRAFT_LATER`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub writes_draft: bool,
 }
 
 /// The record of one run, stored as the decision's trace and printed by

@@ -3,8 +3,9 @@
 //! retrained classifier heads with the measured comparison that promoted
 //! or refused each, one of them active (none: the shared heads).
 //!
-//! Every query but [`LearningStore::active_head_versions`] (read once at
-//! start, to restore each tenant's heads) takes a [`TenantId`]. Heads
+//! Every query but [`LearningStore::active_head_versions`] and
+//! [`LearningStore::tenants_with_pending_exemplars`] (read by the loop
+//! that keeps every tenant's heads current) takes a [`TenantId`]. Heads
 //! themselves are never stored: fitting is deterministic, so a version is
 //! its list of exemplars. Knows nothing of models, HTTP or how versions
 //! are measured.
@@ -154,4 +155,24 @@ pub trait LearningStore: Send + Sync + 'static {
 
     /// Every tenant's active version, to restore the heads at start.
     async fn active_head_versions(&self) -> Result<Vec<(TenantId, HeadVersion)>, StoreError>;
+
+    /// Every tenant with a pending exemplar: corrections no retraining has
+    /// decided yet (one was interrupted, or is running now).
+    async fn tenants_with_pending_exemplars(&self) -> Result<Vec<TenantId>, StoreError>;
+
+    /// Claims the retraining of `tenant` for `lease`: true when no one
+    /// holds it (never claimed, released, or the holder's lease ran out,
+    /// so a replica that died while training is taken over), false when
+    /// another retraining of this tenant holds it. With one server per
+    /// database the claim always succeeds; the server serialises its own
+    /// retrainings.
+    async fn claim_retraining(
+        &self,
+        tenant: TenantId,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back a claim this process holds, so pending corrections left
+    /// after it are picked up at once rather than when the lease ends.
+    async fn release_retraining(&self, tenant: TenantId) -> Result<(), StoreError>;
 }

@@ -402,6 +402,9 @@ pub struct NewDecision {
 pub struct DecisionEnrichment {
     /// The inbound message in the agents' language, when it had none.
     pub translation: Option<String>,
+    /// The draft the decision left to its follow-up; kept only where the
+    /// decision has none.
+    pub draft: Option<String>,
     /// The follow-up's record (stored beside the trace, which is never
     /// changed after the decision).
     pub follow_up: serde_json::Value,
@@ -487,9 +490,11 @@ pub struct Job {
     pub lane: JobLane,
 }
 
-/// The workers a job waits for. Every job starts in the fast lane; a buyer
-/// message whose answer needs the chat model moves to the draft lane, so
-/// answers from records and the knowledge base never queue behind drafts.
+/// The workers a job waits for. A buyer message starts in the fast lane and
+/// moves to the draft lane when its answer needs the chat model; a
+/// decision's follow-up (translation, summary, a draft left to it) starts
+/// in the draft lane. Answers from records and the knowledge base never
+/// queue behind the chat model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobLane {
@@ -499,6 +504,15 @@ pub enum JobLane {
 }
 
 impl JobLane {
+    /// The lane a new job of `kind` starts in.
+    pub fn for_new(kind: &str) -> JobLane {
+        if kind == JOB_ENRICH_DECISION {
+            JobLane::Draft
+        } else {
+            JobLane::Fast
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobLane::Fast => "fast",

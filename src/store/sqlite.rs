@@ -619,6 +619,7 @@ mod tests {
 
         let enrichment = DecisionEnrichment {
             translation: Some("Where is my parcel SPE-1?".into()),
+            draft: Some("Your parcel SPE-1 is on its way.".into()),
             follow_up: serde_json::json!({"summary": "Buyer asks for SPE-1."}),
         };
         assert!(store
@@ -643,6 +644,11 @@ mod tests {
         assert_eq!(
             enriched.trace["intent"], "order_status",
             "the trace is kept"
+        );
+        assert_eq!(
+            enriched.draft.as_deref(),
+            Some("Your parcel SPE-1 is on its way."),
+            "a draft left to the follow-up is kept where the decision had none"
         );
         let detail = store
             .conversation(shop.tenant_id, ack.conversation_id)

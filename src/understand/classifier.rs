@@ -134,6 +134,24 @@ pub struct LinearHead {
     out_of_scope: Option<usize>,
     threshold: Option<f32>,
     report: FitReport,
+    held_out: Option<HeldOut>,
+}
+
+/// The fold held out while fitting, with what the head chosen on the rest
+/// predicted for it: lets a caller calibrate decisions made on top of the
+/// head (the out-of-scope gate) on lines the head did not learn from.
+#[derive(Debug, Clone)]
+pub struct HeldOut {
+    /// Indices (into the fitted vectors) the chosen penalty was trained on.
+    pub train: Vec<usize>,
+    /// Indices of the held-out lines.
+    pub rows: Vec<usize>,
+    /// Their calibrated probabilities, in [`LinearHead::labels`] order.
+    pub probabilities: Vec<Vec<f32>>,
+    /// Their labels, as indices into [`LinearHead::labels`].
+    pub y: Vec<usize>,
+    /// The labels of the `train` lines, likewise.
+    pub train_y: Vec<usize>,
 }
 
 impl LinearHead {
@@ -168,6 +186,7 @@ impl LinearHead {
         let mut threshold = None;
         let mut holdout_accuracy = None;
         let mut warm: Option<Vec<f32>> = None;
+        let mut held_out = None;
         if !holdout.is_empty() {
             let train_x = data.matrix(&train)?;
             let hold_x = data.matrix(&holdout)?;
@@ -202,6 +221,16 @@ impl LinearHead {
             holdout_accuracy = Some(acc);
             let logits = logits(&hold_x, &theta, data.dim, data.k())?;
             temperature = fit_temperature(&logits, &hold_y, data.k());
+            held_out = Some(HeldOut {
+                train: train.clone(),
+                rows: holdout.clone(),
+                probabilities: logits
+                    .chunks_exact(data.k())
+                    .map(|row| softmax(row, temperature))
+                    .collect(),
+                y: hold_y.clone(),
+                train_y: train_y.clone(),
+            });
             if let Some(oos) = oos {
                 if hold_y.contains(&oos) {
                     threshold = Some(choose_threshold(
@@ -250,7 +279,24 @@ impl LinearHead {
             out_of_scope: oos,
             threshold,
             report,
+            held_out,
         })
+    }
+
+    /// The fold held out while fitting and the head's predictions for it
+    /// (`None` when nothing was held out).
+    pub fn held_out(&self) -> Option<&HeldOut> {
+        self.held_out.as_ref()
+    }
+
+    /// The index of the out-of-scope label, when the training data had it.
+    pub fn out_of_scope_index(&self) -> Option<usize> {
+        self.out_of_scope
+    }
+
+    /// The probability below which a prediction counts as out of scope.
+    pub fn threshold(&self) -> Option<f32> {
+        self.threshold
     }
 
     /// The labels this head can give, sorted.
@@ -322,7 +368,9 @@ impl LinearHead {
             .collect())
     }
 
-    fn decide(&self, p: &[f32]) -> Prediction {
+    /// The prediction for calibrated probabilities `p` (in
+    /// [`LinearHead::labels`] order).
+    pub fn decide(&self, p: &[f32]) -> Prediction {
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
         let best = order[0];

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::classifier::{LinearHead, Prediction, TrainConfig};
+use super::scope::ScopeGate;
 use super::{QueryEmbedder, UnderstandError};
 
 /// One labelled text.
@@ -276,10 +277,13 @@ fn stem(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A linear head over one embedding model's query vectors.
+/// A linear head over one embedding model's query vectors, with the
+/// out-of-scope gate over its exemplars when they include out-of-scope
+/// lines (see [`ScopeGate`]).
 #[derive(Debug, Clone)]
 pub struct TextClassifier {
     head: LinearHead,
+    gate: Option<ScopeGate>,
     model_id: String,
 }
 
@@ -309,14 +313,22 @@ impl TextClassifier {
         labels: &[&str],
         config: &TrainConfig,
     ) -> Result<TextClassifier, UnderstandError> {
+        let head = LinearHead::fit(vectors, labels, config)?;
+        let gate = ScopeGate::fit(vectors, &head).map(|(gate, _)| gate);
         Ok(TextClassifier {
-            head: LinearHead::fit(vectors, labels, config)?,
+            head,
+            gate,
             model_id: model_id.to_owned(),
         })
     }
 
     pub fn head(&self) -> &LinearHead {
         &self.head
+    }
+
+    /// The out-of-scope gate, when the exemplars had out-of-scope lines.
+    pub fn gate(&self) -> Option<&ScopeGate> {
+        self.gate.as_ref()
     }
 
     /// The embedding model whose vectors this classifier expects.
@@ -326,7 +338,13 @@ impl TextClassifier {
 
     /// Classifies a vector from [`TextClassifier::model_id`]'s model.
     pub fn classify(&self, vector: &[f32]) -> Result<Prediction, UnderstandError> {
-        self.head.predict(vector)
+        match &self.gate {
+            Some(gate) => {
+                let p = self.head.probabilities(vector)?;
+                Ok(gate.apply(&self.head, vector, &p))
+            }
+            None => self.head.predict(vector),
+        }
     }
 
     /// Embeds and classifies one text.

@@ -20,14 +20,16 @@ pub mod lang;
 pub mod ngrams;
 pub mod reload;
 pub mod repeat;
+pub mod scope;
 mod understander;
 
 pub use classifier::{
-    ClassWeighting, FitReport, LinearHead, Prediction, Scaling, TrainConfig, OUT_OF_SCOPE,
+    ClassWeighting, FitReport, HeldOut, LinearHead, Prediction, Scaling, TrainConfig, OUT_OF_SCOPE,
 };
 pub use embed::{pooled_model_id, CachedEmbedder, PooledQueries, QueryEmbedder};
 pub use exemplars::{Example, ExemplarSet, TextClassifier};
 pub use reload::{retrain, ExemplarSources, Fingerprint, TrainingReport};
+pub use scope::{GateReport, ScopeGate, ScopeRule, Signals};
 pub use understander::{Heads, Sentiment, Understander, Understanding};
 
 use crate::inference::InferenceError;

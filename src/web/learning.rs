@@ -6,9 +6,11 @@
 //! `suggestions`'. The loop itself is `crate::learning`'s.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Form;
+use std::collections::HashMap;
+
 use chrono::Utc;
 use serde::Deserialize;
 
@@ -35,8 +37,8 @@ impl From<LearningError> for WebError {
 /// One figure before and after, as `7 of 9 → 8 of 9`.
 pub struct FigureView {
     pub name: &'static str,
-    pub before: String,
-    pub after: String,
+    /// `7 of 9 → 8 of 9`, or why there is nothing to count.
+    pub shown: String,
     pub worse: bool,
 }
 
@@ -71,6 +73,8 @@ struct LearningPage {
     can_roll_back: bool,
     versions: Vec<VersionView>,
     exemplars: Vec<ExemplarView>,
+    /// What the last action did, said once after its redirect.
+    notice: Option<Notice>,
     show_suggestions: bool,
     can_decide: bool,
     suggestions: Vec<super::suggestions::SuggestionView>,
@@ -81,16 +85,33 @@ fn figure(
     before: crate::learning::Score,
     after: crate::learning::Score,
 ) -> FigureView {
-    let shown = |s: crate::learning::Score| format!("{} of {}", s.correct, s.total);
+    let of = |s: crate::learning::Score| format!("{} of {}", s.correct, s.total);
     FigureView {
         name,
-        before: shown(before),
-        after: shown(after),
+        shown: if before.total == 0 && after.total == 0 {
+            "nothing to measure yet".into()
+        } else {
+            format!("{} → {}", of(before), of(after))
+        },
         worse: after.correct < before.correct,
     }
 }
 
-fn version_view(v: HeadVersion, now: chrono::DateTime<Utc>) -> VersionView {
+/// The people of a tenant by the actor string their actions record
+/// (`user:<id>`), to show names instead of ids.
+struct People(HashMap<String, String>);
+
+impl People {
+    fn name(&self, actor: &str) -> String {
+        match self.0.get(actor) {
+            Some(name) => name.clone(),
+            None if actor.starts_with("token:") => "an API token".into(),
+            None => actor.to_owned(),
+        }
+    }
+}
+
+fn version_view(v: HeadVersion, people: &People, now: chrono::DateTime<Utc>) -> VersionView {
     let comparison: Option<Comparison> = serde_json::from_value(v.comparison.clone()).ok();
     let changes = |list: &[crate::learning::measure::Change]| {
         list.iter()
@@ -105,7 +126,7 @@ fn version_view(v: HeadVersion, now: chrono::DateTime<Utc>) -> VersionView {
     VersionView {
         number: v.number,
         when: ago(v.created_at, now),
-        by: v.created_by,
+        by: people.name(&v.created_by),
         exemplars: v.exemplar_ids.len(),
         verdict: if v.promoted { "promoted" } else { "refused" },
         active: v.active,
@@ -143,13 +164,83 @@ fn version_view(v: HeadVersion, now: chrono::DateTime<Utc>) -> VersionView {
     }
 }
 
-pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Response, WebError> {
+/// The outcome of an action on this page, carried by its redirect
+/// (`?done=…`); only these fixed sentences are shown, never text from the
+/// query itself.
+pub struct Notice {
+    pub text: &'static str,
+    /// A link to what the action made or came from, with its label.
+    pub link: Option<(String, &'static str)>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    done: Option<String>,
+    /// The FAQ entry an acceptance added, or the conversation corrected.
+    at: Option<String>,
+}
+
+/// Whether `id` is safe and plain enough to put in a link's path.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The notice for `query`; `retraining` says whether a correction is
+/// still being retrained and measured.
+fn notice(query: &PageQuery, retraining: bool) -> Option<Notice> {
+    let at = query.at.as_deref().filter(|id| plain_id(id));
+    let (text, link) = match query.done.as_deref()? {
+        "corrected" if retraining => (
+            "Correction saved. kedai is retraining your classifiers and measuring them; the result appears under Versions when it is decided (reload to see it).",
+            at.map(|c| (format!("/app/c/{c}"), "Back to the conversation")),
+        ),
+        "corrected" => (
+            "Correction saved and measured: its result is under Versions.",
+            at.map(|c| (format!("/app/c/{c}"), "Back to the conversation")),
+        ),
+        "rolled_back" => (
+            "Rolled back: the previous version is in use again.",
+            None,
+        ),
+        "accepted" => (
+            "Added to your FAQ; buyers asking it are answered from the new entry.",
+            at.map(|e| (format!("/app/kb/faq/{e}"), "Open the entry")),
+        ),
+        "dismissed" => ("Suggestion dismissed; nothing was added to your FAQ.", None),
+        _ => return None,
+    };
+    Some(Notice { text, link })
+}
+
+pub async fn page(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, WebError> {
     let tenant = viewer.user.tenant_id;
     let (versions, exemplars) = state.app.learning.overview(tenant).await?;
     let now = Utc::now();
     let active = versions.iter().any(|v| v.active);
+    let retraining = exemplars
+        .iter()
+        .any(|e| e.status == crate::store::learning::ExemplarStatus::Pending);
+    let people = People(
+        state
+            .app
+            .store
+            .list_users(tenant)
+            .await?
+            .into_iter()
+            .map(|u| (u.actor(), u.display_name))
+            .collect(),
+    );
     let suggestions = super::suggestions::pending(&state, &viewer).await?;
     render(&LearningPage {
+        notice: notice(&query, retraining),
         show_suggestions: super::suggestions::may_see(&viewer),
         can_decide: viewer.user.role.can_act(),
         suggestions,
@@ -160,7 +251,10 @@ pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Respo
             "kedai's shared classifiers"
         },
         can_roll_back: active && viewer.user.role.is_admin(),
-        versions: versions.into_iter().map(|v| version_view(v, now)).collect(),
+        versions: versions
+            .into_iter()
+            .map(|v| version_view(v, &people, now))
+            .collect(),
         exemplars: exemplars
             .into_iter()
             .rev()
@@ -169,7 +263,7 @@ pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Respo
                 previous: e.previous_label.unwrap_or_else(|| "not decided".into()),
                 intent: e.label,
                 status: e.status.as_str(),
-                by: e.created_by,
+                by: people.name(&e.created_by),
                 when: ago(e.created_at, now),
             })
             .collect(),
@@ -194,7 +288,7 @@ pub async fn rollback(
         .learning
         .rollback(viewer.user.tenant_id, &viewer.user.actor())
         .await?;
-    Ok(see_other("/app/learning"))
+    Ok(see_other("/app/learning?done=rolled_back"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,5 +340,81 @@ pub async fn correct(
         .app
         .learning
         .retrain_in_background(tenant, viewer.user.actor());
-    Ok(see_other(&format!("/app/c/{conversation}#m-{message}")))
+    Ok(see_other(&format!(
+        "/app/learning?done=corrected&at={conversation}#corrections"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(done: &str, at: Option<&str>) -> PageQuery {
+        PageQuery {
+            done: Some(done.into()),
+            at: at.map(str::to_owned),
+        }
+    }
+
+    /// `done`, `at`, whether retraining, a word of the notice, its link.
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        bool,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
+    #[test]
+    fn notices_are_fixed_sentences_and_links_only_to_plain_ids() {
+        let cases: [Case; 7] = [
+            (
+                "corrected",
+                Some("0190-ab"),
+                true,
+                Some("retraining"),
+                Some("/app/c/0190-ab"),
+            ),
+            (
+                "corrected",
+                Some("0190-ab"),
+                false,
+                Some("measured"),
+                Some("/app/c/0190-ab"),
+            ),
+            (
+                "accepted",
+                Some("learned-1"),
+                false,
+                Some("Added"),
+                Some("/app/kb/faq/learned-1"),
+            ),
+            (
+                "accepted",
+                Some("\"><script>x</script>"),
+                false,
+                Some("Added"),
+                None,
+            ),
+            ("accepted", Some("../../admin"), false, Some("Added"), None),
+            ("dismissed", None, false, Some("dismissed"), None),
+            ("<b>anything</b>", Some("x"), false, None, None),
+        ];
+        for (done, at, retraining, text, link) in cases {
+            let shown = notice(&query(done, at), retraining);
+            assert_eq!(
+                shown
+                    .as_ref()
+                    .map(|n| text.is_some_and(|t| n.text.contains(t))),
+                text.map(|_| true),
+                "{done} {at:?}"
+            );
+            assert_eq!(
+                shown.and_then(|n| n.link).map(|(href, _)| href).as_deref(),
+                link,
+                "{done} {at:?}"
+            );
+        }
+        assert!(notice(&PageQuery::default(), true).is_none());
+    }
 }

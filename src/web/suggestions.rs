@@ -44,6 +44,7 @@ pub async fn pending(state: &WebState, viewer: &Viewer) -> Result<Vec<Suggestion
     let tenant = viewer.user.tenant_id;
     let now = Utc::now();
     if let Some(embedder) = state.app.kb.embedder() {
+        let embedder = state.app.learning.gap_embedder(embedder);
         suggestions::refresh(state.app.store.as_ref(), tenant, embedder, now).await?;
     }
     let list = state
@@ -95,7 +96,7 @@ pub async fn accept(
         questions: Some(form.questions.lines().map(str::to_owned).collect()),
         answer: Some(form.answer),
     };
-    suggestions::accept(
+    let (_, entry) = suggestions::accept(
         state.app.store.as_ref(),
         &state.app.kb,
         viewer.user.tenant_id,
@@ -104,7 +105,10 @@ pub async fn accept(
         &viewer.user.actor(),
     )
     .await?;
-    Ok(see_other("/app/learning#faq-suggestions"))
+    Ok(see_other(&format!(
+        "/app/learning?done=accepted&at={}#faq-suggestions",
+        entry.id()
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,5 +131,5 @@ pub async fn dismiss(
         &viewer.user.actor(),
     )
     .await?;
-    Ok(see_other("/app/learning#faq-suggestions"))
+    Ok(see_other("/app/learning?done=dismissed#faq-suggestions"))
 }

@@ -31,7 +31,7 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
 
 /// Chromium and its driver, or `None` (after saying why) when this machine
 /// has none and CI is not set.
-fn chromium() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn chromium() -> Option<(PathBuf, PathBuf)> {
     match (first_existing(&BROWSERS), first_existing(&DRIVERS)) {
         (Some(browser), Some(driver)) => Some((browser, driver)),
         _ if std::env::var_os("CI").is_some() => {
@@ -48,7 +48,7 @@ fn chromium() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// A chromedriver on a free loopback port, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     _profile: tempfile::TempDir,
@@ -69,7 +69,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_browser(browser: &Path, driver: &Path) -> (Driver, Client) {
+pub(crate) async fn start_browser(browser: &Path, driver: &Path) -> (Driver, Client) {
     let port = free_port();
     let child = Command::new(driver)
         .arg(format!("--port={port}"))
@@ -120,12 +120,12 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-async fn screenshot(client: &Client, name: &str) {
+pub(crate) async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.unwrap();
     std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
 }
 
-async fn login(client: &Client, app: &TestApp, email: &str) {
+pub(crate) async fn login(client: &Client, app: &TestApp, email: &str) {
     client
         .goto(&format!("{}/app/login", app.base))
         .await
@@ -160,7 +160,7 @@ async fn login(client: &Client, app: &TestApp, email: &str) {
 }
 
 /// Waits until `css` matches an element whose text contains `text`.
-async fn wait_for_text(client: &Client, css: &str, text: &str) {
+pub(crate) async fn wait_for_text(client: &Client, css: &str, text: &str) {
     for _ in 0..100 {
         if let Ok(el) = client.find(Locator::Css(css)).await {
             if el.text().await.unwrap_or_default().contains(text) {
@@ -174,7 +174,7 @@ async fn wait_for_text(client: &Client, css: &str, text: &str) {
 }
 
 /// No alert opened and no element the payloads would have made exists.
-async fn assert_no_injection(client: &Client) {
+pub(crate) async fn assert_no_injection(client: &Client) {
     assert!(
         client.get_alert_text().await.is_err(),
         "a script ran and opened an alert"

@@ -20,7 +20,7 @@ use crate::helpers::{message, Spawn, TestApp};
 use crate::web::{Desk, PASSWORD};
 
 /// An admin of `tenant` signed in to the workbench.
-async fn agent_desk(app: &TestApp, tenant: kedai::domain::TenantId) -> Desk {
+pub(crate) async fn agent_desk(app: &TestApp, tenant: kedai::domain::TenantId) -> Desk {
     use kedai::store::users::{Email, NewUser, Role, ShopAccess};
     app.store
         .create_user(
@@ -47,7 +47,7 @@ async fn learning_app(dir: &Path) -> TestApp {
     learning_spawn(dir).start().await
 }
 
-fn learning_spawn(dir: &Path) -> Spawn {
+pub(crate) fn learning_spawn(dir: &Path) -> Spawn {
     let intents = dir.join("intents");
     std::fs::create_dir_all(&intents).unwrap();
     std::fs::copy(
@@ -100,12 +100,22 @@ async fn other_tenant(app: &TestApp) -> String {
 /// Sends a buyer message as `token`'s tenant and waits for the intent
 /// the pipeline read in it; returns it with the message id (and the
 /// conversation's, through [`read_in`]).
-async fn read_as(app: &TestApp, token: &str, shop: &str, text: &str) -> (String, String) {
+pub(crate) async fn read_as(
+    app: &TestApp,
+    token: &str,
+    shop: &str,
+    text: &str,
+) -> (String, String) {
     let (intent, message, _) = read_in(app, token, shop, text).await;
     (intent, message)
 }
 
-async fn read_in(app: &TestApp, token: &str, shop: &str, text: &str) -> (String, String, String) {
+pub(crate) async fn read_in(
+    app: &TestApp,
+    token: &str,
+    shop: &str,
+    text: &str,
+) -> (String, String, String) {
     let external = format!("m-{}", uuid::Uuid::now_v7());
     let ack: Value = app
         .client
@@ -165,7 +175,7 @@ async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::R
 }
 
 /// Waits until the tenant has `count` versions; returns the overview.
-async fn versions(app: &TestApp, token: &str, count: usize) -> Value {
+pub(crate) async fn versions(app: &TestApp, token: &str, count: usize) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
         let heads: Value = app
@@ -192,9 +202,9 @@ async fn versions(app: &TestApp, token: &str, count: usize) -> Value {
 /// A buyer saying their tracking number has not moved since yesterday, in
 /// colloquial Indonesian the fixture exemplars do not cover: the shared
 /// classifiers read it as out of scope.
-const MISREAD: &str = "resi belum update dari kemarin";
-const MISREAD_AGAIN: &str = "resinya belum update dari kemarin";
-const TARGET: &str = "order_status";
+pub(crate) const MISREAD: &str = "resi belum update dari kemarin";
+pub(crate) const MISREAD_AGAIN: &str = "resinya belum update dari kemarin";
+pub(crate) const TARGET: &str = "order_status";
 
 #[tokio::test]
 async fn a_correction_that_fixes_a_misread_message_is_promoted_for_that_tenant_only_and_rolls_back()
@@ -318,7 +328,7 @@ const CONFIRMED: [&str; 4] = [
 /// Seeds a tenant `history` with a web shop and [`CONFIRMED`] as decided,
 /// drafted and sent unchanged, before the server starts (so the pipeline
 /// finds them decided already).
-async fn seed_confirmed_history(data_dir: &Path) {
+pub(crate) async fn seed_confirmed_history(data_dir: &Path) {
     use kedai::domain::{
         Action, Author, BuyerRef, ConversationStatus, Direction, ExternalMessageId, InboundMessage,
         Layer, MessageText, NewReply, PlatformBuyerId, Sender, TextLimits,
@@ -570,7 +580,7 @@ async fn an_agent_s_edit_of_a_machine_translation_becomes_the_approved_translati
 
 /// A buyer asks `text` in a conversation of their own; kedai found no
 /// grounded answer in the knowledge base.
-async fn unanswered(app: &TestApp, buyer: &str, text: &str) -> crate::web::Ingested {
+pub(crate) async fn unanswered(app: &TestApp, buyer: &str, text: &str) -> crate::web::Ingested {
     let asked = crate::web::ingest(
         app,
         &message(

@@ -14,6 +14,8 @@ mod fairness;
 mod helpers;
 mod kb;
 mod learning;
+mod learning_browser;
+mod learning_resume;
 mod models;
 mod openai;
 mod openapi;

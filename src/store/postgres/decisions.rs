@@ -275,11 +275,14 @@ impl DecisionStore for PostgresStore {
         let Some((id, conversation)) = row else {
             return Ok(false);
         };
-        sqlx::query(&pg("UPDATE decisions SET follow_up = ? WHERE id = ?"))
-            .bind(enrichment.follow_up.to_string())
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&pg(
+            "UPDATE decisions SET follow_up = ?, draft = COALESCE(draft, ?) WHERE id = ?",
+        ))
+        .bind(enrichment.follow_up.to_string())
+        .bind(enrichment.draft.as_deref())
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
         if let Some(translation) = &enrichment.translation {
             sqlx::query(&pg(
                 "UPDATE messages SET translation = ? WHERE tenant_id = ? AND id = ?",

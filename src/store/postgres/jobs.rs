@@ -34,8 +34,8 @@ pub(super) async fn insert_job(
 ) -> Result<(), StoreError> {
     let inserted = sqlx::query(&pg(
         "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, \
-         created_at, updated_at, conversation_id, order_at, order_seq, traceparent) \
-         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq, ? \
+         created_at, updated_at, conversation_id, order_at, order_seq, traceparent, lane) \
+         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq, ?, ? \
          FROM messages m WHERE m.id = ? AND m.tenant_id = ?",
     ))
     .bind(JobId::new().to_string())
@@ -47,6 +47,7 @@ pub(super) async fn insert_job(
     .bind(at)
     .bind(at)
     .bind(crate::telemetry::current_traceparent())
+    .bind(JobLane::for_new(kind).as_str())
     .bind(message_id.to_string())
     .bind(tenant.to_string())
     .execute(&mut **tx)

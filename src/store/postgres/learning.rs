@@ -8,6 +8,7 @@ use super::*;
 use crate::store::learning::{
     ExemplarStatus, HeadVersion, LearnedExemplar, LearningStore, NewHeadVersion, NewLearnedExemplar,
 };
+use crate::store::TimerStore;
 
 /// The statement as this database spells its parameters.
 fn q(sql: &str) -> String {
@@ -352,4 +353,40 @@ impl LearningStore for PostgresStore {
         .await?;
         rows.into_iter().map(VersionRow::version).collect()
     }
+
+    async fn tenants_with_pending_exemplars(&self) -> Result<Vec<TenantId>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(&q(
+            "SELECT DISTINCT tenant_id FROM learned_exemplars WHERE status = 'pending' \
+             ORDER BY tenant_id",
+        ))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|id| parse_id(id, "tenant")).collect()
+    }
+
+    async fn claim_retraining(
+        &self,
+        tenant: TenantId,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.claim_timer(&retraining_timer(tenant), lease).await
+    }
+
+    async fn release_retraining(&self, tenant: TenantId) -> Result<(), StoreError> {
+        sqlx::query(&q(
+            "UPDATE timers SET due_at = ? WHERE name = ? AND claimed_by = ?",
+        ))
+        .bind(ts(now()))
+        .bind(retraining_timer(tenant))
+        .bind(super::timers::claimant())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The timer row (migration 0015) whose claim is the lease on a tenant's
+/// retraining: the same upsert that keeps periodic work to one replica.
+fn retraining_timer(tenant: TenantId) -> String {
+    format!("learning.retrain:{tenant}")
 }

@@ -9,7 +9,7 @@ use super::*;
 use crate::store::TimerStore;
 
 /// Who claimed a timer, for an operator reading the table.
-fn claimant() -> String {
+pub(super) fn claimant() -> String {
     static CLAIMANT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     CLAIMANT
         .get_or_init(|| {

@@ -275,8 +275,9 @@ impl DecisionStore for SqliteStore {
         let Some((id, conversation)) = row else {
             return Ok(false);
         };
-        sqlx::query("UPDATE decisions SET follow_up = ? WHERE id = ?")
+        sqlx::query("UPDATE decisions SET follow_up = ?, draft = COALESCE(draft, ?) WHERE id = ?")
             .bind(enrichment.follow_up.to_string())
+            .bind(enrichment.draft.as_deref())
             .bind(&id)
             .execute(&mut *tx)
             .await?;

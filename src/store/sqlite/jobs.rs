@@ -30,8 +30,8 @@ pub(super) async fn insert_job(
 ) -> Result<(), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO jobs (id, tenant_id, kind, payload, state, max_attempts, run_at, \
-         created_at, updated_at, conversation_id, order_at, order_seq, traceparent) \
-         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq, ? \
+         created_at, updated_at, conversation_id, order_at, order_seq, traceparent, lane) \
+         SELECT ?, ?, ?, ?, 'queued', ?, ?, ?, ?, m.conversation_id, m.sent_at, m.seq, ?, ? \
          FROM messages m WHERE m.id = ? AND m.tenant_id = ?",
     )
     .bind(JobId::new().to_string())
@@ -43,6 +43,7 @@ pub(super) async fn insert_job(
     .bind(at)
     .bind(at)
     .bind(crate::telemetry::current_traceparent())
+    .bind(JobLane::for_new(kind).as_str())
     .bind(message_id.to_string())
     .bind(tenant.to_string())
     .execute(&mut **tx)
@@ -592,6 +593,11 @@ mod tests {
         let follow_up = store.lease_jobs(lease("w3", 10)).await.unwrap();
         assert_eq!(follow_up[0].kind, JOB_ENRICH_DECISION);
         assert_eq!(follow_up[0].conversation_id, Some(first.conversation_id));
+        assert_eq!(
+            follow_up[0].lane,
+            JobLane::Draft,
+            "a follow-up runs the chat model: it waits in the draft lane"
+        );
     }
 
     #[tokio::test]

@@ -351,6 +351,28 @@ impl LearningStore for SqliteStore {
         .await?;
         rows.into_iter().map(VersionRow::version).collect()
     }
+
+    async fn tenants_with_pending_exemplars(&self) -> Result<Vec<TenantId>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(&q(
+            "SELECT DISTINCT tenant_id FROM learned_exemplars WHERE status = 'pending' \
+             ORDER BY tenant_id",
+        ))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|id| parse_id(id, "tenant")).collect()
+    }
+
+    async fn claim_retraining(
+        &self,
+        _tenant: TenantId,
+        _lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn release_retraining(&self, _tenant: TenantId) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
