@@ -647,9 +647,25 @@ impl Pipeline {
         } else {
             writer.write(messages, 160).await.ok()?
         };
-        written.text = written.text.trim().to_string();
-        (!written.text.is_empty()).then_some(written)
+        written.text = unfenced(&written.text)?;
+        Some(written)
     }
+}
+
+/// A translation without the prompt's `<text>` fence, which larger chat
+/// models sometimes copy around their answer; `None` when it is empty or
+/// the fence still appears inside it (the model answered something else
+/// than the translation asked for).
+pub fn unfenced(written: &str) -> Option<String> {
+    let mut text = written.trim();
+    if let Some(rest) = text.strip_prefix("<text>") {
+        text = rest.trim_start();
+    }
+    if let Some(rest) = text.strip_suffix("</text>") {
+        text = rest.trim_end();
+    }
+    let fenced = text.contains("<text>") || text.contains("</text>");
+    (!text.is_empty() && !fenced).then(|| text.to_string())
 }
 
 /// The guard's context, owned for the length of one answer.
@@ -668,6 +684,29 @@ impl OwnedGuardContext {
             instructions: &self.instructions,
             conversation: &self.conversation,
             seller_text: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unfenced;
+
+    #[test]
+    fn a_translation_loses_the_prompts_fence_and_one_with_the_fence_inside_is_refused() {
+        let cases: [(&str, Option<&str>); 6] = [
+            ("Envío en 3-6 días.", Some("Envío en 3-6 días.")),
+            (
+                "<text>\nEnvío en 3-6 días.\n</text>",
+                Some("Envío en 3-6 días."),
+            ),
+            ("<text>Envío en 3-6 días.", Some("Envío en 3-6 días.")),
+            ("  Envío en 3-6 días. </text>", Some("Envío en 3-6 días.")),
+            ("Envío <text> en 3-6 días.", None),
+            ("<text>\n</text>", None),
+        ];
+        for (written, expected) in cases {
+            assert_eq!(unfenced(written).as_deref(), expected, "{written:?}");
         }
     }
 }
