@@ -306,7 +306,7 @@ impl Learning {
         let current = understander.heads_for(tenant);
         let training = stage.clone();
         let (heads, comparison) = tokio::task::spawn_blocking(move || {
-            UnderstandStage::exclusive_training(|| {
+            training.exclusive_training(|| {
                 let (embedder, shipped) = training
                     .training_parts()
                     .map_err(|e| LearningError::Training(e.to_string()))?;
@@ -544,7 +544,7 @@ impl Learning {
             .collect();
         let stage = stage.clone();
         tokio::task::spawn_blocking(move || {
-            UnderstandStage::exclusive_training(|| {
+            stage.exclusive_training(|| {
                 let (embedder, shipped) = stage
                     .training_parts()
                     .map_err(|e| LearningError::Training(e.to_string()))?;

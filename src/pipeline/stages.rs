@@ -334,8 +334,21 @@ const ANNOYED_MIN_PROBABILITY: f32 = 0.8;
 /// Longest a message waits for the classifiers to be trained.
 const TRAINING_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// One training at a time in this process: they share the vector cache.
-static TRAINING: Mutex<()> = Mutex::new(());
+/// The lock that keeps trainings over one exemplar vector cache to one at
+/// a time in this process (they read and write the same cache files).
+/// Trainings over different caches (another model directory) do not wait
+/// for each other.
+fn training_lock(cache_dir: &std::path::Path) -> Arc<Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<
+        Mutex<std::collections::HashMap<std::path::PathBuf, Arc<Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    LOCKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(cache_dir.to_path_buf())
+        .or_default()
+        .clone()
+}
 
 impl UnderstandStage {
     /// A stage that trains on first use.
@@ -564,7 +577,8 @@ impl StageInner {
     /// As [`StageInner::retrain`], for a caller that has set `busy`.
     fn retrain_claimed(&self, trigger: &'static str) -> Result<TrainingReport, ReloadError> {
         let (embedder, sources) = self.source.as_ref().ok_or(ReloadError::NoSources)?;
-        let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = training_lock(&sources.cache_dir);
+        let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = train(embedder.clone(), sources).and_then(|(heads, report)| {
             match self.ready.get() {
                 Some(understander) => understander.replace_heads(heads)?,
@@ -684,10 +698,17 @@ impl UnderstandStage {
         Ok((cached, set))
     }
 
-    /// Runs `work` while no other training of this process runs: they
-    /// share the exemplar vector cache.
-    pub fn exclusive_training<T>(work: impl FnOnce() -> T) -> T {
-        let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    /// Runs `work` while no other training of this process over the same
+    /// exemplar vector cache runs.
+    pub fn exclusive_training<T>(&self, work: impl FnOnce() -> T) -> T {
+        let lock = self
+            .inner
+            .source
+            .as_ref()
+            .map(|(_, sources)| training_lock(&sources.cache_dir));
+        let _one = lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
         work()
     }
 
