@@ -101,10 +101,18 @@ pub struct PipelineSettings {
     /// are measured on before they are promoted; empty for none.
     #[serde(default)]
     pub learning_eval_set: String,
+    /// Seconds the queue must have been empty before FAQ answers are
+    /// translated ahead into the shops' market languages; 0: never ahead.
+    #[serde(default = "default_prepare_after_idle_secs")]
+    pub prepare_translations_after_idle_secs: u64,
 }
 
 fn default_exemplars_poll_secs() -> u64 {
     5
+}
+
+fn default_prepare_after_idle_secs() -> u64 {
+    120
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,6 +12,7 @@
 //! in place (`kedai models pull`); then it loads them, installs the reply
 //! pipeline and the waiting messages are processed.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -266,6 +267,7 @@ impl Application {
             understand: understand.clone(),
             access: Arc::new(crate::http::access::AccessState::new(&settings.access)),
             channels,
+            pipeline: Arc::default(),
             learning: Arc::new(crate::learning::Learning::new(
                 store_for_learning,
                 understand,
@@ -377,6 +379,14 @@ impl Application {
         }
         tokio::spawn(warm_kb_indexes(self.state.clone()));
         tokio::spawn(announce_ready(self.state.clone(), shutdown.child_token()));
+        let idle = self.settings.pipeline.prepare_translations_after_idle_secs;
+        if idle > 0 {
+            tokio::spawn(prepare_translations(
+                self.state.clone(),
+                Duration::from_secs(idle),
+                shutdown.child_token(),
+            ));
+        }
         // A tenant's classifiers promoted or rolled back on another replica
         // of the same database are used here within seconds.
         tokio::spawn(
@@ -557,17 +567,16 @@ fn install_pipeline(state: &AppState, settings: &Settings, embedder: Arc<dyn Emb
             learning.restore().await;
         }
     });
-    install_handler(
-        state,
-        Arc::new(TenantScoped(reply_pipeline(
-            settings,
-            state.store.clone(),
-            state.kb.clone(),
-            state.engine.clone(),
-            understand,
-            Some(embedder),
-        ))),
-    );
+    let pipeline = Arc::new(reply_pipeline(
+        settings,
+        state.store.clone(),
+        state.kb.clone(),
+        state.engine.clone(),
+        understand,
+        Some(embedder),
+    ));
+    let _ = state.pipeline.set(pipeline.clone());
+    install_handler(state, Arc::new(TenantScoped(pipeline)));
 }
 
 /// Gives the queue its handler, behind the channels' own step (orders
@@ -833,6 +842,90 @@ async fn announce_ready(state: AppState, stop: CancellationToken) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// How often the queue is looked at for translations prepared ahead.
+const PREPARE_CHECK: Duration = Duration::from_secs(5);
+/// Translations written per tenant before the queue is looked at again.
+const PREPARE_BATCH: usize = 4;
+
+/// Translates the seller's FAQ answers ahead into the languages of each
+/// tenant's shops' markets, a few at a time, once the queue has been empty
+/// for `idle` and for as long as it stays empty: work for the chat model
+/// while no buyer waits, so the first buyer to ask in a language is
+/// answered from a stored, checked translation.
+async fn prepare_translations(state: AppState, idle: Duration, stop: CancellationToken) {
+    let mut quiet_since: Option<std::time::Instant> = None;
+    // Tenants with nothing left to translate, at their knowledge base's
+    // revision: looked at again once it changes.
+    let mut done: HashMap<crate::domain::TenantId, i64> = HashMap::new();
+    let mut failed: HashMap<crate::domain::TenantId, std::collections::BTreeSet<(String, String)>> =
+        HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(PREPARE_CHECK) => {}
+        }
+        let Some(pipeline) = state.pipeline.get() else {
+            continue;
+        };
+        // (Knowledge untracked: no index is being built for readiness.)
+        let ready = state.understand.get().is_some_and(|u| u.is_ready())
+            && state.readiness.knowledge_is_warm() != Some(false);
+        let empty = state
+            .store
+            .job_counts()
+            .await
+            .is_ok_and(|c| c.queued == 0 && c.leased == 0);
+        if !(ready && empty) {
+            quiet_since = None;
+            continue;
+        }
+        let since = *quiet_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < idle {
+            continue;
+        }
+        let Ok(tenants) = state.store.list_tenants().await else {
+            continue;
+        };
+        for tenant in &tenants {
+            let Ok(revision) = state.kb.entries().kb_revision(tenant.id).await else {
+                continue;
+            };
+            if done.get(&tenant.id) == Some(&revision) {
+                continue;
+            }
+            let owner = tenant.id.0.as_u128();
+            let pass = crate::engine::scope::within(
+                crate::engine::scope::pipeline(owner),
+                pipeline.prepare_translations(
+                    state.kb.entries(),
+                    tenant.id,
+                    PREPARE_BATCH,
+                    failed.entry(tenant.id).or_default(),
+                ),
+            )
+            .await;
+            match pass {
+                Ok(pass) => {
+                    if pass.written() > 0 {
+                        tracing::info!(tenant = %tenant.id, verified = pass.verified,
+                            unverified = pass.unverified, failed = pass.failed,
+                            "FAQ answers translated ahead");
+                    }
+                    if pass.complete {
+                        done.insert(tenant.id, revision);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(tenant = %tenant.id, error = %err.message, "translations ahead failed")
+                }
+            }
+            if stop.is_cancelled() {
+                return;
+            }
         }
     }
 }

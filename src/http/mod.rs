@@ -82,6 +82,9 @@ pub struct AppState {
     pub channels: Arc<crate::channels::Channels>,
     /// The learning loop: corrections, measured retraining, rollback.
     pub learning: Arc<crate::learning::Learning>,
+    /// The reply pipeline, once the models are ready (for work it does
+    /// outside a job: translations prepared ahead).
+    pub pipeline: Arc<std::sync::OnceLock<Arc<crate::pipeline::Pipeline>>>,
 }
 
 #[derive(OpenApi)]

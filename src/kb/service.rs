@@ -473,6 +473,11 @@ pub struct KbService {
 }
 
 impl KbService {
+    /// The store the entries are kept in.
+    pub fn entries(&self) -> &dyn KbStore {
+        self.store.as_ref()
+    }
+
     /// `root` holds one directory per tenant; without an embedder the
     /// service runs on BM25 alone.
     pub fn new(

@@ -483,7 +483,6 @@ impl Pipeline {
         translation: &str,
         hit: &KnowledgeHit,
     ) -> Verification {
-        let mut checks = vec![verify::language(&self.detector, translation, input.lang)];
         let others: Vec<String> = input
             .hits
             .iter()
@@ -491,6 +490,24 @@ impl Pipeline {
             .filter_map(|h| h.answer.clone().or_else(|| Some(h.text.clone())))
             .take(4)
             .collect();
+        let config = input.ctx.policy.guard_config();
+        let context = self.guard_context(input);
+        self.check_translation(input.lang, source, translation, others, &config, &context)
+            .await
+    }
+
+    /// The checks of a translation into `lang`, given the other answers it
+    /// must not be closer to, the guard's configuration and its context.
+    pub(super) async fn check_translation(
+        &self,
+        lang: &str,
+        source: &str,
+        translation: &str,
+        others: Vec<String>,
+        config: &guard::GuardConfig,
+        context: &OwnedGuardContext,
+    ) -> Verification {
+        let mut checks = vec![verify::language(&self.detector, translation, lang)];
         let mut texts: Vec<String> = vec![source.to_string(), translation.to_string()];
         texts.extend(others);
         match self.embed_passages(texts).await {
@@ -505,15 +522,13 @@ impl Pipeline {
             }),
         }
         checks.push(verify::facts_kept(source, translation));
-        let config = input.ctx.policy.guard_config();
-        let context = self.guard_context(input);
-        let source_violations = guard::check(source, &config, &context.borrowed());
-        let found = guard::check(translation, &config, &context.borrowed());
+        let source_violations = guard::check(source, config, &context.borrowed());
+        let found = guard::check(translation, config, &context.borrowed());
         checks.push(verify::binding_added(&source_violations, &found));
         checks.push(verify::fluency(
             translation,
             Some(source.chars().count()),
-            input.lang,
+            lang,
         ));
         checks.push(verify::guard(
             found
@@ -690,11 +705,11 @@ pub fn unfenced(written: &str) -> Option<String> {
 }
 
 /// The guard's context, owned for the length of one answer.
-struct OwnedGuardContext {
-    buyer_identifiers: Vec<String>,
-    sources: Vec<String>,
-    instructions: String,
-    conversation: String,
+pub(super) struct OwnedGuardContext {
+    pub(super) buyer_identifiers: Vec<String>,
+    pub(super) sources: Vec<String>,
+    pub(super) instructions: String,
+    pub(super) conversation: String,
 }
 
 impl OwnedGuardContext {

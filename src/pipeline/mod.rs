@@ -30,6 +30,7 @@ pub mod followup;
 pub mod guard;
 pub mod policy;
 pub mod ports;
+pub mod prepare;
 pub mod prompt;
 pub mod run;
 pub mod stages;

@@ -757,6 +757,19 @@ fn summary(understood: &Understood, reasons: &[Reason], order: Option<&Order>) -
     out
 }
 
+/// The pipeline shared with work outside the queue (translations prepared
+/// ahead) handles jobs as itself.
+#[async_trait]
+impl JobHandler for Arc<Pipeline> {
+    async fn handle(&self, job: &Job) -> Result<Handled, JobError> {
+        self.as_ref().handle(job).await
+    }
+
+    async fn give_up(&self, job: &Job, why: &GiveUp) -> Result<(), JobError> {
+        self.as_ref().give_up(job, why).await
+    }
+}
+
 #[async_trait]
 impl JobHandler for Pipeline {
     async fn handle(&self, job: &Job) -> Result<Handled, JobError> {

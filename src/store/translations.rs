@@ -102,6 +102,14 @@ pub struct StoredTranslation {
 
 #[async_trait]
 pub trait TranslationStore: Send + Sync + 'static {
+    /// The languages `tenant`'s buyers wrote in since `since`, each with
+    /// how many messages, most used first: the languages the seller's
+    /// answers are worth translating into ahead.
+    async fn buyer_languages(
+        &self,
+        tenant: TenantId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
     async fn translation(
         &self,
         tenant: TenantId,

@@ -48,6 +48,9 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     settings.queue.backoff_max_ms = 100;
     settings.kb.demo_dir = String::new();
     settings.kb.demo_orders = String::new();
+    // Translations ahead run in their own test; elsewhere they would take
+    // the chat model from the test's own messages.
+    settings.pipeline.prepare_translations_after_idle_secs = 0;
     settings
 }
 

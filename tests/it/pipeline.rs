@@ -116,3 +116,105 @@ async fn order_status_is_answered_from_the_record_and_anger_goes_to_a_human() {
     assert_eq!(decision["layer"], 3, "{:#}", decision["trace"]);
     assert!(decision["trace"]["reply"].is_null());
 }
+
+/// While no buyer waits, the seller's FAQ answers are translated ahead into
+/// the language of a shop's market and stored with their checks; the first
+/// buyer to ask in that language is then answered from the stored
+/// translation, without waiting for the chat model.
+#[tokio::test]
+async fn faq_answers_are_translated_ahead_while_nobody_waits() {
+    let (settings, models, engine) = tokio::task::spawn_blocking(crate::openai::shared)
+        .await
+        .unwrap();
+    let dir = TempDir::new().unwrap();
+    let kb = dir.path().join("kb");
+    std::fs::create_dir_all(&kb).unwrap();
+    std::fs::write(
+        kb.join("faq.jsonl"),
+        concat!(
+            r#"{"id": "cod", "questions": ["Can I pay cash on delivery?", "Bisa bayar COD?"], "answer": "Yes, cash on delivery is available for orders up to 100 USD.", "lang": "en"}"#,
+            "\n",
+            r#"{"id": "warranty", "questions": ["How long is the warranty?", "Garansi gadgetnya berapa lama?"], "answer": "Every gadget has a 12-month warranty from the day it arrives.", "lang": "en"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let mut spawn = Spawn::new(dir.path());
+    spawn.settings.models = settings.models.clone();
+    spawn.settings.models.fetch_on_start = false;
+    spawn.settings.kb.demo_dir = kb.display().to_string();
+    spawn.settings.pipeline.prepare_translations_after_idle_secs = 1;
+    spawn.models = ModelReadiness::Ready(models.clone());
+    spawn.engine = Some(engine.clone());
+    let app = spawn.start().await;
+    let tenant = app.store.tenant_by_name("demo").await.unwrap().unwrap();
+    // The shop sells in Indonesia: its buyers write Indonesian.
+    app.store
+        .update_shop(
+            tenant.id,
+            &kedai::domain::ShopKey::parse("demo-shopee").unwrap(),
+            kedai::store::ShopUpdate {
+                market: Some(kedai::domain::Market {
+                    language: Some(kedai::domain::LanguageCode::parse("id").unwrap()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    // Either entry's translation will do (a small chat model sometimes
+    // writes nothing usable for one); the buyer then asks that entry's
+    // question in Indonesian.
+    let store = app.store.clone();
+    crate::helpers::eventually(
+        Duration::from_secs(600),
+        "an answer translated ahead",
+        || {
+            let store = store.clone();
+            async move {
+                !store
+                    .list_translations(tenant.id, None, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            }
+        },
+    )
+    .await;
+    let stored = app
+        .store
+        .list_translations(tenant.id, None, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(stored.key.lang, "id");
+    assert!(!stored.text.is_empty());
+    assert!(
+        stored
+            .verification
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "checked as a buyer's translation is: {:?}",
+        stored.verification
+    );
+    let question = match stored.key.entry_id.as_str() {
+        "cod" => "Bisa bayar COD ya kak?",
+        _ => "Garansi gadgetnya berapa lama ya kak?",
+    };
+    let (decision, _) = decide(&app, "ahead-1", "shopee:rina", question).await;
+    let trace = &decision["trace"];
+    assert_eq!(trace["answer_kind"], "faq_translated", "{trace:#}");
+    assert_eq!(
+        trace["sources"][0]["id"],
+        format!("faq:{}", stored.key.entry_id),
+        "{trace:#}"
+    );
+    assert!(
+        trace["generation"].is_null(),
+        "answered from the stored translation, not written while the buyer waited: {trace:#}"
+    );
+    assert!(trace["notes"].to_string().contains("stored"), "{trace:#}");
+    app.stop().await;
+}

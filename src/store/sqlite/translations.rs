@@ -67,6 +67,24 @@ async fn select(
 
 #[async_trait]
 impl TranslationStore for SqliteStore {
+    async fn buyer_languages(
+        &self,
+        tenant: TenantId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(sqlx::query_as::<_, (String, i64)>(
+            "SELECT language, COUNT(*) FROM messages \
+             WHERE tenant_id = ? AND direction = 'inbound' AND author = 'buyer' \
+             AND language IS NOT NULL AND received_at >= ? \
+             GROUP BY language ORDER BY COUNT(*) DESC, language",
+        )
+        .bind(tenant.to_string())
+        .bind(ts(since))
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+
     async fn translation(
         &self,
         tenant: TenantId,
