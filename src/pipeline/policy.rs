@@ -317,6 +317,10 @@ pub enum Reason {
     Unverified,
     /// The order the buyer asks about is late.
     OrderLate,
+    /// A question about the shop's rules (returns, cancelling, refunds)
+    /// whose answer the chat model wrote: only the seller's own words, or
+    /// their verified translation, state a policy without a person.
+    PolicyNotInSellerWords,
     /// A person holds the conversation, answered after this message, or
     /// resolved it: the AI does not answer on top of them.
     HumanHolds,
@@ -506,6 +510,13 @@ impl BusinessHours {
     }
 }
 
+/// The taxonomy's intent for a question about how returns, cancelling or
+/// refunds work, with nothing to act on. It may be in `auto_intents`: the
+/// requests themselves (`return_request`, `cancel_order`,
+/// `refund_request`) are other intents, and a bargain or a claim for
+/// compensation inside the question is a risky request whatever the intent.
+pub const POLICY_QUESTION: &str = "policy_question";
+
 /// Reasons that put a message in front of a person now (layer 3).
 fn human_reasons(policy: &Policy, signals: &Signals, confidence: f32) -> Vec<Reason> {
     let mut human = Vec::new();
@@ -585,6 +596,9 @@ fn assisted_reasons(policy: &Policy, evidence: &Evidence, confidence: f32) -> Ve
             }
             if answer.order_late {
                 assisted.push(Reason::OrderLate);
+            }
+            if signals.intent == POLICY_QUESTION && answer.provenance == Provenance::Generated {
+                assisted.push(Reason::PolicyNotInSellerWords);
             }
         }
     }

@@ -84,6 +84,7 @@ const CALM_INTENTS: &[&str] = &[
     "stock_availability",
     "price_coupon",
     "shipping_time_cost",
+    "policy_question",
     "comparison",
     "purchase_hesitation",
 ];

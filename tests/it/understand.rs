@@ -15,8 +15,8 @@ use kedai::models::{self, FetchPolicy, PrepareMode, Progress};
 use kedai::understand::entities::EntityKind;
 use kedai::understand::exemplars::{read_intent_dir, read_sentiment_dir};
 use kedai::understand::{
-    Example, Heads, QueryEmbedder, TextClassifier, TrainConfig, UnderstandError, Understander,
-    OUT_OF_SCOPE,
+    CachedEmbedder, Example, Heads, QueryEmbedder, TextClassifier, TrainConfig, UnderstandError,
+    Understander, OUT_OF_SCOPE,
 };
 use serde_json::Value;
 
@@ -378,4 +378,58 @@ fn eval_rejects_bad_lines_with_the_line_number() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 2"), "{stderr}");
+}
+
+/// The shipped exemplars tell a question about how returns, cancelling and
+/// refunds work (answered from the seller's FAQ) from the request itself
+/// (a person's), with the real encoder, on phrasings none of them holds.
+#[test]
+fn real_model_tells_policy_questions_from_requests() {
+    let settings = Settings::defaults();
+    let cached = CachedEmbedder::open(
+        Shared(e5()),
+        &settings.models.cache_dir().join("embeddings"),
+    )
+    .expect("vector cache opens");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+    let heads = Heads::from_dirs(
+        &cached,
+        &root.join("intents/exemplars"),
+        Some(&root.join("sentiment/exemplars")),
+        &TrainConfig::default(),
+    )
+    .expect("heads train on the shipped exemplars");
+    let understander = Understander::new(Arc::new(cached), heads).unwrap();
+    let questions = [
+        "am I able to send it back if I don't like it?",
+        "berapa lama proses refund nya biasanya kak?",
+        "hủy đơn có mất phí gì không ạ",
+        "退货的期限是几天？",
+        "¿hasta cuándo puedo cancelar un pedido?",
+    ];
+    let requests = [
+        "I want to return this, it's broken",
+        "please cancel my order, I don't need it anymore",
+        "where is my refund? it has been two weeks",
+        "barangnya rusak kak, saya mau kembalikan",
+    ];
+    let mut wrong = Vec::new();
+    for text in questions {
+        let u = understander.understand(text, &[]).unwrap();
+        if u.intent != "policy_question" {
+            wrong.push(format!("{text}: {} ({:.2})", u.intent, u.confidence));
+        }
+    }
+    assert!(
+        wrong.len() <= 1,
+        "questions read as something else: {wrong:?}"
+    );
+    for text in requests {
+        let u = understander.understand(text, &[]).unwrap();
+        assert_ne!(
+            u.intent, "policy_question",
+            "{text}: a request read as a question about the rules ({:.2})",
+            u.confidence
+        );
+    }
 }
