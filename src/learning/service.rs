@@ -68,6 +68,9 @@ pub struct Learning {
     /// Vectors of the gap messages suggestions are grouped from, so a
     /// listing embeds only the messages asked since the last one.
     gap_vectors: Arc<RememberedVectors>,
+    /// The similarity the reply pipeline answers from an FAQ entry at
+    /// (`pipeline.faq_min_similarity`): new FAQ entries are measured with it.
+    faq_min_similarity: f32,
 }
 
 impl Learning {
@@ -84,7 +87,19 @@ impl Learning {
             installed: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
             gap_vectors: Arc::new(RememberedVectors::new(REMEMBERED_VECTORS)),
+            faq_min_similarity: crate::pipeline::run::PipelineConfig::default().faq_min_similarity,
         }
+    }
+
+    /// Measures new FAQ entries with the reply pipeline's
+    /// `faq_min_similarity` (the default's otherwise).
+    pub fn with_faq_min_similarity(mut self, similarity: f32) -> Learning {
+        self.faq_min_similarity = similarity;
+        self
+    }
+
+    pub fn faq_min_similarity(&self) -> f32 {
+        self.faq_min_similarity
     }
 
     /// `embedder` remembering the vectors of the gap messages it embedded
