@@ -10,6 +10,7 @@
 //! holds the loop over the store. Nothing here knows HTTP or pages, and one
 //! tenant's exemplars never reach another tenant's heads.
 
+pub mod claim;
 pub mod faq_trial;
 pub mod measure;
 pub mod service;
