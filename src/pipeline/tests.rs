@@ -61,7 +61,12 @@ impl Understand for FakeUnderstand {
             human_requested: false,
             repeated: history.iter().any(|h| h == text),
             binding_request: lower.contains("discount").then(|| "discount".into()),
-            entities: Vec::new(),
+            // Order numbers shaped like the demo shop's.
+            entities: text
+                .split(|c: char| c.is_whitespace() || c == '?' || c == ',')
+                .filter(|w| w.starts_with("SPE-2611-"))
+                .map(|w| ("order_number".to_string(), w.to_string()))
+                .collect(),
             models: vec!["fake-understand".into()],
         })
     }
@@ -872,6 +877,39 @@ async fn an_order_question_without_an_order_asks_for_the_order_number() {
         trace["reply"],
         super::clarify::question(super::clarify::Clarification::WhichOrder, "id")
     );
+}
+
+#[tokio::test]
+async fn an_order_number_not_among_the_buyers_orders_is_never_answered_with_a_guess() {
+    let f = fixture().await;
+    // Nadia has an order on its way, but asks about another number: no
+    // status of any order is told, and the chat model writes nothing.
+    let guess = Some("Pesanan SPE-2611-00999 sudah sampai hari ini, kak.");
+    let first = f
+        .say(
+            "m-1",
+            "nadia",
+            "Kak, paket pesanan SPE-2611-00999 sudah sampai mana ya?",
+        )
+        .await;
+    let trace = f.run(&f.pipeline(guess), first).await;
+    assert_eq!(trace["answer_kind"], "clarify", "{trace:#}");
+    assert_eq!(trace["clarification"], "unknown_order");
+    assert_eq!(trace["layer"], 1);
+    assert_eq!(
+        trace["reply"],
+        super::clarify::question(super::clarify::Clarification::UnknownOrder, "id")
+    );
+    assert!(!trace["reply"].as_str().unwrap().contains("JT0123456789ID"));
+    // Asked once; a second unknown number goes to a person, with no
+    // written guess, not even as a draft.
+    let second = f.say("m-2", "nadia", "paket SPE-2611-00998 kak").await;
+    let trace = f.run(&f.pipeline(guess), second).await;
+    assert_eq!(trace["layer"], 2, "{trace:#}");
+    assert_ne!(trace["action"], "send");
+    assert!(trace["reply"].is_null(), "{trace:#}");
+    assert!(trace["draft"].is_null(), "{trace:#}");
+    assert!(trace["answer"].is_null(), "{trace:#}");
 }
 
 #[tokio::test]
