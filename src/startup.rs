@@ -268,12 +268,15 @@ impl Application {
             access: Arc::new(crate::http::access::AccessState::new(&settings.access)),
             channels,
             pipeline: Arc::default(),
-            learning: Arc::new(crate::learning::Learning::new(
-                store_for_learning,
-                understand,
-                (!settings.pipeline.learning_eval_set.is_empty())
-                    .then(|| settings.pipeline.learning_eval_set.clone().into()),
-            )),
+            learning: Arc::new(
+                crate::learning::Learning::new(
+                    store_for_learning,
+                    understand,
+                    (!settings.pipeline.learning_eval_set.is_empty())
+                        .then(|| settings.pipeline.learning_eval_set.clone().into()),
+                )
+                .with_faq_min_similarity(settings.pipeline.faq_min_similarity),
+            ),
         };
         match (options.handler, kb_embedder) {
             (Some(handler), _) => install_handler(&state, handler),

@@ -31,7 +31,9 @@ impl From<LearningError> for ApiError {
             LearningError::NotReady(message) => ApiError::NotReady(message),
             LearningError::Invalid(message) => ApiError::Invalid(message),
             LearningError::NotFound(what) => ApiError::NotFound { what },
-            LearningError::Conflict(message) => ApiError::Conflict(message),
+            LearningError::Conflict(message) | LearningError::Refused(message) => {
+                ApiError::Conflict(message)
+            }
             LearningError::Training(message) => ApiError::Internal(message),
             LearningError::Store(err) => err.into(),
         }
@@ -268,6 +270,11 @@ pub struct FaqSuggestionDto {
     pub decided_by: Option<String>,
     pub decided_at: Option<String>,
     pub created_at: String,
+    /// The last measurement of its FAQ entry on this tenant's past
+    /// questions (`entry`, `confirmed`, `asked`, `finds`, `regressions`,
+    /// `promoted`, `reasons`, `measured_at`); none before one was tried.
+    #[schema(value_type = Option<Object>)]
+    pub trial: Option<serde_json::Value>,
 }
 
 impl From<FaqSuggestion> for FaqSuggestionDto {
@@ -284,6 +291,7 @@ impl From<FaqSuggestion> for FaqSuggestionDto {
             decided_by: s.decided_by,
             decided_at: s.decided_at.map(|t| t.to_rfc3339()),
             created_at: s.created_at.to_rfc3339(),
+            trial: s.trial,
         }
     }
 }
@@ -410,7 +418,9 @@ pub async fn faq_suggestions(
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "A shop-bound token", body = ErrorBody),
         (status = 404, description = "No such suggestion for this tenant", body = ErrorBody),
-        (status = 409, description = "Already accepted or dismissed", body = ErrorBody),
+        (status = 409, description = "Already accepted or dismissed, or refused: the entry would change \
+                                       the answer of a question people confirmed (the measurement is \
+                                       the suggestion's `trial`)", body = ErrorBody),
         (status = 422, description = "An edit leaves no question, no answer, or too long a text", body = ErrorBody),
     )
 )]
@@ -432,15 +442,15 @@ pub async fn accept_faq_suggestion(
         questions: request.questions,
         answer: request.answer,
     };
-    let (suggestion, entry) = suggestions::accept(
-        state.store.as_ref(),
-        &state.kb,
-        tenant.id,
-        id,
-        &edit,
-        &tenant.actor(),
-    )
-    .await?;
+    let actor = tenant.actor();
+    let accepting = suggestions::Accepting {
+        store: state.store.as_ref(),
+        kb: &state.kb,
+        tenant: tenant.id,
+        actor: &actor,
+        faq_min_similarity: state.learning.faq_min_similarity(),
+    };
+    let (suggestion, entry, _) = suggestions::accept(&accepting, id, &edit).await?;
     Ok((
         StatusCode::CREATED,
         Json(AcceptedDto {

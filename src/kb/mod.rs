@@ -30,7 +30,7 @@ pub use chunk::Chunk;
 pub use embed::{Embedder, HashingEmbedder};
 pub use entry::{KbEntry, Lang};
 pub use index::{ComponentHit, SearchMode};
-pub use service::{KbQuery, KbService, SearchHit, SearchResults};
+pub use service::{KbQuery, KbService, SearchHit, SearchResults, TrialHit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KbError {

@@ -23,7 +23,8 @@ use super::chunk::{chunks, Chunk};
 use super::embed::Embedder;
 use super::entry::KbEntry;
 use super::index::{
-    ComponentHit, DenseIndex, IndexDoc, LexicalIndex, SearchIndex, SearchMode, SearchParams,
+    ComponentHit, DenseIndex, FusedHit, IndexDoc, LexicalIndex, SearchIndex, SearchMode,
+    SearchParams,
 };
 use super::KbError;
 use crate::domain::TenantId;
@@ -617,22 +618,7 @@ impl KbService {
             })?;
             let hits = hits
                 .into_iter()
-                .map(|hit| {
-                    let chunk = &index.chunks[hit.ord as usize];
-                    SearchHit {
-                        kind: chunk.kind,
-                        id: chunk.entry_id.clone(),
-                        section: chunk.section.clone(),
-                        title: chunk.title.clone(),
-                        lang: chunk.lang.clone(),
-                        text: chunk.text.clone(),
-                        score: hit.score,
-                        bm25: hit.bm25,
-                        dense: hit.dense,
-                        fields: chunk.fields.clone(),
-                        matched_variants: matched_variants(&query.text, chunk),
-                    }
-                })
+                .map(|hit| search_hit(&index.chunks, hit, &query.text))
                 .collect();
             Ok(SearchResults {
                 mode,
@@ -731,6 +717,96 @@ impl KbService {
 
     pub async fn revision(&self, tenant: TenantId) -> Result<i64, KbError> {
         Ok(self.store.kb_revision(tenant).await?)
+    }
+}
+
+/// One query's best hit in the knowledge base as it is and as it would
+/// be with a trial entry (see [`KbService::trial`]).
+#[derive(Debug, Clone)]
+pub struct TrialHit {
+    pub before: Option<SearchHit>,
+    pub after: Option<SearchHit>,
+}
+
+impl KbService {
+    /// The best hit of each of `queries` (hybrid ranking, as replies
+    /// search) in the tenant's knowledge base as it is and as it would be
+    /// with `entry` added (replacing the entry of the same kind and id),
+    /// without writing anything: the trial index is built in memory and
+    /// reuses the vectors of the index in use, so only `entry`'s texts and
+    /// the queries are embedded. Needs the embedding model.
+    pub async fn trial(
+        &self,
+        tenant: TenantId,
+        entry: &KbEntry,
+        queries: Vec<String>,
+    ) -> Result<Vec<TrialHit>, KbError> {
+        let index = self.current(tenant).await?;
+        let embedder = self
+            .embedder()
+            .filter(|e| index.embedder.as_deref() == Some(e.model_id()))
+            .ok_or(KbError::DenseUnavailable)?;
+        let added = chunks(entry);
+        let (kind, id) = (entry.kind(), entry.id());
+        blocking_for(tenant, move || {
+            let mut all: Vec<Chunk> = index
+                .chunks
+                .iter()
+                .filter(|c| !(c.kind == kind && c.entry_id == id))
+                .cloned()
+                .collect();
+            all.extend(added);
+            let dense = embed_chunks(embedder.as_ref(), &all, Some(&index))?;
+            let docs: Vec<IndexDoc<'_>> = all
+                .iter()
+                .map(|c| IndexDoc {
+                    text: &c.text,
+                    lang: &c.lang,
+                    kind: c.kind.as_str(),
+                })
+                .collect();
+            let with = SearchIndex::build_in_memory(&docs, Some(dense))?;
+            let mut out = Vec::with_capacity(queries.len());
+            for batch in queries.chunks(EMBED_BATCH) {
+                let texts: Vec<&str> = batch.iter().map(String::as_str).collect();
+                let vectors = embedder.embed(&texts, EmbedRole::Query)?;
+                for (text, vector) in texts.iter().zip(&vectors) {
+                    let params = SearchParams {
+                        text,
+                        vector: Some(vector),
+                        mode: SearchMode::Hybrid,
+                        top_k: 1,
+                        kinds: None,
+                    };
+                    let before = index.index.search(&params)?.into_iter().next();
+                    let after = with.search(&params)?.into_iter().next();
+                    out.push(TrialHit {
+                        before: before.map(|h| search_hit(&index.chunks, h, text)),
+                        after: after.map(|h| search_hit(&all, h, text)),
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// A ranked document as a search hit.
+fn search_hit(chunks: &[Chunk], hit: FusedHit, query: &str) -> SearchHit {
+    let chunk = &chunks[hit.ord as usize];
+    SearchHit {
+        kind: chunk.kind,
+        id: chunk.entry_id.clone(),
+        section: chunk.section.clone(),
+        title: chunk.title.clone(),
+        lang: chunk.lang.clone(),
+        text: chunk.text.clone(),
+        score: hit.score,
+        bm25: hit.bm25,
+        dense: hit.dense,
+        fields: chunk.fields.clone(),
+        matched_variants: matched_variants(query, chunk),
     }
 }
 

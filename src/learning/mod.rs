@@ -10,6 +10,8 @@
 //! holds the loop over the store. Nothing here knows HTTP or pages, and one
 //! tenant's exemplars never reach another tenant's heads.
 
+pub mod claim;
+pub mod faq_trial;
 pub mod measure;
 pub mod service;
 pub mod suggestions;
@@ -34,6 +36,9 @@ pub enum LearningError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// What was learned was measured and would make something worse.
+    #[error("{0}")]
+    Refused(String),
     #[error("training failed: {0}")]
     Training(String),
     #[error(transparent)]

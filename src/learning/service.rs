@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::claim::{self, Held};
 use super::measure::{Case, CaseSource, Comparison};
 use super::train::{eval_cases, tenant_heads, train_and_measure};
 use super::vectors::{RememberedVectors, REMEMBERED_VECTORS};
@@ -31,11 +32,11 @@ use crate::store::users::ShopAccess;
 use crate::store::Store;
 use crate::understand::{Example, Heads};
 
-/// How long a retraining holds its claim on a tenant: longer than any
-/// retraining takes (a fit with the exemplar vector cache takes seconds to
-/// a minute on two cores), so no second replica starts one meanwhile, and
-/// short enough that corrections a replica left pending when it died are
-/// decided within it.
+/// How long a retraining's claim on a tenant lasts without renewal: it is
+/// renewed every quarter of it while the retraining runs (however long
+/// that takes), so no second replica starts one meanwhile; corrections a
+/// replica left pending when it died are taken over within it, and a
+/// failed retraining is tried again after it.
 const RETRAIN_LEASE: Duration = Duration::from_secs(10 * 60);
 
 /// Who a retraining resumed from pending corrections is recorded as.
@@ -68,6 +69,9 @@ pub struct Learning {
     /// Vectors of the gap messages suggestions are grouped from, so a
     /// listing embeds only the messages asked since the last one.
     gap_vectors: Arc<RememberedVectors>,
+    /// The similarity the reply pipeline answers from an FAQ entry at
+    /// (`pipeline.faq_min_similarity`): new FAQ entries are measured with it.
+    faq_min_similarity: f32,
 }
 
 impl Learning {
@@ -84,7 +88,19 @@ impl Learning {
             installed: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
             gap_vectors: Arc::new(RememberedVectors::new(REMEMBERED_VECTORS)),
+            faq_min_similarity: crate::pipeline::run::PipelineConfig::default().faq_min_similarity,
         }
+    }
+
+    /// Measures new FAQ entries with the reply pipeline's
+    /// `faq_min_similarity` (the default's otherwise).
+    pub fn with_faq_min_similarity(mut self, similarity: f32) -> Learning {
+        self.faq_min_similarity = similarity;
+        self
+    }
+
+    pub fn faq_min_similarity(&self) -> f32 {
+        self.faq_min_similarity
     }
 
     /// `embedder` remembering the vectors of the gap messages it embedded
@@ -237,25 +253,37 @@ impl Learning {
     }
 
     /// [`Learning::retrain`] with the tenant's lock held: claims the
-    /// tenant's retraining across replicas, and gives the claim back when
-    /// done. A failed retraining keeps its claim until the lease ends, so
-    /// it is tried again then, not on every pass.
+    /// tenant's retraining across replicas, renews the claim while it runs
+    /// (see [`claim::hold_while`]), and gives it back when done. A failed
+    /// retraining keeps its claim until the lease ends, so it is tried
+    /// again then, not on every pass; one whose claim another replica took
+    /// (this one stalled past its lease) records nothing.
     async fn retrain_claimed(
         &self,
         tenant: TenantId,
         actor: &str,
     ) -> Result<Option<HeadVersion>, LearningError> {
-        if !self.store.claim_retraining(tenant, RETRAIN_LEASE).await? {
+        let store = self.store.as_ref();
+        if !claim::claim(store, tenant, RETRAIN_LEASE).await? {
             tracing::debug!(%tenant, "another replica is retraining this tenant");
             return Ok(None);
         }
-        match self.retrain_locked(tenant, actor).await {
+        let timer = claim::retraining_timer(tenant);
+        let work = self.retrain_locked(tenant, actor);
+        let outcome = match claim::hold_while(store, &timer, RETRAIN_LEASE, work).await {
+            Held::Done(outcome) => outcome,
+            Held::Lost => {
+                crate::metrics::learning_event("claim_lost");
+                return Ok(None);
+            }
+        };
+        match outcome {
             Ok(version) => {
                 self.failed
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&tenant);
-                self.store.release_retraining(tenant).await?;
+                claim::release(store, tenant).await?;
                 Ok(version)
             }
             Err(err) => {

@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::faq_trial::{self, FaqTrial};
 use super::LearningError;
 use crate::domain::TenantId;
 use crate::figures::gaps::Gap;
@@ -156,20 +157,48 @@ pub fn entry_of(suggestion: &FaqSuggestion, edit: &FaqEdit) -> Result<KbEntry, L
     KbEntry::from_json(KbKind::Faq, body).map_err(LearningError::Invalid)
 }
 
-/// Accepts a pending suggestion: writes its FAQ entry (with `edit`)
+/// Who accepts a suggestion, for which tenant, and the similarity the
+/// reply pipeline answers from an FAQ entry at.
+pub struct Accepting<'a> {
+    pub store: &'a dyn Store,
+    pub kb: &'a KbService,
+    pub tenant: TenantId,
+    pub actor: &'a str,
+    /// `pipeline.faq_min_similarity`.
+    pub faq_min_similarity: f32,
+}
+
+/// Accepts a pending suggestion: measures the FAQ entry it makes (with
+/// `edit`) on the tenant's past questions first and stores the
+/// measurement with the suggestion; when a confirmed answer would change,
+/// the entry is refused with the reason and the suggestion stays pending
+/// (a person may edit it and try again). Otherwise writes the entry
 /// through the knowledge-base service, so it is indexed and searched, and
 /// records the decision. The suggestion is claimed first, so two people
 /// accepting at once make one entry.
 pub async fn accept(
-    store: &dyn Store,
-    kb: &KbService,
-    tenant: TenantId,
+    how: &Accepting<'_>,
     id: Uuid,
     edit: &FaqEdit,
-    actor: &str,
-) -> Result<(FaqSuggestion, KbEntry), LearningError> {
+) -> Result<(FaqSuggestion, KbEntry, FaqTrial), LearningError> {
+    let (store, tenant, actor) = (how.store, how.tenant, how.actor);
     let suggestion = pending(store.faq_suggestion(tenant, id).await?, id)?;
     let entry = entry_of(&suggestion, edit)?;
+    let trial = faq_trial::measure(store, how.kb, tenant, &entry, how.faq_min_similarity).await?;
+    let stored =
+        serde_json::to_value(&trial).map_err(|e| LearningError::Training(e.to_string()))?;
+    if !store.record_faq_trial(tenant, id, &stored).await? {
+        return Err(LearningError::Conflict(format!(
+            "faq suggestion {id} was decided meanwhile"
+        )));
+    }
+    if !trial.promoted {
+        crate::metrics::learning_event("faq_refused");
+        return Err(LearningError::Refused(format!(
+            "the FAQ entry was not added: {}",
+            trial.reasons.join("; ")
+        )));
+    }
     let decision = SuggestionDecision::Accept {
         entry_id: entry.id(),
     };
@@ -181,7 +210,7 @@ pub async fn accept(
             "faq suggestion {id} was decided meanwhile"
         )));
     }
-    if let Err(err) = kb.put(tenant, &entry, actor).await {
+    if let Err(err) = how.kb.put(tenant, &entry, actor).await {
         store.reopen_faq_suggestion(tenant, id).await?;
         return Err(LearningError::Invalid(format!(
             "the FAQ entry could not be written: {err}"
@@ -189,7 +218,7 @@ pub async fn accept(
     }
     crate::metrics::learning_event("faq_accepted");
     let decided = store.faq_suggestion(tenant, id).await?;
-    Ok((decided.unwrap_or(suggestion), entry))
+    Ok((decided.unwrap_or(suggestion), entry, trial))
 }
 
 /// Dismisses a pending suggestion; nothing is added, and the same answer
@@ -288,6 +317,7 @@ mod tests {
             decided_at: None,
             created_at: now,
             updated_at: now,
+            trial: None,
         }
     }
 

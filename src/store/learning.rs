@@ -159,20 +159,4 @@ pub trait LearningStore: Send + Sync + 'static {
     /// Every tenant with a pending exemplar: corrections no retraining has
     /// decided yet (one was interrupted, or is running now).
     async fn tenants_with_pending_exemplars(&self) -> Result<Vec<TenantId>, StoreError>;
-
-    /// Claims the retraining of `tenant` for `lease`: true when no one
-    /// holds it (never claimed, released, or the holder's lease ran out,
-    /// so a replica that died while training is taken over), false when
-    /// another retraining of this tenant holds it. With one server per
-    /// database the claim always succeeds; the server serialises its own
-    /// retrainings.
-    async fn claim_retraining(
-        &self,
-        tenant: TenantId,
-        lease: std::time::Duration,
-    ) -> Result<bool, StoreError>;
-
-    /// Gives back a claim this process holds, so pending corrections left
-    /// after it are picked up at once rather than when the lease ends.
-    async fn release_retraining(&self, tenant: TenantId) -> Result<(), StoreError>;
 }

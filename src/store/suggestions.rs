@@ -79,6 +79,9 @@ pub struct FaqSuggestion {
     pub decided_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The last measurement of the entry it would make against the
+    /// tenant's history (`learning::faq_trial::FaqTrial`), if any.
+    pub trial: Option<serde_json::Value>,
 }
 
 /// A person's decision on a pending suggestion.
@@ -124,6 +127,15 @@ pub trait SuggestionStore: Send + Sync + 'static {
         id: Uuid,
         decision: &SuggestionDecision,
         actor: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores the measurement of the entry a pending suggestion would
+    /// make; `false` when it is not pending (or not the tenant's).
+    async fn record_faq_trial(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        trial: &serde_json::Value,
     ) -> Result<bool, StoreError>;
 
     /// Returns an accepted suggestion to pending when its FAQ entry could

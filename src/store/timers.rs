@@ -18,4 +18,15 @@ pub trait TimerStore: Send + Sync + 'static {
     /// replica claimed it within the period. A replica that dies after
     /// claiming skips that period's work; the next period's claim does it.
     async fn claim_timer(&self, name: &str, period: Duration) -> Result<bool, StoreError>;
+
+    /// Extends a claim this process holds on `name` to `period` from now,
+    /// so long work keeps it: true while this process still holds it,
+    /// false when another replica claimed it meanwhile (this one's claim
+    /// ran out) or it was never this process's.
+    async fn renew_timer(&self, name: &str, period: Duration) -> Result<bool, StoreError>;
+
+    /// Makes a timer this process holds due at once, so the next claim
+    /// (here or on another replica) succeeds without waiting for the
+    /// period to end. Nothing happens to another replica's claim.
+    async fn release_timer(&self, name: &str) -> Result<(), StoreError>;
 }

@@ -27,7 +27,9 @@ impl From<LearningError> for WebError {
             LearningError::NotReady(message) => WebError::Unavailable(message),
             LearningError::Invalid(message) => WebError::Invalid(message),
             LearningError::NotFound(what) => WebError::NotFound(what),
-            LearningError::Conflict(message) => WebError::Conflict(message),
+            LearningError::Conflict(message) | LearningError::Refused(message) => {
+                WebError::Conflict(message)
+            }
             LearningError::Training(message) => WebError::Internal(message),
             LearningError::Store(err) => WebError::Store(err),
         }
@@ -211,6 +213,10 @@ fn notice(query: &PageQuery, retraining: bool) -> Option<Notice> {
             at.map(|e| (format!("/app/kb/faq/{e}"), "Open the entry")),
         ),
         "dismissed" => ("Suggestion dismissed; nothing was added to your FAQ.", None),
+        "faq_refused" => (
+            "Not added: the entry would change the answer of questions your people confirmed. What it would change is shown with the suggestion; edit its questions and try again, or dismiss it.",
+            None,
+        ),
         _ => return None,
     };
     Some(Notice { text, link })
@@ -367,7 +373,7 @@ mod tests {
 
     #[test]
     fn notices_are_fixed_sentences_and_links_only_to_plain_ids() {
-        let cases: [Case; 7] = [
+        let cases: [Case; 8] = [
             (
                 "corrected",
                 Some("0190-ab"),
@@ -398,6 +404,7 @@ mod tests {
             ),
             ("accepted", Some("../../admin"), false, Some("Added"), None),
             ("dismissed", None, false, Some("dismissed"), None),
+            ("faq_refused", Some("x"), false, Some("Not added"), None),
             ("<b>anything</b>", Some("x"), false, None, None),
         ];
         for (done, at, retraining, text, link) in cases {

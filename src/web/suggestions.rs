@@ -4,6 +4,8 @@
 //! knowledge base (`POST /app/learning/faq/{id}/accept`) or dismiss it
 //! (`…/dismiss`). Only people who see every shop are shown them (the
 //! questions come from every shop) and only agents and admins decide.
+//! An entry is measured before it is added; one that would change a
+//! confirmed answer is refused and its suggestion shows the measurement.
 //! The suggestions themselves are `crate::learning::suggestions`'.
 
 use axum::extract::{Path, State};
@@ -15,7 +17,9 @@ use serde::Deserialize;
 use super::session::Viewer;
 use super::view::ago;
 use super::{see_other, WebError, WebState};
+use crate::learning::faq_trial::{FaqTrial, TrialChange};
 use crate::learning::suggestions::{self, FaqEdit};
+use crate::learning::LearningError;
 use crate::store::suggestions::SuggestionStatus;
 use crate::store::users::ShopAccess;
 
@@ -27,6 +31,45 @@ pub struct SuggestionView {
     pub questions: String,
     pub answer: String,
     pub when: String,
+    /// Whether its entry was measured (and refused: a pending suggestion
+    /// that was measured is one whose entry was refused).
+    pub measured: bool,
+    /// What the measurement read and decided, in a sentence.
+    pub verdict: String,
+    /// Confirmed questions that would be answered differently.
+    pub regressions: Vec<String>,
+    /// Past questions that would now find the entry.
+    pub finds: Vec<String>,
+}
+
+/// How a stored measurement reads on the page.
+fn trial_view(trial: Option<&serde_json::Value>) -> (bool, String, Vec<String>, Vec<String>) {
+    let Some(trial) = trial.and_then(|t| serde_json::from_value::<FaqTrial>(t.clone()).ok()) else {
+        return (false, String::new(), Vec::new(), Vec::new());
+    };
+    let read = format!(
+        "Measured on {} questions people confirmed and {} your FAQ could not answer",
+        trial.confirmed, trial.asked
+    );
+    let verdict = if trial.promoted {
+        format!("{read}: nothing confirmed changes.")
+    } else {
+        format!("{read}. Not added: {}.", trial.reasons.join("; "))
+    };
+    let change = |c: &TrialChange| {
+        format!(
+            "{} — now {}, with it {}",
+            c.text,
+            c.before.as_deref().unwrap_or("no FAQ answer"),
+            c.after.as_deref().unwrap_or("no FAQ answer")
+        )
+    };
+    (
+        true,
+        verdict,
+        trial.regressions.iter().map(change).collect(),
+        trial.finds.iter().map(|c| c.text.clone()).collect(),
+    )
 }
 
 /// Whether `viewer` may see suggestions: they quote every shop's buyers.
@@ -54,13 +97,20 @@ pub async fn pending(state: &WebState, viewer: &Viewer) -> Result<Vec<Suggestion
         .await?;
     Ok(list
         .into_iter()
-        .map(|s| SuggestionView {
-            id: s.id.to_string(),
-            asked: s.asked,
-            lang: s.lang,
-            questions: s.questions.join("\n"),
-            answer: s.answer,
-            when: ago(s.updated_at, now),
+        .map(|s| {
+            let (measured, verdict, regressions, finds) = trial_view(s.trial.as_ref());
+            SuggestionView {
+                id: s.id.to_string(),
+                asked: s.asked,
+                lang: s.lang,
+                questions: s.questions.join("\n"),
+                answer: s.answer,
+                when: ago(s.updated_at, now),
+                measured,
+                verdict,
+                regressions,
+                finds,
+            }
         })
         .collect())
 }
@@ -96,15 +146,24 @@ pub async fn accept(
         questions: Some(form.questions.lines().map(str::to_owned).collect()),
         answer: Some(form.answer),
     };
-    let (_, entry) = suggestions::accept(
-        state.app.store.as_ref(),
-        &state.app.kb,
-        viewer.user.tenant_id,
-        id,
-        &edit,
-        &viewer.user.actor(),
-    )
-    .await?;
+    let actor = viewer.user.actor();
+    let accepting = suggestions::Accepting {
+        store: state.app.store.as_ref(),
+        kb: &state.app.kb,
+        tenant: viewer.user.tenant_id,
+        actor: &actor,
+        faq_min_similarity: state.app.learning.faq_min_similarity(),
+    };
+    let entry = match suggestions::accept(&accepting, id, &edit).await {
+        Ok((_, entry, _)) => entry,
+        // The measurement is stored with the suggestion and shown there.
+        Err(LearningError::Refused(_)) => {
+            return Ok(see_other(&format!(
+                "/app/learning?done=faq_refused#suggestion-{id}"
+            )))
+        }
+        Err(err) => return Err(err.into()),
+    };
     Ok(see_other(&format!(
         "/app/learning?done=accepted&at={}#faq-suggestions",
         entry.id()

@@ -65,7 +65,7 @@ pub(crate) fn learning_spawn(dir: &Path) -> Spawn {
 }
 
 /// A second tenant with one web shop, and its admin token.
-async fn other_tenant(app: &TestApp) -> String {
+pub(crate) async fn other_tenant(app: &TestApp) -> String {
     let tenant = app
         .store
         .create_tenant(&TenantName::parse("other").unwrap())
@@ -164,7 +164,7 @@ pub(crate) async fn read_in(
     }
 }
 
-async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
     app.client
         .post(app.url(path))
         .bearer_auth(token)
@@ -599,7 +599,7 @@ pub(crate) async fn unanswered(app: &TestApp, buyer: &str, text: &str) -> crate:
     asked
 }
 
-async fn suggestions(app: &TestApp, token: &str) -> Vec<Value> {
+pub(crate) async fn suggestions(app: &TestApp, token: &str) -> Vec<Value> {
     let response = app
         .client
         .get(app.url("/api/v1/learning/faq-suggestions"))
@@ -613,12 +613,12 @@ async fn suggestions(app: &TestApp, token: &str) -> Vec<Value> {
     body["suggestions"].as_array().unwrap().clone()
 }
 
-const FLY: [&str; 3] = [
+pub(crate) const FLY: [&str; 3] = [
     "can I take this power bank on a plane?",
     "can I bring the power bank on a plane?",
     "can I take the power bank on an airplane?",
 ];
-const FLY_ANSWER: &str =
+pub(crate) const FLY_ANSWER: &str =
     "Yes: it is 74 Wh, under the 100 Wh airline limit, so it can go in your hand luggage.";
 
 /// Several buyers ask the same question the knowledge base cannot

@@ -3,8 +3,9 @@
 //! corrects the intent kedai misread in a buyer message through the
 //! conversation's form, sees the measured result (verdict and before →
 //! after figures) on the Learning page, rolls it back with the button and
-//! sees the previous classifiers in use again; then accepts a suggested FAQ
-//! entry, edited in its form, and dismisses another. Screenshots go to
+//! sees the previous classifiers in use again; then sees a suggested FAQ
+//! entry edited to take over a confirmed answer refused with what it would
+//! change, accepts it edited in its form, and dismisses another. Screenshots go to
 //! `target/browser-artifacts/learning-*.png`.
 
 use std::time::Duration;
@@ -259,6 +260,7 @@ async fn suggested_faq_entries_are_accepted_edited_or_dismissed(client: &Client)
     let ship = unanswered(&app, "ship0", "do you ship to Brunei?").await;
     unanswered(&app, "ship1", "do you deliver to Brunei?").await;
     reply(ship.conversation, "We do not ship to Brunei yet, sorry.").await;
+    crate::learning_faq::seed_confirmed_returns(&app).await;
 
     client.delete_all_cookies().await.unwrap();
     login(client, &app, OWNER).await;
@@ -299,6 +301,45 @@ async fn suggested_faq_entries_are_accepted_edited_or_dismissed(client: &Client)
         .unwrap_or_default();
     assert!(asked.contains(PAY_MARKUP), "{asked}");
     screenshot(client, "learning-suggestions").await;
+
+    // Edited to also claim a question people confirmed the returns
+    // entry's answer for: measured, refused, and the measurement shown.
+    let questions = paid
+        .find(Locator::Css("textarea[name=questions]"))
+        .await
+        .unwrap();
+    questions.clear().await.unwrap();
+    questions
+        .send_keys(&format!(
+            "can I pay by bank transfer?\n{}",
+            crate::learning_faq::CONFIRMED
+        ))
+        .await
+        .unwrap();
+    paid.find(Locator::Css("button.accept"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(client, "#notice", "Not added").await;
+    let verdict = text_of(client, "#suggestions .trial .verdict").await;
+    assert!(
+        verdict.contains("Not added: 1 of 1 questions people confirmed"),
+        "{verdict}"
+    );
+    let changed = text_of(client, "#suggestions .trial .regressions").await;
+    assert!(
+        changed.contains(crate::learning_faq::CONFIRMED)
+            && changed.contains("now faq:returns-window"),
+        "{changed}"
+    );
+    assert_no_injection(client).await;
+    screenshot(client, "learning-faq-refused").await;
+    let paid = client
+        .find(Locator::Css("#suggestions section.suggestion:has(.trial)"))
+        .await
+        .unwrap();
 
     // Accept it as edited: one question a line, a cleaner answer.
     let questions = paid

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use kedai::domain::MessageId;
+use kedai::learning::claim::retraining_timer;
 use kedai::store::learning::NewLearnedExemplar;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -51,7 +52,7 @@ async fn a_correction_left_pending_by_a_crashed_run_is_trained_and_decided_after
     let replicas = crate::helpers::on_postgres();
     if replicas {
         assert!(store
-            .claim_retraining(tenant, Duration::from_secs(600))
+            .claim_timer(&retraining_timer(tenant), Duration::from_secs(600))
             .await
             .unwrap());
     }
@@ -69,7 +70,10 @@ async fn a_correction_left_pending_by_a_crashed_run_is_trained_and_decided_after
         assert_eq!(heads["exemplars"][0]["status"], "pending");
         // The replica holding it died: its claim is given back (or runs
         // out), and this one takes the retraining over.
-        app.store.release_retraining(tenant).await.unwrap();
+        app.store
+            .release_timer(&retraining_timer(tenant))
+            .await
+            .unwrap();
     }
     let heads = versions(&app, &token, 1).await;
     let version = &heads["versions"][0];
@@ -92,4 +96,48 @@ async fn heads(app: &crate::helpers::TestApp, token: &str) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+/// A retraining renews its claim while it runs: a claim renewed past its
+/// first lease is not taken over when that lease ends, a claim given back
+/// is taken at once, and one not renewed runs out. On SQLite (one server
+/// per database) every claim succeeds.
+#[tokio::test]
+async fn a_renewed_retraining_claim_is_not_taken_over_when_its_first_lease_ends() {
+    let dir = TempDir::new().unwrap();
+    let app = crate::helpers::Spawn::new(&dir.path().join("data"))
+        .start()
+        .await;
+    let store = &app.store;
+    let tenant = store.tenant_by_name("demo").await.unwrap().unwrap().id;
+    let timer = retraining_timer(tenant);
+    let short = Duration::from_millis(300);
+    let replicas = crate::helpers::on_postgres();
+
+    assert!(store.claim_timer(&timer, short).await.unwrap());
+    assert!(store
+        .renew_timer(&timer, Duration::from_secs(600))
+        .await
+        .unwrap());
+    tokio::time::sleep(short * 2).await;
+    assert_eq!(
+        store.claim_timer(&timer, short).await.unwrap(),
+        !replicas,
+        "renewed, the claim outlives its first lease"
+    );
+    store.release_timer(&timer).await.unwrap();
+    assert!(
+        store.claim_timer(&timer, short).await.unwrap(),
+        "given back"
+    );
+    assert_eq!(
+        store.claim_timer(&timer, short).await.unwrap(),
+        !replicas,
+        "held for its lease"
+    );
+    tokio::time::sleep(short * 2).await;
+    assert!(
+        store.claim_timer(&timer, short).await.unwrap(),
+        "not renewed, it runs out"
+    );
 }

@@ -15,6 +15,7 @@ mod helpers;
 mod kb;
 mod learning;
 mod learning_browser;
+mod learning_faq;
 mod learning_resume;
 mod models;
 mod openai;

@@ -8,7 +8,6 @@ use super::*;
 use crate::store::learning::{
     ExemplarStatus, HeadVersion, LearnedExemplar, LearningStore, NewHeadVersion, NewLearnedExemplar,
 };
-use crate::store::TimerStore;
 
 /// The statement as this database spells its parameters.
 fn q(sql: &str) -> String {
@@ -363,30 +362,4 @@ impl LearningStore for PostgresStore {
         .await?;
         rows.iter().map(|id| parse_id(id, "tenant")).collect()
     }
-
-    async fn claim_retraining(
-        &self,
-        tenant: TenantId,
-        lease: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.claim_timer(&retraining_timer(tenant), lease).await
-    }
-
-    async fn release_retraining(&self, tenant: TenantId) -> Result<(), StoreError> {
-        sqlx::query(&q(
-            "UPDATE timers SET due_at = ? WHERE name = ? AND claimed_by = ?",
-        ))
-        .bind(ts(now()))
-        .bind(retraining_timer(tenant))
-        .bind(super::timers::claimant())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-}
-
-/// The timer row (migration 0015) whose claim is the lease on a tenant's
-/// retraining: the same upsert that keeps periodic work to one replica.
-fn retraining_timer(tenant: TenantId) -> String {
-    format!("learning.retrain:{tenant}")
 }

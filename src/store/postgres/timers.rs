@@ -44,4 +44,33 @@ impl TimerStore for PostgresStore {
         .await?;
         Ok(claimed.is_some())
     }
+
+    async fn renew_timer(&self, name: &str, period: Duration) -> Result<bool, StoreError> {
+        let at = now();
+        let span = chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
+        let due = at
+            .checked_add_signed(span)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let renewed = sqlx::query(&pg(
+            "UPDATE timers SET due_at = ?1 WHERE name = ?2 AND claimed_by = ?3",
+        ))
+        .bind(ts(due))
+        .bind(name)
+        .bind(claimant())
+        .execute(&self.writer)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    async fn release_timer(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query(&pg(
+            "UPDATE timers SET due_at = ?1 WHERE name = ?2 AND claimed_by = ?3",
+        ))
+        .bind(ts(now()))
+        .bind(name)
+        .bind(claimant())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
 }

@@ -361,18 +361,6 @@ impl LearningStore for SqliteStore {
         .await?;
         rows.iter().map(|id| parse_id(id, "tenant")).collect()
     }
-
-    async fn claim_retraining(
-        &self,
-        _tenant: TenantId,
-        _lease: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        Ok(true)
-    }
-
-    async fn release_retraining(&self, _tenant: TenantId) -> Result<(), StoreError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

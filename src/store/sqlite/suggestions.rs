@@ -14,7 +14,7 @@ fn q(sql: &str) -> String {
 }
 
 const COLUMNS: &str = "id, questions, answer, lang, asked, conversations, status, entry_id, \
-     decided_by, decided_at, created_at, updated_at";
+     decided_by, decided_at, created_at, updated_at, trial";
 
 #[derive(sqlx::FromRow)]
 struct SuggestionRow {
@@ -30,6 +30,7 @@ struct SuggestionRow {
     decided_at: Option<String>,
     created_at: String,
     updated_at: String,
+    trial: Option<String>,
 }
 
 impl SuggestionRow {
@@ -48,6 +49,12 @@ impl SuggestionRow {
             decided_at: self.decided_at.as_deref().map(parse_ts).transpose()?,
             created_at: parse_ts(&self.created_at)?,
             updated_at: parse_ts(&self.updated_at)?,
+            trial: self
+                .trial
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(corrupt)?,
         })
     }
 }
@@ -210,6 +217,25 @@ impl SuggestionStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn record_faq_trial(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        trial: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(&q("UPDATE faq_suggestions SET trial = ?, updated_at = ? \
+             WHERE tenant_id = ? AND id = ? AND status = 'pending'"))
+        .bind(json(trial)?)
+        .bind(ts(now()))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn reopen_faq_suggestion(&self, tenant: TenantId, id: Uuid) -> Result<(), StoreError> {

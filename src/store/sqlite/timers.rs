@@ -9,4 +9,12 @@ impl TimerStore for SqliteStore {
     async fn claim_timer(&self, _name: &str, _period: Duration) -> Result<bool, StoreError> {
         Ok(true)
     }
+
+    async fn renew_timer(&self, _name: &str, _period: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn release_timer(&self, _name: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
