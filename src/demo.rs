@@ -125,8 +125,12 @@ impl DemoOrder {
 
 type Parsed = (usize, ShopKey, OrderRecord, Option<BuyerProfile>);
 
-/// Parses and validates every line of `path`, with dates relative to `now`.
-fn parse_file(path: &Path, now: DateTime<Utc>) -> Result<Vec<Parsed>, DemoError> {
+/// Every line of `path` as the `POST /api/v1/orders` request it stands for,
+/// with dates relative to `now`, each with its line number.
+pub fn order_requests(
+    path: &Path,
+    now: DateTime<Utc>,
+) -> Result<Vec<(usize, OrderRequest)>, DemoError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| DemoError::Read {
         path: shown.clone(),
@@ -140,7 +144,7 @@ fn parse_file(path: &Path, now: DateTime<Utc>) -> Result<Vec<Parsed>, DemoError>
             .count(),
         problem: "not valid UTF-8".into(),
     })?;
-    let mut parsed = Vec::new();
+    let mut requests = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line_no = index + 1;
         if line.trim().is_empty() {
@@ -152,11 +156,25 @@ fn parse_file(path: &Path, now: DateTime<Utc>) -> Result<Vec<Parsed>, DemoError>
             problem,
         };
         let demo: DemoOrder = serde_json::from_str(line).map_err(|e| invalid(e.to_string()))?;
-        let request = demo.into_request(now).map_err(invalid)?;
-        let (shop, record, buyer) = request.parse().map_err(|e| invalid(e.to_string()))?;
-        parsed.push((line_no, shop, record, buyer));
+        requests.push((line_no, demo.into_request(now).map_err(invalid)?));
     }
-    Ok(parsed)
+    Ok(requests)
+}
+
+/// Parses and validates every line of `path`, with dates relative to `now`.
+fn parse_file(path: &Path, now: DateTime<Utc>) -> Result<Vec<Parsed>, DemoError> {
+    let shown = path.display().to_string();
+    order_requests(path, now)?
+        .into_iter()
+        .map(|(line, request)| {
+            let (shop, record, buyer) = request.parse().map_err(|e| DemoError::Invalid {
+                path: shown.clone(),
+                line,
+                problem: e.to_string(),
+            })?;
+            Ok((line, shop, record, buyer))
+        })
+        .collect()
 }
 
 /// Imports the orders in `path` into `tenant`; returns how many. Nothing is

@@ -18,7 +18,7 @@
 //! running kedai (`--url`, `--token`) or starts a fresh one with the models
 //! and the demo shops.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,13 @@ pub struct LoadArgs {
     /// from the current directory).
     #[arg(long, value_name = "FILE", default_value = "kb/eval/replies.jsonl")]
     pub cases: PathBuf,
+    /// Orders in the demo format (`kedai orders import`): a drawn case whose
+    /// buyer has orders here gets a copy of them for its synthetic buyer,
+    /// stored through `POST /api/v1/orders` before the message is sent, so
+    /// order questions are answered from records as for the real buyer.
+    /// The copies' numbers end in the buyer's index, in the text too.
+    #[arg(long, value_name = "FILE", default_value = "kb/orders/demo.jsonl")]
+    pub orders: PathBuf,
     /// Conversations open at once (distinct buyers).
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub conversations: u32,
@@ -173,6 +180,56 @@ impl Pools {
     }
 }
 
+/// The orders of the cases' buyers, as `POST /api/v1/orders` bodies, by
+/// (shop, buyer id).
+struct CaseOrders(HashMap<(String, String), Vec<serde_json::Value>>);
+
+impl CaseOrders {
+    fn read(path: &std::path::Path) -> anyhow::Result<CaseOrders> {
+        let mut by_buyer: HashMap<(String, String), Vec<serde_json::Value>> = HashMap::new();
+        for (_, request) in crate::demo::order_requests(path, Utc::now())? {
+            let Some(buyer) = &request.buyer else {
+                continue;
+            };
+            let key = (request.shop.clone(), buyer.id.clone());
+            by_buyer
+                .entry(key)
+                .or_default()
+                .push(serde_json::to_value(&request)?);
+        }
+        Ok(CaseOrders(by_buyer))
+    }
+
+    /// Copies of `case`'s buyer's orders for synthetic buyer `buyer` (number
+    /// `index`) in `shop`, and the case's text naming the copies' numbers.
+    fn copies_for(
+        &self,
+        case: &ReplyCase,
+        buyer: &str,
+        index: usize,
+        shop: &str,
+    ) -> (Vec<serde_json::Value>, String) {
+        let mut text = case.message.clone();
+        let Some(orders) = self.0.get(&(case.shop.clone(), case.buyer.clone())) else {
+            return (Vec::new(), text);
+        };
+        let copies = orders
+            .iter()
+            .map(|order| {
+                let mut copy = order.clone();
+                let number = order["order_number"].as_str().unwrap_or_default();
+                let renamed = format!("{number}-L{index}");
+                text = text.replace(number, &renamed);
+                copy["order_number"] = renamed.into();
+                copy["shop"] = shop.into();
+                copy["buyer"]["id"] = buyer.into();
+                copy
+            })
+            .collect();
+        (copies, text)
+    }
+}
+
 /// One buyer's conversation: its shop and language stay fixed.
 struct Buyer {
     id: String,
@@ -204,16 +261,29 @@ struct Decision {
     message_id: String,
     layer: u8,
     created_at: DateTime<Utc>,
+    #[serde(default)]
+    trace: serde_json::Value,
+}
+
+/// Whether the chat model wrote text for this decision while the buyer
+/// waited (a reply, or the first translation of the seller's answer): the
+/// trace then carries what the generation cost. Everything else comes from
+/// records: the order, the catalogue, the seller's own words, stored
+/// translations, templates.
+fn written_now(trace: &serde_json::Value) -> bool {
+    trace["generation"].is_object()
 }
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
     /// `follow_up`: sent into a conversation that already had a message.
+    /// `written`: the chat model wrote the answer's text for it.
     Decided {
         layer: u8,
         ms: f64,
         follow_up: bool,
+        written: bool,
     },
     TimedOut,
     Failed,
@@ -244,6 +314,11 @@ struct StepReport {
     /// conversation's earlier message (a draft, maybe) to be decided first.
     layer1_first_messages: Option<LayerLatency>,
     layer1_follow_ups: Option<LayerLatency>,
+    /// Layer-1 answers split by where their text came from: records and
+    /// the seller's own words, or the chat model writing (a reply, or a
+    /// first translation of the seller's answer) while the buyer waits.
+    layer1_from_records: Option<LayerLatency>,
+    layer1_written: Option<LayerLatency>,
     /// Queued plus running jobs, sampled every second: the largest, and a
     /// sample every five seconds.
     queue_max: Option<u64>,
@@ -280,6 +355,8 @@ pub(super) async fn run(
         bail!("--rates must be positive numbers of messages per second");
     }
     let pools = Pools::new(evaluate::read_cases(&args.cases)?)?;
+    let orders = CaseOrders::read(&args.orders)
+        .with_context(|| format!("reading {}", args.orders.display()))?;
     let client = server::bench_client(settings)?;
     let (server, endpoint) = match &args.url {
         Some(url) => (
@@ -298,7 +375,7 @@ pub(super) async fn run(
             (Some(server), endpoint)
         }
     };
-    let measured = measure(&client, &endpoint, &pools, &args, mix, output).await;
+    let measured = measure(&client, &endpoint, &pools, &orders, &args, mix, output).await;
     if let Some(server) = server {
         if let Err(err) = server.stop(server::stop_grace(settings)).await {
             eprintln!("note: {err:#}");
@@ -332,6 +409,7 @@ async fn measure(
     client: &BenchClient,
     endpoint: &Endpoint,
     pools: &Pools,
+    orders: &CaseOrders,
     args: &LoadArgs,
     mix: [u32; 3],
     output: Output,
@@ -353,6 +431,8 @@ async fn measure(
         })
         .collect();
     let mut next_new = 0usize;
+    // (buyer index, order number) already stored.
+    let mut stored: HashSet<(usize, String)> = HashSet::new();
     let mut steps = Vec::new();
     for &rate in &args.rates {
         if output == Output::Human {
@@ -379,14 +459,27 @@ async fn measure(
             let buyer = &mut buyers[index];
             buyer.sent += 1;
             let case = pools.draw(&mut rng, &mix, &buyer.lang);
+            let (copies, text) = orders.copies_for(case, &buyer.id, index, &buyer.shop);
+            let copies: Vec<serde_json::Value> = copies
+                .into_iter()
+                .filter(|c| {
+                    let number = c["order_number"].as_str().unwrap_or_default().to_owned();
+                    stored.insert((index, number))
+                })
+                .collect();
             let body = serde_json::json!({
                 "shop": buyer.shop,
                 "external_id": format!("{}-{}", buyer.id, buyer.sent),
                 "buyer": {"id": buyer.id},
-                "text": case.message,
+                "text": text,
             });
             let api = api.clone();
             tasks.push(tokio::spawn(async move {
+                for order in &copies {
+                    if api.store_order(order).await.is_err() {
+                        return Outcome::Failed;
+                    }
+                }
                 api.send_and_wait(body, follow_up).await
             }));
         }
@@ -439,6 +532,7 @@ fn step_report(
 ) -> StepReport {
     let mut by_layer: BTreeMap<u8, Vec<f64>> = BTreeMap::new();
     let (mut layer1_first, mut layer1_follow_ups) = (Vec::new(), Vec::new());
+    let (mut layer1_records, mut layer1_written) = (Vec::new(), Vec::new());
     let (mut timed_out, mut failed) = (0, 0);
     for outcome in outcomes {
         match *outcome {
@@ -446,12 +540,17 @@ fn step_report(
                 layer,
                 ms,
                 follow_up,
+                written,
             } => {
                 by_layer.entry(layer).or_default().push(ms);
                 if layer == 1 {
                     match follow_up {
                         true => layer1_follow_ups.push(ms),
                         false => layer1_first.push(ms),
+                    }
+                    match written {
+                        true => layer1_written.push(ms),
+                        false => layer1_records.push(ms),
                     }
                 }
             }
@@ -480,6 +579,8 @@ fn step_report(
         by_layer,
         layer1_first_messages: (!layer1_first.is_empty()).then(|| latency(1, layer1_first)),
         layer1_follow_ups: (!layer1_follow_ups.is_empty()).then(|| latency(1, layer1_follow_ups)),
+        layer1_from_records: (!layer1_records.is_empty()).then(|| latency(1, layer1_records)),
+        layer1_written: (!layer1_written.is_empty()).then(|| latency(1, layer1_written)),
         queue_max,
         queue_timeline,
         layer1_p95_within_target: layer1_ok,
@@ -522,6 +623,13 @@ impl Api {
             .with_context(|| format!("{method} {path}: unexpected response"))
     }
 
+    /// Stores one order (`POST /api/v1/orders`).
+    async fn store_order(&self, order: &serde_json::Value) -> anyhow::Result<()> {
+        self.json::<serde_json::Value>(Method::POST, "/api/v1/orders", Some(order))
+            .await
+            .map(drop)
+    }
+
     /// Sends one message and polls its conversation until the decision on
     /// it is stored.
     async fn send_and_wait(&self, body: serde_json::Value, follow_up: bool) -> Outcome {
@@ -554,6 +662,7 @@ impl Api {
                     layer: decision.layer,
                     ms,
                     follow_up,
+                    written: written_now(&decision.trace),
                 };
             }
             if Instant::now() >= deadline {
@@ -663,6 +772,8 @@ fn table(report: &LoadReport) -> String {
         for (what, layer) in [
             ("first messages", &step.layer1_first_messages),
             ("follow-ups", &step.layer1_follow_ups),
+            ("from records", &step.layer1_from_records),
+            ("written by the chat model", &step.layer1_written),
         ] {
             if let Some(l) = layer {
                 out.push_str(&format!(
@@ -685,6 +796,39 @@ fn table(report: &LoadReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cases_buyers_orders_are_copied_for_the_synthetic_buyer_with_their_numbers_in_the_text() {
+        let order = serde_json::json!({"shop": "demo-lazada", "order_number": "LZD-2611-30418",
+            "buyer": {"id": "lazada:somchai.k", "vip": false}, "status": "in_transit"});
+        let orders = CaseOrders(HashMap::from([(
+            ("demo-lazada".to_string(), "lazada:somchai.k".to_string()),
+            vec![order],
+        )]));
+        let mut asked = case(1, "th");
+        asked.shop = "demo-lazada".into();
+        asked.buyer = "lazada:somchai.k".into();
+        asked.message = "เลขออเดอร์ LZD-2611-30418 ถึงไหนแล้วครับ".into();
+        let (copies, text) = orders.copies_for(&asked, "load-x-7", 7, "demo-shopee");
+        assert_eq!(text, "เลขออเดอร์ LZD-2611-30418-L7 ถึงไหนแล้วครับ");
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0]["order_number"], "LZD-2611-30418-L7");
+        assert_eq!(copies[0]["shop"], "demo-shopee");
+        assert_eq!(copies[0]["buyer"]["id"], "load-x-7");
+        // A buyer without orders: the text as written, nothing to store.
+        let other = case(1, "th");
+        let (copies, text) = orders.copies_for(&other, "load-x-8", 8, "demo-shopee");
+        assert!(copies.is_empty());
+        assert_eq!(text, other.message);
+    }
+
+    #[test]
+    fn the_shipped_demo_orders_read_as_order_bodies() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb/orders/demo.jsonl");
+        let orders = CaseOrders::read(&path).unwrap();
+        let nadia = &orders.0[&("demo-shopee".to_string(), "shopee:nadia.r".to_string())];
+        assert!(nadia.iter().any(|o| o["order_number"] == "SPE-2611-00123"));
+    }
 
     fn case(layer: u8, lang: &str) -> ReplyCase {
         ReplyCase {
@@ -735,6 +879,7 @@ mod tests {
     fn a_step_passes_only_when_layer_one_is_fast_and_nothing_was_lost() {
         let args = LoadArgs {
             cases: "x".into(),
+            orders: "y".into(),
             conversations: 1,
             rates: vec![1.0],
             duration: 1,
@@ -753,11 +898,13 @@ mod tests {
                 layer: 1,
                 ms: 100.0 + f64::from(n),
                 follow_up: n % 4 == 0,
+                written: n == 19,
             })
             .chain([Outcome::Decided {
                 layer: 2,
                 ms: 9000.0,
                 follow_up: false,
+                written: true,
             }])
             .collect();
         let step = step_report(1.0, &args, &fast, 0, Some(3), vec![3], None);
@@ -765,10 +912,23 @@ mod tests {
         assert_eq!(step.by_layer[0].n, 20);
         assert_eq!(step.by_layer[0].max_ms, 119.0);
         assert_eq!(step.layer1_follow_ups.as_ref().map(|l| l.n), Some(5));
+        // Written answers are split out of layer 1 only.
+        assert_eq!(step.layer1_written.as_ref().map(|l| l.n), Some(1));
+        assert_eq!(step.layer1_written.as_ref().map(|l| l.max_ms), Some(119.0));
+        assert_eq!(
+            step.layer1_from_records.as_ref().map(|l| (l.n, l.max_ms)),
+            Some((19, 118.0))
+        );
         assert_eq!(
             step.layer1_first_messages.as_ref().map(|l| l.max_ms),
             Some(119.0)
         );
+        assert!(written_now(
+            &serde_json::json!({"answer_kind": "faq_translated", "generation": {"prefill_ms": 1.0}})
+        ));
+        assert!(!written_now(
+            &serde_json::json!({"answer_kind": "faq_translated", "generation": null})
+        ));
         let mut lost = fast.clone();
         lost.push(Outcome::TimedOut);
         let step = step_report(1.0, &args, &lost, 0, None, vec![], None);

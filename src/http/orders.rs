@@ -33,7 +33,7 @@ const MAX_MONEY: f64 = 100_000_000.0;
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
     #[schema(example = "demo-shopee")]

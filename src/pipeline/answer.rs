@@ -145,17 +145,31 @@ pub fn whole_sentences(text: &str) -> String {
 
 /// The order a message is about: one it names (order or tracking number),
 /// else the most recent one still on its way, else the most recent.
+/// The order a message is about: the one it names, else the buyer's order
+/// on its way, else their latest. A message naming an order or tracking
+/// number that is not among the buyer's orders is about none of them:
+/// answering with another order's status would answer a question nobody
+/// asked.
 pub fn pick_order<'a>(orders: &'a [Order], entities: &[(String, String)]) -> Option<&'a Order> {
-    named_order(orders, entities)
-        .or_else(|| {
-            orders.iter().find(|o| {
-                matches!(
-                    o.record.status.as_str(),
-                    "paid" | "packed" | "shipped" | "in_transit" | "out_for_delivery"
-                )
-            })
+    if names_an_order_number(entities) {
+        return named_order(orders, entities);
+    }
+    orders
+        .iter()
+        .find(|o| {
+            matches!(
+                o.record.status.as_str(),
+                "paid" | "packed" | "shipped" | "in_transit" | "out_for_delivery"
+            )
         })
         .or_else(|| orders.first())
+}
+
+/// An order question with no order record to answer from: where an order
+/// is comes from its record alone, so neither the FAQ nor the chat model
+/// may answer it (a written guess, "it arrived today", would read as fact).
+fn order_record_missing(input: &AnswerInput<'_>) -> bool {
+    input.understood.intent == "order_status" && input.order.is_none()
 }
 
 fn named_order<'a>(orders: &'a [Order], entities: &[(String, String)]) -> Option<&'a Order> {
@@ -184,11 +198,11 @@ pub fn clarification_needed(input: &AnswerInput<'_>) -> Option<Clarification> {
         return None;
     }
     let intent = input.understood.intent.as_str();
-    if intent == "order_status"
-        && input.order.is_none()
-        && !names_an_order_number(&input.understood.entities)
-    {
-        return Some(Clarification::WhichOrder);
+    if intent == "order_status" && input.order.is_none() {
+        return Some(match names_an_order_number(&input.understood.entities) {
+            true => Clarification::UnknownOrder,
+            false => Clarification::WhichOrder,
+        });
     }
     if clarify::PRODUCT_INTENTS.contains(&intent)
         && !clarify::names_a_product(input.query, input.hits)
@@ -227,6 +241,10 @@ impl Pipeline {
         if let Some(fast) = self.templated(input, notes) {
             return Ok(Some(fast));
         }
+        if order_record_missing(input) {
+            notes.push("no order record to answer from".into());
+            return Ok(None);
+        }
         if let Some(faq) = self.faq_answer(input, notes, models).await? {
             return Ok(Some(faq));
         }
@@ -252,6 +270,9 @@ impl Pipeline {
         input: &AnswerInput<'_>,
         models: &mut Vec<String>,
     ) -> Result<Option<Candidate>, StageError> {
+        if order_record_missing(input) {
+            return Ok(None);
+        }
         let grounded = input
             .hits
             .first()

@@ -24,6 +24,10 @@ pub enum Clarification {
     WhichProduct,
     /// An order question with no order on record and none named.
     WhichOrder,
+    /// An order question naming an order or tracking number that is not
+    /// among this buyer's orders: a typo, another account, or an order the
+    /// shop never had. Nothing is said about any order until it is checked.
+    UnknownOrder,
     /// A shipping question whose answer depends on a country nobody named.
     WhichCountry,
 }
@@ -412,6 +416,17 @@ pub fn question(why: Clarification, lang: &str) -> &'static str {
             "zh" => "请提供您的订单号，我们马上为您查询订单状态。",
             _ => "Could you send us your order number? We'll check its status for you.",
         },
+        Clarification::UnknownOrder => match lang {
+            "id" => "Maaf kak, nomor pesanan itu tidak kami temukan di pesanan kakak. Boleh dicek lagi dan dikirim ulang nomornya (ada di Pesanan Saya)?",
+            "ms" => "Maaf, kami tidak jumpa nombor pesanan itu dalam pesanan anda. Boleh semak dan hantar semula nombornya (ada di Pesanan Saya)?",
+            "th" => "ขออภัยค่ะ ไม่พบหมายเลขคำสั่งซื้อนี้ในคำสั่งซื้อของลูกค้า รบกวนตรวจสอบแล้วส่งหมายเลขอีกครั้งนะคะ (ดูได้ที่การซื้อของฉัน)",
+            "vi" => "Xin lỗi, shop không tìm thấy mã đơn này trong các đơn của bạn. Bạn kiểm tra lại và gửi giúp shop mã đơn (trong mục Đơn mua) nhé.",
+            "tl" => "Pasensya po, hindi namin makita ang order number na iyan sa mga order ninyo. Pakicheck po at i-send ulit (nasa My Purchases).",
+            "pt" => "Desculpe, não encontramos esse número entre os seus pedidos. Pode conferir e enviar o número de novo (está em Meus Pedidos)?",
+            "es" => "Lo sentimos, no encontramos ese número entre tus pedidos. ¿Puedes revisarlo y enviarlo de nuevo (está en Mis compras)?",
+            "zh" => "抱歉，我们在您的订单中没有找到这个订单号。请核对后重新发送订单号（可在“我的订单”中查看）。",
+            _ => "Sorry, we couldn't find that order number among your orders. Could you check it and send it again (it's under My Purchases / My Orders)?",
+        },
         Clarification::WhichCountry => match lang {
             "id" => "Paketnya mau dikirim ke negara mana, kak? Lama dan ongkos kirim tergantung tujuannya.",
             "ms" => "Bungkusan akan dihantar ke negara mana? Tempoh dan kos penghantaran bergantung pada destinasi.",
@@ -434,6 +449,7 @@ pub fn is_clarifying_question(text: &str) -> bool {
     [
         Clarification::WhichProduct,
         Clarification::WhichOrder,
+        Clarification::UnknownOrder,
         Clarification::WhichCountry,
     ]
     .iter()

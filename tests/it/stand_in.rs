@@ -134,6 +134,8 @@ async fn bench_load_drives_a_running_server_and_accounts_for_every_message() {
         .args(["--token", &app.token, "--operator-token", &app.operator])
         .arg("--cases")
         .arg(&cases)
+        .arg("--orders")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb/orders/demo.jsonl"))
         .args(["--conversations", "6", "--rates", "4,8", "--duration", "2"])
         .args([
             "--follow-ups",
@@ -182,4 +184,23 @@ async fn bench_load_drives_a_running_server_and_accounts_for_every_message() {
         .await
         .unwrap();
     assert!(list.items.len() <= 6, "{} conversations", list.items.len());
+    // Order questions were asked about the synthetic buyers' own copies of
+    // the case buyers' orders, never about the demo buyers' orders.
+    let orders = app
+        .store
+        .list_orders(
+            tenant.id,
+            &kedai::store::OrderFilter {
+                shop: None,
+                buyer: None,
+                limit: 500,
+            },
+        )
+        .await
+        .unwrap();
+    let copies: Vec<_> = orders
+        .iter()
+        .filter(|o| o.record.order_number.contains("-L"))
+        .collect();
+    assert!(!copies.is_empty(), "no order copied for a synthetic buyer");
 }

@@ -125,6 +125,42 @@ async fn an_order_question_without_an_order_asks_for_the_order_number() {
 }
 
 #[tokio::test]
+async fn an_order_number_not_among_the_buyers_orders_is_never_answered_with_a_guess() {
+    let f = fixture().await;
+    // Nadia has an order on its way, but asks about another number: no
+    // status of any order is told, and the chat model writes nothing.
+    let guess = Some("Pesanan SPE-2611-00999 sudah sampai hari ini, kak.");
+    let first = f
+        .say(
+            "m-1",
+            "nadia",
+            "Kak, paket pesanan SPE-2611-00999 sudah sampai mana ya?",
+        )
+        .await;
+    let trace = f.run(&f.pipeline(guess), first).await;
+    assert_eq!(trace["answer_kind"], "clarify", "{trace:#}");
+    assert_eq!(trace["clarification"], "unknown_order");
+    assert_eq!(trace["layer"], 1);
+    assert_eq!(
+        trace["reply"],
+        crate::pipeline::clarify::question(
+            crate::pipeline::clarify::Clarification::UnknownOrder,
+            "id"
+        )
+    );
+    assert!(!trace["reply"].as_str().unwrap().contains("JT0123456789ID"));
+    // Asked once; a second unknown number goes to a person, with no
+    // written guess, not even as a draft.
+    let second = f.say("m-2", "nadia", "paket SPE-2611-00998 kak").await;
+    let trace = f.run(&f.pipeline(guess), second).await;
+    assert_eq!(trace["layer"], 2, "{trace:#}");
+    assert_ne!(trace["action"], "send");
+    assert!(trace["reply"].is_null(), "{trace:#}");
+    assert!(trace["draft"].is_null(), "{trace:#}");
+    assert!(trace["answer"].is_null(), "{trace:#}");
+}
+
+#[tokio::test]
 async fn a_product_question_naming_no_product_is_asked_about_once() {
     let f = fixture().await;
     let first = f.say("m-1", "budi", "is XL still available?").await;

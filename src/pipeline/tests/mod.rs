@@ -67,7 +67,12 @@ impl Understand for FakeUnderstand {
             human_requested: false,
             repeated: history.iter().any(|h| h == text),
             binding_request: lower.contains("discount").then(|| "discount".into()),
-            entities: Vec::new(),
+            // Order numbers shaped like the demo shop's.
+            entities: text
+                .split(|c: char| c.is_whitespace() || c == '?' || c == ',')
+                .filter(|w| w.starts_with("SPE-2611-"))
+                .map(|w| ("order_number".to_string(), w.to_string()))
+                .collect(),
             models: vec!["fake-understand".into()],
         })
     }
