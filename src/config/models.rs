@@ -181,6 +181,16 @@ impl ModelsSettings {
         })
     }
 
+    /// Every distinct model the roles name, embeddings first: the models
+    /// `kedai models` and `kedai bench models` work on by default. Settings
+    /// that were never validated fall back to `models.embedding` and
+    /// `models.chat`.
+    pub fn configured_models(&self) -> Vec<String> {
+        self.roles()
+            .map(|r| r.all())
+            .unwrap_or_else(|_| vec![self.embedding.clone(), self.chat.clone()])
+    }
+
     /// The model cache directory: `models.dir`, else `$KEDAI_MODELS`, else
     /// `<user cache dir>/kedai/models`.
     pub fn cache_dir(&self) -> PathBuf {
