@@ -143,16 +143,7 @@ pub fn run(args: ModelsArgs, settings: &Settings, output: Output) -> anyhow::Res
     let threads = crate::engine::init_threads(settings.models.threads);
     let device = select_device(&settings.models.device)?;
     let references = if args.models.is_empty() {
-        settings
-            .models
-            .roles()
-            .map(|r| r.all())
-            .unwrap_or_else(|_| {
-                vec![
-                    settings.models.embedding.clone(),
-                    settings.models.chat.clone(),
-                ]
-            })
+        settings.models.configured_models()
     } else {
         args.models.clone()
     };

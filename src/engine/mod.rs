@@ -20,24 +20,26 @@
 mod lanes;
 pub mod priority;
 pub mod scope;
+mod slots;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use serde::Serialize;
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
-use crate::config::{ModelRoles, ModelsSettings};
+use crate::config::ModelsSettings;
 use crate::inference::chat::{CacheScope, ChatMessage, ChatModel, Generation, GenerationParams};
 use crate::inference::{EmbedRole, EmbedTask, InferenceError, InputReport};
 use crate::metrics as m;
 use crate::models::{PreparedModels, ResolvedModel};
 pub use lanes::Lane;
-use lanes::LaneQueue;
+pub use slots::Role;
+use slots::{Admitted, Slot, Slots};
 
 /// Messages one chat request may hold.
 pub const MAX_CHAT_MESSAGES: usize = 256;
@@ -52,14 +54,6 @@ pub const PROMPT_BYTES_PER_TOKEN: usize = 4;
 const EMBED_CHARS_PER_TOKEN: usize = 16;
 /// What an embedding model is assumed to read before it has loaded.
 const DEFAULT_EMBED_TOKENS: usize = 512;
-/// How long a caller is told to wait while a model is still loading.
-const RETRY_WHILE_LOADING: Duration = Duration::from_secs(5);
-/// How long a caller is told to wait when a model failed or was never loaded:
-/// an operator has to act first.
-const RETRY_WHEN_DOWN: Duration = Duration::from_secs(30);
-/// Bounds of the Retry-After estimate for a full queue.
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The one place a chat model is loaded: `weights` is `models.chat_weights`
 /// (validated by the configuration).
@@ -117,55 +111,6 @@ impl ModelKind {
         match self {
             ModelKind::Embedding => "embedding",
             ModelKind::Chat => "chat",
-        }
-    }
-}
-
-/// A job the models do; the configuration gives each its model
-/// (`models.roles`), and several roles may share one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// The encoder behind the intent, sentiment and anger heads.
-    Understand,
-    /// The encoder behind knowledge-base search and translation checks.
-    Retrieval,
-    /// The chat model writing buyer-facing drafts.
-    Drafts,
-    /// The chat model writing translations and agent summaries.
-    Translations,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::Understand,
-        Role::Retrieval,
-        Role::Drafts,
-        Role::Translations,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Understand => "understand",
-            Role::Retrieval => "retrieval",
-            Role::Drafts => "drafts",
-            Role::Translations => "translations",
-        }
-    }
-
-    pub fn kind(self) -> ModelKind {
-        match self {
-            Role::Understand | Role::Retrieval => ModelKind::Embedding,
-            Role::Drafts | Role::Translations => ModelKind::Chat,
-        }
-    }
-
-    fn reference(self, roles: &ModelRoles) -> &str {
-        match self {
-            Role::Understand => &roles.understand,
-            Role::Retrieval => &roles.retrieval,
-            Role::Drafts => &roles.drafts,
-            Role::Translations => &roles.translations,
         }
     }
 }
@@ -263,15 +208,6 @@ struct Limits {
     chat_max_prompt_tokens: usize,
 }
 
-/// A request on its way to a worker. Holding `ticket` is holding one of the
-/// model's admission slots.
-struct Admitted<J> {
-    job: J,
-    _ticket: Ticket,
-    enqueued: Instant,
-    span: tracing::Span,
-}
-
 struct EmbedJob {
     texts: Vec<String>,
     role: EmbedRole,
@@ -301,179 +237,8 @@ impl Admitted<ChatJob> {
     }
 }
 
-/// One admission slot; the model's queue-depth gauge follows it.
-struct Ticket {
-    _permit: OwnedSemaphorePermit,
-    model: Arc<str>,
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        m::model_in_flight(&self.model, -1.0);
-    }
-}
-
-/// One model: its admission semaphores (the `/v1` clients' and the
-/// pipeline's), its state and its worker's queue.
-struct Slot<J> {
-    id: Arc<str>,
-    reference: String,
-    kind: ModelKind,
-    /// Slots for [`Lane::Api`].
-    capacity: usize,
-    admission: Arc<Semaphore>,
-    /// Slots kept for [`Lane::Reply`] and [`Lane::FollowUp`].
-    pipeline_capacity: usize,
-    pipeline_admission: Arc<Semaphore>,
-    state: RwLock<ModelState>,
-    queue: Mutex<Option<Arc<LaneQueue<Admitted<J>>>>>,
-    /// Exponentially weighted seconds per request, as f64 bits; feeds the
-    /// Retry-After estimate.
-    service_secs: AtomicU64,
-    /// Tokens per input the loaded model reads (embeddings) and its vector
-    /// length; 0 until it has loaded.
-    max_input_tokens: AtomicUsize,
-    dimension: AtomicUsize,
-    /// Whether the model has task prompts, so its query vectors differ by
-    /// [`EmbedTask`]; known once [`Engine::load`] has seen its files.
-    task_prompts: std::sync::atomic::AtomicBool,
-    roles: Vec<Role>,
-}
-
-impl<J> Slot<J> {
-    fn new(reference: &str, kind: ModelKind, capacity: usize, pipeline: usize) -> Slot<J> {
-        Slot {
-            task_prompts: std::sync::atomic::AtomicBool::new(false),
-            roles: Vec::new(),
-            id: public_id(reference).into(),
-            reference: reference.to_owned(),
-            kind,
-            capacity,
-            admission: Arc::new(Semaphore::new(capacity)),
-            pipeline_capacity: pipeline,
-            pipeline_admission: Arc::new(Semaphore::new(pipeline)),
-            state: RwLock::new(ModelState::NotLoaded),
-            queue: Mutex::new(None),
-            service_secs: AtomicU64::new(0.5f64.to_bits()),
-            max_input_tokens: AtomicUsize::new(0),
-            dimension: AtomicUsize::new(0),
-        }
-    }
-
-    fn in_flight(&self) -> usize {
-        (self.capacity - self.admission.available_permits()) + self.pipeline_in_flight()
-    }
-
-    fn pipeline_in_flight(&self) -> usize {
-        self.pipeline_capacity - self.pipeline_admission.available_permits()
-    }
-
-    fn matches(&self, name: &str) -> bool {
-        *self.id == *name || self.reference == name
-    }
-
-    fn state(&self) -> ModelState {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn set_state(&self, state: ModelState) {
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
-    }
-
-    fn info(&self) -> ModelInfo {
-        ModelInfo {
-            id: self.id.to_string(),
-            reference: self.reference.clone(),
-            kind: self.kind,
-            roles: self.roles.clone(),
-            stand_in: self.reference.starts_with("stand-in:"),
-            state: self.state(),
-            in_flight: self.in_flight(),
-            capacity: self.capacity + self.pipeline_capacity,
-            dimension: Some(self.dimension.load(Ordering::Relaxed)).filter(|d| *d > 0),
-        }
-    }
-
-    fn record_service(&self, per_request: Duration) {
-        let old = f64::from_bits(self.service_secs.load(Ordering::Relaxed));
-        let new = 0.8 * old + 0.2 * per_request.as_secs_f64();
-        self.service_secs.store(new.to_bits(), Ordering::Relaxed);
-    }
-
-    /// How long until a slot is likely free: the requests ahead times the
-    /// recent time per request.
-    fn retry_after(&self) -> Duration {
-        let per_request = f64::from_bits(self.service_secs.load(Ordering::Relaxed));
-        let ahead = self.in_flight().max(1) as f64;
-        Duration::from_secs_f64((per_request * ahead).ceil()).clamp(RETRY_MIN, RETRY_MAX)
-    }
-
-    /// Takes a slot of `lane`'s and queues `job` in it, or says at once
-    /// why not.
-    fn admit(&self, lane: Lane, job: J) -> Result<(), EngineError> {
-        let model = self.id.to_string();
-        let unavailable = |reason: String, retry_after| {
-            m::model_rejected(&self.id, "unavailable");
-            EngineError::Unavailable {
-                model: model.clone(),
-                reason,
-                retry_after,
-            }
-        };
-        match self.state() {
-            ModelState::Ready { .. } => {}
-            ModelState::Loading => {
-                return Err(unavailable("still loading".into(), RETRY_WHILE_LOADING))
-            }
-            ModelState::NotLoaded => {
-                return Err(unavailable(
-                    "its files were not prepared; see /readyz".into(),
-                    RETRY_WHEN_DOWN,
-                ))
-            }
-            ModelState::Failed { reason } => return Err(unavailable(reason, RETRY_WHEN_DOWN)),
-        }
-        let (admission, capacity) = if lane.is_pipeline() {
-            (&self.pipeline_admission, self.pipeline_capacity)
-        } else {
-            (&self.admission, self.capacity)
-        };
-        let overloaded = || {
-            m::model_rejected(&self.id, "overloaded");
-            EngineError::Overloaded {
-                model: model.clone(),
-                capacity,
-                retry_after: self.retry_after(),
-            }
-        };
-        let Ok(permit) = admission.clone().try_acquire_owned() else {
-            return Err(overloaded());
-        };
-        m::model_in_flight(&self.id, 1.0);
-        let admitted = Admitted {
-            job,
-            _ticket: Ticket {
-                _permit: permit,
-                model: self.id.clone(),
-            },
-            enqueued: Instant::now(),
-            span: tracing::Span::current(),
-        };
-        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(queue) = queue else {
-            return Err(unavailable("not loaded".into(), RETRY_WHEN_DOWN));
-        };
-        queue.push(lane, admitted);
-        Ok(())
-    }
-}
-
 struct Inner {
-    /// One slot per distinct embedding model, the heads' encoder first.
-    embeddings: Vec<Slot<EmbedJob>>,
-    /// One slot per distinct chat model, the drafts' model first.
-    chats: Vec<Slot<ChatJob>>,
-    roles: ModelRoles,
+    slots: Slots,
     device: String,
     chat_weights: String,
     chat_guessing: bool,
@@ -505,27 +270,9 @@ impl Engine {
     /// and is loaded once. Settings that were never validated fall back to
     /// `models.embedding` / `models.chat` for every role.
     pub fn new(settings: &ModelsSettings) -> Engine {
-        let roles = settings.roles().unwrap_or_else(|_| ModelRoles {
-            understand: settings.embedding.trim().to_owned(),
-            retrieval: settings.embedding.trim().to_owned(),
-            drafts: settings.chat.trim().to_owned(),
-            translations: settings.chat.trim().to_owned(),
-        });
         Engine {
             inner: Arc::new(Inner {
-                embeddings: slots_for(
-                    &roles,
-                    ModelKind::Embedding,
-                    settings.embedding_queue_capacity,
-                    settings.pipeline_embedding_capacity,
-                ),
-                chats: slots_for(
-                    &roles,
-                    ModelKind::Chat,
-                    settings.chat_queue_capacity,
-                    settings.pipeline_chat_capacity,
-                ),
-                roles: roles.clone(),
+                slots: Slots::new(settings),
                 device: settings.device.clone(),
                 chat_weights: settings.chat_weights.clone(),
                 chat_guessing: settings.chat_guessing,
@@ -545,7 +292,7 @@ impl Engine {
     /// Models already loading or loaded are left alone.
     /// A model `prepared` does not hold is marked failed.
     pub fn load(&self, prepared: &PreparedModels) {
-        for (index, slot) in self.inner.embeddings.iter().enumerate() {
+        for (index, slot) in self.inner.slots.embeddings.iter().enumerate() {
             let Some(model) = self.prepared_for(slot, prepared) else {
                 continue;
             };
@@ -555,7 +302,7 @@ impl Engine {
                 worker::spawn_embedder(self.inner.clone(), index, model.clone());
             }
         }
-        for (index, slot) in self.inner.chats.iter().enumerate() {
+        for (index, slot) in self.inner.slots.chats.iter().enumerate() {
             let Some(model) = self.prepared_for(slot, prepared) else {
                 continue;
             };
@@ -603,30 +350,12 @@ impl Engine {
 
     /// Every configured model and its state.
     pub fn models(&self) -> Vec<ModelInfo> {
-        let embeddings = self.inner.embeddings.iter().map(Slot::info);
-        embeddings
-            .chain(self.inner.chats.iter().map(Slot::info))
-            .collect()
+        self.inner.slots.infos()
     }
 
     /// The name (as clients use it) of the model serving `role`.
     pub fn model_for(&self, role: Role) -> String {
-        let reference = role.reference(&self.inner.roles);
-        let found = match role.kind() {
-            ModelKind::Embedding => self
-                .inner
-                .embeddings
-                .iter()
-                .find(|s| s.reference == reference)
-                .map(|s| s.id.to_string()),
-            ModelKind::Chat => self
-                .inner
-                .chats
-                .iter()
-                .find(|s| s.reference == reference)
-                .map(|s| s.id.to_string()),
-        };
-        found.unwrap_or_else(|| public_id(reference))
+        self.inner.slots.model_for(role)
     }
 
     /// The id of the vectors `model` makes for `task`: the model's name,
@@ -644,14 +373,11 @@ impl Engine {
     }
 
     fn embedding_slot(&self, model: &str) -> Option<&Slot<EmbedJob>> {
-        self.inner
-            .embeddings
-            .iter()
-            .find(|s| s.matches(model.trim()))
+        self.inner.slots.embedding(model)
     }
 
     fn chat_slot(&self, model: &str) -> Option<&Slot<ChatJob>> {
-        self.inner.chats.iter().find(|s| s.matches(model.trim()))
+        self.inner.slots.chat(model)
     }
 
     /// Whether every configured model is loaded and serving.
@@ -972,31 +698,6 @@ pub struct ChatOptions {
     pub scope: CacheScope,
 }
 
-/// One slot per distinct model `roles` gives to roles of `kind`, each
-/// knowing which roles it serves.
-fn slots_for<J>(
-    roles: &ModelRoles,
-    kind: ModelKind,
-    capacity: usize,
-    pipeline: usize,
-) -> Vec<Slot<J>> {
-    let references = match kind {
-        ModelKind::Embedding => roles.embeddings(),
-        ModelKind::Chat => roles.chats(),
-    };
-    references
-        .iter()
-        .map(|reference| {
-            let mut slot = Slot::new(reference, kind, capacity, pipeline);
-            slot.roles = Role::ALL
-                .into_iter()
-                .filter(|r| r.kind() == kind && r.reference(roles) == reference)
-                .collect();
-            slot
-        })
-        .collect()
-}
-
 /// Cuts `text` to at most `chars` characters, at a character boundary;
 /// whether anything was cut.
 fn cut_to_chars(text: &mut String, chars: usize) -> bool {
@@ -1007,22 +708,6 @@ fn cut_to_chars(text: &mut String, chars: usize) -> bool {
         }
         None => false,
     }
-}
-
-/// The name clients use for a configured reference: a bundle artifact's
-/// name, a Hugging Face repository, or a local directory's last component.
-fn public_id(reference: &str) -> String {
-    if let Some(name) = reference.strip_prefix("bundle:") {
-        return name.to_owned();
-    }
-    if let Some(repo) = reference.strip_prefix("hf:") {
-        // Without the pins: `hf:owner/repo/file@commit#sha256=…`.
-        return repo.split(['@', '#']).next().unwrap_or(repo).to_owned();
-    }
-    std::path::Path::new(reference)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| reference.to_owned())
 }
 
 /// Per-model state for `/readyz`.

@@ -1,5 +1,7 @@
 //! Unit tests of the model runtime: admission, lanes, limits.
 
+use super::lanes::LaneQueue;
+use super::slots::{public_id, RETRY_MAX, RETRY_MIN};
 use super::*;
 use crate::config::Settings;
 

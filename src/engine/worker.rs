@@ -200,7 +200,7 @@ impl ChatBackend {
 /// Starts the thread of the embedding model in slot `index`.
 pub(super) fn spawn_embedder(inner: Arc<Inner>, index: usize, model: ResolvedModel) {
     let queue = Arc::new(LaneQueue::new());
-    *inner.embeddings[index]
+    *inner.slots.embeddings[index]
         .queue
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
@@ -210,7 +210,7 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, index: usize, model: ResolvedMod
             let inner = inner.clone();
             move || {
                 super::priority::lower_this_thread();
-                let slot = &inner.embeddings[index];
+                let slot = &inner.slots.embeddings[index];
                 let loaded = load(slot, || {
                     let embedder = EmbedBackend::load(&model, &inner.device)?;
                     // Known before the slot reads ready.
@@ -225,7 +225,7 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, index: usize, model: ResolvedMod
             }
         });
     if let Err(err) = spawned {
-        inner.embeddings[index].set_state(ModelState::Failed {
+        inner.slots.embeddings[index].set_state(ModelState::Failed {
             reason: format!("cannot start its thread: {err}"),
         });
     }
@@ -234,7 +234,7 @@ pub(super) fn spawn_embedder(inner: Arc<Inner>, index: usize, model: ResolvedMod
 /// Starts the thread of the chat model in slot `index`.
 pub(super) fn spawn_chat(inner: Arc<Inner>, index: usize, model: ResolvedModel) {
     let queue = Arc::new(LaneQueue::new());
-    *inner.chats[index]
+    *inner.slots.chats[index]
         .queue
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
@@ -244,7 +244,7 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, index: usize, model: ResolvedModel) 
             let inner = inner.clone();
             move || {
                 super::priority::lower_this_thread();
-                let slot = &inner.chats[index];
+                let slot = &inner.slots.chats[index];
                 let loaded = load(slot, || ChatBackend::load(&inner, &model));
                 if let Some(mut chat) = loaded {
                     serve_chat(slot, &mut chat, inner.limits, &queue);
@@ -252,7 +252,7 @@ pub(super) fn spawn_chat(inner: Arc<Inner>, index: usize, model: ResolvedModel) 
             }
         });
     if let Err(err) = spawned {
-        inner.chats[index].set_state(ModelState::Failed {
+        inner.slots.chats[index].set_state(ModelState::Failed {
             reason: format!("cannot start its thread: {err}"),
         });
     }
@@ -571,7 +571,7 @@ mod tests {
                 task: EmbedTask::Retrieval,
                 reply,
             },
-            _ticket: super::super::Ticket {
+            _ticket: super::super::slots::Ticket {
                 _permit: semaphore.clone().try_acquire_owned().unwrap(),
                 model: "m".into(),
             },

@@ -42,28 +42,15 @@ pub enum ModelsCommand {
 }
 
 pub fn run(cmd: ModelsCommand, settings: &Settings, output: Output) -> anyhow::Result<()> {
-    let catalog = Catalog::builtin();
-    let cache_dir = settings.models.cache_dir();
-    let context = CliContext {
-        store: ModelCache {
-            catalog: &catalog,
-            cache: &cache_dir,
-            pip: &settings.models.pip,
-        },
-        // Every role's model (an invalid configuration was refused at load).
-        configured: settings
-            .models
-            .roles()
-            .map(|r| r.all())
-            .unwrap_or_else(|_| {
-                vec![
-                    settings.models.embedding.clone(),
-                    settings.models.chat.clone(),
-                ]
-            }),
-    };
-    let mut stdout = std::io::stdout().lock();
-    execute(cmd, &context, output, &mut stdout)
+    super::in_cache(&settings.models, |store| {
+        let context = CliContext {
+            store: *store,
+            // Every role's model (an invalid configuration was refused at load).
+            configured: settings.models.configured_models(),
+        };
+        let mut stdout = std::io::stdout().lock();
+        execute(cmd, &context, output, &mut stdout)
+    })
 }
 
 /// Everything a command needs besides its arguments.

@@ -209,14 +209,7 @@ pub fn prepare(settings: &ModelsSettings, mode: PrepareMode) -> Result<PreparedM
         .iter()
         .map(|r| r.parse())
         .collect::<Result<Vec<ModelRef>, _>>()?;
-    let catalog = Catalog::builtin();
-    let cache_dir = settings.cache_dir();
-    let cache = ModelCache {
-        catalog: &catalog,
-        cache: &cache_dir,
-        pip: &settings.pip,
-    };
-    let models = cache.resolve_all(&refs, mode)?;
+    let models = in_cache(settings, |cache| cache.resolve_all(&refs, mode))?;
     Ok(PreparedModels { roles, models })
 }
 
@@ -267,14 +260,18 @@ fn resolve_in_cache<const N: usize>(
     refs: &[ModelRef; N],
     mode: PrepareMode,
 ) -> Result<[ResolvedModel; N], ModelError> {
+    in_cache(settings, |cache| cache.resolve(refs, mode))
+}
+
+/// Runs `work` on the built-in catalogue in the configured cache.
+fn in_cache<T>(settings: &ModelsSettings, work: impl FnOnce(&ModelCache<'_>) -> T) -> T {
     let catalog = Catalog::builtin();
     let cache_dir = settings.cache_dir();
-    let cache = ModelCache {
+    work(&ModelCache {
         catalog: &catalog,
         cache: &cache_dir,
         pip: &settings.pip,
-    };
-    cache.resolve(refs, mode)
+    })
 }
 
 /// The cheap view of the built-in catalogue in the configured cache: sizes
