@@ -853,17 +853,33 @@ async fn announce_ready(state: AppState, stop: CancellationToken) {
 const PREPARE_CHECK: Duration = Duration::from_secs(5);
 /// Translations written per tenant before the queue is looked at again.
 const PREPARE_BATCH: usize = 4;
+/// The longest a tenant with nothing left to translate is left alone when
+/// its knowledge base does not change (five idle periods, at least 30 s).
+const PREPARE_RECHECK: Duration = Duration::from_secs(600);
 
-/// Translates the seller's FAQ answers ahead into the languages of each
-/// tenant's shops' markets, a few at a time, once the queue has been empty
+/// Whether a tenant found with nothing left to translate (`done`: at which
+/// knowledge-base revision, and when) may be left alone now: its knowledge
+/// base has not changed and it was looked at within `recheck`.
+fn prepared_settled(
+    done: Option<&(i64, std::time::Instant)>,
+    revision: i64,
+    recheck: Duration,
+) -> bool {
+    done.is_some_and(|(at, when)| *at == revision && when.elapsed() < recheck)
+}
+
+/// Translates the seller's FAQ answers ahead into the languages its buyers
+/// write (see `pipeline::prepare`), a few at a time, once the queue has been empty
 /// for `idle` and for as long as it stays empty: work for the chat model
 /// while no buyer waits, so the first buyer to ask in a language is
 /// answered from a stored, checked translation.
 async fn prepare_translations(state: AppState, idle: Duration, stop: CancellationToken) {
     let mut quiet_since: Option<std::time::Instant> = None;
     // Tenants with nothing left to translate, at their knowledge base's
-    // revision: looked at again once it changes.
-    let mut done: HashMap<crate::domain::TenantId, i64> = HashMap::new();
+    // revision: looked at again once it changes, or after a while (buyers
+    // may have started writing in another language).
+    let recheck = (idle * 5).clamp(Duration::from_secs(30), PREPARE_RECHECK);
+    let mut done: HashMap<crate::domain::TenantId, (i64, std::time::Instant)> = HashMap::new();
     let mut failed: HashMap<crate::domain::TenantId, std::collections::BTreeSet<(String, String)>> =
         HashMap::new();
     loop {
@@ -897,7 +913,7 @@ async fn prepare_translations(state: AppState, idle: Duration, stop: Cancellatio
             let Ok(revision) = state.kb.entries().kb_revision(tenant.id).await else {
                 continue;
             };
-            if done.get(&tenant.id) == Some(&revision) {
+            if prepared_settled(done.get(&tenant.id), revision, recheck) {
                 continue;
             }
             let owner = tenant.id.0.as_u128();
@@ -919,7 +935,7 @@ async fn prepare_translations(state: AppState, idle: Duration, stop: Cancellatio
                             "FAQ answers translated ahead");
                     }
                     if pass.complete {
-                        done.insert(tenant.id, revision);
+                        done.insert(tenant.id, (revision, std::time::Instant::now()));
                     }
                 }
                 Err(err) => {
@@ -986,5 +1002,27 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_with_nothing_to_translate_is_looked_at_again_after_a_change_or_a_while() {
+        let recheck = Duration::from_secs(30);
+        let now = std::time::Instant::now();
+        assert!(!prepared_settled(None, 3, recheck), "never looked at");
+        assert!(prepared_settled(Some(&(3, now)), 3, recheck));
+        assert!(
+            !prepared_settled(Some(&(3, now)), 4, recheck),
+            "its knowledge base changed"
+        );
+        let long_ago = now - Duration::from_secs(31);
+        assert!(
+            !prepared_settled(Some(&(3, long_ago)), 3, recheck),
+            "buyers may write in another language by now"
+        );
     }
 }
