@@ -12,20 +12,18 @@
 //! in place (`kedai models pull`); then it loads them, installs the reply
 //! pipeline and the waiting messages are processed.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::jobs::ChannelJobs;
 use crate::channels::{Channels, ChannelsConfig};
 use crate::config::Settings;
-use crate::domain::{Platform, ShopKey, TenantName, TextLimits};
+use crate::domain::TextLimits;
 use crate::engine::{Engine, Role};
 use crate::http::{self, ApiLimits, AppState, ModelReadiness, Readiness};
 use crate::inference::EmbedTask;
@@ -35,93 +33,12 @@ use crate::pipeline::stages::{
 };
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineParts};
 use crate::queue::{JobHandler, Queue};
-use crate::store::{KbStore, NewShop, OpenedStore, Schema, Store, StoreError};
+use crate::store::{KbStore, OpenedStore, Schema, Store};
 
-pub const DEMO_TENANT: &str = "demo";
+mod demo;
 
-/// The demo tenant's shops, one per platform.
-pub const DEMO_SHOPS: [(&str, Platform, &str); 4] = [
-    ("demo-shopee", Platform::Shopee, "Demo shop on Shopee"),
-    ("demo-lazada", Platform::Lazada, "Demo shop on Lazada"),
-    ("demo-tiktok", Platform::Tiktok, "Demo shop on TikTok Shop"),
-    ("demo-web", Platform::Web, "Demo web shop"),
-];
-
-/// The file the demo tenant's token is written to, in the data directory.
-pub const DEMO_TOKEN_FILE: &str = "demo-token";
-
-/// Credentials minted for the demo tenant on its first start. The token is
-/// also in `token_file` (mode 0600), so that it never has to be printed
-/// where logs are kept.
-#[derive(Debug, Clone)]
-pub struct DemoCredentials {
-    pub tenant: String,
-    pub token: String,
-    pub token_file: std::path::PathBuf,
-}
-
-/// Creates the demo tenant and its shops unless a tenant called "demo"
-/// already exists; returns the new token when it made one, after writing
-/// it to `<data_dir>/demo-token`.
-pub async fn seed_demo(
-    store: &dyn Store,
-    data_dir: &std::path::Path,
-) -> Result<Option<DemoCredentials>, StoreError> {
-    if store.tenant_by_name(DEMO_TENANT).await?.is_some() {
-        return Ok(None);
-    }
-    let name = TenantName::parse(DEMO_TENANT).expect("demo tenant name is valid");
-    let tenant = match store.create_tenant(&name).await {
-        Ok(tenant) => tenant,
-        // Another process seeded it between our check and our insert.
-        Err(StoreError::AlreadyExists { .. }) => return Ok(None),
-        Err(err) => return Err(err),
-    };
-    for (key, platform, label) in DEMO_SHOPS {
-        store
-            .add_shop(NewShop {
-                tenant_id: tenant.id,
-                platform,
-                key: ShopKey::parse(key).expect("demo shop keys are valid"),
-                name: label.to_owned(),
-                // Cross-border shops: they sell to every country of the
-                // region, in US dollars, so only the currency is fixed.
-                market: crate::domain::Market {
-                    currency: Some(
-                        crate::domain::CurrencyCode::parse("USD").expect("USD is a currency"),
-                    ),
-                    ..Default::default()
-                },
-                credentials: SecretString::from("{}"),
-            })
-            .await?;
-    }
-    let (_, token) = crate::auth::issue_token(store, tenant.id, "demo").await?;
-    let token_file = data_dir.join(DEMO_TOKEN_FILE);
-    write_token_file(&token_file, &token).map_err(|source| StoreError::DataDir {
-        path: token_file.clone(),
-        source,
-    })?;
-    Ok(Some(DemoCredentials {
-        tenant: tenant.name,
-        token,
-        token_file,
-    }))
-}
-
-/// Writes `token` to `path`, readable by the owner alone, replacing an
-/// older file of that name.
-fn write_token_file(path: &std::path::Path, token: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err),
-    }
-    let mut file = crate::store::private_file::create_new(path)?;
-    file.write_all(format!("{token}\n").as_bytes())?;
-    file.sync_all()
-}
+pub use demo::{seed_demo, DemoCredentials, DEMO_SHOPS, DEMO_TENANT, DEMO_TOKEN_FILE};
+use demo::{seed_demo_kb, seed_demo_orders};
 
 /// What `build` needs besides the settings.
 pub struct BuildOptions {
@@ -384,8 +301,19 @@ impl Application {
         tokio::spawn(announce_ready(self.state.clone(), shutdown.child_token()));
         let idle = self.settings.pipeline.prepare_translations_after_idle_secs;
         if idle > 0 {
-            tokio::spawn(prepare_translations(
-                self.state.clone(),
+            let state = self.state.clone();
+            let ahead = crate::pipeline::prepare::schedule::Ahead {
+                store: state.store.clone(),
+                kb: state.kb.clone(),
+                // (Knowledge untracked: no index is being built for readiness.)
+                ready: Box::new(move || {
+                    let ready = state.understand.get().is_some_and(|u| u.is_ready())
+                        && state.readiness.knowledge_is_warm() != Some(false);
+                    state.pipeline.get().filter(|_| ready).cloned()
+                }),
+            };
+            tokio::spawn(crate::pipeline::prepare::schedule::run(
+                ahead,
                 Duration::from_secs(idle),
                 shutdown.child_token(),
             ));
@@ -715,72 +643,6 @@ fn understand_stage(settings: &Settings, embedder: Arc<dyn Embedder>) -> Arc<Und
     stage
 }
 
-/// Imports the demo orders into the demo tenant (first start only). A broken
-/// file is logged and skipped: the server starts regardless.
-async fn seed_demo_orders(store: &dyn Store, path: &str) {
-    if path.trim().is_empty() {
-        return;
-    }
-    let tenant = match store.tenant_by_name(DEMO_TENANT).await {
-        Ok(Some(tenant)) => tenant,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::warn!(error = %err, "demo orders not imported");
-            return;
-        }
-    };
-    let path = std::path::Path::new(path.trim());
-    match crate::demo::import_orders(store, tenant.id, path, chrono::Utc::now()).await {
-        Ok(n) => tracing::info!(orders = n, file = %path.display(), "demo orders imported"),
-        Err(err) => tracing::warn!(error = %err, "demo orders not imported"),
-    }
-}
-
-/// Imports `demo_dir` into the demo tenant while its knowledge base has
-/// never been changed (the first start). A broken folder is logged and
-/// skipped: the server starts regardless.
-async fn seed_demo_kb(store: &dyn Store, kb: &KbService, demo_dir: &str) {
-    let dir = std::path::Path::new(demo_dir.trim());
-    if demo_dir.trim().is_empty() {
-        return;
-    }
-    let tenant = match store.tenant_by_name(DEMO_TENANT).await {
-        Ok(Some(tenant)) => tenant,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot look up the demo tenant");
-            return;
-        }
-    };
-    match kb.revision(tenant.id).await {
-        Ok(0) => {}
-        Ok(_) => return,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot read the demo knowledge base");
-            return;
-        }
-    }
-    if !dir.is_dir() {
-        tracing::info!(dir = %dir.display(), "no demo knowledge base folder; skipping");
-        return;
-    }
-    let entries = match crate::kb::import::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) => {
-            tracing::warn!(error = %err, "demo knowledge base not imported");
-            return;
-        }
-    };
-    match kb.import(tenant.id, &entries, "system").await {
-        Ok(applied) => tracing::info!(
-            dir = %dir.display(),
-            created = applied.created,
-            "demo knowledge base imported"
-        ),
-        Err(err) => tracing::warn!(error = %err, "demo knowledge base not imported"),
-    }
-}
-
 /// Brings every tenant's knowledge-base index up to date in the background
 /// after a start, so a missing, stale or half-built index (a crash) is
 /// rebuilt before the first search needs it.
@@ -849,106 +711,6 @@ async fn announce_ready(state: AppState, stop: CancellationToken) {
     }
 }
 
-/// How often the queue is looked at for translations prepared ahead.
-const PREPARE_CHECK: Duration = Duration::from_secs(5);
-/// Translations written per tenant before the queue is looked at again.
-const PREPARE_BATCH: usize = 4;
-/// The longest a tenant with nothing left to translate is left alone when
-/// its knowledge base does not change (five idle periods, at least 30 s).
-const PREPARE_RECHECK: Duration = Duration::from_secs(600);
-
-/// Whether a tenant found with nothing left to translate (`done`: at which
-/// knowledge-base revision, and when) may be left alone now: its knowledge
-/// base has not changed and it was looked at within `recheck`.
-fn prepared_settled(
-    done: Option<&(i64, std::time::Instant)>,
-    revision: i64,
-    recheck: Duration,
-) -> bool {
-    done.is_some_and(|(at, when)| *at == revision && when.elapsed() < recheck)
-}
-
-/// Translates the seller's FAQ answers ahead into the languages its buyers
-/// write (see `pipeline::prepare`), a few at a time, once the queue has been empty
-/// for `idle` and for as long as it stays empty: work for the chat model
-/// while no buyer waits, so the first buyer to ask in a language is
-/// answered from a stored, checked translation.
-async fn prepare_translations(state: AppState, idle: Duration, stop: CancellationToken) {
-    let mut quiet_since: Option<std::time::Instant> = None;
-    // Tenants with nothing left to translate, at their knowledge base's
-    // revision: looked at again once it changes, or after a while (buyers
-    // may have started writing in another language).
-    let recheck = (idle * 5).clamp(Duration::from_secs(30), PREPARE_RECHECK);
-    let mut done: HashMap<crate::domain::TenantId, (i64, std::time::Instant)> = HashMap::new();
-    let mut failed: HashMap<crate::domain::TenantId, std::collections::BTreeSet<(String, String)>> =
-        HashMap::new();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(PREPARE_CHECK) => {}
-        }
-        let Some(pipeline) = state.pipeline.get() else {
-            continue;
-        };
-        // (Knowledge untracked: no index is being built for readiness.)
-        let ready = state.understand.get().is_some_and(|u| u.is_ready())
-            && state.readiness.knowledge_is_warm() != Some(false);
-        let empty = state
-            .store
-            .job_counts()
-            .await
-            .is_ok_and(|c| c.queued == 0 && c.leased == 0);
-        if !(ready && empty) {
-            quiet_since = None;
-            continue;
-        }
-        let since = *quiet_since.get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() < idle {
-            continue;
-        }
-        let Ok(tenants) = state.store.list_tenants().await else {
-            continue;
-        };
-        for tenant in &tenants {
-            let Ok(revision) = state.kb.entries().kb_revision(tenant.id).await else {
-                continue;
-            };
-            if prepared_settled(done.get(&tenant.id), revision, recheck) {
-                continue;
-            }
-            let owner = tenant.id.0.as_u128();
-            let pass = crate::engine::scope::within(
-                crate::engine::scope::pipeline(owner),
-                pipeline.prepare_translations(
-                    state.kb.entries(),
-                    tenant.id,
-                    PREPARE_BATCH,
-                    failed.entry(tenant.id).or_default(),
-                ),
-            )
-            .await;
-            match pass {
-                Ok(pass) => {
-                    if pass.written() > 0 {
-                        tracing::info!(tenant = %tenant.id, verified = pass.verified,
-                            unverified = pass.unverified, failed = pass.failed,
-                            "FAQ answers translated ahead");
-                    }
-                    if pass.complete {
-                        done.insert(tenant.id, (revision, std::time::Instant::now()));
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(tenant = %tenant.id, error = %err.message, "translations ahead failed")
-                }
-            }
-            if stop.is_cancelled() {
-                return;
-            }
-        }
-    }
-}
-
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Deletes conversations older than `days` once an hour until `stop`.
@@ -1002,27 +764,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tenant_with_nothing_to_translate_is_looked_at_again_after_a_change_or_a_while() {
-        let recheck = Duration::from_secs(30);
-        let now = std::time::Instant::now();
-        assert!(!prepared_settled(None, 3, recheck), "never looked at");
-        assert!(prepared_settled(Some(&(3, now)), 3, recheck));
-        assert!(
-            !prepared_settled(Some(&(3, now)), 4, recheck),
-            "its knowledge base changed"
-        );
-        let long_ago = now - Duration::from_secs(31);
-        assert!(
-            !prepared_settled(Some(&(3, long_ago)), 3, recheck),
-            "buyers may write in another language by now"
-        );
     }
 }

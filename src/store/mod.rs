@@ -62,8 +62,8 @@ pub use sqlite::{MigrationReport, Schema, SqliteStore};
 pub use suggestions::SuggestionStore;
 pub use timers::TimerStore;
 pub use translations::{
-    NewTranslation, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
-    TranslationStore,
+    FaqAsked, NewTranslation, StoredTranslation, TranslationKey, TranslationReview,
+    TranslationStatus, TranslationStore,
 };
 pub use users::UserStore;
 

@@ -100,6 +100,15 @@ pub struct StoredTranslation {
     pub reviewed_at: Option<DateTime<Utc>>,
 }
 
+/// How often one FAQ entry answered buyers writing in one language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FaqAsked {
+    pub entry_id: String,
+    pub lang: String,
+    pub asked: i64,
+    pub last_asked_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait TranslationStore: Send + Sync + 'static {
     /// The languages `tenant`'s buyers wrote in since `since`, each with
@@ -115,6 +124,17 @@ pub trait TranslationStore: Send + Sync + 'static {
         tenant: TenantId,
         key: &TranslationKey,
     ) -> Result<Option<StoredTranslation>, StoreError>;
+    /// Counts one more buyer answered from FAQ entry `entry_id` in `lang`:
+    /// one upsert, nothing read.
+    async fn record_faq_asked(
+        &self,
+        tenant: TenantId,
+        entry_id: &str,
+        lang: &str,
+    ) -> Result<(), StoreError>;
+    /// How often each FAQ entry answered buyers, per language, most asked
+    /// first (ties by entry and language).
+    async fn faq_asked(&self, tenant: TenantId) -> Result<Vec<FaqAsked>, StoreError>;
     /// Records a machine translation unless one is stored for the key
     /// already (a person's verdict is never overwritten); returns what is
     /// stored for the key afterwards.

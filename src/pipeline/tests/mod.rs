@@ -2,6 +2,7 @@
 //! stages and a real store, split by what they cover; this file holds the
 //! fakes and the fixture. The real-model pipeline is tested in tests/it.
 
+mod ahead;
 mod answers;
 mod handoffs;
 mod lanes;

@@ -94,6 +94,48 @@ impl TranslationStore for SqliteStore {
         select(&mut conn, tenant, key).await
     }
 
+    async fn record_faq_asked(
+        &self,
+        tenant: TenantId,
+        entry_id: &str,
+        lang: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO faq_asked (tenant_id, entry_id, lang, asked, last_asked_at) \
+             VALUES (?, ?, ?, 1, ?) \
+             ON CONFLICT (tenant_id, entry_id, lang) \
+             DO UPDATE SET asked = faq_asked.asked + 1, last_asked_at = excluded.last_asked_at",
+        )
+        .bind(tenant.to_string())
+        .bind(entry_id)
+        .bind(lang.to_ascii_lowercase())
+        .bind(ts(now()))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn faq_asked(&self, tenant: TenantId) -> Result<Vec<FaqAsked>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        let rows = sqlx::query_as::<_, (String, String, i64, String)>(
+            "SELECT entry_id, lang, asked, last_asked_at FROM faq_asked \
+             WHERE tenant_id = ? ORDER BY asked DESC, entry_id, lang",
+        )
+        .bind(tenant.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter()
+            .map(|(entry_id, lang, asked, at)| {
+                Ok(FaqAsked {
+                    entry_id,
+                    lang,
+                    asked,
+                    last_asked_at: parse_ts(&at)?,
+                })
+            })
+            .collect()
+    }
+
     async fn save_translation(
         &self,
         tenant: TenantId,
