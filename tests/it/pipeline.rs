@@ -216,5 +216,10 @@ async fn faq_answers_are_translated_ahead_while_nobody_waits() {
         "answered from the stored translation, not written while the buyer waited: {trace:#}"
     );
     assert!(trace["notes"].to_string().contains("stored"), "{trace:#}");
+    // The answer counts for its entry: what is translated ahead first.
+    let asked = app.store.faq_asked(tenant.id).await.unwrap();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].entry_id, stored.key.entry_id);
+    assert_eq!((asked[0].lang.as_str(), asked[0].asked), ("id", 1));
     app.stop().await;
 }
