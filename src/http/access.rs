@@ -117,6 +117,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/kb/translations",
         Access::Tenant(Scope::Read),
     ),
+    ("GET", "/api/v1/kb/asked", Access::Tenant(Scope::Read)),
     (
         "PUT",
         "/api/v1/kb/translations/{kind}/{id}/{lang}",

@@ -222,6 +222,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(v1::put_custody))
         .routes(routes!(shops::get_policy, shops::put_policy))
         .routes(routes!(shops::list_translations))
+        .routes(routes!(shops::list_asked))
         .routes(routes!(shops::review_translation))
         .routes(routes!(orders::upsert_order, orders::list_orders))
         .routes(routes!(orders::get_order))

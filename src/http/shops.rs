@@ -1,7 +1,7 @@
 //! API v1 for what a seller sets per shop and what a person decides for the
 //! AI: each shop's own policy (modes, thresholds, business hours, the kill
-//! switch), and the machine translations of the seller's answers waiting
-//! for a person's approval.
+//! switch), the machine translations of the seller's answers waiting for
+//! a person's approval, and how often each FAQ entry answered buyers.
 //!
 //! A shop's policy is stored with the shop, so it belongs to one tenant's
 //! shop only; it is validated against the server's defaults before it is
@@ -18,7 +18,8 @@ use super::AppState;
 use crate::domain::ShopKey;
 use crate::pipeline::policy::PolicyOverride;
 use crate::store::{
-    KbKind, ShopUpdate, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
+    FaqAsked, KbKind, ShopUpdate, StoredTranslation, TranslationKey, TranslationReview,
+    TranslationStatus,
 };
 
 /// A shop's policy: what it overrides and what applies.
@@ -219,6 +220,73 @@ pub async fn list_translations(
     }))
 }
 
+/// How often one FAQ entry answered buyers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AskedEntryDto {
+    pub entry_id: String,
+    /// Buyers answered from it, in all languages.
+    pub asked: i64,
+    /// Buyers answered from it per language they wrote in (ISO 639-1).
+    pub languages: std::collections::BTreeMap<String, i64>,
+    pub last_asked_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AskedList {
+    /// Most asked first (ties by entry id).
+    pub entries: Vec<AskedEntryDto>,
+}
+
+impl AskedList {
+    fn from_rows(rows: Vec<FaqAsked>) -> AskedList {
+        let mut entries: Vec<AskedEntryDto> = Vec::new();
+        for row in rows {
+            let at = entries.iter().position(|e| e.entry_id == row.entry_id);
+            let entry = match at {
+                Some(i) => &mut entries[i],
+                None => {
+                    entries.push(AskedEntryDto {
+                        entry_id: row.entry_id.clone(),
+                        asked: 0,
+                        languages: Default::default(),
+                        last_asked_at: row.last_asked_at,
+                    });
+                    entries.last_mut().expect("just pushed")
+                }
+            };
+            entry.asked += row.asked;
+            *entry.languages.entry(row.lang).or_default() += row.asked;
+            entry.last_asked_at = entry.last_asked_at.max(row.last_asked_at);
+        }
+        entries.sort_by(|a, b| {
+            b.asked
+                .cmp(&a.asked)
+                .then_with(|| a.entry_id.cmp(&b.entry_id))
+        });
+        AskedList { entries }
+    }
+}
+
+/// The FAQ entries buyers are answered from most: how many buyers each
+/// answered, per language. Translations ahead take them in this order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/kb/asked",
+    tag = "knowledge base",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "FAQ entries, most asked first", body = AskedList),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+    )
+)]
+pub async fn list_asked(
+    State(state): State<AppState>,
+    tenant: Tenant,
+) -> Result<Json<AskedList>, ApiError> {
+    let rows = state.store.faq_asked(tenant.id).await?;
+    Ok(Json(AskedList::from_rows(rows)))
+}
+
 /// A person's verdict on a translation.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -293,4 +361,34 @@ pub async fn review_translation(
         .review_translation(tenant.id, &key, &review, &tenant.actor())
         .await?;
     Ok(Json(reviewed.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asked_rows_add_up_per_entry_most_asked_first() {
+        let at = |m: i64| chrono::DateTime::from_timestamp(1_800_000_000 + m, 0).unwrap();
+        let row = |id: &str, lang: &str, asked, when| FaqAsked {
+            entry_id: id.into(),
+            lang: lang.into(),
+            asked,
+            last_asked_at: at(when),
+        };
+        let list = AskedList::from_rows(vec![
+            row("cod", "id", 4, 10),
+            row("warranty", "th", 3, 30),
+            row("warranty", "vi", 3, 20),
+            row("returns", "en", 4, 5),
+        ]);
+        let got: Vec<(&str, i64)> = list
+            .entries
+            .iter()
+            .map(|e| (e.entry_id.as_str(), e.asked))
+            .collect();
+        assert_eq!(got, [("warranty", 6), ("cod", 4), ("returns", 4)]);
+        assert_eq!(list.entries[0].languages["th"], 3);
+        assert_eq!(list.entries[0].last_asked_at, at(30));
+    }
 }

@@ -221,5 +221,12 @@ async fn faq_answers_are_translated_ahead_while_nobody_waits() {
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(asked[0].entry_id, stored.key.entry_id);
     assert_eq!((asked[0].lang.as_str(), asked[0].asked), ("id", 1));
+    let listed = app.get_json("/api/v1/kb/asked").await;
+    assert_eq!(
+        listed["entries"][0]["entry_id"],
+        stored.key.entry_id.as_str()
+    );
+    assert_eq!(listed["entries"][0]["asked"], 1, "{listed:#}");
+    assert_eq!(listed["entries"][0]["languages"]["id"], 1, "{listed:#}");
     app.stop().await;
 }
