@@ -6,8 +6,9 @@
 //!
 //! What buyers ask most is translated first: every FAQ answer a buyer gets
 //! is counted per entry and language (one upsert, [`Pipeline::count_asked`]),
-//! and a pass takes entries by that count (ties by id) and, for each, the
-//! languages it was asked in and then those buyers write most.
+//! and a pass takes the (entry, language) pairs buyers asked for first,
+//! then entries by that count (ties by id), each into the languages buyers
+//! write most.
 //!
 //! A translation is written only where none is stored (approved, verified,
 //! unverified or rejected alike), so a person's decision is never undone
@@ -113,9 +114,10 @@ impl TenantAhead {
 }
 
 impl Demand {
-    /// `(entry, language)` pairs in the order they are translated: entries
-    /// asked most first (ties by id), and for each the languages it was
-    /// asked in most, then those buyers write most.
+    /// `(entry, language)` pairs in the order they are translated: first
+    /// the pairs buyers were answered in (most first; usually stored
+    /// already, unless the entry changed since), then entries asked most
+    /// (ties by id), each into the languages buyers write most.
     fn order<'a>(&'a self, entries: &'a [KbRecord]) -> Vec<(&'a KbRecord, &'a Language)> {
         let none = (0, HashMap::new());
         let mut pairs: Vec<_> = entries
@@ -129,9 +131,9 @@ impl Demand {
                 .copied()
                 .unwrap_or(0);
             (
+                std::cmp::Reverse(in_lang),
                 std::cmp::Reverse(*total),
                 entry.document.id.clone(),
-                std::cmp::Reverse(in_lang),
                 std::cmp::Reverse(lang.messages),
                 lang.lang.clone(),
             )
@@ -441,9 +443,9 @@ mod tests {
             order,
             [
                 ("warranty", "vi"),
+                ("cod", "th"),
                 ("warranty", "th"),
                 ("warranty", "id"),
-                ("cod", "th"),
                 ("cod", "vi"),
                 ("cod", "id"),
                 ("returns", "th"),
