@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::store::learning::{
-    ExemplarStatus, HeadVersion, LearnedExemplar, LearningStore, NewHeadVersion, NewLearnedExemplar,
+    ExemplarKind, ExemplarStatus, HeadVersion, LearnedExemplar, LearningStore, NewHeadVersion,
+    NewLearnedExemplar,
 };
 
 /// The statement as this database spells its parameters.
@@ -14,7 +15,7 @@ fn q(sql: &str) -> String {
 }
 
 const EXEMPLAR_COLUMNS: &str = "id, message_id, text, label, previous_label, status, \
-     version_id, created_by, created_at";
+     version_id, created_by, created_at, kind, route_intent";
 
 const VERSION_COLUMNS: &str = "id, tenant_id, number, exemplar_ids, comparison, promoted, \
      reason, active, created_by, created_at";
@@ -30,6 +31,8 @@ struct ExemplarRow {
     version_id: Option<String>,
     created_by: String,
     created_at: String,
+    kind: String,
+    route_intent: Option<String>,
 }
 
 impl ExemplarRow {
@@ -50,6 +53,8 @@ impl ExemplarRow {
                 .transpose()?,
             created_by: self.created_by,
             created_at: parse_ts(&self.created_at)?,
+            kind: ExemplarKind::parse(&self.kind)?,
+            route_intent: self.route_intent,
         })
     }
 }
@@ -100,8 +105,8 @@ impl LearningStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(&q("INSERT INTO learned_exemplars \
              (id, tenant_id, message_id, text, label, previous_label, status, version_id, \
-              created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)"))
+              created_by, created_at, kind, route_intent) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?, ?, ?)"))
         .bind(id.to_string())
         .bind(tenant.to_string())
         .bind(exemplar.message_id.map(|m| m.to_string()))
@@ -110,6 +115,8 @@ impl LearningStore for SqliteStore {
         .bind(&exemplar.previous_label)
         .bind(&exemplar.created_by)
         .bind(ts(created_at))
+        .bind(exemplar.kind.as_str())
+        .bind(&exemplar.route_intent)
         .execute(&mut *tx)
         .await?;
         insert_audit(
@@ -117,7 +124,11 @@ impl LearningStore for SqliteStore {
             Some(tenant),
             &AuditEvent {
                 actor: exemplar.created_by.clone(),
-                action: "learning.intent_corrected".into(),
+                action: match exemplar.kind {
+                    ExemplarKind::Intent => "learning.intent_corrected",
+                    ExemplarKind::Route => "learning.route_corrected",
+                }
+                .into(),
                 subject_type: "message".into(),
                 subject_id: exemplar
                     .message_id
@@ -127,6 +138,8 @@ impl LearningStore for SqliteStore {
                     "exemplar": id,
                     "label": exemplar.label,
                     "previous_label": exemplar.previous_label,
+                    "kind": exemplar.kind.as_str(),
+                    "route_intent": exemplar.route_intent,
                 }),
             },
         )
@@ -142,6 +155,8 @@ impl LearningStore for SqliteStore {
             version_id: None,
             created_by: exemplar.created_by.clone(),
             created_at,
+            kind: exemplar.kind,
+            route_intent: exemplar.route_intent.clone(),
         })
     }
 
@@ -375,6 +390,8 @@ mod tests {
             label: label.into(),
             previous_label: Some("greeting".into()),
             created_by: "user:a".into(),
+            kind: ExemplarKind::Intent,
+            route_intent: None,
         }
     }
 
