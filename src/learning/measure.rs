@@ -150,9 +150,12 @@ pub fn compare(cases: &[Case], before: &[Reading], after: &[Reading]) -> Compari
                 f.routes.count(!case.misrouted(r.route));
             }
         }
-        let right_before = intent_right(b) && !case.misrouted(b.route);
-        let right_after = intent_right(a) && !case.misrouted(a.route);
-        if right_before != right_after {
+        // Worse (or better) in what it is read as, or in where it goes.
+        let worse = (intent_right(b) && !intent_right(a))
+            || (!case.misrouted(b.route) && case.misrouted(a.route));
+        let better = (!intent_right(b) && intent_right(a))
+            || (case.misrouted(b.route) && !case.misrouted(a.route));
+        if worse || better {
             let change = Change {
                 text: case.text.clone(),
                 expected: case.intent.clone(),
@@ -162,7 +165,7 @@ pub fn compare(cases: &[Case], before: &[Reading], after: &[Reading]) -> Compari
                 route_before: b.route,
                 route_after: a.route,
             };
-            if right_before {
+            if worse {
                 regressions.push(change);
             } else {
                 fixes.push(change);
