@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::helpers::TestApp;
-use crate::learning::{learning_spawn, post, read_in, versions};
+use crate::learning::{agent_desk, learning_spawn, post, read_in, versions};
 
 /// The AI drafted it; the buyer needed a person.
 const NEEDED_PERSON: &str = "the courier says my parcel was delivered but nothing is at my door";
@@ -280,9 +280,29 @@ async fn route_corrections_are_measured_learned_per_tenant_and_never_automate_a_
     assert!(theirs.get("learned_route").is_none(), "{theirs:#}");
 
     // A person route that would take a confirmed routine message from the
-    // AI is refused with the reason.
-    let like = correct(&app, &token, &ids[2], "person").await;
-    assert_eq!(like.status(), 202);
+    // AI is refused with the reason; made in the workbench.
+    let desk = agent_desk(&app, tenant.id).await;
+    let conversation = app
+        .store
+        .message_conversation(tenant.id, ids[2].parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let page = desk.page(&format!("/app/c/{conversation}")).await;
+    let form = format!("action=\"/app/c/{conversation}/route\"");
+    assert!(page.contains(&form), "{page}");
+    assert!(
+        page.contains("value=\"person\">This needed a person"),
+        "{page}"
+    );
+    let like = desk
+        .post(
+            &format!("/app/c/{conversation}/route"),
+            &format!("/app/c/{conversation}"),
+            &[("message", ids[2].as_str()), ("route", "person")],
+        )
+        .await;
+    assert_eq!(like.status(), reqwest::StatusCode::SEE_OTHER);
     let heads = versions(&app, &token, 2).await;
     let refused = &heads["versions"][0];
     assert_eq!(refused["promoted"], false, "{heads:#}");
@@ -294,6 +314,10 @@ async fn route_corrections_are_measured_learned_per_tenant_and_never_automate_a_
     let regression = &refused["comparison"]["regressions"][0];
     assert_eq!(regression["text"], CONFIRMED, "{refused:#}");
     assert_eq!(regression["route_after"], "person");
+    let shown = desk.page("/app/learning").await;
+    assert!(shown.contains("route: a person"), "{shown}");
+    assert!(shown.contains("Routes (routine messages kept from a person)"));
+    assert!(shown.contains("learned route none → person"), "{shown}");
 
     // A refund is never learned as the AI's, and its near-duplicate still
     // goes to a person.
