@@ -111,7 +111,7 @@ async fn a_correction_is_measured_shown_and_rolled_back(client: &Client) {
         .find_all(Locator::Css("tr.version.active dl.figures dd"))
         .await
         .unwrap();
-    assert_eq!(figures.len(), 3, "routing, accuracy and safety");
+    assert_eq!(figures.len(), 4, "routing, accuracy, safety and routes");
     let mut measured = 0;
     for dd in figures {
         let shown = dd.text().await.unwrap();
@@ -122,7 +122,7 @@ async fn a_correction_is_measured_shown_and_rolled_back(client: &Client) {
             assert_eq!(shown, "nothing to measure yet");
         }
     }
-    assert!(measured >= 2, "accuracy and safety are measured");
+    assert!(measured >= 3, "accuracy, safety and routes are measured");
     // People are named, not shown as ids.
     assert!(!row.contains("user:"), "{row}");
     assert!(row.contains("owner"), "{row}");
