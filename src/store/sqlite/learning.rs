@@ -407,6 +407,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_route_correction_is_kept_with_its_kind_and_intent_and_audited_as_a_route() {
+        let (store, _dir) = open().await;
+        let one = tenant_with_shop(&store, "one").await.tenant_id;
+        let route = store
+            .add_learned_exemplar(
+                one,
+                &NewLearnedExemplar {
+                    label: "person".into(),
+                    previous_label: Some("draft".into()),
+                    kind: ExemplarKind::Route,
+                    route_intent: Some("order_status".into()),
+                    ..correction("the courier says delivered, nothing here", "person")
+                },
+            )
+            .await
+            .unwrap();
+        let intent = store
+            .add_learned_exemplar(one, &correction("uang kembali", "refund_request"))
+            .await
+            .unwrap();
+        let stored = store.learned_exemplars(one).await.unwrap();
+        let ids: Vec<Uuid> = stored.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [route.id, intent.id]);
+        assert_eq!(stored[0].kind, ExemplarKind::Route);
+        assert_eq!(stored[0].route_intent.as_deref(), Some("order_status"));
+        assert_eq!(stored[1].kind, ExemplarKind::Intent);
+        let audit = store.audit_log(one, 10).await.unwrap();
+        let actions: Vec<&str> = audit.iter().map(|e| e.event.action.as_str()).collect();
+        assert!(actions.contains(&"learning.route_corrected"), "{actions:?}");
+        assert!(
+            actions.contains(&"learning.intent_corrected"),
+            "{actions:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn versions_promote_refuse_and_roll_back_per_tenant() {
         let (store, _dir) = open().await;
         let one = tenant_with_shop(&store, "one").await.tenant_id;
