@@ -15,13 +15,18 @@ use serde::{Deserialize, Serialize};
 use super::repeat::cosine;
 use super::{QueryEmbedder, UnderstandError};
 
-/// Cosine similarity of e5 query vectors at or above which a message takes
-/// a learned route: the band where two short messages ask the same thing
-/// (same-meaning pairs score about 0.87 to 0.95, unrelated ones 0.75 to
-/// 0.85, as measured for repeated questions), at its upper end so a route
-/// learned from one message reaches its rewordings and translations, not
-/// its neighbours' topics.
-pub const ROUTE_MIN_SIMILARITY: f32 = 0.9;
+/// Cosine similarity of multilingual-e5-small query vectors at or above
+/// which a message takes a learned route. Calibrated on the shipped
+/// evaluation set (162 messages, nine languages): of its 12,106 pairs of
+/// messages with different intents, 22 reach 0.90 ("what sizes does this
+/// shirt come in?" and "how much is shipping for this shirt?" score
+/// 0.92), none reaches 0.93 (the closest is 0.929); rewordings of one
+/// message score 0.99 and more. 0.94 leaves a margin above every
+/// different question; the price is that a translation of the corrected
+/// message (about 0.90) is not reached: a route is learned per language.
+/// Tested by
+/// `learning_routes::no_two_evaluation_messages_of_different_intents_are_within_the_route_threshold`.
+pub const ROUTE_MIN_SIMILARITY: f32 = 0.94;
 
 /// Where a person said a message should go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
