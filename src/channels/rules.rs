@@ -165,7 +165,8 @@ pub fn check(platform: Platform, text: &str, allowed_hosts: &[String]) -> Vec<Fi
             | Violation::PromiseByMeaning { .. }
             | Violation::Link { .. }
             | Violation::ForeignIdentifier { .. }
-            | Violation::EchoesConversation { .. } => {}
+            | Violation::EchoesConversation { .. }
+            | Violation::NotAddressedToTheBuyer { .. } => {}
         }
     }
     findings

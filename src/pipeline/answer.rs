@@ -683,8 +683,26 @@ impl Pipeline {
         } else {
             writer.write(messages, 160).await.ok()?
         };
-        written.text = unfenced(&written.text)?;
+        written.text = unlabelled(&unfenced(&written.text)?, target)?;
         Some(written)
+    }
+}
+
+/// A translation without the target language's name as a label before it
+/// ("Tagalog:\nAng padala..."), which the chat model sometimes writes;
+/// `None` when nothing follows the label.
+pub fn unlabelled(text: &str, language: &str) -> Option<String> {
+    let rest = text
+        .get(..language.len())
+        .filter(|head| head.eq_ignore_ascii_case(language))
+        .map(|_| text[language.len()..].trim_start())
+        .and_then(|rest| rest.strip_prefix([':', '：']));
+    match rest {
+        Some(rest) => {
+            let rest = rest.trim();
+            (!rest.is_empty()).then(|| rest.to_string())
+        }
+        None => Some(text.to_string()),
     }
 }
 
@@ -726,7 +744,32 @@ impl OwnedGuardContext {
 
 #[cfg(test)]
 mod tests {
-    use super::unfenced;
+    use super::{unfenced, unlabelled};
+
+    #[test]
+    fn a_translation_loses_a_label_naming_its_language() {
+        let cases: [(&str, Option<&str>); 5] = [
+            (
+                "Tagalog:\nAng padala ay 6-10 araw.",
+                Some("Ang padala ay 6-10 araw."),
+            ),
+            ("tagalog : Ang padala", Some("Ang padala")),
+            ("Tagalog：", None),
+            ("Tagalog ang sagot dito.", Some("Tagalog ang sagot dito.")),
+            ("Ta", Some("Ta")),
+        ];
+        for (written, expected) in cases {
+            assert_eq!(
+                unlabelled(written, "Tagalog").as_deref(),
+                expected,
+                "{written:?}"
+            );
+        }
+        assert_eq!(
+            unlabelled("中文：您好", "Chinese").as_deref(),
+            Some("中文：您好")
+        );
+    }
 
     #[test]
     fn a_translation_loses_the_prompts_fence_and_one_with_the_fence_inside_is_refused() {

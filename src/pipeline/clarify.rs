@@ -371,6 +371,27 @@ pub fn questions(text: &str) -> Vec<String> {
     out
 }
 
+/// The FAQ entry or shipping rule that is the best hit for each of a
+/// message's questions alone and for the whole message, when there is one:
+/// then the message asks one thing in several sentences ("What can I pay
+/// with? Do you take COD?") and that entry answers it whole. Products are
+/// left out: "Does it come in XL? Is it cotton?" names one product but asks
+/// two things its stock answer would not both cover.
+pub fn one_entry_answers_all(
+    questions: &[String],
+    per_question: &[Vec<KnowledgeHit>],
+    whole: &[KnowledgeHit],
+) -> Option<String> {
+    let top = whole
+        .first()
+        .filter(|h| matches!(h.kind.as_str(), "faq" | "shipping"))?;
+    let all_searched = per_question.len() == questions.len();
+    let same = per_question
+        .iter()
+        .all(|hits| hits.first().is_some_and(|h| h.id == top.id));
+    (all_searched && same).then(|| top.id.clone())
+}
+
 /// Hits for several questions, merged: each question's best hits in turn,
 /// without repeats.
 pub fn merge_hits(per_question: Vec<Vec<KnowledgeHit>>, limit: usize) -> Vec<KnowledgeHit> {
@@ -586,6 +607,43 @@ mod tests {
         );
         let ids: Vec<&str> = merged.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(ids, ["shipping:TH", "shipping:PH", "shipping:VN"]);
+    }
+
+    #[test]
+    fn several_questions_one_entry_answers_are_one_question() {
+        let faq = |id: &str| KnowledgeHit {
+            id: format!("faq:{id}"),
+            kind: "faq".into(),
+            ..shipping("MY")
+        };
+        let asked = questions("可以用什么方式付款？支持货到付款吗？");
+        assert_eq!(asked.len(), 2);
+        let payment = vec![faq("payment-methods"), faq("cod-refuse")];
+        let both = [payment.clone(), payment.clone()];
+        assert_eq!(
+            one_entry_answers_all(&asked, &both, &payment).as_deref(),
+            Some("faq:payment-methods")
+        );
+        // Two topics: each question keeps its own search.
+        let apart = [payment.clone(), vec![shipping("MY")]];
+        assert_eq!(one_entry_answers_all(&asked, &apart, &payment), None);
+        // The whole message must find the same entry first.
+        assert_eq!(
+            one_entry_answers_all(&asked, &both, &[faq("cod-refuse")]),
+            None
+        );
+        // A product's stock answer would not cover "is it cotton?" too.
+        let tee = vec![product("TEE-OVS-01", "Oversized Cotton Tee", &["tee"], 0.9)];
+        let asked = questions("Does the oversized tee come in XL? Is it cotton?");
+        assert_eq!(
+            one_entry_answers_all(&asked, &[tee.clone(), tee.clone()], &tee),
+            None
+        );
+        // More questions than were searched.
+        let asked = questions("Pay by card? COD? PayPal? Instalments?");
+        assert_eq!(asked.len(), 4);
+        let three = [payment.clone(), payment.clone(), payment.clone()];
+        assert_eq!(one_entry_answers_all(&asked, &three, &payment), None);
     }
 
     #[test]

@@ -302,7 +302,7 @@ impl Pipeline {
         let destination =
             clarify::destination(&ctx.text, &ctx.history, &ctx.orders, &ctx.shop.market);
         let several = clarify::questions(&ctx.text);
-        let several_questions = several.len() > 1;
+        let mut several_questions = several.len() > 1;
         // Shipping knowledge is searched for, and kept to, the country the
         // parcel goes to.
         let country = destination
@@ -327,8 +327,24 @@ impl Pipeline {
             for question in several.iter().take(3) {
                 per_question.push(search(question.clone()).await?);
             }
-            notes.push(format!("{} questions in one message", several.len()));
-            clarify::merge_hits(per_question, self.config.retrieval_limit)
+            let whole = search(query.clone()).await?;
+
+            match clarify::one_entry_answers_all(&several, &per_question, &whole) {
+                Some(id) => {
+                    // "What can I pay with? Do you take COD?": one FAQ
+                    // entry answers both, so the message is one question.
+                    notes.push(format!(
+                        "{} questions in one message, all answered by {id}",
+                        several.len()
+                    ));
+                    several_questions = false;
+                    whole
+                }
+                None => {
+                    notes.push(format!("{} questions in one message", several.len()));
+                    clarify::merge_hits(per_question, self.config.retrieval_limit)
+                }
+            }
         } else {
             search(query.clone()).await?
         };

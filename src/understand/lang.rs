@@ -178,11 +178,134 @@ fn iso(language: &Language) -> &'static str {
 
 fn lingua_guess(detector: &lingua::LanguageDetector, text: &str) -> Option<(&'static str, f32)> {
     let values = detector.compute_language_confidence_values(text);
-    let (language, confidence) = values.first()?;
+    let (language, confidence) = values
+        .iter()
+        .find(|(language, _)| *language != Language::Tagalog || has_tagalog_word(text))?;
     if *confidence <= 0.0 {
         return None;
     }
     Some((iso(language), *confidence as f32))
+}
+
+/// Tagalog's everyday function words, one of which nearly every Tagalog
+/// or Taglish chat message has ("magkano **po**", "meron **ba**", "**ang**
+/// ganda"). lingua reads short English with a place name ("How many days
+/// to Manila?") and Vietnamese without diacritics as Tagalog; without one of
+/// these words its next guess is taken instead (which can still be wrong:
+/// "How long to Penang?" is then read as Indonesian). Measured in docs/quality.md
+/// ("Language identification").
+const TAGALOG_WORDS: &[&str] = &[
+    "po",
+    "opo",
+    "ba",
+    "pa",
+    "na",
+    "ng",
+    "nang",
+    "ang",
+    "mga",
+    "ako",
+    "ko",
+    "ka",
+    "kayo",
+    "niyo",
+    "nyo",
+    "mo",
+    "sa",
+    "naman",
+    "yung",
+    "iyong",
+    "lang",
+    "lng",
+    "kasi",
+    "pwede",
+    "puwede",
+    "magkano",
+    "ilan",
+    "ilang",
+    "saan",
+    "san",
+    "kailan",
+    "paano",
+    "pano",
+    "bakit",
+    "wala",
+    "meron",
+    "hindi",
+    "di",
+    "salamat",
+    "sana",
+    "talaga",
+    "nga",
+    "ito",
+    "eto",
+    "dito",
+    "yan",
+    "iyan",
+    "din",
+    "rin",
+    "ano",
+    "kung",
+    "pag",
+    "ay",
+    "si",
+    "kay",
+    "natin",
+    "namin",
+    "nila",
+    "siya",
+    "sya",
+    "akin",
+    "inyo",
+    "ninyo",
+    "kami",
+    "tayo",
+    "sila",
+    "ni",
+    "pero",
+    "kaya",
+    "lahat",
+    "anong",
+    "baka",
+    "alin",
+    "mas",
+    "o",
+    "walang",
+    "sakin",
+    "agad",
+    "isang",
+    "ate",
+    "kuya",
+    "musta",
+    "kumusta",
+    "ayoko",
+    "ayaw",
+    "gusto",
+    "sige",
+    "medyo",
+    "kailangan",
+    "tsaka",
+    "saka",
+    "sira",
+    "bayad",
+    "padala",
+    "dumating",
+    "nasaan",
+    "nasan",
+    "kelan",
+    "grabe",
+];
+
+fn has_tagalog_word(text: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .any(|w| {
+            let w = w.to_lowercase();
+            TAGALOG_WORDS.contains(&w.as_str())
+                || w.starts_with("mag")
+                || w.starts_with("nag")
+                || w.starts_with("pinaka")
+        })
 }
 
 fn lingua_high() -> &'static lingua::LanguageDetector {
@@ -254,6 +377,25 @@ mod tests {
             let guess = detector.detect(text).expect("a guess");
             assert_eq!(guess.code, want, "{text}");
             assert!(guess.supported);
+        }
+    }
+
+    #[test]
+    fn english_with_a_place_name_is_not_read_as_tagalog_but_taglish_is_tagalog() {
+        let detector = LanguageDetector::default();
+        // lingua alone reads these as Tagalog: no Tagalog word in them.
+        for text in [
+            "How many days to Manila?",
+            "How long to Penang? How much is shipping?",
+        ] {
+            assert_eq!(detector.detect(text).unwrap().code, "en", "{text}");
+        }
+        for text in [
+            "magkano po shipping to Davao?",
+            "pwede po ba COD?",
+            "alin mas matibay, silicone o leather?",
+        ] {
+            assert_eq!(detector.detect(text).unwrap().code, "tl", "{text}");
         }
     }
 

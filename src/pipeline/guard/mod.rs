@@ -107,6 +107,81 @@ pub enum Violation {
     EchoesConversation {
         percent: u32,
     },
+    /// Written about the buyer instead of to them, or as a transcript: it
+    /// opens with "The buyer ..." or has a line that opens with a
+    /// speaker's label ("Reply:", "买家："). The small model sometimes
+    /// carries on the prompt's format instead of answering.
+    NotAddressedToTheBuyer {
+        fragment: String,
+    },
+}
+
+/// Speakers' labels a transcript puts at the start of a line, in the
+/// languages kedai answers in.
+const SPEAKER_LABELS: &[&str] = &[
+    "buyer",
+    "customer",
+    "seller",
+    "shop",
+    "reply",
+    "answer",
+    "response",
+    "assistant",
+    "user",
+    "agent",
+    "pembeli",
+    "penjual",
+    "pelanggan",
+    "balasan",
+    "jawaban",
+    "ลูกค้า",
+    "ผู้ซื้อ",
+    "ผู้ขาย",
+    "คำตอบ",
+    "khách hàng",
+    "người mua",
+    "người bán",
+    "trả lời",
+    "mamimili",
+    "sagot",
+    "comprador",
+    "cliente",
+    "vendedor",
+    "resposta",
+    "respuesta",
+    "买家",
+    "卖家",
+    "顾客",
+    "客服",
+    "回复",
+    "回答",
+];
+
+/// How a reply about the buyer, rather than to them, opens.
+const THIRD_PERSON_OPENINGS: &[&str] = &[
+    "the buyer ",
+    "the customer ",
+    "buyer can ",
+    "customer can ",
+    "买家",
+    "顾客可以",
+];
+
+/// The first line or opening that shows the reply is not addressed to the
+/// buyer.
+fn not_addressed_to_the_buyer(reply: &str) -> Option<String> {
+    let lower = reply.trim().to_lowercase();
+    if let Some(opening) = THIRD_PERSON_OPENINGS.iter().find(|o| lower.starts_with(*o)) {
+        return Some(opening.trim().to_string());
+    }
+    lower.lines().find_map(|line| {
+        let line = line.trim_start_matches(|c: char| c.is_whitespace() || c == '*' || c == '-');
+        SPEAKER_LABELS.iter().find_map(|label| {
+            let rest = line.strip_prefix(label)?.trim_start();
+            let colon = rest.chars().next().filter(|c| matches!(c, ':' | '：'))?;
+            Some(format!("{label}{colon}"))
+        })
+    })
 }
 
 /// Markup and phrases that only appear when a model echoes its prompt.
@@ -164,6 +239,9 @@ pub fn check(reply: &str, config: &GuardConfig, context: &GuardContext<'_>) -> V
                 percent: (share * 100.0).round() as u32,
             });
         }
+    }
+    if let Some(fragment) = not_addressed_to_the_buyer(trimmed) {
+        violations.push(Violation::NotAddressedToTheBuyer { fragment });
     }
     violations
 }
@@ -467,6 +545,31 @@ mod tests {
                 &[],
             ),
             ("too short to judge", "Dry fit?", &[]),
+            (
+                "about the buyer, not to them",
+                "The buyer can pay by COD in Thailand and Malaysia.",
+                &["not_addressed_to_the_buyer"],
+            ),
+            (
+                "a transcript's labels, in Chinese",
+                "买家：包邮吗？\n\n回复：\n1-2天。",
+                &["not_addressed_to_the_buyer"],
+            ),
+            (
+                "a label on a later line",
+                "Sure!\n**Reply:** we ship from Jakarta.",
+                &["not_addressed_to_the_buyer"],
+            ),
+            (
+                "a colon that is not a speaker's",
+                "Customer service hours: 9:00 to 18:00, Monday to Saturday.",
+                &[],
+            ),
+            (
+                "the buyer named inside an answer",
+                "Return shipping is paid by the buyer unless the item arrived damaged.",
+                &[],
+            ),
         ];
         for (name, reply, expected) in rows {
             let found = kinds(&check(reply, &config(), &context));
