@@ -78,8 +78,8 @@ pub fn install(instance: &str) -> PrometheusHandle {
 fn describe() {
     describe_counter!(
         LEARNING_EVENTS,
-        "The learning loop, by event (correction, promoted, refused, rolled_back, \
-         retrain_failed)."
+        "The learning loop, by event (correction, route_correction, promoted, refused, \
+         rolled_back, retrain_failed)."
     );
     describe_counter!(
         AUTH_REFUSED,

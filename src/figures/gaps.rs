@@ -38,6 +38,7 @@ const FOR_A_PERSON: &[&str] = &[
     "kill_switch",
     "human_holds",
     "pipeline_failed",
+    "learned_route_person",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

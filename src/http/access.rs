@@ -155,6 +155,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/learning/corrections",
         Access::Tenant(Scope::Reply),
     ),
+    (
+        "POST",
+        "/api/v1/learning/route-corrections",
+        Access::Tenant(Scope::Reply),
+    ),
     ("GET", "/api/v1/learning/heads", Access::Tenant(Scope::Read)),
     (
         "POST",

@@ -1,5 +1,7 @@
 //! The learning loop over the API: `POST /api/v1/learning/corrections` (an
 //! agent's intent correction, retrained and measured in the background),
+//! `POST /api/v1/learning/route-corrections` (an agent's route correction:
+//! a person was needed, or the AI could have answered; the same loop),
 //! `GET /api/v1/learning/heads` (the tenant's versions with their
 //! before/after figures and verdicts, and its learned exemplars), and
 //! `POST /api/v1/learning/heads/rollback` (the previous version back in
@@ -21,9 +23,10 @@ use super::v1::check_conversation_shop;
 use super::AppState;
 use crate::domain::MessageId;
 use crate::learning::suggestions::{self, FaqEdit};
-use crate::learning::{Correction, LearningError};
-use crate::store::learning::{HeadVersion, LearnedExemplar};
+use crate::learning::{Correction, LearningError, RouteCorrection};
+use crate::store::learning::{ExemplarKind, HeadVersion, LearnedExemplar};
 use crate::store::suggestions::{FaqSuggestion, SuggestionStatus};
+use crate::understand::routes::Route;
 
 impl From<LearningError> for ApiError {
     fn from(err: LearningError) -> Self {
@@ -50,15 +53,34 @@ pub struct CorrectionRequest {
     pub intent: String,
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCorrectionRequest {
+    /// The buyer message kedai sent the wrong way.
+    pub message_id: String,
+    /// `person`: a person was needed (the AI answered or drafted it);
+    /// `auto`: the AI could have answered it (it went to a person or a
+    /// draft, and a person's reply was routine).
+    #[schema(example = "person")]
+    pub route: String,
+}
+
 /// A learned exemplar as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExemplarDto {
     pub id: String,
     pub message_id: Option<String>,
     pub text: String,
+    /// `intent` (an intent correction) or `route` (a route correction).
+    pub kind: String,
+    /// The intent it has; for a route correction, the intent kedai read.
     pub intent: String,
-    /// What kedai had read.
+    /// For a route correction: `person` or `auto`.
+    pub route: Option<String>,
+    /// What kedai had read (intent corrections).
     pub previous_intent: Option<String>,
+    /// What kedai had done: `send`, `draft`, `handoff` (route corrections).
+    pub previous_action: Option<String>,
     /// `pending`, `live`, `refused` or `rolled_back`.
     pub status: String,
     pub version_id: Option<String>,
@@ -68,12 +90,20 @@ pub struct ExemplarDto {
 
 impl From<LearnedExemplar> for ExemplarDto {
     fn from(e: LearnedExemplar) -> Self {
+        let route = e.kind == ExemplarKind::Route;
         ExemplarDto {
             id: e.id.to_string(),
             message_id: e.message_id.map(|m| m.to_string()),
             text: e.text,
-            intent: e.label,
-            previous_intent: e.previous_label,
+            kind: e.kind.as_str().into(),
+            intent: if route {
+                e.route_intent.unwrap_or_default()
+            } else {
+                e.label.clone()
+            },
+            route: route.then_some(e.label),
+            previous_intent: (!route).then(|| e.previous_label.clone()).flatten(),
+            previous_action: route.then_some(e.previous_label).flatten(),
             status: e.status.as_str().into(),
             version_id: e.version_id.map(|v| v.to_string()),
             created_by: e.created_by,
@@ -180,6 +210,78 @@ pub async fn correct(
                 intent: request.intent.trim().to_owned(),
                 actor: tenant.actor(),
             },
+        )
+        .await?;
+    state
+        .learning
+        .retrain_in_background(tenant.id, tenant.actor());
+    Ok((StatusCode::ACCEPTED, Json(exemplar.into())))
+}
+
+/// Correct where kedai sent a buyer message.
+///
+/// `person`: the AI answered or drafted the message and a person was
+/// needed; `auto`: it went to a person or a draft, a person answered, and
+/// the AI could have. The message becomes this tenant's route exemplar and
+/// the tenant's heads retrain in the background: a later message of this
+/// tenant close in meaning to a live `person` exemplar goes to a person
+/// (reason `learned_route_person`); one close to a live `auto` exemplar
+/// and read as the same intent may be answered below the usual confidence,
+/// when every other rule allows. A route to the AI is refused (422) for
+/// refunds, returns, cancellations, claims and bargains, for intents the
+/// shop keeps for people or does not automate, and for messages that went
+/// to a person for what they are (anger, a request for a person, a VIP).
+/// Measured like intent corrections before it is used; no other tenant's
+/// routing changes.
+#[utoipa::path(
+    post,
+    path = "/api/v1/learning/route-corrections",
+    tag = "learning",
+    request_body = RouteCorrectionRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Recorded; retraining in the background", body = ExemplarDto),
+        (status = 422, description = "An unknown route, not a buyer's message, not decided yet, already routed so, or a route to the AI that is never learned", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such message for this tenant", body = ErrorBody),
+        (status = 503, description = "The embedding model is not loaded", body = ErrorBody),
+    )
+)]
+pub async fn correct_route(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiJson(request): ApiJson<RouteCorrectionRequest>,
+) -> Result<(StatusCode, Json<ExemplarDto>), ApiError> {
+    let route = Route::parse(request.route.trim()).ok_or_else(|| {
+        ApiError::Invalid(format!(
+            "`route` must be person or auto, got {:?}",
+            request.route
+        ))
+    })?;
+    let message: MessageId = request.message_id.trim().parse().map_err(|_| {
+        ApiError::Invalid(format!(
+            "`message_id` must be a message id, got {:?}",
+            request.message_id
+        ))
+    })?;
+    let conversation = state
+        .store
+        .message_conversation(tenant.id, message)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            what: format!("message {message}"),
+        })?;
+    check_conversation_shop(&state, &tenant, conversation).await?;
+    let exemplar = state
+        .learning
+        .correct_route(
+            tenant.id,
+            &RouteCorrection {
+                message,
+                route,
+                actor: tenant.actor(),
+            },
+            &state.policy,
         )
         .await?;
     state

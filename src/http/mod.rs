@@ -238,6 +238,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openai::chat_completions))
         .routes(routes!(understand::reload))
         .routes(routes!(learning::correct))
+        .routes(routes!(learning::correct_route))
         .routes(routes!(learning::heads))
         .routes(routes!(learning::rollback))
         .routes(routes!(learning::faq_suggestions))

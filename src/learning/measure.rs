@@ -1,11 +1,15 @@
 //! Whether retrained heads may go live: the intents the heads in use and
-//! the retrained ones read in the same labelled cases, counted into
-//! [`Figures`] (routing on the tenant's confirmed history, accuracy on the
-//! shipped evaluation set, safety on its cases that need a person), and
-//! one pure verdict over them ([`judge`]). No model, no I/O: predictions
-//! come in computed.
+//! the retrained ones read in the same labelled cases, and the learned
+//! routes those cases take, counted into [`Figures`] (routing on the
+//! tenant's confirmed history, accuracy on the shipped evaluation set,
+//! safety on its cases that need a person, which no learned route may make
+//! automatic, and routes: routine messages no learned route may send to a
+//! person), and one pure verdict over them ([`judge`]). No model, no I/O:
+//! predictions come in computed.
 
 use serde::{Deserialize, Serialize};
+
+use crate::understand::routes::Route;
 
 /// Where a labelled case comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,8 +29,30 @@ pub struct Case {
     pub text: String,
     pub intent: String,
     pub source: CaseSource,
-    /// The evaluation set says a person must take it (layer 3).
+    /// The evaluation set says a person must take it (layer 3): a learned
+    /// `auto` route on it is a safety regression.
     pub needs_person: bool,
+    /// A person was not needed (a draft sent unchanged, an evaluation case
+    /// the AI answers alone): a learned `person` route on it is a routing
+    /// regression.
+    #[serde(default)]
+    pub routine: bool,
+}
+
+/// How one set of heads reads a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    pub intent: String,
+    /// The learned route it takes, if any.
+    pub route: Option<Route>,
+}
+
+impl Case {
+    /// Whether the learned route `route` is one this case must not take.
+    fn misrouted(&self, route: Option<Route>) -> bool {
+        (self.needs_person && route == Some(Route::Auto))
+            || (self.routine && route == Some(Route::Person))
+    }
 }
 
 /// Right out of total.
@@ -56,8 +82,13 @@ pub struct Figures {
     pub routing: Score,
     /// Intents read right in the shipped evaluation set.
     pub accuracy: Score,
-    /// Intents read right in the evaluation cases that need a person.
+    /// Evaluation cases that need a person read right and kept from any
+    /// learned `auto` route.
     pub safety: Score,
+    /// Routine messages (confirmed drafts, evaluation cases the AI answers
+    /// alone) that no learned route sends to a person.
+    #[serde(default)]
+    pub routes: Score,
 }
 
 /// A case the two sets of heads read differently.
@@ -68,6 +99,11 @@ pub struct Change {
     pub before: String,
     pub after: String,
     pub source: CaseSource,
+    /// The learned route taken before and after, when either took one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_before: Option<Route>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_after: Option<Route>,
 }
 
 /// Before and after, what changed, and the verdict.
@@ -90,37 +126,46 @@ pub struct Comparison {
 /// hundred is noise, not harm. Routing and safety allow none.
 pub const ACCURACY_TOLERANCE: f64 = 0.01;
 
-/// Counts both sets of heads' predictions (`before[i]`, `after[i]` for
+/// Counts both sets of heads' readings (`before[i]`, `after[i]` for
 /// `cases[i]`) and decides.
-pub fn compare(cases: &[Case], before: &[String], after: &[String]) -> Comparison {
+pub fn compare(cases: &[Case], before: &[Reading], after: &[Reading]) -> Comparison {
     let mut figures = (Figures::default(), Figures::default());
     let mut regressions = Vec::new();
     let mut fixes = Vec::new();
     for ((case, b), a) in cases.iter().zip(before).zip(after) {
-        let (right_before, right_after) = (*b == case.intent, *a == case.intent);
-        for (f, right) in [
-            (&mut figures.0, right_before),
-            (&mut figures.1, right_after),
-        ] {
+        let intent_right = |r: &Reading| r.intent == case.intent;
+        for (f, r) in [(&mut figures.0, b), (&mut figures.1, a)] {
             match case.source {
-                CaseSource::ConfirmedDecision | CaseSource::Correction => f.routing.count(right),
+                CaseSource::ConfirmedDecision | CaseSource::Correction => {
+                    f.routing.count(intent_right(r))
+                }
                 CaseSource::EvalSet => {
-                    f.accuracy.count(right);
+                    f.accuracy.count(intent_right(r));
                     if case.needs_person {
-                        f.safety.count(right);
+                        f.safety.count(intent_right(r) && !case.misrouted(r.route));
                     }
                 }
             }
+            if case.routine {
+                f.routes.count(!case.misrouted(r.route));
+            }
         }
-        if right_before != right_after {
+        // Worse (or better) in what it is read as, or in where it goes.
+        let worse = (intent_right(b) && !intent_right(a))
+            || (!case.misrouted(b.route) && case.misrouted(a.route));
+        let better = (!intent_right(b) && intent_right(a))
+            || (case.misrouted(b.route) && !case.misrouted(a.route));
+        if worse || better {
             let change = Change {
                 text: case.text.clone(),
                 expected: case.intent.clone(),
-                before: b.clone(),
-                after: a.clone(),
+                before: b.intent.clone(),
+                after: a.intent.clone(),
                 source: case.source,
+                route_before: b.route,
+                route_after: a.route,
             };
-            if right_before {
+            if worse {
                 regressions.push(change);
             } else {
                 fixes.push(change);
@@ -155,6 +200,13 @@ pub fn judge(before: &Figures, after: &Figures) -> Vec<String> {
             before.safety.correct, before.safety.total, after.safety.correct
         ));
     }
+    if after.routes.correct < before.routes.correct {
+        reasons.push(format!(
+            "learned routes would send routine messages to a person: {} of {} kept from a \
+             person now, {} after",
+            before.routes.correct, before.routes.total, after.routes.correct
+        ));
+    }
     let allowed = (before.accuracy.total as f64 * ACCURACY_TOLERANCE).floor() as usize;
     if after.accuracy.correct + allowed < before.accuracy.correct {
         reasons.push(format!(
@@ -175,11 +227,17 @@ mod tests {
             intent: intent.into(),
             source,
             needs_person,
+            routine: false,
         }
     }
 
-    fn labels(all: &[&str]) -> Vec<String> {
-        all.iter().map(|l| l.to_string()).collect()
+    fn labels(all: &[&str]) -> Vec<Reading> {
+        all.iter()
+            .map(|l| Reading {
+                intent: l.to_string(),
+                route: None,
+            })
+            .collect()
     }
 
     #[test]
@@ -275,5 +333,74 @@ mod tests {
             }
         );
         assert!(c.promoted, "one fixed, one broken: no worse");
+    }
+
+    #[test]
+    fn learned_routes_may_not_send_routine_messages_to_a_person_or_automate_layer_3() {
+        let routine = |text: &str, intent: &str, source| Case {
+            routine: true,
+            ..case(text, intent, source, false)
+        };
+        let cases = vec![
+            routine(
+                "where is my parcel",
+                "order_status",
+                CaseSource::ConfirmedDecision,
+            ),
+            routine("hi", "greeting", CaseSource::EvalSet),
+            case("barang rusak", "damaged_item", CaseSource::EvalSet, true),
+        ];
+        let read = |routes: [Option<Route>; 3]| -> Vec<Reading> {
+            ["order_status", "greeting", "damaged_item"]
+                .iter()
+                .zip(routes)
+                .map(|(i, route)| Reading {
+                    intent: i.to_string(),
+                    route,
+                })
+                .collect()
+        };
+        let none = read([None, None, None]);
+        // (case, after, promoted, reason fragment)
+        let table: &[(&str, [Option<Route>; 3], bool, &str)] = &[
+            ("no route", [None, None, None], true, ""),
+            (
+                "a person route on a layer-3 case is fine",
+                [None, None, Some(Route::Person)],
+                true,
+                "",
+            ),
+            (
+                "a person route on a confirmed draft",
+                [Some(Route::Person), None, None],
+                false,
+                "learned routes would send routine messages to a person: 2 of 2",
+            ),
+            (
+                "an auto route on a layer-3 case",
+                [None, None, Some(Route::Auto)],
+                false,
+                "safety would get worse",
+            ),
+            (
+                "an auto route on a routine case is fine",
+                [Some(Route::Auto), Some(Route::Auto), None],
+                true,
+                "",
+            ),
+        ];
+        for (name, after, promoted, reason) in table {
+            let c = compare(&cases, &none, &read(*after));
+            assert_eq!(c.promoted, *promoted, "{name}: {:?}", c.reasons);
+            assert!(
+                reason.is_empty() || c.reasons.iter().any(|r| r.contains(reason)),
+                "{name}: {:?}",
+                c.reasons
+            );
+            if !promoted {
+                assert_eq!(c.regressions.len(), 1, "{name}");
+                assert!(c.regressions[0].route_after.is_some(), "{name}");
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Learning from people, per tenant: an agent's correction of the intent
-//! kedai read becomes that tenant's labelled exemplar, the tenant's
+//! kedai read, or of where it sent a message (`routes`), becomes that
+//! tenant's labelled exemplar, the tenant's
 //! classifier heads retrain in the background, and nothing learned goes
 //! live unmeasured: the retrained heads are scored against the tenant's
 //! confirmed history and the shipped evaluation set and promoted only when
@@ -13,6 +14,7 @@
 pub mod claim;
 pub mod faq_trial;
 pub mod measure;
+pub mod routes;
 pub mod service;
 pub mod suggestions;
 pub mod train;
@@ -20,6 +22,7 @@ pub mod translations;
 pub mod vectors;
 
 pub use measure::{Case, CaseSource, Comparison, Figures, Score};
+pub use routes::RouteCorrection;
 pub use service::{Correction, Learning};
 
 use crate::store::StoreError;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::claim::{self, Held};
 use super::measure::{Case, CaseSource, Comparison};
-use super::train::{eval_cases, tenant_heads, train_and_measure};
+use super::train::{eval_cases, tenant_heads, train_and_measure, Taught};
 use super::vectors::{RememberedVectors, REMEMBERED_VECTORS};
 use super::LearningError;
 use crate::domain::{Author, Direction, MessageId, TenantId};
@@ -26,10 +26,11 @@ use crate::figures::quality::edit_distance;
 use crate::pipeline::stages::UnderstandStage;
 use crate::store::desk::ConversationFacts;
 use crate::store::learning::{
-    ExemplarStatus, HeadVersion, LearnedExemplar, NewHeadVersion, NewLearnedExemplar,
+    ExemplarKind, ExemplarStatus, HeadVersion, LearnedExemplar, NewHeadVersion, NewLearnedExemplar,
 };
 use crate::store::users::ShopAccess;
-use crate::store::Store;
+use crate::store::{ConversationDetail, Message, Store};
+use crate::understand::routes::{Route, RouteExample};
 use crate::understand::{Example, Heads};
 
 /// How long a retraining's claim on a tenant lasts without renewal: it is
@@ -53,7 +54,7 @@ pub struct Correction {
 
 /// The learning loop of every tenant; one per server.
 pub struct Learning {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     /// The reply pipeline's understand stage, set once the embedding model
     /// is ready.
     stage: Arc<OnceLock<Arc<UnderstandStage>>>,
@@ -175,28 +176,7 @@ impl Learning {
                 correction.intent
             )));
         }
-        let not_found = || LearningError::NotFound(format!("message {}", correction.message));
-        let conversation = self
-            .store
-            .message_conversation(tenant, correction.message)
-            .await?
-            .ok_or_else(not_found)?;
-        let detail = self
-            .store
-            .conversation(tenant, conversation)
-            .await?
-            .ok_or_else(not_found)?;
-        let message = detail
-            .messages
-            .iter()
-            .find(|m| m.id == correction.message)
-            .ok_or_else(not_found)?;
-        if message.direction != Direction::Inbound || message.author != Author::Buyer {
-            return Err(LearningError::Invalid(format!(
-                "message {} is not a buyer's message; only what buyers wrote is learned from",
-                correction.message
-            )));
-        }
+        let (_, message) = self.buyer_message(tenant, correction.message).await?;
         let previous = self
             .store
             .decision_for_message(tenant, correction.message)
@@ -217,12 +197,46 @@ impl Learning {
                     text: message.text.as_str().to_owned(),
                     label: correction.intent.clone(),
                     previous_label: previous,
+                    kind: ExemplarKind::Intent,
+                    route_intent: None,
                     created_by: correction.actor.clone(),
                 },
             )
             .await?;
         crate::metrics::learning_event("correction");
         Ok(exemplar)
+    }
+
+    /// The conversation of a buyer's message of `tenant`, and the message;
+    /// an error for any other message.
+    pub(super) async fn buyer_message(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+    ) -> Result<(ConversationDetail, Message), LearningError> {
+        let not_found = || LearningError::NotFound(format!("message {id}"));
+        let conversation = self
+            .store
+            .message_conversation(tenant, id)
+            .await?
+            .ok_or_else(not_found)?;
+        let detail = self
+            .store
+            .conversation(tenant, conversation)
+            .await?
+            .ok_or_else(not_found)?;
+        let message = detail
+            .messages
+            .iter()
+            .find(|m| m.id == id)
+            .cloned()
+            .ok_or_else(not_found)?;
+        if message.direction != Direction::Inbound || message.author != Author::Buyer {
+            return Err(LearningError::Invalid(format!(
+                "message {id} is not a buyer's message; only what buyers wrote is learned from"
+            )));
+        }
+        Ok((detail, message))
     }
 
     /// Starts [`Learning::retrain`] for `tenant` in the background; the
@@ -327,10 +341,7 @@ impl Learning {
             .trained()
             .await
             .map_err(|e| LearningError::NotReady(e.to_string()))?;
-        let learned: Vec<Example> = used
-            .iter()
-            .map(|e| Example::new(e.text.clone(), e.label.clone()))
-            .collect();
+        let learned = taught(used.iter().copied());
         let current = understander.heads_for(tenant);
         let training = stage.clone();
         let (heads, comparison) = tokio::task::spawn_blocking(move || {
@@ -565,11 +576,7 @@ impl Learning {
         ids: &[Uuid],
     ) -> Result<Heads, LearningError> {
         let exemplars = self.store.learned_exemplars(tenant).await?;
-        let learned: Vec<Example> = exemplars
-            .iter()
-            .filter(|e| ids.contains(&e.id))
-            .map(|e| Example::new(e.text.clone(), e.label.clone()))
-            .collect();
+        let learned = taught(exemplars.iter().filter(|e| ids.contains(&e.id)));
         let stage = stage.clone();
         tokio::task::spawn_blocking(move || {
             stage.exclusive_training(|| {
@@ -605,12 +612,13 @@ impl Learning {
         cases.extend(
             exemplars
                 .iter()
-                .filter(|e| base.contains(&e.id))
+                .filter(|e| base.contains(&e.id) && e.kind == ExemplarKind::Intent)
                 .map(|e| Case {
                     text: e.text.clone(),
                     intent: e.label.clone(),
                     source: CaseSource::Correction,
                     needs_person: false,
+                    routine: false,
                 }),
         );
         if let Some(path) = &self.eval_set {
@@ -659,11 +667,36 @@ pub fn confirmed_decisions(conversations: &[ConversationFacts]) -> Vec<Case> {
                     intent: intent.to_owned(),
                     source: CaseSource::ConfirmedDecision,
                     needs_person: false,
+                    routine: true,
                 });
             }
         }
     }
     cases
+}
+
+/// What `exemplars` teach: intents, and routes (bound to the intent kedai
+/// read).
+fn taught<'a>(exemplars: impl Iterator<Item = &'a LearnedExemplar>) -> Taught {
+    let mut taught = Taught::default();
+    for e in exemplars {
+        match e.kind {
+            ExemplarKind::Intent => taught
+                .intents
+                .push(Example::new(e.text.clone(), e.label.clone())),
+            ExemplarKind::Route => match Route::parse(&e.label) {
+                Some(route) => taught.routes.push(RouteExample {
+                    text: e.text.clone(),
+                    route,
+                    intent: e.route_intent.clone(),
+                }),
+                None => {
+                    tracing::error!(exemplar = %e.id, label = %e.label, "a route exemplar with an unknown route is not learned")
+                }
+            },
+        }
+    }
+    taught
 }
 
 /// The comparison stored with a version, read back.

@@ -1,6 +1,8 @@
 //! One tenant's heads trained and measured, blocking: the shipped
-//! exemplars plus the tenant's learned ones fitted into new heads, and the
-//! labelled cases read by the heads in use and by the new ones, compared.
+//! exemplars plus the tenant's learned ones fitted into new heads (its
+//! route corrections embedded as learned routes), and the labelled cases
+//! read by the heads in use and by the new ones (intent and learned
+//! route), compared.
 //! Reads the shipped evaluation set. Knows nothing of the store or of
 //! which tenant it trains for.
 
@@ -8,33 +10,44 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::measure::{compare, Case, CaseSource, Comparison};
+use super::measure::{compare, Case, CaseSource, Comparison, Reading};
+use crate::understand::routes::{LearnedRoutes, RouteExample};
 use crate::understand::{Example, ExemplarSet, Heads, QueryEmbedder, TrainConfig, UnderstandError};
 
-/// The shipped exemplars plus `learned`, fitted as the shared heads are
-/// (same order, same configuration), so no learned exemplars gives the
-/// shared heads exactly.
+/// What a tenant taught: intent exemplars and route corrections.
+#[derive(Debug, Clone, Default)]
+pub struct Taught {
+    pub intents: Vec<Example>,
+    pub routes: Vec<RouteExample>,
+}
+
+/// The shipped exemplars plus the learned intents, fitted as the shared
+/// heads are (same order, same configuration), so no learned exemplars
+/// gives the shared heads exactly; with the learned routes embedded.
 pub fn tenant_heads(
     embedder: &dyn QueryEmbedder,
     shipped: &ExemplarSet,
-    learned: &[Example],
+    taught: &Taught,
 ) -> Result<Heads, UnderstandError> {
     let mut intents = shipped.intents.clone();
-    intents.extend(learned.iter().cloned());
-    Heads::train(
+    intents.extend(taught.intents.iter().cloned());
+    let mut heads = Heads::train(
         embedder,
         &intents,
         &shipped.sentiment,
         &TrainConfig::default(),
-    )
+    )?;
+    heads.routes = LearnedRoutes::embed(embedder, &taught.routes)?;
+    Ok(heads)
 }
 
-/// The intent each of `cases` is read as by `heads`.
-pub fn read_intents(
+/// The intent each of `cases` is read as by `heads`, and the learned
+/// route it takes.
+pub fn read_cases(
     embedder: &dyn QueryEmbedder,
     heads: &Heads,
     cases: &[Case],
-) -> Result<Vec<String>, UnderstandError> {
+) -> Result<Vec<Reading>, UnderstandError> {
     let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
     if texts.is_empty() {
         return Ok(Vec::new());
@@ -42,7 +55,11 @@ pub fn read_intents(
     embedder
         .embed_queries(&texts)?
         .iter()
-        .map(|v| heads.intents.classify(v).map(|p| p.label))
+        .map(|v| {
+            let intent = heads.intents.classify(v)?.label;
+            let route = heads.routes.find(v, &intent).map(|m| m.route);
+            Ok(Reading { intent, route })
+        })
         .collect()
 }
 
@@ -50,13 +67,13 @@ pub fn read_intents(
 pub fn train_and_measure(
     embedder: &dyn QueryEmbedder,
     shipped: &ExemplarSet,
-    learned: &[Example],
+    taught: &Taught,
     current: &Heads,
     cases: &[Case],
 ) -> Result<(Heads, Comparison), UnderstandError> {
-    let candidate = tenant_heads(embedder, shipped, learned)?;
-    let before = read_intents(embedder, current, cases)?;
-    let after = read_intents(embedder, &candidate, cases)?;
+    let candidate = tenant_heads(embedder, shipped, taught)?;
+    let before = read_cases(embedder, current, cases)?;
+    let after = read_cases(embedder, &candidate, cases)?;
     Ok((candidate, compare(cases, &before, &after)))
 }
 
@@ -89,6 +106,7 @@ pub fn eval_cases(path: &Path) -> Result<Vec<Case>, UnderstandError> {
                 intent: parsed.expected_intent,
                 source: CaseSource::EvalSet,
                 needs_person: parsed.expected_layer >= 3,
+                routine: parsed.expected_layer == 1,
             })
         })
         .collect()

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::trace::Provenance;
 use crate::domain::{Custody, Layer};
+pub use crate::understand::routes::Route;
 
 /// How a shop lets kedai act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,7 +229,30 @@ pub struct Signals {
     pub risky_request: bool,
     /// The message looks like an attempt to instruct the model.
     pub injection_suspected: bool,
+    /// The tenant's people taught a route for messages like this one.
+    pub learned_route: Option<LearnedRoute>,
 }
+
+/// A route a tenant's people taught (a route correction near this
+/// message), as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearnedRoute {
+    pub route: Route,
+    /// Cosine similarity to the corrected message.
+    pub similarity: f32,
+}
+
+/// Intents that ask for a binding action (refunds, returns, cancellations,
+/// claims for damaged, wrong or missing goods): a learned `auto` route
+/// never lets the AI answer them alone, whatever a shop's lists say.
+pub const ACTION_INTENTS: &[&str] = &[
+    "refund_request",
+    "return_request",
+    "cancel_order",
+    "damaged_item",
+    "wrong_item",
+    "not_received",
+];
 
 /// The answer the pipeline found or wrote, as the policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -309,6 +333,15 @@ pub enum Reason {
     },
     RiskyRequest,
     InjectionSuspected,
+    /// The tenant's people said messages like this one need a person.
+    LearnedRoutePerson {
+        similarity: f32,
+    },
+    /// The tenant's people said the AI could answer messages like this
+    /// one: answered below `auto_min_confidence`, every other gate passed.
+    LearnedRouteAuto {
+        similarity: f32,
+    },
     /// Nothing the AI may say answers the message.
     NoGroundedAnswer,
     /// The AI wrote text that only repeated the conversation.
@@ -554,7 +587,31 @@ fn human_reasons(policy: &Policy, signals: &Signals, confidence: f32) -> Vec<Rea
     if signals.injection_suspected {
         human.push(Reason::InjectionSuspected);
     }
+    if let Some(learned) = signals.learned_route {
+        if learned.route == Route::Person {
+            human.push(Reason::LearnedRoutePerson {
+                similarity: learned.similarity,
+            });
+        }
+    }
     human
+}
+
+/// The similarity of a learned `auto` route that may lower the confidence
+/// a layer-1 answer needs: only for an intent the shop lets the AI answer
+/// alone, never for one that always goes to a person, asks for a binding
+/// action ([`ACTION_INTENTS`]) or comes with a risky request. It lowers
+/// `auto_min_confidence` only: `human_below_confidence`, the bar for text
+/// the chat model wrote and every other gate still apply.
+fn learned_auto(policy: &Policy, signals: &Signals) -> Option<f32> {
+    let learned = signals.learned_route?;
+    let intent = signals.intent.as_str();
+    (learned.route == Route::Auto
+        && policy.auto_intents.contains(intent)
+        && !policy.human_intents.contains(intent)
+        && !ACTION_INTENTS.contains(&intent)
+        && !signals.risky_request)
+        .then_some(learned.similarity)
 }
 
 /// Reasons a person should read the AI's draft before the buyer does
@@ -576,7 +633,8 @@ fn assisted_reasons(policy: &Policy, evidence: &Evidence, confidence: f32) -> Ve
     let generated = evidence
         .answer
         .is_some_and(|a| a.provenance == Provenance::Generated);
-    if confidence < policy.auto_min_confidence {
+    let learned = learned_auto(policy, signals).is_some();
+    if confidence < policy.auto_min_confidence && !learned {
         assisted.push(Reason::BelowAutoConfidence {
             confidence,
             threshold: policy.auto_min_confidence,
@@ -631,6 +689,11 @@ pub fn decide(policy: &Policy, evidence: &Evidence, now: DateTime<Utc>) -> Decis
     };
     if signals.urgent {
         reasons.push(Reason::Urgent);
+    }
+    if let Some(similarity) = learned_auto(policy, signals) {
+        if layer == 1 && confidence < policy.auto_min_confidence {
+            reasons.push(Reason::LearnedRouteAuto { similarity });
+        }
     }
 
     let mode = policy.mode_for(&signals.intent);

@@ -52,6 +52,9 @@ pub struct Understood {
     pub entities: Vec<(String, String)>,
     /// Model ids used, for the trace.
     pub models: Vec<String>,
+    /// The route the tenant's people taught for messages like this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_route: Option<crate::understand::routes::RouteMatch>,
 }
 
 #[async_trait]

@@ -674,6 +674,13 @@ fn signals(understood: &Understood, ctx: &Context, injection: bool) -> Signals {
         vip: ctx.detail.buyer.is_vip,
         risky_request: understood.binding_request.is_some(),
         injection_suspected: injection,
+        learned_route: understood
+            .learned_route
+            .as_ref()
+            .map(|m| super::policy::LearnedRoute {
+                route: m.route,
+                similarity: m.similarity,
+            }),
     }
 }
 

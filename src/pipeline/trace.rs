@@ -220,6 +220,10 @@ pub struct TraceHead {
     pub entities: Vec<(String, String)>,
     /// What in the buyer's text looked like an attempt to instruct the AI.
     pub injection: Option<String>,
+    /// The route the tenant's people taught for messages like this one:
+    /// `person` or `auto`, the similarity and the corrected message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_route: Option<crate::understand::routes::RouteMatch>,
 }
 
 impl TraceHead {
@@ -238,6 +242,7 @@ impl TraceHead {
             binding_request: understood.binding_request.clone(),
             entities: understood.entities.clone(),
             injection,
+            learned_route: understood.learned_route.clone(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! What kedai learns from a tenant's people: intent corrections kept as
-//! that tenant's labelled exemplars, and the versions of the tenant's
+//! What kedai learns from a tenant's people: intent and route corrections
+//! kept as that tenant's labelled exemplars, and the versions of the tenant's
 //! retrained classifier heads with the measured comparison that promoted
 //! or refused each, one of them active (none: the shared heads).
 //!
@@ -57,17 +57,51 @@ impl ExemplarStatus {
     }
 }
 
+/// What a learned exemplar teaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExemplarKind {
+    /// The intent a text has (`label` is an intent).
+    Intent,
+    /// Where a text should go (`label` is `person` or `auto`).
+    Route,
+}
+
+impl ExemplarKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExemplarKind::Intent => "intent",
+            ExemplarKind::Route => "route",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<ExemplarKind, StoreError> {
+        match raw {
+            "intent" => Ok(ExemplarKind::Intent),
+            "route" => Ok(ExemplarKind::Route),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown exemplar kind {other:?}"
+            ))),
+        }
+    }
+}
+
 /// A correction to record.
 #[derive(Debug, Clone)]
 pub struct NewLearnedExemplar {
     pub message_id: Option<MessageId>,
     /// The buyer's (stored, redacted) text.
     pub text: String,
-    /// The intent a person says the text has.
+    /// The intent a person says the text has; for a route, `person` or
+    /// `auto`.
     pub label: String,
-    /// The intent kedai had read.
+    /// The intent kedai had read; for a route, the action it took.
     pub previous_label: Option<String>,
     pub created_by: String,
+    pub kind: ExemplarKind,
+    /// For a route: the intent kedai read, which an `auto` route is bound
+    /// to.
+    pub route_intent: Option<String>,
 }
 
 /// A tenant's labelled exemplar, learned from a person's correction.
@@ -83,6 +117,9 @@ pub struct LearnedExemplar {
     pub version_id: Option<Uuid>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+    pub kind: ExemplarKind,
+    /// For a route: the intent kedai read.
+    pub route_intent: Option<String>,
 }
 
 /// A measured retraining to record.

@@ -178,9 +178,17 @@ fn iso(language: &Language) -> &'static str {
 
 fn lingua_guess(detector: &lingua::LanguageDetector, text: &str) -> Option<(&'static str, f32)> {
     let values = detector.compute_language_confidence_values(text);
-    let (language, confidence) = values
-        .iter()
-        .find(|(language, _)| *language != Language::Tagalog || has_tagalog_word(text))?;
+    let (first, _) = values.first()?;
+    let not_tagalog = *first == Language::Tagalog && !has_tagalog_word(text);
+    // Chat Indonesian and Malay ("kak yg ini ready stok ga?") lose to
+    // Tagalog and English alike: with one of their chat words, the better
+    // of the two is taken.
+    let malay_family = not_tagalog && has_word(text, MALAY_FAMILY_WORDS, &[]);
+    let (language, confidence) = values.iter().find(|(language, _)| match language {
+        Language::Tagalog => !not_tagalog,
+        Language::Indonesian | Language::Malay => true,
+        _ => !malay_family,
+    })?;
     if *confidence <= 0.0 {
         return None;
     }
@@ -296,16 +304,63 @@ const TAGALOG_WORDS: &[&str] = &[
     "grabe",
 ];
 
-fn has_tagalog_word(text: &str) -> bool {
+/// Chat words of Indonesian and Malay that English and Tagalog lack.
+const MALAY_FAMILY_WORDS: &[&str] = &[
+    "kak",
+    "yg",
+    "ga",
+    "gak",
+    "nggak",
+    "ngga",
+    "dong",
+    "sih",
+    "aja",
+    "udah",
+    "sudah",
+    "belum",
+    "gimana",
+    "bagaimana",
+    "berapa",
+    "brp",
+    "bisa",
+    "tak",
+    "boleh",
+    "nak",
+    "dah",
+    "tidak",
+    "saya",
+    "mau",
+    "ada",
+    "barang",
+    "sampai",
+    "kapan",
+    "bila",
+    "kenapa",
+    "min",
+    "gan",
+    "sis",
+    "lagi",
+    "pesanan",
+    "ongkir",
+    "harga",
+    "dengan",
+    "untuk",
+    "yang",
+    "ini",
+    "itu",
+];
+
+fn has_word(text: &str, words: &[&str], prefixes: &[&str]) -> bool {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .any(|w| {
             let w = w.to_lowercase();
-            TAGALOG_WORDS.contains(&w.as_str())
-                || w.starts_with("mag")
-                || w.starts_with("nag")
-                || w.starts_with("pinaka")
+            words.contains(&w.as_str()) || prefixes.iter().any(|p| w.starts_with(p))
         })
+}
+
+fn has_tagalog_word(text: &str) -> bool {
+    has_word(text, TAGALOG_WORDS, &["mag", "nag", "pinaka"])
 }
 
 fn lingua_high() -> &'static lingua::LanguageDetector {
@@ -397,6 +452,9 @@ mod tests {
         ] {
             assert_eq!(detector.detect(text).unwrap().code, "tl", "{text}");
         }
+        // Chat Indonesian that lingua reads as Tagalog, then English.
+        let guess = detector.detect("kak yg ini ready stok ga?").unwrap();
+        assert!(same_family(guess.code, "id"), "{guess:?}");
     }
 
     #[test]

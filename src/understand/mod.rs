@@ -2,7 +2,8 @@
 //! confidence and out-of-scope detection), sentiment, anger and urgency,
 //! whether the buyer asks for a human, the order numbers, tracking numbers,
 //! SKUs, emails and phone numbers it mentions, and whether it repeats an
-//! earlier question.
+//! earlier question, and whether the tenant's people taught a route for
+//! messages like it.
 //!
 //! Classifiers are linear heads trained here, in Rust, on e5 `query:`
 //! embeddings of labelled exemplars; they retrain from exemplar files at run
@@ -20,6 +21,7 @@ pub mod lang;
 pub mod ngrams;
 pub mod reload;
 pub mod repeat;
+pub mod routes;
 pub mod scope;
 mod understander;
 

@@ -19,6 +19,7 @@ use super::exemplars::{self, Example, SentimentExample, TextClassifier};
 use super::human;
 use super::lang::{LanguageDetector, LanguageGuess};
 use super::repeat::{find_repeat, RepeatConfig, RepeatMatch};
+use super::routes::{LearnedRoutes, RouteMatch};
 use super::{QueryEmbedder, UnderstandError};
 use crate::domain::TenantId;
 
@@ -71,6 +72,9 @@ pub struct Understanding {
     pub says_asked_before: bool,
     /// The buyer bargains or asks for compensation.
     pub binding_request: Option<BindingRequest>,
+    /// The tenant's people said messages like this one go to a person, or
+    /// may be answered by the AI.
+    pub learned_route: Option<RouteMatch>,
 }
 
 /// Intents whose exemplars are routine questions and pleasantries, used as
@@ -98,6 +102,9 @@ pub struct Heads {
     pub anger: Option<TextClassifier>,
     /// Labels `urgent`, `not_urgent`.
     pub urgent: Option<TextClassifier>,
+    /// Where the tenant's people said messages like some should go; empty
+    /// for the shared heads.
+    pub routes: LearnedRoutes,
 }
 
 impl Heads {
@@ -115,6 +122,7 @@ impl Heads {
                 sentiment: None,
                 anger: None,
                 urgent: None,
+                routes: LearnedRoutes::default(),
             });
         }
         let texts: Vec<&str> = sentiment.iter().map(|s| s.text.as_str()).collect();
@@ -164,6 +172,7 @@ impl Heads {
             )?),
             anger: Some(fit(&with_calm, anger_labels)?),
             urgent: Some(fit(&with_calm, urgent_labels)?),
+            routes: LearnedRoutes::default(),
         })
     }
 
@@ -318,6 +327,7 @@ impl Understander {
                 repeated: None,
                 says_asked_before,
                 binding_request,
+                learned_route: None,
             });
         }
         let start = history.len().saturating_sub(self.repeat.window);
@@ -369,6 +379,7 @@ impl Understander {
                 similarity: m.similarity,
             })
         };
+        let learned_route = heads.routes.find(current, &intent.label);
         let human_requested =
             patterns_ask_for_human || (intent.label == ASK_FOR_HUMAN && !intent.out_of_scope);
         Ok(Understanding {
@@ -385,6 +396,7 @@ impl Understander {
             repeated,
             says_asked_before,
             binding_request,
+            learned_route,
         })
     }
 }

@@ -1,8 +1,9 @@
 //! The learning page of the workbench (`/app/learning`): the tenant's
 //! classifier versions with their before/after figures and why each was
 //! promoted or refused, the corrections its people made, and the rollback
-//! button; and the intent correction an agent makes from a conversation
-//! (`POST /app/c/{id}/intent`); the suggested FAQ entries section is
+//! button; and the intent and route corrections an agent makes from a
+//! conversation (`POST /app/c/{id}/intent`, `POST /app/c/{id}/route`); the
+//! suggested FAQ entries section is
 //! `suggestions`'. The loop itself is `crate::learning`'s.
 
 use askama::Template;
@@ -18,8 +19,9 @@ use super::session::Viewer;
 use super::view::{ago, render, Nav};
 use super::{see_other, WebError, WebState};
 use crate::domain::{ConversationId, MessageId};
-use crate::learning::{Comparison, Correction, LearningError};
-use crate::store::learning::HeadVersion;
+use crate::learning::{Comparison, Correction, LearningError, RouteCorrection};
+use crate::store::learning::{ExemplarKind, HeadVersion, LearnedExemplar};
+use crate::understand::routes::Route;
 
 impl From<LearningError> for WebError {
     fn from(err: LearningError) -> Self {
@@ -118,8 +120,18 @@ fn version_view(v: HeadVersion, people: &People, now: chrono::DateTime<Utc>) -> 
     let changes = |list: &[crate::learning::measure::Change]| {
         list.iter()
             .map(|c| {
+                let route = |r: Option<Route>| r.map_or("none", Route::as_str);
+                let routed = if c.route_before != c.route_after {
+                    format!(
+                        ", learned route {} → {}",
+                        route(c.route_before),
+                        route(c.route_after)
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{}: {}, read {} → {}",
+                    "{}: {}, read {} → {}{routed}",
                     c.text, c.expected, c.before, c.after
                 )
             })
@@ -151,6 +163,11 @@ fn version_view(v: HeadVersion, people: &People, now: chrono::DateTime<Utc>) -> 
                         "Safety (messages that need a person)",
                         c.before.safety,
                         c.after.safety,
+                    ),
+                    figure(
+                        "Routes (routine messages kept from a person)",
+                        c.before.routes,
+                        c.after.routes,
                     ),
                 ]
             })
@@ -264,16 +281,38 @@ pub async fn page(
         exemplars: exemplars
             .into_iter()
             .rev()
-            .map(|e| ExemplarView {
-                text: e.text,
-                previous: e.previous_label.unwrap_or_else(|| "not decided".into()),
-                intent: e.label,
-                status: e.status.as_str(),
-                by: people.name(&e.created_by),
-                when: ago(e.created_at, now),
-            })
+            .map(|e| exemplar_view(e, &people, now))
             .collect(),
     })
+}
+
+fn exemplar_view(e: LearnedExemplar, people: &People, now: chrono::DateTime<Utc>) -> ExemplarView {
+    let (previous, intent) = match e.kind {
+        ExemplarKind::Intent => (
+            e.previous_label.unwrap_or_else(|| "not decided".into()),
+            e.label,
+        ),
+        ExemplarKind::Route => (
+            format!(
+                "{}, {}",
+                e.route_intent.unwrap_or_default(),
+                e.previous_label.unwrap_or_default()
+            ),
+            match Route::parse(&e.label) {
+                Some(Route::Person) => "route: a person".into(),
+                Some(Route::Auto) => "route: the AI".into(),
+                None => e.label,
+            },
+        ),
+    };
+    ExemplarView {
+        text: e.text,
+        previous,
+        intent,
+        status: e.status.as_str(),
+        by: people.name(&e.created_by),
+        when: ago(e.created_at, now),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,6 +379,68 @@ pub async fn correct(
                 intent: form.intent.trim().to_owned(),
                 actor: viewer.user.actor(),
             },
+        )
+        .await?;
+    state
+        .app
+        .learning
+        .retrain_in_background(tenant, viewer.user.actor());
+    Ok(see_other(&format!(
+        "/app/learning?done=corrected&at={conversation}#corrections"
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RouteForm {
+    csrf: String,
+    message: String,
+    route: String,
+}
+
+/// An agent's route correction from the conversation page: "this needed a
+/// person" or "the AI could have answered this".
+pub async fn correct_route(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<RouteForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require_agent()?;
+    let tenant = viewer.user.tenant_id;
+    let not_found = || WebError::NotFound(format!("conversation {id}"));
+    let conversation: ConversationId = id.parse().map_err(|_| not_found())?;
+    let message: MessageId = form
+        .message
+        .parse()
+        .map_err(|_| WebError::Invalid(format!("not a message id: {:?}", form.message)))?;
+    let route = Route::parse(form.route.trim()).ok_or_else(|| {
+        WebError::Invalid(format!(
+            "route must be person or auto, got {:?}",
+            form.route
+        ))
+    })?;
+    viewer.conversation_shop(&state, conversation).await?;
+    let detail = state
+        .app
+        .store
+        .conversation(tenant, conversation)
+        .await?
+        .ok_or_else(not_found)?;
+    if !detail.messages.iter().any(|m| m.id == message) {
+        return Err(WebError::NotFound(format!("message {message}")));
+    }
+    state
+        .app
+        .learning
+        .correct_route(
+            tenant,
+            &RouteCorrection {
+                message,
+                route,
+                actor: viewer.user.actor(),
+            },
+            &state.app.policy,
         )
         .await?;
     state

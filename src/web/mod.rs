@@ -131,6 +131,7 @@ pub fn router(state: WebState) -> Router {
         .route("/app/c/{id}/status", post(conversation::status))
         .route("/app/c/{id}/approval", post(approvals::decide))
         .route("/app/c/{id}/intent", post(learning::correct))
+        .route("/app/c/{id}/route", post(learning::correct_route))
         .route("/app/learning", get(learning::page))
         .route("/app/learning/rollback", post(learning::rollback))
         .route("/app/learning/faq/{id}/accept", post(suggestions::accept))

@@ -47,9 +47,14 @@ fn trial_view(trial: Option<&serde_json::Value>) -> (bool, String, Vec<String>, 
     let Some(trial) = trial.and_then(|t| serde_json::from_value::<FaqTrial>(t.clone()).ok()) else {
         return (false, String::new(), Vec::new(), Vec::new());
     };
+    let questions = |n: usize| match n {
+        1 => "1 question".to_string(),
+        n => format!("{n} questions"),
+    };
     let read = format!(
-        "Measured on {} questions people confirmed and {} your FAQ could not answer",
-        trial.confirmed, trial.asked
+        "Measured on {} people confirmed and {} your FAQ could not answer",
+        questions(trial.confirmed),
+        questions(trial.asked)
     );
     let verdict = if trial.promoted {
         format!("{read}: nothing confirmed changes.")
@@ -191,4 +196,26 @@ pub async fn dismiss(
     )
     .await?;
     Ok(see_other("/app/learning?done=dismissed#faq-suggestions"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trial_view;
+
+    #[test]
+    fn a_measurement_reads_as_a_sentence_with_its_counts() {
+        let trial = serde_json::json!({
+            "entry": "faq:cabin-bag", "measured_at": "2026-12-07T10:00:00Z",
+            "confirmed": 1, "asked": 3, "promoted": true,
+            "reasons": [], "regressions": [], "finds": []
+        });
+        let (measured, verdict, _, _) = trial_view(Some(&trial));
+        assert!(measured);
+        assert_eq!(
+            verdict,
+            "Measured on 1 question people confirmed and 3 questions your FAQ could not \
+             answer: nothing confirmed changes."
+        );
+        assert!(!trial_view(None).0);
+    }
 }

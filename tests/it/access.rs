@@ -764,6 +764,8 @@ async fn erasing_a_buyer_removes_what_was_learned_from_their_words() {
                     text: text.into(),
                     label: "product_question".into(),
                     previous_label: Some("out_of_scope".into()),
+                    kind: kedai::store::learning::ExemplarKind::Intent,
+                    route_intent: None,
                     created_by: "user:agent".into(),
                 },
             )

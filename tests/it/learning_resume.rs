@@ -43,6 +43,8 @@ async fn a_correction_left_pending_by_a_crashed_run_is_trained_and_decided_after
                 text: MISREAD.into(),
                 label: TARGET.into(),
                 previous_label: Some(before.clone()),
+                kind: kedai::store::learning::ExemplarKind::Intent,
+                route_intent: None,
                 created_by: "user:agent".into(),
             },
         )

@@ -17,6 +17,7 @@ mod learning;
 mod learning_browser;
 mod learning_faq;
 mod learning_resume;
+mod learning_routes;
 mod models;
 mod openai;
 mod openapi;

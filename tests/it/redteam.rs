@@ -125,6 +125,7 @@ impl Understand for ConfidentPriceQuestion {
             binding_request: None,
             entities: Vec::new(),
             models: vec!["fake-understand".into()],
+            learned_route: None,
         })
     }
 }

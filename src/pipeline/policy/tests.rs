@@ -39,6 +39,7 @@ fn routine() -> Evidence {
             vip: false,
             risky_request: false,
             injection_suspected: false,
+            learned_route: None,
         },
         answer: Some(AnswerEvidence {
             provenance: Provenance::OrderRecord,
@@ -700,3 +701,5 @@ fn injections_dressed_as_policy_questions_are_still_refused() {
         assert_eq!(decision.action, Action::Handoff, "{text}");
     }
 }
+
+mod learned_routes;

@@ -606,6 +606,7 @@ impl UnderstandStage {
                 .map(|e| (wire_name(e.kind), e.value))
                 .collect(),
             models,
+            learned_route: u.learned_route,
         })
     }
 }

@@ -75,6 +75,7 @@ impl Understand for FakeUnderstand {
                 .map(|w| ("order_number".to_string(), w.to_string()))
                 .collect(),
             models: vec!["fake-understand".into()],
+            learned_route: None,
         })
     }
 }

@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::store::learning::{
-    ExemplarStatus, HeadVersion, LearnedExemplar, LearningStore, NewHeadVersion, NewLearnedExemplar,
+    ExemplarKind, ExemplarStatus, HeadVersion, LearnedExemplar, LearningStore, NewHeadVersion,
+    NewLearnedExemplar,
 };
 
 /// The statement as this database spells its parameters.
@@ -15,7 +16,7 @@ fn q(sql: &str) -> String {
 }
 
 const EXEMPLAR_COLUMNS: &str = "id, message_id, text, label, previous_label, status, \
-     version_id, created_by, created_at";
+     version_id, created_by, created_at, kind, route_intent";
 
 const VERSION_COLUMNS: &str = "id, tenant_id, number, exemplar_ids, comparison, promoted, \
      reason, active, created_by, created_at";
@@ -31,6 +32,8 @@ struct ExemplarRow {
     version_id: Option<String>,
     created_by: String,
     created_at: String,
+    kind: String,
+    route_intent: Option<String>,
 }
 
 impl ExemplarRow {
@@ -51,6 +54,8 @@ impl ExemplarRow {
                 .transpose()?,
             created_by: self.created_by,
             created_at: parse_ts(&self.created_at)?,
+            kind: ExemplarKind::parse(&self.kind)?,
+            route_intent: self.route_intent,
         })
     }
 }
@@ -101,8 +106,8 @@ impl LearningStore for PostgresStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(&q("INSERT INTO learned_exemplars \
              (id, tenant_id, message_id, text, label, previous_label, status, version_id, \
-              created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)"))
+              created_by, created_at, kind, route_intent) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?, ?, ?)"))
         .bind(id.to_string())
         .bind(tenant.to_string())
         .bind(exemplar.message_id.map(|m| m.to_string()))
@@ -111,6 +116,8 @@ impl LearningStore for PostgresStore {
         .bind(&exemplar.previous_label)
         .bind(&exemplar.created_by)
         .bind(ts(created_at))
+        .bind(exemplar.kind.as_str())
+        .bind(&exemplar.route_intent)
         .execute(&mut *tx)
         .await?;
         insert_audit(
@@ -118,7 +125,11 @@ impl LearningStore for PostgresStore {
             Some(tenant),
             &AuditEvent {
                 actor: exemplar.created_by.clone(),
-                action: "learning.intent_corrected".into(),
+                action: match exemplar.kind {
+                    ExemplarKind::Intent => "learning.intent_corrected",
+                    ExemplarKind::Route => "learning.route_corrected",
+                }
+                .into(),
                 subject_type: "message".into(),
                 subject_id: exemplar
                     .message_id
@@ -128,6 +139,8 @@ impl LearningStore for PostgresStore {
                     "exemplar": id,
                     "label": exemplar.label,
                     "previous_label": exemplar.previous_label,
+                    "kind": exemplar.kind.as_str(),
+                    "route_intent": exemplar.route_intent,
                 }),
             },
         )
@@ -143,6 +156,8 @@ impl LearningStore for PostgresStore {
             version_id: None,
             created_by: exemplar.created_by.clone(),
             created_at,
+            kind: exemplar.kind,
+            route_intent: exemplar.route_intent.clone(),
         })
     }
 

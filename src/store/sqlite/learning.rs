@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::store::learning::{
-    ExemplarStatus, HeadVersion, LearnedExemplar, LearningStore, NewHeadVersion, NewLearnedExemplar,
+    ExemplarKind, ExemplarStatus, HeadVersion, LearnedExemplar, LearningStore, NewHeadVersion,
+    NewLearnedExemplar,
 };
 
 /// The statement as this database spells its parameters.
@@ -14,7 +15,7 @@ fn q(sql: &str) -> String {
 }
 
 const EXEMPLAR_COLUMNS: &str = "id, message_id, text, label, previous_label, status, \
-     version_id, created_by, created_at";
+     version_id, created_by, created_at, kind, route_intent";
 
 const VERSION_COLUMNS: &str = "id, tenant_id, number, exemplar_ids, comparison, promoted, \
      reason, active, created_by, created_at";
@@ -30,6 +31,8 @@ struct ExemplarRow {
     version_id: Option<String>,
     created_by: String,
     created_at: String,
+    kind: String,
+    route_intent: Option<String>,
 }
 
 impl ExemplarRow {
@@ -50,6 +53,8 @@ impl ExemplarRow {
                 .transpose()?,
             created_by: self.created_by,
             created_at: parse_ts(&self.created_at)?,
+            kind: ExemplarKind::parse(&self.kind)?,
+            route_intent: self.route_intent,
         })
     }
 }
@@ -100,8 +105,8 @@ impl LearningStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(&q("INSERT INTO learned_exemplars \
              (id, tenant_id, message_id, text, label, previous_label, status, version_id, \
-              created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)"))
+              created_by, created_at, kind, route_intent) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?, ?, ?)"))
         .bind(id.to_string())
         .bind(tenant.to_string())
         .bind(exemplar.message_id.map(|m| m.to_string()))
@@ -110,6 +115,8 @@ impl LearningStore for SqliteStore {
         .bind(&exemplar.previous_label)
         .bind(&exemplar.created_by)
         .bind(ts(created_at))
+        .bind(exemplar.kind.as_str())
+        .bind(&exemplar.route_intent)
         .execute(&mut *tx)
         .await?;
         insert_audit(
@@ -117,7 +124,11 @@ impl LearningStore for SqliteStore {
             Some(tenant),
             &AuditEvent {
                 actor: exemplar.created_by.clone(),
-                action: "learning.intent_corrected".into(),
+                action: match exemplar.kind {
+                    ExemplarKind::Intent => "learning.intent_corrected",
+                    ExemplarKind::Route => "learning.route_corrected",
+                }
+                .into(),
                 subject_type: "message".into(),
                 subject_id: exemplar
                     .message_id
@@ -127,6 +138,8 @@ impl LearningStore for SqliteStore {
                     "exemplar": id,
                     "label": exemplar.label,
                     "previous_label": exemplar.previous_label,
+                    "kind": exemplar.kind.as_str(),
+                    "route_intent": exemplar.route_intent,
                 }),
             },
         )
@@ -142,6 +155,8 @@ impl LearningStore for SqliteStore {
             version_id: None,
             created_by: exemplar.created_by.clone(),
             created_at,
+            kind: exemplar.kind,
+            route_intent: exemplar.route_intent.clone(),
         })
     }
 
@@ -375,6 +390,8 @@ mod tests {
             label: label.into(),
             previous_label: Some("greeting".into()),
             created_by: "user:a".into(),
+            kind: ExemplarKind::Intent,
+            route_intent: None,
         }
     }
 
@@ -387,6 +404,42 @@ mod tests {
             reason: (!promoted).then(|| "routing would get worse".into()),
             created_by: "user:a".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_route_correction_is_kept_with_its_kind_and_intent_and_audited_as_a_route() {
+        let (store, _dir) = open().await;
+        let one = tenant_with_shop(&store, "one").await.tenant_id;
+        let route = store
+            .add_learned_exemplar(
+                one,
+                &NewLearnedExemplar {
+                    label: "person".into(),
+                    previous_label: Some("draft".into()),
+                    kind: ExemplarKind::Route,
+                    route_intent: Some("order_status".into()),
+                    ..correction("the courier says delivered, nothing here", "person")
+                },
+            )
+            .await
+            .unwrap();
+        let intent = store
+            .add_learned_exemplar(one, &correction("uang kembali", "refund_request"))
+            .await
+            .unwrap();
+        let stored = store.learned_exemplars(one).await.unwrap();
+        let ids: Vec<Uuid> = stored.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [route.id, intent.id]);
+        assert_eq!(stored[0].kind, ExemplarKind::Route);
+        assert_eq!(stored[0].route_intent.as_deref(), Some("order_status"));
+        assert_eq!(stored[1].kind, ExemplarKind::Intent);
+        let audit = store.audit_log(one, 10).await.unwrap();
+        let actions: Vec<&str> = audit.iter().map(|e| e.event.action.as_str()).collect();
+        assert!(actions.contains(&"learning.route_corrected"), "{actions:?}");
+        assert!(
+            actions.contains(&"learning.intent_corrected"),
+            "{actions:?}"
+        );
     }
 
     #[tokio::test]
