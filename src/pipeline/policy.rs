@@ -242,16 +242,21 @@ pub struct LearnedRoute {
     pub similarity: f32,
 }
 
-/// Intents that ask for a binding action (refunds, returns, cancellations,
-/// claims for damaged, wrong or missing goods): a learned `auto` route
-/// never lets the AI answer them alone, whatever a shop's lists say.
+/// Intents that ask for a binding action (refunds, returns, exchanges,
+/// cancellations, changes to a paid order, claims for damaged, wrong or
+/// missing goods, warranty claims, a payment gone wrong): a learned `auto`
+/// route never lets the AI answer them alone, whatever a shop's lists say.
 pub const ACTION_INTENTS: &[&str] = &[
     "refund_request",
     "return_request",
+    "exchange_request",
     "cancel_order",
+    "change_order",
     "damaged_item",
     "wrong_item",
     "not_received",
+    "warranty_claim",
+    "payment_problem",
 ];
 
 /// The answer the pipeline found or wrote, as the policy sees it.
