@@ -117,7 +117,9 @@ impl Demand {
     /// `(entry, language)` pairs in the order they are translated: first
     /// the pairs buyers were answered in (most first; usually stored
     /// already, unless the entry changed since), then entries asked most
-    /// (ties by id), each into the languages buyers write most.
+    /// in languages other than their own (buyers a translation served),
+    /// then most asked in all (ties by id), each into the languages buyers
+    /// write most.
     fn order<'a>(&'a self, entries: &'a [KbRecord]) -> Vec<(&'a KbRecord, &'a Language)> {
         let none = (0, HashMap::new());
         let mut pairs: Vec<_> = entries
@@ -130,8 +132,15 @@ impl Demand {
                 .get(&base_language(&lang.lang))
                 .copied()
                 .unwrap_or(0);
+            let own = base_language(&entry.document.lang);
+            let elsewhere: i64 = by_lang
+                .iter()
+                .filter(|(asked_in, _)| **asked_in != own)
+                .map(|(_, n)| n)
+                .sum();
             (
                 std::cmp::Reverse(in_lang),
+                std::cmp::Reverse(elsewhere),
                 std::cmp::Reverse(*total),
                 entry.document.id.clone(),
                 std::cmp::Reverse(lang.messages),
@@ -387,11 +396,15 @@ mod tests {
     use crate::store::KbDocument;
 
     fn entry(id: &str) -> KbRecord {
+        entry_in(id, "en")
+    }
+
+    fn entry_in(id: &str, lang: &str) -> KbRecord {
         KbRecord {
             document: KbDocument {
                 kind: KbKind::Faq,
                 id: id.into(),
-                lang: "en".into(),
+                lang: lang.into(),
                 body: serde_json::json!({"answer": "x"}),
             },
             version: 1,
@@ -454,6 +467,43 @@ mod tests {
                 ("aaa-never", "th"),
                 ("aaa-never", "vi"),
                 ("aaa-never", "id"),
+            ]
+        );
+    }
+
+    #[test]
+    fn asks_a_translation_served_count_before_asks_in_the_entrys_own_language() {
+        let demand = Demand {
+            languages: vec![language("th", 40), language("en", 30), language("vi", 12)],
+            asked: HashMap::from([
+                // Four Vietnamese buyers read the Vietnamese entry as written.
+                (
+                    "vi-huy-don".to_string(),
+                    (4, HashMap::from([("vi".to_string(), 4)])),
+                ),
+                // One Indonesian buyer needed the English entry translated.
+                (
+                    "returns".to_string(),
+                    (1, HashMap::from([("id".to_string(), 1)])),
+                ),
+            ]),
+        };
+        let entries = [entry_in("vi-huy-don", "vi"), entry("returns")];
+        let order: Vec<(&str, &str)> = demand
+            .order(&entries)
+            .into_iter()
+            .map(|(e, l)| (e.document.id.as_str(), l.lang.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                // The pair buyers were answered in (stored as written).
+                ("vi-huy-don", "vi"),
+                ("returns", "th"),
+                ("returns", "en"),
+                ("returns", "vi"),
+                ("vi-huy-don", "th"),
+                ("vi-huy-don", "en"),
             ]
         );
     }
