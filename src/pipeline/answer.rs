@@ -246,7 +246,6 @@ impl Pipeline {
             return Ok(None);
         }
         if let Some(faq) = self.faq_answer(input, notes, models).await? {
-            self.count_asked(input.ctx.tenant, &faq, input.lang).await;
             return Ok(Some(faq));
         }
         self.written_if_wanted(input, models).await

@@ -525,7 +525,12 @@ impl Pipeline {
             )
             .await;
         match recorded {
-            Ok((stored, _)) => {
+            Ok((stored, already_decided)) => {
+                // Counted once per message: a job run again after a crash
+                // finds its decision stored and counts nothing.
+                if let (false, Some(answer)) = (already_decided, &f.candidate) {
+                    self.count_asked(ctx.tenant, answer, &f.lang).await;
+                }
                 // The job's `queue.job` span, exported when tracing is on.
                 let span = tracing::Span::current();
                 span.record("layer", decision.layer.get());

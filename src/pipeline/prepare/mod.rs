@@ -29,6 +29,7 @@ use super::guard::GuardConfig;
 use super::ports::StageError;
 use super::prompt;
 use super::run::Pipeline;
+use super::trace::Provenance;
 use crate::domain::TenantId;
 use crate::store::{KbKind, KbRecord, KbStore, NewTranslation, TranslationKey, TranslationStatus};
 
@@ -152,11 +153,23 @@ impl Demand {
 }
 
 impl Pipeline {
-    /// Counts one more buyer answered from an FAQ entry in `lang`: what
+    /// Counts one more buyer answered from an FAQ entry in `lang` (the
+    /// seller's answer or its translation, once per decided message): what
     /// translations ahead take first. A failed write is logged and never
     /// holds up the answer.
     pub(super) async fn count_asked(&self, tenant: TenantId, answer: &Candidate, lang: &str) {
-        let Some(entry) = answer.sources.iter().find_map(|s| s.strip_prefix("faq:")) else {
+        let seller_words = matches!(
+            answer.provenance,
+            Provenance::SellerText
+                | Provenance::ApprovedTranslation
+                | Provenance::MachineTranslation
+        );
+        let Some(entry) = answer
+            .sources
+            .iter()
+            .find_map(|s| s.strip_prefix("faq:"))
+            .filter(|_| seller_words)
+        else {
             return;
         };
         if let Err(err) = self
