@@ -87,6 +87,16 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/shops/{shop}/policy",
         Access::Tenant(Scope::Admin),
     ),
+    (
+        "GET",
+        "/api/v1/shops/{shop}/policy/changes",
+        Access::Tenant(Scope::Read),
+    ),
+    (
+        "POST",
+        "/api/v1/shops/{shop}/policy/changes/{id}/restore",
+        Access::Tenant(Scope::Admin),
+    ),
     ("POST", "/api/v1/orders", Access::Tenant(Scope::Orders)),
     ("GET", "/api/v1/orders", Access::Tenant(Scope::Read)),
     ("GET", "/api/v1/orders/{id}", Access::Tenant(Scope::Read)),

@@ -221,6 +221,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(v1::put_status))
         .routes(routes!(v1::put_custody))
         .routes(routes!(shops::get_policy, shops::put_policy))
+        .routes(routes!(shops::policy_changes))
+        .routes(routes!(shops::restore_policy))
         .routes(routes!(shops::list_translations))
         .routes(routes!(shops::list_asked))
         .routes(routes!(shops::review_translation))

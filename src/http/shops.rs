@@ -8,6 +8,7 @@
 //! stored, and takes effect from the next message decided.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -16,10 +17,9 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Tenant};
 use super::AppState;
 use crate::domain::ShopKey;
-use crate::pipeline::policy::PolicyOverride;
+use crate::learning::{ChangeOutcome, PolicyChange};
 use crate::store::{
-    FaqAsked, KbKind, ShopUpdate, StoredTranslation, TranslationKey, TranslationReview,
-    TranslationStatus,
+    FaqAsked, KbKind, Shop, StoredTranslation, TranslationKey, TranslationReview, TranslationStatus,
 };
 
 /// A shop's policy: what it overrides and what applies.
@@ -79,9 +79,64 @@ pub async fn get_policy(
     Ok(Json(policy_dto(&state, shop.key.as_str(), shop.policy)))
 }
 
+/// A change of a shop's policy as asked: the policy in force afterwards,
+/// and the change recorded with its measurement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyChangeDto {
+    pub shop: String,
+    /// The keys the shop overrides now.
+    #[schema(value_type = Object)]
+    pub overrides: serde_json::Value,
+    /// The policy in force now.
+    #[schema(value_type = Object)]
+    pub effective: serde_json::Value,
+    /// The change as recorded; absent when the policy asked for was the
+    /// one already stored.
+    pub change: Option<PolicyChange>,
+}
+
+/// The tenant's shop `raw`, when the token may see it.
+async fn visible_shop(state: &AppState, tenant: &Tenant, raw: &str) -> Result<Shop, ApiError> {
+    let key = parse_shop(raw)?;
+    state
+        .store
+        .shop_by_key(tenant.id, &key)
+        .await?
+        .filter(|shop| tenant.sees_shop(&shop.key))
+        .ok_or_else(|| ApiError::NotFound {
+            what: format!("shop {:?}", key.as_str()),
+        })
+}
+
+async fn change_dto(
+    state: &AppState,
+    tenant: &Tenant,
+    shop: &Shop,
+    change: Option<PolicyChange>,
+) -> Result<PolicyChangeDto, ApiError> {
+    let now = visible_shop(state, tenant, shop.key.as_str()).await?;
+    let dto = policy_dto(state, now.key.as_str(), now.policy);
+    Ok(PolicyChangeDto {
+        shop: dto.shop,
+        overrides: dto.overrides,
+        effective: dto.effective,
+        change,
+    })
+}
+
 /// Replace a shop's own policy: a JSON object with any keys of the server's
 /// `[policy.defaults]` (e.g. `{"mode": "suggest", "ai_enabled": false}`);
-/// `{}` returns the shop to the defaults. Takes effect from the next message.
+/// `{}` returns the shop to the defaults.
+///
+/// The change is measured first: the shop's buyer messages of the last 90
+/// days and the shipped evaluation conversations are decided again under
+/// the current and the new policy. It is refused (409, with the
+/// measurement, nothing changed) when it would let the AI send alone a
+/// message people had to answer or rewrite, a request for a refund or
+/// another binding action, or an evaluation conversation that needs a
+/// person; otherwise it takes effect from the next message. A change that
+/// only sends more to people (the kill switch) is never refused. Either way
+/// it is recorded and listed under `.../policy/changes`.
 #[utoipa::path(
     put,
     path = "/api/v1/shops/{shop}/policy",
@@ -90,10 +145,11 @@ pub async fn get_policy(
     request_body(content = Object, description = "Keys of [policy.defaults] to override"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The shop's new policy", body = ShopPolicyDto),
+        (status = 200, description = "Applied (or already the shop's policy), with its measurement", body = PolicyChangeDto),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such shop for this tenant", body = ErrorBody),
+        (status = 409, description = "Refused: the measurement says it would make the AI less safe; nothing changed", body = PolicyChangeDto),
         (status = 422, description = "An unknown key or a value out of range, named", body = ErrorBody),
     )
 )]
@@ -102,29 +158,78 @@ pub async fn put_policy(
     tenant: Tenant,
     Path(shop): Path<String>,
     ApiJson(overrides): ApiJson<serde_json::Value>,
-) -> Result<Json<ShopPolicyDto>, ApiError> {
-    let key = parse_shop(&shop)?;
-    if !overrides.is_object() {
-        return Err(ApiError::Invalid(
-            "a shop policy must be a JSON object".into(),
-        ));
-    }
-    PolicyOverride::from_stored(&overrides)
-        .and_then(|o| o.check(&state.policy.defaults))
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let shop = state
-        .store
-        .update_shop(
-            tenant.id,
-            &key,
-            ShopUpdate {
-                policy: Some(overrides),
-                ..ShopUpdate::default()
-            },
-            &tenant.actor(),
-        )
+) -> Result<(StatusCode, Json<PolicyChangeDto>), ApiError> {
+    let shop = visible_shop(&state, &tenant, &shop).await?;
+    let change = state
+        .learning
+        .change_policy(&state.policy, tenant.id, &shop, overrides, &tenant.actor())
         .await?;
-    Ok(Json(policy_dto(&state, shop.key.as_str(), shop.policy)))
+    let status = match &change {
+        Some(c) if c.outcome == ChangeOutcome::Refused => StatusCode::CONFLICT,
+        _ => StatusCode::OK,
+    };
+    Ok((
+        status,
+        Json(change_dto(&state, &tenant, &shop, change).await?),
+    ))
+}
+
+/// A shop's recorded policy changes, newest first: applied, refused and
+/// restored, each with the policy before and after and the measurement.
+#[utoipa::path(
+    get,
+    path = "/api/v1/shops/{shop}/policy/changes",
+    tag = "shops",
+    params(("shop" = String, Path, description = "The shop's key")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The changes, newest first", body = [PolicyChange]),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such shop for this tenant", body = ErrorBody),
+    )
+)]
+pub async fn policy_changes(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(shop): Path<String>,
+) -> Result<Json<Vec<PolicyChange>>, ApiError> {
+    let shop = visible_shop(&state, &tenant, &shop).await?;
+    Ok(Json(
+        state.learning.policy_changes(tenant.id, &shop, 200).await?,
+    ))
+}
+
+/// Restore the policy a recorded change replaced, in one action: it takes
+/// effect from the next message and is recorded as a change of its own.
+#[utoipa::path(
+    post,
+    path = "/api/v1/shops/{shop}/policy/changes/{id}/restore",
+    tag = "shops",
+    params(
+        ("shop" = String, Path, description = "The shop's key"),
+        ("id" = i64, Path, description = "The change whose earlier policy is put back"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Restored", body = PolicyChangeDto),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such shop or change", body = ErrorBody),
+        (status = 409, description = "The change was refused and replaced nothing", body = ErrorBody),
+    )
+)]
+pub async fn restore_policy(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path((shop, id)): Path<(String, i64)>,
+) -> Result<Json<PolicyChangeDto>, ApiError> {
+    let shop = visible_shop(&state, &tenant, &shop).await?;
+    let change = state
+        .learning
+        .restore_policy(&state.policy, tenant.id, &shop, id, &tenant.actor())
+        .await?;
+    Ok(Json(
+        change_dto(&state, &tenant, &shop, Some(change)).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

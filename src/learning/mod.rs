@@ -14,6 +14,8 @@
 pub mod claim;
 pub mod faq_trial;
 pub mod measure;
+pub mod policy_changes;
+pub mod policy_trial;
 pub mod routes;
 pub mod service;
 pub mod suggestions;
@@ -22,6 +24,7 @@ pub mod translations;
 pub mod vectors;
 
 pub use measure::{Case, CaseSource, Comparison, Figures, Score};
+pub use policy_changes::{ChangeOutcome, PolicyChange};
 pub use routes::RouteCorrection;
 pub use service::{Correction, Learning};
 

@@ -58,7 +58,9 @@ pub struct Learning {
     /// The reply pipeline's understand stage, set once the embedding model
     /// is ready.
     stage: Arc<OnceLock<Arc<UnderstandStage>>>,
-    eval_set: Option<PathBuf>,
+    pub(super) eval_set: Option<PathBuf>,
+    /// One policy change at a time in this process (see `policy_changes`).
+    pub(super) policy_lock: tokio::sync::Mutex<()>,
     /// One retraining or rollback at a time per tenant.
     tenants: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
     /// The version whose heads this process reads each tenant with;
@@ -85,6 +87,7 @@ impl Learning {
             store,
             stage,
             eval_set,
+            policy_lock: tokio::sync::Mutex::new(()),
             tenants: Mutex::new(HashMap::new()),
             installed: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),

@@ -21,7 +21,7 @@ use crate::domain::Custody;
 /// Where a candidate answer came from. Only the seller's own words, our
 /// templates filled from records, and machine-written text that passed
 /// verification may be sent without a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Provenance {
     /// The order-status template, filled from the order record.

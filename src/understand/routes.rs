@@ -73,7 +73,7 @@ struct RouteExemplar {
 }
 
 /// The learned route a message takes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteMatch {
     pub route: Route,
     pub similarity: f32,

@@ -146,6 +146,7 @@ pub fn router(state: WebState) -> Router {
         .route("/app/settings", get(settings::page))
         .route("/app/settings/limits", post(settings::set_limit))
         .route("/app/settings/policy", post(policy::save))
+        .route("/app/settings/policy/restore", post(policy::restore))
         .route("/app/audit", get(settings::audit))
         .route("/app/admin", get(admin::page))
         .route("/app/admin/users", post(admin::create_user))

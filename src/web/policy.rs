@@ -4,7 +4,10 @@
 //! with the shop (`shops.policy`: the keys of `[policy.defaults]` it
 //! overrides), where the reply pipeline reads it for the next message;
 //! only the keys that differ from the defaults are stored, and they are
-//! checked against the defaults before anything is written.
+//! checked against the defaults before anything is written. Every change
+//! is measured against the shop's history first and refused when it would
+//! make the AI less safe (`learning::policy_changes`); a recorded change is
+//! undone with one action ([`restore`]).
 
 use std::collections::BTreeMap;
 
@@ -17,8 +20,9 @@ use serde_json::{Map, Value};
 use super::session::Viewer;
 use super::{see_other, WebError, WebState};
 use crate::domain::ShopKey;
-use crate::pipeline::policy::{BusinessHours, Mode, Policy, PolicyOverride, PolicySettings};
-use crate::store::{Shop, ShopUpdate};
+use crate::learning::ChangeOutcome;
+use crate::pipeline::policy::{BusinessHours, Mode, Policy, PolicySettings};
+use crate::store::Shop;
 
 /// The shop's policy: the configuration's defaults with the shop's
 /// stored changes on top, and why the stored changes were not applied when
@@ -150,28 +154,67 @@ pub async fn save(
     let (current, _) = effective(&state.policy, &shop);
     let wanted = form.policy(&current)?;
     let stored = Value::Object(difference(defaults, &wanted)?);
-    PolicyOverride::from_stored(&stored)
-        .and_then(|o| o.check(defaults))
-        .map_err(|e| WebError::Invalid(e.to_string()))?;
-    state
+    let change = state
+        .app
+        .learning
+        .change_policy(&state.policy, tenant, &shop, stored, &viewer.user.actor())
+        .await?;
+    let done = match change.as_ref().map(|c| c.outcome) {
+        None => "unchanged",
+        Some(ChangeOutcome::Refused) => "refused",
+        Some(_) => "applied",
+    };
+    Ok(see_other(&format!(
+        "/app/settings?policy={done}#shop-{}",
+        shop.key
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RestoreForm {
+    csrf: String,
+    shop: String,
+    change: i64,
+}
+
+/// Puts back the policy a recorded change replaced: one action.
+pub async fn restore(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Form(form): Form<RestoreForm>,
+) -> Result<Response, WebError> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require_admin()?;
+    let key = ShopKey::parse(&form.shop)?;
+    let tenant = viewer.user.tenant_id;
+    let shop = state
         .app
         .store
-        .update_shop(
+        .shop_by_key(tenant, &key)
+        .await?
+        .filter(|s| viewer.user.shops.allows(s.id))
+        .ok_or_else(|| WebError::NotFound(format!("shop {:?}", key.as_str())))?;
+    state
+        .app
+        .learning
+        .restore_policy(
+            &state.policy,
             tenant,
-            &shop.key,
-            ShopUpdate {
-                policy: Some(stored),
-                ..ShopUpdate::default()
-            },
+            &shop,
+            form.change,
             &viewer.user.actor(),
         )
         .await?;
-    Ok(see_other(&format!("/app/settings#shop-{}", shop.key)))
+    Ok(see_other(&format!(
+        "/app/settings?policy=restored#shop-{}",
+        shop.key
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::policy::PolicyOverride;
 
     fn base() -> Policy {
         crate::config::Settings::defaults().policy.defaults

@@ -1,6 +1,7 @@
 //! Settings: each shop's routing policy (modes per intent, thresholds,
-//! business hours, the kill switch), the approval limits an admin sets,
-//! and the audit log viewer with filters.
+//! business hours, the kill switch) with its measured changes and their
+//! one-action restore, the approval limits an admin sets, and the audit
+//! log viewer with filters.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -11,6 +12,8 @@ use serde::Deserialize;
 use super::session::Viewer;
 use super::view::{money, parse_money, render, stamp, Nav};
 use super::{see_other, WebError, WebState};
+use crate::learning::policy_trial::Move;
+use crate::learning::{ChangeOutcome, PolicyChange};
 use crate::store::desk::{AuditFilter, BindingKind};
 
 pub struct ShopPolicy {
@@ -38,6 +41,108 @@ pub struct ShopPolicy {
     pub customised: bool,
     /// Why the stored changes are not applied (the AI is then off).
     pub problem: Option<String>,
+    /// The latest recorded changes, newest first.
+    pub changes: Vec<ChangeRow>,
+}
+
+/// A recorded policy change as the settings page lists it.
+pub struct ChangeRow {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    /// `applied`, `refused` or `restored`.
+    pub outcome: &'static str,
+    /// What the measurement found, in a sentence.
+    pub summary: String,
+    /// Why it was refused.
+    pub reasons: Vec<String>,
+    /// Messages it would have let the AI send alone, and why not.
+    pub unsafe_examples: Vec<String>,
+    /// Messages it sends to the AI alone or to a person now.
+    pub moved_examples: Vec<String>,
+    /// Whether restoring the policy before it is possible.
+    pub restorable: bool,
+}
+
+/// Changes listed per shop.
+const CHANGES_SHOWN: u32 = 5;
+
+fn change_row(change: PolicyChange) -> ChangeRow {
+    let outcome = match change.outcome {
+        ChangeOutcome::Applied => "applied",
+        ChangeOutcome::Refused => "refused",
+        ChangeOutcome::Restored => "restored",
+    };
+    let quoted = |m: &Move| format!("“{}” ({})", m.text, m.intent.replace('_', " "));
+    let (summary, reasons, unsafe_examples, moved_examples) = match &change.trial {
+        Some(t) => (
+            format!(
+                "Measured on {} past messages of this shop and {} evaluation conversations: \
+                 {} would be sent by the AI alone that were not, {} the AI answered would go \
+                 to a person, {} other moves.",
+                t.history, t.evaluation, t.to_ai, t.to_person, t.other
+            ),
+            t.reasons.clone(),
+            t.unsafe_sends
+                .iter()
+                .take(5)
+                .map(|m| {
+                    format!(
+                        "{}: {}",
+                        quoted(m),
+                        m.unsafe_because.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect(),
+            t.to_ai_examples
+                .iter()
+                .take(3)
+                .map(|m| format!("to the AI alone: {}", quoted(m)))
+                .chain(
+                    t.to_person_examples
+                        .iter()
+                        .take(3)
+                        .map(|m| format!("to a person: {}", quoted(m))),
+                )
+                .collect(),
+        ),
+        None => (
+            change.restores.map_or_else(
+                || "Restored an earlier policy.".into(),
+                |id| format!("Restored the policy in force before change #{id}."),
+            ),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
+    ChangeRow {
+        id: change.id,
+        at: stamp(change.at),
+        actor: change.actor,
+        outcome,
+        summary,
+        reasons,
+        unsafe_examples,
+        moved_examples,
+        restorable: change.outcome != ChangeOutcome::Refused,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SettingsQuery {
+    /// What became of the policy change just saved.
+    policy: Option<String>,
+}
+
+fn policy_notice(query: &SettingsQuery) -> Option<&'static str> {
+    Some(match query.policy.as_deref()? {
+        "applied" => "Saved: the change was measured against this shop's history and applies from the next message.",
+        "refused" => "Not saved: the measurement found messages the AI would send alone that need a person. What it found is under the shop's changes below.",
+        "restored" => "Restored: the earlier policy applies from the next message.",
+        "unchanged" => "Nothing changed.",
+        _ => return None,
+    })
 }
 
 pub struct LimitRow {
@@ -55,23 +160,39 @@ struct SettingsPage {
     shops: Vec<ShopPolicy>,
     limits: Vec<LimitRow>,
     currency: String,
+    notice: Option<&'static str>,
 }
 
 fn mode(m: crate::pipeline::policy::Mode) -> String {
     format!("{m:?}").to_lowercase()
 }
 
-pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Response, WebError> {
+pub async fn page(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Query(query): Query<SettingsQuery>,
+) -> Result<Response, WebError> {
     let tenant = viewer.user.tenant_id;
-    let shops = state.app.store.list_shops(tenant).await?;
+    let mut shops = Vec::new();
+    for shop in state.app.store.list_shops(tenant).await? {
+        if !viewer.user.shops.allows(shop.id) {
+            continue;
+        }
+        let changes = state
+            .app
+            .learning
+            .policy_changes(tenant, &shop, CHANGES_SHOWN)
+            .await?;
+        shops.push((shop, changes));
+    }
     let limits = state.app.store.approval_limits(tenant).await?;
     let currency = state.settings.currency.clone();
     render(&SettingsPage {
         nav: Nav::new(&viewer, "settings"),
+        notice: policy_notice(&query),
         shops: shops
             .into_iter()
-            .filter(|s| viewer.user.shops.allows(s.id))
-            .map(|s| {
+            .map(|(s, changes)| {
                 let (p, problem) = super::policy::effective(&state.policy, &s);
                 let hours = p.business_hours.clone();
                 ShopPolicy {
@@ -94,6 +215,7 @@ pub async fn page(State(state): State<WebState>, viewer: Viewer) -> Result<Respo
                         .collect(),
                     customised: s.policy.as_object().is_some_and(|o| !o.is_empty()),
                     problem,
+                    changes: changes.into_iter().map(change_row).collect(),
                     shop: s.key.to_string(),
                     name: s.name,
                     ai_enabled: p.ai_enabled,

@@ -24,6 +24,7 @@ mod openapi;
 mod orders;
 mod otel;
 mod pipeline;
+mod policy_changes;
 mod queue;
 mod redteam;
 mod replay;

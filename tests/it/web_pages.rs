@@ -557,4 +557,33 @@ async fn admins_change_a_shops_policy_and_only_what_differs_is_stored() {
     assert_eq!(shop.policy, Value::Object(expected));
     let page = owner.page("/app/settings").await;
     assert!(page.contains("off (kill switch)") && page.contains("changed here"));
+    // The change was measured and recorded; one action restores the
+    // defaults it replaced.
+    let listed = owner.page("/app/settings?policy=applied").await;
+    assert!(
+        listed.contains("id=\"notice\""),
+        "the saved notice is shown"
+    );
+    let id = listed
+        .split("class=\"change applied\" data-id=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the applied change is listed")
+        .to_owned();
+    assert!(listed.contains("Measured on "), "the measurement is shown");
+    let r = post_owned(
+        &owner,
+        "/app/settings/policy/restore",
+        "/app/settings",
+        vec![("shop", "demo-lazada".to_owned()), ("change", id)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let shop = app.store.shop_by_key(tenant, &key).await.unwrap().unwrap();
+    assert_eq!(shop.policy, json!({}), "the defaults are back");
+    let page = owner.page("/app/settings").await;
+    assert!(
+        page.contains("class=\"change restored\""),
+        "the restore is listed"
+    );
 }

@@ -6,6 +6,7 @@ mod ahead;
 mod answers;
 mod handoffs;
 mod lanes;
+mod replayed;
 mod translations;
 
 use std::sync::Arc;
