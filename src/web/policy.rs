@@ -165,7 +165,7 @@ pub async fn save(
         Some(_) => "applied",
     };
     Ok(see_other(&format!(
-        "/app/settings?policy={done}#shop-{}",
+        "/app/settings?policy={done}&shop={0}#shop-{0}",
         shop.key
     )))
 }
@@ -206,7 +206,7 @@ pub async fn restore(
         )
         .await?;
     Ok(see_other(&format!(
-        "/app/settings?policy=restored#shop-{}",
+        "/app/settings?policy=restored&shop={0}#shop-{0}",
         shop.key
     )))
 }

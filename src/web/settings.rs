@@ -133,6 +133,8 @@ fn change_row(change: PolicyChange) -> ChangeRow {
 pub struct SettingsQuery {
     /// What became of the policy change just saved.
     policy: Option<String>,
+    /// The shop it was for: its section is shown open.
+    shop: Option<String>,
 }
 
 fn policy_notice(query: &SettingsQuery) -> Option<&'static str> {
@@ -161,6 +163,8 @@ struct SettingsPage {
     limits: Vec<LimitRow>,
     currency: String,
     notice: Option<&'static str>,
+    /// The shop whose section opens (the one just changed, else the first).
+    open_shop: Option<String>,
 }
 
 fn mode(m: crate::pipeline::policy::Mode) -> String {
@@ -190,6 +194,10 @@ pub async fn page(
     render(&SettingsPage {
         nav: Nav::new(&viewer, "settings"),
         notice: policy_notice(&query),
+        open_shop: query
+            .shop
+            .clone()
+            .or_else(|| shops.first().map(|(s, _)| s.key.to_string())),
         shops: shops
             .into_iter()
             .map(|(s, changes)| {

@@ -10,11 +10,18 @@ use serde_json::{json, Value};
 use crate::helpers::{message, spawn_app, TestApp};
 use crate::web::{decide, ingest, Ingested};
 
-const SHOP: &str = "demo-shopee";
+pub(crate) const SHOP: &str = "demo-shopee";
 
 /// A shipping question kedai drafted at `confidence` (below the default
 /// `auto_min_confidence`), and the reply a person sent.
-async fn drafted(app: &TestApp, n: usize, text: &str, confidence: f64, draft: &str, sent: &str) {
+pub(crate) async fn drafted(
+    app: &TestApp,
+    n: usize,
+    text: &str,
+    confidence: f64,
+    draft: &str,
+    sent: &str,
+) {
     let at: Ingested = ingest(
         app,
         &message(SHOP, &format!("pc-{n}"), &format!("buyer-{n}"), text),
@@ -179,4 +186,133 @@ async fn policy_changes_are_measured_refused_when_less_safe_and_restored_in_one_
             .len(),
         4
     );
+}
+
+/// The same in Chromium: an admin lowers the threshold too far on the
+/// settings page, sees it refused with the message a person had to
+/// rewrite, saves a safe change, and restores the defaults with the
+/// change's button.
+#[tokio::test]
+async fn a_policy_change_is_refused_saved_and_restored_on_the_settings_page_in_chromium() {
+    use crate::browser::{chromium, login, screenshot, start_browser, wait_for_text, WAIT};
+    use fantoccini::{Client, Locator};
+    let Some((browser, driver)) = chromium() else {
+        return;
+    };
+    let (app, _dir) = spawn_app().await;
+    crate::web::create_user(
+        &app,
+        "owner@shop.test",
+        kedai::store::users::Role::Admin,
+        None,
+    )
+    .await;
+    let confirmed = "Parcels to Manila take 5-8 days.";
+    drafted(&app, 1, "how long to Manila?", 0.72, confirmed, confirmed).await;
+    drafted(
+        &app,
+        2,
+        "can it reach Davao by friday?",
+        0.66,
+        "Parcels to Davao take 5-8 days.",
+        "Not by Friday, sorry: Davao is 7-9 days from our warehouse.",
+    )
+    .await;
+    let (_driver, client) = start_browser(&browser, &driver).await;
+    login(&client, &app, "owner@shop.test").await;
+
+    async fn save_threshold(client: &Client, app: &TestApp, value: &str) {
+        client
+            .goto(&format!("{}/app/settings", app.base))
+            .await
+            .unwrap();
+        client
+            .execute(
+                "document.getElementById('shop-demo-shopee').open = true;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let field = client
+            .find(Locator::Css(
+                "#shop-demo-shopee input[name=auto_min_confidence]",
+            ))
+            .await
+            .unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+        client
+            .find(Locator::Id("save-policy-demo-shopee"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    save_threshold(&client, &app, "0.65").await;
+    wait_for_text(&client, "#notice", "Not saved").await;
+    wait_for_text(
+        &client,
+        "#changes-demo-shopee li.change.refused",
+        "can it reach Davao by friday?",
+    )
+    .await;
+    client
+        .execute(
+            "document.getElementById('changes-demo-shopee').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&client, "settings-policy-refused").await;
+    assert_eq!(overrides(&app).await, json!({}), "nothing changed");
+
+    save_threshold(&client, &app, "0.7").await;
+    wait_for_text(&client, "#notice", "Saved").await;
+    wait_for_text(
+        &client,
+        "#changes-demo-shopee li.change.applied",
+        "1 would be sent by the AI alone",
+    )
+    .await;
+    let stored = overrides(&app).await;
+    assert!(
+        (stored["auto_min_confidence"].as_f64().unwrap() - 0.7).abs() < 1e-6,
+        "{stored}"
+    );
+
+    client
+        .execute(
+            "document.getElementById('shop-demo-shopee').open = true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(
+            "#changes-demo-shopee li.change.applied form button",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&client, "#notice", "Restored").await;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#changes-demo-shopee li.change.restored"))
+        .await
+        .expect("the restore is listed");
+    client
+        .execute(
+            "document.getElementById('changes-demo-shopee').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&client, "settings-policy-restored").await;
+    assert_eq!(overrides(&app).await, json!({}), "the defaults are back");
+    client.close().await.unwrap();
 }
