@@ -20,13 +20,33 @@
     list[selected].scrollIntoView({ block: "nearest" });
   }
 
-  // Replaces the named parts of the page with the server's fresh render.
+  // The parts of each page a refresh replaces.
+  var parts = {
+    inbox: ["inbox-list", "tabs"],
+    conversation: ["thread", "summary-card", "holder", "approval-status"],
+    approvals: ["requests"]
+  }[page] || [];
+
+  // Each part as the server last rendered it: a part whose fresh render is
+  // the same is left alone, so what the person opened, selected or is
+  // about to click stays as it is.
+  var rendered = {};
+  parts.forEach(function (id) {
+    var el = document.getElementById(id);
+    if (el) { rendered[id] = el.outerHTML; }
+  });
+
+  // Replaces the parts that changed with the server's fresh render.
   function swap(html, ids) {
     var doc = new DOMParser().parseFromString(html, "text/html");
     ids.forEach(function (id) {
       var fresh = doc.getElementById(id);
       var old = document.getElementById(id);
-      if (fresh && old) { old.replaceWith(document.adoptNode(fresh)); }
+      if (!fresh || !old) { return; }
+      var markup = fresh.outerHTML;
+      if (rendered[id] === markup) { return; }
+      rendered[id] = markup;
+      old.replaceWith(document.adoptNode(fresh));
     });
   }
 
@@ -43,9 +63,7 @@
         .then(function (html) {
           if (!html) { return; }
           var keep = selected;
-          if (page === "inbox") { swap(html, ["inbox-list", "tabs"]); }
-          if (page === "conversation") { swap(html, ["thread", "summary-card", "holder", "approval-status"]); }
-          if (page === "approvals") { swap(html, ["requests"]); }
+          swap(html, parts);
           if (keep >= 0) { select(keep); }
           if (status) { status.textContent = "Updated " + new Date().toLocaleTimeString(); }
           document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
@@ -56,7 +74,14 @@
 
   if (live && window.EventSource) {
     var events = new EventSource("/app/events");
-    events.addEventListener("ready", function () { document.body.dataset.liveReady = "1"; });
+    // What changed between this page's render and the stream's start sent
+    // no event: fetch the page once when the stream is ready (and again
+    // after a reconnect), so a reply delivered meanwhile is not shown as
+    // waiting forever.
+    events.addEventListener("ready", function () {
+      document.body.dataset.liveReady = "1";
+      refresh();
+    });
     events.addEventListener("reload", refresh);
     events.addEventListener("change", function (e) {
       var change = {};

@@ -255,6 +255,14 @@ async fn the_workbench_in_chromium() {
         .for_element(Locator::Css("body[data-live-ready='1']"))
         .await
         .expect("the live-update stream connects");
+    // Once the stream is ready the page fetches itself again: what changed
+    // between its render and the stream's start is not missed.
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("body[data-refreshes]"))
+        .await
+        .expect("the page refreshes once the stream is ready");
 
     // A layer-3 conversation arrives while the inbox is open: it appears
     // without a reload, with an XSS payload as the buyer's name.
@@ -558,6 +566,30 @@ async fn reply_reaches_the_marketplace(client: &Client, app: &TestApp) {
         .await
         .unwrap();
     wait_for_text(client, "#thread .msg.agent .text", text).await;
+    // Delivered (the outbox's part), then shown without a reload (the
+    // page's part): a failure says which of the two did not happen.
+    let delivery = || async {
+        app.get_json(&format!("/api/v1/conversations/{conversation}"))
+            .await["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["text"] == text)
+            .map(|m| m["delivery"].clone())
+            .unwrap_or_default()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let state = delivery().await;
+        if state["state"] == "delivered" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reply was not delivered: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_for_text(
         client,
         "#thread .delivery.delivered",
