@@ -391,10 +391,28 @@ fn a_system_turn_seen_before_is_reused_after_an_unrelated_prompt() {
 /// ends it: the end token, the budget (hit inside a guess) or a stop string.
 fn guessing_changes_nothing_but_speed(artifact: &'static str) {
     let mut model = model(artifact);
-    let messages = ask(
+    // Two ways of asking for a copy: whether a small model copies or
+    // declines can hang on its first token, which the CPU's kernels (AVX2 or
+    // AVX-512) may tip either way; what is asserted is that copying, where
+    // it happens, keeps guesses, and that every answer is the same either
+    // way.
+    let mut accepted = 0;
+    for prompt in [
         "Copy this address exactly, then say thank you: Jalan Malioboro 52, \
          Yogyakarta 55271, Indonesia, order SHP-2611-48213.",
+        "Repeat this address back to me exactly: Jalan Malioboro 52, Yogyakarta 55271, \
+         Indonesia, order SHP-2611-48213.",
+    ] {
+        accepted += guessing_on(&mut model, artifact, &ask(prompt));
+    }
+    assert!(
+        accepted > 0,
+        "{artifact}: copying an address keeps some guessed tokens"
     );
+}
+
+/// One copying prompt with and without guessing; the guesses kept.
+fn guessing_on(model: &mut ChatModel, artifact: &'static str, messages: &[ChatMessage]) -> usize {
     let copy_params = |max_tokens: usize, stop: &[&str]| GenerationParams {
         max_tokens,
         repeat_penalty: 1.1,
@@ -409,10 +427,10 @@ fn guessing_changes_nothing_but_speed(artifact: &'static str) {
     ] {
         model.clear_cache();
         model.set_guessing(false);
-        let (plain, plain_stream) = run(&mut model, &messages, &params);
+        let (plain, plain_stream) = run(model, messages, &params);
         model.clear_cache();
         model.set_guessing(true);
-        let (guessed, guessed_stream) = run(&mut model, &messages, &params);
+        let (guessed, guessed_stream) = run(model, messages, &params);
         assert_eq!(plain.guessed_tokens, 0, "{artifact}: {plain:?}");
         assert_eq!(plain.text, guessed.text, "{artifact}: {params:?}");
         assert_eq!(plain_stream, guessed_stream, "{artifact}");
@@ -423,18 +441,15 @@ fn guessing_changes_nothing_but_speed(artifact: &'static str) {
 
         // The cache after a guessed answer serves the next turn as well as
         // a fresh one does.
-        let mut next = messages.clone();
+        let mut next = messages.to_vec();
         next.push(ChatMessage::new(ChatRole::Assistant, guessed.text.clone()));
         next.push(ChatMessage::new(ChatRole::User, "And the postcode again?"));
-        let (continued, _) = run(&mut model, &next, &greedy(8));
+        let (continued, _) = run(model, &next, &greedy(8));
         model.clear_cache();
-        let (fresh, _) = run(&mut model, &next, &greedy(8));
+        let (fresh, _) = run(model, &next, &greedy(8));
         assert_eq!(continued.text, fresh.text, "{artifact}");
     }
-    assert!(
-        accepted > 0,
-        "{artifact}: copying an address keeps some guessed tokens"
-    );
+    accepted
 }
 
 #[test]
