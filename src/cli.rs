@@ -244,7 +244,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::Tenant(cmd) => admin(&settings, |store| tenant(store, cmd, output)),
         Command::Shop(cmd) => admin(&settings, |store| {
-            crate::channels::cli::shop(store, cmd, output)
+            crate::channels::cli::shop(store, cmd, &settings, output)
         }),
         Command::Events(cmd) => admin(&settings, |store| {
             crate::channels::cli::events(store, cmd, output)

@@ -1,6 +1,7 @@
 //! `kedai shop` (add, set, list: connect a shop to its platform with
-//! credentials that are checked and never printed), `kedai events` (signed
-//! event webhooks for integrations) and `kedai orders import`.
+//! credentials that are checked and never printed; history: pull its chat
+//! history for `kedai replay`), `kedai events` (signed event webhooks for
+//! integrations) and `kedai orders import`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,8 @@ use serde_json::json;
 use super::credentials::Credentials;
 use super::events::EVENT_TYPES;
 use crate::cli::{tenant_named, Output};
-use crate::domain::{Platform, ShopKey};
+use crate::config::Settings;
+use crate::domain::{Platform, ShopKey, TextLimits};
 use crate::store::{CredentialsUpdate, NewShop, OpenedStore, StoreError};
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +62,22 @@ pub enum ShopCommand {
     List {
         #[arg(long)]
         tenant: String,
+    },
+    /// Pull a connected shop's chat history through its platform's API as
+    /// `kedai replay` lines (each buyer message with the reply a person
+    /// gave); replies kedai sent itself are left out.
+    History {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        id: String,
+        /// How many days back.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=365))]
+        days: u32,
+        /// Write the lines here instead of stdout (a summary then goes to
+        /// stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -133,8 +151,19 @@ fn checked(platform: Platform, credentials: SecretString) -> anyhow::Result<Cred
     })
 }
 
-pub async fn shop(store: OpenedStore, cmd: ShopCommand, output: Output) -> anyhow::Result<()> {
+pub async fn shop(
+    store: OpenedStore,
+    cmd: ShopCommand,
+    settings: &Settings,
+    output: Output,
+) -> anyhow::Result<()> {
     match cmd {
+        ShopCommand::History {
+            tenant,
+            id,
+            days,
+            out,
+        } => history(&store, settings, (&tenant, &id), days, out, output).await?,
         ShopCommand::Add {
             tenant,
             platform,
@@ -360,6 +389,90 @@ pub async fn orders(store: OpenedStore, cmd: OrdersCommand, output: Output) -> a
                     tenant.name
                 )
             });
+        }
+    }
+    Ok(())
+}
+
+/// `kedai shop history`: the shop's conversations of the last `days`
+/// through its platform's list API, as replay lines.
+async fn history(
+    store: &OpenedStore,
+    settings: &Settings,
+    (tenant, id): (&str, &str),
+    days: u32,
+    out: Option<PathBuf>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let tenant = tenant_named(store, tenant).await?;
+    let key = ShopKey::parse(id)?;
+    let shop = store
+        .channel_shops(None)
+        .await?
+        .into_iter()
+        .find(|s| s.shop.tenant_id == tenant.id && s.shop.key == key)
+        .with_context(|| format!("no shop {:?} in tenant {:?}", key.as_str(), tenant.name))?;
+    if !shop.shop.platform.has_channel() || shop.shop.platform == Platform::Web {
+        bail!(
+            "{} shops keep their conversations in kedai only: there is no platform history to pull",
+            shop.shop.platform
+        );
+    }
+    let channels = super::Channels::new(super::ChannelsConfig {
+        store: store.store(),
+        settings: settings.channels.clone(),
+        text: TextLimits {
+            max_chars: settings.server.max_text_chars,
+        },
+        max_attempts: settings.queue.max_attempts,
+        inbound_wake: std::sync::Arc::new(|| {}),
+        policy: settings.policy.clone(),
+    });
+    let connected = match channels.connect(&shop) {
+        Err(super::ChannelError::NotConnected) => bail!(
+            "shop {:?} is not connected to {}: set its credentials with `kedai shop set` first",
+            key.as_str(),
+            shop.shop.platform
+        ),
+        other => other?,
+    };
+    let since = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let (pulled, own) = super::history::pull_people(
+        store.store().as_ref(),
+        shop.shop.id,
+        connected.adapter.as_ref(),
+        since,
+    )
+    .await
+    .with_context(|| format!("reading {}'s conversations", shop.shop.platform))?;
+    let lines = super::history::lines(&key, &pulled);
+    let mut text = String::new();
+    for line in &lines {
+        text.push_str(&serde_json::to_string(line)?);
+        text.push('\n');
+    }
+    let replied = lines.iter().filter(|l| l.human_reply.is_some()).count();
+    let summary = json!({
+        "shop": key, "platform": shop.shop.platform, "days": days,
+        "conversations": pulled.len(), "buyer_messages": lines.len(),
+        "with_a_person_reply": replied, "kedai_replies_left_out": own,
+    });
+    let said = format!(
+        "Pulled {} buyer messages ({replied} with a person's reply) from {} {} conversations \
+         of the last {days} days; {own} replies kedai sent were left out.",
+        lines.len(),
+        pulled.len(),
+        shop.shop.platform
+    );
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            output.print(summary, || format!("{said} Wrote {}.", path.display()));
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(text.as_bytes())?;
+            eprintln!("{said}");
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod credentials;
 pub mod deadlines;
 pub mod events;
+pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod lazada;

@@ -1014,9 +1014,14 @@ fn simulate_keeps_every_guarantee_through_duplicates_drops_and_sigkills() {
             "replies_missing",
             "refused",
             "misordered",
+            "history_wrong",
         ] {
             assert_eq!(r[key], 0, "{platform} {key}: {r}");
         }
+        assert!(
+            r["history_lines"].as_u64().unwrap() > 0,
+            "{platform}: the pulled history has the buyers' messages: {r}"
+        );
         assert_eq!(
             r["recovered"], r["dropped"],
             "{platform}: reconciliation recovers every dropped push"

@@ -133,6 +133,25 @@ fn tenants_shops_and_tokens_are_managed_from_the_command_line() {
     ));
     assert_eq!(shops["shops"].as_array().unwrap().len(), 1);
 
+    // A shop without credentials has no history to pull: said, not guessed.
+    let unconnected = kedai(
+        dir.path(),
+        &["shop", "history", "--tenant", "acme", "--id", "acme-th"],
+    );
+    assert!(!unconnected.status.success());
+    assert!(
+        String::from_utf8_lossy(&unconnected.stderr).contains("is not connected to shopee"),
+        "{}",
+        String::from_utf8_lossy(&unconnected.stderr)
+    );
+    let too_far = kedai(
+        dir.path(),
+        &[
+            "shop", "history", "--tenant", "acme", "--id", "acme-th", "--days", "0",
+        ],
+    );
+    assert!(!too_far.status.success());
+
     let unscoped = kedai(
         dir.path(),
         &["token", "create", "--tenant", "acme", "--label", "zapier"],

@@ -155,6 +155,12 @@ pub struct PlatformReport {
     pub echoes: u64,
     pub ack_ms_p50: f64,
     pub ack_ms_p99: f64,
+    /// Buyer messages in the shops' histories pulled after the run
+    /// (`kedai shop history`), and what those histories got wrong: a
+    /// generated message missing, or one of kedai's own replies left in as
+    /// a person's.
+    pub history_lines: usize,
+    pub history_wrong: usize,
 }
 
 fn percentile(values: &[f64], p: f64) -> f64 {
@@ -285,5 +291,6 @@ pub fn all_kept(reports: &BTreeMap<&'static str, PlatformReport>) -> bool {
             && r.replies_missing == 0
             && r.refused == 0
             && r.misordered == 0
+            && r.history_wrong == 0
     })
 }

@@ -12,6 +12,9 @@
 //! newcomer's demo ("watch kedai answer three marketplaces").
 
 mod census;
+mod history_check;
+#[cfg(test)]
+mod history_tests;
 mod kedai;
 mod servers;
 mod traffic;
@@ -395,6 +398,7 @@ async fn simulate(
     });
 
     let started = Instant::now();
+    let run_started = chrono::Utc::now();
     let total = args
         .duration
         .map_or(args.deliveries, |d| (d * args.rate).round() as usize);
@@ -456,13 +460,21 @@ async fn simulate(
         tokio::time::sleep(Duration::from_millis(500)).await;
         final_report = census_report(&sim, &token, &shop_platform).await?;
     }
-    let (reports, transcript) = final_report;
+    let (mut reports, transcript) = final_report;
     let kills = {
         let mut server = lock(&sim.server);
         let kills = server.kills;
         server.kill();
         kills
     };
+    let generated = lock(&sim.generated).clone();
+    history_check::check(
+        &settings,
+        &generated,
+        run_started - chrono::Duration::minutes(1),
+        &mut reports,
+    )
+    .await?;
     if args.keep.is_none() {
         // The temporary directory goes with `temp`.
         drop(temp);
@@ -507,13 +519,13 @@ fn human(report: &SimulationReport) -> String {
         out.push('\n');
     }
     out.push_str(&format!(
-        "\n{} messages in {} s, kedai killed {} times\n{:<8} {:>9} {:>7} {:>7} {:>5} {:>9} {:>7} {:>8} {:>9} {:>8}\n",
+        "\n{} messages in {} s, kedai killed {} times\n{:<8} {:>9} {:>7} {:>7} {:>5} {:>9} {:>7} {:>8} {:>9} {:>8} {:>8}\n",
         report.deliveries, report.seconds, report.kills, "", "delivered", "acked", "stored", "lost",
-        "dup msgs", "replies", "dup rep", "recovered", "ack p99"
+        "dup msgs", "replies", "dup rep", "recovered", "ack p99", "history"
     ));
     for (platform, r) in &report.platforms {
         out.push_str(&format!(
-            "{platform:<8} {:>9} {:>7} {:>7} {:>5} {:>9} {:>7} {:>8} {:>9} {:>6.1}ms\n",
+            "{platform:<8} {:>9} {:>7} {:>7} {:>5} {:>9} {:>7} {:>8} {:>9} {:>6.1}ms {:>8}\n",
             r.delivered,
             r.acked,
             r.stored,
@@ -522,7 +534,12 @@ fn human(report: &SimulationReport) -> String {
             r.replies_sent,
             r.duplicate_replies,
             r.recovered,
-            r.ack_ms_p99
+            r.ack_ms_p99,
+            if r.history_wrong == 0 {
+                format!("{} ok", r.history_lines)
+            } else {
+                format!("{} WRONG", r.history_wrong)
+            }
         ));
     }
     out.push_str(if report.ok {
