@@ -15,7 +15,7 @@ use super::credentials::Credentials;
 use super::events::EVENT_TYPES;
 use crate::cli::{tenant_named, Output};
 use crate::config::Settings;
-use crate::domain::{Platform, ShopKey, TextLimits};
+use crate::domain::{Platform, ShopKey};
 use crate::store::{CredentialsUpdate, NewShop, OpenedStore, StoreError};
 
 #[derive(Debug, Subcommand)]
@@ -418,16 +418,7 @@ async fn history(
             shop.shop.platform
         );
     }
-    let channels = super::Channels::new(super::ChannelsConfig {
-        store: store.store(),
-        settings: settings.channels.clone(),
-        text: TextLimits {
-            max_chars: settings.server.max_text_chars,
-        },
-        max_attempts: settings.queue.max_attempts,
-        inbound_wake: std::sync::Arc::new(|| {}),
-        policy: settings.policy.clone(),
-    });
+    let channels = super::Channels::for_command(store.store(), settings);
     let connected = match channels.connect(&shop) {
         Err(super::ChannelError::NotConnected) => bail!(
             "shop {:?} is not connected to {}: set its credentials with `kedai shop set` first",

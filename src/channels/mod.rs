@@ -184,6 +184,22 @@ impl Channels {
         self.policy.for_shop(&shop.policy).0.allowed_link_hosts
     }
 
+    /// Channels for a command that only calls the platforms' APIs
+    /// (`kedai shop history`, the simulator's checks): nothing it stores
+    /// wakes a queue.
+    pub fn for_command(store: Arc<dyn Store>, settings: &crate::config::Settings) -> Arc<Channels> {
+        Channels::new(ChannelsConfig {
+            store,
+            settings: settings.channels.clone(),
+            text: TextLimits {
+                max_chars: settings.server.max_text_chars,
+            },
+            max_attempts: settings.queue.max_attempts,
+            inbound_wake: Arc::new(|| {}),
+            policy: settings.policy.clone(),
+        })
+    }
+
     /// The adapter for one shop and its credentials.
     pub fn connect(&self, shop: &ChannelShop) -> Result<Connected, ChannelError> {
         let credentials = Credentials::parse(shop.shop.platform, &shop.credentials)?;

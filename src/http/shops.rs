@@ -67,15 +67,7 @@ pub async fn get_policy(
     tenant: Tenant,
     Path(shop): Path<String>,
 ) -> Result<Json<ShopPolicyDto>, ApiError> {
-    let key = parse_shop(&shop)?;
-    let shop = state
-        .store
-        .shop_by_key(tenant.id, &key)
-        .await?
-        .filter(|shop| tenant.sees_shop(&shop.key))
-        .ok_or_else(|| ApiError::NotFound {
-            what: format!("shop {:?}", key.as_str()),
-        })?;
+    let shop = visible_shop(&state, &tenant, &shop).await?;
     Ok(Json(policy_dto(&state, shop.key.as_str(), shop.policy)))
 }
 

@@ -141,15 +141,8 @@ pub async fn save(
 ) -> Result<Response, WebError> {
     viewer.check_csrf(&form.csrf)?;
     viewer.require_admin()?;
-    let key = ShopKey::parse(&form.shop)?;
     let tenant = viewer.user.tenant_id;
-    let shop = state
-        .app
-        .store
-        .shop_by_key(tenant, &key)
-        .await?
-        .filter(|s| viewer.user.shops.allows(s.id))
-        .ok_or_else(|| WebError::NotFound(format!("shop {:?}", key.as_str())))?;
+    let shop = viewer_shop(&state, &viewer, &form.shop).await?;
     let defaults = &state.policy.defaults;
     let (current, _) = effective(&state.policy, &shop);
     let wanted = form.policy(&current)?;
@@ -170,6 +163,18 @@ pub async fn save(
     )))
 }
 
+/// The viewer's tenant's shop `raw`, when the viewer may work on it.
+async fn viewer_shop(state: &WebState, viewer: &Viewer, raw: &str) -> Result<Shop, WebError> {
+    let key = ShopKey::parse(raw)?;
+    state
+        .app
+        .store
+        .shop_by_key(viewer.user.tenant_id, &key)
+        .await?
+        .filter(|s| viewer.user.shops.allows(s.id))
+        .ok_or_else(|| WebError::NotFound(format!("shop {:?}", key.as_str())))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct RestoreForm {
     csrf: String,
@@ -185,15 +190,8 @@ pub async fn restore(
 ) -> Result<Response, WebError> {
     viewer.check_csrf(&form.csrf)?;
     viewer.require_admin()?;
-    let key = ShopKey::parse(&form.shop)?;
     let tenant = viewer.user.tenant_id;
-    let shop = state
-        .app
-        .store
-        .shop_by_key(tenant, &key)
-        .await?
-        .filter(|s| viewer.user.shops.allows(s.id))
-        .ok_or_else(|| WebError::NotFound(format!("shop {:?}", key.as_str())))?;
+    let shop = viewer_shop(&state, &viewer, &form.shop).await?;
     state
         .app
         .learning

@@ -10,9 +10,9 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::census::{Generated, PlatformReport};
-use crate::channels::{history, Channels, ChannelsConfig};
+use crate::channels::{history, Channels};
 use crate::config::Settings;
-use crate::domain::{Platform, Sender, TextLimits};
+use crate::domain::{Platform, Sender};
 use crate::store::{OpenedStore, Schema};
 
 /// Adds `history_lines` and `history_wrong` to each platform's report.
@@ -25,16 +25,7 @@ pub(super) async fn check(
     let store = OpenedStore::open(&settings.store, Schema::Current)
         .await
         .context("opening the simulation's store for the history check")?;
-    let channels = Channels::new(ChannelsConfig {
-        store: store.store(),
-        settings: settings.channels.clone(),
-        text: TextLimits {
-            max_chars: settings.server.max_text_chars,
-        },
-        max_attempts: settings.queue.max_attempts,
-        inbound_wake: std::sync::Arc::new(|| {}),
-        policy: settings.policy.clone(),
-    });
+    let channels = Channels::for_command(store.store(), settings);
     let mut seen: HashMap<Platform, HashSet<String>> = HashMap::new();
     for shop in store.channel_shops(None).await? {
         let platform = shop.shop.platform;
