@@ -4,6 +4,7 @@
 //! every text given to the model.
 
 use crate::inference::chat::{ChatMessage, ChatRole};
+use crate::pipeline::answer::{unfenced, unlabelled};
 use crate::pipeline::ports::Writer;
 use crate::pipeline::templates::language_name;
 
@@ -62,16 +63,60 @@ pub async fn translate(
         .write(messages(text, to), MAX_TOKENS)
         .await
         .map_err(|e| TranslateError::Failed(e.message))?;
-    let out = written.text.trim();
-    if out.is_empty() {
-        return Err(TranslateError::Failed("it answered nothing".into()));
-    }
-    Ok(out.to_owned())
+    // Larger chat models copy the prompt's fence or the language's name
+    // around their answer; the agent reads the translation alone, as the
+    // buyer-facing translations are cleaned.
+    let cleaned = unfenced(&written.text)
+        .and_then(|text| unlabelled(&text, language_name(to)))
+        .filter(|text| !text.trim().is_empty());
+    cleaned.ok_or_else(|| {
+        if written.text.trim().is_empty() {
+            TranslateError::Failed("it answered nothing".into())
+        } else {
+            TranslateError::Failed("it answered something other than a translation".into())
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::ports::{StageError, Written};
+
+    struct Says(&'static str);
+
+    #[async_trait::async_trait]
+    impl Writer for Says {
+        fn model_id(&self) -> String {
+            "says".into()
+        }
+        async fn write(&self, _: Vec<ChatMessage>, _: usize) -> Result<Written, StageError> {
+            Ok(Written::text(self.0))
+        }
+    }
+
+    async fn translated(model_says: &'static str) -> Result<String, String> {
+        translate(Some(&Says(model_says)), "Sent today.", "th")
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_fence_and_label_the_model_copies_are_not_shown_to_the_agent() {
+        let thai = "ส่งวันนี้ค่ะ";
+        assert_eq!(translated("ส่งวันนี้ค่ะ").await.as_deref(), Ok(thai));
+        assert_eq!(
+            translated("<text>\nส่งวันนี้ค่ะ\n</text>").await.as_deref(),
+            Ok(thai)
+        );
+        assert_eq!(translated("Thai: ส่งวันนี้ค่ะ").await.as_deref(), Ok(thai));
+        let inside = translated("ส่ง <text> วันนี้").await.unwrap_err();
+        assert!(inside.contains("other than a translation"), "{inside}");
+        let empty = translated("  \n").await.unwrap_err();
+        assert!(empty.contains("answered nothing"), "{empty}");
+        let fence_only = translated("<text>\n</text>").await.unwrap_err();
+        assert!(fence_only.contains("could not translate"), "{fence_only}");
+    }
 
     #[test]
     fn the_agents_text_cannot_close_the_fence() {
