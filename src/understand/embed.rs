@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -117,6 +117,16 @@ impl<E: QueryEmbedder> CachedEmbedder<E> {
     /// Opens (or prepares to create) the cache for `inner`'s model under
     /// `dir`, one file per model id.
     pub fn open(inner: E, dir: &Path) -> Result<CachedEmbedder<E>, UnderstandError> {
+        CachedEmbedder::open_kind(inner, dir, "queries")
+    }
+
+    /// As [`CachedEmbedder::open`], for vectors of another kind of text
+    /// (`passages`): one file per model id and kind.
+    pub fn open_kind(
+        inner: E,
+        dir: &Path,
+        kind: &str,
+    ) -> Result<CachedEmbedder<E>, UnderstandError> {
         let name: String = inner
             .model_id()
             .chars()
@@ -128,7 +138,7 @@ impl<E: QueryEmbedder> CachedEmbedder<E> {
                 }
             })
             .collect();
-        let path = dir.join(format!("{name}.queries.bin"));
+        let path = dir.join(format!("{name}.{kind}.bin"));
         let (dim, vectors) = read_cache(&path)?;
         Ok(CachedEmbedder {
             inner,
@@ -195,6 +205,10 @@ impl<E: QueryEmbedder> CachedEmbedder<E> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Appends one chunk of records. Servers, replicas and commands share
+    /// the cache directory, so the file is locked for the append and the
+    /// chunk goes out in one write: records of two processes never
+    /// interleave, and a header is written only to an empty file.
     fn append(&self, keys: &[Key], vectors: &[Vec<f32>]) -> Result<(), UnderstandError> {
         let io = |source| UnderstandError::Cache {
             path: self.path.clone(),
@@ -204,36 +218,82 @@ impl<E: QueryEmbedder> CachedEmbedder<E> {
         let dim = vectors.first().map_or(0, Vec::len);
         if let Some(known) = state.dim {
             if known != dim {
-                return Err(UnderstandError::Invalid(format!(
-                    "embedding dimension changed from {known} to {dim} for {}",
-                    self.path.display()
-                )));
+                return Err(self.dim_changed(known, dim));
             }
         }
         if let Some(parent) = self.path.parent() {
             fs::create_dir_all(parent).map_err(io)?;
         }
-        let fresh = state.dim.is_none();
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(io)?;
-        let mut out = BufWriter::new(file);
-        if fresh {
-            out.write_all(MAGIC).map_err(io)?;
-            out.write_all(&(dim as u32).to_le_bytes()).map_err(io)?;
-            state.dim = Some(dim);
+        file.lock().map_err(io)?;
+        let mut out = Vec::with_capacity(8 + keys.len() * (32 + 4 * dim));
+        match header_of(&mut file).map_err(io)? {
+            None => {
+                out.extend_from_slice(MAGIC);
+                out.extend_from_slice(&(dim as u32).to_le_bytes());
+            }
+            Some(Err(())) => return Err(not_a_cache(&self.path)),
+            Some(Ok(on_disk)) if on_disk != dim => return Err(self.dim_changed(on_disk, dim)),
+            Some(Ok(_)) => {
+                // Another process may have died mid-record: cut its torn
+                // tail so this chunk starts on a record boundary.
+                let len = file.metadata().map_err(io)?.len();
+                let record = (32 + 4 * dim) as u64;
+                let whole = 8 + (len - 8) / record * record;
+                if whole != len {
+                    file.set_len(whole).map_err(io)?;
+                }
+            }
         }
+        state.dim = Some(dim);
         for (k, v) in keys.iter().zip(vectors) {
-            out.write_all(k).map_err(io)?;
+            out.extend_from_slice(k);
             for x in v {
-                out.write_all(&x.to_le_bytes()).map_err(io)?;
+                out.extend_from_slice(&x.to_le_bytes());
             }
             state.vectors.insert(*k, v.clone());
         }
-        out.flush().map_err(io)
+        file.write_all(&out).map_err(io)?;
+        file.flush().map_err(io)
+        // The lock goes with the file.
     }
+
+    fn dim_changed(&self, known: usize, dim: usize) -> UnderstandError {
+        UnderstandError::Invalid(format!(
+            "embedding dimension changed from {known} to {dim} for {}",
+            self.path.display()
+        ))
+    }
+}
+
+/// The dimension in `file`'s header: `None` for an empty file, `Err` for
+/// one that is not a cache.
+fn header_of(file: &mut File) -> std::io::Result<Option<Result<usize, ()>>> {
+    use std::io::{Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    let mut header = [0u8; 8];
+    file.seek(SeekFrom::Start(0))?;
+    let read = file.read(&mut header)?;
+    if read < 8 || &header[..4] != MAGIC {
+        return Ok(Some(Err(())));
+    }
+    Ok(Some(Ok(
+        u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize,
+    )))
+}
+
+fn not_a_cache(path: &Path) -> UnderstandError {
+    UnderstandError::Invalid(format!(
+        "{} is not an embedding cache (delete it to start afresh)",
+        path.display()
+    ))
 }
 
 impl<E: QueryEmbedder> QueryEmbedder for CachedEmbedder<E> {
@@ -262,20 +322,18 @@ fn read_cache(path: &Path) -> Result<CacheContents, UnderstandError> {
     };
     let mut bytes = Vec::new();
     BufReader::new(file).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.is_empty() {
+        // Created by another process that has not written its first chunk.
+        return Ok((None, HashMap::new()));
+    }
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err(UnderstandError::Invalid(format!(
-            "{} is not an embedding cache (delete it to start afresh)",
-            path.display()
-        )));
+        return Err(not_a_cache(path));
     }
     let dim = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
     let record = 32 + 4 * dim;
+    // A torn tail (a writer that died mid-record, or one still writing) is
+    // left alone here; the next append cuts it under the file's lock.
     let whole = (bytes.len() - 8) / record * record;
-    if whole != bytes.len() - 8 {
-        // Cut the torn tail so later appends stay aligned.
-        let file = OpenOptions::new().write(true).open(path).map_err(io)?;
-        file.set_len((8 + whole) as u64).map_err(io)?;
-    }
     let mut vectors = HashMap::new();
     for rec in bytes[8..8 + whole].chunks_exact(record) {
         let mut k = [0u8; 32];
@@ -349,5 +407,55 @@ mod tests {
             .err()
             .expect("rejected");
         assert!(err.to_string().contains("not an embedding cache"), "{err}");
+    }
+
+    /// A wide vector (dimension 384, like e5-small), so one chunk is many
+    /// buffered writes' worth of bytes.
+    struct Wide;
+
+    impl QueryEmbedder for Wide {
+        fn model_id(&self) -> &str {
+            "fake/wide"
+        }
+        fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, UnderstandError> {
+            Ok(texts.iter().map(|t| wide(t)).collect())
+        }
+    }
+
+    fn wide(text: &str) -> Vec<f32> {
+        let seed = text
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+        (0..384)
+            .map(|i| (seed.wrapping_add(i) % 1000) as f32)
+            .collect()
+    }
+
+    #[test]
+    fn processes_sharing_the_cache_never_interleave_their_records() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each writer opened the cache before any file existed, as two
+        // servers starting at once on a fresh machine do.
+        let writers: Vec<CachedEmbedder<Wide>> = (0..4)
+            .map(|_| CachedEmbedder::open(Wide, dir.path()).unwrap())
+            .collect();
+        std::thread::scope(|scope| {
+            for (w, cache) in writers.iter().enumerate() {
+                scope.spawn(move || {
+                    let texts: Vec<String> = (0..600).map(|i| format!("w{w} text {i}")).collect();
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    cache.embed_queries(&refs).unwrap();
+                });
+            }
+        });
+        let reopened = CachedEmbedder::open(Wide, dir.path()).unwrap();
+        assert_eq!(reopened.len(), 4 * 600, "every record of every writer");
+        let state = reopened.lock();
+        for w in 0..4 {
+            for i in 0..600 {
+                let text = format!("w{w} text {i}");
+                assert_eq!(state.vectors.get(&key(&text)), Some(&wide(&text)), "{text}");
+            }
+        }
     }
 }
