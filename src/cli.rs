@@ -695,8 +695,10 @@ async fn kb(
     use crate::kb::{KbQuery, KbService, SearchMode};
     use crate::store::KbKind;
 
-    let service =
-        |embedder| KbService::new(store.kb(), embedder, settings.store.data_dir.join("kb"));
+    let service = |embedder| {
+        KbService::new(store.kb(), embedder, settings.store.data_dir.join("kb"))
+            .with_vector_cache(settings.models.cache_dir().join("embeddings"))
+    };
     match cmd {
         KbCommand::Import { dir, tenant } => {
             let tenant = tenant_named(&store, &tenant).await?;

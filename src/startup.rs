@@ -119,11 +119,14 @@ impl Application {
             }
             None => None,
         };
-        let kb = Arc::new(KbService::new(
-            kb_store,
-            kb_embedder.clone(),
-            settings.store.data_dir.join("kb"),
-        ));
+        let kb = Arc::new(
+            KbService::new(
+                kb_store,
+                kb_embedder.clone(),
+                settings.store.data_dir.join("kb"),
+            )
+            .with_vector_cache(settings.models.cache_dir().join("embeddings")),
+        );
         if settings.server.demo {
             seed_demo_kb(store.as_ref(), &kb, &settings.kb.demo_dir).await;
         }
@@ -469,13 +472,19 @@ impl PipelineHarness {
             EngineEmbedder::new(engine.clone(), Role::Retrieval)
                 .context("no embedding model is configured")?,
         );
-        let heads = heads_embedder(&engine, &embedder);
+        // The application installed its pipeline, and with it an
+        // understand stage in training: the harness's pipeline shares it
+        // rather than training the same heads a second time.
+        let understand = match app.state.understand.get() {
+            Some(stage) => stage.clone(),
+            None => understand_stage(&settings, heads_embedder(&engine, &embedder)),
+        };
         let pipeline = reply_pipeline(
             &settings,
             app.state.store.clone(),
             app.state.kb.clone(),
             engine,
-            understand_stage(&settings, heads),
+            understand,
             Some(embedder),
         );
         Ok(PipelineHarness { app, pipeline })

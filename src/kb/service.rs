@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::chunk::{chunks, Chunk};
-use super::embed::Embedder;
+use super::embed::{Embedder, SharedVectors};
 use super::entry::KbEntry;
 use super::index::{
     ComponentHit, DenseIndex, FusedHit, IndexDoc, LexicalIndex, SearchIndex, SearchMode,
@@ -227,6 +227,7 @@ struct BuildInput {
     records: Vec<KbRecord>,
     embedder: Option<Arc<dyn Embedder>>,
     previous: Option<Arc<TenantIndex>>,
+    vector_cache: Option<PathBuf>,
 }
 
 /// What gets embedded for each chunk, in index order: the chunk's text as
@@ -329,8 +330,21 @@ fn build(input: BuildInput) -> Result<TenantIndex, KbError> {
     let chunks: Vec<Chunk> = entries.iter().flat_map(chunks).collect();
     let dense = input
         .embedder
-        .as_deref()
-        .map(|e| embed_chunks(e, &chunks, input.previous.as_deref()))
+        .as_ref()
+        .map(|e| {
+            let shared = input.vector_cache.as_deref().and_then(|dir| {
+                SharedVectors::open(e.clone(), dir)
+                    .inspect_err(|err| {
+                        tracing::warn!(error = %err, "kb vectors are embedded without the shared cache")
+                    })
+                    .ok()
+            });
+            let embedder: &dyn Embedder = match &shared {
+                Some(shared) => shared,
+                None => e.as_ref(),
+            };
+            embed_chunks(embedder, &chunks, input.previous.as_deref())
+        })
         .transpose()?;
 
     std::fs::create_dir_all(&input.root).map_err(io_error(&input.root))?;
@@ -471,6 +485,8 @@ pub struct KbService {
     root: PathBuf,
     indexes: Mutex<HashMap<TenantId, Arc<TenantIndex>>>,
     locks: Mutex<Locks>,
+    /// Where the vectors of entries' texts are shared ([`SharedVectors`]).
+    vector_cache: Option<PathBuf>,
 }
 
 impl KbService {
@@ -492,7 +508,16 @@ impl KbService {
             root,
             indexes: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            vector_cache: None,
         }
+    }
+
+    /// Keeps the vectors of entries' texts in `dir` (the model cache's
+    /// embedding files), so indexes of the same texts elsewhere on this
+    /// machine reuse them.
+    pub fn with_vector_cache(mut self, dir: PathBuf) -> KbService {
+        self.vector_cache = Some(dir);
+        self
     }
 
     pub fn has_embedder(&self) -> bool {
@@ -566,6 +591,7 @@ impl KbService {
             records: snapshot.records,
             embedder: self.embedder(),
             previous: self.cached(tenant),
+            vector_cache: self.vector_cache.clone(),
         };
         let index = Arc::new(blocking(move || build(input)).await?);
         self.indexes
