@@ -29,6 +29,9 @@ use crate::store::DecisionEnrichment;
 
 /// Longest AI summary of a conversation, in tokens.
 const SUMMARY_MAX_TOKENS: usize = 70;
+/// Longest one follow-up attempt waits for its chat model to load; the
+/// queue retries it afterwards.
+const MODEL_LOAD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the follow-up added, stored beside the decision's trace.
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +116,20 @@ impl Pipeline {
         let Some(writer) = self.translator() else {
             return Ok(None);
         };
+        // A server just started may still be loading the model: the
+        // follow-up waits for it (and is retried later), rather than being
+        // stored done with neither translation nor summary.
+        let waited = tokio::time::Instant::now();
+        while writer.loading() {
+            if waited.elapsed() > MODEL_LOAD_PATIENCE {
+                return Err(StageError {
+                    stage: "follow_up",
+                    message: format!("the chat model {} is still loading", writer.model_id()),
+                    retryable: true,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
         let Some(decision) = self
             .store
             .decision_for_message(tenant, message)

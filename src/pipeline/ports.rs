@@ -150,6 +150,11 @@ pub trait Writer: Send + Sync {
     fn in_flight(&self) -> usize {
         0
     }
+    /// The model is still loading (a server just started): work that can
+    /// wait for it waits, rather than going without.
+    fn loading(&self) -> bool {
+        false
+    }
     async fn write(
         &self,
         messages: Vec<ChatMessage>,

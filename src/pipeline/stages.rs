@@ -94,6 +94,14 @@ impl EngineWriter {
 
 #[async_trait]
 impl Writer for EngineWriter {
+    fn loading(&self) -> bool {
+        let model = self.engine.model_for(self.role);
+        self.engine
+            .models()
+            .iter()
+            .any(|m| m.id == model && m.state == crate::engine::ModelState::Loading)
+    }
+
     fn model_id(&self) -> String {
         self.chat_model().unwrap_or_default()
     }

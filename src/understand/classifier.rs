@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::UnderstandError;
@@ -112,7 +112,7 @@ pub struct Prediction {
 }
 
 /// What fitting chose and how long it took.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
     pub examples: usize,
     pub labels: usize,
@@ -127,7 +127,7 @@ pub struct FitReport {
 }
 
 /// A fitted linear head.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinearHead {
     labels: Vec<String>,
     dim: usize,
@@ -146,7 +146,7 @@ pub struct LinearHead {
 /// The fold held out while fitting, with what the head chosen on the rest
 /// predicted for it: lets a caller calibrate decisions made on top of the
 /// head (the out-of-scope gate) on lines the head did not learn from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeldOut {
     /// Indices (into the fitted vectors) the chosen penalty was trained on.
     pub train: Vec<usize>,

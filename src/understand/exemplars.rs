@@ -280,7 +280,7 @@ fn stem(path: &Path) -> String {
 /// A linear head over one embedding model's query vectors, with the
 /// out-of-scope gate over its exemplars when they include out-of-scope
 /// lines (see [`ScopeGate`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TextClassifier {
     head: LinearHead,
     gate: Option<ScopeGate>,

@@ -30,7 +30,7 @@ pub use classifier::{
 };
 pub use embed::{pooled_model_id, CachedEmbedder, PooledQueries, QueryEmbedder};
 pub use exemplars::{Example, ExemplarSet, TextClassifier};
-pub use reload::{retrain, ExemplarSources, Fingerprint, TrainingReport};
+pub use reload::{retrain, retrain_saved, ExemplarSources, Fingerprint, TrainingReport};
 pub use scope::{GateReport, ScopeGate, ScopeRule, Signals};
 pub use understander::{Heads, Sentiment, Understander, Understanding};
 

@@ -64,7 +64,7 @@ pub struct RouteExample {
     pub intent: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct RouteExemplar {
     text: String,
     route: Route,
@@ -83,7 +83,7 @@ pub struct RouteMatch {
 
 /// A tenant's learned routes with their vectors; empty for the shared
 /// heads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LearnedRoutes {
     exemplars: Vec<RouteExemplar>,
 }

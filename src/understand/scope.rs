@@ -19,7 +19,7 @@
 //! The gate sees vectors, label indices and probabilities only: it knows
 //! nothing of texts, languages or the embedding model.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::classifier::{LinearHead, Prediction};
 
@@ -36,7 +36,7 @@ pub struct Signals {
 }
 
 /// The cut-offs: a message is out of scope when any holds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ScopeRule {
     /// Confidence below this.
     pub min_confidence: f32,
@@ -65,7 +65,7 @@ impl ScopeRule {
 }
 
 /// Exemplar vectors (unit length) with their label indices.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Neighbours {
     vectors: Vec<Vec<f32>>,
     labels: Vec<usize>,
@@ -111,7 +111,7 @@ fn unit(v: &[f32]) -> Vec<f32> {
 }
 
 /// The gate for one head: its exemplars and the rule chosen for it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScopeGate {
     neighbours: Neighbours,
     out_of_scope: usize,

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::binding::{self, BindingRequest};
 use super::classifier::{ClassWeighting, TrainConfig, OUT_OF_SCOPE};
@@ -94,7 +94,7 @@ const CALM_INTENTS: &[&str] = &[
 ];
 
 /// The trained classifier heads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Heads {
     pub intents: TextClassifier,
     pub sentiment: Option<TextClassifier>,

@@ -17,7 +17,7 @@ use crate::inference::EmbedRole;
 use crate::kb::Embedder;
 use crate::pipeline::ports::{StageError, Understand, Understood};
 use crate::understand::{
-    retrain, CachedEmbedder, ExemplarSet, ExemplarSources, Heads, QueryEmbedder, TrainConfig,
+    retrain_saved, CachedEmbedder, ExemplarSet, ExemplarSources, Heads, QueryEmbedder, TrainConfig,
     TrainingReport, UnderstandError, Understander,
 };
 
@@ -246,6 +246,7 @@ impl UnderstandStage {
                 Ok(report) => tracing::info!(
                     seconds = report.seconds,
                     exemplars = report.exemplars,
+                    saved_heads = report.reused,
                     "understand stage trained"
                 ),
                 Err(err) => {
@@ -480,7 +481,12 @@ fn train(
         source,
     })?;
     let cached = CachedEmbedder::open(SharedQueryEmbedder(embedder), &sources.cache_dir)?;
-    retrain(&cached, &sources.exemplars(), &TrainConfig::default())
+    retrain_saved(
+        &cached,
+        &sources.exemplars(),
+        &TrainConfig::default(),
+        &sources.cache_dir,
+    )
 }
 
 #[async_trait]

@@ -337,3 +337,61 @@ async fn a_message_without_a_sent_reply_is_never_left_at_layer_one() {
         "what was written is kept in the trace"
     );
 }
+
+/// A writer whose model loads for its first `loading` checks.
+struct LoadsFirst {
+    checks_left: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Writer for LoadsFirst {
+    fn model_id(&self) -> String {
+        "loads-first".into()
+    }
+    fn loading(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.checks_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+    async fn write(
+        &self,
+        _: Vec<crate::inference::chat::ChatMessage>,
+        _: usize,
+    ) -> Result<crate::pipeline::ports::Written, StageError> {
+        if self.loading() {
+            return Err(StageError {
+                stage: "draft",
+                message: "still loading".into(),
+                retryable: true,
+            });
+        }
+        Ok(crate::pipeline::ports::Written::text(
+            "Nadia asks where SPE-1 is.",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_follow_up_waits_for_its_model_to_load_rather_than_being_stored_empty() {
+    let f = fixture().await;
+    let message = f.say("m-1", "nadia", "MANA PAKET SAYA!!!").await;
+    let mut parts = f.parts(None);
+    // Loaded a second or so after the decision.
+    parts.writer = Some(Arc::new(LoadsFirst {
+        checks_left: 4.into(),
+    }));
+    let pipeline = Pipeline::new(parts);
+    pipeline
+        .process(f.shop.tenant_id, message, Utc::now())
+        .await
+        .unwrap();
+    let added = pipeline
+        .follow_up(f.shop.tenant_id, message)
+        .await
+        .unwrap()
+        .expect("a decision to follow up");
+    assert_eq!(added["state"], "done");
+    assert_eq!(added["summary"], "Nadia asks where SPE-1 is.");
+    assert_eq!(added["translation"], "Nadia asks where SPE-1 is.");
+}

@@ -230,14 +230,22 @@ impl Fixture {
         meaning: Arc<dyn crate::kb::Embedder>,
     ) -> Pipeline {
         Pipeline::new(PipelineParts {
+            meaning: Some(meaning),
+            ..self.parts(writer)
+        })
+    }
+
+    /// The parts of [`Fixture::pipeline`], for a test that swaps one.
+    fn parts(&self, writer: Option<&'static str>) -> PipelineParts {
+        PipelineParts {
             store: self.store.clone(),
             understand: Arc::new(FakeUnderstand),
             knowledge: Some(Arc::new(FakeKnowledge)),
             writer: writer.map(|w| Arc::new(FakeWriter(w)) as Arc<dyn Writer>),
-            meaning: Some(meaning),
+            meaning: Some(Arc::new(crate::kb::embed::HashingEmbedder::new(64))),
             policy: Settings::defaults().policy,
             config: PipelineConfig::default(),
-        })
+        }
     }
 
     async fn run(&self, pipeline: &Pipeline, message: MessageId) -> serde_json::Value {
